@@ -1,0 +1,1 @@
+//! Benchmarks live in this package's `[[bench]]` targets; this library is empty.

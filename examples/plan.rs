@@ -1,0 +1,2 @@
+//! `cargo run --example plan`: renders the plan tree for a topology.
+fn main() {}
