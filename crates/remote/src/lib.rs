@@ -1,3 +1,61 @@
-//! Remote execution over SSH: commands, idempotent file pushes, fan-out and a plan executor.
+//! Remote execution over SSH for hakube: commands, idempotent file pushes, fan-out to many
+//! hosts and a plan executor with dry run.
 //!
-//! Work in progress: this crate is being built.
+//! Everything after the VMs exist happens through the [`RemoteExec`] trait: run a [`Command`]
+//! (quoted in one place, with environment, stdin, timeout and `sudo -n`), upload a file
+//! atomically, read a file, inspect a file's hash/mode/owner. [`SshSession`] implements it
+//! over SSH (russh, whose types never appear in this API); [`testing::FakeHost`] (feature
+//! `testing`) implements it in memory for unit tests of orchestration code.
+//!
+//! On top of the trait: [`push_file`] uploads only what differs and says whether anything
+//! changed, [`fan_out`] runs a step on many hosts with a bound, and [`Executor`] applies a
+//! [`Plan`] (push the `hosts/<vm>/...` tree, run commands, run-if-changed, wait for a port)
+//! or dry-runs it.
+//!
+//! Host keys are always verified unless the caller picks [`HostKeyPolicy::DangerAcceptAny`].
+//!
+//! ```
+//! use std::time::Duration;
+//! use hakube_remote::{Action, Command, FileTree, HostFilter, Plan, Upload};
+//!
+//! let tree = FileTree::new().file(
+//!     "lb1",
+//!     Upload::new("/etc/haproxy/haproxy.cfg", "global\n").mode(0o644),
+//! );
+//! let plan = Plan::builder("load-balancers")
+//!     .step("config", HostFilter::All, Action::PushTree(tree))
+//!     .step(
+//!         "reload",
+//!         HostFilter::All,
+//!         Action::RunIfChanged {
+//!             command: Command::new("systemctl").args(["reload", "haproxy"]).sudo(true),
+//!             watch: vec!["config".into()],
+//!         },
+//!     )
+//!     .step("api", HostFilter::All, Action::WaitForPort { port: 6443, timeout: Duration::from_secs(60) })
+//!     .build()
+//!     .expect("valid plan");
+//! assert_eq!(plan.steps().len(), 3);
+//! // Apply with: Executor::new(hosts).apply(&plan).await, or .dry_run(&plan).
+//! ```
+
+mod command;
+mod error;
+mod exec;
+mod fanout;
+mod hostkey;
+mod plan;
+mod ssh;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+
+pub use command::{Command, ExitStatus, Output, Secret, shell_quote};
+pub use error::Error;
+pub use exec::{FileState, PushOutcome, RemoteExec, Upload, diff_file, push_file};
+pub use fanout::{FailureMode, FanOut, HostResult, NoProgress, Progress, fan_out};
+pub use hostkey::{HostKey, HostKeyPolicy, KnownHosts, KnownHostsVerdict, known_hosts_name};
+pub use plan::{
+    Action, Executor, FileTree, HostFilter, Plan, PlanBuilder, PlanReport, PortProbe, Step,
+    StepOutcome, StepReport, TcpProbe,
+};
+pub use ssh::{Auth, SshConfig, SshPool, SshSession, Target};

@@ -1,0 +1,816 @@
+//! The russh implementation of [`RemoteExec`]: configuration, authentication, host key
+//! checking, a connection pool with keepalive and reconnect.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use russh::keys::{Algorithm, HashAlg, PrivateKeyWithHashAlg};
+use russh::{ChannelMsg, client};
+use tracing::Instrument as _;
+
+use crate::hostkey::{HostKey, HostKeyPolicy, KnownHosts, KnownHostsVerdict};
+use crate::{Command, Error, ExitStatus, FileState, Output, Secret, Upload, shell_quote};
+
+/// How to authenticate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Auth {
+    /// A private key file in OpenSSH or PEM format, with its passphrase if encrypted.
+    KeyFile {
+        /// Path to the private key.
+        path: PathBuf,
+        /// Passphrase for an encrypted key (never logged).
+        passphrase: Option<Secret>,
+    },
+    /// The keys of a running ssh-agent. `socket: None` uses `SSH_AUTH_SOCK`.
+    Agent {
+        /// The agent's Unix socket.
+        socket: Option<PathBuf>,
+    },
+}
+
+impl Auth {
+    /// An unencrypted key file.
+    #[must_use]
+    pub fn key_file(path: impl Into<PathBuf>) -> Self {
+        Self::KeyFile {
+            path: path.into(),
+            passphrase: None,
+        }
+    }
+
+    /// The agent at `SSH_AUTH_SOCK`.
+    #[must_use]
+    pub fn agent() -> Self {
+        Self::Agent { socket: None }
+    }
+}
+
+/// Connection settings shared by every host of a pool.
+#[derive(Debug, Clone)]
+pub struct SshConfig {
+    auth: Auth,
+    host_keys: HostKeyPolicy,
+    connect_timeout: Duration,
+    command_timeout: Duration,
+    keepalive_interval: Duration,
+    keepalive_max: usize,
+}
+
+impl SshConfig {
+    /// Settings with the given credentials and host key policy; timeouts default to 10 s
+    /// (connect) and 300 s (per command), keepalive every 15 s, 3 missed keepalives drop the
+    /// connection.
+    #[must_use]
+    pub fn new(auth: Auth, host_keys: HostKeyPolicy) -> Self {
+        Self {
+            auth,
+            host_keys,
+            connect_timeout: Duration::from_secs(10),
+            command_timeout: Duration::from_secs(300),
+            keepalive_interval: Duration::from_secs(15),
+            keepalive_max: 3,
+        }
+    }
+
+    /// Timeout for TCP connect + handshake + authentication.
+    #[must_use]
+    pub fn connect_timeout(mut self, t: Duration) -> Self {
+        self.connect_timeout = t;
+        self
+    }
+
+    /// Default timeout of a command (a [`Command::timeout`] overrides it).
+    #[must_use]
+    pub fn command_timeout(mut self, t: Duration) -> Self {
+        self.command_timeout = t;
+        self
+    }
+
+    /// Keepalive: a probe after `interval` of silence; `max` unanswered probes close the
+    /// connection (in-flight commands then fail with [`Error::ConnectionLost`]).
+    #[must_use]
+    pub fn keepalive(mut self, interval: Duration, max: usize) -> Self {
+        self.keepalive_interval = interval;
+        self.keepalive_max = max;
+        self
+    }
+}
+
+/// One host to reach: a name (for logs and results), an address, a port and a login user.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Target {
+    /// The host's name (e.g. the VM name).
+    pub name: String,
+    /// DNS name or IP address to dial.
+    pub address: String,
+    /// TCP port (22 by default).
+    pub port: u16,
+    /// Login user (`root` by default).
+    pub user: String,
+}
+
+impl Target {
+    /// A target on port 22 as root.
+    #[must_use]
+    pub fn new(name: impl Into<String>, address: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            address: address.into(),
+            port: 22,
+            user: "root".into(),
+        }
+    }
+
+    /// Sets the port.
+    #[must_use]
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// Sets the login user (non-root users use `sudo -n` for commands that ask for it).
+    #[must_use]
+    pub fn user(mut self, user: impl Into<String>) -> Self {
+        self.user = user.into();
+        self
+    }
+}
+
+/// A pool of SSH sessions, one per target, reused across steps.
+///
+/// Sessions connect lazily on first use and reconnect when the connection has dropped.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), hakube_remote::Error> {
+/// use hakube_remote::{Auth, Command, HostKeyPolicy, RemoteExec, SshConfig, SshPool, Target};
+/// let pool = SshPool::new(SshConfig::new(
+///     Auth::key_file("/root/.ssh/id_ed25519"),
+///     HostKeyPolicy::KnownHosts("/root/.ssh/known_hosts".into()),
+/// ));
+/// let lb1 = pool.session(&Target::new("lb1", "10.0.0.11"));
+/// let out = lb1.run_ok(&Command::new("uname").arg("-r")).await?;
+/// println!("{}", out.stdout_lossy());
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct SshPool {
+    config: Arc<SshConfig>,
+    sessions: StdMutex<HashMap<Target, Arc<SshSession>>>,
+}
+
+impl SshPool {
+    /// An empty pool.
+    #[must_use]
+    pub fn new(config: SshConfig) -> Self {
+        Self {
+            config: Arc::new(config),
+            sessions: StdMutex::new(HashMap::new()),
+        }
+    }
+
+    /// The session for `target`, created (not yet connected) on first request.
+    #[must_use]
+    pub fn session(&self, target: &Target) -> Arc<SshSession> {
+        let mut map = self
+            .sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Arc::clone(map.entry(target.clone()).or_insert_with(|| {
+            Arc::new(SshSession {
+                target: target.clone(),
+                config: Arc::clone(&self.config),
+                conn: tokio::sync::Mutex::new(None),
+            })
+        }))
+    }
+
+    /// Disconnects every session (they reconnect if used again).
+    pub async fn close_all(&self) {
+        let sessions: Vec<_> = {
+            let map = self
+                .sessions
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            map.values().cloned().collect()
+        };
+        for s in sessions {
+            s.disconnect().await;
+        }
+    }
+}
+
+/// An SSH session to one host: implements [`RemoteExec`] over one multiplexed connection
+/// (concurrent commands use separate channels).
+pub struct SshSession {
+    target: Target,
+    config: Arc<SshConfig>,
+    conn: tokio::sync::Mutex<Option<Arc<client::Handle<Client>>>>,
+}
+
+impl fmt::Debug for SshSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SshSession")
+            .field("target", &self.target)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SshSession {
+    /// A session for one target (prefer [`SshPool::session`], which reuses connections).
+    #[must_use]
+    pub fn new(target: Target, config: SshConfig) -> Self {
+        Self {
+            target,
+            config: Arc::new(config),
+            conn: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The target.
+    #[must_use]
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// Connects now (otherwise the first command connects). Useful to surface host key and
+    /// authentication errors before any step runs.
+    ///
+    /// # Errors
+    /// [`Error::Connect`], [`Error::UnknownHostKey`], [`Error::HostKeyChanged`], [`Error::Auth`].
+    pub async fn connect(&self) -> Result<(), Error> {
+        self.handle(false).await.map(|_| ())
+    }
+
+    /// Closes the connection, if any.
+    pub async fn disconnect(&self) {
+        if let Some(h) = self.conn.lock().await.take() {
+            let _ = h
+                .disconnect(russh::Disconnect::ByApplication, "", "en")
+                .await;
+        }
+    }
+
+    async fn handle(&self, force_new: bool) -> Result<Arc<client::Handle<Client>>, Error> {
+        let mut slot = self.conn.lock().await;
+        if let Some(h) = slot.as_ref()
+            && !h.is_closed()
+            && !force_new
+        {
+            return Ok(Arc::clone(h));
+        }
+        if slot.is_some() {
+            tracing::info!(host = %self.target.name, "reconnecting");
+        }
+        *slot = None;
+        let h = Arc::new(
+            tokio::time::timeout(
+                self.config.connect_timeout,
+                connect(&self.target, &self.config),
+            )
+            .await
+            .map_err(|_| Error::Connect {
+                host: self.target.name.clone(),
+                addr: format!("{}:{}", self.target.address, self.target.port),
+                reason: format!("timed out after {:?}", self.config.connect_timeout),
+            })??,
+        );
+        *slot = Some(Arc::clone(&h));
+        Ok(h)
+    }
+
+    /// Opens a session channel; on a dropped connection reconnects once (nothing was sent yet,
+    /// so this is safe).
+    async fn open_channel(&self) -> Result<russh::Channel<client::Msg>, Error> {
+        let h = self.handle(false).await?;
+        match h.channel_open_session().await {
+            Ok(c) => Ok(c),
+            Err(e) => {
+                tracing::debug!(host = %self.target.name, error = %e, "channel open failed; reconnecting");
+                let h = self.handle(true).await?;
+                h.channel_open_session().await.map_err(|e| Error::Connect {
+                    host: self.target.name.clone(),
+                    addr: format!("{}:{}", self.target.address, self.target.port),
+                    reason: format!("cannot open a channel: {e}"),
+                })
+            }
+        }
+    }
+
+    async fn connection_closed(&self) -> bool {
+        self.conn
+            .lock()
+            .await
+            .as_ref()
+            .is_none_or(|h| h.is_closed())
+    }
+
+    async fn exec(&self, command: &Command) -> Result<Output, Error> {
+        let line = command.to_shell(crate::RemoteExec::is_root(self))?;
+        let timeout = command
+            .timeout_value()
+            .unwrap_or(self.config.command_timeout);
+        let channel = self.open_channel().await?;
+        let (mut read, write) = channel.split();
+        let host = &self.target.name;
+        let lost = |reason: String| Error::ConnectionLost {
+            host: host.clone(),
+            command: command.redacted(),
+            reason,
+        };
+        let work = async {
+            write
+                .exec(true, line.into_bytes())
+                .await
+                .map_err(|e| lost(e.to_string()))?;
+            let feed = async {
+                if let Some(input) = command.stdin_bytes() {
+                    write
+                        .data(input)
+                        .await
+                        .map_err(|e| lost(format!("writing stdin: {e}")))?;
+                }
+                write
+                    .eof()
+                    .await
+                    .map_err(|e| lost(format!("closing stdin: {e}")))
+            };
+            let collect = async {
+                let mut stdout = Vec::new();
+                let mut stderr = Vec::new();
+                let mut status = None;
+                while let Some(msg) = read.wait().await {
+                    match msg {
+                        ChannelMsg::Data { data } => stdout.extend_from_slice(&data),
+                        ChannelMsg::ExtendedData { data, ext: 1 } => {
+                            stderr.extend_from_slice(&data);
+                        }
+                        ChannelMsg::ExitStatus { exit_status } => {
+                            status = Some(ExitStatus::Code(exit_status));
+                        }
+                        ChannelMsg::ExitSignal {
+                            signal_name,
+                            core_dumped,
+                            ..
+                        } => {
+                            status = Some(ExitStatus::Signal {
+                                name: sig_name(&signal_name),
+                                core_dumped,
+                            });
+                        }
+                        ChannelMsg::Close => break,
+                        _ => {}
+                    }
+                }
+                (stdout, stderr, status)
+            };
+            let (fed, (stdout, stderr, status)) = tokio::join!(feed, collect);
+            Ok::<_, Error>((fed, stdout, stderr, status))
+        };
+        let result = tokio::time::timeout(timeout, work).await;
+        let Ok(result) = result else {
+            let _ = write.close().await;
+            return Err(Error::Timeout {
+                host: host.clone(),
+                command: command.redacted(),
+                timeout,
+            });
+        };
+        let (fed, stdout, stderr, status) = result?;
+        match status {
+            Some(status) => Ok(Output {
+                stdout,
+                stderr,
+                status,
+            }),
+            None if self.connection_closed().await => Err(lost("connection closed".into())),
+            None => {
+                // Stdin errors matter only when nothing else explains the failure.
+                fed?;
+                Err(Error::NoExitStatus {
+                    host: host.clone(),
+                    command: command.redacted(),
+                })
+            }
+        }
+    }
+}
+
+fn sig_name(sig: &russh::Sig) -> String {
+    match sig {
+        russh::Sig::Custom(s) => s.clone(),
+        other => format!("{other:?}"),
+    }
+}
+
+#[async_trait]
+impl crate::RemoteExec for SshSession {
+    fn host(&self) -> &str {
+        &self.target.name
+    }
+
+    fn address(&self) -> &str {
+        &self.target.address
+    }
+
+    fn is_root(&self) -> bool {
+        self.target.user == "root"
+    }
+
+    async fn run(&self, command: &Command) -> Result<Output, Error> {
+        let span = tracing::debug_span!("ssh.run", host = %self.target.name, command = %command.redacted());
+        async {
+            let out = self.exec(command).await;
+            match &out {
+                Ok(o) => tracing::debug!(status = %o.status, stdout = o.stdout.len(), stderr = o.stderr.len(), "done"),
+                Err(e) => tracing::debug!(error = %e, "failed"),
+            }
+            out
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn upload(&self, file: &Upload) -> Result<(), Error> {
+        file.validate()?;
+        let chown = match (&file.owner, &file.group) {
+            (Some(o), Some(g)) => format!("chown -- {} \"$t\"; ", shell_quote(&format!("{o}:{g}"))),
+            (Some(o), None) => format!("chown -- {} \"$t\"; ", shell_quote(o)),
+            (None, Some(g)) => format!("chgrp -- {} \"$t\"; ", shell_quote(g)),
+            (None, None) => String::new(),
+        };
+        let script = format!(
+            "set -e; p={p}; mkdir -p -- \"$(dirname -- \"$p\")\"; t=$(mktemp \"$p.hakube.XXXXXX\"); \
+             trap 'rm -f -- \"$t\"' EXIT; cat > \"$t\"; chmod {mode:o} -- \"$t\"; {chown}\
+             mv -f -- \"$t\" \"$p\"; trap - EXIT",
+            p = shell_quote(&file.path),
+            mode = file.mode,
+        );
+        let cmd = Command::shell(script)
+            .stdin(file.content.clone())
+            .sudo(file.sudo);
+        let out = crate::RemoteExec::run(self, &cmd).await?;
+        if !out.success() {
+            return Err(Error::RemoteFile {
+                host: self.target.name.clone(),
+                op: "upload",
+                path: file.path.clone(),
+                reason: format!("{}: {}", out.status, out.stderr_lossy().trim()),
+            });
+        }
+        Ok(())
+    }
+
+    async fn read_file(&self, path: &str, sudo: bool) -> Result<Vec<u8>, Error> {
+        let out = crate::RemoteExec::run(self, &Command::new("cat").arg("--").arg(path).sudo(sudo))
+            .await?;
+        if !out.success() {
+            return Err(Error::RemoteFile {
+                host: self.target.name.clone(),
+                op: "read",
+                path: path.to_owned(),
+                reason: out.stderr_lossy().trim().to_owned(),
+            });
+        }
+        Ok(out.stdout)
+    }
+
+    async fn file_state(&self, path: &str, sudo: bool) -> Result<Option<FileState>, Error> {
+        let script = format!(
+            "p={}; if [ -e \"$p\" ]; then stat -L -c '%a %U %G' -- \"$p\" && sha256sum < \"$p\"; else echo absent; fi",
+            shell_quote(path)
+        );
+        let out = crate::RemoteExec::run(self, &Command::shell(script).sudo(sudo)).await?;
+        let text = out.stdout_lossy();
+        let fail = |reason: String| Error::RemoteFile {
+            host: self.target.name.clone(),
+            op: "stat",
+            path: path.to_owned(),
+            reason,
+        };
+        if !out.success() {
+            return Err(fail(out.stderr_lossy().trim().to_owned()));
+        }
+        parse_file_state(&text).map_err(|()| fail(format!("unexpected output {text:?}")))
+    }
+}
+
+/// Parses the output of the `file_state` script.
+pub(crate) fn parse_file_state(text: &str) -> Result<Option<FileState>, ()> {
+    let mut lines = text.lines();
+    let first = lines.next().ok_or(())?;
+    if first == "absent" {
+        return Ok(None);
+    }
+    let mut f = first.split(' ');
+    let (Some(mode), Some(owner), Some(group)) = (f.next(), f.next(), f.next()) else {
+        return Err(());
+    };
+    let mode = u32::from_str_radix(mode, 8).map_err(|_| ())?;
+    let sha = lines
+        .next()
+        .and_then(|l| l.split_whitespace().next())
+        .ok_or(())?;
+    if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(());
+    }
+    Ok(Some(FileState {
+        sha256: sha.to_ascii_lowercase(),
+        mode,
+        owner: owner.into(),
+        group: group.into(),
+    }))
+}
+
+/// The russh event handler: host key verification only.
+struct Client {
+    target: Target,
+    policy: HostKeyPolicy,
+    known: Option<KnownHosts>,
+}
+
+#[derive(Debug)]
+enum ClientError {
+    Ssh(russh::Error),
+    HostKey(Error),
+}
+
+impl From<russh::Error> for ClientError {
+    fn from(e: russh::Error) -> Self {
+        Self::Ssh(e)
+    }
+}
+
+impl Client {
+    fn verify(&self, key: &HostKey) -> Result<(), Error> {
+        let host = &self.target.name;
+        let (addr, port) = (&self.target.address, self.target.port);
+        let unknown = || Error::UnknownHostKey {
+            host: host.clone(),
+            fingerprint: key.fingerprint(),
+        };
+        match &self.policy {
+            HostKeyPolicy::DangerAcceptAny => {
+                tracing::warn!(host = %host, fingerprint = %key.fingerprint(), "accepting host key without verification (DangerAcceptAny)");
+                Ok(())
+            }
+            HostKeyPolicy::Pinned(keys) => {
+                if keys.contains(key) {
+                    Ok(())
+                } else {
+                    Err(Error::HostKeyChanged {
+                        host: host.clone(),
+                        fingerprint: key.fingerprint(),
+                        source_desc: format!("the {} pinned key(s)", keys.len()),
+                    })
+                }
+            }
+            HostKeyPolicy::KnownHosts(path) | HostKeyPolicy::AcceptNew(path) => {
+                let known = self.known.as_ref().ok_or_else(unknown)?;
+                let mut verdict = known.check(addr, port, key);
+                if verdict == KnownHostsVerdict::Unknown && *addr != self.target.name {
+                    verdict = known.check(&self.target.name, port, key);
+                }
+                match verdict {
+                    KnownHostsVerdict::Match { .. } => Ok(()),
+                    KnownHostsVerdict::Mismatch { line } | KnownHostsVerdict::Revoked { line } => {
+                        Err(Error::HostKeyChanged {
+                            host: host.clone(),
+                            fingerprint: key.fingerprint(),
+                            source_desc: format!("{} line {line}", path.display()),
+                        })
+                    }
+                    KnownHostsVerdict::Unknown => {
+                        if matches!(self.policy, HostKeyPolicy::AcceptNew(_)) {
+                            KnownHosts::append(path, addr, port, key)?;
+                            tracing::info!(host = %host, fingerprint = %key.fingerprint(), file = %path.display(), "accepted and recorded new host key");
+                            Ok(())
+                        } else {
+                            Err(unknown())
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl client::Handler for Client {
+    type Error = ClientError;
+
+    async fn check_server_key(
+        &mut self,
+        key: &russh::keys::PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let russh::keys::PublicKeyOrCertificate::PublicKey { key, .. } = key else {
+            return Err(ClientError::HostKey(Error::UnknownHostKey {
+                host: self.target.name.clone(),
+                fingerprint: "(host certificate; certificates are not supported)".into(),
+            }));
+        };
+        let blob = key.to_bytes().map_err(russh::Error::from)?;
+        let hk = HostKey::from_blob(key.algorithm().as_str(), blob).map_err(|()| {
+            ClientError::HostKey(Error::InvalidKey {
+                what: "server host key".into(),
+                reason: "malformed".into(),
+            })
+        })?;
+        self.verify(&hk).map_err(ClientError::HostKey)?;
+        Ok(true)
+    }
+}
+
+fn key_type(alg: &Algorithm) -> &str {
+    match alg {
+        Algorithm::Rsa { .. } => "ssh-rsa",
+        other => other.as_str(),
+    }
+}
+
+fn load_known(policy: &HostKeyPolicy) -> Result<Option<KnownHosts>, Error> {
+    match policy {
+        HostKeyPolicy::KnownHosts(p) | HostKeyPolicy::AcceptNew(p) => KnownHosts::load(p).map(Some),
+        _ => Ok(None),
+    }
+}
+
+async fn connect(target: &Target, config: &SshConfig) -> Result<client::Handle<Client>, Error> {
+    let addr = format!("{}:{}", target.address, target.port);
+    let conn_err = |reason: String| Error::Connect {
+        host: target.name.clone(),
+        addr: addr.clone(),
+        reason,
+    };
+    let known = load_known(&config.host_keys)?;
+
+    // Ask for a host key type we can verify, as OpenSSH does.
+    let mut preferred = russh::Preferred::default();
+    let wanted: Vec<String> = match (&config.host_keys, &known) {
+        (HostKeyPolicy::Pinned(keys), _) => keys.iter().map(|k| k.algorithm().to_owned()).collect(),
+        (_, Some(kh)) => {
+            let mut a = kh.algorithms_for(&target.address, target.port);
+            a.extend(kh.algorithms_for(&target.name, target.port));
+            a
+        }
+        _ => Vec::new(),
+    };
+    if !wanted.is_empty() {
+        let all = preferred.key.to_vec();
+        let (mut first, rest): (Vec<_>, Vec<_>) = all
+            .into_iter()
+            .partition(|a| wanted.iter().any(|w| w == key_type(a)));
+        first.extend(rest);
+        preferred.key = first.into();
+    }
+
+    let russh_config = Arc::new(client::Config {
+        keepalive_interval: Some(config.keepalive_interval),
+        keepalive_max: config.keepalive_max,
+        inactivity_timeout: None,
+        nodelay: true,
+        preferred,
+        ..Default::default()
+    });
+    let handler = Client {
+        target: target.clone(),
+        policy: config.host_keys.clone(),
+        known,
+    };
+    let mut handle = match client::connect(russh_config, addr.as_str(), handler).await {
+        Ok(h) => h,
+        Err(ClientError::HostKey(e)) => return Err(e),
+        Err(ClientError::Ssh(e)) => return Err(conn_err(e.to_string())),
+    };
+    authenticate(&mut handle, target, &config.auth).await?;
+    tracing::debug!(host = %target.name, %addr, "connected");
+    Ok(handle)
+}
+
+async fn authenticate(
+    handle: &mut client::Handle<Client>,
+    target: &Target,
+    auth: &Auth,
+) -> Result<(), Error> {
+    let auth_err = |reason: String| Error::Auth {
+        host: target.name.clone(),
+        user: target.user.clone(),
+        reason,
+    };
+    match auth {
+        Auth::KeyFile { path, passphrase } => {
+            let key = load_private_key(path, passphrase.as_ref())?;
+            let hash = if matches!(key.algorithm(), Algorithm::Rsa { .. }) {
+                handle
+                    .best_supported_rsa_hash()
+                    .await
+                    .map_err(|e| auth_err(e.to_string()))?
+                    .flatten()
+            } else {
+                None
+            };
+            let res = handle
+                .authenticate_publickey(
+                    target.user.clone(),
+                    PrivateKeyWithHashAlg::new(Arc::new(key), hash),
+                )
+                .await
+                .map_err(|e| auth_err(e.to_string()))?;
+            if res.success() {
+                Ok(())
+            } else {
+                Err(auth_err(format!("key {} refused", path.display())))
+            }
+        }
+        Auth::Agent { socket } => {
+            let mut agent = match socket {
+                Some(p) => russh::keys::agent::client::AgentClient::connect_uds(p).await,
+                None => russh::keys::agent::client::AgentClient::connect_env().await,
+            }
+            .map_err(|e| auth_err(format!("cannot reach ssh-agent: {e}")))?;
+            let ids = agent
+                .request_identities()
+                .await
+                .map_err(|e| auth_err(format!("ssh-agent: {e}")))?;
+            let mut tried = 0;
+            for id in ids {
+                let russh::keys::agent::AgentIdentity::PublicKey { key, .. } = id else {
+                    continue;
+                };
+                tried += 1;
+                let hash: Option<HashAlg> = if matches!(key.algorithm(), Algorithm::Rsa { .. }) {
+                    handle
+                        .best_supported_rsa_hash()
+                        .await
+                        .map_err(|e| auth_err(e.to_string()))?
+                        .flatten()
+                } else {
+                    None
+                };
+                match handle
+                    .authenticate_publickey_with(target.user.clone(), key, hash, &mut agent)
+                    .await
+                {
+                    Ok(r) if r.success() => return Ok(()),
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!(host = %target.name, error = %e, "agent key failed"),
+                }
+            }
+            Err(auth_err(format!(
+                "none of the {tried} ssh-agent keys was accepted"
+            )))
+        }
+    }
+}
+
+fn load_private_key(
+    path: &Path,
+    passphrase: Option<&Secret>,
+) -> Result<russh::keys::PrivateKey, Error> {
+    russh::keys::load_secret_key(path, passphrase.map(Secret::expose)).map_err(|e| {
+        Error::InvalidKey {
+            what: path.display().to_string(),
+            reason: e.to_string(),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_file_state_output() {
+        assert_eq!(parse_file_state("absent\n"), Ok(None));
+        let sha = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        let got = parse_file_state(&format!("640 root haproxy\n{sha}  -\n")).expect("parses");
+        assert_eq!(
+            got,
+            Some(FileState {
+                sha256: sha.into(),
+                mode: 0o640,
+                owner: "root".into(),
+                group: "haproxy".into()
+            })
+        );
+        assert!(parse_file_state("").is_err());
+        assert!(parse_file_state("644 root\n").is_err());
+        assert!(parse_file_state("644 root root\nnothex  -\n").is_err());
+    }
+
+    #[test]
+    fn config_debug_hides_passphrase() {
+        let cfg = SshConfig::new(
+            Auth::KeyFile {
+                path: "/k".into(),
+                passphrase: Some(Secret::new("sesame")),
+            },
+            HostKeyPolicy::DangerAcceptAny,
+        );
+        let dbg = format!("{cfg:?}");
+        assert!(!dbg.contains("sesame") && dbg.contains("***"), "{dbg}");
+    }
+}
