@@ -1,3 +1,35 @@
 //! The NFS server, its exports, and dynamic NFS volumes in Kubernetes.
 //!
-//! Work in progress: this crate is being built.
+//! hakube's storage layer is one NFS server VM with one export per StorageClass (the seed:
+//! `/srv/nfs/k8s-prod` behind `nfs-prod`, `/srv/nfs/k8s-nonprod` behind `nfs-nonprod`). This
+//! crate turns its own small input model ([`NfsInput`]) into:
+//!
+//! - the server side as data: the exports file ([`server::EXPORTS_FILE`]), the export
+//!   directories with owner and mode, and named steps to install `nfs-kernel-server`,
+//!   `exportfs -ra` and verify with a parsed `exportfs -v` ([`NfsSetup::server_plan`]);
+//!
+//! Everything here is pure: no I/O, no tokio.
+//!
+//! ```
+//! use hakube_nfs_provisioning::{NfsInput, NfsServer, NfsSetup, ServerAddress, exports::HostName};
+//!
+//! let server = NfsServer {
+//!     name: HostName::new("nfs1")?,
+//!     address: ServerAddress::Ip("10.20.0.50".parse().expect("ip")),
+//! };
+//! let setup = NfsSetup::new(NfsInput::seed(server, "10.20.0.0/24".parse().expect("cidr"))?)?;
+//! let exports = setup.exports_file().to_string();
+//! assert!(exports.contains("/srv/nfs/k8s-prod 10.20.0.0/24(rw,sync,no_subtree_check,root_squash)"));
+//! # Ok::<(), hakube_nfs_provisioning::Error>(())
+//! ```
+
+mod error;
+pub mod exports;
+mod model;
+pub mod server;
+
+pub use error::{Error, Result};
+pub use model::{
+    Backend, ClusterOptions, DataPolicy, DirectoryOwner, ExportSpec, K8sName, MountOption, NOBODY,
+    NfsInput, NfsServer, NfsSetup, SUBDIR_PROVISIONER_IMAGE, ServerAddress,
+};
