@@ -662,3 +662,406 @@ impl Executor {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::testing::{Call, FakeHost};
+
+    fn hosts(fakes: &[Arc<FakeHost>]) -> Vec<Arc<dyn RemoteExec>> {
+        fakes
+            .iter()
+            .map(|f| Arc::clone(f) as Arc<dyn RemoteExec>)
+            .collect()
+    }
+
+    fn lb_plan(cfg1: &str, cfg2: &str) -> Plan {
+        let tree = FileTree::new()
+            .file("lb1", Upload::new("/etc/haproxy/haproxy.cfg", cfg1))
+            .file("lb2", Upload::new("/etc/haproxy/haproxy.cfg", cfg2))
+            .file(
+                "lb2",
+                Upload::new("/etc/keepalived/keepalived.conf", "vrrp").mode(0o600),
+            );
+        Plan::builder("lb")
+            .step("config", HostFilter::All, Action::PushTree(tree))
+            .step(
+                "reload",
+                HostFilter::All,
+                Action::RunIfChanged {
+                    command: Command::new("systemctl")
+                        .args(["reload", "haproxy"])
+                        .sudo(true),
+                    watch: vec!["config".into()],
+                },
+            )
+            .step(
+                "check",
+                HostFilter::Only(vec!["lb1".into()]),
+                Action::Run(Command::new("haproxy").arg("-v")),
+            )
+            .build()
+            .expect("valid")
+    }
+
+    #[tokio::test]
+    async fn apply_pushes_and_reloads_only_where_changed() {
+        let lb1 = Arc::new(FakeHost::new("lb1"));
+        let lb2 = Arc::new(FakeHost::new("lb2").non_root());
+        lb1.put_file("/etc/haproxy/haproxy.cfg", "same", 0o644);
+        let exec = Executor::new(hosts(&[Arc::clone(&lb1), Arc::clone(&lb2)]));
+
+        let report = exec.apply(&lb_plan("same", "new")).await;
+        assert!(report.success(), "{report}");
+        assert!(!report.outcome("config", "lb1").expect("lb1").changed());
+        assert!(report.outcome("config", "lb2").expect("lb2").changed());
+        assert!(matches!(
+            report.outcome("reload", "lb1"),
+            Some(StepOutcome::NotNeeded)
+        ));
+        assert!(matches!(
+            report.outcome("reload", "lb2"),
+            Some(StepOutcome::Ran(_))
+        ));
+        assert!(report.outcome("check", "lb2").is_none(), "filtered out");
+        assert_eq!(lb1.commands(), vec!["haproxy -v".to_owned()]);
+        assert_eq!(
+            lb2.commands(),
+            vec!["sudo -n -- systemctl reload haproxy".to_owned()]
+        );
+        assert_eq!(
+            lb2.file("/etc/haproxy/haproxy.cfg").expect("pushed"),
+            b"new"
+        );
+        assert_eq!(
+            lb2.file_meta("/etc/keepalived/keepalived.conf")
+                .expect("pushed")
+                .mode,
+            0o600
+        );
+        assert!(
+            !lb1.calls().iter().any(|c| matches!(c, Call::Upload(_))),
+            "unchanged file not uploaded"
+        );
+
+        // Second run: nothing changes, nothing reloads.
+        let report = exec.apply(&lb_plan("same", "new")).await;
+        assert!(report.success());
+        assert!(matches!(
+            report.outcome("reload", "lb2"),
+            Some(StepOutcome::NotNeeded)
+        ));
+        assert_eq!(lb2.commands().len(), 1);
+        let text = report.to_string();
+        assert!(text.contains("lb2: unchanged (2 files)"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn dry_run_reports_and_changes_nothing() {
+        let lb1 = Arc::new(FakeHost::new("lb1"));
+        let lb2 = Arc::new(FakeHost::new("lb2"));
+        lb1.put_file("/etc/haproxy/haproxy.cfg", "old", 0o644);
+        lb2.put_file("/etc/haproxy/haproxy.cfg", "same2", 0o644);
+        lb2.put_file("/etc/keepalived/keepalived.conf", "vrrp", 0o644); // mode differs
+        let exec = Executor::new(hosts(&[Arc::clone(&lb1), Arc::clone(&lb2)]));
+        let report = exec.dry_run(&lb_plan("new", "same2")).await;
+        assert!(report.dry_run && report.success());
+        let text = report.to_string();
+        assert_eq!(
+            text,
+            "plan lb (dry run: nothing changed)\n\
+             step config\n\
+             \x20 lb1: 1 of 1 files changed: /etc/haproxy/haproxy.cfg (content changed)\n\
+             \x20 lb2: 1 of 2 files changed: /etc/keepalived/keepalived.conf (mode/owner changed)\n\
+             step reload\n\
+             \x20 lb1: would run `systemctl reload haproxy`\n\
+             \x20 lb2: would run `systemctl reload haproxy`\n\
+             step check\n\
+             \x20 lb1: would run `haproxy -v`\n"
+        );
+        for h in [&lb1, &lb2] {
+            assert!(
+                h.calls().iter().all(|c| matches!(c, Call::Stat(_))),
+                "{:?}",
+                h.calls()
+            );
+        }
+        assert_eq!(lb1.file("/etc/haproxy/haproxy.cfg").expect("kept"), b"old");
+    }
+
+    #[tokio::test]
+    async fn failed_host_skips_later_steps_others_finish() {
+        let a = Arc::new(FakeHost::new("a"));
+        let b = Arc::new(FakeHost::new("b"));
+        let c = Arc::new(FakeHost::new("c"));
+        b.fail("prepare", 2, "disk full");
+        let plan = Plan::builder("p")
+            .step(
+                "prepare",
+                HostFilter::All,
+                Action::Run(Command::new("prepare")),
+            )
+            .step("after", HostFilter::All, Action::Run(Command::new("after")))
+            .build()
+            .expect("valid");
+        let report = Executor::new(hosts(&[Arc::clone(&a), Arc::clone(&b), Arc::clone(&c)]))
+            .apply(&plan)
+            .await;
+        assert!(!report.success());
+        let failures: Vec<_> = report
+            .failures()
+            .map(|(s, h, e)| (s.to_owned(), h.to_owned(), e.to_string()))
+            .collect();
+        assert_eq!(
+            failures,
+            vec![(
+                "prepare".into(),
+                "b".into(),
+                "b: `prepare` failed with exit code 2: disk full".into()
+            )]
+        );
+        assert!(matches!(
+            report.outcome("after", "b"),
+            Some(StepOutcome::Skipped)
+        ));
+        assert_eq!(a.commands(), vec!["prepare", "after"]);
+        assert_eq!(c.commands(), vec!["prepare", "after"]);
+        assert_eq!(b.commands(), vec!["prepare"]);
+    }
+
+    #[tokio::test]
+    async fn fail_fast_stops_the_plan() {
+        let a = Arc::new(FakeHost::new("a"));
+        let b = Arc::new(FakeHost::new("b"));
+        a.set_down(true);
+        let plan = Plan::builder("p")
+            .step("one", HostFilter::All, Action::Run(Command::new("one")))
+            .step("two", HostFilter::All, Action::Run(Command::new("two")))
+            .build()
+            .expect("valid");
+        let exec = Executor::new(hosts(&[Arc::clone(&a), Arc::clone(&b)]))
+            .fan_out(FanOut::new(1).fail_fast());
+        let report = exec.apply(&plan).await;
+        assert!(matches!(
+            report.outcome("one", "a"),
+            Some(StepOutcome::Failed(Error::ConnectionLost { .. }))
+        ));
+        // concurrency 1: b had not started when a failed
+        assert!(matches!(
+            report.outcome("one", "b"),
+            Some(StepOutcome::Skipped)
+        ));
+        assert!(matches!(
+            report.outcome("two", "b"),
+            Some(StepOutcome::Skipped)
+        ));
+        assert!(b.commands().is_empty());
+    }
+
+    /// A host that records how many calls run at once.
+    struct Slow {
+        name: String,
+        now: Arc<AtomicUsize>,
+        max: Arc<AtomicUsize>,
+    }
+
+    #[async_trait]
+    impl RemoteExec for Slow {
+        fn host(&self) -> &str {
+            &self.name
+        }
+        fn address(&self) -> &str {
+            &self.name
+        }
+        fn is_root(&self) -> bool {
+            true
+        }
+        async fn run(&self, _: &Command) -> Result<crate::Output, Error> {
+            let n = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+            self.max.fetch_max(n, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            self.now.fetch_sub(1, Ordering::SeqCst);
+            Ok(crate::Output::ok(""))
+        }
+        async fn upload(&self, _: &Upload) -> Result<(), Error> {
+            Ok(())
+        }
+        async fn read_file(&self, _: &str, _: bool) -> Result<Vec<u8>, Error> {
+            Ok(Vec::new())
+        }
+        async fn file_state(&self, _: &str, _: bool) -> Result<Option<crate::FileState>, Error> {
+            Ok(None)
+        }
+    }
+
+    #[tokio::test]
+    async fn fan_out_respects_the_bound_and_keeps_order() {
+        let now = Arc::new(AtomicUsize::new(0));
+        let max = Arc::new(AtomicUsize::new(0));
+        let hosts: Vec<Arc<dyn RemoteExec>> = (0..10)
+            .map(|i| {
+                Arc::new(Slow {
+                    name: format!("h{i}"),
+                    now: Arc::clone(&now),
+                    max: Arc::clone(&max),
+                }) as Arc<dyn RemoteExec>
+            })
+            .collect();
+        #[derive(Default)]
+        struct Record(Mutex<Vec<String>>);
+        impl Progress for Record {
+            fn started(&self, step: &str, host: &str) {
+                self.0
+                    .lock()
+                    .expect("lock")
+                    .push(format!("start {step} {host}"));
+            }
+            fn finished(&self, step: &str, host: &str, error: Option<&Error>) {
+                self.0
+                    .lock()
+                    .expect("lock")
+                    .push(format!("end {step} {host} {}", error.is_none()));
+            }
+        }
+        let progress = Record::default();
+        let results = fan_out(&hosts, "s", &FanOut::new(3), &progress, |h| async move {
+            h.run(&Command::new("x")).await.map(|_| h.host().to_owned())
+        })
+        .await;
+        let names: Vec<_> = results.iter().map(|r| r.host.clone()).collect();
+        assert_eq!(names, (0..10).map(|i| format!("h{i}")).collect::<Vec<_>>());
+        assert!(
+            results
+                .iter()
+                .all(|r| r.result.as_ref().is_ok_and(|n| *n == r.host))
+        );
+        assert_eq!(max.load(Ordering::SeqCst), 3);
+        let events = progress.0.lock().expect("lock").clone();
+        assert_eq!(events.len(), 20);
+        assert!(events.contains(&"end s h9 true".to_owned()));
+    }
+
+    struct OpensAfter(AtomicUsize);
+
+    #[async_trait]
+    impl PortProbe for OpensAfter {
+        async fn is_open(&self, _: &str, port: u16) -> bool {
+            port == 6443 && self.0.fetch_sub(1, Ordering::SeqCst) <= 1
+        }
+    }
+
+    #[tokio::test]
+    async fn wait_for_port_polls_until_open_or_times_out() {
+        let h = Arc::new(FakeHost::new("cp1"));
+        let plan = Plan::builder("p")
+            .step(
+                "api",
+                HostFilter::All,
+                Action::WaitForPort {
+                    port: 6443,
+                    timeout: Duration::from_secs(5),
+                },
+            )
+            .step(
+                "other",
+                HostFilter::All,
+                Action::WaitForPort {
+                    port: 1,
+                    timeout: Duration::from_millis(30),
+                },
+            )
+            .build()
+            .expect("valid");
+        let exec = Executor::new(hosts(&[h])).port_probe(
+            Arc::new(OpensAfter(AtomicUsize::new(3))),
+            Duration::from_millis(1),
+        );
+        let report = exec.apply(&plan).await;
+        assert!(matches!(
+            report.outcome("api", "cp1"),
+            Some(StepOutcome::PortOpen)
+        ));
+        let Some(StepOutcome::Failed(e)) = report.outcome("other", "cp1") else {
+            panic!("{report}")
+        };
+        assert_eq!(e.to_string(), "cp1: port 1 did not open within 30ms");
+    }
+
+    #[test]
+    fn plan_validation_names_the_problem() {
+        let run = || Action::Run(Command::new("x"));
+        let err = Plan::builder("p")
+            .step("a", HostFilter::All, run())
+            .step("a", HostFilter::All, run())
+            .build();
+        assert!(
+            err.expect_err("dup")
+                .to_string()
+                .contains("duplicate step name \"a\"")
+        );
+        let err = Plan::builder("p")
+            .step(
+                "r",
+                HostFilter::All,
+                Action::RunIfChanged {
+                    command: Command::new("x"),
+                    watch: vec!["cfg".into()],
+                },
+            )
+            .build();
+        assert!(
+            err.expect_err("watch")
+                .to_string()
+                .contains("watches \"cfg\"")
+        );
+        let tree = FileTree::new().file("lb1", Upload::new("etc/relative", "x"));
+        let err = Plan::builder("p")
+            .step("cfg", HostFilter::All, Action::PushTree(tree))
+            .build();
+        let msg = err.expect_err("relative").to_string();
+        assert!(
+            msg.contains("host lb1") && msg.contains("not absolute"),
+            "{msg}"
+        );
+        let err = Plan::builder("p")
+            .step(
+                "e",
+                HostFilter::All,
+                Action::Run(Command::new("x").env("A-B", "1")),
+            )
+            .build();
+        assert!(err.expect_err("env").to_string().contains("env.A-B"));
+    }
+
+    #[test]
+    fn file_tree_from_plan_directory() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        let cfg = root.join("hosts/lb1/etc/haproxy/haproxy.cfg");
+        std::fs::create_dir_all(cfg.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&cfg, b"global\n").expect("write");
+        let key = root.join("hosts/lb1/etc/keepalived/secret.key");
+        std::fs::create_dir_all(key.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&key, [0u8, 255, 10]).expect("write");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        std::fs::create_dir_all(root.join("hosts/cp1/etc")).expect("mkdir");
+        let tree = FileTree::from_dir(root).expect("reads");
+        let lb1 = tree.files_for("lb1");
+        assert_eq!(lb1.len(), 2);
+        assert_eq!(lb1[0].path, "/etc/haproxy/haproxy.cfg");
+        assert_eq!(lb1[1].path, "/etc/keepalived/secret.key");
+        assert_eq!(
+            (lb1[1].mode, lb1[1].content.as_slice()),
+            (0o600, &[0u8, 255, 10][..])
+        );
+        assert!(tree.files_for("cp1").is_empty());
+        std::os::unix::fs::symlink("/etc/passwd", root.join("hosts/cp1/etc/passwd"))
+            .expect("symlink");
+        let err = FileTree::from_dir(root).expect_err("symlink refused");
+        assert!(err.to_string().contains("symlinks are refused"), "{err}");
+    }
+}
