@@ -1,3 +1,52 @@
 //! A typed, async Proxmox VE API client and an idempotent VM provisioner.
 //!
-//! Work in progress: this crate is being built.
+//! The client handles what PVE's wire format and behaviour demand, once: the
+//! `{"data": ...}` envelope (including `null` success), errors with their status,
+//! reason, message and per-parameter `errors`, loosely typed numbers and booleans,
+//! form encoding with `1`/`0` booleans, API-token and ticket auth (CSRF, renewal),
+//! strict TLS trust settings, task waiting, classified bounded retries and a
+//! per-node concurrency limit. The [`provision`] module turns a list of desired
+//! VMs into the calls that make them exist, and makes none when they already do.
+//!
+//! ```no_run
+//! use hakube_proxmox_api::{ClientBuilder, CloneOptions, Secret, TlsTrust};
+//!
+//! # async fn demo() -> Result<(), hakube_proxmox_api::Error> {
+//! let client = ClientBuilder::new("https://pve1.lab:8006")
+//!     .password("root@pam", Secret::new("secret"))
+//!     .trust(TlsTrust::CaPem(std::fs::read_to_string("pve-root-ca.pem").unwrap_or_default()))
+//!     .build()?;
+//! let upid = client
+//!     .qemu_clone("pve1", 9000, 101, &CloneOptions { name: Some("m1".into()), ..Default::default() })
+//!     .await?;
+//! let done = client.wait_task(&upid).await?;
+//! println!("{} {}", done.upid, done.exitstatus);
+//! # Ok(()) }
+//! ```
+
+mod api;
+mod client;
+pub mod cloudinit;
+mod error;
+pub mod provision;
+mod secret;
+mod tasks;
+mod tls;
+pub mod transport;
+mod upid;
+mod wire;
+
+pub use api::{
+    CloneOptions, ClusterStatusEntry, GuestAddress, GuestInterface, HaGroup, HaResource, HaRule,
+    HaRuleSpec, NodeInfo, PendingEntry, PoolInfo, QemuListEntry, Resource, ResourceType,
+    StorageInfo, VersionInfo, VmConfig, VmStatus, parse_size, primary_address, split_tags,
+};
+pub use client::{
+    Client, ClientBuilder, Credentials, DEFAULT_NODE_CONCURRENCY, RetryPolicy, TaskPoll,
+};
+pub use error::{Error, Retry};
+pub use secret::Secret;
+pub use tasks::{TaskLogLine, TaskOutcome, TaskStatus};
+pub use tls::{Fingerprint, TlsTrust};
+pub use upid::Upid;
+pub use wire::{ErrorBody, ParamValue, Params, de, parse_error, unwrap_envelope};

@@ -1,0 +1,1 @@
+//! Provisioning (in progress).

@@ -1,0 +1,233 @@
+//! Task status, logs and waiting.
+
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use tracing::debug;
+
+use crate::wire::{Params, de, segment};
+use crate::{Client, Error, Upid};
+
+/// `GET /nodes/{node}/tasks/{upid}/status`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[non_exhaustive]
+pub struct TaskStatus {
+    /// `running` or `stopped`.
+    pub status: String,
+    /// When stopped: `OK`, `WARNINGS: n`, or the error text.
+    #[serde(default)]
+    pub exitstatus: Option<String>,
+    /// The task type.
+    #[serde(rename = "type", default)]
+    pub task_type: String,
+    /// The object id.
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub id: Option<String>,
+    /// The node.
+    #[serde(default)]
+    pub node: String,
+    /// Who started it.
+    #[serde(default)]
+    pub user: String,
+    /// Start time (epoch seconds).
+    #[serde(default, deserialize_with = "de::opt_u64")]
+    pub starttime: Option<u64>,
+}
+
+impl TaskStatus {
+    /// True while the task runs.
+    pub fn is_running(&self) -> bool {
+        self.status == "running"
+    }
+}
+
+/// One line of `GET /nodes/{node}/tasks/{upid}/log`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TaskLogLine {
+    /// Line number, from 1.
+    #[serde(deserialize_with = "de::u64")]
+    pub n: u64,
+    /// The text.
+    pub t: String,
+}
+
+/// A task that ended well.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TaskOutcome {
+    /// The task.
+    pub upid: Upid,
+    /// `OK` or `WARNINGS: n`.
+    pub exitstatus: String,
+    /// The number of warnings (0 for `OK`).
+    pub warnings: u32,
+}
+
+/// How a task's exit status reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Exit {
+    Ok,
+    Warnings(u32),
+    Failed(String),
+}
+
+pub(crate) fn classify_exit(exitstatus: &str) -> Exit {
+    let s = exitstatus.trim();
+    if s == "OK" {
+        Exit::Ok
+    } else if let Some(n) = s.strip_prefix("WARNINGS:") {
+        Exit::Warnings(n.trim().parse().unwrap_or(1))
+    } else {
+        Exit::Failed(s.to_owned())
+    }
+}
+
+fn task_path(upid: &Upid, what: &str) -> String {
+    format!(
+        "/nodes/{}/tasks/{}/{what}",
+        segment(upid.node()),
+        segment(upid.as_str())
+    )
+}
+
+impl Client {
+    /// The task's status, asked on the node it runs on.
+    pub async fn task_status(&self, upid: &Upid) -> Result<TaskStatus, Error> {
+        self.get(&task_path(upid, "status"), &Params::new()).await
+    }
+
+    /// Lines of the task log from `start` (0-based), at most `limit`.
+    pub async fn task_log(
+        &self,
+        upid: &Upid,
+        start: u64,
+        limit: u64,
+    ) -> Result<Vec<TaskLogLine>, Error> {
+        self.get(
+            &task_path(upid, "log"),
+            &Params::new().set("start", start).set("limit", limit),
+        )
+        .await
+    }
+
+    /// The last `n` lines of the task log (empty if the log cannot be read).
+    pub async fn task_log_tail(&self, upid: &Upid, n: usize) -> Vec<String> {
+        match self.task_log(upid, 0, 5000).await {
+            Ok(lines) => {
+                let skip = lines.len().saturating_sub(n);
+                lines.into_iter().skip(skip).map(|l| l.t).collect()
+            }
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Waits for a task, with no deadline other than one hour.
+    pub async fn wait_task(&self, upid: &Upid) -> Result<TaskOutcome, Error> {
+        self.wait_task_timeout(upid, Duration::from_secs(3600))
+            .await
+    }
+
+    /// Waits for a task to stop: polls its node with an interval growing with the time
+    /// waited (see [`crate::TaskPoll`]); a `no such task` right after creation is retried.
+    /// `WARNINGS: n` is success; any other exit status is [`Error::Task`] with the log tail.
+    pub async fn wait_task_timeout(
+        &self,
+        upid: &Upid,
+        timeout: Duration,
+    ) -> Result<TaskOutcome, Error> {
+        let poll = self.inner.poll.clone();
+        let started = Instant::now();
+        loop {
+            match self.task_status(upid).await {
+                Ok(st) if !st.is_running() => {
+                    let exit = st.exitstatus.unwrap_or_else(|| "unknown".into());
+                    debug!(upid = %upid, exit = %exit, "task stopped");
+                    return match classify_exit(&exit) {
+                        Exit::Ok => Ok(TaskOutcome {
+                            upid: upid.clone(),
+                            exitstatus: exit,
+                            warnings: 0,
+                        }),
+                        Exit::Warnings(n) => Ok(TaskOutcome {
+                            upid: upid.clone(),
+                            exitstatus: exit,
+                            warnings: n,
+                        }),
+                        Exit::Failed(text) => Err(Error::Task {
+                            upid: Box::new(upid.clone()),
+                            exitstatus: text,
+                            log_tail: self.task_log_tail(upid, poll.log_tail).await,
+                        }),
+                    };
+                }
+                Ok(_) => {}
+                Err(e) if e.is_not_found() || is_no_such_task(&e) => {
+                    if started.elapsed() > poll.unknown_grace {
+                        return Err(e);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+            let waited = started.elapsed();
+            if waited >= timeout {
+                return Err(Error::Timeout {
+                    what: format!("task {upid}"),
+                    seconds: waited.as_secs_f64(),
+                });
+            }
+            let interval = waited
+                .mul_f64(poll.fraction)
+                .clamp(poll.min_interval, poll.max_interval);
+            tokio::time::sleep(interval).await;
+        }
+    }
+}
+
+fn is_no_such_task(e: &Error) -> bool {
+    matches!(e, Error::Api { message, .. } if message.contains("no such task"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_statuses() {
+        assert_eq!(classify_exit("OK"), Exit::Ok);
+        assert_eq!(classify_exit("WARNINGS: 3"), Exit::Warnings(3));
+        assert_eq!(
+            classify_exit("clone failed: cfs-lock 'storage-x' error: got lock request timeout"),
+            Exit::Failed(
+                "clone failed: cfs-lock 'storage-x' error: got lock request timeout".into()
+            )
+        );
+        assert_eq!(
+            classify_exit("interrupted by signal"),
+            Exit::Failed("interrupted by signal".into())
+        );
+    }
+
+    #[test]
+    fn status_shapes() {
+        // Shapes of the recorded PVE 6.2 / 7.4 task status answers.
+        let running: TaskStatus = serde_json::from_str(
+            r#"{"type":"qmclone","status":"running","pstart":6060,"starttime":1606311390,"pid":47202,
+            "upid":"UPID:pve:0000B862:000017AC:5FBE5ADE:qmclone:100:root@pam:","node":"pve","user":"root@pam","id":"100"}"#,
+        )
+        .unwrap();
+        assert!(running.is_running());
+        assert_eq!(running.starttime, Some(1_606_311_390));
+        let stopped: TaskStatus = serde_json::from_str(
+            r#"{"exitstatus":"OK","status":"stopped","type":"qmclone","id":100,"node":"pve","user":"root@pam"}"#,
+        )
+        .unwrap();
+        assert!(!stopped.is_running());
+        assert_eq!(stopped.id.as_deref(), Some("100"));
+        let log: Vec<TaskLogLine> = serde_json::from_str(
+            r#"[{"n":1,"t":"create full clone of drive scsi0"},{"n":"2","t":"TASK OK"}]"#,
+        )
+        .unwrap();
+        assert_eq!(log[1].n, 2);
+    }
+}

@@ -1,0 +1,260 @@
+"""Test harness for hakube-proxmox-api: a fakepve on a loopback address, driven over stdin/stdout.
+
+Started by the Rust integration tests (and the benchmark script) as
+    python fakepve_harness.py --host 127.0.0.N [--port 0] [--time-scale S]
+It prints one JSON line {"url", "ca", "fingerprint", "host", "port"}, then answers one JSON
+command per line on stdin with one JSON line on stdout: {"ok": result} or {"error": text}.
+
+On top of fakepve it adds what a provisioner's re-run needs to see its own work:
+stateful disk resize, HA resources and HA rules, per-task-type durations, and a guest
+agent that reports the address cloud-init configured.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+
+from fakepve import FakePve
+from fakepve.certs import make_cert
+from fakepve.model import PveError, TaskError
+
+SIZE = {'K': 1024, 'M': 1024 ** 2, 'G': 1024 ** 3, 'T': 1024 ** 4}
+
+
+def parse_size(text):
+    m = re.fullmatch(r'(\d+(?:\.\d+)?)([KMGT])?', str(text))
+    if not m:
+        return None
+    return int(float(m.group(1)) * SIZE[m.group(2)]) if m.group(2) else int(float(m.group(1)))
+
+
+def fmt_size(n):
+    for unit in ('T', 'G', 'M', 'K'):
+        if n % SIZE[unit] == 0:
+            return '{0}{1}'.format(n // SIZE[unit], unit)
+    return str(n)
+
+
+class HarnessPve(FakePve):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # PVE seconds a task of this type takes (qmclone, qmstart, ...), plus 'config' for config writes.
+        self.durations = {}
+        self.ha_res = {}
+        self.ha_rules = {}
+
+    # ------------------------------------------------------------ durations
+
+    async def task(self, node, ttype, tid, user, body, vm=None, lock=True, log=()):
+        secs = self.durations.get(ttype, 0)
+        if secs:
+            inner = body
+
+            async def body():
+                await self.pause(secs)
+                return await inner()
+        return await super().task(node, ttype, tid, user, body, vm=vm, lock=lock, log=log)
+
+    async def _apply_config(self, vm, user, p):
+        await self.pause(self.durations.get('config', 0))
+        return await super()._apply_config(vm, user, p)
+
+    async def _do_start(self, vm, user, p):
+        agent = str(vm.config.get('agent', '0')).split(',')[0].split('=')[-1]
+        if agent == '1' and vm.agent is None:
+            ip = '192.0.2.{0}'.format(vm.vmid % 250)
+            m = re.search(r'ip=([0-9.]+)/(\d+)', str(vm.config.get('ipconfig0', '')))
+            if m:
+                ip = m.group(1)
+            vm.agent = {'interfaces': [
+                {'name': 'lo', 'hardware-address': '00:00:00:00:00:00',
+                 'ip-addresses': [{'ip-address': '127.0.0.1', 'ip-address-type': 'ipv4', 'prefix': 8}]},
+                {'name': 'eth0', 'hardware-address': 'bc:24:11:00:00:01',
+                 'ip-addresses': [{'ip-address': ip, 'ip-address-type': 'ipv4', 'prefix': 24}]}]}
+        return await super()._do_start(vm, user, p)
+
+    # ------------------------------------------------------- stateful extras
+
+    def _routes_hakube(self):
+        return [('PUT', '/nodes/{node}/qemu/{vmid}/resize', self._hk_resize),
+                ('GET', '/cluster/ha/resources', self._hk_ha_res_list),
+                ('POST', '/cluster/ha/resources', self._hk_ha_res_create),
+                ('GET', '/cluster/ha/rules', self._hk_ha_rules_list),
+                ('POST', '/cluster/ha/rules', self._hk_ha_rules_create)]
+
+    async def _hk_resize(self, v, user):
+        vm = self.find(v['node'], v['vmid'])
+        disk, size = v['disk'], str(v['size'])
+        if disk not in vm.config:
+            raise PveError(500, "disk '{0}' does not exist".format(disk))
+        parts = str(vm.config[disk]).split(',')
+        current = 0
+        for part in parts[1:]:
+            if part.startswith('size='):
+                current = parse_size(part[5:]) or 0
+        if size.startswith('+'):
+            new = current + (parse_size(size[1:]) or 0)
+        else:
+            new = parse_size(size) or 0
+        if new < current:
+            raise PveError(500, 'shrinking disks is not supported')
+
+        async def body():
+            rest = [p for p in parts[1:] if not p.startswith('size=')]
+            vm.config[disk] = ','.join([parts[0]] + rest + ['size=' + fmt_size(new)])
+        return await self.task(vm.node, 'resize', vm.vmid, user, body, vm=vm)
+
+    async def _hk_ha_res_list(self, v, user):
+        return [dict(r) for _, r in sorted(self.ha_res.items())]
+
+    async def _hk_ha_res_create(self, v, user):
+        sid = str(v['sid'])
+        if not sid.startswith('vm:'):
+            sid = 'vm:' + sid
+        if sid in self.ha_res:
+            raise PveError(500, "resource ID '{0}' already defined".format(sid))
+        vm = self.vm(int(sid[3:]))
+        if vm is None:
+            raise PveError(500, "unable to find VM '{0}'".format(sid[3:]))
+        state = v.get('state') or 'started'
+        self.ha_res[sid] = {'sid': sid, 'state': state, 'type': 'vm', 'digest': 'x' * 40}
+        if v.get('group'):
+            self.ha_res[sid]['group'] = v['group']
+        vm.ha_state = state
+        return None
+
+    async def _hk_ha_rules_list(self, v, user):
+        return [dict(r) for _, r in sorted(self.ha_rules.items())]
+
+    async def _hk_ha_rules_create(self, v, user):
+        rule = str(v['rule'])
+        if rule in self.ha_rules:
+            raise PveError(500, "rule '{0}' already defined".format(rule))
+        entry = {'rule': rule, 'type': v['type'], 'resources': v['resources'], 'digest': 'x' * 40}
+        for key in ('affinity', 'nodes', 'strict', 'comment', 'disable'):
+            if v.get(key) is not None:
+                entry[key] = v[key]
+        self.ha_rules[rule] = entry
+        return None
+
+
+def vm_view(vm):
+    cfg = dict(vm.config)
+    return {'vmid': vm.vmid, 'name': vm.name, 'node': vm.node, 'status': vm.status, 'template': bool(vm.template),
+            'lock': vm.lock, 'config': {k: str(v) for k, v in cfg.items()}, 'pool': vm.pool,
+            'ha_state': vm.ha_state}
+
+
+async def command(pve, cmd):
+    op = cmd.pop('op')
+    if op == 'add_node':
+        pve.add_node(cmd['name'], online=cmd.get('online', True))
+    elif op == 'add_vm':
+        cfg = cmd.get('config', {})
+        vm = pve.add_vm(cmd['vmid'], cmd['name'], node=cmd.get('node', 'pve1'), status=cmd.get('status', 'stopped'),
+                        config=cfg, template=cmd.get('template', False))
+        if cmd.get('template'):
+            vm.config['template'] = 1
+    elif op == 'add_storage':
+        pve.storages[cmd['name']] = dict({'active': 1, 'files': set()}, **cmd['options'])
+    elif op == 'set_storage':
+        pve.storages[cmd['name']].update(cmd['options'])
+    elif op == 'set_vm':
+        vm = pve.vm(cmd['vmid'])
+        for key, val in cmd['attrs'].items():
+            setattr(vm, key, val)
+    elif op == 'add_pool':
+        pve.pools.setdefault(cmd['name'], set())
+    elif op == 'add_token':
+        pve.apitokens[cmd['id']] = cmd['secret']
+    elif op == 'time_scale':
+        pve.time_scale = cmd['value']
+    elif op == 'durations':
+        pve.durations = dict(cmd['value'])
+    elif op == 'ticket_ttl':
+        pve.ticket_ttl = cmd['value']
+    elif op == 'revoke_tickets':
+        pve.revoke_tickets()
+    elif op == 'fail':
+        pve.fail(cmd['method'], cmd['suffix'], status=cmd.get('status'), message=cmd.get('message'),
+                 error=cmd.get('error'), times=cmd.get('times'))
+    elif op == 'clear_failures':
+        pve.failures.clear()
+    elif op == 'node_offline':
+        pve.set_node_offline(cmd['node'], cmd.get('offline', True))
+    elif op == 'slow_network':
+        pve.slow_network(cmd['latency'], jitter=cmd.get('jitter', 0.0))
+    elif op == 'flaky_network':
+        pve.flaky_network(drop_rate=cmd.get('drop_rate', 0.0), hang_rate=cmd.get('hang_rate', 0.0),
+                          hang_secs=cmd.get('hang_secs', 120), seed=cmd.get('seed'))
+        if cmd.get('seed') is not None:
+            pve._random.seed(cmd['seed'])
+    elif op == 'hold_lock':
+        await pve.hold_config_lock(cmd['vmid'], cmd.get('secs'))
+    elif op == 'requests':
+        since = cmd.get('since', 0)
+        return [{'method': m, 'path': p, 'body': b.decode('utf-8', 'replace') if isinstance(b, bytes) else str(b)}
+                for m, p, b in pve.requests[since:]]
+    elif op == 'request_count':
+        return len(pve.requests)
+    elif op == 'vms':
+        return [vm_view(vm) for vm in sorted(pve.vms, key=lambda v: v.vmid)]
+    elif op == 'ha':
+        return {'resources': list(pve.ha_res.values()), 'rules': list(pve.ha_rules.values())}
+    elif op == 'tasks':
+        return [{k: v for k, v in t.items()} for t in pve.tasklog]
+    elif op == 'settle':
+        # Wait until no task runs.
+        deadline = time.time() + cmd.get('timeout', 30)
+        while any(t['status'] == 'running' for t in pve.tasks.values()) and time.time() < deadline:
+            await asyncio.sleep(0.01)
+    elif op == 'ping':
+        return 'pong'
+    else:
+        raise ValueError('unknown op ' + op)
+    return None
+
+
+async def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--host', default='127.0.0.2')
+    ap.add_argument('--port', type=int, default=0)
+    ap.add_argument('--time-scale', type=float, default=0.0)
+    args = ap.parse_args()
+    tmp = tempfile.mkdtemp(prefix='hakube-fakepve-')
+    certfile, keyfile, der = make_cert(tmp, hosts=(args.host,))
+    import hashlib
+    fp = ':'.join('{0:02X}'.format(b) for b in hashlib.sha256(der).digest())
+    pve = HarnessPve(user='root@pam', password='secret', host=args.host, port=args.port)
+    pve.time_scale = args.time_scale
+    # Only the nodes the test adds.
+    pve.nodes = {}
+    await pve.start(certfile, keyfile)
+    os.remove(keyfile)
+    print(json.dumps({'url': pve.url, 'ca': certfile, 'fingerprint': fp, 'host': pve.host, 'port': pve.port}),
+          flush=True)
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=1 << 24)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while True:
+        line = await reader.readline()
+        if not line:
+            break
+        try:
+            result = {'ok': await command(pve, json.loads(line))}
+        except Exception as e:  # noqa: BLE001 - reported to the test
+            result = {'error': '{0}: {1}'.format(type(e).__name__, e)}
+        sys.stdout.write(json.dumps(result, default=str) + '\n')
+        sys.stdout.flush()
+    await pve.stop()
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == '__main__':
+    asyncio.run(main())
