@@ -303,6 +303,7 @@ pub(crate) fn place(t: &Topology, f: &mut Findings) -> Vec<Vm> {
     let mut load = vec![Load::default(); nodes.len()];
     let mut placed: Vec<usize> = Vec::with_capacity(slots.len());
     let mut failed: BTreeSet<RoleKind> = BTreeSet::new();
+    let mut no_room: BTreeMap<String, (u32, String, VmSize)> = BTreeMap::new();
     for s in &slots {
         let fits: Vec<usize> = (0..nodes.len())
             .filter(|&i| load[i].fits(nodes[i].capacity.as_ref(), &s.size))
@@ -357,11 +358,18 @@ pub(crate) fn place(t: &Topology, f: &mut Findings) -> Vec<Vm> {
             }
             None => {
                 if !s.role.anti_affine() || t.proxmox.allow_shared_placement {
-                    f.error(Rule::Placement, s.path.clone(), format!("no Proxmox node has room for VM `{}` ({} cores, {} MiB, {} GiB): raise proxmox.nodes[].capacity or shrink the VM", s.name, s.size.cores, s.size.memory_mib, s.size.disk_gib));
+                    no_room
+                        .entry(s.path.clone())
+                        .or_insert_with(|| (0, s.name.clone(), s.size))
+                        .0 += 1;
                 }
                 placed.push(usize::MAX);
             }
         }
+    }
+    for (path, (n, first, size)) in no_room {
+        let total = slots.iter().filter(|x| x.path == path).count();
+        f.error(Rule::Placement, path, format!("no Proxmox node has room for {n} of these {total} VMs (from `{first}` on; {} cores, {} MiB, {} GiB each): raise proxmox.nodes[].capacity or shrink the VMs", size.cores, size.memory_mib, size.disk_gib));
     }
     let workers: Vec<u32> = load.iter().map(|l| l.role(RoleKind::Worker)).collect();
     if let (Some(max), Some(min)) = (workers.iter().max(), workers.iter().min())
