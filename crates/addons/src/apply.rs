@@ -1,0 +1,1 @@
+//! Server-side apply with kube-rs (filled in below).

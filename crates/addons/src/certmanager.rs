@@ -1,0 +1,188 @@
+//! cert-manager and its `ClusterIssuer` of type vault with Kubernetes auth.
+//!
+//! cert-manager requests a short-lived token for the `vault-issuer` ServiceAccount
+//! (`serviceAccountRef`, audience `vault://vault-issuer`) and logs in to Vault's Kubernetes auth
+//! role `cert-manager`, whose policy allows `pki_int/sign/<role>`. No long-lived secret exists.
+//! `vault-issuer` is bound to `system:auth-delegator` so a Vault outside the cluster can use the
+//! presented token itself for the TokenReview.
+
+use serde_json::{Value, json};
+
+use crate::model::{AddonsInput, VaultInput};
+use crate::steps::{Component, HelmRelease, InstallStep};
+use crate::versions::CERT_MANAGER;
+use crate::{AddonsError, ClusterFile, ComponentOutput, vault, yaml};
+
+/// cert-manager's namespace.
+pub const NAMESPACE: &str = "cert-manager";
+/// ServiceAccount whose tokens authenticate to Vault.
+pub const ISSUER_SERVICE_ACCOUNT: &str = "vault-issuer";
+/// Name of the ClusterIssuer.
+pub const CLUSTER_ISSUER: &str = "vault-issuer";
+/// Secret (in cert-manager's namespace) with Vault's TLS CA under key `ca.crt`.
+pub const VAULT_CA_SECRET: &str = "vault-ca";
+/// Chart values.
+pub const VALUES_FILE: &str = "cert-manager/values.yaml";
+/// ServiceAccount, RBAC and ClusterIssuer.
+pub const ISSUER_FILE: &str = "cert-manager/vault-issuer.yaml";
+/// Traefik's default certificate.
+pub const DEFAULT_CERT_FILE: &str = "cert-manager/default-certificate.yaml";
+
+/// The audience cert-manager puts in tokens for a ClusterIssuer (`vault://<issuer name>`).
+#[must_use]
+pub fn issuer_audience() -> String {
+    format!("vault://{CLUSTER_ISSUER}")
+}
+
+/// Chart values: CRDs installed (and kept on uninstall), metrics on.
+#[must_use]
+pub fn chart_values() -> Value {
+    json!({
+        "crds": { "enabled": true, "keep": true },
+        "prometheus": { "enabled": true },
+    })
+}
+
+/// The `cert-manager.io/v1` `ClusterIssuer`.
+#[must_use]
+pub fn cluster_issuer(v: &VaultInput) -> Value {
+    json!({
+        "apiVersion": "cert-manager.io/v1",
+        "kind": "ClusterIssuer",
+        "metadata": { "name": CLUSTER_ISSUER },
+        "spec": {
+            "vault": {
+                "server": vault::server_url(v),
+                "path": format!("{}/sign/{}", vault::INT_MOUNT, v.pki_role),
+                "caBundleSecretRef": { "name": VAULT_CA_SECRET, "key": "ca.crt" },
+                "auth": {
+                    "kubernetes": {
+                        "role": vault::CERT_MANAGER_ROLE,
+                        "mountPath": "/v1/auth/kubernetes",
+                        "serviceAccountRef": { "name": ISSUER_SERVICE_ACCOUNT },
+                    },
+                },
+            },
+        },
+    })
+}
+
+/// ServiceAccount, the Role/RoleBinding letting cert-manager mint its tokens, and the
+/// auth-delegator binding.
+#[must_use]
+pub fn issuer_rbac() -> Vec<Value> {
+    vec![
+        json!({
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": { "name": ISSUER_SERVICE_ACCOUNT, "namespace": NAMESPACE },
+        }),
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": { "name": "vault-issuer-token", "namespace": NAMESPACE },
+            "rules": [{
+                "apiGroups": [""],
+                "resources": ["serviceaccounts/token"],
+                "resourceNames": [ISSUER_SERVICE_ACCOUNT],
+                "verbs": ["create"],
+            }],
+        }),
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": { "name": "vault-issuer-token", "namespace": NAMESPACE },
+            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "vault-issuer-token" },
+            "subjects": [{ "kind": "ServiceAccount", "name": "cert-manager", "namespace": NAMESPACE }],
+        }),
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": { "name": "vault-issuer-tokenreview" },
+            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:auth-delegator" },
+            "subjects": [{ "kind": "ServiceAccount", "name": ISSUER_SERVICE_ACCOUNT, "namespace": NAMESPACE }],
+        }),
+    ]
+}
+
+/// The wildcard certificate Traefik's default TLS store uses.
+#[must_use]
+pub fn default_certificate(input: &AddonsInput, secret: &str) -> Value {
+    let d = &input.traefik.apps_domain;
+    json!({
+        "apiVersion": "cert-manager.io/v1",
+        "kind": "Certificate",
+        "metadata": { "name": "default-tls", "namespace": crate::traefik::NAMESPACE },
+        "spec": {
+            "secretName": secret,
+            "dnsNames": [d, format!("*.{d}")],
+            "duration": "2160h",
+            "renewBefore": "720h",
+            "issuerRef": { "group": "cert-manager.io", "kind": "ClusterIssuer", "name": CLUSTER_ISSUER },
+        },
+    })
+}
+
+/// Files and steps for cert-manager.
+pub(crate) fn render(input: &AddonsInput, v: &VaultInput) -> Result<ComponentOutput, AddonsError> {
+    let c = Component::CertManager;
+    let mut docs = issuer_rbac();
+    docs.push(cluster_issuer(v));
+    let mut files = vec![
+        ClusterFile::new(VALUES_FILE, yaml::file(VALUES_FILE, &[chart_values()])?),
+        ClusterFile::new(ISSUER_FILE, yaml::file(ISSUER_FILE, &docs)?),
+    ];
+    let mut resources = vec![ISSUER_FILE.to_owned()];
+    if let Some(secret) = &input.traefik.default_certificate_secret {
+        files.push(ClusterFile::new(
+            DEFAULT_CERT_FILE,
+            yaml::file(DEFAULT_CERT_FILE, &[default_certificate(input, secret)])?,
+        ));
+        resources.push(DEFAULT_CERT_FILE.to_owned());
+    }
+    let helm = HelmRelease {
+        component: c,
+        release: "cert-manager".into(),
+        namespace: NAMESPACE.into(),
+        chart: CERT_MANAGER,
+        values_file: VALUES_FILE.into(),
+    };
+    let s = |x: &str| x.to_owned();
+    let steps = vec![
+        InstallStep::Helm(helm.clone()),
+        InstallStep::WaitCrds {
+            component: c,
+            crds: vec![
+                "certificates.cert-manager.io".into(),
+                "clusterissuers.cert-manager.io".into(),
+            ],
+        },
+        InstallStep::Manual {
+            component: c,
+            description: format!(
+                "Store Vault's TLS CA as Secret {VAULT_CA_SECRET} (key ca.crt) in {NAMESPACE}."
+            ),
+            commands: vec![vec![
+                s("kubectl"),
+                s("create"),
+                s("secret"),
+                s("generic"),
+                s(VAULT_CA_SECRET),
+                s("--namespace"),
+                s(NAMESPACE),
+                s("--from-file=ca.crt=vault-ca.crt"),
+            ]],
+        },
+        InstallStep::Apply {
+            component: c,
+            files: resources.clone(),
+        },
+    ];
+    Ok(ComponentOutput {
+        component: c,
+        files,
+        helm: vec![helm],
+        resources,
+        steps,
+    })
+}

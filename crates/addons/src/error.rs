@@ -1,0 +1,102 @@
+//! The crate's one error type.
+
+/// Everything that can go wrong while validating input, rendering or applying add-ons.
+///
+/// Rendering is pure: its errors (`Invalid*`, `Render`) are deterministic, so retrying the same
+/// input never helps. Apply errors say per variant whether a retry is safe.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AddonsError {
+    /// A field of the input is invalid. Not retryable: fix the input.
+    #[error("invalid input at `{field}`: {reason}")]
+    InvalidInput {
+        /// Dotted path of the offending field, e.g. `calico.pool_cidr`.
+        field: String,
+        /// What is wrong, in words.
+        reason: String,
+    },
+    /// A cross-check between components failed (a setting that would cause an outage).
+    /// Not retryable: fix the input or the rendered file named.
+    #[error("cross-check `{check}` failed: {reason}")]
+    CrossCheck {
+        /// Name of the check, e.g. `traefik-nodeports-match-haproxy`.
+        check: &'static str,
+        /// What does not match.
+        reason: String,
+    },
+    /// Serialising a rendered object failed (a bug). Not retryable.
+    #[error("cannot render `{path}`")]
+    Render {
+        /// The rendered file's relative path.
+        path: String,
+        /// The serializer's error.
+        #[source]
+        source: serde_saphyr::SerializeError,
+    },
+    /// A manifest handed to the applier is not valid YAML for a Kubernetes object. Not retryable.
+    #[error("manifest `{path}` document {index} is not a Kubernetes object: {reason}")]
+    Manifest {
+        /// The manifest file's relative path (or a caller-chosen label).
+        path: String,
+        /// Zero-based index of the YAML document in the file.
+        index: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Server-side apply was refused because another field manager owns fields we set.
+    /// Retrying the same request fails again: resolve ownership (or apply with force deliberately).
+    #[error(
+        "server-side apply conflict on {kind} `{name}` for field manager `{field_manager}`: {message}"
+    )]
+    ApplyConflict {
+        /// Component being installed.
+        component: String,
+        /// Kind of the object.
+        kind: String,
+        /// `namespace/name` or `name` of the object.
+        name: String,
+        /// Our field manager.
+        field_manager: String,
+        /// The API server's message (names the conflicting managers and fields).
+        message: String,
+    },
+    /// A CustomResourceDefinition did not become Established in time.
+    /// Safe to retry: apply is idempotent.
+    #[error("CRD `{name}` not Established after {waited_secs}s")]
+    CrdNotEstablished {
+        /// CRD name, e.g. `installations.operator.tigera.io`.
+        name: String,
+        /// How long we waited.
+        waited_secs: u64,
+    },
+    /// The API server does not serve the kind of an object (not installed, or discovery stale).
+    /// Safe to retry after the CRD is installed.
+    #[error("API server does not serve {api_version} {kind} (object `{name}`)")]
+    UnknownKind {
+        /// `group/version` of the object.
+        api_version: String,
+        /// Kind of the object.
+        kind: String,
+        /// Name of the object.
+        name: String,
+    },
+    /// Any other Kubernetes API failure. Safe to retry: server-side apply is idempotent.
+    #[error("Kubernetes API call `{action}` failed")]
+    Kube {
+        /// What we were doing, e.g. `apply ConfigMap kube-system/x`.
+        action: String,
+        /// The client's error.
+        #[source]
+        source: kube::Error,
+    },
+}
+
+impl AddonsError {
+    /// Shorthand for [`AddonsError::InvalidInput`].
+    pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::InvalidInput {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! etcd snapshots from a CronJob pinned to the control-plane nodes, written to an off-cluster
+//! NFS export, with retention.
+//!
+//! The pod runs on a master with host networking (etcd listens on 127.0.0.1:2379 there) and
+//! reads the etcd client certificate kubeadm generates (`healthcheck-client`) from
+//! `/etc/kubernetes/pki/etcd`, read-only. An init container (kubeadm's own etcd image,
+//! no shell needed) saves the snapshot into a per-run partial name; the main container
+//! (busybox) gives it a timestamped final name and deletes all but the newest `keep`.
+//! Masters need the NFS client (`nfs-common`); the export must let root write (`no_root_squash`)
+//! and be restricted to the masters: a snapshot holds every Secret of the cluster.
+
+use serde_json::{Value, json};
+
+use crate::model::EtcdBackupInput;
+use crate::steps::{Component, InstallStep};
+use crate::versions::BUSYBOX_IMAGE;
+use crate::{AddonsError, ClusterFile, ComponentOutput, yaml};
+
+/// Manifest path.
+pub const CRONJOB_FILE: &str = "etcd-backup/cronjob.yaml";
+/// Namespace of the CronJob.
+pub const NAMESPACE: &str = "kube-system";
+/// Host directory with etcd's PKI (mounted read-only).
+pub const ETCD_PKI_DIR: &str = "/etc/kubernetes/pki/etcd";
+
+/// The `batch/v1` `CronJob`.
+#[must_use]
+pub fn cronjob(b: &EtcdBackupInput) -> Value {
+    let prune = format!(
+        "set -eu\n\
+         ts=$(date -u +%Y%m%dT%H%M%SZ)\n\
+         mv \"/backup/.partial-${{NODE_NAME}}.db\" \"/backup/etcd-snapshot-${{ts}}-${{NODE_NAME}}.db\"\n\
+         ls -1 /backup/etcd-snapshot-*.db | sort -r | tail -n +{} | xargs -r rm -f --\n\
+         ls -l /backup\n",
+        u32::from(b.keep) + 1
+    );
+    let node_env = json!({ "name": "NODE_NAME", "valueFrom": { "fieldRef": { "fieldPath": "spec.nodeName" } } });
+    json!({
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": { "name": "etcd-backup", "namespace": NAMESPACE },
+        "spec": {
+            "schedule": b.schedule,
+            "concurrencyPolicy": "Forbid",
+            "successfulJobsHistoryLimit": 3,
+            "failedJobsHistoryLimit": 3,
+            "jobTemplate": {
+                "spec": {
+                    "backoffLimit": 2,
+                    "activeDeadlineSeconds": 900,
+                    "template": {
+                        "metadata": { "labels": { "app.kubernetes.io/name": "etcd-backup" } },
+                        "spec": {
+                            "restartPolicy": "OnFailure",
+                            "hostNetwork": true,
+                            "priorityClassName": "system-cluster-critical",
+                            "nodeSelector": { "node-role.kubernetes.io/control-plane": "" },
+                            "tolerations": [{
+                                "key": "node-role.kubernetes.io/control-plane",
+                                "operator": "Exists",
+                                "effect": "NoSchedule",
+                            }],
+                            "securityContext": { "runAsUser": 0, "runAsGroup": 0 },
+                            "initContainers": [{
+                                "name": "snapshot",
+                                "image": b.etcd_image,
+                                "env": [node_env.clone()],
+                                "command": [
+                                    "etcdctl",
+                                    "--endpoints=https://127.0.0.1:2379",
+                                    format!("--cacert={ETCD_PKI_DIR}/ca.crt"),
+                                    format!("--cert={ETCD_PKI_DIR}/healthcheck-client.crt"),
+                                    format!("--key={ETCD_PKI_DIR}/healthcheck-client.key"),
+                                    "snapshot",
+                                    "save",
+                                    "/backup/.partial-$(NODE_NAME).db",
+                                ],
+                                "volumeMounts": [
+                                    { "name": "etcd-pki", "mountPath": ETCD_PKI_DIR, "readOnly": true },
+                                    { "name": "backup", "mountPath": "/backup" },
+                                ],
+                            }],
+                            "containers": [{
+                                "name": "rotate",
+                                "image": BUSYBOX_IMAGE,
+                                "env": [node_env],
+                                "command": ["/bin/sh", "-c", prune],
+                                "volumeMounts": [{ "name": "backup", "mountPath": "/backup" }],
+                            }],
+                            "volumes": [
+                                {
+                                    "name": "etcd-pki",
+                                    "hostPath": { "path": ETCD_PKI_DIR, "type": "Directory" },
+                                },
+                                {
+                                    "name": "backup",
+                                    "nfs": { "server": b.nfs_server.to_string(), "path": b.export_path },
+                                },
+                            ],
+                        },
+                    },
+                },
+            },
+        },
+    })
+}
+
+/// Files and steps for the etcd backup.
+pub(crate) fn render(b: &EtcdBackupInput) -> Result<ComponentOutput, AddonsError> {
+    Ok(ComponentOutput {
+        component: Component::EtcdBackup,
+        files: vec![ClusterFile::new(
+            CRONJOB_FILE,
+            yaml::file(CRONJOB_FILE, &[cronjob(b)])?,
+        )],
+        helm: vec![],
+        resources: vec![CRONJOB_FILE.into()],
+        steps: vec![InstallStep::Apply {
+            component: Component::EtcdBackup,
+            files: vec![CRONJOB_FILE.into()],
+        }],
+    })
+}

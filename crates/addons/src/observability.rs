@@ -1,0 +1,441 @@
+//! Monitoring (Prometheus with kube-state-metrics, metrics-server, Grafana) and logging (Loki
+//! in monolithic mode with Grafana Alloy, or Promtail).
+//!
+//! Why Alloy by default: Promtail reached end of life on 2026-03-02 (no more fixes, including
+//! security fixes); Grafana Alloy is its designated successor, reads the same pod log files,
+//! and existing Promtail configs convert with `alloy convert --source-format=promtail`.
+//! Promtail stays selectable for installs that still depend on it.
+//!
+//! Prometheus keeps its TSDB on a local-disk class (or an explicitly ephemeral emptyDir):
+//! Prometheus does not support NFS for its TSDB, so NFS classes are refused by
+//! [`crate::validate`] and [`crate::cross_check`].
+
+use serde_json::{Value, json};
+
+use crate::model::{
+    AddonsInput, KubeletCsrApproval, LogAgent, LoggingInput, MonitoringInput, VolumeChoice,
+};
+use crate::steps::{Component, HelmRelease, InstallStep};
+use crate::versions::{self, Chart};
+use crate::{AddonsError, ClusterFile, ComponentOutput, yaml};
+
+/// Namespace of Prometheus, metrics-server and Grafana.
+pub const MONITORING_NAMESPACE: &str = "monitoring";
+/// Namespace of Loki and the log agent.
+pub const LOGGING_NAMESPACE: &str = "logging";
+/// Prometheus chart values.
+pub const PROMETHEUS_VALUES: &str = "monitoring/prometheus-values.yaml";
+/// metrics-server chart values.
+pub const METRICS_SERVER_VALUES: &str = "monitoring/metrics-server-values.yaml";
+/// Grafana chart values.
+pub const GRAFANA_VALUES: &str = "monitoring/grafana-values.yaml";
+/// kubelet-csr-approver chart values (only with [`KubeletCsrApproval::Approver`]).
+pub const CSR_APPROVER_VALUES: &str = "monitoring/kubelet-csr-approver-values.yaml";
+/// Loki chart values.
+pub const LOKI_VALUES: &str = "logging/loki-values.yaml";
+/// Log agent chart values (Alloy or Promtail).
+pub const AGENT_VALUES: &str = "logging/agent-values.yaml";
+
+/// In-cluster URL of Prometheus (chart release `prometheus`).
+pub const PROMETHEUS_URL: &str = "http://prometheus-server.monitoring.svc.cluster.local";
+/// In-cluster URL of Loki (monolithic, no gateway).
+pub const LOKI_URL: &str = "http://loki.logging.svc.cluster.local:3100";
+
+/// Extra scrape jobs: the HAProxy exporters and etcd on every master.
+#[must_use]
+pub fn scrape_configs(input: &AddonsInput, m: &MonitoringInput) -> Value {
+    let haproxy: Vec<String> = input
+        .haproxy
+        .hosts
+        .iter()
+        .map(|h| format!("{}:{}", h.address, input.haproxy.exporter_port))
+        .collect();
+    let etcd: Vec<String> = input
+        .masters
+        .iter()
+        .map(|h| format!("{}:{}", h.address, m.etcd_metrics_port))
+        .collect();
+    json!([
+        {
+            "job_name": "haproxy",
+            "metrics_path": "/metrics",
+            "static_configs": [{ "targets": haproxy, "labels": { "cluster": input.cluster_name } }],
+        },
+        {
+            "job_name": "etcd",
+            "metrics_path": "/metrics",
+            "scheme": "http",
+            "static_configs": [{ "targets": etcd, "labels": { "cluster": input.cluster_name } }],
+        },
+    ])
+}
+
+fn volume(v: &VolumeChoice) -> Value {
+    match v {
+        VolumeChoice::StorageClass { name, size } => {
+            json!({ "enabled": true, "storageClass": name, "size": size })
+        }
+        VolumeChoice::Ephemeral => json!({ "enabled": false }),
+    }
+}
+
+/// Prometheus chart values: one server, kube-state-metrics and node-exporter subcharts,
+/// no Alertmanager or Pushgateway, the extra scrape jobs.
+pub fn prometheus_values(input: &AddonsInput, m: &MonitoringInput) -> Result<Value, AddonsError> {
+    let scrape = yaml::to_yaml(PROMETHEUS_VALUES, &scrape_configs(input, m))?;
+    Ok(json!({
+        "server": {
+            "replicaCount": 1,
+            "retention": m.retention,
+            "persistentVolume": volume(&m.prometheus_volume),
+        },
+        "alertmanager": { "enabled": false },
+        "prometheus-pushgateway": { "enabled": false },
+        "kube-state-metrics": { "enabled": true },
+        "prometheus-node-exporter": { "enabled": true },
+        "extraScrapeConfigs": scrape,
+    }))
+}
+
+/// metrics-server values: verifies kubelet certificates when `serverTLSBootstrap` is on;
+/// otherwise falls back to `--kubelet-insecure-tls` (kubelets' self-signed certificates).
+#[must_use]
+pub fn metrics_server_values(input: &AddonsInput) -> Value {
+    let args: Vec<&str> = if input.network.kubelet_server_tls_bootstrap {
+        vec!["--kubelet-preferred-address-types=InternalIP"]
+    } else {
+        vec![
+            "--kubelet-preferred-address-types=InternalIP",
+            "--kubelet-insecure-tls",
+        ]
+    };
+    json!({ "args": args })
+}
+
+fn regex_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// kubelet-csr-approver values: approve kubelet-serving CSRs only for the known node names
+/// and addresses inside the node subnet.
+#[must_use]
+pub fn csr_approver_values(input: &AddonsInput) -> Value {
+    let mut names: Vec<String> = input
+        .masters
+        .iter()
+        .chain(input.worker_groups.iter().flat_map(|g| g.nodes.iter()))
+        .map(|h| regex_escape(&h.name))
+        .collect();
+    names.sort();
+    json!({
+        "providerRegex": format!("^({})$", names.join("|")),
+        "providerIpPrefixes": [input.network.node_subnet.to_string()],
+        "bypassDnsResolution": true,
+    })
+}
+
+/// Grafana values: Prometheus (default) and, with logging on, Loki as data sources; the
+/// admin credentials come from an existing Secret (never from Git).
+#[must_use]
+pub fn grafana_values(input: &AddonsInput, m: &MonitoringInput) -> Value {
+    let mut sources = vec![json!({
+        "name": "Prometheus",
+        "type": "prometheus",
+        "uid": "prometheus",
+        "url": PROMETHEUS_URL,
+        "access": "proxy",
+        "isDefault": true,
+    })];
+    if input.logging.is_some() {
+        sources.push(json!({
+            "name": "Loki",
+            "type": "loki",
+            "uid": "loki",
+            "url": LOKI_URL,
+            "access": "proxy",
+        }));
+    }
+    json!({
+        "admin": {
+            "existingSecret": m.grafana_admin_secret,
+            "userKey": "admin-user",
+            "passwordKey": "admin-password",
+        },
+        "persistence": { "enabled": false },
+        "datasources": {
+            "datasources.yaml": { "apiVersion": 1, "datasources": sources },
+        },
+    })
+}
+
+/// Loki values: monolithic (single binary, one replica), filesystem storage on a local-disk
+/// volume, retention by the compactor, caches/gateway/canary off for a light install.
+#[must_use]
+pub fn loki_values(l: &LoggingInput) -> Value {
+    json!({
+        "deploymentMode": "Monolithic",
+        "loki": {
+            "auth_enabled": false,
+            "commonConfig": { "replication_factor": 1 },
+            "storage": { "type": "filesystem" },
+            "schemaConfig": {
+                "configs": [{
+                    "from": "2026-01-01",
+                    "store": "tsdb",
+                    "object_store": "filesystem",
+                    "schema": "v13",
+                    "index": { "prefix": "loki_index_", "period": "24h" },
+                }],
+            },
+            "limits_config": { "retention_period": l.retention },
+            "compactor": { "retention_enabled": true, "delete_request_store": "filesystem" },
+        },
+        "singleBinary": { "replicas": 1, "persistence": volume(&l.loki_volume) },
+        "read": { "replicas": 0 },
+        "write": { "replicas": 0 },
+        "backend": { "replicas": 0 },
+        "chunksCache": { "enabled": false },
+        "resultsCache": { "enabled": false },
+        "gateway": { "enabled": false },
+        "lokiCanary": { "enabled": false },
+        "test": { "enabled": false },
+        "minio": { "enabled": false },
+    })
+}
+
+/// The Alloy pipeline: pods of this node, their log files under /var/log/pods, CRI parsing,
+/// push to Loki.
+#[must_use]
+pub fn alloy_config() -> String {
+    format!(
+        r#"// Rendered by hakube-addons. Ships the logs of the pods on this node to Loki.
+discovery.kubernetes "pods" {{
+  role = "pod"
+  selectors {{
+    role  = "pod"
+    field = "spec.nodeName=" + sys.env("NODE_NAME")
+  }}
+}}
+
+discovery.relabel "pods" {{
+  targets = discovery.kubernetes.pods.targets
+  rule {{
+    source_labels = ["__meta_kubernetes_namespace"]
+    target_label  = "namespace"
+  }}
+  rule {{
+    source_labels = ["__meta_kubernetes_pod_name"]
+    target_label  = "pod"
+  }}
+  rule {{
+    source_labels = ["__meta_kubernetes_pod_container_name"]
+    target_label  = "container"
+  }}
+  rule {{
+    source_labels = ["__meta_kubernetes_pod_node_name"]
+    target_label  = "node"
+  }}
+  rule {{
+    source_labels = ["__meta_kubernetes_pod_uid", "__meta_kubernetes_pod_container_name"]
+    separator     = "/"
+    replacement   = "/var/log/pods/*$1/*.log"
+    target_label  = "__path__"
+  }}
+}}
+
+local.file_match "pods" {{
+  path_targets = discovery.relabel.pods.output
+}}
+
+loki.source.file "pods" {{
+  targets    = local.file_match.pods.targets
+  forward_to = [loki.process.cri.receiver]
+}}
+
+loki.process "cri" {{
+  stage.cri {{}}
+  forward_to = [loki.write.default.receiver]
+}}
+
+loki.write "default" {{
+  endpoint {{
+    url = "{LOKI_URL}/loki/api/v1/push"
+  }}
+}}
+"#
+    )
+}
+
+/// Log agent values (Alloy as a DaemonSet, or Promtail).
+#[must_use]
+pub fn agent_values(l: &LoggingInput) -> Value {
+    match l.agent {
+        LogAgent::Alloy => json!({
+            "controller": { "type": "daemonset" },
+            "alloy": {
+                "configMap": { "create": true, "content": alloy_config() },
+                "mounts": { "varlog": true },
+                "extraEnv": [{
+                    "name": "NODE_NAME",
+                    "valueFrom": { "fieldRef": { "fieldPath": "spec.nodeName" } },
+                }],
+            },
+        }),
+        LogAgent::Promtail => json!({
+            "config": { "clients": [{ "url": format!("{LOKI_URL}/loki/api/v1/push") }] },
+        }),
+    }
+}
+
+fn release(component: Component, name: &str, ns: &str, chart: Chart, values: &str) -> HelmRelease {
+    HelmRelease {
+        component,
+        release: name.into(),
+        namespace: ns.into(),
+        chart,
+        values_file: values.into(),
+    }
+}
+
+/// Files and install steps for monitoring.
+pub(crate) fn render_monitoring(
+    input: &AddonsInput,
+    m: &MonitoringInput,
+) -> Result<ComponentOutput, AddonsError> {
+    let c = Component::Monitoring;
+    let ns = MONITORING_NAMESPACE;
+    let mut files = vec![
+        ClusterFile::new(
+            PROMETHEUS_VALUES,
+            yaml::file(PROMETHEUS_VALUES, &[prometheus_values(input, m)?])?,
+        ),
+        ClusterFile::new(
+            METRICS_SERVER_VALUES,
+            yaml::file(METRICS_SERVER_VALUES, &[metrics_server_values(input)])?,
+        ),
+        ClusterFile::new(
+            GRAFANA_VALUES,
+            yaml::file(GRAFANA_VALUES, &[grafana_values(input, m)])?,
+        ),
+    ];
+    let mut helm = Vec::new();
+    let mut steps = vec![InstallStep::Manual {
+        component: c,
+        description: format!(
+            "Create Grafana's admin Secret `{}` (keys admin-user, admin-password) in namespace \
+             `{ns}`; credentials never go to Git.",
+            m.grafana_admin_secret
+        ),
+        commands: vec![vec![
+            "kubectl".into(),
+            "create".into(),
+            "secret".into(),
+            "generic".into(),
+            m.grafana_admin_secret.clone(),
+            "--namespace".into(),
+            ns.into(),
+            "--from-literal=admin-user=admin".into(),
+            "--from-file=admin-password=/dev/stdin".into(),
+        ]],
+    }];
+    if input.network.kubelet_server_tls_bootstrap {
+        match &m.csr_approval {
+            KubeletCsrApproval::Approver { chart_version } => {
+                files.push(ClusterFile::new(
+                    CSR_APPROVER_VALUES,
+                    yaml::file(CSR_APPROVER_VALUES, &[csr_approver_values(input)])?,
+                ));
+                let chart = Chart {
+                    repo: versions::KUBELET_CSR_APPROVER_REPO.into(),
+                    name: "kubelet-csr-approver".into(),
+                    version: chart_version.clone().into(),
+                    app_version: "".into(),
+                };
+                let r = release(
+                    c,
+                    "kubelet-csr-approver",
+                    "kube-system",
+                    chart,
+                    CSR_APPROVER_VALUES,
+                );
+                steps.push(InstallStep::Helm(r.clone()));
+                helm.push(r);
+            }
+            KubeletCsrApproval::Manual => steps.push(InstallStep::Manual {
+                component: c,
+                description: "Approve the pending kubelet-serving CSRs (signer \
+                              kubernetes.io/kubelet-serving) after checking each requestor is \
+                              system:node:<a known node>; metrics-server verifies kubelet \
+                              certificates and fails until they are signed."
+                    .into(),
+                commands: vec![
+                    vec![
+                        "kubectl".into(),
+                        "get".into(),
+                        "csr".into(),
+                        "--field-selector=spec.signerName=kubernetes.io/kubelet-serving".into(),
+                    ],
+                    vec![
+                        "kubectl".into(),
+                        "certificate".into(),
+                        "approve".into(),
+                        "<csr-name>".into(),
+                    ],
+                ],
+            }),
+        }
+    }
+    for r in [
+        release(c, "prometheus", ns, versions::PROMETHEUS, PROMETHEUS_VALUES),
+        release(
+            c,
+            "metrics-server",
+            "kube-system",
+            versions::METRICS_SERVER,
+            METRICS_SERVER_VALUES,
+        ),
+        release(c, "grafana", ns, versions::GRAFANA, GRAFANA_VALUES),
+    ] {
+        steps.push(InstallStep::Helm(r.clone()));
+        helm.push(r);
+    }
+    Ok(ComponentOutput {
+        component: c,
+        files,
+        helm,
+        resources: vec![],
+        steps,
+    })
+}
+
+/// Files and install steps for logging.
+pub(crate) fn render_logging(
+    _input: &AddonsInput,
+    l: &LoggingInput,
+) -> Result<ComponentOutput, AddonsError> {
+    let c = Component::Logging;
+    let ns = LOGGING_NAMESPACE;
+    let files = vec![
+        ClusterFile::new(LOKI_VALUES, yaml::file(LOKI_VALUES, &[loki_values(l)])?),
+        ClusterFile::new(AGENT_VALUES, yaml::file(AGENT_VALUES, &[agent_values(l)])?),
+    ];
+    let agent = match l.agent {
+        LogAgent::Alloy => release(c, "alloy", ns, versions::ALLOY, AGENT_VALUES),
+        LogAgent::Promtail => release(c, "promtail", ns, versions::PROMTAIL, AGENT_VALUES),
+    };
+    let helm = vec![release(c, "loki", ns, versions::LOKI, LOKI_VALUES), agent];
+    Ok(ComponentOutput {
+        component: c,
+        files,
+        steps: helm.iter().cloned().map(InstallStep::Helm).collect(),
+        helm,
+        resources: vec![],
+    })
+}

@@ -1,0 +1,514 @@
+//! Input validation and cross-checks between components that catch real outages.
+
+use std::collections::BTreeSet;
+
+use ipnet::Ipv4Net;
+use serde_json::Value;
+
+use crate::model::{AddonsInput, VaultPlacement, VolumeChoice};
+use crate::{AddonsError, ClusterFile, calico, observability, traefik, vault};
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+fn is_dns_name(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(is_dns_label)
+}
+
+fn overlaps(a: Ipv4Net, b: Ipv4Net) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
+/// Checks the input alone; returns every problem found (empty = valid).
+///
+/// Among them, the outage-class checks: the Calico pool inside kubeadm's pod subnet (the
+/// operator refuses otherwise and nodes stay NotReady), Traefik NodePorts equal to the ports
+/// HAProxy's backends target (otherwise every request fails with 503), Prometheus, Loki and
+/// in-cluster Vault not on an NFS StorageClass (TSDB/raft corruption).
+#[must_use]
+pub fn validate(input: &AddonsInput) -> Vec<AddonsError> {
+    let mut e = Vec::new();
+    let mut bad = |field: &str, reason: String| e.push(AddonsError::invalid(field, reason));
+    let net = &input.network;
+
+    if !is_dns_label(&input.cluster_name) {
+        bad(
+            "cluster_name",
+            format!("`{}` is not a DNS label", input.cluster_name),
+        );
+    }
+    for (a, an, b, bn) in [
+        (
+            net.pod_subnet,
+            "pod_subnet",
+            net.service_subnet,
+            "service_subnet",
+        ),
+        (net.pod_subnet, "pod_subnet", net.node_subnet, "node_subnet"),
+        (
+            net.service_subnet,
+            "service_subnet",
+            net.node_subnet,
+            "node_subnet",
+        ),
+    ] {
+        if overlaps(a, b) {
+            bad(&format!("network.{an}"), format!("{a} overlaps {bn} {b}"));
+        }
+    }
+    if !net.node_subnet.contains(&net.api_vip) {
+        bad(
+            "network.api_vip",
+            format!("{} is outside node_subnet {}", net.api_vip, net.node_subnet),
+        );
+    }
+
+    // Hosts: names are DNS names (they land in configs), addresses on the node network.
+    let mut names = BTreeSet::new();
+    let groups = input.worker_groups.iter().flat_map(|g| {
+        g.nodes
+            .iter()
+            .enumerate()
+            .map(move |(i, h)| (format!("worker_groups.{}.nodes.{i}", g.name), h))
+    });
+    let masters = input
+        .masters
+        .iter()
+        .enumerate()
+        .map(|(i, h)| (format!("masters.{i}"), h));
+    let lbs = input
+        .haproxy
+        .hosts
+        .iter()
+        .enumerate()
+        .map(|(i, h)| (format!("haproxy.hosts.{i}"), h));
+    let vault_vms: Vec<_> = match input.vault.as_ref().map(|v| &v.placement) {
+        Some(VaultPlacement::Vms(n)) => n
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (format!("vault.placement.{i}"), h))
+            .collect(),
+        _ => vec![],
+    };
+    for (field, h) in masters.chain(lbs).chain(groups).chain(vault_vms) {
+        if !is_dns_name(&h.name) {
+            bad(
+                &format!("{field}.name"),
+                format!("`{}` is not a DNS name", h.name),
+            );
+        }
+        if !names.insert(h.name.clone()) {
+            bad(
+                &format!("{field}.name"),
+                format!("host `{}` appears twice", h.name),
+            );
+        }
+        if !net.node_subnet.contains(&h.address) {
+            bad(
+                &format!("{field}.address"),
+                format!(
+                    "{} ({}) is outside node_subnet {}",
+                    h.address, h.name, net.node_subnet
+                ),
+            );
+        }
+    }
+    if input.masters.is_empty() {
+        bad(
+            "masters",
+            "at least one control-plane node is required".into(),
+        );
+    }
+    if input.haproxy.hosts.is_empty() {
+        bad(
+            "haproxy.hosts",
+            "at least one HAProxy host is required (Traefik trusts only them)".into(),
+        );
+    }
+    let mut group_names = BTreeSet::new();
+    for g in &input.worker_groups {
+        if !is_dns_label(&g.name) || !group_names.insert(g.name.as_str()) {
+            bad(
+                "worker_groups",
+                format!("group name `{}` is not a unique DNS label", g.name),
+            );
+        }
+    }
+
+    // Calico.
+    let pool = calico::pool_cidr(input);
+    if !net.pod_subnet.contains(&pool) {
+        bad(
+            "calico.pool_cidr",
+            format!("{pool} is not inside kubeadm podSubnet {}", net.pod_subnet),
+        );
+    }
+    let bs = input.calico.block_size;
+    if !(20..=32).contains(&bs) || bs < pool.prefix_len() {
+        bad(
+            "calico.block_size",
+            format!(
+                "{bs} must be in 20..=32 and not shorter than the pool prefix /{}",
+                pool.prefix_len()
+            ),
+        );
+    }
+
+    // Traefik vs HAProxy.
+    let t = &input.traefik;
+    for (field, port, backend, bname) in [
+        (
+            "traefik.web_node_port",
+            t.web_node_port,
+            input.haproxy.http_backend_port,
+            "haproxy.http_backend_port",
+        ),
+        (
+            "traefik.websecure_node_port",
+            t.websecure_node_port,
+            input.haproxy.https_backend_port,
+            "haproxy.https_backend_port",
+        ),
+    ] {
+        if !(30000..=32767).contains(&port) {
+            bad(
+                field,
+                format!("{port} is outside the NodePort range 30000-32767"),
+            );
+        }
+        if port != backend {
+            bad(
+                field,
+                format!(
+                    "NodePort {port} differs from {bname} {backend}: HAProxy would send traffic to a closed port"
+                ),
+            );
+        }
+    }
+    if t.web_node_port == t.websecure_node_port {
+        bad(
+            "traefik.websecure_node_port",
+            "web and websecure NodePorts must differ".into(),
+        );
+    }
+    if let crate::model::TraefikWorkload::Deployment { replicas: 0 } = t.workload {
+        bad(
+            "traefik.workload",
+            "a Deployment needs at least one replica".into(),
+        );
+    }
+    for g in &t.worker_groups {
+        if !group_names.contains(g.as_str()) {
+            bad(
+                "traefik.worker_groups",
+                format!("unknown worker group `{g}`"),
+            );
+        }
+    }
+    if input.worker_groups.is_empty() {
+        bad(
+            "worker_groups",
+            "Traefik needs at least one worker group".into(),
+        );
+    }
+    if !is_dns_name(&t.apps_domain) {
+        bad(
+            "traefik.apps_domain",
+            format!("`{}` is not a DNS name", t.apps_domain),
+        );
+    }
+    if let Some(s) = &t.default_certificate_secret
+        && !is_dns_name(s)
+    {
+        bad(
+            "traefik.default_certificate_secret",
+            format!("`{s}` is not a valid Secret name"),
+        );
+    }
+
+    // Storage: NFS is refused for Prometheus, Loki and Vault raft.
+    let nfs = |c: &str| input.storage.nfs_classes.iter().any(|n| n == c);
+    if let Some(m) = &input.monitoring {
+        if let VolumeChoice::StorageClass { name, .. } = &m.prometheus_volume
+            && nfs(name)
+        {
+            bad(
+                "monitoring.prometheus_volume",
+                format!("`{name}` is an NFS class: Prometheus does not support NFS for its TSDB"),
+            );
+        }
+        if !is_dns_name(&m.grafana_admin_secret) {
+            bad(
+                "monitoring.grafana_admin_secret",
+                format!("`{}` is not a valid Secret name", m.grafana_admin_secret),
+            );
+        }
+    }
+    if let Some(l) = &input.logging
+        && let VolumeChoice::StorageClass { name, .. } = &l.loki_volume
+        && nfs(name)
+    {
+        bad(
+            "logging.loki_volume",
+            format!("`{name}` is an NFS class: Loki needs a local disk"),
+        );
+    }
+    if let Some(v) = &input.vault {
+        match &v.placement {
+            VaultPlacement::Vms(nodes) => {
+                if nodes.len() < 3 || nodes.len() % 2 == 0 {
+                    bad(
+                        "vault.placement",
+                        format!(
+                            "{} Vault nodes: raft needs an odd number, at least 3",
+                            nodes.len()
+                        ),
+                    );
+                }
+            }
+            VaultPlacement::InCluster { storage_class } => {
+                if nfs(storage_class) {
+                    bad(
+                        "vault.placement.storage_class",
+                        format!("`{storage_class}` is an NFS class: Vault raft needs a local disk"),
+                    );
+                }
+            }
+        }
+        if !is_dns_label(&v.pki_role) {
+            bad(
+                "vault.pki_role",
+                format!("`{}` is not a DNS label", v.pki_role),
+            );
+        }
+        if v.allowed_domains.is_empty() || v.allowed_domains.iter().any(|d| !is_dns_name(d)) {
+            bad(
+                "vault.allowed_domains",
+                "needs at least one valid DNS name".into(),
+            );
+        }
+        if v.organisation.is_empty() || v.organisation.chars().any(|c| c.is_control() || c == '"') {
+            bad(
+                "vault.organisation",
+                "must be non-empty, without quotes or control characters".into(),
+            );
+        }
+        if let Some(url) = &v.server_url
+            && (!url.starts_with("https://") || url.chars().any(char::is_whitespace))
+        {
+            bad(
+                "vault.server_url",
+                format!("`{url}` must be an https:// URL"),
+            );
+        }
+    }
+
+    // etcd backup.
+    if let Some(b) = &input.etcd_backup {
+        if !b.export_path.starts_with('/')
+            || b.export_path
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+        {
+            bad(
+                "etcd_backup.export_path",
+                format!(
+                    "`{}` must be an absolute path without spaces",
+                    b.export_path
+                ),
+            );
+        }
+        if b.keep == 0 {
+            bad("etcd_backup.keep", "keep at least one snapshot".into());
+        }
+        if b.schedule.split_whitespace().count() != 5 {
+            bad(
+                "etcd_backup.schedule",
+                format!("`{}` is not a 5-field cron schedule", b.schedule),
+            );
+        }
+        if b.etcd_image.is_empty() || b.etcd_image.chars().any(char::is_whitespace) {
+            bad(
+                "etcd_backup.etcd_image",
+                "must be an image reference".into(),
+            );
+        }
+    }
+
+    // Environments.
+    let mut env_names = BTreeSet::new();
+    let mut env_ns = BTreeSet::new();
+    for (i, env) in input.environments.iter().enumerate() {
+        if !is_dns_label(&env.name) || !env_names.insert(env.name.as_str()) {
+            bad(
+                &format!("environments.{i}.name"),
+                format!("`{}` is not a unique DNS label", env.name),
+            );
+        }
+        if !is_dns_label(&env.namespace) || !env_ns.insert(env.namespace.as_str()) {
+            bad(
+                &format!("environments.{i}.namespace"),
+                format!("`{}` is not a unique DNS label", env.namespace),
+            );
+        }
+    }
+    e
+}
+
+fn docs(files: &[ClusterFile], path: &str) -> Result<Option<Vec<Value>>, AddonsError> {
+    let Some(f) = files.iter().find(|f| f.path == path) else {
+        return Ok(None);
+    };
+    serde_saphyr::from_multiple::<Value>(&f.contents)
+        .map(Some)
+        .map_err(|err| AddonsError::Manifest {
+            path: path.into(),
+            index: 0,
+            reason: err.to_string(),
+        })
+}
+
+fn strings(v: &Value) -> BTreeSet<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Cross-checks rendered (or hand-edited) files of the GitOps tree against the input; returns
+/// every mismatch found (empty = consistent). Files that are absent are not checked.
+#[must_use]
+pub fn cross_check(input: &AddonsInput, files: &[ClusterFile]) -> Vec<AddonsError> {
+    let mut e = Vec::new();
+    let mut fail =
+        |check: &'static str, reason: String| e.push(AddonsError::CrossCheck { check, reason });
+    let load = |path: &str| docs(files, path);
+
+    match load(calico::INSTALLATION_FILE) {
+        Err(err) => fail("calico-pool-in-pod-subnet", err.to_string()),
+        Ok(None) => {}
+        Ok(Some(ds)) => {
+            for d in ds.iter().filter(|d| d["kind"] == "Installation") {
+                let pools = d["spec"]["calicoNetwork"]["ipPools"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                for p in pools {
+                    let cidr = p["cidr"].as_str().unwrap_or_default();
+                    match cidr.parse::<Ipv4Net>() {
+                        Ok(net) if input.network.pod_subnet.contains(&net) => {}
+                        _ => fail(
+                            "calico-pool-in-pod-subnet",
+                            format!(
+                                "{}: IP pool `{cidr}` is not inside podSubnet {}",
+                                calico::INSTALLATION_FILE,
+                                input.network.pod_subnet
+                            ),
+                        ),
+                    }
+                }
+            }
+        }
+    }
+
+    match load(traefik::VALUES_FILE) {
+        Err(err) => fail("traefik-values", err.to_string()),
+        Ok(None) => {}
+        Ok(Some(ds)) => {
+            let v = ds.first().cloned().unwrap_or(Value::Null);
+            let want: BTreeSet<String> = traefik::trusted_ips(input).into_iter().collect();
+            if v["service"]["type"] != "NodePort" {
+                fail(
+                    "traefik-nodeports-match-haproxy",
+                    "service.type is not NodePort".into(),
+                );
+            }
+            for (port, backend) in [
+                ("web", input.haproxy.http_backend_port),
+                ("websecure", input.haproxy.https_backend_port),
+            ] {
+                let p = &v["ports"][port];
+                if p["nodePort"].as_u64() != Some(u64::from(backend)) {
+                    fail(
+                        "traefik-nodeports-match-haproxy",
+                        format!(
+                            "ports.{port}.nodePort is {} but HAProxy targets {backend}",
+                            p["nodePort"]
+                        ),
+                    );
+                }
+                let fwd = strings(&p["forwardedHeaders"]["trustedIPs"]);
+                if fwd != want {
+                    fail(
+                        "traefik-trusted-ips-are-haproxy",
+                        format!(
+                            "ports.{port}.forwardedHeaders.trustedIPs {fwd:?} != HAProxy addresses {want:?}"
+                        ),
+                    );
+                }
+                let pp = &p["proxyProtocol"];
+                if input.haproxy.send_proxy || !pp.is_null() {
+                    let got = strings(&pp["trustedIPs"]);
+                    if got != want {
+                        fail(
+                            "traefik-trusted-ips-are-haproxy",
+                            format!(
+                                "ports.{port}.proxyProtocol.trustedIPs {got:?} != HAProxy addresses {want:?}"
+                            ),
+                        );
+                    }
+                }
+            }
+            if v["service"]["spec"]["externalTrafficPolicy"] != "Local" {
+                fail("traefik-trusted-ips-are-haproxy", "service externalTrafficPolicy must be Local: with Cluster, Traefik sees node addresses, not HAProxy's".into());
+            }
+        }
+    }
+
+    let nfs = |c: &str| input.storage.nfs_classes.iter().any(|n| n == c);
+    for (path, pointer, check) in [
+        (
+            observability::PROMETHEUS_VALUES,
+            "/server/persistentVolume/storageClass",
+            "prometheus-not-on-nfs",
+        ),
+        (
+            observability::LOKI_VALUES,
+            "/singleBinary/persistence/storageClass",
+            "loki-not-on-nfs",
+        ),
+        (
+            vault::VALUES_FILE,
+            "/server/dataStorage/storageClass",
+            "vault-not-on-nfs",
+        ),
+    ] {
+        match load(path) {
+            Err(err) => fail(check, err.to_string()),
+            Ok(None) => {}
+            Ok(Some(ds)) => {
+                if let Some(class) = ds
+                    .first()
+                    .and_then(|d| d.pointer(pointer))
+                    .and_then(Value::as_str)
+                    && nfs(class)
+                {
+                    fail(
+                        check,
+                        format!("{path}: {pointer} is the NFS class `{class}`"),
+                    );
+                }
+            }
+        }
+    }
+    e
+}

@@ -1,0 +1,65 @@
+//! Deterministic YAML: object keys sorted whatever serde_json's map order is, documents joined
+//! with `---`.
+
+use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
+use serde_json::Value;
+
+use crate::AddonsError;
+
+/// Header written at the top of every rendered YAML file.
+pub const HEADER: &str = "# Rendered by hakube-addons: change the input, not this file.\n";
+
+/// Serialises a JSON value with object keys in sorted order (stable across serde_json features).
+struct Sorted<'a>(&'a Value);
+
+impl Serialize for Sorted<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Value::Object(map) => {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                let mut m = serializer.serialize_map(Some(keys.len()))?;
+                for k in keys {
+                    m.serialize_entry(k, &Sorted(&map[k]))?;
+                }
+                m.end()
+            }
+            Value::Array(items) => {
+                let mut s = serializer.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    s.serialize_element(&Sorted(item))?;
+                }
+                s.end()
+            }
+            other => other.serialize(serializer),
+        }
+    }
+}
+
+/// One YAML document (no header).
+pub(crate) fn to_yaml(path: &str, value: &Value) -> Result<String, AddonsError> {
+    let mut out =
+        serde_saphyr::to_string(&Sorted(value)).map_err(|source| AddonsError::Render {
+            path: path.to_owned(),
+            source,
+        })?;
+    if let Some(rest) = out.strip_prefix("---\n") {
+        out = rest.to_owned();
+    }
+    if !out.ends_with('\n') {
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// A YAML file of one or more documents, with the header.
+pub(crate) fn file(path: &str, docs: &[Value]) -> Result<String, AddonsError> {
+    let mut out = String::from(HEADER);
+    for (i, doc) in docs.iter().enumerate() {
+        if i > 0 {
+            out.push_str("---\n");
+        }
+        out.push_str(&to_yaml(path, doc)?);
+    }
+    Ok(out)
+}
