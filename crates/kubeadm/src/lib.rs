@@ -1,3 +1,20 @@
 //! Typed kubeadm v1beta4 configuration and an HA bootstrap orchestrator.
 //!
 //! Work in progress: this crate is being built.
+
+pub mod config;
+mod error;
+mod input;
+mod render;
+mod secret;
+
+pub use error::{Error, Result};
+pub use input::{CONTAINERD_SOCKET, ClusterInput, MasterInput, WorkerInput, kubelet_may_set_label};
+pub use render::{
+    ADMIN_CONF_PATH, BOOTSTRAP_TOKEN_TTL, CA_CERT_PATH, KUBEADM_CONFIG_DIR, KUBEADM_CONFIG_PATH,
+    KUBELET_CONF_PATH, NodeRender, NodeRole, RESET_CONFIG_PATH, RenderedCluster, RenderedFile,
+    UPGRADE_CONFIG_PATH, cluster_configuration, init_documents, join_configuration,
+    kube_proxy_configuration, kubelet_configuration, render_cluster, render_node,
+    reset_configuration, upgrade_configuration,
+};
+pub use secret::{BootstrapToken, CaCertHash, CertificateKey, ClusterSecrets};
