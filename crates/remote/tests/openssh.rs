@@ -1,0 +1,448 @@
+//! Integration tests against real OpenSSH servers (sshd on 127.0.0.1, high ports, temp config).
+//! They need root to run sshd and skip with a message otherwise; CI runs them.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{ClientKey, Sshd, can_run_sshd};
+use hakube_remote::{
+    Auth, Command, Error, ExitStatus, FanOut, HostKey, HostKeyPolicy, NoProgress, PushOutcome,
+    RemoteExec, SshConfig, SshPool, SshSession, Target, Upload, fan_out, push_file,
+};
+
+fn target(sshd: &Sshd) -> Target {
+    Target::new(format!("h{}", sshd.port), "127.0.0.1").port(sshd.port)
+}
+
+fn known_hosts(dir: &std::path::Path, servers: &[&Sshd]) -> std::path::PathBuf {
+    let path = dir.join("known_hosts");
+    let text: String = servers.iter().map(|s| s.known_hosts_line()).collect();
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn session(key: &ClientKey, sshd: &Sshd, policy: HostKeyPolicy) -> SshSession {
+    SshSession::new(
+        target(sshd),
+        SshConfig::new(Auth::key_file(key.private()), policy),
+    )
+}
+
+fn pinned(sshd: &Sshd) -> HostKeyPolicy {
+    HostKeyPolicy::Pinned(vec![HostKey::parse_openssh(&sshd.host_key()).unwrap()])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_codes_signals_stdout_stderr_env_and_stdin() {
+    if !can_run_sshd("exit_codes_signals_stdout_stderr_env_and_stdin") {
+        return;
+    }
+    let key = ClientKey::new();
+    let sshd = Sshd::start(&key);
+    let s = session(&key, &sshd, pinned(&sshd));
+
+    let out = s
+        .run(&Command::shell("echo out; echo err >&2; exit 3"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (out.stdout_lossy().as_str(), out.stderr_lossy().as_str()),
+        ("out\n", "err\n")
+    );
+    assert_eq!(out.status, ExitStatus::Code(3));
+    let err = s.run_ok(&Command::new("false")).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::CommandFailed {
+                status: ExitStatus::Code(1),
+                ..
+            }
+        ),
+        "{err}"
+    );
+
+    let out = s.run(&Command::shell("kill -TERM $$")).await.unwrap();
+    assert_eq!(
+        out.status,
+        ExitStatus::Signal {
+            name: "TERM".into(),
+            core_dumped: false
+        }
+    );
+
+    let nasty = [
+        "it's",
+        "$(id)",
+        "a b\tc",
+        "new\nline",
+        "*",
+        "",
+        "--",
+        "ünï ✓",
+        "\\",
+    ];
+    let out = s
+        .run_ok(
+            &Command::new("printf")
+                .arg("%s\\0")
+                .args(nasty)
+                .env("V", "x'y $z")
+                .stdin("ignored"),
+        )
+        .await
+        .unwrap();
+    let words: Vec<String> = out
+        .stdout
+        .split(|b| *b == 0)
+        .map(|w| String::from_utf8(w.to_vec()).unwrap())
+        .collect();
+    let mut want: Vec<String> = nasty.iter().map(|s| (*s).to_owned()).collect();
+    want.push(String::new());
+    assert_eq!(words, want);
+
+    let out = s
+        .run_ok(&Command::new("printenv").arg("V").env("V", "x'y $z\nw"))
+        .await
+        .unwrap();
+    assert_eq!(out.stdout, b"x'y $z\nw\n");
+
+    let input: Vec<u8> = (0..=255u8).cycle().take(300_000).collect();
+    let out = s
+        .run_ok(&Command::new("cat").stdin(input.clone()))
+        .await
+        .unwrap();
+    assert_eq!(out.stdout, input);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_outputs_on_both_streams() {
+    if !can_run_sshd("large_outputs_on_both_streams") {
+        return;
+    }
+    let key = ClientKey::new();
+    let sshd = Sshd::start(&key);
+    let s = session(&key, &sshd, pinned(&sshd));
+    let out = s
+        .run_ok(&Command::shell(
+            "head -c 8000000 /dev/zero; head -c 3000000 /dev/zero | tr '\\0' e >&2",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(out.stdout.len(), 8_000_000);
+    assert_eq!(out.stderr.len(), 3_000_000);
+    assert!(out.stderr.iter().all(|b| *b == b'e'));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_safe_idempotent_push_and_read_back() {
+    if !can_run_sshd("binary_safe_idempotent_push_and_read_back") {
+        return;
+    }
+    let key = ClientKey::new();
+    let sshd = Sshd::start(&key);
+    let s = session(&key, &sshd, pinned(&sshd));
+    let remote_dir = tempfile::tempdir().unwrap();
+    let path = format!("{}/sub dir/it's.bin", remote_dir.path().display());
+    let content: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let file = Upload::new(&path, content.clone())
+        .mode(0o640)
+        .owner("root", "root");
+
+    assert_eq!(push_file(&s, &file).await.unwrap(), PushOutcome::Created);
+    assert_eq!(std::fs::read(&path).unwrap(), content);
+    assert_eq!(s.read_file(&path, false).await.unwrap(), content);
+    let remote_sum = s
+        .run_ok(&Command::new("sha256sum").arg(&path))
+        .await
+        .unwrap()
+        .stdout_lossy();
+    assert!(remote_sum.starts_with(&file.sha256()), "{remote_sum}");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&path).unwrap().permissions());
+    assert_eq!(mode & 0o7777, 0o640);
+
+    assert_eq!(push_file(&s, &file).await.unwrap(), PushOutcome::Unchanged);
+    assert_eq!(
+        push_file(&s, &file.clone().mode(0o600)).await.unwrap(),
+        PushOutcome::MetadataChanged
+    );
+    let changed = Upload::new(&path, b"\0\x01\xff\n".to_vec()).mode(0o600);
+    assert_eq!(
+        push_file(&s, &changed).await.unwrap(),
+        PushOutcome::ContentChanged
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), b"\0\x01\xff\n");
+    // No temporary files are left behind.
+    let names: Vec<_> = std::fs::read_dir(format!("{}/sub dir", remote_dir.path().display()))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, vec!["it's.bin".to_owned()]);
+
+    let err = s.read_file("/nonexistent/file", false).await.unwrap_err();
+    assert!(matches!(err, Error::RemoteFile { op: "read", .. }), "{err}");
+    assert!(
+        s.file_state("/nonexistent/file", false)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeout_closes_the_command_and_the_session_stays_usable() {
+    if !can_run_sshd("timeout_closes_the_command_and_the_session_stays_usable") {
+        return;
+    }
+    let key = ClientKey::new();
+    let sshd = Sshd::start(&key);
+    let s = session(&key, &sshd, pinned(&sshd));
+    let err = s
+        .run(
+            &Command::new("sleep")
+                .arg("30")
+                .timeout(Duration::from_millis(300)),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Timeout { .. }), "{err}");
+    assert!(
+        err.to_string().contains("`sleep 30` timed out after 300ms"),
+        "{err}"
+    );
+    assert!(s.run_ok(&Command::new("true")).await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_key_policies() {
+    if !can_run_sshd("host_key_policies") {
+        return;
+    }
+    let key = ClientKey::new();
+    let mut sshd = Sshd::start(&key);
+    let dir = tempfile::tempdir().unwrap();
+
+    // known_hosts with a [host]:port entry
+    let kh = known_hosts(dir.path(), &[&sshd]);
+    session(&key, &sshd, HostKeyPolicy::KnownHosts(kh.clone()))
+        .connect()
+        .await
+        .unwrap();
+
+    // the same entry hashed by the real ssh-keygen -H
+    let out = std::process::Command::new("ssh-keygen")
+        .arg("-H")
+        .arg("-f")
+        .arg(&kh)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let hashed = std::fs::read_to_string(&kh).unwrap();
+    assert!(hashed.starts_with("|1|"), "{hashed}");
+    session(&key, &sshd, HostKeyPolicy::KnownHosts(kh.clone()))
+        .connect()
+        .await
+        .unwrap();
+
+    // unknown host: rejected by default
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, "").unwrap();
+    let err = session(&key, &sshd, HostKeyPolicy::KnownHosts(empty.clone()))
+        .connect()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::UnknownHostKey { .. }), "{err}");
+
+    // accept-new records, then trusts
+    let recorded = dir.path().join("recorded");
+    session(&key, &sshd, HostKeyPolicy::AcceptNew(recorded.clone()))
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&recorded).unwrap(),
+        sshd.known_hosts_line()
+    );
+    session(&key, &sshd, HostKeyPolicy::KnownHosts(recorded.clone()))
+        .connect()
+        .await
+        .unwrap();
+
+    // the host is reinstalled with a new key: changed, for every policy that knew it
+    let old_pin = pinned(&sshd);
+    sshd.restart(true);
+    for policy in [
+        HostKeyPolicy::KnownHosts(kh.clone()),
+        HostKeyPolicy::AcceptNew(recorded.clone()),
+        old_pin,
+    ] {
+        let err = session(&key, &sshd, policy.clone())
+            .connect()
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::HostKeyChanged { .. }),
+            "{policy:?}: {err}"
+        );
+        assert!(err.to_string().contains("HOST KEY CHANGED"), "{err}");
+    }
+    // accept-new did not overwrite the record
+    assert_eq!(
+        std::fs::read_to_string(&recorded).unwrap().lines().count(),
+        1
+    );
+    session(&key, &sshd, pinned(&sshd)).connect().await.unwrap();
+    session(&key, &sshd, HostKeyPolicy::DangerAcceptAny)
+        .connect()
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_by_agent_and_bad_key() {
+    if !can_run_sshd("auth_by_agent_and_bad_key") {
+        return;
+    }
+    let key = ClientKey::new();
+    let sshd = Sshd::start(&key);
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("agent.sock");
+    let mut agent = std::process::Command::new("ssh-agent")
+        .arg("-D")
+        .arg("-a")
+        .arg(&sock)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..200 {
+        if sock.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let added = std::process::Command::new("ssh-add")
+        .arg(key.private())
+        .env("SSH_AUTH_SOCK", &sock)
+        .output()
+        .unwrap();
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let s = SshSession::new(
+        target(&sshd),
+        SshConfig::new(
+            Auth::Agent {
+                socket: Some(sock.clone()),
+            },
+            pinned(&sshd),
+        ),
+    );
+    let out = s.run_ok(&Command::new("id").arg("-u")).await.unwrap();
+    assert_eq!(out.stdout, b"0\n");
+    let _ = agent.kill();
+    let _ = agent.wait();
+
+    let other = ClientKey::new();
+    let err = session(&other, &sshd, pinned(&sshd))
+        .connect()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Auth { .. }), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fan_out_many_hosts_one_goes_away_and_reconnect() {
+    if !can_run_sshd("fan_out_many_hosts_one_goes_away_and_reconnect") {
+        return;
+    }
+    let key = ClientKey::new();
+    let mut servers: Vec<Sshd> = (0..4).map(|_| Sshd::start(&key)).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let kh = known_hosts(dir.path(), &servers.iter().collect::<Vec<_>>());
+    let pool = SshPool::new(
+        SshConfig::new(Auth::key_file(key.private()), HostKeyPolicy::KnownHosts(kh))
+            .keepalive(Duration::from_secs(1), 3),
+    );
+    let hosts: Vec<Arc<dyn RemoteExec>> = servers
+        .iter()
+        .map(|s| pool.session(&target(s)) as Arc<dyn RemoteExec>)
+        .collect();
+
+    // many concurrent channels on one connection per host
+    let results = fan_out(
+        &hosts,
+        "parallel",
+        &FanOut::new(4),
+        &NoProgress,
+        |h| async move {
+            let cmds: Vec<Command> = (0..10)
+                .map(|i| Command::new("echo").arg(i.to_string()))
+                .collect();
+            let runs = cmds.iter().map(|c| h.run_ok(c));
+            let outs = futures::future::try_join_all(runs).await?;
+            Ok(outs.len())
+        },
+    )
+    .await;
+    assert!(
+        results.iter().all(|r| matches!(r.result, Ok(10))),
+        "{results:?}"
+    );
+
+    // host 2 goes away mid-step: a clear per-host error, the others finish
+    let victim = hosts[2].host().to_owned();
+    let four = FanOut::new(4);
+    let step = fan_out(&hosts, "slow", &four, &NoProgress, |h| async move {
+        h.run_ok(&Command::shell("sleep 1; echo done"))
+            .await
+            .map(|o| o.stdout_lossy())
+    });
+    let killer = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        servers[2].kill_sessions();
+    };
+    let (results, ()) = tokio::join!(step, killer);
+    for r in &results {
+        if r.host == victim {
+            let err = r.result.as_ref().unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    Error::ConnectionLost { .. } | Error::NoExitStatus { .. }
+                ),
+                "{err}"
+            );
+            assert_eq!(err.host(), Some(victim.as_str()));
+        } else {
+            assert_eq!(r.result.as_ref().unwrap(), "done\n");
+        }
+    }
+
+    // the pooled session reconnects on next use
+    let again = pool.session(&target(&servers[2]));
+    assert_eq!(
+        again
+            .run_ok(&Command::new("echo").arg("back"))
+            .await
+            .unwrap()
+            .stdout,
+        b"back\n"
+    );
+    // a server that is down entirely: connect error, safe to retry
+    servers[3].kill();
+    servers[3].kill_sessions();
+    let err = hosts[3].run_ok(&Command::new("true")).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Connect { .. } | Error::ConnectionLost { .. }),
+        "{err}"
+    );
+    pool.close_all().await;
+}
