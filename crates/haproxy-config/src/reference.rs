@@ -1,0 +1,908 @@
+//! The opinionated builder for hakube's reference design: three (or more) HAProxy nodes
+//! sharing one VIP through keepalived, serving the Kubernetes API on 6443 and ingress on
+//! 80/443 to Traefik's NodePorts.
+//!
+//! Input: [`HaInput`]. Entry point: [`HaInput::render`], which validates the whole input and
+//! returns one [`LbNodeFiles`] per LB node (`haproxy.cfg`, `keepalived.conf` and the health
+//! check script, each with its conventional absolute path and mode).
+//!
+//! # Decisions, and why
+//! - **API (6443)**: `mode tcp` (TLS passes through to the apiservers, client certificates
+//!   keep working), `balance leastconn` (API traffic is long-lived watch streams, so the
+//!   connection count is the load signal), an HTTPS health check on `/readyz`
+//!   (`check-ssl verify none`: a TCP-only check keeps a not-ready apiserver in rotation),
+//!   `inter 2s fastinter 500ms fall 2 rise 2`, and `timeout client/server/tunnel 1h` so watches
+//!   and `kubectl logs -f` are not cut (20 s broke them, kubeadm#2227).
+//!   `option redispatch 1` with `retries 2`: a connection refused by a dead apiserver is
+//!   retried on another one before the client notices.
+//! - **Ingress (80/443)**: [`IngressTls::Passthrough`] relays TCP to Traefik's NodePorts with
+//!   `send-proxy-v2` (Traefik must list the LB addresses in `proxyProtocol.trustedIPs`);
+//!   [`IngressTls::Terminate`] terminates TLS here (`bind :443 ssl crt`), drops any
+//!   client-supplied `X-Forwarded-For`, sets `X-Forwarded-For/Proto/Port` and sends plain
+//!   HTTP to Traefik's web NodePort (Traefik must trust the LB addresses in
+//!   `forwardedHeaders.trustedIPs`).
+//! - **Stats and metrics** (`/stats`, `/metrics` on port [`STATS_PORT`]) bind to 127.0.0.1 or a
+//!   per-node management address, never `*` or the VIP. A separate frontend on
+//!   `127.0.0.1:`[`HEALTH_PORT`] answers `/healthz` from HAProxy itself (`monitor-uri`): that is
+//!   what the keepalived check asks.
+//! - **keepalived**: unicast peers (works where multicast is filtered), distinct priorities,
+//!   every node starts as BACKUP and the highest priority wins the first election, so there is
+//!   exactly one MASTER by priority. The `vrrp_script` has no weight: when the local HAProxy
+//!   stops answering twice in a row (1 s interval) the node goes to FAULT, drops the VIP and
+//!   sends a priority-0 advert, so a peer takes over within about a second.
+//! - **`nopreempt`** (and state BACKUP everywhere): when a failed MASTER comes back it stays
+//!   BACKUP. With preemption the VIP would move a second time, resetting every TCP connection
+//!   that was opened through the current MASTER (every watch, every `logs -f`) and adding a
+//!   second client-visible gap, for no benefit: all LB nodes are equivalent. With
+//!   `nopreempt` a node's return costs no outage at all. The price is that after a failover
+//!   the VIP stays on a lower-priority node until that node fails; that is intended.
+//! - No VRRP `authentication`: it is cleartext and no security boundary.
+
+use core::fmt;
+use core::time::Duration;
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr};
+
+use ipnet::IpNet;
+
+use crate::error::{Error, Result};
+use crate::haproxy::{
+    Balance, Bind, BindTls, Defaults, Global, HaproxyConfig, HttpCheck, HttpRequestRule, Log, Mode,
+    Proxy, ProxyOption, Server, ServerOptions, Stats, StatsLevel, StatsSocket, TimeoutKind,
+    TlsVersion, Verify,
+};
+use crate::keepalived::{
+    GlobalDefs, KeepalivedConfig, ScriptCommand, VirtualAddress, VrrpInstance, VrrpScript,
+    VrrpState, VrrpVersion,
+};
+use crate::value::{AbsPath, Interface, Name, Port, Token, UriPath};
+
+/// Where `haproxy.cfg` lives on an LB node.
+pub const HAPROXY_CFG_PATH: &str = "/etc/haproxy/haproxy.cfg";
+/// The file mode of `haproxy.cfg` (no secrets inside; certificates live in their own files).
+pub const HAPROXY_CFG_MODE: u32 = 0o644;
+/// Where `keepalived.conf` lives on an LB node.
+pub const KEEPALIVED_CONF_PATH: &str = "/etc/keepalived/keepalived.conf";
+/// The file mode of `keepalived.conf` (no secrets inside: no VRRP authentication).
+pub const KEEPALIVED_CONF_MODE: u32 = 0o644;
+/// Where the HAProxy health check script lives on an LB node. keepalived's
+/// `enable_script_security` needs it and every directory above it owned by root and not
+/// writable by anyone else.
+pub const CHECK_SCRIPT_PATH: &str = "/etc/keepalived/check_haproxy.sh";
+/// The file mode of the check script (root-owned, executable, not group/other writable).
+pub const CHECK_SCRIPT_MODE: u32 = 0o755;
+/// The port of the stats page (`/stats`) and Prometheus metrics (`/metrics`).
+pub const STATS_PORT: u16 = 8404;
+/// The port of HAProxy's own liveness endpoint (`/healthz`, 127.0.0.1 only).
+pub const HEALTH_PORT: u16 = 8405;
+/// The name of the VRRP instance in `keepalived.conf`.
+pub const VRRP_INSTANCE: &str = "hakube_vip";
+/// The name of the `vrrp_script` that checks the local HAProxy.
+pub const VRRP_SCRIPT: &str = "chk_haproxy";
+/// The default `script_user`: a dedicated system user the LB node must have
+/// (`useradd --system --no-create-home --shell /usr/sbin/nologin keepalived_script`).
+pub const DEFAULT_SCRIPT_USER: &str = "keepalived_script";
+
+/// One load-balancer node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LbNode {
+    /// The node's name (the VM name; becomes keepalived's `router_id`).
+    pub name: String,
+    /// Its address on the LB network (VRRP unicast source).
+    pub address: IpAddr,
+    /// The interface that carries that address and will carry the VIP.
+    pub interface: String,
+    /// Its VRRP priority (1 to 254). `None`: 150 for the first node, 140 for the second, ...
+    pub priority: Option<u8>,
+    /// Bind stats and metrics to this management address instead of 127.0.0.1.
+    pub stats_address: Option<IpAddr>,
+}
+
+/// A backend host: a control-plane node or a worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// Its name (shown in HAProxy stats).
+    pub name: String,
+    /// Its address.
+    pub address: IpAddr,
+}
+
+/// How HTTPS ingress is handled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IngressTls {
+    /// L4: relay TCP to Traefik's NodePorts with a PROXY v2 header; Traefik terminates TLS.
+    Passthrough,
+    /// L7: terminate TLS on HAProxy with this PEM (chain + key) and send HTTP with
+    /// `X-Forwarded-*` headers to Traefik's web NodePort.
+    Terminate {
+        /// The absolute path of the PEM on the LB node.
+        cert_path: String,
+    },
+}
+
+/// Ingress on 80/443 to Traefik's NodePorts on the workers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ingress {
+    /// Traefik's `web` (HTTP) NodePort.
+    pub http_node_port: u16,
+    /// Traefik's `websecure` (HTTPS) NodePort (used by [`IngressTls::Passthrough`]).
+    pub https_node_port: u16,
+    /// TLS handling.
+    pub tls: IngressTls,
+}
+
+/// Everything the reference design needs. Build it with [`HaInput::new`] and the setters (or
+/// fill the public fields), then call [`HaInput::render`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HaInput {
+    /// The LB nodes, in priority order when priorities are not given.
+    pub lb_nodes: Vec<LbNode>,
+    /// The virtual IP clients use (the cluster's `controlPlaneEndpoint`).
+    pub vip: IpAddr,
+    /// The LB network. When given, the VIP and every LB address must be inside it and the VIP
+    /// gets its prefix length; otherwise the VIP is added as a host address (/32, /128).
+    pub lb_subnet: Option<IpNet>,
+    /// The control-plane nodes (apiservers).
+    pub control_plane: Vec<Member>,
+    /// The workers running Traefik's NodePorts.
+    pub workers: Vec<Member>,
+    /// Ingress on 80/443; `None` renders the API only.
+    pub ingress: Option<Ingress>,
+    /// The VRRP router id, the same on every LB node and unique on the L2 segment.
+    pub virtual_router_id: u8,
+    /// The apiserver port, on the VIP and on the control-plane nodes (6443).
+    pub api_port: u16,
+    /// The apiserver health path (`/readyz`; `/healthz` for old apiservers).
+    pub api_health_path: String,
+    /// The VRRP advertisement interval (1 s). A sub-second value switches to VRRPv3; failure
+    /// detection for a dead MASTER is about 3 intervals.
+    pub advert_interval: Duration,
+    /// The user keepalived runs the check script as; it must exist on the LB nodes.
+    pub script_user: String,
+}
+
+impl HaInput {
+    /// An input with the given VIP and router id, no nodes, no ingress, and the defaults:
+    /// API port 6443, health path `/readyz`, 1 s adverts, script user `keepalived_script`.
+    #[must_use]
+    pub fn new(vip: IpAddr, virtual_router_id: u8) -> Self {
+        Self {
+            lb_nodes: Vec::new(),
+            vip,
+            lb_subnet: None,
+            control_plane: Vec::new(),
+            workers: Vec::new(),
+            ingress: None,
+            virtual_router_id,
+            api_port: 6443,
+            api_health_path: "/readyz".to_owned(),
+            advert_interval: Duration::from_secs(1),
+            script_user: DEFAULT_SCRIPT_USER.to_owned(),
+        }
+    }
+
+    /// Adds an LB node with the default priority and stats on 127.0.0.1.
+    #[must_use]
+    pub fn lb_node(mut self, name: &str, address: IpAddr, interface: &str) -> Self {
+        self.lb_nodes.push(LbNode {
+            name: name.to_owned(),
+            address,
+            interface: interface.to_owned(),
+            priority: None,
+            stats_address: None,
+        });
+        self
+    }
+
+    /// Adds a control-plane node.
+    #[must_use]
+    pub fn control_plane_node(mut self, name: &str, address: IpAddr) -> Self {
+        self.control_plane.push(Member {
+            name: name.to_owned(),
+            address,
+        });
+        self
+    }
+
+    /// Adds a worker.
+    #[must_use]
+    pub fn worker(mut self, name: &str, address: IpAddr) -> Self {
+        self.workers.push(Member {
+            name: name.to_owned(),
+            address,
+        });
+        self
+    }
+
+    /// Sets ingress.
+    #[must_use]
+    pub fn ingress(mut self, http_node_port: u16, https_node_port: u16, tls: IngressTls) -> Self {
+        self.ingress = Some(Ingress {
+            http_node_port,
+            https_node_port,
+            tls,
+        });
+        self
+    }
+
+    /// Sets the LB subnet.
+    #[must_use]
+    pub fn lb_subnet(mut self, subnet: IpNet) -> Self {
+        self.lb_subnet = Some(subnet);
+        self
+    }
+
+    /// Sets the VRRP advertisement interval.
+    #[must_use]
+    pub fn advert_interval(mut self, interval: Duration) -> Self {
+        self.advert_interval = interval;
+        self
+    }
+
+    /// Validates the input and renders the three files for every LB node.
+    ///
+    /// Nothing is returned unless the whole input is valid.
+    ///
+    /// # Errors
+    /// An [`Error`] naming the field: an invalid VIP (unspecified, loopback, multicast, equal
+    /// to a node's address, outside `lb_subnet`), duplicate node names, addresses or
+    /// priorities, no LB node, no control-plane node, no worker while ingress is on (an empty
+    /// backend), a name or path that would break the config grammar, port 0 or clashing
+    /// ports.
+    pub fn render(&self) -> Result<Vec<LbNodeFiles>> {
+        let v = Validated::new(self)?;
+        v.nodes
+            .iter()
+            .map(|node| {
+                let haproxy = v.haproxy(node)?;
+                let keepalived = v.keepalived(node)?;
+                Ok(LbNodeFiles {
+                    node: node.name.as_str().to_owned(),
+                    address: node.address,
+                    priority: node.priority,
+                    haproxy_cfg: RenderedFile {
+                        path: HAPROXY_CFG_PATH,
+                        mode: HAPROXY_CFG_MODE,
+                        contents: haproxy.to_string(),
+                    },
+                    keepalived_conf: RenderedFile {
+                        path: KEEPALIVED_CONF_PATH,
+                        mode: KEEPALIVED_CONF_MODE,
+                        contents: keepalived.to_string(),
+                    },
+                    check_script: RenderedFile {
+                        path: CHECK_SCRIPT_PATH,
+                        mode: CHECK_SCRIPT_MODE,
+                        contents: check_script(&v.script_user),
+                    },
+                    script_user: v.script_user.as_str().to_owned(),
+                    haproxy,
+                    keepalived,
+                })
+            })
+            .collect()
+    }
+}
+
+/// One rendered file: where it goes on the node, its mode and its contents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedFile {
+    /// The absolute path on the LB node.
+    pub path: &'static str,
+    /// The file mode (owner root:root).
+    pub mode: u32,
+    /// The file's contents.
+    pub contents: String,
+}
+
+/// What one LB node receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LbNodeFiles {
+    /// The node's name.
+    pub node: String,
+    /// The node's LB address.
+    pub address: IpAddr,
+    /// The node's VRRP priority.
+    pub priority: u8,
+    /// `/etc/haproxy/haproxy.cfg`.
+    pub haproxy_cfg: RenderedFile,
+    /// `/etc/keepalived/keepalived.conf`.
+    pub keepalived_conf: RenderedFile,
+    /// `/etc/keepalived/check_haproxy.sh`.
+    pub check_script: RenderedFile,
+    /// The system user that must exist for the check script to run.
+    pub script_user: String,
+    /// The typed HAProxy config behind `haproxy_cfg`.
+    pub haproxy: HaproxyConfig,
+    /// The typed keepalived config behind `keepalived_conf`.
+    pub keepalived: KeepalivedConfig,
+}
+
+impl LbNodeFiles {
+    /// The three files, in install order.
+    #[must_use]
+    pub fn files(&self) -> [&RenderedFile; 3] {
+        [&self.haproxy_cfg, &self.check_script, &self.keepalived_conf]
+    }
+}
+
+struct Node {
+    name: Name,
+    address: IpAddr,
+    interface: Interface,
+    priority: u8,
+    stats_address: IpAddr,
+}
+
+struct Backend {
+    name: Name,
+    address: IpAddr,
+}
+
+enum Tls {
+    Passthrough,
+    Terminate(AbsPath),
+}
+
+struct IngressV {
+    http: Port,
+    https: Port,
+    tls: Tls,
+}
+
+struct Validated {
+    nodes: Vec<Node>,
+    vip: IpNet,
+    control_plane: Vec<Backend>,
+    workers: Vec<Backend>,
+    ingress: Option<IngressV>,
+    vrid: u8,
+    api_port: Port,
+    health_path: UriPath,
+    advert: Duration,
+    script_user: Name,
+}
+
+fn members(list: &[Member], field: &str) -> Result<Vec<Backend>> {
+    let mut names = BTreeSet::new();
+    let mut addrs = BTreeSet::new();
+    list.iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let at = |f: &str| format!("{field}[{i}].{f}");
+            let name = Name::new(m.name.clone()).map_err(|e| e.at(at("name")))?;
+            if !names.insert(m.name.clone()) {
+                return Err(Error::duplicate(at("name"), &m.name));
+            }
+            check_unicast(m.address, &at("address"))?;
+            if !addrs.insert(m.address) {
+                return Err(Error::duplicate(at("address"), m.address.to_string()));
+            }
+            Ok(Backend {
+                name,
+                address: m.address,
+            })
+        })
+        .collect()
+}
+
+fn check_unicast(ip: IpAddr, field: &str) -> Result<()> {
+    let bad = ip.is_unspecified()
+        || ip.is_loopback()
+        || ip.is_multicast()
+        || matches!(ip, IpAddr::V4(v4) if v4.is_broadcast());
+    if bad {
+        return Err(Error::invalid(
+            field,
+            ip.to_string(),
+            "must be a unicast address (not unspecified, loopback, multicast or broadcast)",
+        ));
+    }
+    Ok(())
+}
+
+impl Validated {
+    #[allow(clippy::too_many_lines)]
+    fn new(input: &HaInput) -> Result<Self> {
+        // VIP first: it is the field users most often get wrong.
+        check_unicast(input.vip, "vip")?;
+        if let Some(subnet) = input.lb_subnet {
+            if !subnet.contains(&input.vip) {
+                return Err(Error::conflict(
+                    "vip",
+                    format!("{} is not inside lb_subnet {subnet}", input.vip),
+                ));
+            }
+            if subnet.prefix_len() < subnet.max_prefix_len() - 1
+                && (input.vip == subnet.network() || input.vip == subnet.broadcast())
+            {
+                return Err(Error::invalid(
+                    "vip",
+                    input.vip.to_string(),
+                    format!("is the network or broadcast address of lb_subnet {subnet}"),
+                ));
+            }
+        }
+        let prefix = input
+            .lb_subnet
+            .map_or(if input.vip.is_ipv4() { 32 } else { 128 }, |s| {
+                s.prefix_len()
+            });
+        let vip = IpNet::new(input.vip, prefix)
+            .map_err(|_| Error::invalid("lb_subnet", format!("{prefix}"), "bad prefix length"))?;
+
+        if input.lb_nodes.is_empty() {
+            return Err(Error::missing(
+                "lb_nodes",
+                "at least one LB node is required",
+            ));
+        }
+        let mut names = BTreeSet::new();
+        let mut addrs = BTreeSet::new();
+        let mut priorities = BTreeSet::new();
+        let mut nodes = Vec::new();
+        for (i, n) in input.lb_nodes.iter().enumerate() {
+            let at = |f: &str| format!("lb_nodes[{i}].{f}");
+            let name = Name::new(n.name.clone()).map_err(|e| e.at(at("name")))?;
+            if !names.insert(n.name.clone()) {
+                return Err(Error::duplicate(at("name"), &n.name));
+            }
+            check_unicast(n.address, &at("address"))?;
+            if !addrs.insert(n.address) {
+                return Err(Error::duplicate(at("address"), n.address.to_string()));
+            }
+            if n.address == input.vip {
+                return Err(Error::conflict(
+                    "vip",
+                    format!("{} is also the address of LB node {}", input.vip, n.name),
+                ));
+            }
+            if n.address.is_ipv4() != input.vip.is_ipv4() {
+                return Err(Error::conflict(
+                    at("address"),
+                    format!(
+                        "{} and the VIP {} differ in address family",
+                        n.address, input.vip
+                    ),
+                ));
+            }
+            if let Some(subnet) = input.lb_subnet
+                && !subnet.contains(&n.address)
+            {
+                return Err(Error::conflict(
+                    at("address"),
+                    format!("{} is not inside lb_subnet {subnet}", n.address),
+                ));
+            }
+            let interface =
+                Interface::new(n.interface.clone()).map_err(|e| e.at(at("interface")))?;
+            let default_priority = u8::try_from(i)
+                .ok()
+                .and_then(|i| i.checked_mul(10))
+                .and_then(|d| 150u8.checked_sub(d))
+                .filter(|p| *p >= 1);
+            let priority = n.priority.or(default_priority).ok_or_else(|| {
+                Error::missing(
+                    at("priority"),
+                    "too many LB nodes for default priorities: set priorities",
+                )
+            })?;
+            if !(1..=254).contains(&priority) {
+                return Err(Error::invalid(
+                    at("priority"),
+                    priority.to_string(),
+                    "must be 1 to 254",
+                ));
+            }
+            if !priorities.insert(priority) {
+                return Err(Error::duplicate(at("priority"), priority.to_string()));
+            }
+            let stats_address = match n.stats_address {
+                None => IpAddr::V4(Ipv4Addr::LOCALHOST),
+                Some(a) if a.is_unspecified() || a.is_multicast() => {
+                    return Err(Error::invalid(
+                        at("stats_address"),
+                        a.to_string(),
+                        "stats must bind to localhost or one management address",
+                    ));
+                }
+                Some(a) if a == input.vip => {
+                    return Err(Error::conflict(
+                        at("stats_address"),
+                        "stats must not be served on the VIP",
+                    ));
+                }
+                Some(a) => a,
+            };
+            nodes.push(Node {
+                name,
+                address: n.address,
+                interface,
+                priority,
+                stats_address,
+            });
+        }
+
+        if input.control_plane.is_empty() {
+            return Err(Error::missing(
+                "control_plane",
+                "the apiserver backend needs at least one control-plane node",
+            ));
+        }
+        let control_plane = members(&input.control_plane, "control_plane")?;
+        let workers = members(&input.workers, "workers")?;
+        for (field, list) in [
+            ("control_plane", &input.control_plane),
+            ("workers", &input.workers),
+        ] {
+            if let Some((i, m)) = list
+                .iter()
+                .enumerate()
+                .find(|(_, m)| m.address == input.vip)
+            {
+                return Err(Error::conflict(
+                    format!("{field}[{i}].address"),
+                    format!("{} is the VIP", m.address),
+                ));
+            }
+        }
+
+        let api_port = Port::new(input.api_port).map_err(|e| e.at("api_port"))?;
+        if [STATS_PORT, HEALTH_PORT].contains(&api_port.get()) {
+            return Err(Error::conflict(
+                "api_port",
+                format!("clashes with the stats ({STATS_PORT}) or health ({HEALTH_PORT}) port"),
+            ));
+        }
+        let ingress = match &input.ingress {
+            None => None,
+            Some(ing) => {
+                if workers.is_empty() {
+                    return Err(Error::missing(
+                        "workers",
+                        "ingress is on, so its backends need at least one worker",
+                    ));
+                }
+                let http =
+                    Port::new(ing.http_node_port).map_err(|e| e.at("ingress.http_node_port"))?;
+                let https =
+                    Port::new(ing.https_node_port).map_err(|e| e.at("ingress.https_node_port"))?;
+                if http == https {
+                    return Err(Error::conflict(
+                        "ingress.https_node_port",
+                        "must differ from ingress.http_node_port",
+                    ));
+                }
+                if [80, 443].contains(&api_port.get()) {
+                    return Err(Error::conflict(
+                        "api_port",
+                        "clashes with the ingress ports 80/443",
+                    ));
+                }
+                let tls = match &ing.tls {
+                    IngressTls::Passthrough => Tls::Passthrough,
+                    IngressTls::Terminate { cert_path } => Tls::Terminate(
+                        AbsPath::new(cert_path.clone())
+                            .map_err(|e| e.at("ingress.tls.cert_path"))?,
+                    ),
+                };
+                Some(IngressV { http, https, tls })
+            }
+        };
+        if input.virtual_router_id == 0 {
+            return Err(Error::invalid("virtual_router_id", "0", "must be 1 to 255"));
+        }
+        let health_path =
+            UriPath::new(input.api_health_path.clone()).map_err(|e| e.at("api_health_path"))?;
+        let script_user = Name::new(input.script_user.clone()).map_err(|e| e.at("script_user"))?;
+        let ms = input.advert_interval.as_millis();
+        if ms == 0
+            || !ms.is_multiple_of(10)
+            || ms > 40_950
+            || !input
+                .advert_interval
+                .subsec_nanos()
+                .is_multiple_of(1_000_000)
+        {
+            return Err(Error::invalid(
+                "advert_interval",
+                format!("{:?}", input.advert_interval),
+                "must be a multiple of 10 ms between 10 ms and 40.95 s",
+            ));
+        }
+        Ok(Self {
+            nodes,
+            vip,
+            control_plane,
+            workers,
+            ingress,
+            vrid: input.virtual_router_id,
+            api_port,
+            health_path,
+            advert: input.advert_interval,
+            script_user,
+        })
+    }
+
+    fn haproxy(&self, node: &Node) -> Result<HaproxyConfig> {
+        let n = |s: &str| Name::new(s);
+        let port = |p: u16| Port::new(p);
+        let secs = Duration::from_secs;
+        let global = Global {
+            logs: vec![Log {
+                target: Token::new("/dev/log")?,
+                facility: n("local0")?,
+            }],
+            chroot: Some(AbsPath::new("/var/lib/haproxy")?),
+            user: Some(n("haproxy")?),
+            group: Some(n("haproxy")?),
+            daemon: false,
+            maxconn: Some(20_000),
+            stats_socket: Some(StatsSocket {
+                path: AbsPath::new("/run/haproxy/admin.sock")?,
+                mode: 0o660,
+                level: StatsLevel::Admin,
+            }),
+            ssl_min_version: Some(TlsVersion::Tls12),
+            extra: Vec::new(),
+        };
+        let defaults = Defaults {
+            mode: Some(Mode::Tcp),
+            log_global: true,
+            options: vec![ProxyOption::Dontlognull, ProxyOption::Redispatch(Some(1))],
+            retries: Some(2),
+            timeouts: vec![
+                (TimeoutKind::Connect, secs(3)),
+                (TimeoutKind::Client, secs(60)),
+                (TimeoutKind::Server, secs(60)),
+                (TimeoutKind::Queue, secs(20)),
+                (TimeoutKind::Check, secs(2)),
+            ],
+            maxconn: None,
+            extra: Vec::new(),
+        };
+        let mut cfg = HaproxyConfig::builder()
+            .comment(format!(
+                "Rendered by hakube-haproxy-config for LB node {}. Do not edit by hand.",
+                node.name
+            ))
+            .global(global)
+            .defaults(defaults);
+
+        // Kubernetes API.
+        let long = secs(3600);
+        cfg = cfg.proxy(
+            Proxy::frontend("apiserver")
+                .mode(Mode::Tcp)
+                .bind(Bind::any(self.api_port))
+                .option(ProxyOption::Tcplog)
+                .timeout(TimeoutKind::Client, long)
+                .default_backend(n("apiserver")?)
+                .build()?,
+        );
+        let mut api = Proxy::backend("apiserver")
+            .mode(Mode::Tcp)
+            .balance(Balance::LeastConn)
+            .timeout(TimeoutKind::Server, long)
+            .timeout(TimeoutKind::Tunnel, long)
+            .http_check(HttpCheck {
+                method: n("GET")?,
+                uri: self.health_path.clone(),
+                expect_status: 200,
+            })
+            .default_server(ServerOptions {
+                check: true,
+                check_ssl: true,
+                verify: Some(Verify::DangerNone),
+                inter: Some(secs(2)),
+                fastinter: Some(Duration::from_millis(500)),
+                downinter: Some(secs(2)),
+                fall: Some(2),
+                rise: Some(2),
+                slowstart: Some(secs(10)),
+                ..ServerOptions::default()
+            });
+        for cp in &self.control_plane {
+            api = api.server(Server {
+                name: cp.name.clone(),
+                addr: cp.address,
+                port: self.api_port,
+                options: ServerOptions::default(),
+            });
+        }
+        cfg = cfg.proxy(api.build()?);
+
+        // Ingress.
+        if let Some(ing) = &self.ingress {
+            let workers = |backend: &str, node_port: Port, proxy: bool, mode: Mode| {
+                let mut b = Proxy::backend(backend)
+                    .mode(mode)
+                    .balance(Balance::RoundRobin)
+                    .default_server(ServerOptions {
+                        check: true,
+                        inter: Some(secs(2)),
+                        fastinter: Some(Duration::from_millis(500)),
+                        downinter: Some(secs(2)),
+                        fall: Some(2),
+                        rise: Some(2),
+                        send_proxy_v2: proxy,
+                        ..ServerOptions::default()
+                    })
+                    .timeout(TimeoutKind::Tunnel, long);
+                for w in &self.workers {
+                    b = b.server(Server {
+                        name: w.name.clone(),
+                        addr: w.address,
+                        port: node_port,
+                        options: ServerOptions::default(),
+                    });
+                }
+                b.build()
+            };
+            match &ing.tls {
+                Tls::Passthrough => {
+                    for (name, listen, node_port) in [
+                        ("ingress_http", 80, ing.http),
+                        ("ingress_https", 443, ing.https),
+                    ] {
+                        cfg = cfg
+                            .proxy(
+                                Proxy::frontend(name)
+                                    .mode(Mode::Tcp)
+                                    .bind(Bind::any(port(listen)?))
+                                    .option(ProxyOption::Tcplog)
+                                    .default_backend(n(name)?)
+                                    .build()?,
+                            )
+                            .proxy(workers(name, node_port, true, Mode::Tcp)?);
+                    }
+                }
+                Tls::Terminate(cert) => {
+                    let header = |name: &str, value: &str| -> Result<HttpRequestRule> {
+                        Ok(HttpRequestRule::SetHeader {
+                            name: n(name)?,
+                            value: Token::new(value)?,
+                        })
+                    };
+                    let mut https_bind = Bind::any(port(443)?);
+                    https_bind.tls = Some(BindTls {
+                        cert: cert.clone(),
+                        alpn: vec![Token::new("h2")?, Token::new("http/1.1")?],
+                    });
+                    cfg = cfg
+                        .proxy(
+                            Proxy::frontend("ingress_http")
+                                .mode(Mode::Http)
+                                .bind(Bind::any(port(80)?))
+                                .option(ProxyOption::Httplog)
+                                .option(ProxyOption::Forwardfor { except: None })
+                                .timeout(TimeoutKind::HttpRequest, secs(10))
+                                .timeout(TimeoutKind::HttpKeepAlive, secs(10))
+                                .http_request(HttpRequestRule::DelHeader {
+                                    name: n("X-Forwarded-For")?,
+                                })
+                                .http_request(header("X-Forwarded-Proto", "http")?)
+                                .http_request(header("X-Forwarded-Port", "80")?)
+                                .default_backend(n("ingress_web")?)
+                                .build()?,
+                        )
+                        .proxy(
+                            Proxy::frontend("ingress_https")
+                                .mode(Mode::Http)
+                                .bind(https_bind)
+                                .option(ProxyOption::Httplog)
+                                .option(ProxyOption::Forwardfor { except: None })
+                                .timeout(TimeoutKind::HttpRequest, secs(10))
+                                .timeout(TimeoutKind::HttpKeepAlive, secs(10))
+                                .http_request(HttpRequestRule::DelHeader {
+                                    name: n("X-Forwarded-For")?,
+                                })
+                                .http_request(header("X-Forwarded-Proto", "https")?)
+                                .http_request(header("X-Forwarded-Port", "443")?)
+                                .default_backend(n("ingress_web")?)
+                                .build()?,
+                        )
+                        .proxy(workers("ingress_web", ing.http, false, Mode::Http)?);
+                }
+            }
+        }
+
+        // Stats and metrics, then the liveness endpoint keepalived checks.
+        cfg = cfg
+            .proxy(
+                Proxy::frontend("stats")
+                    .mode(Mode::Http)
+                    .bind(Bind::ip(node.stats_address, port(STATS_PORT)?))
+                    .http_request(HttpRequestRule::PrometheusExporter {
+                        path: UriPath::new("/metrics")?,
+                    })
+                    .stats(Stats {
+                        uri: UriPath::new("/stats")?,
+                        refresh: Some(secs(10)),
+                    })
+                    .build()?,
+            )
+            .proxy(
+                Proxy::frontend("healthz")
+                    .mode(Mode::Http)
+                    .bind(Bind::ip(
+                        IpAddr::V4(Ipv4Addr::LOCALHOST),
+                        port(HEALTH_PORT)?,
+                    ))
+                    .monitor_uri(UriPath::new("/healthz")?)
+                    .build()?,
+            );
+        cfg.build()
+    }
+
+    fn keepalived(&self, node: &Node) -> Result<KeepalivedConfig> {
+        let sub_second = !self.advert.as_millis().is_multiple_of(1000);
+        let global_defs = GlobalDefs {
+            router_id: Some(node.name.clone()),
+            enable_script_security: true,
+            script_user: Some(self.script_user.clone()),
+            vrrp_version: sub_second.then_some(VrrpVersion::V3),
+            extra: Vec::new(),
+        };
+        let script = VrrpScript {
+            name: Name::new(VRRP_SCRIPT)?,
+            script: ScriptCommand::new(AbsPath::new(CHECK_SCRIPT_PATH)?),
+            interval: Duration::from_secs(1),
+            timeout: Some(Duration::from_secs(2)),
+            fall: Some(2),
+            rise: Some(2),
+            weight: None,
+            user: None,
+        };
+        let mut instance = VrrpInstance::builder(VRRP_INSTANCE)
+            .state(VrrpState::Backup)
+            .nopreempt(true)
+            .interface(node.interface.clone())
+            .virtual_router_id(self.vrid)
+            .priority(node.priority)
+            .advert_interval(self.advert)
+            .unicast_src_ip(node.address)
+            .virtual_address(VirtualAddress {
+                addr: self.vip,
+                dev: Some(node.interface.clone()),
+            })
+            .track_script(Name::new(VRRP_SCRIPT)?);
+        for peer in self.nodes.iter().filter(|p| p.name != node.name) {
+            instance = instance.unicast_peer(peer.address);
+        }
+        KeepalivedConfig::builder()
+            .comment(format!(
+                "Rendered by hakube-haproxy-config for LB node {}. Do not edit by hand.",
+                node.name
+            ))
+            .global_defs(global_defs)
+            .script(script)
+            .instance(instance.build()?)
+            .build()
+    }
+}
+
+/// The health check script keepalived runs (exit 0: this node's HAProxy answers).
+fn check_script(user: &Name) -> String {
+    format!(
+        "#!/bin/sh\n\
+         # Rendered by hakube-haproxy-config. Do not edit by hand.\n\
+         # keepalived (vrrp_script {VRRP_SCRIPT}) runs this as {user} every second. Two failures\n\
+         # in a row put this node's VRRP instance in FAULT: it drops the VIP and a peer takes it.\n\
+         # It asks HAProxy's own monitor endpoint, which answers while HAProxy runs, whatever\n\
+         # the state of the apiservers behind it (so losing the control plane does not also\n\
+         # take the VIP away).\n\
+         exec /usr/bin/curl --silent --fail --max-time 1 --output /dev/null \\\n    \
+         http://127.0.0.1:{HEALTH_PORT}/healthz\n"
+    )
+}
+
+impl fmt::Display for LbNodeFiles {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for file in self.files() {
+            writeln!(f, "==> {} (mode {:o}) <==", file.path, file.mode)?;
+            f.write_str(&file.contents)?;
+        }
+        Ok(())
+    }
+}
