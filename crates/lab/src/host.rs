@@ -1,0 +1,621 @@
+//! One lab host: a network namespace plus a private mount, PID and UTS namespace.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::net::Ipv4Addr;
+use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Component, Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::util;
+
+/// How long [`Host::terminate`] waits after SIGTERM before it sends SIGKILL.
+pub const TERMINATE_GRACE: Duration = Duration::from_secs(5);
+
+/// A host of a [`crate::Lab`]: its own network namespace (one interface, `eth0`, on the lab
+/// bridge), and its own mount, PID and UTS namespaces (private directories, its own `ps` view,
+/// its own hostname). Obtained from [`crate::Lab::host`]; lives as long as the lab.
+///
+/// Commands run with `PATH` = `/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`,
+/// `HOME=/root`, as root, in `/`.
+#[derive(Debug)]
+pub struct Host {
+    pub(crate) name: String,
+    pub(crate) addr: Ipv4Addr,
+    pub(crate) gateway: Ipv4Addr,
+    pub(crate) prefix_len: u8,
+    pub(crate) netns: String,
+    pub(crate) switch_ns: String,
+    pub(crate) port: String,
+    pub(crate) dir: PathBuf,
+    pub(crate) private_dirs: Arc<[PathBuf]>,
+    pub(crate) client_key: PathBuf,
+    pub(crate) known_hosts: PathBuf,
+    pub(crate) init_pid: AtomicU32,
+    pub(crate) anchor: Mutex<Option<Child>>,
+    pub(crate) daemons: Mutex<BTreeMap<String, Child>>,
+    pub(crate) removed: AtomicBool,
+    pub(crate) host_public_key: OnceLock<String>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Host {
+    /// The host's name, as given to [`crate::LabBuilder::hosts`]; also its hostname inside.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The host's address on the lab bridge, reachable from the test process.
+    #[must_use]
+    pub fn addr(&self) -> Ipv4Addr {
+        self.addr
+    }
+
+    /// The host's network namespace name (for `ip netns exec`, if a test needs it).
+    #[must_use]
+    pub fn netns(&self) -> &str {
+        &self.netns
+    }
+
+    /// The pid (in the test process's view) of the host's init process; the target for
+    /// `nsenter --target PID --mount --net --pid --uts`.
+    #[must_use]
+    pub fn init_pid(&self) -> u32 {
+        self.init_pid.load(Ordering::SeqCst)
+    }
+
+    /// Whether [`crate::Lab::remove_host`] removed this host.
+    #[must_use]
+    pub fn is_removed(&self) -> bool {
+        self.removed.load(Ordering::SeqCst)
+    }
+
+    /// The host's directory in the lab's working directory (logs, sshd files, call records,
+    /// and `root/`, which holds the backing directories of the private paths).
+    #[must_use]
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The directories that are private to this host.
+    #[must_use]
+    pub fn private_dirs(&self) -> &[PathBuf] {
+        &self.private_dirs
+    }
+
+    fn alive(&self) -> Result<u32> {
+        if self.is_removed() {
+            return Err(Error::HostRemoved {
+                host: self.name.clone(),
+            });
+        }
+        Ok(self.init_pid())
+    }
+
+    /// A `Command` that runs `sh -c script` inside the host. Spawn it yourself for streaming
+    /// I/O; [`Host::exec`] and [`Host::run`] cover the common cases.
+    ///
+    /// # Errors
+    /// [`Error::HostRemoved`] after [`crate::Lab::remove_host`].
+    pub fn command(&self, script: &str) -> Result<Command> {
+        let pid = self.alive()?;
+        let mut cmd = Command::new("nsenter");
+        cmd.arg("--target")
+            .arg(pid.to_string())
+            .args([
+                "--mount", "--net", "--pid", "--uts", "--", "sh", "-c", script,
+            ])
+            .current_dir("/")
+            .env_clear()
+            .env("PATH", util::PATH)
+            .env("HOME", "/root")
+            .env("USER", "root")
+            .env("LOGNAME", "root")
+            .env("LANG", "C.UTF-8");
+        Ok(cmd)
+    }
+
+    /// Runs `sh -c script` inside the host (its network, mount, PID and UTS namespaces) and
+    /// returns its output whatever the exit status. Stdin is closed.
+    ///
+    /// # Errors
+    /// [`Error::HostRemoved`], or [`Error::Spawn`] when `nsenter` cannot start.
+    pub fn exec(&self, script: &str) -> Result<Output> {
+        let mut cmd = self.command(script)?;
+        util::output(&self.name, &mut cmd)
+    }
+
+    /// Like [`Host::exec`] but fails unless the script exits 0; returns stdout as text.
+    ///
+    /// # Errors
+    /// [`Error::Command`] with the script and its stderr when it exits non-zero.
+    pub fn run(&self, script: &str) -> Result<String> {
+        let out = self.exec(script)?;
+        let out = util::check(&self.name, script, out)?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// The path, in the test process's view, that backs `path` inside the host. Use it to
+    /// inspect or prepare host files from outside.
+    ///
+    /// # Errors
+    /// [`Error::NotPrivate`] when `path` is relative, contains `..`, or is neither inside one of
+    /// the host's private directories nor one of [`crate::PRIVATE_FILES`] (the lab never writes to the machine's real files).
+    pub fn host_path(&self, path: impl AsRef<Path>) -> Result<PathBuf> {
+        let path = path.as_ref();
+        let not_private = || Error::NotPrivate {
+            host: self.name.clone(),
+            path: path.to_owned(),
+        };
+        if !path.is_absolute() || path.components().any(|c| c == Component::ParentDir) {
+            return Err(not_private());
+        }
+        let private = self.private_dirs.iter().any(|d| path.starts_with(d))
+            || crate::lab::PRIVATE_FILES
+                .iter()
+                .any(|f| path == Path::new(f));
+        if !private {
+            return Err(not_private());
+        }
+        let rel = path.strip_prefix("/").map_err(|_| not_private())?;
+        Ok(self.dir.join("root").join(rel))
+    }
+
+    /// Writes `contents` to `path` inside the host (creating parent directories) with `mode`.
+    ///
+    /// # Errors
+    /// [`Error::NotPrivate`] for paths outside the private directories, [`Error::Io`] on
+    /// write failures.
+    pub fn write_file(
+        &self,
+        path: impl AsRef<Path>,
+        contents: impl AsRef<[u8]>,
+        mode: u32,
+    ) -> Result<()> {
+        self.alive()?;
+        let real = self.host_path(path)?;
+        let io = |source| Error::Io {
+            host: self.name.clone(),
+            path: real.clone(),
+            source,
+        };
+        if let Some(parent) = real.parent() {
+            fs::create_dir_all(parent).map_err(io)?;
+        }
+        fs::write(&real, contents).map_err(io)?;
+        fs::set_permissions(&real, fs::Permissions::from_mode(mode)).map_err(io)
+    }
+
+    /// Reads `path` inside the host (a private directory's file).
+    ///
+    /// # Errors
+    /// [`Error::NotPrivate`], or [`Error::Io`] (e.g. the file does not exist).
+    pub fn read_file(&self, path: impl AsRef<Path>) -> Result<Vec<u8>> {
+        let real = self.host_path(path)?;
+        fs::read(&real).map_err(|source| Error::Io {
+            host: self.name.clone(),
+            path: real.clone(),
+            source,
+        })
+    }
+
+    /// [`Host::read_file`] as (lossy) UTF-8 text.
+    ///
+    /// # Errors
+    /// As [`Host::read_file`].
+    pub fn read_to_string(&self, path: impl AsRef<Path>) -> Result<String> {
+        self.read_file(path)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+    }
+
+    // ---- daemons ----
+
+    /// The log file (stdout and stderr) of daemon `name`, in the test process's view.
+    #[must_use]
+    pub fn log_path(&self, name: &str) -> PathBuf {
+        self.dir.join("logs").join(format!("{name}.log"))
+    }
+
+    /// The log (stdout and stderr) of daemon `name` so far; empty if it logged nothing.
+    #[must_use]
+    pub fn log(&self, name: &str) -> String {
+        fs::read(self.log_path(name))
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Starts `sh -c script` in the background inside the host, under `name` (one daemon per
+    /// name per host). Stdout and stderr are appended to [`Host::log_path`]. The daemon runs in
+    /// its own process group; run daemons in the foreground (`haproxy -db`, `keepalived -n`,
+    /// `sshd -D`) so [`Host::kill`] and [`Host::is_running`] track them. Whatever it forks is
+    /// still killed at teardown (the host's PID namespace ends).
+    ///
+    /// # Errors
+    /// [`Error::DaemonExists`] while a daemon of that name runs, [`Error::InvalidConfig`] for a
+    /// name that is not a plain file name, [`Error::Spawn`], [`Error::Io`].
+    pub fn spawn(&self, name: &str, script: &str) -> Result<()> {
+        check_name("daemon name", name)?;
+        let mut daemons = lock(&self.daemons);
+        if let Some(child) = daemons.get_mut(name)
+            && matches!(child.try_wait(), Ok(None))
+        {
+            return Err(Error::DaemonExists {
+                host: self.name.clone(),
+                name: name.to_owned(),
+            });
+        }
+        let log = self.log_path(name);
+        let io = |source| Error::Io {
+            host: self.name.clone(),
+            path: log.clone(),
+            source,
+        };
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .map_err(io)?;
+        let file2 = file.try_clone().map_err(io)?;
+        let mut cmd = self.command(script)?;
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::from(file))
+            .stderr(Stdio::from(file2))
+            .process_group(0);
+        let child = cmd.spawn().map_err(|source| Error::Spawn {
+            host: self.name.clone(),
+            command: script.to_owned(),
+            source,
+        })?;
+        daemons.insert(name.to_owned(), child);
+        Ok(())
+    }
+
+    /// Whether daemon `name` is still running (false if it exited, was killed or never started).
+    #[must_use]
+    pub fn is_running(&self, name: &str) -> bool {
+        lock(&self.daemons)
+            .get_mut(name)
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Sends `signal` (e.g. `"HUP"`, `"USR2"`) to daemon `name`'s process group; the daemon
+    /// stays tracked.
+    ///
+    /// # Errors
+    /// [`Error::UnknownDaemon`].
+    pub fn signal(&self, name: &str, signal: &str) -> Result<()> {
+        let daemons = lock(&self.daemons);
+        let child = daemons.get(name).ok_or_else(|| Error::UnknownDaemon {
+            host: self.name.clone(),
+            name: name.to_owned(),
+        })?;
+        util::signal_group(child.id(), signal);
+        Ok(())
+    }
+
+    /// Kills daemon `name` (SIGKILL to its process group: a crash) and reaps it.
+    ///
+    /// # Errors
+    /// [`Error::UnknownDaemon`].
+    pub fn kill(&self, name: &str) -> Result<()> {
+        self.stop(name, "KILL", Duration::ZERO)
+    }
+
+    /// Stops daemon `name` gracefully: SIGTERM to its process group, then SIGKILL after
+    /// [`TERMINATE_GRACE`].
+    ///
+    /// # Errors
+    /// [`Error::UnknownDaemon`].
+    pub fn terminate(&self, name: &str) -> Result<()> {
+        self.stop(name, "TERM", TERMINATE_GRACE)
+    }
+
+    fn stop(&self, name: &str, signal: &str, grace: Duration) -> Result<()> {
+        let mut child = lock(&self.daemons)
+            .remove(name)
+            .ok_or_else(|| Error::UnknownDaemon {
+                host: self.name.clone(),
+                name: name.to_owned(),
+            })?;
+        let pgid = child.id();
+        util::signal_group(pgid, signal);
+        let deadline = Instant::now() + grace.max(Duration::from_secs(2));
+        let exited = util::wait_timeout(&mut child, grace.max(Duration::from_secs(2)));
+        // The daemon's own processes may outlive the tracked nsenter by a moment: wait until
+        // the whole group is gone, so its ports are closed when this returns.
+        while exited && util::group_alive(pgid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if !exited || util::group_alive(pgid) {
+            util::signal_group(pgid, "KILL");
+            let _ = child.wait();
+            let hard = Instant::now() + Duration::from_secs(2);
+            while util::group_alive(pgid) && Instant::now() < hard {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until something accepts TCP connections on `port` of this host, seen from the
+    /// test process.
+    ///
+    /// # Errors
+    /// [`Error::NotReady`] after `timeout`.
+    pub fn wait_for_port(&self, port: u16, timeout: Duration) -> Result<()> {
+        let start = Instant::now();
+        let sa = std::net::SocketAddr::from((self.addr, port));
+        loop {
+            if std::net::TcpStream::connect_timeout(&sa, Duration::from_millis(200)).is_ok() {
+                return Ok(());
+            }
+            if start.elapsed() >= timeout {
+                return Err(Error::NotReady {
+                    host: self.name.clone(),
+                    what: format!("TCP port {sa}"),
+                    waited: timeout,
+                    detail: String::new(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    // ---- faults ----
+
+    fn ip(&self, args: &[&str]) -> Result<()> {
+        self.alive()?;
+        let mut cmd = Command::new("ip");
+        cmd.args(["-n", &self.netns]).args(args);
+        util::run(&self.name, &mut cmd).map(drop)
+    }
+
+    /// Cuts the host's cable: `ip link set eth0 down` inside the host.
+    ///
+    /// # Errors
+    /// [`Error::Command`], [`Error::HostRemoved`].
+    pub fn link_down(&self) -> Result<()> {
+        self.ip(&["link", "set", "eth0", "down"])
+    }
+
+    /// Reconnects the host's cable and restores its default route.
+    ///
+    /// # Errors
+    /// [`Error::Command`], [`Error::HostRemoved`].
+    pub fn link_up(&self) -> Result<()> {
+        self.ip(&["link", "set", "eth0", "up"])?;
+        self.ip(&[
+            "route",
+            "replace",
+            "default",
+            "via",
+            &self.gateway.to_string(),
+        ])
+    }
+
+    /// Adds (or replaces) a netem qdisc on the host's `eth0`, e.g. `"delay 100ms loss 5%"`.
+    ///
+    /// # Errors
+    /// [`Error::NetemUnavailable`] when the kernel lacks `sch_netem` (skip the test part),
+    /// [`Error::Command`] for other `tc` failures (e.g. bad arguments).
+    pub fn netem(&self, spec: &str) -> Result<()> {
+        self.alive()?;
+        let mut cmd = Command::new("ip");
+        cmd.args([
+            "netns",
+            "exec",
+            &self.netns,
+            "tc",
+            "qdisc",
+            "replace",
+            "dev",
+            "eth0",
+        ])
+        .args(["root", "netem"])
+        .args(spec.split_whitespace());
+        match util::run(&self.name, &mut cmd) {
+            Err(Error::Command { stderr, .. })
+                if stderr.contains("qdisc kind is unknown") || stderr.contains("Unknown qdisc") =>
+            {
+                Err(Error::NetemUnavailable {
+                    host: self.name.clone(),
+                    stderr,
+                })
+            }
+            other => other.map(drop),
+        }
+    }
+
+    /// Removes the netem qdisc added by [`Host::netem`] (a no-op when there is none).
+    ///
+    /// # Errors
+    /// [`Error::HostRemoved`], [`Error::Spawn`].
+    pub fn clear_netem(&self) -> Result<()> {
+        self.alive()?;
+        let mut cmd = Command::new("ip");
+        cmd.args([
+            "netns",
+            "exec",
+            &self.netns,
+            "tc",
+            "qdisc",
+            "del",
+            "dev",
+            "eth0",
+            "root",
+        ]);
+        // Fails harmlessly when no root qdisc is set.
+        util::output(&self.name, &mut cmd).map(drop)
+    }
+
+    // ---- stand-ins ----
+
+    /// Installs a stand-in for command `cmd` on this host: `/usr/local/bin/<cmd>` records its
+    /// argv (see [`Host::calls`]) and then runs `script` (a complete executable file, usually
+    /// starting with `#!/bin/sh`) with the same arguments.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for a `cmd` that is not a plain file name,
+    /// [`Error::NotPrivate`] when `/usr/local/bin` is not a private directory, [`Error::Io`].
+    pub fn stand_in(&self, cmd: &str, script: &str) -> Result<()> {
+        check_name("stand-in command", cmd)?;
+        self.alive()?;
+        let implementation = self.dir.join("stand-ins").join(cmd);
+        let calls = self.calls_path(cmd);
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            let host = self.name.clone();
+            move |source| Error::Io { host, path, source }
+        };
+        fs::write(&implementation, script).map_err(io(&implementation))?;
+        fs::set_permissions(&implementation, fs::Permissions::from_mode(0o755))
+            .map_err(io(&implementation))?;
+        let wrapper = format!(
+            "#!/bin/sh\n\
+             # hakube-lab stand-in for `{cmd}`: records the call, then runs the lab's script.\n\
+             {{ /usr/bin/flock 9; printf '%s\\0' \"$#\" \"$@\" >&9; }} 9>>{calls}\n\
+             exec {implementation} \"$@\"\n",
+            calls = util::sh_quote(&calls.to_string_lossy()),
+            implementation = util::sh_quote(&implementation.to_string_lossy()),
+        );
+        self.write_file(Path::new("/usr/local/bin").join(cmd), wrapper, 0o755)
+    }
+
+    fn calls_path(&self, cmd: &str) -> PathBuf {
+        self.dir.join("calls").join(cmd)
+    }
+
+    /// The recorded calls of stand-in `cmd` on this host, oldest first; each call is its
+    /// argument list (without the command name). Empty when it was never called.
+    #[must_use]
+    pub fn calls(&self, cmd: &str) -> Vec<Vec<String>> {
+        fs::read(self.calls_path(cmd))
+            .map(|b| parse_calls(&b))
+            .unwrap_or_default()
+    }
+
+    /// Forgets the recorded calls of stand-in `cmd` on this host.
+    pub fn clear_calls(&self, cmd: &str) {
+        let _ = fs::remove_file(self.calls_path(cmd));
+    }
+
+    // ---- ssh ----
+
+    /// The host's SSH public key line (`ssh-ed25519 AAAA... <host>`), as in `known_hosts`.
+    /// Empty when the lab was built without sshd.
+    #[must_use]
+    pub fn ssh_host_public_key(&self) -> &str {
+        self.host_public_key.get().map_or("", String::as_str)
+    }
+
+    /// The `ssh` CLI as root to this host, with the lab's key and known_hosts, strict host key
+    /// checking, `BatchMode`: append a remote command and run it.
+    #[must_use]
+    pub fn ssh_command(&self) -> Command {
+        let mut cmd = Command::new("ssh");
+        cmd.arg("-i")
+            .arg(&self.client_key)
+            .arg("-o")
+            .arg(format!("UserKnownHostsFile={}", self.known_hosts.display()))
+            .args([
+                "-o",
+                "GlobalKnownHostsFile=/dev/null",
+                "-o",
+                "StrictHostKeyChecking=yes",
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "ConnectTimeout=5",
+                "-o",
+                "LogLevel=ERROR",
+                "-F",
+                "/dev/null",
+            ])
+            .arg(format!("root@{}", self.addr));
+        cmd.stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs `script` on the host over SSH with the `ssh` CLI (see [`Host::ssh_command`]).
+    ///
+    /// # Errors
+    /// [`Error::Spawn`] when `ssh` is not installed; a failed login shows in the output's
+    /// status (255) and stderr.
+    pub fn ssh(&self, script: &str) -> Result<Output> {
+        let mut cmd = self.ssh_command();
+        cmd.arg(script);
+        util::output(&self.name, &mut cmd)
+    }
+}
+
+/// Rejects names that are not plain file names (used for daemon and stand-in names).
+pub(crate) fn check_name(field: &'static str, name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-+".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidConfig {
+            field,
+            reason: format!("{name:?} must be 1-64 characters of [A-Za-z0-9._+-]"),
+        })
+    }
+}
+
+/// Parses the stand-in call log: per call, `argc\0arg1\0...argN\0`.
+pub(crate) fn parse_calls(bytes: &[u8]) -> Vec<Vec<String>> {
+    let mut fields = bytes
+        .split(|&b| b == 0)
+        .map(|f| String::from_utf8_lossy(f).into_owned());
+    let mut calls = Vec::new();
+    while let Some(count) = fields.next() {
+        let Ok(n) = count.parse::<usize>() else { break };
+        let args: Vec<String> = fields.by_ref().take(n).collect();
+        if args.len() < n {
+            break;
+        }
+        calls.push(args);
+    }
+    calls
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_parse() {
+        let log = b"2\0init\0--config=a b\0\x30\0";
+        assert_eq!(
+            parse_calls(log),
+            vec![vec!["init".to_owned(), "--config=a b".to_owned()], vec![]]
+        );
+        // A truncated record (a call still being written) is ignored.
+        assert_eq!(parse_calls(b"3\0a\0"), Vec::<Vec<String>>::new());
+    }
+
+    #[test]
+    fn names() {
+        assert!(check_name("x", "kubeadm").is_ok());
+        assert!(check_name("x", "apt-get").is_ok());
+        assert!(check_name("x", "a/b").is_err());
+        assert!(check_name("x", "..").is_err());
+        assert!(check_name("x", "").is_err());
+    }
+}

@@ -1,0 +1,910 @@
+//! The lab: builder, construction and teardown.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs;
+use std::net::Ipv4Addr;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Component, Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use ipnet::Ipv4Net;
+
+use crate::error::{Error, Result};
+use crate::host::Host;
+use crate::registry::{self, Reservation};
+use crate::util;
+
+/// Directories private to each host unless [`LabBuilder::private_dirs`] replaces the list.
+pub const DEFAULT_PRIVATE_DIRS: &[&str] = &[
+    "/etc/haproxy",
+    "/etc/keepalived",
+    "/etc/kubernetes",
+    "/etc/exports.d",
+    "/etc/sysctl.d",
+    "/etc/modules-load.d",
+    "/etc/systemd/system",
+    "/var/lib/etcd",
+    "/var/lib/kubelet",
+    "/var/backups",
+    "/srv/nfs",
+    "/usr/local/bin",
+    "/root/.ssh",
+    "/run",
+    "/tmp",
+];
+
+/// Files private to each host, always: the lab writes them (`/etc/hosts` naming every lab host,
+/// `/etc/resolv.conf` pointing at 127.0.0.1 so DNS lookups fail fast instead of timing out).
+pub const PRIVATE_FILES: &[&str] = &["/etc/hosts", "/etc/resolv.conf"];
+
+/// Where labs keep their working directories unless [`LabBuilder::base_dir`] says otherwise.
+/// Not under `/tmp`, which is private inside the hosts.
+pub const DEFAULT_BASE_DIR: &str = "/var/tmp/hakube-lab";
+
+/// The pool each lab takes a free /24 from unless [`LabBuilder::subnet`] fixes one.
+pub const DEFAULT_POOL: &str = "10.88.0.0/16";
+
+/// The last octet of the first host's address (`.11`, then `.12`, ...).
+pub const FIRST_HOST_OCTET: u8 = 11;
+
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Paths that may never be made private (hiding them would break the host or the machine).
+const FORBIDDEN_PRIVATE: &[&str] = &[
+    "/",
+    "/bin",
+    "/sbin",
+    "/lib",
+    "/lib64",
+    "/usr",
+    "/usr/bin",
+    "/usr/sbin",
+    "/usr/lib",
+    "/etc",
+    "/var",
+    "/proc",
+    "/sys",
+    "/dev",
+    "/root",
+    "/home",
+];
+
+/// Configures a [`Lab`]; obtained from [`Lab::builder`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct LabBuilder {
+    tag: String,
+    hosts: Vec<String>,
+    private_dirs: Vec<PathBuf>,
+    sshd: bool,
+    base_dir: PathBuf,
+    subnet: Option<Ipv4Net>,
+}
+
+impl LabBuilder {
+    /// Adds hosts, in order: the first gets `.11`, the next `.12`, and so on.
+    /// Names: 1-32 characters of `[a-z0-9-]`, starting with a letter or digit, unique.
+    pub fn hosts<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.hosts.extend(names.into_iter().map(Into::into));
+        self
+    }
+
+    /// Adds one host (see [`LabBuilder::hosts`]).
+    pub fn host(mut self, name: impl Into<String>) -> Self {
+        self.hosts.push(name.into());
+        self
+    }
+
+    /// Makes one more directory private to each host (in addition to the current list).
+    pub fn private_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.private_dirs.push(dir.into());
+        self
+    }
+
+    /// Replaces the list of private directories (default: [`DEFAULT_PRIVATE_DIRS`]). sshd
+    /// needs `/run` private (or a real `/run/sshd`); stand-ins need `/usr/local/bin`.
+    pub fn private_dirs<I, P>(mut self, dirs: I) -> Self
+    where
+        I: IntoIterator<Item = P>,
+        P: Into<PathBuf>,
+    {
+        self.private_dirs = dirs.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Builds the hosts without sshd (faster, when a test needs no SSH).
+    pub fn without_sshd(mut self) -> Self {
+        self.sshd = false;
+        self
+    }
+
+    /// Uses this /24 instead of a free one from [`DEFAULT_POOL`]; the build fails if another
+    /// lab or a local route uses it.
+    pub fn subnet(mut self, subnet: Ipv4Net) -> Self {
+        self.subnet = Some(subnet);
+        self
+    }
+
+    /// Puts the lab's working directory under `dir` (default [`DEFAULT_BASE_DIR`]). It must
+    /// not be inside a private directory.
+    pub fn base_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.base_dir = dir.into();
+        self
+    }
+
+    fn validate(&self) -> Result<Vec<PathBuf>> {
+        let bad = |field, reason: String| Err(Error::InvalidConfig { field, reason });
+        if self.tag.is_empty()
+            || self.tag.len() > 12
+            || !self
+                .tag
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        {
+            return bad(
+                "tag",
+                format!("{:?} must be 1-12 characters of [a-z0-9]", self.tag),
+            );
+        }
+        if self.hosts.is_empty() {
+            return bad("hosts", "a lab needs at least one host".into());
+        }
+        let max = usize::from(254 - FIRST_HOST_OCTET);
+        if self.hosts.len() > max {
+            return bad("hosts", format!("at most {max} hosts fit in a /24"));
+        }
+        let mut seen = HashSet::new();
+        for h in &self.hosts {
+            let ok = !h.is_empty()
+                && h.len() <= 32
+                && !h.starts_with('-')
+                && h.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if !ok {
+                return bad(
+                    "hosts",
+                    format!("{h:?} must be 1-32 characters of [a-z0-9-]"),
+                );
+            }
+            if h == "sw" {
+                return bad("hosts", "\"sw\" is reserved for the lab's switch".into());
+            }
+            if !seen.insert(h) {
+                return bad("hosts", format!("{h:?} appears twice"));
+            }
+        }
+        if let Some(net) = self.subnet
+            && net.prefix_len() != 24
+        {
+            return bad("subnet", format!("{net} must be a /24"));
+        }
+        if !self.base_dir.is_absolute() {
+            return bad(
+                "base_dir",
+                format!("{} must be absolute", self.base_dir.display()),
+            );
+        }
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        for d in &self.private_dirs {
+            let normal = d.is_absolute()
+                && d.components()
+                    .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
+            if !normal {
+                return bad(
+                    "private_dir",
+                    format!("{} must be an absolute path without `..`", d.display()),
+                );
+            }
+            if FORBIDDEN_PRIVATE.iter().any(|f| Path::new(f) == d) {
+                return bad(
+                    "private_dir",
+                    format!("{} cannot be private (hosts need it)", d.display()),
+                );
+            }
+            if self.base_dir.starts_with(d) {
+                return bad(
+                    "private_dir",
+                    format!(
+                        "{} would hide the lab's own directory {}",
+                        d.display(),
+                        self.base_dir.display()
+                    ),
+                );
+            }
+            if !dirs.contains(d) {
+                dirs.push(d.clone());
+            }
+        }
+        // Parents before children, so nested private dirs mount in order.
+        dirs.sort_by_key(|d| d.components().count());
+        Ok(dirs)
+    }
+
+    /// Builds the lab: namespaces, bridge, addresses, private directories, stand-in plumbing,
+    /// keys, known_hosts and a listening sshd per host. Removes stale labs of dead processes
+    /// first. On failure everything built so far is torn down.
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] when not root, [`Error::InvalidConfig`] for bad settings,
+    /// [`Error::NoFreeSubnet`], and [`Error::Command`] / [`Error::Spawn`] /
+    /// [`Error::NotReady`] naming the host and step that failed.
+    pub fn build(self) -> Result<Lab> {
+        if util::effective_uid() != Some(0) {
+            return Err(Error::Unsupported {
+                reason: "building a lab needs root (network namespaces)".into(),
+            });
+        }
+        let private_dirs: Arc<[PathBuf]> = self.validate()?.into();
+        let pool: Ipv4Net = DEFAULT_POOL.parse().map_err(|_| Error::InvalidConfig {
+            field: "subnet",
+            reason: "bad default pool".into(),
+        })?;
+        let res = registry::reserve(pool, self.subnet, &self.base_dir)?;
+        let lab = Lab::new(&self, res, private_dirs);
+        lab.construct(self.sshd)?;
+        Ok(lab)
+    }
+}
+
+/// A running lab: hosts on one bridge, reachable from the test process. Dropping it tears
+/// everything down (processes, namespaces, veths, directories), also when a test panics.
+#[derive(Debug)]
+pub struct Lab {
+    tag: String,
+    res: Reservation,
+    gateway: Ipv4Addr,
+    switch_ns: String,
+    hosts: Vec<Host>,
+    client_key: PathBuf,
+    known_hosts: PathBuf,
+    torn_down: AtomicBool,
+}
+
+impl Lab {
+    /// Starts configuring a lab. `tag` (1-12 characters of `[a-z0-9]`) names it in namespace
+    /// names (`hk<id>-<host>`) and messages; use the test's area, e.g. `"hapx"`.
+    pub fn builder(tag: &str) -> LabBuilder {
+        LabBuilder {
+            tag: tag.to_owned(),
+            hosts: Vec::new(),
+            private_dirs: DEFAULT_PRIVATE_DIRS.iter().map(PathBuf::from).collect(),
+            sshd: true,
+            base_dir: PathBuf::from(DEFAULT_BASE_DIR),
+            subnet: None,
+        }
+    }
+
+    fn new(b: &LabBuilder, res: Reservation, private_dirs: Arc<[PathBuf]>) -> Self {
+        let net = res.subnet;
+        let base = u32::from(net.network());
+        let gateway = Ipv4Addr::from(base + 1);
+        let client_key = res.dir.join("client").join("id_ed25519");
+        let known_hosts = res.dir.join("client").join("known_hosts");
+        let hosts = b
+            .hosts
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let octet = u32::from(FIRST_HOST_OCTET) + u32::try_from(i).unwrap_or(0);
+                Host {
+                    name: name.clone(),
+                    addr: Ipv4Addr::from(base + octet),
+                    gateway,
+                    prefix_len: net.prefix_len(),
+                    netns: format!("{}-{name}", res.prefix),
+                    switch_ns: format!("{}-sw", res.prefix),
+                    port: format!("p{i}"),
+                    dir: res.dir.join("hosts").join(name),
+                    private_dirs: Arc::clone(&private_dirs),
+                    client_key: client_key.clone(),
+                    known_hosts: known_hosts.clone(),
+                    init_pid: AtomicU32::new(0),
+                    anchor: Mutex::new(None),
+                    daemons: Mutex::new(BTreeMap::new()),
+                    removed: AtomicBool::new(false),
+                    host_public_key: OnceLock::new(),
+                }
+            })
+            .collect();
+        Self {
+            tag: b.tag.clone(),
+            switch_ns: format!("{}-sw", res.prefix),
+            gateway,
+            hosts,
+            client_key,
+            known_hosts,
+            res,
+            torn_down: AtomicBool::new(false),
+        }
+    }
+
+    fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+        move |source| Error::Io {
+            host: "lab".into(),
+            path: path.to_owned(),
+            source,
+        }
+    }
+
+    fn construct(&self, sshd: bool) -> Result<()> {
+        self.make_dirs()?;
+        // Key generation runs while the network is set up.
+        let keygens = if sshd {
+            self.start_keygen()?
+        } else {
+            Vec::new()
+        };
+        self.make_network()?;
+        self.start_anchors()?;
+        self.mount_private_dirs()?;
+        if sshd {
+            wait_all(keygens)?;
+            self.start_sshd()?;
+        }
+        Ok(())
+    }
+
+    fn make_dirs(&self) -> Result<()> {
+        let mk = |p: &Path| fs::create_dir_all(p).map_err(Self::io(p));
+        mk(&self.res.dir.join("client"))?;
+        for h in &self.hosts {
+            for sub in ["logs", "sshd", "calls", "stand-ins"] {
+                mk(&h.dir.join(sub))?;
+            }
+            for d in h.private_dirs.iter() {
+                let backing = h.dir.join("root").join(d.strip_prefix("/").unwrap_or(d));
+                mk(&backing)?;
+                let mode = match d.to_str() {
+                    Some("/tmp" | "/var/tmp") => 0o1777,
+                    Some("/root/.ssh") => 0o700,
+                    _ => 0o755,
+                };
+                fs::set_permissions(&backing, fs::Permissions::from_mode(mode))
+                    .map_err(Self::io(&backing))?;
+            }
+            if h.private_dirs.iter().any(|d| d == Path::new("/run")) {
+                mk(&h.dir.join("root/run/sshd"))?;
+            }
+            mk(&h.dir.join("root/etc"))?;
+            let hosts_file = h.dir.join("root/etc/hosts");
+            fs::write(&hosts_file, self.etc_hosts()).map_err(Self::io(&hosts_file))?;
+            let resolv = h.dir.join("root/etc/resolv.conf");
+            fs::write(
+                &resolv,
+                "# hakube-lab: no DNS inside the lab, lookups fail fast\nnameserver 127.0.0.1\n",
+            )
+            .map_err(Self::io(&resolv))?;
+        }
+        // Mount points must exist in the real file system: an empty directory is created where
+        // one is missing (e.g. /etc/kubernetes on a machine without Kubernetes). Nothing else
+        // in the real file system is touched.
+        if let Some(h) = self.hosts.first() {
+            for d in h.private_dirs.iter() {
+                if !d.is_dir() {
+                    mk(d)?;
+                }
+            }
+            if !h.private_dirs.iter().any(|d| d == Path::new("/run")) {
+                mk(Path::new("/run/sshd"))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn etc_hosts(&self) -> String {
+        let mut s = String::from(
+            "# hakube-lab hosts\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n",
+        );
+        s.push_str(&format!("{}\tlab-gateway\n", self.gateway));
+        for h in &self.hosts {
+            s.push_str(&format!("{}\t{}\n", h.addr, h.name));
+        }
+        s
+    }
+
+    fn start_keygen(&self) -> Result<Vec<Pending>> {
+        let mut jobs = Vec::new();
+        let mut keygen = |host: &str, path: &Path, comment: &str| -> Result<()> {
+            let mut cmd = Command::new("ssh-keygen");
+            cmd.args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
+                .arg(path);
+            jobs.push(Pending::spawn(host, cmd)?);
+            Ok(())
+        };
+        keygen("lab", &self.client_key, "hakube-lab-client")?;
+        for h in &self.hosts {
+            keygen(&h.name, &h.dir.join("sshd/ssh_host_ed25519_key"), &h.name)?;
+        }
+        Ok(jobs)
+    }
+
+    fn make_network(&self) -> Result<()> {
+        let p = &self.res.prefix;
+        let sw = &self.switch_ns;
+        let mut lines = vec![format!("netns add {sw}")];
+        lines.extend(self.hosts.iter().map(|h| format!("netns add {}", h.netns)));
+        util::ip_batch("lab", None, &lines)?;
+
+        util::ip_batch(
+            "lab",
+            None,
+            &[
+                format!("link add {p} type veth peer name gw netns {sw}"),
+                format!(
+                    "addr add {}/{} dev {p}",
+                    self.gateway,
+                    self.res.subnet.prefix_len()
+                ),
+                format!("link set {p} up"),
+            ],
+        )?;
+
+        let mut lines = vec![
+            "link add br0 type bridge".to_owned(),
+            "link set br0 up".to_owned(),
+            "link set gw master br0".to_owned(),
+            "link set gw up".to_owned(),
+        ];
+        for (i, h) in self.hosts.iter().enumerate() {
+            let p = &h.port;
+            debug_assert_eq!(*p, format!("p{i}"));
+            lines.push(format!(
+                "link add {p} type veth peer name eth0 netns {}",
+                h.netns
+            ));
+            lines.push(format!("link set {p} master br0"));
+            lines.push(format!("link set {p} up"));
+        }
+        util::ip_batch("lab", Some(sw), &lines)?;
+
+        std::thread::scope(|s| {
+            let jobs: Vec<_> = self
+                .hosts
+                .iter()
+                .map(|h| {
+                    s.spawn(move || {
+                        util::ip_batch(
+                            &h.name,
+                            Some(&h.netns),
+                            &[
+                                "link set lo up".to_owned(),
+                                format!("addr add {}/{} dev eth0", h.addr, h.prefix_len),
+                                "link set eth0 up".to_owned(),
+                                format!("route add default via {}", h.gateway),
+                            ],
+                        )
+                    })
+                })
+                .collect();
+            jobs.into_iter().try_for_each(|j| {
+                j.join().unwrap_or_else(|_| {
+                    Err(Error::Command {
+                        host: "lab".into(),
+                        command: "ip -batch (host addresses)".into(),
+                        status: "panicked".into(),
+                        stderr: String::new(),
+                    })
+                })
+            })
+        })
+    }
+
+    fn start_anchors(&self) -> Result<()> {
+        for h in &self.hosts {
+            let log = h.dir.join("logs").join("init.log");
+            let file = fs::File::create(&log).map_err(Self::io(&log))?;
+            let file2 = file.try_clone().map_err(Self::io(&log))?;
+            let mut cmd = Command::new("ip");
+            cmd.args([
+                "netns",
+                "exec",
+                &h.netns,
+                "unshare",
+                "--mount",
+                "--propagation",
+            ])
+            .args(["private", "--uts", "--pid", "--fork", "--mount-proc", "--"])
+            // PID 1 of the host: reaps orphans (daemons that fork), never exits on its own.
+            .args(["perl", "-e", "while (1) { sleep 1 if waitpid(-1, 0) < 0 }"])
+            .current_dir("/")
+            .stdin(Stdio::null())
+            .stdout(file)
+            .stderr(file2);
+            let child = cmd.spawn().map_err(|source| Error::Spawn {
+                host: h.name.clone(),
+                command: util::describe(&cmd),
+                source,
+            })?;
+            *h.anchor
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(child);
+        }
+        let start = Instant::now();
+        for h in &self.hosts {
+            let unshare_pid = h
+                .anchor
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .as_ref()
+                .map_or(0, Child::id);
+            loop {
+                // unshare --fork: its only child is the host's PID 1.
+                if let Some(&pid) = util::children_of(unshare_pid).first() {
+                    // Wait until the child has left unshare for perl (namespaces complete).
+                    let exe = fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+                    if exe
+                        .file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with("perl"))
+                    {
+                        h.init_pid.store(pid, Ordering::SeqCst);
+                        break;
+                    }
+                }
+                if start.elapsed() > READY_TIMEOUT {
+                    return Err(Error::NotReady {
+                        host: h.name.clone(),
+                        what: "namespace init process".into(),
+                        waited: READY_TIMEOUT,
+                        detail: h.log("init"),
+                    });
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        Ok(())
+    }
+
+    fn mount_private_dirs(&self) -> Result<()> {
+        let mut jobs = Vec::new();
+        for h in &self.hosts {
+            let mut script = String::from("set -e\n");
+            for d in h.private_dirs.iter() {
+                let backing = h.dir.join("root").join(d.strip_prefix("/").unwrap_or(d));
+                script.push_str(&format!(
+                    "mount --bind {} {}\n",
+                    util::sh_quote(&backing.to_string_lossy()),
+                    util::sh_quote(&d.to_string_lossy())
+                ));
+            }
+            for f in PRIVATE_FILES {
+                if Path::new(f).is_file() {
+                    let backing = h.dir.join("root").join(f.trim_start_matches('/'));
+                    script.push_str(&format!(
+                        "mount --bind {} {f}\n",
+                        util::sh_quote(&backing.to_string_lossy())
+                    ));
+                }
+            }
+            script.push_str(&format!("hostname {}\n", h.name));
+            let mut cmd = Command::new("nsenter");
+            cmd.arg("--target")
+                .arg(h.init_pid().to_string())
+                .args(["--mount", "--uts", "--", "sh", "-c", &script]);
+            jobs.push(Pending::spawn(&h.name, cmd)?);
+        }
+        wait_all(jobs)
+    }
+
+    fn start_sshd(&self) -> Result<()> {
+        let client_pub = self.client_key.with_extension("pub");
+        let client_pub = fs::read_to_string(&client_pub).map_err(Self::io(&client_pub))?;
+        let sftp = Path::new("/usr/lib/openssh/sftp-server");
+        let mut known = String::new();
+        for h in &self.hosts {
+            let sshd = h.dir.join("sshd");
+            let auth = sshd.join("authorized_keys");
+            fs::write(&auth, &client_pub).map_err(Self::io(&auth))?;
+            let pubkey_path = sshd.join("ssh_host_ed25519_key.pub");
+            let pubkey = fs::read_to_string(&pubkey_path).map_err(Self::io(&pubkey_path))?;
+            let pubkey = pubkey.trim().to_owned();
+            let mut parts = pubkey.split_whitespace();
+            let (kind, key) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+            known.push_str(&format!("{},{} {kind} {key}\n", h.name, h.addr));
+            let _ = h.host_public_key.set(pubkey);
+            let mut cfg = format!(
+                "# sshd for lab host {name}, written by hakube-lab\n\
+                 Port 22\n\
+                 ListenAddress {addr}\n\
+                 HostKey {key}\n\
+                 PidFile {pid}\n\
+                 AuthorizedKeysFile .ssh/authorized_keys {auth}\n\
+                 PermitRootLogin prohibit-password\n\
+                 PubkeyAuthentication yes\n\
+                 PasswordAuthentication no\n\
+                 KbdInteractiveAuthentication no\n\
+                 UsePAM no\n\
+                 StrictModes no\n\
+                 UseDNS no\n\
+                 PrintMotd no\n\
+                 PrintLastLog no\n\
+                 MaxStartups 200\n\
+                 MaxSessions 200\n\
+                 AcceptEnv LANG LC_*\n\
+                 SetEnv PATH={path}\n",
+                name = h.name,
+                addr = h.addr,
+                key = sshd.join("ssh_host_ed25519_key").display(),
+                pid = sshd.join("sshd.pid").display(),
+                auth = auth.display(),
+                path = util::PATH,
+            );
+            if sftp.exists() {
+                cfg.push_str(&format!("Subsystem sftp {}\n", sftp.display()));
+            }
+            let cfg_path = sshd.join("sshd_config");
+            fs::write(&cfg_path, cfg).map_err(Self::io(&cfg_path))?;
+        }
+        fs::write(&self.known_hosts, known).map_err(Self::io(&self.known_hosts))?;
+        for h in &self.hosts {
+            let cfg = h.dir.join("sshd/sshd_config");
+            h.spawn(
+                "sshd",
+                &format!(
+                    "exec /usr/sbin/sshd -D -e -f {}",
+                    util::sh_quote(&cfg.to_string_lossy())
+                ),
+            )?;
+        }
+        for h in &self.hosts {
+            if let Err(e) = h.wait_for_port(22, READY_TIMEOUT) {
+                return Err(match e {
+                    Error::NotReady { host, waited, .. } => Error::NotReady {
+                        host,
+                        what: format!("sshd on {}:22", h.addr),
+                        waited,
+                        detail: h.log("sshd").trim().to_owned(),
+                    },
+                    other => other,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The lab's tag, as given to [`Lab::builder`].
+    #[must_use]
+    pub fn tag(&self) -> &str {
+        &self.tag
+    }
+
+    /// The lab's unique name prefix (`hk` and five hex digits): namespaces are
+    /// `<prefix>-<host>` and `<prefix>-sw`, the test process's veth is `<prefix>`.
+    #[must_use]
+    pub fn prefix(&self) -> &str {
+        &self.res.prefix
+    }
+
+    /// The lab's /24.
+    #[must_use]
+    pub fn subnet(&self) -> Ipv4Net {
+        self.res.subnet
+    }
+
+    /// The test process's own address on the lab bridge (`.1`); hosts' default route.
+    #[must_use]
+    pub fn gateway(&self) -> Ipv4Addr {
+        self.gateway
+    }
+
+    /// A free address in the lab's subnet that no host uses, e.g. for a VIP: `.200 + n`.
+    /// Returns `None` for `n >= 50`.
+    #[must_use]
+    pub fn spare_addr(&self, n: u8) -> Option<Ipv4Addr> {
+        (n < 50).then(|| Ipv4Addr::from(u32::from(self.res.subnet.network()) + 200 + u32::from(n)))
+    }
+
+    /// The lab's working directory (keys, logs, the hosts' backing directories).
+    #[must_use]
+    pub fn dir(&self) -> &Path {
+        &self.res.dir
+    }
+
+    /// The host named `name`.
+    ///
+    /// # Panics
+    /// When the lab has no such host (a bug in the test); see [`Lab::try_host`].
+    #[must_use]
+    pub fn host(&self, name: &str) -> &Host {
+        match self.try_host(name) {
+            Some(h) => h,
+            None => panic!("lab {}: no host named {name:?}", self.tag),
+        }
+    }
+
+    /// The host named `name`, if the lab has one (removed hosts included).
+    #[must_use]
+    pub fn try_host(&self, name: &str) -> Option<&Host> {
+        self.hosts.iter().find(|h| h.name == name)
+    }
+
+    /// All hosts, in the order given to the builder (removed hosts included).
+    #[must_use]
+    pub fn hosts(&self) -> &[Host] {
+        &self.hosts
+    }
+
+    /// The client private key (ed25519, no passphrase) every host's root accepts.
+    #[must_use]
+    pub fn ssh_private_key(&self) -> &Path {
+        &self.client_key
+    }
+
+    /// The client public key file (`.pub` next to [`Lab::ssh_private_key`]).
+    #[must_use]
+    pub fn ssh_public_key(&self) -> PathBuf {
+        self.client_key.with_extension("pub")
+    }
+
+    /// A known_hosts file with every host's key, under both its name and its address.
+    #[must_use]
+    pub fn known_hosts_file(&self) -> &Path {
+        &self.known_hosts
+    }
+
+    /// Installs stand-in `cmd` on every live host (see [`Host::stand_in`]).
+    ///
+    /// # Errors
+    /// As [`Host::stand_in`].
+    pub fn stand_in(&self, cmd: &str, script: &str) -> Result<()> {
+        self.hosts
+            .iter()
+            .filter(|h| !h.is_removed())
+            .try_for_each(|h| h.stand_in(cmd, script))
+    }
+
+    /// Installs recording stand-ins that succeed and do nothing, on every live host: for
+    /// commands that cannot run in a lab, e.g. `["systemctl", "apt-get", "modprobe"]`.
+    ///
+    /// # Errors
+    /// As [`Host::stand_in`].
+    pub fn record_only<I, S>(&self, cmds: I) -> Result<()>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        cmds.into_iter()
+            .try_for_each(|c| self.stand_in(c.as_ref(), "#!/bin/sh\nexit 0\n"))
+    }
+
+    /// Removes host `name` as if it lost power: kills all its processes and deletes its
+    /// namespaces (its address stops answering). Its files stay readable until teardown.
+    ///
+    /// # Errors
+    /// [`Error::UnknownHost`], [`Error::HostRemoved`] when already removed.
+    pub fn remove_host(&self, name: &str) -> Result<()> {
+        let h = self.try_host(name).ok_or_else(|| Error::UnknownHost {
+            host: name.to_owned(),
+        })?;
+        if h.removed.swap(true, Ordering::SeqCst) {
+            return Err(Error::HostRemoved {
+                host: name.to_owned(),
+            });
+        }
+        destroy_host(h);
+        Ok(())
+    }
+
+    /// Tears the lab down now (what `Drop` does): kills every process started in it, deletes
+    /// its namespaces and veth, removes its directory and its registry record.
+    pub fn teardown(self) {
+        drop(self);
+    }
+
+    fn teardown_inner(&self) {
+        if self.torn_down.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        std::thread::scope(|s| {
+            for h in &self.hosts {
+                if !h.removed.swap(true, Ordering::SeqCst) {
+                    s.spawn(move || destroy_host(h));
+                }
+            }
+        });
+        util::destroy_netns(&self.switch_ns);
+        util::delete_root_link(&self.res.prefix);
+        let _ = fs::remove_dir_all(&self.res.dir);
+        registry::release(&self.res);
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        self.teardown_inner();
+    }
+}
+
+/// Kills everything of a host and deletes its network namespace. Best effort, idempotent.
+fn destroy_host(h: &Host) {
+    // Unplug first: deleting the veth is synchronous, while a deleted namespace's interfaces
+    // linger until the kernel's asynchronous cleanup runs.
+    let _ = Command::new("ip")
+        .args(["-n", &h.switch_ns, "link", "del", &h.port])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    let init = h.init_pid();
+    if init != 0 {
+        // PID 1 of the host's PID namespace: the kernel kills every process in it.
+        util::signal_pids(&[init], "KILL");
+    }
+    let mut daemons = std::mem::take(
+        &mut *h
+            .daemons
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
+    for child in daemons.values_mut() {
+        util::signal_group(child.id(), "KILL");
+    }
+    // unshare reaps the host's PID 1 and exits; give it a moment before forcing it.
+    let anchor = h
+        .anchor
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
+    if let Some(mut anchor) = anchor
+        && !util::wait_timeout(&mut anchor, Duration::from_secs(2))
+    {
+        let _ = anchor.kill();
+        let _ = anchor.wait();
+    }
+    for child in daemons.values_mut() {
+        let _ = child.wait();
+    }
+    // Anything else that entered the network namespace (ip netns exec, a test's nsenter).
+    util::destroy_netns(&h.netns);
+}
+
+/// A started helper process whose success is checked later.
+struct Pending {
+    host: String,
+    command: String,
+    child: Child,
+}
+
+impl Pending {
+    fn spawn(host: &str, mut cmd: Command) -> Result<Self> {
+        let command = util::describe(&cmd);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let child = cmd.spawn().map_err(|source| Error::Spawn {
+            host: host.to_owned(),
+            command: command.clone(),
+            source,
+        })?;
+        Ok(Self {
+            host: host.to_owned(),
+            command,
+            child,
+        })
+    }
+}
+
+fn wait_all(jobs: Vec<Pending>) -> Result<()> {
+    let mut first_err = None;
+    for job in jobs {
+        let result = job
+            .child
+            .wait_with_output()
+            .map_err(|source| Error::Spawn {
+                host: job.host.clone(),
+                command: job.command.clone(),
+                source,
+            })
+            .and_then(|out| util::check(&job.host, &job.command, out));
+        if let Err(e) = result {
+            first_err.get_or_insert(e);
+        }
+    }
+    first_err.map_or(Ok(()), Err)
+}

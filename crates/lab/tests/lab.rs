@@ -1,0 +1,640 @@
+//! Integration tests of the lab against the real kernel, iproute2 and OpenSSH.
+//! They need root; without it each test prints a SKIP line and returns.
+
+use std::io::Read as _;
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use hakube_lab::{Error, Lab, require_root};
+
+fn netns_names() -> Vec<String> {
+    let out = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip netns list");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+        .collect()
+}
+
+fn ssh_banner(addr: std::net::Ipv4Addr) -> std::io::Result<String> {
+    let mut s = TcpStream::connect_timeout(&SocketAddr::from((addr, 22)), Duration::from_secs(1))?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    let mut buf = [0u8; 8];
+    s.read_exact(&mut buf)?;
+    Ok(String::from_utf8_lossy(&buf).into_owned())
+}
+
+/// Polls `f` until it returns true or `timeout` passes; returns the last result.
+fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if f() {
+            return true;
+        }
+        if start.elapsed() > timeout {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn hosts_reach_each_other_and_the_test_process() {
+    if !require_root("hosts_reach_each_other_and_the_test_process") {
+        return;
+    }
+    let lab = Lab::builder("reach")
+        .hosts(["a1", "a2", "a3"])
+        .build()
+        .expect("lab");
+    let (a1, a2, a3) = (lab.host("a1"), lab.host("a2"), lab.host("a3"));
+    assert_eq!(a1.addr(), lab.subnet().hosts().nth(10).expect("addr .11"));
+    assert_ne!(a1.addr(), a2.addr());
+    assert!(lab.subnet().contains(&lab.gateway()));
+
+    // ICMP between hosts and to the gateway.
+    a1.run(&format!("ping -c1 -W2 {}", a2.addr()))
+        .expect("a1 pings a2");
+    a3.run(&format!("ping -c1 -W2 {}", lab.gateway()))
+        .expect("a3 pings the gateway");
+
+    // TCP host to host: a2's sshd banner read by bash in a1.
+    let banner = a1
+        .run(&format!(
+            "bash -c 'exec 3<>/dev/tcp/{}/22; head -c 7 <&3'",
+            a2.addr()
+        ))
+        .expect("tcp a1 -> a2");
+    assert_eq!(banner, "SSH-2.0");
+
+    // TCP from the test process to every host, and from a host to a listener of the test.
+    for h in lab.hosts() {
+        assert_eq!(
+            ssh_banner(h.addr()).expect("banner"),
+            "SSH-2.0-",
+            "{}",
+            h.name()
+        );
+    }
+    let listener = std::net::TcpListener::bind((lab.gateway(), 0)).expect("bind on gateway");
+    let port = listener.local_addr().expect("addr").port();
+    let gw = lab.gateway();
+    let t = std::thread::spawn(move || {
+        use std::io::Write as _;
+        let (mut s, peer) = listener.accept().expect("accept");
+        s.write_all(b"hello\n").expect("write");
+        peer
+    });
+    let got = a3
+        .run(&format!(
+            "bash -c 'exec 3<>/dev/tcp/{gw}/{port}; head -n1 <&3'"
+        ))
+        .expect("a3 -> test process");
+    assert_eq!(got, "hello\n");
+    let peer = t.join().expect("thread");
+    assert_eq!(peer.ip(), std::net::IpAddr::V4(a3.addr()));
+
+    // Each host has its own hostname and process list.
+    assert_eq!(a2.run("hostname").expect("hostname"), "a2\n");
+    let ps = a2.run("ps -e -o comm=").expect("ps");
+    assert!(ps.lines().any(|l| l == "sshd"), "{ps}");
+    assert!(ps.lines().count() < 10, "a2 sees foreign processes: {ps}");
+}
+
+#[test]
+fn private_dirs_are_private() {
+    if !require_root("private_dirs_are_private") {
+        return;
+    }
+    let lab = Lab::builder("priv")
+        .hosts(["lb1", "lb2"])
+        .private_dir("/opt/hakube-lab-test")
+        .without_sshd()
+        .build()
+        .expect("lab");
+    let (lb1, lb2) = (lab.host("lb1"), lab.host("lb2"));
+
+    // Written inside lb1: visible in lb1 and from outside through host_path, not in lb2 and not
+    // in the machine's real /etc/haproxy.
+    lb1.run(
+        "echo one > /etc/haproxy/marker && echo t > /tmp/marker && echo o > /opt/hakube-lab-test/m",
+    )
+    .expect("write in lb1");
+    assert_eq!(
+        lb1.read_to_string("/etc/haproxy/marker").expect("read"),
+        "one\n"
+    );
+    let backing = lb1.host_path("/etc/haproxy/marker").expect("host path");
+    assert!(backing.starts_with(lab.dir()));
+    assert!(backing.exists());
+    for (path, what) in [
+        ("/etc/haproxy/marker", "haproxy"),
+        ("/tmp/marker", "tmp"),
+        ("/opt/hakube-lab-test/m", "custom dir"),
+    ] {
+        let out = lb2.exec(&format!("test -e {path}")).expect("exec");
+        assert!(!out.status.success(), "lb2 sees lb1's {what} file");
+        assert!(
+            !Path::new(path).exists(),
+            "the real file system got lb1's {what} file"
+        );
+    }
+
+    // Written from outside: visible inside, with its mode.
+    lb2.write_file("/etc/kubernetes/admin.conf", b"apiVersion: v1\n", 0o600)
+        .expect("write_file");
+    assert_eq!(
+        lb2.run("stat -c %a /etc/kubernetes/admin.conf; cat /etc/kubernetes/admin.conf")
+            .expect("stat"),
+        "600\napiVersion: v1\n"
+    );
+    assert!(lb1.read_file("/etc/kubernetes/admin.conf").is_err());
+
+    // Paths outside the private directories are refused.
+    assert!(matches!(
+        lb1.write_file("/etc/passwd", b"x", 0o644),
+        Err(Error::NotPrivate { .. })
+    ));
+    assert!(matches!(
+        lb1.host_path("/etc/haproxy/../passwd"),
+        Err(Error::NotPrivate { .. })
+    ));
+
+    // No lab mount leaked into the test process's mount namespace.
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    assert!(
+        !mounts.contains(&lab.dir().to_string_lossy().into_owned()),
+        "{mounts}"
+    );
+}
+
+#[test]
+fn ssh_login_by_key_sees_the_private_view() {
+    if !require_root("ssh_login_by_key_sees_the_private_view") {
+        return;
+    }
+    let lab = Lab::builder("ssh")
+        .hosts(["n1", "n2"])
+        .build()
+        .expect("lab");
+    let n2 = lab.host("n2");
+    n2.write_file("/etc/keepalived/keepalived.conf", "# n2\n", 0o644)
+        .expect("write");
+
+    // The plain ssh CLI, as another engineer's test would call it.
+    let out = Command::new("ssh")
+        .arg("-i")
+        .arg(lab.ssh_private_key())
+        .arg("-o")
+        .arg(format!(
+            "UserKnownHostsFile={}",
+            lab.known_hosts_file().display()
+        ))
+        .args([
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "BatchMode=yes",
+            "-F",
+            "/dev/null",
+        ])
+        .arg(format!("root@{}", n2.addr()))
+        .arg("hostname; cat /etc/keepalived/keepalived.conf; echo $PATH; id -u")
+        .output()
+        .expect("ssh");
+    assert!(
+        out.status.success(),
+        "ssh: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], "n2");
+    assert_eq!(lines[1], "# n2");
+    let path: Vec<&str> = lines[2].split(':').collect();
+    let local = path
+        .iter()
+        .position(|p| *p == "/usr/local/bin")
+        .expect("local bin in PATH");
+    let usr = path
+        .iter()
+        .position(|p| *p == "/usr/bin")
+        .expect("/usr/bin in PATH");
+    assert!(local < usr, "PATH {}", lines[2]);
+    assert_eq!(lines[3], "0");
+
+    // known_hosts pins each host's own key: n1's key does not authenticate n2.
+    let kh = std::fs::read_to_string(lab.known_hosts_file()).expect("known_hosts");
+    assert_eq!(kh.lines().count(), 2);
+    assert!(kh.contains(&format!("n2,{} ", n2.addr())));
+    assert!(n2.ssh_host_public_key().starts_with("ssh-ed25519 "));
+    assert_ne!(
+        n2.ssh_host_public_key(),
+        lab.host("n1").ssh_host_public_key()
+    );
+
+    // A wrong key is refused (no password fallback).
+    let other = lab.dir().join("other_key");
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&other)
+        .status()
+        .expect("keygen");
+    assert!(st.success());
+    let mut cmd = n2.ssh_command();
+    cmd.arg("-i").arg(&other);
+    let out = Command::new("ssh")
+        .arg("-i")
+        .arg(&other)
+        .arg("-o")
+        .arg(format!(
+            "UserKnownHostsFile={}",
+            lab.known_hosts_file().display()
+        ))
+        .args([
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "BatchMode=yes",
+            "-F",
+            "/dev/null",
+        ])
+        .arg(format!("root@{}", n2.addr()))
+        .arg("true")
+        .output()
+        .expect("ssh");
+    assert_eq!(
+        out.status.code(),
+        Some(255),
+        "login with a foreign key must fail"
+    );
+}
+
+#[test]
+fn stand_ins_record_calls() {
+    if !require_root("stand_ins_record_calls") {
+        return;
+    }
+    let lab = Lab::builder("stand")
+        .hosts(["cp1", "cp2"])
+        .build()
+        .expect("lab");
+    lab.stand_in(
+        "kubeadm",
+        "#!/bin/sh\necho \"fake kubeadm $1\"\n[ \"$1\" = fail ] && exit 3\nexit 0\n",
+    )
+    .expect("stand-in");
+    lab.record_only(["systemctl", "apt-get", "modprobe"])
+        .expect("record_only");
+    let cp1 = lab.host("cp1");
+
+    assert_eq!(
+        cp1.run("kubeadm init --config '/etc/kubernetes/a b.yaml'")
+            .expect("kubeadm"),
+        "fake kubeadm init\n"
+    );
+    // modprobe lives in /usr/sbin and /sbin: the stand-in still wins.
+    cp1.run("modprobe br_netfilter && systemctl restart kubelet")
+        .expect("record-only");
+    let out = cp1.exec("kubeadm fail").expect("exec");
+    assert_eq!(out.status.code(), Some(3));
+    // Over SSH too.
+    let out = cp1.ssh("apt-get install -y nfs-common").expect("ssh");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let s = |v: &[&str]| v.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>();
+    assert_eq!(
+        cp1.calls("kubeadm"),
+        vec![
+            s(&["init", "--config", "/etc/kubernetes/a b.yaml"]),
+            s(&["fail"])
+        ]
+    );
+    assert_eq!(cp1.calls("modprobe"), vec![s(&["br_netfilter"])]);
+    assert_eq!(cp1.calls("systemctl"), vec![s(&["restart", "kubelet"])]);
+    assert_eq!(
+        cp1.calls("apt-get"),
+        vec![s(&["install", "-y", "nfs-common"])]
+    );
+    // Per host: cp2 saw nothing.
+    assert!(lab.host("cp2").calls("kubeadm").is_empty());
+    cp1.clear_calls("kubeadm");
+    assert!(cp1.calls("kubeadm").is_empty());
+
+    assert!(matches!(
+        lab.stand_in("../x", "#!/bin/sh\n"),
+        Err(Error::InvalidConfig { .. })
+    ));
+}
+
+#[test]
+fn daemons_start_log_and_die() {
+    if !require_root("daemons_start_log_and_die") {
+        return;
+    }
+    let lab = Lab::builder("daemon")
+        .hosts(["d1"])
+        .without_sshd()
+        .build()
+        .expect("lab");
+    let d1 = lab.host("d1");
+    d1.spawn(
+        "web",
+        "echo starting; exec python3 -m http.server --bind 0.0.0.0 8080",
+    )
+    .expect("spawn");
+    d1.wait_for_port(8080, Duration::from_secs(10))
+        .expect("web up");
+    assert!(d1.is_running("web"));
+    assert!(matches!(
+        d1.spawn("web", "true"),
+        Err(Error::DaemonExists { .. })
+    ));
+    assert!(d1.log("web").contains("starting"));
+
+    d1.kill("web").expect("kill");
+    assert!(!d1.is_running("web"));
+    assert!(
+        TcpStream::connect_timeout(
+            &SocketAddr::from((d1.addr(), 8080)),
+            Duration::from_millis(500)
+        )
+        .is_err()
+    );
+    assert!(matches!(d1.kill("web"), Err(Error::UnknownDaemon { .. })));
+
+    // A daemon that forks into the background is still confined to the host's PID namespace.
+    d1.spawn("sleeper", "sleep 300 & sleep 300").expect("spawn");
+    assert!(eventually(Duration::from_secs(5), || {
+        d1.run("pgrep -c -x sleep").is_ok_and(|n| n.trim() == "2")
+    }));
+    d1.terminate("sleeper").expect("terminate");
+    assert!(!d1.is_running("sleeper"));
+}
+
+#[test]
+fn link_down_cuts_and_link_up_restores() {
+    if !require_root("link_down_cuts_and_link_up_restores") {
+        return;
+    }
+    let lab = Lab::builder("link")
+        .hosts(["l1", "l2"])
+        .build()
+        .expect("lab");
+    let (l1, l2) = (lab.host("l1"), lab.host("l2"));
+    let ping = |from: &hakube_lab::Host, to: std::net::Ipv4Addr| {
+        from.exec(&format!("ping -c1 -W1 {to}"))
+            .expect("exec")
+            .status
+            .success()
+    };
+    assert!(ping(l2, l1.addr()));
+
+    l1.link_down().expect("down");
+    assert!(!ping(l2, l1.addr()), "l1 still answers with its link down");
+    assert!(ssh_banner(l1.addr()).is_err());
+
+    l1.link_up().expect("up");
+    assert!(eventually(Duration::from_secs(5), || ping(l2, l1.addr())));
+    assert!(eventually(Duration::from_secs(5), || ssh_banner(l1.addr()).is_ok()));
+    // The default route came back too.
+    assert!(
+        l1.run("ip route show default")
+            .expect("route")
+            .contains("via")
+    );
+}
+
+#[test]
+fn netem_adds_delay_or_reports_unavailable() {
+    if !require_root("netem_adds_delay_or_reports_unavailable") {
+        return;
+    }
+    let lab = Lab::builder("netem")
+        .hosts(["e1", "e2"])
+        .without_sshd()
+        .build()
+        .expect("lab");
+    let e1 = lab.host("e1");
+    match e1.netem("delay 50ms") {
+        Err(Error::NetemUnavailable { stderr, .. }) => {
+            eprintln!("SKIP netem part: sch_netem is not available here: {stderr}");
+        }
+        Err(e) => panic!("netem failed: {e}"),
+        Ok(()) => {
+            let qdisc = e1.run("tc qdisc show dev eth0").expect("tc");
+            assert!(qdisc.contains("netem"), "{qdisc}");
+            e1.clear_netem().expect("clear");
+            let qdisc = e1.run("tc qdisc show dev eth0").expect("tc");
+            assert!(!qdisc.contains("netem"), "{qdisc}");
+        }
+    }
+    // Bad arguments are a plain command error naming the host.
+    match e1.netem("frobnicate 3") {
+        Err(Error::Command { host, .. } | Error::NetemUnavailable { host, .. }) => {
+            assert_eq!(host, "e1");
+        }
+        other => panic!("unexpected: {other:?}"),
+    }
+}
+
+#[test]
+fn remove_host_is_host_loss() {
+    if !require_root("remove_host_is_host_loss") {
+        return;
+    }
+    let lab = Lab::builder("loss")
+        .hosts(["r1", "r2"])
+        .build()
+        .expect("lab");
+    let (r1, r2) = (lab.host("r1"), lab.host("r2"));
+    r1.spawn("sleeper", "exec sleep 300").expect("spawn");
+    let init = r1.init_pid();
+    lab.remove_host("r1").expect("remove");
+
+    assert!(r1.is_removed());
+    assert!(matches!(r1.exec("true"), Err(Error::HostRemoved { .. })));
+    assert!(matches!(
+        lab.remove_host("r1"),
+        Err(Error::HostRemoved { .. })
+    ));
+    assert!(matches!(
+        lab.remove_host("nope"),
+        Err(Error::UnknownHost { .. })
+    ));
+    assert!(!netns_names().contains(&r1.netns().to_owned()));
+    assert!(
+        !Path::new(&format!("/proc/{init}")).exists(),
+        "r1's init survived"
+    );
+    assert!(!r1.is_running("sleeper"));
+    assert!(
+        !r2.exec(&format!("ping -c1 -W1 {}", r1.addr()))
+            .expect("exec")
+            .status
+            .success()
+    );
+    // The rest of the lab is unaffected.
+    assert!(r2.ssh("true").expect("ssh").status.success());
+}
+
+#[test]
+fn teardown_leaves_nothing_behind() {
+    if !require_root("teardown_leaves_nothing_behind") {
+        return;
+    }
+    let lab = Lab::builder("tear")
+        .hosts(["t1", "t2"])
+        .build()
+        .expect("lab");
+    lab.host("t1")
+        .spawn("sleeper", "sleep 300 & exec sleep 301")
+        .expect("spawn");
+    let prefix = lab.prefix().to_owned();
+    let dir = lab.dir().to_owned();
+    let inits: Vec<u32> = lab.hosts().iter().map(hakube_lab::Host::init_pid).collect();
+    assert!(netns_names().iter().any(|n| n.starts_with(&prefix)));
+    assert!(Path::new("/sys/class/net").join(&prefix).exists());
+
+    lab.teardown();
+    assert!(
+        !netns_names().iter().any(|n| n.starts_with(&prefix)),
+        "{:?}",
+        netns_names()
+    );
+    assert!(
+        !Path::new("/sys/class/net").join(&prefix).exists(),
+        "root veth left"
+    );
+    assert!(!dir.exists(), "lab dir left");
+    for pid in inits {
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "init {pid} left"
+        );
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    assert!(!mounts.contains(&prefix));
+}
+
+#[test]
+fn teardown_runs_when_a_test_panics() {
+    if !require_root("teardown_runs_when_a_test_panics") {
+        return;
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let result = std::thread::spawn(move || {
+        let lab = Lab::builder("panic")
+            .hosts(["p1"])
+            .without_sshd()
+            .build()
+            .expect("lab");
+        tx.send(lab.prefix().to_owned()).expect("send");
+        panic!("test failure inside a lab");
+    })
+    .join();
+    assert!(result.is_err());
+    let prefix = rx.recv().expect("prefix");
+    assert!(!netns_names().iter().any(|n| n.starts_with(&prefix)));
+}
+
+#[test]
+fn two_labs_in_parallel_do_not_collide() {
+    if !require_root("two_labs_in_parallel_do_not_collide") {
+        return;
+    }
+    let build = || {
+        std::thread::spawn(|| {
+            Lab::builder("par")
+                .hosts(["x1", "x2"])
+                .build()
+                .expect("lab")
+        })
+    };
+    let (a, b) = (build(), build());
+    let (a, b) = (a.join().expect("lab a"), b.join().expect("lab b"));
+    assert_ne!(a.prefix(), b.prefix());
+    assert_ne!(a.subnet(), b.subnet());
+    for lab in [&a, &b] {
+        let (x1, x2) = (lab.host("x1"), lab.host("x2"));
+        x1.run(&format!("ping -c1 -W2 {}", x2.addr()))
+            .expect("ping within the lab");
+        assert!(x2.ssh("hostname").expect("ssh").status.success());
+    }
+    // Labs are isolated from each other.
+    let out = a
+        .host("x1")
+        .exec(&format!("ping -c1 -W1 {}", b.host("x1").addr()))
+        .expect("exec");
+    assert!(!out.status.success(), "lab a reached lab b");
+}
+
+#[test]
+fn stale_labs_of_dead_processes_are_cleaned() {
+    if !require_root("stale_labs_of_dead_processes_are_cleaned") {
+        return;
+    }
+    // Fake what a killed run leaves: a namespace with the lab prefix, a record whose owner is
+    // gone, a working directory.
+    let prefix = format!("hkt{:04x}", std::process::id() & 0xffff);
+    let ns = format!("{prefix}-ghost");
+    let dir = std::env::temp_dir().join(format!("hakube-lab-stale-{prefix}"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let st = Command::new("ip")
+        .args(["netns", "add", &ns])
+        .status()
+        .expect("ip");
+    assert!(st.success());
+    let mut dead = Command::new("true").spawn().expect("true");
+    let dead_pid = dead.id();
+    dead.wait().expect("wait");
+    std::fs::create_dir_all(Path::new(hakube_lab::REGISTRY_DIR).join("labs")).expect("registry");
+    std::fs::write(
+        Path::new(hakube_lab::REGISTRY_DIR).join(format!("labs/{prefix}.lab")),
+        format!(
+            "pid={dead_pid}\nstart=1\nsubnet=10.88.254.0/24\ndir={}\n",
+            dir.display()
+        ),
+    )
+    .expect("record");
+
+    let removed = hakube_lab::cleanup_stale_labs().expect("cleanup");
+    assert!(removed >= 1);
+    assert!(!netns_names().contains(&ns), "stale namespace left");
+    assert!(!dir.exists(), "stale dir left");
+}
+
+#[test]
+fn bad_settings_are_rejected() {
+    if !require_root("bad_settings_are_rejected") {
+        return;
+    }
+    let err = |b: hakube_lab::LabBuilder| match b.build() {
+        Err(Error::InvalidConfig { field, .. }) => field,
+        other => panic!("expected InvalidConfig, got {other:?}"),
+    };
+    assert_eq!(err(Lab::builder("x").hosts(["a", "a"])), "hosts");
+    assert_eq!(err(Lab::builder("x").hosts(["A_1"])), "hosts");
+    assert_eq!(err(Lab::builder("x")), "hosts");
+    assert_eq!(err(Lab::builder("Bad!").hosts(["a"])), "tag");
+    assert_eq!(
+        err(Lab::builder("x").hosts(["a"]).private_dir("/etc")),
+        "private_dir"
+    );
+    assert_eq!(
+        err(Lab::builder("x").hosts(["a"]).private_dir("/var/tmp")),
+        "private_dir"
+    );
+    assert_eq!(
+        err(Lab::builder("x").hosts(["a"]).private_dir("relative")),
+        "private_dir"
+    );
+}
