@@ -1,6 +1,8 @@
 //! Placement invariants over random topologies: never panics, and every placement returned
 //! satisfies the rules it claims.
 
+#![allow(clippy::unwrap_used)] // helpers outside #[test] fns unwrap too
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use hakube_topology::{Capacity, Cluster, RoleKind, Topology, load};

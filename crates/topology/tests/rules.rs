@@ -1,6 +1,8 @@
 //! One test per validation rule: each breaks the seed in one way and checks the rule, the
 //! field path, the position and the wording.
 
+#![allow(clippy::unwrap_used)] // helpers outside #[test] fns unwrap too
+
 use hakube_topology::{Error, Rule, Severity, load};
 
 const SEED: &str = include_str!("../../../examples/seed-cluster.yaml");
