@@ -7,8 +7,15 @@
 //! - the server side as data: the exports file ([`server::EXPORTS_FILE`]), the export
 //!   directories with owner and mode, and named steps to install `nfs-kernel-server`,
 //!   `exportfs -ra` and verify with a parsed `exportfs -v` ([`NfsSetup::server_plan`]);
+//! - the cluster side as k8s-openapi objects: per export a provisioner Deployment, a shared
+//!   ServiceAccount and ClusterRole, and the StorageClasses ([`NfsSetup::cluster_objects`]), or
+//!   only StorageClasses for csi-driver-nfs; rendered as YAML for `cluster/nfs/` of the plan tree
+//!   ([`NfsSetup::cluster_files`]).
 //!
-//! Everything here is pure: no I/O, no tokio.
+//! Everything above is pure: no I/O, no tokio.
+//!
+//! This library enables no k8s-openapi version feature: the final binary (or a dev-dependency)
+//! picks one, e.g. `k8s-openapi = { version = "0.29", features = ["latest"] }`.
 //!
 //! ```
 //! use hakube_nfs_provisioning::{NfsInput, NfsServer, NfsSetup, ServerAddress, exports::HostName};
@@ -20,9 +27,15 @@
 //! let setup = NfsSetup::new(NfsInput::seed(server, "10.20.0.0/24".parse().expect("cidr"))?)?;
 //! let exports = setup.exports_file().to_string();
 //! assert!(exports.contains("/srv/nfs/k8s-prod 10.20.0.0/24(rw,sync,no_subtree_check,root_squash)"));
+//!
+//! for file in setup.cluster_files()? {
+//!     // e.g. "20-storageclass-nfs-prod.yaml" -> out/cluster/nfs/20-storageclass-nfs-prod.yaml
+//!     assert!(file.name.ends_with(".yaml"));
+//! }
 //! # Ok::<(), hakube_nfs_provisioning::Error>(())
 //! ```
 
+pub mod cluster;
 mod error;
 pub mod exports;
 mod model;
