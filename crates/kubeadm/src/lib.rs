@@ -5,11 +5,17 @@
 pub mod config;
 mod error;
 mod input;
+mod parse;
+pub mod prep;
 mod render;
 mod secret;
 
 pub use error::{Error, Result};
 pub use input::{CONTAINERD_SOCKET, ClusterInput, MasterInput, WorkerInput, kubelet_may_set_label};
+pub use parse::{
+    JoinCommand, NodeStatus, TokenInfo, parse_get_nodes, parse_join_commands, parse_token_list,
+    parse_upload_certs_key,
+};
 pub use render::{
     ADMIN_CONF_PATH, BOOTSTRAP_TOKEN_TTL, CA_CERT_PATH, KUBEADM_CONFIG_DIR, KUBEADM_CONFIG_PATH,
     KUBELET_CONF_PATH, NodeRender, NodeRole, RESET_CONFIG_PATH, RenderedCluster, RenderedFile,
