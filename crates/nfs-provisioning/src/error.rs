@@ -157,6 +157,21 @@ pub enum Error {
         source: kube::Error,
     },
 
+    /// A Kubernetes API request did not answer in time.
+    ///
+    /// Retry is safe: server-side apply is idempotent.
+    #[error("{action} {kind} {name}: no answer within {after:?}")]
+    Timeout {
+        /// What was being done.
+        action: &'static str,
+        /// The object kind.
+        kind: &'static str,
+        /// The object name.
+        name: String,
+        /// The timeout.
+        after: Duration,
+    },
+
     /// A Deployment did not become available in time.
     ///
     /// Retry is safe; look at the Deployment's pods (image pull, NFS mount errors) first.

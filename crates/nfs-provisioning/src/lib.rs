@@ -12,7 +12,9 @@
 //!   only StorageClasses for csi-driver-nfs; rendered as YAML for `cluster/nfs/` of the plan tree
 //!   ([`NfsSetup::cluster_files`]).
 //!
-//! Everything above is pure: no I/O, no tokio.
+//! Everything above is pure: no I/O, no tokio. The effects live at the edges:
+//! [`apply::apply`] (kube-rs server-side apply with a dry-run pass first, then a bounded wait for
+//! the Deployments).
 //!
 //! This library enables no k8s-openapi version feature: the final binary (or a dev-dependency)
 //! picks one, e.g. `k8s-openapi = { version = "0.29", features = ["latest"] }`.
@@ -35,6 +37,7 @@
 //! # Ok::<(), hakube_nfs_provisioning::Error>(())
 //! ```
 
+pub mod apply;
 pub mod cluster;
 mod error;
 pub mod exports;
