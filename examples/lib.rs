@@ -1,1 +1,77 @@
-//! Shared helpers for the hakube example binaries.
+//! Shared helpers for the hakube example binaries: loading a topology file with errors an
+//! operator can act on, and the summary table.
+
+use std::path::{Path, PathBuf};
+
+use hakube_topology::Cluster;
+
+/// The built-in default topology: the seed cluster next to this file.
+#[must_use]
+pub fn default_topology() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("seed-cluster.yaml")
+}
+
+/// Reads, validates and places a topology file; the error text names the file, line, field and rule.
+///
+/// # Errors
+/// A printable message when the file cannot be read or is invalid.
+pub fn load_topology(path: &Path) -> Result<Cluster, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    hakube_topology::load(&text, &path.display().to_string()).map_err(|e| e.to_string())
+}
+
+/// The per-VM and per-Proxmox-node summary, as printed by `plan`.
+#[must_use]
+pub fn summary(cluster: &Cluster) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let t = &cluster.topology;
+    let _ = writeln!(
+        s,
+        "cluster {}: Kubernetes {}, VIP {}, {} VMs on {} Proxmox nodes\n",
+        t.cluster.name,
+        cluster.kubernetes_version,
+        t.network.vip,
+        cluster.vms.len(),
+        t.proxmox.nodes.len()
+    );
+    let _ = writeln!(
+        s,
+        "{:<20} {:<14} {:<10} {:>6}  {:<15} {:>5} {:>9} {:>8}",
+        "VM", "ROLE", "NODE", "VMID", "ADDRESS", "CORES", "MEMORY", "DISK"
+    );
+    for vm in &cluster.vms {
+        let role = vm
+            .group
+            .as_ref()
+            .map_or_else(|| vm.role.to_string(), |g| format!("{}/{g}", vm.role));
+        let _ = writeln!(
+            s,
+            "{:<20} {:<14} {:<10} {:>6}  {:<15} {:>5} {:>6}MiB {:>5}GiB",
+            vm.name,
+            role,
+            vm.proxmox_node,
+            vm.vmid,
+            vm.address,
+            vm.size.cores,
+            vm.size.memory_mib,
+            vm.size.disk_gib
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\n{:<10} {:>4} {:>6} {:>10} {:>9}",
+        "NODE", "VMS", "CORES", "MEMORY", "DISK"
+    );
+    for n in cluster.node_totals() {
+        let _ = writeln!(
+            s,
+            "{:<10} {:>4} {:>6} {:>7}MiB {:>6}GiB",
+            n.node, n.vms, n.cores, n.memory_mib, n.disk_gib
+        );
+    }
+    for w in &cluster.warnings {
+        let _ = writeln!(s, "\nwarning: {w}");
+    }
+    s
+}

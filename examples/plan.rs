@@ -1,2 +1,65 @@
-//! `cargo run --example plan`: renders the plan tree for a topology.
-fn main() {}
+//! `cargo run --example plan -- [TOPOLOGY] [--out DIR]`
+//!
+//! Validates and places a topology (default: the seed cluster, `examples/seed-cluster.yaml`),
+//! prints a summary of every VM and Proxmox node, and writes the plan to DIR (default `out/`):
+//! `plan.json`, `hosts/<vm>/<absolute path>` and `cluster/<component>/...`. Invalid input exits
+//! non-zero with the file, line, field and rule, and writes nothing.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Render the hakube plan for a topology.
+#[derive(Parser)]
+#[command(version, about)]
+struct Args {
+    /// The topology file (default: the seed cluster).
+    topology: Option<PathBuf>,
+    /// Where to write the plan (replaced as a whole; only a previous plan or an empty directory).
+    #[arg(long, default_value = "out")]
+    out: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let path = args
+        .topology
+        .unwrap_or_else(hakube_examples::default_topology);
+    let cluster = match hakube_examples::load_topology(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let tree = match hakube_plan::render(&cluster) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    print!("{}", hakube_examples::summary(&cluster));
+    match tree.write_to(&args.out) {
+        Ok(s) => {
+            println!(
+                "\nwrote {} files ({} bytes) to {}",
+                s.files,
+                s.bytes,
+                args.out.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            let mut msg = e.to_string();
+            let mut src = std::error::Error::source(&e);
+            while let Some(s) = src {
+                msg.push_str(&format!(": {s}"));
+                src = s.source();
+            }
+            eprintln!("error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}

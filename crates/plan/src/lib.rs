@@ -1,3 +1,79 @@
-//! Composes the hakube crates: renders the whole plan tree from one topology.
+//! Composes the hakube crates into one plan: every file each VM receives and every cluster
+//! object, rendered from one [`Cluster`] (a placed topology).
 //!
-//! Work in progress: this crate is being built.
+//! The plan is a file tree: `hosts/<vm>/<absolute path on that VM>` and
+//! `cluster/<component>/...`, plus `plan.json` (the placed topology, machine-readable). One
+//! picture serves review (`diff -r`), dry runs, tests and the real run.
+//!
+//! Rendering is pure ([`render`] returns a [`PlanTree`] in memory); [`PlanTree::write_to`] is
+//! the only effect, and it replaces the output directory as a whole, so an error never leaves a
+//! half-written plan.
+//!
+//! ```
+//! let text = include_str!("../../../examples/seed-cluster.yaml");
+//! let cluster = hakube_topology::load(text, "seed-cluster.yaml")?;
+//! let tree = hakube_plan::render(&cluster)?;
+//! assert!(tree.get("hosts/lb-1/etc/hosts").is_some());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod base;
+mod tree;
+
+pub use tree::{PlanFile, PlanTree, WriteSummary};
+
+use hakube_topology::Cluster;
+
+/// Why a plan could not be rendered or written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A component refused the cluster (its own validation). Not retryable: fix the topology.
+    #[error("{component}: {message}")]
+    Component {
+        /// The component (`haproxy`, `kubeadm`, `nfs`, `addons`, ...).
+        component: &'static str,
+        /// What it said.
+        message: String,
+    },
+    /// Two components want to write the same file. A bug in hakube; not retryable.
+    #[error("two components write {path}")]
+    Conflict {
+        /// The path inside the plan.
+        path: String,
+    },
+    /// A path that would escape the plan directory. Not retryable.
+    #[error("refusing plan path {path}: {reason}")]
+    BadPath {
+        /// The path.
+        path: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+    /// The output directory could not be written. Retry after fixing the file system.
+    #[error("writing {path}")]
+    Io {
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The output directory exists and is not a previous plan: hakube will not replace it.
+    #[error("{path} exists and holds no plan.json: refusing to replace it")]
+    NotAPlanDir {
+        /// The directory.
+        path: std::path::PathBuf,
+    },
+}
+
+/// Renders every artifact for `cluster`.
+///
+/// # Errors
+/// [`Error::Component`] when a component rejects the cluster, [`Error::Conflict`] or
+/// [`Error::BadPath`] on a bug.
+pub fn render(cluster: &Cluster) -> Result<PlanTree, Error> {
+    let mut tree = PlanTree::default();
+    base::render(cluster, &mut tree)?;
+    Ok(tree)
+}

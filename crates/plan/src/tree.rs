@@ -1,0 +1,278 @@
+//! The in-memory plan tree and writing it out.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::Error;
+
+/// One file of the plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanFile {
+    /// The contents.
+    pub contents: Vec<u8>,
+    /// Unix mode (e.g. `0o644`; secrets `0o600`).
+    pub mode: u32,
+}
+
+/// Every file of a plan, by its path inside the plan directory (`/`-separated, sorted).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PlanTree {
+    files: BTreeMap<String, PlanFile>,
+}
+
+/// What [`PlanTree::write_to`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteSummary {
+    /// Files written.
+    pub files: usize,
+    /// Bytes written.
+    pub bytes: u64,
+}
+
+fn check_rel(path: &str) -> Result<(), Error> {
+    let bad = |reason| {
+        Err(Error::BadPath {
+            path: path.to_owned(),
+            reason,
+        })
+    };
+    if path.is_empty() || path.starts_with('/') {
+        return bad("must be relative and non-empty");
+    }
+    if path.contains('\0') || path.contains('\\') {
+        return bad("contains NUL or backslash");
+    }
+    if path
+        .split('/')
+        .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+    {
+        return bad("must not contain `.`, `..` or empty segments");
+    }
+    Ok(())
+}
+
+impl PlanTree {
+    /// Adds a file at a plan-relative path.
+    ///
+    /// # Errors
+    /// [`Error::BadPath`] for a path that could escape the plan, [`Error::Conflict`] when the
+    /// path is already taken.
+    pub fn insert(
+        &mut self,
+        path: String,
+        contents: impl Into<Vec<u8>>,
+        mode: u32,
+    ) -> Result<(), Error> {
+        check_rel(&path)?;
+        if self.files.contains_key(&path) {
+            return Err(Error::Conflict { path });
+        }
+        self.files.insert(
+            path,
+            PlanFile {
+                contents: contents.into(),
+                mode,
+            },
+        );
+        Ok(())
+    }
+
+    /// Adds a file a VM receives at `abs_path` (e.g. `/etc/haproxy/haproxy.cfg`).
+    ///
+    /// # Errors
+    /// As [`PlanTree::insert`]; also when `abs_path` is not absolute.
+    pub fn host_file(
+        &mut self,
+        vm: &str,
+        abs_path: &str,
+        contents: impl Into<Vec<u8>>,
+        mode: u32,
+    ) -> Result<(), Error> {
+        let Some(rel) = abs_path.strip_prefix('/') else {
+            return Err(Error::BadPath {
+                path: abs_path.to_owned(),
+                reason: "a host path must be absolute",
+            });
+        };
+        self.insert(format!("hosts/{vm}/{rel}"), contents, mode)
+    }
+
+    /// Adds a cluster-level file under `cluster/<component>/<rel>`.
+    ///
+    /// # Errors
+    /// As [`PlanTree::insert`].
+    pub fn cluster_file(
+        &mut self,
+        component: &str,
+        rel: &str,
+        contents: impl Into<Vec<u8>>,
+    ) -> Result<(), Error> {
+        self.insert(format!("cluster/{component}/{rel}"), contents, 0o644)
+    }
+
+    /// A file by plan-relative path.
+    #[must_use]
+    pub fn get(&self, path: &str) -> Option<&PlanFile> {
+        self.files.get(path)
+    }
+
+    /// Every file, sorted by path.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &PlanFile)> {
+        self.files.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// How many files.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    /// Whether the plan is empty.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    /// The files one VM receives: (absolute path on the VM, file).
+    pub fn host_files<'a>(&'a self, vm: &str) -> impl Iterator<Item = (String, &'a PlanFile)> + 'a {
+        let prefix = format!("hosts/{vm}/");
+        self.files
+            .iter()
+            .filter_map(move |(k, v)| k.strip_prefix(&prefix).map(|rest| (format!("/{rest}"), v)))
+    }
+
+    /// Writes the plan to `dir`, replacing a previous plan there as a whole.
+    ///
+    /// The tree is written to a sibling temporary directory first and renamed into place, so
+    /// `dir` holds either the old plan or the new one, never a mix. An existing `dir` is only
+    /// replaced when it is empty or holds a `plan.json` (a previous plan).
+    ///
+    /// # Errors
+    /// [`Error::NotAPlanDir`] when `dir` holds something else, [`Error::Io`] on I/O failure
+    /// (the old plan is then left as it was).
+    pub fn write_to(&self, dir: &Path) -> Result<WriteSummary, Error> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| Error::Io { path, source }
+        };
+        if dir.exists() {
+            let empty = fs::read_dir(dir).map_err(io(dir))?.next().is_none();
+            if !empty && !dir.join("plan.json").is_file() {
+                return Err(Error::NotAPlanDir {
+                    path: dir.to_path_buf(),
+                });
+            }
+        }
+        let parent = dir
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        fs::create_dir_all(parent).map_err(io(parent))?;
+        let name = dir
+            .file_name()
+            .map_or_else(|| "plan".into(), |n| n.to_string_lossy().into_owned());
+        let staging = parent.join(format!(".{name}.new-{}", std::process::id()));
+        let old = parent.join(format!(".{name}.old-{}", std::process::id()));
+        let result = self.write_tree(&staging);
+        if let Err(e) = result {
+            let _ = fs::remove_dir_all(&staging);
+            return Err(e);
+        }
+        if dir.exists() {
+            fs::rename(dir, &old).map_err(io(dir))?;
+        }
+        if let Err(e) = fs::rename(&staging, dir) {
+            let _ = fs::rename(&old, dir);
+            let _ = fs::remove_dir_all(&staging);
+            return Err(io(dir)(e));
+        }
+        let _ = fs::remove_dir_all(&old);
+        Ok(WriteSummary {
+            files: self.files.len(),
+            bytes: self.files.values().map(|f| f.contents.len() as u64).sum(),
+        })
+    }
+
+    fn write_tree(&self, root: &Path) -> Result<(), Error> {
+        let io = |path: PathBuf| move |source| Error::Io { path, source };
+        let _ = fs::remove_dir_all(root);
+        fs::create_dir_all(root).map_err(io(root.to_path_buf()))?;
+        for (rel, file) in &self.files {
+            let path = root.join(rel);
+            if let Some(p) = path.parent() {
+                fs::create_dir_all(p).map_err(io(p.to_path_buf()))?;
+            }
+            fs::write(&path, &file.contents).map_err(io(path.clone()))?;
+            set_mode(&path, file.mode).map_err(io(path.clone()))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(unix)]
+fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+}
+
+#[cfg(not(unix))]
+fn set_mode(_: &Path, _: u32) -> std::io::Result<()> {
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_cannot_escape() {
+        let mut t = PlanTree::default();
+        for bad in [
+            "/etc/passwd",
+            "../x",
+            "a/../../x",
+            "a//b",
+            "",
+            "a/./b",
+            "a/",
+        ] {
+            assert!(t.insert(bad.into(), "x", 0o644).is_err(), "{bad}");
+        }
+        assert!(t.host_file("vm", "relative", "x", 0o644).is_err());
+        t.host_file("vm", "/etc/hosts", "x", 0o644).unwrap();
+        assert!(matches!(
+            t.host_file("vm", "/etc/hosts", "y", 0o644),
+            Err(Error::Conflict { .. })
+        ));
+    }
+
+    #[test]
+    fn write_replaces_a_previous_plan_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let mut t = PlanTree::default();
+        t.insert("plan.json".into(), "{}", 0o644).unwrap();
+        t.host_file("vm", "/etc/secret", "s", 0o600).unwrap();
+        t.write_to(&out).unwrap();
+        let mode = {
+            use std::os::unix::fs::PermissionsExt;
+            fs::metadata(out.join("hosts/vm/etc/secret"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        assert_eq!(mode, 0o600);
+        // A stale file from an older plan disappears.
+        fs::write(out.join("stale"), "x").unwrap();
+        t.write_to(&out).unwrap();
+        assert!(!out.join("stale").exists());
+        // A directory that is not a plan is never replaced.
+        let other = dir.path().join("home");
+        fs::create_dir(&other).unwrap();
+        fs::write(other.join("precious"), "x").unwrap();
+        assert!(matches!(t.write_to(&other), Err(Error::NotAPlanDir { .. })));
+        assert!(other.join("precious").exists());
+    }
+}

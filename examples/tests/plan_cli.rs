@@ -1,0 +1,62 @@
+//! The `plan` example as an operator runs it: on the seed, and on a broken topology.
+
+#![allow(clippy::unwrap_used)]
+
+use std::process::Command;
+
+/// Runs the `plan` example binary that `cargo test` built next to this test binary
+/// (`target/<profile>/examples/plan`), or through `cargo run` when it is not there.
+fn plan(args: &[&str]) -> std::process::Output {
+    let exe = std::env::current_exe().unwrap();
+    let built = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|dir| dir.join("examples").join("plan"));
+    let mut cmd = match built.filter(|p| p.is_file()) {
+        Some(p) => Command::new(p),
+        None => {
+            let mut c = Command::new(env!("CARGO"));
+            c.args(["run", "-q", "--example", "plan", "--"]);
+            c
+        }
+    };
+    cmd.args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn seed_plan_writes_the_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let o = plan(&["--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("master-1") && stdout.contains("pve1"),
+        "{stdout}"
+    );
+    assert!(out.join("plan.json").is_file());
+    assert!(out.join("hosts/lb-1/etc/hosts").is_file());
+}
+
+#[test]
+fn invalid_topology_exits_non_zero_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/seed-cluster.yaml")).unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, seed.replace("count: 3 # masters", "count: 2")).unwrap();
+    let out = dir.path().join("out");
+    let o = plan(&[bad.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("bad.yaml:")
+            && stderr.contains("control_plane.count")
+            && stderr.contains("quorum"),
+        "{stderr}"
+    );
+    assert!(!out.exists(), "an invalid topology must write nothing");
+}
