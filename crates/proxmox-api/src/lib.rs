@@ -46,7 +46,7 @@ pub use client::{
 };
 pub use error::{Error, Retry};
 pub use secret::Secret;
-pub use tasks::{TaskLogLine, TaskOutcome, TaskStatus};
+pub use tasks::{TaskListEntry, TaskLogLine, TaskOutcome, TaskStatus};
 pub use tls::{Fingerprint, TlsTrust};
 pub use upid::Upid;
 pub use wire::{ErrorBody, ParamValue, Params, de, parse_error, unwrap_envelope};

@@ -52,6 +52,33 @@ pub struct TaskLogLine {
     pub t: String,
 }
 
+/// An entry of `GET /nodes/{node}/tasks` (the exit text is in `status` once stopped).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[non_exhaustive]
+pub struct TaskListEntry {
+    /// The task.
+    pub upid: Upid,
+    /// Task type.
+    #[serde(rename = "type", default)]
+    pub task_type: String,
+    /// Object id.
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub id: Option<String>,
+    /// Exit status once stopped (`OK`, error text); absent or `running` while active.
+    #[serde(default)]
+    pub status: Option<String>,
+    /// End time, once stopped.
+    #[serde(default, deserialize_with = "de::opt_u64")]
+    pub endtime: Option<u64>,
+}
+
+impl TaskListEntry {
+    /// True while the task runs.
+    pub fn is_active(&self) -> bool {
+        self.endtime.is_none() && self.status.as_deref().is_none_or(|s| s == "running")
+    }
+}
+
 /// A task that ended well.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -92,6 +119,28 @@ fn task_path(upid: &Upid, what: &str) -> String {
 }
 
 impl Client {
+    /// `GET /nodes/{node}/tasks`: the node's tasks, optionally of one guest, optionally only
+    /// the active ones.
+    pub async fn node_tasks(
+        &self,
+        node: &str,
+        vmid: Option<u32>,
+        active_only: bool,
+    ) -> Result<Vec<TaskListEntry>, Error> {
+        let p = Params::new()
+            .opt("vmid", vmid)
+            .opt("source", active_only.then_some("active"))
+            .set("limit", 500u32);
+        let all: Vec<TaskListEntry> = self
+            .get(&format!("/nodes/{}/tasks", segment(node)), &p)
+            .await?;
+        Ok(if active_only {
+            all.into_iter().filter(TaskListEntry::is_active).collect()
+        } else {
+            all
+        })
+    }
+
     /// The task's status, asked on the node it runs on.
     pub async fn task_status(&self, upid: &Upid) -> Result<TaskStatus, Error> {
         self.get(&task_path(upid, "status"), &Params::new()).await

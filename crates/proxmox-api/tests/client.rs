@@ -1,5 +1,10 @@
 //! The client against fakepve: auth, TLS trust, wire quirks, tasks.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers panic on unexpected answers"
+)]
+
 mod common;
 
 use common::Fake;

@@ -47,6 +47,8 @@ class HarnessPve(FakePve):
         # PVE seconds a task of this type takes (qmclone, qmstart, ...), plus 'config' for config writes.
         self.durations = {}
         self.ha_res = {}
+        # vmid -> the error its next start task ends with.
+        self.start_errors = {}
         self.ha_rules = {}
 
     # ------------------------------------------------------------ durations
@@ -66,6 +68,8 @@ class HarnessPve(FakePve):
         return await super()._apply_config(vm, user, p)
 
     async def _do_start(self, vm, user, p):
+        if vm.vmid in self.start_errors:
+            vm.start_error = self.start_errors.pop(vm.vmid)
         agent = str(vm.config.get('agent', '0')).split(',')[0].split('=')[-1]
         if agent == '1' and vm.agent is None:
             ip = '192.0.2.{0}'.format(vm.vmid % 250)
@@ -214,6 +218,10 @@ async def command(pve, cmd):
         deadline = time.time() + cmd.get('timeout', 30)
         while any(t['status'] == 'running' for t in pve.tasks.values()) and time.time() < deadline:
             await asyncio.sleep(0.01)
+    elif op == 'start_error':
+        pve.start_errors[cmd['vmid']] = cmd['message']
+    elif op == 'set_version':
+        pve.version, pve.release_version = cmd['version'], cmd['release']
     elif op == 'ping':
         return 'pong'
     else:
@@ -222,6 +230,9 @@ async def command(pve, cmd):
 
 
 async def main():
+    # Dropped connections (flaky_network) are expected: no tracebacks on stderr.
+    import logging
+    logging.getLogger('aiohttp.server').setLevel(logging.CRITICAL)
     ap = argparse.ArgumentParser()
     ap.add_argument('--host', default='127.0.0.2')
     ap.add_argument('--port', type=int, default=0)
