@@ -211,6 +211,21 @@ pub trait RemoteExec: Send + Sync {
     /// [`Error::RemoteFile`] when the file exists but cannot be inspected, plus transport errors.
     async fn file_state(&self, path: &str, sudo: bool) -> Result<Option<FileState>, Error>;
 
+    /// Idempotent push: uploads only when content, mode or owner differ, and says what
+    /// changed. The default compares with [`RemoteExec::file_state`] then calls
+    /// [`RemoteExec::upload`]; the SSH implementation does both in one round trip for small
+    /// files. Prefer the free function [`push_file`], which also logs.
+    ///
+    /// # Errors
+    /// Invalid upload fields, [`Error::RemoteFile`], transport errors.
+    async fn push(&self, file: &Upload) -> Result<PushOutcome, Error> {
+        let outcome = diff_file(self, file).await?;
+        if outcome.changed() {
+            self.upload(file).await?;
+        }
+        Ok(outcome)
+    }
+
     /// Runs a command and requires exit code 0.
     ///
     /// # Errors
@@ -254,10 +269,7 @@ pub async fn push_file<E: RemoteExec + ?Sized>(
     exec: &E,
     file: &Upload,
 ) -> Result<PushOutcome, Error> {
-    let outcome = diff_file(exec, file).await?;
-    if outcome.changed() {
-        exec.upload(file).await?;
-    }
+    let outcome = exec.push(file).await?;
     tracing::debug!(host = exec.host(), path = %file.path, %outcome, "push");
     Ok(outcome)
 }

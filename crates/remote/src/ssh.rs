@@ -13,7 +13,9 @@ use russh::{ChannelMsg, client};
 use tracing::Instrument as _;
 
 use crate::hostkey::{HostKey, HostKeyPolicy, KnownHosts, KnownHostsVerdict};
-use crate::{Command, Error, ExitStatus, FileState, Output, Secret, Upload, shell_quote};
+use crate::{
+    Command, Error, ExitStatus, FileState, Output, PushOutcome, Secret, Upload, shell_quote,
+};
 
 /// How to authenticate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -301,6 +303,15 @@ impl SshSession {
         }
     }
 
+    fn file_error(&self, op: &'static str, path: &str, out: &Output) -> Error {
+        Error::RemoteFile {
+            host: self.target.name.clone(),
+            op,
+            path: path.to_owned(),
+            reason: format!("{}: {}", out.status, out.stderr_lossy().trim()),
+        }
+    }
+
     async fn connection_closed(&self) -> bool {
         self.conn
             .lock()
@@ -400,6 +411,26 @@ impl SshSession {
     }
 }
 
+/// Files up to this size are pushed in one round trip (content sent even if unchanged).
+const ONE_TRIP_PUSH_MAX: usize = 256 * 1024;
+
+/// Shell that writes stdin to `$p` atomically: temp file in the same directory, mode, owner,
+/// rename. Parent directories are created.
+fn write_script(file: &Upload) -> String {
+    let chown = match (&file.owner, &file.group) {
+        (Some(o), Some(g)) => format!("chown -- {} \"$t\"; ", shell_quote(&format!("{o}:{g}"))),
+        (Some(o), None) => format!("chown -- {} \"$t\"; ", shell_quote(o)),
+        (None, Some(g)) => format!("chgrp -- {} \"$t\"; ", shell_quote(g)),
+        (None, None) => String::new(),
+    };
+    format!(
+        "mkdir -p -- \"$(dirname -- \"$p\")\"; t=$(mktemp \"$p.hakube.XXXXXX\"); \
+         trap 'rm -f -- \"$t\"' EXIT; cat > \"$t\"; chmod {mode:o} -- \"$t\"; {chown}\
+         mv -f -- \"$t\" \"$p\"; trap - EXIT",
+        mode = file.mode,
+    )
+}
+
 fn sig_name(sig: &russh::Sig) -> String {
     match sig {
         russh::Sig::Custom(s) => s.clone(),
@@ -437,32 +468,67 @@ impl crate::RemoteExec for SshSession {
 
     async fn upload(&self, file: &Upload) -> Result<(), Error> {
         file.validate()?;
-        let chown = match (&file.owner, &file.group) {
-            (Some(o), Some(g)) => format!("chown -- {} \"$t\"; ", shell_quote(&format!("{o}:{g}"))),
-            (Some(o), None) => format!("chown -- {} \"$t\"; ", shell_quote(o)),
-            (None, Some(g)) => format!("chgrp -- {} \"$t\"; ", shell_quote(g)),
-            (None, None) => String::new(),
-        };
         let script = format!(
-            "set -e; p={p}; mkdir -p -- \"$(dirname -- \"$p\")\"; t=$(mktemp \"$p.hakube.XXXXXX\"); \
-             trap 'rm -f -- \"$t\"' EXIT; cat > \"$t\"; chmod {mode:o} -- \"$t\"; {chown}\
-             mv -f -- \"$t\" \"$p\"; trap - EXIT",
-            p = shell_quote(&file.path),
-            mode = file.mode,
+            "set -e; p={}; {}",
+            shell_quote(&file.path),
+            write_script(file)
         );
         let cmd = Command::shell(script)
             .stdin(file.content.clone())
             .sudo(file.sudo);
         let out = crate::RemoteExec::run(self, &cmd).await?;
         if !out.success() {
-            return Err(Error::RemoteFile {
+            return Err(self.file_error("upload", &file.path, &out));
+        }
+        Ok(())
+    }
+
+    async fn push(&self, file: &Upload) -> Result<PushOutcome, Error> {
+        file.validate()?;
+        if file.content.len() > ONE_TRIP_PUSH_MAX {
+            // Large file: compare first, send only if needed.
+            let outcome = crate::diff_file(self, file).await?;
+            if outcome.changed() {
+                crate::RemoteExec::upload(self, file).await?;
+            }
+            return Ok(outcome);
+        }
+        // Small file: one round trip that compares and writes only if needed.
+        let (fmt, want) = match (&file.owner, &file.group) {
+            (Some(o), Some(g)) => ("%a %U %G", format!("{:o} {o} {g}", file.mode)),
+            (Some(o), None) => ("%a %U", format!("{:o} {o}", file.mode)),
+            (None, Some(g)) => ("%a %G", format!("{:o} {g}", file.mode)),
+            (None, None) => ("%a", format!("{:o}", file.mode)),
+        };
+        let script = format!(
+            "set -e; p={p}; r=created; if [ -e \"$p\" ]; then h=$(sha256sum < \"$p\"); \
+             if [ \"${{h%% *}}\" = {sha} ]; then \
+             if [ \"$(stat -L -c '{fmt}' -- \"$p\")\" = {want} ]; then cat > /dev/null; echo unchanged; exit 0; fi; \
+             r=meta; else r=content; fi; fi; {write}; echo $r",
+            p = shell_quote(&file.path),
+            sha = file.sha256(),
+            want = shell_quote(&want),
+            write = write_script(file),
+        );
+        let cmd = Command::shell(script)
+            .stdin(file.content.clone())
+            .sudo(file.sudo);
+        let out = crate::RemoteExec::run(self, &cmd).await?;
+        if !out.success() {
+            return Err(self.file_error("upload", &file.path, &out));
+        }
+        match out.stdout_lossy().trim() {
+            "unchanged" => Ok(PushOutcome::Unchanged),
+            "created" => Ok(PushOutcome::Created),
+            "content" => Ok(PushOutcome::ContentChanged),
+            "meta" => Ok(PushOutcome::MetadataChanged),
+            other => Err(Error::RemoteFile {
                 host: self.target.name.clone(),
                 op: "upload",
                 path: file.path.clone(),
-                reason: format!("{}: {}", out.status, out.stderr_lossy().trim()),
-            });
+                reason: format!("unexpected output {other:?}"),
+            }),
         }
-        Ok(())
     }
 
     async fn read_file(&self, path: &str, sudo: bool) -> Result<Vec<u8>, Error> {

@@ -185,6 +185,34 @@ async fn binary_safe_idempotent_push_and_read_back() {
         .collect();
     assert_eq!(names, vec!["it's.bin".to_owned()]);
 
+    // Small files take the one-round-trip path: same outcomes.
+    let small_path = format!("{}/etc/small.cfg", remote_dir.path().display());
+    let small = Upload::new(&small_path, b"bind :6443\n\0\xfe".to_vec())
+        .mode(0o644)
+        .owner("root", "root");
+    assert_eq!(push_file(&s, &small).await.unwrap(), PushOutcome::Created);
+    assert_eq!(push_file(&s, &small).await.unwrap(), PushOutcome::Unchanged);
+    let regroup = small.clone().owner("root", "daemon");
+    assert_eq!(
+        push_file(&s, &regroup).await.unwrap(),
+        PushOutcome::MetadataChanged
+    );
+    let state = s.file_state(&small_path, false).await.unwrap().unwrap();
+    assert_eq!(
+        (state.mode, state.owner.as_str(), state.group.as_str()),
+        (0o644, "root", "daemon")
+    );
+    let edited = Upload::new(&small_path, b"bind :443\n".to_vec()).mode(0o600);
+    assert_eq!(
+        push_file(&s, &edited).await.unwrap(),
+        PushOutcome::ContentChanged
+    );
+    assert_eq!(std::fs::read(&small_path).unwrap(), b"bind :443\n");
+    assert_eq!(
+        push_file(&s, &edited).await.unwrap(),
+        PushOutcome::Unchanged
+    );
+
     let err = s.read_file("/nonexistent/file", false).await.unwrap_err();
     assert!(matches!(err, Error::RemoteFile { op: "read", .. }), "{err}");
     assert!(

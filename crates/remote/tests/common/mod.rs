@@ -128,11 +128,13 @@ impl Sshd {
 
     fn spawn(&mut self) {
         let d = self.dir.path();
+        // HOME points at the server's temp dir so sessions do not source root's ~/.bashrc
+        // (on dev machines it may run slow or locking tools such as `pyenv init`).
         let cfg = format!(
             "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_ed25519\nAuthorizedKeysFile {d}/authorized_keys\n\
              PidFile {d}/sshd.pid\nUsePAM no\nStrictModes no\nPermitRootLogin prohibit-password\n\
              PasswordAuthentication no\nKbdInteractiveAuthentication no\nMaxSessions 200\nMaxStartups 200\n\
-             LogLevel ERROR\nSubsystem sftp internal-sftp\n",
+             LogLevel ERROR\nSubsystem sftp internal-sftp\nSetEnv HOME={d}\n",
             port = self.port,
             d = d.display()
         );
