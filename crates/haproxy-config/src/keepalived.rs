@@ -39,6 +39,9 @@ pub struct GlobalDefs {
     pub script_user: Option<Name>,
     /// `vrrp_version`.
     pub vrrp_version: Option<VrrpVersion>,
+    /// `max_auto_priority`: run the VRRP process with real-time scheduling, so a busy host
+    /// does not delay adverts (matters with sub-second `advert_int`).
+    pub max_auto_priority: bool,
     /// Further directives, rendered last.
     pub extra: Vec<Directive>,
 }
@@ -59,6 +62,9 @@ impl Display for GlobalDefs {
             Some(VrrpVersion::V2) => writeln!(f, "{INDENT}vrrp_version 2")?,
             Some(VrrpVersion::V3) => writeln!(f, "{INDENT}vrrp_version 3")?,
             None => {}
+        }
+        if self.max_auto_priority {
+            writeln!(f, "{INDENT}max_auto_priority")?;
         }
         for d in &self.extra {
             writeln!(f, "{INDENT}{d}")?;
@@ -108,9 +114,9 @@ pub struct VrrpScript {
     pub name: Name,
     /// What to run; exit 0 means healthy.
     pub script: ScriptCommand,
-    /// Time between runs.
+    /// Time between runs (whole seconds, at least 1 s: keepalived's limit).
     pub interval: Duration,
-    /// A run that takes longer counts as failed.
+    /// A run that takes longer counts as failed (whole seconds).
     pub timeout: Option<Duration>,
     /// Failed runs in a row before the script counts as failed.
     pub fall: Option<u32>,
@@ -125,9 +131,16 @@ pub struct VrrpScript {
 impl VrrpScript {
     fn validate(&self) -> Result<()> {
         let label = format!("vrrp_script {}", self.name);
-        check_millis(self.interval).map_err(|e| e.at(format!("{label}.interval")))?;
-        if let Some(t) = self.timeout {
-            check_millis(t).map_err(|e| e.at(format!("{label}.timeout")))?;
+        for (field, d) in [("interval", Some(self.interval)), ("timeout", self.timeout)] {
+            if let Some(d) = d
+                && (d.as_secs() == 0 || d.subsec_nanos() != 0)
+            {
+                return Err(Error::invalid(
+                    format!("{label}.{field}"),
+                    format!("{d:?}"),
+                    "keepalived takes whole seconds here, at least 1 s",
+                ));
+            }
         }
         for (field, n) in [("fall", self.fall), ("rise", self.rise)] {
             if n == Some(0) {

@@ -50,8 +50,9 @@ mod value;
 
 pub use error::{Error, Result};
 pub use reference::{
-    CHECK_SCRIPT_MODE, CHECK_SCRIPT_PATH, DEFAULT_SCRIPT_USER, HAPROXY_CFG_MODE, HAPROXY_CFG_PATH,
-    HEALTH_PORT, HaInput, Ingress, IngressTls, KEEPALIVED_CONF_MODE, KEEPALIVED_CONF_PATH, LbNode,
-    LbNodeFiles, Member, RenderedFile, STATS_PORT,
+    CHECK_SCRIPT_MODE, CHECK_SCRIPT_PATH, DEFAULT_ADVERT_INTERVAL, DEFAULT_SCRIPT_USER,
+    HAPROXY_CFG_MODE, HAPROXY_CFG_PATH, HEALTH_PORT, HaInput, Ingress, IngressTls,
+    KEEPALIVED_CONF_MODE, KEEPALIVED_CONF_PATH, LbNode, LbNodeFiles, Member, RenderedFile,
+    STATS_PORT,
 };
 pub use value::{AbsPath, Directive, Interface, Name, Port, Token, UriPath};

@@ -129,7 +129,10 @@ pub struct Host {
 impl Host {
     /// Runs a shell command inside the host (network namespace only).
     pub fn exec(&self, cmd: &str) -> Output {
-        sh(&format!("ip netns exec {} sh -c '{}'", self.ns, cmd))
+        Command::new("ip")
+            .args(["netns", "exec", &self.ns, "sh", "-c", cmd])
+            .output()
+            .expect("run ip netns exec")
     }
 
     /// Starts a daemon in the host with private bind mounts; its output goes to

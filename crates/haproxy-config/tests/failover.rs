@@ -1,0 +1,593 @@
+//! Failover on a real lab: three LB hosts run the rendered HAProxy and keepalived, three
+//! control-plane hosts answer TLS on 6443 with `/readyz`, and the test process is the client
+//! sending requests through the VIP. Faults: a dead apiserver process, a lost control-plane
+//! host, the MASTER's keepalived crashing, its HAProxy crashing, its link going down, and the
+//! old MASTER coming back after each.
+//!
+//! The test asserts behaviour only (the VIP moved, the returning node does not take it back,
+//! HAProxy takes dead apiservers out, no request fails when the client retries once). Timings
+//! are printed, not asserted: run `crates/haproxy-config/scripts/measure-failover`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::too_many_lines,
+    clippy::cast_precision_loss,
+    clippy::print_stdout
+)]
+
+mod support;
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use hakube_haproxy_config::{HaInput, LbNodeFiles};
+use support::lab::{Host, Lab, child_pids, keepalived_dir, sh};
+
+/// One client request every this often.
+const REQUEST_EVERY: Duration = Duration::from_millis(100);
+/// The two retry policies measured: one retry after 1 s, or one retry after 3 s (the
+/// failover budget).
+const RETRY_SHORT: Duration = Duration::from_secs(1);
+const RETRY_LONG: Duration = Duration::from_secs(3);
+/// How long to watch after a fault settled, and after a node returned.
+const SETTLE: Duration = Duration::from_secs(2);
+const RETURN_WATCH: Duration = Duration::from_secs(4);
+/// Safety bound for waits (not a timing goal: the test must not hang).
+const BOUND: Duration = Duration::from_secs(20);
+
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    at: Duration,
+    first: bool,
+    retry_short: bool,
+    retry_long: bool,
+}
+
+fn curl_once(vip: Ipv4Addr) -> bool {
+    let out = Command::new("curl")
+        .args(["-sk", "--connect-timeout", "1", "--max-time", "2"])
+        .arg(format!("https://{vip}:6443/readyz"))
+        .output();
+    matches!(out, Ok(o) if o.status.success() && o.stdout.starts_with(b"ok "))
+}
+
+fn request(vip: Ipv4Addr, t0: Instant) -> Sample {
+    let at = t0.elapsed();
+    if curl_once(vip) {
+        return Sample {
+            at,
+            first: true,
+            retry_short: true,
+            retry_long: true,
+        };
+    }
+    let failed = Instant::now();
+    thread::sleep(RETRY_SHORT.saturating_sub(failed.elapsed()));
+    let retry_short = curl_once(vip);
+    thread::sleep(RETRY_LONG.saturating_sub(failed.elapsed()));
+    let retry_long = curl_once(vip);
+    Sample {
+        at,
+        first: false,
+        retry_short,
+        retry_long,
+    }
+}
+
+/// Sends a request every [`REQUEST_EVERY`], each in its own thread so retries do not skew
+/// the sampling.
+struct Client {
+    samples: Arc<Mutex<Vec<Sample>>>,
+    stop: Arc<AtomicBool>,
+    driver: thread::JoinHandle<()>,
+}
+
+impl Client {
+    fn start(vip: Ipv4Addr, t0: Instant) -> Self {
+        let samples = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, st) = (Arc::clone(&samples), Arc::clone(&stop));
+        let driver = thread::spawn(move || {
+            let mut workers = Vec::new();
+            while !st.load(Ordering::SeqCst) {
+                let s = Arc::clone(&s);
+                workers.push(thread::spawn(move || {
+                    let sample = request(vip, t0);
+                    s.lock().unwrap().push(sample);
+                }));
+                thread::sleep(REQUEST_EVERY);
+            }
+            for w in workers {
+                w.join().unwrap();
+            }
+        });
+        Self {
+            samples,
+            stop,
+            driver,
+        }
+    }
+
+    fn finish(self) -> Vec<Sample> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.driver.join().unwrap();
+        let mut v = self.samples.lock().unwrap().clone();
+        v.sort_by_key(|s| s.at);
+        v
+    }
+}
+
+/// An LB host with its rendered files and daemons.
+struct Lb<'a> {
+    host: &'a Host,
+    files: LbNodeFiles,
+    etc_haproxy: PathBuf,
+    etc_keepalived: PathBuf,
+    run: PathBuf,
+    passwd: PathBuf,
+    group: PathBuf,
+    haproxy: Option<u32>,
+    keepalived: Option<u32>,
+}
+
+impl<'a> Lb<'a> {
+    fn new(host: &'a Host, files: LbNodeFiles) -> Self {
+        let etc_haproxy = host.dir.join("etc-haproxy");
+        std::fs::create_dir_all(&etc_haproxy).unwrap();
+        std::fs::write(etc_haproxy.join("haproxy.cfg"), &files.haproxy_cfg.contents).unwrap();
+        let etc_keepalived = host.dir.join("etc-keepalived");
+        keepalived_dir(&files, &etc_keepalived);
+        let run = host.dir.join("run");
+        std::fs::create_dir_all(run.join("haproxy")).unwrap();
+        let (passwd, group) = support::passwd_with(&host.dir, &files.script_user);
+        Self {
+            host,
+            files,
+            etc_haproxy,
+            etc_keepalived,
+            run,
+            passwd,
+            group,
+            haproxy: None,
+            keepalived: None,
+        }
+    }
+
+    fn name(&self) -> &str {
+        &self.files.node
+    }
+
+    fn start_haproxy(&mut self, lab: &Lab) {
+        let child = self.host.spawn(
+            &[
+                (self.etc_haproxy.clone(), "/etc/haproxy"),
+                (self.run.clone(), "/run"),
+            ],
+            "haproxy -db -f /etc/haproxy/haproxy.cfg",
+            "haproxy",
+        );
+        self.haproxy = Some(lab.adopt(child));
+    }
+
+    fn start_keepalived(&mut self, lab: &Lab) {
+        let child = self.host.spawn(
+            &[
+                (self.etc_keepalived.clone(), "/etc/keepalived"),
+                (self.run.clone(), "/run"),
+                (self.passwd.clone(), "/etc/passwd"),
+                (self.group.clone(), "/etc/group"),
+            ],
+            "keepalived -n -l -D -P -f /etc/keepalived/keepalived.conf \
+             -p /run/keepalived.pid -r /run/keepalived_vrrp.pid",
+            "keepalived",
+        );
+        self.keepalived = Some(lab.adopt(child));
+    }
+
+    fn kill_haproxy(&mut self, lab: &Lab) {
+        let pid = self.haproxy.take().unwrap();
+        sh(&format!("kill -9 {pid}"));
+        lab.reap(pid);
+    }
+
+    /// A crash, not a stop: no priority-0 advert, the VIP stays configured on the interface.
+    /// The VRRP child is frozen first so the parent's death cannot make it shut down cleanly.
+    fn crash_keepalived(&mut self, lab: &Lab) {
+        let pid = self.keepalived.take().unwrap();
+        let kids = child_pids(pid);
+        for k in &kids {
+            sh(&format!("kill -STOP {k}"));
+        }
+        sh(&format!("kill -9 {pid}"));
+        for k in &kids {
+            sh(&format!("kill -9 {k}"));
+        }
+        lab.reap(pid);
+    }
+
+    fn logs(&self) -> String {
+        format!(
+            "--- {} keepalived log ---\n{}\n--- {} haproxy log ---\n{}",
+            self.name(),
+            tail(&self.host.log("keepalived"), 30),
+            self.name(),
+            tail(&self.host.log("haproxy"), 10)
+        )
+    }
+}
+
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+fn holders(lbs: &[Lb<'_>], vip: Ipv4Addr) -> Vec<String> {
+    lbs.iter()
+        .filter(|lb| lb.host.has_addr(vip))
+        .map(|lb| lb.name().to_owned())
+        .collect()
+}
+
+/// Polls `pred` every 20 ms; the time it took, or `None` after [`BOUND`].
+fn wait_for(mut pred: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < BOUND {
+        if pred() {
+            return Some(start.elapsed());
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+/// A server's status in HAProxy's stats CSV on `host` (`UP`, `DOWN`, `UP 1/2`, ...).
+fn server_status(host: &Host, backend: &str, server: &str) -> String {
+    let out = host.exec("curl -s --max-time 1 'http://127.0.0.1:8404/stats;csv'");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    let Some(header) = lines.next() else {
+        return String::new();
+    };
+    let cols: Vec<&str> = header.trim_start_matches("# ").split(',').collect();
+    let Some(status) = cols.iter().position(|c| *c == "status") else {
+        return String::new();
+    };
+    lines
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .find(|f| f.first() == Some(&backend) && f.get(1) == Some(&server))
+        .and_then(|f| f.get(status).map(|s| (*s).to_owned()))
+        .unwrap_or_default()
+}
+
+struct Window {
+    label: String,
+    from: Duration,
+    to: Duration,
+    detail: String,
+}
+
+struct Stats {
+    requests: usize,
+    failed_first: usize,
+    failed_retry_short: usize,
+    failed_retry_long: usize,
+    outage: Duration,
+}
+
+fn stats(samples: &[Sample], w: &Window) -> Stats {
+    let in_w: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.at >= w.from && s.at < w.to)
+        .collect();
+    // The longest run of failed first attempts, from its first failure to the next success.
+    let mut outage = Duration::ZERO;
+    let mut run_start: Option<Duration> = None;
+    for s in samples {
+        match (s.first, run_start) {
+            (false, None) => run_start = Some(s.at),
+            (true, Some(start)) => {
+                if start >= w.from && start < w.to {
+                    outage = outage.max(s.at - start);
+                }
+                run_start = None;
+            }
+            _ => {}
+        }
+    }
+    Stats {
+        requests: in_w.len(),
+        failed_first: in_w.iter().filter(|s| !s.first).count(),
+        failed_retry_short: in_w.iter().filter(|s| !s.retry_short).count(),
+        failed_retry_long: in_w.iter().filter(|s| !s.retry_long).count(),
+        outage,
+    }
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64())
+}
+
+#[test]
+fn failover_on_a_real_lab() {
+    let name = "failover_on_a_real_lab";
+    if !support::require_root(name)
+        || !support::have("haproxy", name)
+        || !support::have("keepalived", name)
+        || !support::have("curl", name)
+        || !support::have("python3", name)
+    {
+        return;
+    }
+    let advert = std::env::var("HAKUBE_FAILOVER_ADVERT_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(Duration::from_secs(1), Duration::from_millis);
+    let t0 = Instant::now();
+    let lab = Lab::new(&[
+        ("lb1", 11),
+        ("lb2", 12),
+        ("lb3", 13),
+        ("cp1", 21),
+        ("cp2", 22),
+        ("cp3", 23),
+    ]);
+    let vip = lab.ip(10);
+    let mut input = HaInput::new(IpAddr::V4(vip), 51)
+        .lb_subnet(format!("{}/24", lab.ip(0)).parse().unwrap())
+        .advert_interval(advert);
+    for lb in ["lb1", "lb2", "lb3"] {
+        input = input.lb_node(lb, IpAddr::V4(lab.host(lb).addr), "eth0");
+    }
+    for cp in ["cp1", "cp2", "cp3"] {
+        input = input.control_plane_node(cp, IpAddr::V4(lab.host(cp).addr));
+    }
+    let rendered = input.render().unwrap();
+
+    // Control plane: a TLS /readyz server per host.
+    let pem = support::self_signed_pem(lab.dir());
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/cp_server.py");
+    let python = if std::path::Path::new("/usr/bin/python3").exists() {
+        "/usr/bin/python3"
+    } else {
+        "python3"
+    };
+    let start_cp = |cp: &str| {
+        let h = lab.host(cp);
+        let child = h.spawn(
+            &[],
+            &format!(
+                "{python} {} {cp} {} 6443 {}",
+                script.display(),
+                h.addr,
+                pem.display()
+            ),
+            "apiserver",
+        );
+        lab.adopt(child)
+    };
+    let mut cp_pids: Vec<u32> = ["cp1", "cp2", "cp3"]
+        .iter()
+        .map(|cp| start_cp(cp))
+        .collect();
+
+    // LBs: HAProxy first, then keepalived, highest priority first.
+    let mut lbs: Vec<Lb<'_>> = rendered
+        .into_iter()
+        .map(|files| Lb::new(lab.host(&files.node.clone()), files))
+        .collect();
+    for lb in &mut lbs {
+        lb.start_haproxy(&lab);
+    }
+    for lb in &mut lbs {
+        lb.start_keepalived(&lab);
+    }
+    let all_logs = |lbs: &[Lb<'_>]| lbs.iter().map(Lb::logs).collect::<Vec<_>>().join("\n");
+
+    let ready = wait_for(|| holders(&lbs, vip).len() == 1 && curl_once(vip));
+    assert!(
+        ready.is_some(),
+        "no single VIP holder serving requests: holders {:?}\n{}",
+        holders(&lbs, vip),
+        all_logs(&lbs)
+    );
+    // Exactly one MASTER. Which one depends on which node became eligible first (with
+    // nopreempt nobody takes over a working MASTER), so it is printed, not asserted; at each
+    // failover below the highest-priority survivor must win.
+    let first_master = holders(&lbs, vip);
+    let setup = t0.elapsed();
+
+    let client = Client::start(vip, t0);
+    thread::sleep(SETTLE);
+    let mut windows: Vec<Window> = Vec::new();
+    let mut problems: Vec<String> = Vec::new();
+    let mut master = lbs
+        .iter()
+        .position(|lb| lb.name() == first_master[0])
+        .unwrap();
+
+    // 1. An apiserver process dies (connection refused), then a control-plane host is lost
+    //    (link down: packets vanish). How long until HAProxy takes it out of rotation?
+    for (cp, idx, kind) in [
+        ("cp1", 0usize, "process killed"),
+        ("cp2", 1, "host link down"),
+    ] {
+        let from = t0.elapsed();
+        if kind == "process killed" {
+            sh(&format!("kill -9 {}", cp_pids[idx]));
+            lab.reap(cp_pids[idx]);
+        } else {
+            lab.host(cp).link(false);
+        }
+        let down =
+            wait_for(|| server_status(lbs[master].host, "apiserver", cp).starts_with("DOWN"));
+        if down.is_none() {
+            problems.push(format!("HAProxy never marked {cp} DOWN ({kind})"));
+        }
+        thread::sleep(Duration::from_secs(1));
+        windows.push(Window {
+            label: format!("{cp} apiserver {kind}"),
+            from,
+            to: t0.elapsed(),
+            detail: format!(
+                "HAProxy on {} marked {cp} DOWN after {} s",
+                lbs[master].name(),
+                down.map_or("never".into(), secs)
+            ),
+        });
+        if kind == "process killed" {
+            cp_pids[idx] = start_cp(cp);
+        } else {
+            lab.host(cp).link(true);
+        }
+    }
+    // Let both come back so the LB events see a full control plane.
+    let back = wait_for(|| {
+        ["cp1", "cp2"]
+            .iter()
+            .all(|cp| server_status(lbs[master].host, "apiserver", cp).starts_with("UP"))
+    });
+    if back.is_none() {
+        problems.push("cp1/cp2 never came back UP".into());
+    }
+
+    // 2-4. Faults on the MASTER, then its return.
+    for fault in [
+        "keepalived crashed (SIGKILL)",
+        "HAProxy crashed (SIGKILL)",
+        "link down",
+    ] {
+        let old = master;
+        let from = t0.elapsed();
+        match fault {
+            "link down" => lbs[old].host.link(false),
+            f if f.starts_with("keepalived") => lbs[old].crash_keepalived(&lab),
+            _ => lbs[old].kill_haproxy(&lab),
+        }
+        let old_name = lbs[old].name().to_owned();
+        let mut new_master = None;
+        let moved = wait_for(|| {
+            let h = holders(&lbs, vip);
+            new_master = h.into_iter().find(|n| *n != old_name);
+            new_master.is_some()
+        });
+        let Some(new_name) = new_master else {
+            problems.push(format!("{fault}: the VIP never left {old_name}"));
+            break;
+        };
+        master = lbs.iter().position(|lb| lb.name() == new_name).unwrap();
+        let expected = lbs
+            .iter()
+            .filter(|lb| lb.name() != old_name)
+            .max_by_key(|lb| lb.files.priority)
+            .unwrap()
+            .name()
+            .to_owned();
+        if new_name != expected {
+            problems.push(format!(
+                "{fault}: the VIP went to {new_name}, not to the highest-priority survivor {expected}"
+            ));
+        }
+        thread::sleep(SETTLE);
+        let stale = lbs[old].host.has_addr(vip);
+        windows.push(Window {
+            label: format!("MASTER {fault}"),
+            from,
+            to: t0.elapsed(),
+            detail: format!(
+                "VIP moved {old_name} -> {new_name} after {} s{}",
+                moved.map_or("never".into(), secs),
+                if stale {
+                    format!("; {old_name} still has the VIP configured (stale)")
+                } else {
+                    String::new()
+                }
+            ),
+        });
+
+        let from = t0.elapsed();
+        match fault {
+            "link down" => lbs[old].host.link(true),
+            f if f.starts_with("keepalived") => lbs[old].start_keepalived(&lab),
+            _ => lbs[old].start_haproxy(&lab),
+        }
+        thread::sleep(RETURN_WATCH);
+        let now = holders(&lbs, vip);
+        if now != [new_name.clone()] {
+            problems.push(format!(
+                "after {old_name} returned ({fault}) the VIP is on {now:?}, expected only {new_name}"
+            ));
+        }
+        windows.push(Window {
+            label: format!("old MASTER returns after {fault}"),
+            from,
+            to: t0.elapsed(),
+            detail: format!("VIP holders after {} s: {now:?}", secs(RETURN_WATCH)),
+        });
+    }
+    let samples = client.finish();
+    let total = t0.elapsed();
+
+    // Report.
+    let mut report = String::new();
+    let _ = writeln!(
+        report,
+        "FAILOVER lab: 3 LB + 3 control-plane hosts, advert_int {} s, vrrp_script every 1 s \
+         fall 2, client: one HTTPS request through the VIP every {} ms (curl --connect-timeout 1 \
+         --max-time 2), setup {} s, whole test {} s, first MASTER {}",
+        secs(advert),
+        REQUEST_EVERY.as_millis(),
+        secs(setup),
+        secs(total),
+        first_master[0]
+    );
+    let _ = writeln!(
+        report,
+        "FAILOVER {:<45} {:>8} {:>12} {:>16} {:>16} {:>12}",
+        "event", "requests", "failed", "failed+retry1s", "failed+retry3s", "outage_s"
+    );
+    for w in &windows {
+        let s = stats(&samples, w);
+        let pct = |n: usize| {
+            if s.requests == 0 {
+                "-".to_owned()
+            } else {
+                format!("{n} ({:.0}%)", 100.0 * n as f64 / s.requests as f64)
+            }
+        };
+        let _ = writeln!(
+            report,
+            "FAILOVER {:<45} {:>8} {:>12} {:>16} {:>16} {:>12}",
+            w.label,
+            s.requests,
+            pct(s.failed_first),
+            pct(s.failed_retry_short),
+            pct(s.failed_retry_long),
+            secs(s.outage)
+        );
+        let _ = writeln!(report, "FAILOVER     {}", w.detail);
+        if s.requests == 0 {
+            problems.push(format!("{}: no client requests in the window", w.label));
+        }
+    }
+    println!("{report}");
+
+    let failed_long = samples.iter().filter(|s| !s.retry_long).count();
+    if failed_long > 0 {
+        problems.push(format!(
+            "{failed_long} of {} requests failed even with one retry after {} s",
+            samples.len(),
+            secs(RETRY_LONG)
+        ));
+    }
+    assert!(
+        problems.is_empty(),
+        "{}\n{report}\n{}",
+        problems.join("\n"),
+        all_logs(&lbs)
+    );
+}
