@@ -12,6 +12,10 @@
 //!   only StorageClasses for csi-driver-nfs; rendered as YAML for `cluster/nfs/` of the plan tree
 //!   ([`NfsSetup::cluster_files`]).
 //!
+//! - backup and restore of the exports as a script plus steps, and static PersistentVolumes to
+//!   re-attach old claims to a rebuilt cluster ([`NfsSetup::backup_plan`],
+//!   [`NfsSetup::restore_plan`], [`NfsSetup::static_volumes`]; the procedure is in [`backup`]).
+//!
 //! Everything above is pure: no I/O, no tokio. The effects live at the edges:
 //! [`apply::apply`] (kube-rs server-side apply with a dry-run pass first, then a bounded wait for
 //! the Deployments).
@@ -38,6 +42,7 @@
 //! ```
 
 pub mod apply;
+pub mod backup;
 pub mod cluster;
 mod error;
 pub mod exports;
