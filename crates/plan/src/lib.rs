@@ -18,6 +18,7 @@
 //! ```
 
 mod base;
+mod haproxy;
 mod tree;
 
 pub use tree::{PlanFile, PlanTree, WriteSummary};
@@ -75,5 +76,6 @@ pub enum Error {
 pub fn render(cluster: &Cluster) -> Result<PlanTree, Error> {
     let mut tree = PlanTree::default();
     base::render(cluster, &mut tree)?;
+    haproxy::render(cluster, &mut tree)?;
     Ok(tree)
 }

@@ -69,3 +69,60 @@ fn plan_json_is_the_placed_topology() {
 fn rendering_is_deterministic() {
     assert_eq!(seed(), seed());
 }
+
+#[test]
+fn load_balancers_get_haproxy_and_keepalived() {
+    let tree = seed();
+    for lb in ["lb-1", "lb-2", "lb-3"] {
+        let cfg = text(&tree, &format!("hosts/{lb}/etc/haproxy/haproxy.cfg"));
+        for master in ["10.20.0.14:6443", "10.20.0.15:6443", "10.20.0.16:6443"] {
+            assert!(cfg.contains(master), "{lb} haproxy.cfg lacks {master}");
+        }
+        assert!(
+            cfg.contains(":30443") && cfg.contains(":30080"),
+            "{lb}: Traefik NodePorts"
+        );
+        let ka = text(&tree, &format!("hosts/{lb}/etc/keepalived/keepalived.conf"));
+        assert!(
+            ka.contains("10.20.0.10") && ka.contains("virtual_router_id 51"),
+            "{lb}: {ka}"
+        );
+        assert_eq!(
+            tree.get(&format!("hosts/{lb}/etc/keepalived/check_haproxy.sh"))
+                .unwrap()
+                .mode,
+            0o755
+        );
+    }
+    assert!(tree.get("hosts/master-1/etc/haproxy/haproxy.cfg").is_none());
+}
+
+/// The seed's rendered haproxy.cfg passes the real `haproxy -c` (installed by scripts/test).
+#[test]
+fn seed_haproxy_cfg_passes_haproxy_check() {
+    if std::process::Command::new("haproxy")
+        .arg("-v")
+        .output()
+        .is_err()
+    {
+        eprintln!(
+            "SKIP seed_haproxy_cfg_passes_haproxy_check: no haproxy binary (scripts/test installs it)"
+        );
+        return;
+    }
+    let tree = seed();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("haproxy.cfg");
+    std::fs::write(&path, text(&tree, "hosts/lb-1/etc/haproxy/haproxy.cfg")).unwrap();
+    let o = std::process::Command::new("haproxy")
+        .args(["-c", "-f"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "haproxy -c: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

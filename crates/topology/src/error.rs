@@ -134,6 +134,8 @@ pub enum Rule {
     Ingress,
     /// The Vault settings are inconsistent.
     Vault,
+    /// The VRRP settings are wrong.
+    Vrrp,
 }
 
 /// One broken rule, pointing into the file.

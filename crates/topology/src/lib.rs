@@ -252,7 +252,12 @@ impl Topology {
         } else {
             Vec::new()
         };
-        let map = text.and_then(SourceMap::build).unwrap_or_default();
+        // Positions are only needed to report something: skip the second parse otherwise.
+        let needs_map = !f.errors.is_empty() || !f.warnings.is_empty();
+        let map = text
+            .filter(|_| needs_map)
+            .and_then(SourceMap::build)
+            .unwrap_or_default();
         let to_problems = |items: Vec<(Rule, String, String)>, severity| {
             let mut v: Vec<Problem> = items
                 .into_iter()

@@ -151,6 +151,13 @@ pub struct Network {
     /// The guest's NIC name (cloud-init images: `eth0`).
     #[serde(default = "default_interface")]
     pub interface: String,
+    /// The VRRP `virtual_router_id` keepalived uses for the VIP (1-255); unique per L2 network.
+    #[serde(default = "default_vrid")]
+    pub virtual_router_id: u8,
+}
+
+fn default_vrid() -> u8 {
+    51
 }
 
 fn default_interface() -> String {

@@ -304,6 +304,7 @@ pub(crate) fn place(t: &Topology, f: &mut Findings) -> Vec<Vm> {
     let mut placed: Vec<usize> = Vec::with_capacity(slots.len());
     let mut failed: BTreeSet<RoleKind> = BTreeSet::new();
     let mut no_room: BTreeMap<String, (u32, String, VmSize)> = BTreeMap::new();
+    let mut group_load: BTreeMap<(usize, &str), u32> = BTreeMap::new();
     for s in &slots {
         let fits: Vec<usize> = (0..nodes.len())
             .filter(|&i| load[i].fits(nodes[i].capacity.as_ref(), &s.size))
@@ -335,17 +336,15 @@ pub(crate) fn place(t: &Topology, f: &mut Findings) -> Vec<Vm> {
                 None
             }
         } else if s.role == RoleKind::Worker {
-            let group = s.group.as_deref();
-            fits.iter().copied().min_by_key(|&i| {
-                let same_group = slots
-                    .iter()
-                    .zip(&placed)
-                    .filter(|(x, n)| {
-                        **n == i && x.role == RoleKind::Worker && x.group.as_deref() == group
-                    })
-                    .count();
+            let group = s.group.as_deref().unwrap_or_default();
+            let choice = fits.iter().copied().min_by_key(|&i| {
+                let same_group = group_load.get(&(i, group)).copied().unwrap_or(0);
                 (load[i].role(RoleKind::Worker), same_group, load[i].vms, i)
-            })
+            });
+            if let Some(i) = choice {
+                *group_load.entry((i, group)).or_default() += 1;
+            }
+            choice
         } else {
             fits.iter()
                 .copied()

@@ -305,6 +305,13 @@ pub(crate) fn check(t: &Topology, f: &mut Findings) {
     for (path, a) in &mut special {
         check_node_addr(f, t, path, *a);
     }
+    if net.virtual_router_id == 0 {
+        f.error(
+            Rule::Vrrp,
+            "network.virtual_router_id",
+            "0 is not a VRRP router id: use 1-255",
+        );
+    }
     if net.gateway == net.vip {
         f.error(
             Rule::AddressDuplicate,

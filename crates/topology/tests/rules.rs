@@ -519,3 +519,12 @@ fn json_schema_describes_the_file() {
     }
     assert_eq!(schema["additionalProperties"], serde_json::json!(false));
 }
+
+#[test]
+fn vrrp_router_id_must_be_valid() {
+    problem(
+        &seed_with("vip: 10.20.0.10", "vip: 10.20.0.10\n  virtual_router_id: 0"),
+        Rule::Vrrp,
+        "network.virtual_router_id",
+    );
+}
