@@ -80,6 +80,7 @@ pub enum AddonsError {
         /// Name of the object.
         name: String,
     },
+    #[cfg(feature = "apply")]
     /// Any other Kubernetes API failure. Safe to retry: server-side apply is idempotent.
     #[error("Kubernetes API call `{action}` failed")]
     Kube {

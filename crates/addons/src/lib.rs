@@ -10,6 +10,11 @@
 //! [`apply::Applier`], performs server-side apply with kube-rs: CRDs first, wait until
 //! Established, refresh discovery, then the objects, one field manager per component.
 //!
+//! Features: `apply` (default) enables [`apply`] and pulls in kube-rs; like every library using
+//! k8s-openapi it then needs the final binary to pick a Kubernetes version feature
+//! (`k8s-openapi = { features = ["latest"] }`). With `default-features = false` the crate is
+//! the pure renderer only.
+//!
 //! ```
 //! use hakube_addons::{render, example_input, Component};
 //!
@@ -19,6 +24,7 @@
 //! assert_eq!(out.steps[0].component(), Component::Calico);
 //! ```
 
+#[cfg(feature = "apply")]
 pub mod apply;
 pub mod calico;
 pub mod certmanager;

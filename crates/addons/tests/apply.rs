@@ -1,5 +1,6 @@
 //! The apply path against a scripted API server (tower-test mock behind a real kube::Client):
 //! CRD ordering, waiting for Established, discovery refresh, SSA conflicts, bad input.
+#![cfg(feature = "apply")]
 
 use std::pin::pin;
 use std::sync::{Arc, Mutex};
