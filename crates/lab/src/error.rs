@@ -133,6 +133,18 @@ pub enum Error {
         name: String,
     },
 
+    /// A command ran longer than its timeout and was killed. Whether a retry is safe depends
+    /// on the command.
+    #[error("{host}: `{command}` timed out after {after:?}")]
+    Timeout {
+        /// The host.
+        host: String,
+        /// The command line.
+        command: String,
+        /// The timeout.
+        after: Duration,
+    },
+
     /// The kernel has no `sch_netem` qdisc, so delay/loss cannot be injected here.
     /// Retrying does not help; tests should skip the netem part when they see this.
     #[error("{host}: netem is not available on this kernel: {stderr}")]

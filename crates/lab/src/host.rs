@@ -8,7 +8,7 @@ use std::os::unix::process::CommandExt as _;
 use std::path::{Component, Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
@@ -40,7 +40,7 @@ pub struct Host {
     pub(crate) anchor: Mutex<Option<Child>>,
     pub(crate) daemons: Mutex<BTreeMap<String, Child>>,
     pub(crate) removed: AtomicBool,
-    pub(crate) host_public_key: OnceLock<String>,
+    pub(crate) host_public_key: Mutex<String>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -132,6 +132,60 @@ impl Host {
     pub fn exec(&self, script: &str) -> Result<Output> {
         let mut cmd = self.command(script)?;
         util::output(&self.name, &mut cmd)
+    }
+
+    /// Like [`Host::exec`], but kills the script (its whole process group) when it runs longer
+    /// than `timeout`.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`], [`Error::HostRemoved`], [`Error::Spawn`].
+    pub fn exec_timeout(&self, script: &str, timeout: Duration) -> Result<Output> {
+        use std::io::Read as _;
+        let mut cmd = self.command(script)?;
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        let mut child = cmd.spawn().map_err(|source| Error::Spawn {
+            host: self.name.clone(),
+            command: script.to_owned(),
+            source,
+        })?;
+        let reader = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                if let Some(mut p) = pipe {
+                    let _ = p.read_to_end(&mut buf);
+                }
+                buf
+            })
+        };
+        let out = reader(child.stdout.take().map(|p| Box::new(p) as _));
+        let err = reader(child.stderr.take().map(|p| Box::new(p) as _));
+        let finished = util::wait_timeout(&mut child, timeout);
+        if !finished {
+            util::signal_group(child.id(), "KILL");
+        }
+        let status = child.wait().map_err(|source| Error::Spawn {
+            host: self.name.clone(),
+            command: script.to_owned(),
+            source,
+        })?;
+        let stdout = out.join().unwrap_or_default();
+        let stderr = err.join().unwrap_or_default();
+        if finished {
+            Ok(Output {
+                status,
+                stdout,
+                stderr,
+            })
+        } else {
+            Err(Error::Timeout {
+                host: self.name.clone(),
+                command: script.to_owned(),
+                after: timeout,
+            })
+        }
     }
 
     /// Like [`Host::exec`] but fails unless the script exits 0; returns stdout as text.
@@ -510,11 +564,81 @@ impl Host {
 
     // ---- ssh ----
 
-    /// The host's SSH public key line (`ssh-ed25519 AAAA... <host>`), as in `known_hosts`.
-    /// Empty when the lab was built without sshd.
+    /// The host's current SSH public key line (`ssh-ed25519 AAAA... <host>`). Empty when the
+    /// lab was built without sshd.
     #[must_use]
-    pub fn ssh_host_public_key(&self) -> &str {
-        self.host_public_key.get().map_or("", String::as_str)
+    pub fn ssh_host_public_key(&self) -> String {
+        lock(&self.host_public_key).clone()
+    }
+
+    pub(crate) fn load_host_public_key(&self) -> Result<()> {
+        let path = self.dir.join("sshd/ssh_host_ed25519_key.pub");
+        let key = fs::read_to_string(&path).map_err(|source| Error::Io {
+            host: self.name.clone(),
+            path,
+            source,
+        })?;
+        *lock(&self.host_public_key) = key.trim().to_owned();
+        Ok(())
+    }
+
+    pub(crate) fn spawn_sshd(&self) -> Result<()> {
+        let cfg = self.dir.join("sshd/sshd_config");
+        self.spawn(
+            "sshd",
+            &format!(
+                "exec /usr/sbin/sshd -D -e -f {}",
+                util::sh_quote(&cfg.to_string_lossy())
+            ),
+        )
+    }
+
+    pub(crate) fn wait_for_sshd(&self) -> Result<()> {
+        self.wait_for_port(22, Duration::from_secs(10))
+            .map_err(|e| match e {
+                Error::NotReady { host, waited, .. } => Error::NotReady {
+                    host,
+                    what: format!("sshd on {}:22", self.addr),
+                    waited,
+                    detail: self.log("sshd").trim().to_owned(),
+                },
+                other => other,
+            })
+    }
+
+    /// Restarts the host's sshd (SIGTERM, then start again and wait until it listens). Open
+    /// sessions are cut.
+    ///
+    /// # Errors
+    /// [`Error::UnknownDaemon`] when the lab runs without sshd, [`Error::NotReady`].
+    pub fn restart_sshd(&self) -> Result<()> {
+        self.alive()?;
+        self.terminate("sshd")?;
+        // Open sessions are separate sshd processes that outlive the listener: end them too,
+        // so clients see the restart.
+        let _ = self.exec("pkill -KILL -x sshd");
+        self.spawn_sshd()?;
+        self.wait_for_sshd()
+    }
+
+    /// Gives the host a new SSH host key and restarts sshd with it, like a reinstalled
+    /// machine. The lab's known_hosts file keeps the old key (so a client sees a changed key)
+    /// until [`crate::Lab::refresh_known_hosts`]. Returns the new public key line.
+    ///
+    /// # Errors
+    /// As [`Host::restart_sshd`], plus [`Error::Command`] when `ssh-keygen` fails.
+    pub fn rotate_ssh_host_key(&self) -> Result<String> {
+        self.alive()?;
+        let key = self.dir.join("sshd/ssh_host_ed25519_key");
+        let _ = fs::remove_file(&key);
+        let _ = fs::remove_file(key.with_extension("pub"));
+        let mut cmd = Command::new("ssh-keygen");
+        cmd.args(["-q", "-t", "ed25519", "-N", "", "-C", &self.name, "-f"])
+            .arg(&key);
+        util::run(&self.name, &mut cmd)?;
+        self.load_host_public_key()?;
+        self.restart_sshd()?;
+        Ok(self.ssh_host_public_key())
     }
 
     /// The `ssh` CLI as root to this host, with the lab's key and known_hosts, strict host key

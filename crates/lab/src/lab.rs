@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Component, Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ipnet::Ipv4Net;
@@ -34,6 +34,26 @@ pub const DEFAULT_PRIVATE_DIRS: &[&str] = &[
     "/root/.ssh",
     "/run",
     "/tmp",
+];
+
+/// Commands every host gets as recording no-op stand-ins unless
+/// [`LabBuilder::without_default_stand_ins`]: they either cannot work in a lab (systemd, apt)
+/// or would act on the whole machine, since lab hosts share its kernel (`sysctl` outside
+/// `net.*`, `swapoff`, `modprobe`, `reboot`). Replace one with [`Lab::stand_in`] to give it
+/// behaviour; [`Host::calls`] shows how it was called.
+pub const DEFAULT_STAND_INS: &[&str] = &[
+    "systemctl",
+    "apt-get",
+    "apt",
+    "modprobe",
+    "sysctl",
+    "swapoff",
+    "swapon",
+    "reboot",
+    "shutdown",
+    "poweroff",
+    "hostnamectl",
+    "timedatectl",
 ];
 
 /// Files private to each host, always: the lab writes them (`/etc/hosts` naming every lab host,
@@ -80,6 +100,7 @@ pub struct LabBuilder {
     hosts: Vec<String>,
     private_dirs: Vec<PathBuf>,
     sshd: bool,
+    default_stand_ins: bool,
     base_dir: PathBuf,
     subnet: Option<Ipv4Net>,
 }
@@ -122,6 +143,13 @@ impl LabBuilder {
     /// Builds the hosts without sshd (faster, when a test needs no SSH).
     pub fn without_sshd(mut self) -> Self {
         self.sshd = false;
+        self
+    }
+
+    /// Leaves out the [`DEFAULT_STAND_INS`] (then a `sysctl -w vm.x=1` in a host changes the
+    /// real machine).
+    pub fn without_default_stand_ins(mut self) -> Self {
+        self.default_stand_ins = false;
         self
     }
 
@@ -249,6 +277,16 @@ impl LabBuilder {
         let res = registry::reserve(pool, self.subnet, &self.base_dir)?;
         let lab = Lab::new(&self, res, private_dirs);
         lab.construct(self.sshd)?;
+        // Stand-ins need a private /usr/local/bin; without one there are none.
+        if self.default_stand_ins
+            && lab.hosts.first().is_some_and(|h| {
+                h.private_dirs
+                    .iter()
+                    .any(|d| d == Path::new("/usr/local/bin"))
+            })
+        {
+            lab.record_only(DEFAULT_STAND_INS)?;
+        }
         Ok(lab)
     }
 }
@@ -276,6 +314,7 @@ impl Lab {
             hosts: Vec::new(),
             private_dirs: DEFAULT_PRIVATE_DIRS.iter().map(PathBuf::from).collect(),
             sshd: true,
+            default_stand_ins: true,
             base_dir: PathBuf::from(DEFAULT_BASE_DIR),
             subnet: None,
         }
@@ -309,7 +348,7 @@ impl Lab {
                     anchor: Mutex::new(None),
                     daemons: Mutex::new(BTreeMap::new()),
                     removed: AtomicBool::new(false),
-                    host_public_key: OnceLock::new(),
+                    host_public_key: Mutex::new(String::new()),
                 }
             })
             .collect();
@@ -596,18 +635,11 @@ impl Lab {
         let client_pub = self.client_key.with_extension("pub");
         let client_pub = fs::read_to_string(&client_pub).map_err(Self::io(&client_pub))?;
         let sftp = Path::new("/usr/lib/openssh/sftp-server");
-        let mut known = String::new();
         for h in &self.hosts {
             let sshd = h.dir.join("sshd");
             let auth = sshd.join("authorized_keys");
             fs::write(&auth, &client_pub).map_err(Self::io(&auth))?;
-            let pubkey_path = sshd.join("ssh_host_ed25519_key.pub");
-            let pubkey = fs::read_to_string(&pubkey_path).map_err(Self::io(&pubkey_path))?;
-            let pubkey = pubkey.trim().to_owned();
-            let mut parts = pubkey.split_whitespace();
-            let (kind, key) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-            known.push_str(&format!("{},{} {kind} {key}\n", h.name, h.addr));
-            let _ = h.host_public_key.set(pubkey);
+            h.load_host_public_key()?;
             let mut cfg = format!(
                 "# sshd for lab host {name}, written by hakube-lab\n\
                  Port 22\n\
@@ -641,31 +673,57 @@ impl Lab {
             let cfg_path = sshd.join("sshd_config");
             fs::write(&cfg_path, cfg).map_err(Self::io(&cfg_path))?;
         }
-        fs::write(&self.known_hosts, known).map_err(Self::io(&self.known_hosts))?;
+        self.refresh_known_hosts()?;
+        self.write_ssh_config()?;
         for h in &self.hosts {
-            let cfg = h.dir.join("sshd/sshd_config");
-            h.spawn(
-                "sshd",
-                &format!(
-                    "exec /usr/sbin/sshd -D -e -f {}",
-                    util::sh_quote(&cfg.to_string_lossy())
-                ),
-            )?;
+            h.spawn_sshd()?;
         }
         for h in &self.hosts {
-            if let Err(e) = h.wait_for_port(22, READY_TIMEOUT) {
-                return Err(match e {
-                    Error::NotReady { host, waited, .. } => Error::NotReady {
-                        host,
-                        what: format!("sshd on {}:22", h.addr),
-                        waited,
-                        detail: h.log("sshd").trim().to_owned(),
-                    },
-                    other => other,
-                });
-            }
+            h.wait_for_sshd()?;
         }
         Ok(())
+    }
+
+    fn write_ssh_config(&self) -> Result<()> {
+        let mut cfg =
+            String::from("# ssh_config for a hakube lab: `ssh -F THIS_FILE <host name>`\n");
+        for h in &self.hosts {
+            cfg.push_str(&format!(
+                "Host {name} {addr}\n  HostName {addr}\n  User root\n  IdentityFile {key}\n  \
+                 IdentitiesOnly yes\n  UserKnownHostsFile {kh}\n  GlobalKnownHostsFile /dev/null\n  \
+                 StrictHostKeyChecking yes\n  BatchMode yes\n  ConnectTimeout 5\n  LogLevel ERROR\n",
+                name = h.name,
+                addr = h.addr,
+                key = self.client_key.display(),
+                kh = self.known_hosts.display(),
+            ));
+        }
+        let path = self.ssh_config_file();
+        fs::write(&path, cfg).map_err(Self::io(&path))
+    }
+
+    /// Rewrites [`Lab::known_hosts_file`] from the hosts' current keys (after
+    /// [`Host::rotate_ssh_host_key`], when the test wants the new key trusted).
+    ///
+    /// # Errors
+    /// [`Error::Io`].
+    pub fn refresh_known_hosts(&self) -> Result<()> {
+        let mut known = String::new();
+        for h in self.hosts.iter().filter(|h| !h.is_removed()) {
+            let pubkey = h.ssh_host_public_key();
+            let mut parts = pubkey.split_whitespace();
+            if let (Some(kind), Some(key)) = (parts.next(), parts.next()) {
+                known.push_str(&format!("{},{} {kind} {key}\n", h.name, h.addr));
+            }
+        }
+        fs::write(&self.known_hosts, known).map_err(Self::io(&self.known_hosts))
+    }
+
+    /// An `ssh_config` naming every host (`ssh -F <this> lb1` logs in as root with the lab's
+    /// key and known_hosts, strict checking, batch mode).
+    #[must_use]
+    pub fn ssh_config_file(&self) -> PathBuf {
+        self.res.dir.join("client").join("ssh_config")
     }
 
     /// The lab's tag, as given to [`Lab::builder`].

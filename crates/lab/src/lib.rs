@@ -76,8 +76,8 @@ mod util;
 pub use error::{Error, Result};
 pub use host::{Host, TERMINATE_GRACE};
 pub use lab::{
-    DEFAULT_BASE_DIR, DEFAULT_POOL, DEFAULT_PRIVATE_DIRS, FIRST_HOST_OCTET, Lab, LabBuilder,
-    PRIVATE_FILES,
+    DEFAULT_BASE_DIR, DEFAULT_POOL, DEFAULT_PRIVATE_DIRS, DEFAULT_STAND_INS, FIRST_HOST_OCTET, Lab,
+    LabBuilder, PRIVATE_FILES,
 };
 pub use registry::{REGISTRY_DIR, cleanup_stale_labs};
 

@@ -638,3 +638,315 @@ fn bad_settings_are_rejected() {
         "private_dir"
     );
 }
+
+#[test]
+fn hosts_resolve_each_other_and_dangerous_commands_are_stood_in() {
+    if !require_root("hosts_resolve_each_other_and_dangerous_commands_are_stood_in") {
+        return;
+    }
+    let real_hosts = std::fs::read_to_string("/etc/hosts").expect("/etc/hosts");
+    let lab = Lab::builder("names")
+        .hosts(["cp1", "wk1"])
+        .build()
+        .expect("lab");
+    let (cp1, wk1) = (lab.host("cp1"), lab.host("wk1"));
+    let got = cp1.run("getent hosts wk1").expect("getent");
+    assert_eq!(
+        got.split_whitespace().next(),
+        Some(wk1.addr().to_string().as_str())
+    );
+    // DNS fails fast instead of hanging on an unreachable resolver.
+    let out = cp1
+        .exec_timeout("getent hosts example.invalid", Duration::from_secs(5))
+        .expect("no DNS hang");
+    assert!(!out.status.success());
+    // Per-host copy, and the machine's own /etc/hosts is untouched.
+    cp1.write_file("/etc/hosts", "127.0.0.1 localhost\n", 0o644)
+        .expect("write");
+    assert!(wk1.run("getent hosts cp1").is_ok());
+    assert_eq!(
+        std::fs::read_to_string("/etc/hosts").expect("/etc/hosts"),
+        real_hosts
+    );
+
+    // Shared-kernel commands never reach the machine: sysctl, swapoff, modprobe are stand-ins,
+    // also over SSH.
+    let before = std::fs::read_to_string("/proc/sys/vm/swappiness").expect("swappiness");
+    let out = wk1
+        .ssh("sysctl -w vm.swappiness=7 && swapoff -a && modprobe overlay")
+        .expect("ssh");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/vm/swappiness").expect("swappiness"),
+        before
+    );
+    assert_eq!(
+        wk1.calls("sysctl"),
+        vec![vec!["-w".to_owned(), "vm.swappiness=7".to_owned()]]
+    );
+    assert_eq!(wk1.calls("swapoff"), vec![vec!["-a".to_owned()]]);
+    assert_eq!(wk1.calls("modprobe"), vec![vec!["overlay".to_owned()]]);
+}
+
+#[test]
+fn exec_timeout_kills_the_script() {
+    if !require_root("exec_timeout_kills_the_script") {
+        return;
+    }
+    let lab = Lab::builder("tmo")
+        .hosts(["t1"])
+        .without_sshd()
+        .build()
+        .expect("lab");
+    let t1 = lab.host("t1");
+    let out = t1
+        .exec_timeout("echo out; echo err >&2; exit 4", Duration::from_secs(10))
+        .expect("quick");
+    assert_eq!(out.status.code(), Some(4));
+    assert_eq!(out.stdout, b"out\n");
+    assert_eq!(out.stderr, b"err\n");
+    match t1.exec_timeout("sleep 600", Duration::from_millis(300)) {
+        Err(Error::Timeout { host, command, .. }) => {
+            assert_eq!(host, "t1");
+            assert_eq!(command, "sleep 600");
+        }
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    assert!(eventually(Duration::from_secs(5), || {
+        t1.exec("pgrep -x sleep").expect("pgrep").stdout.is_empty()
+    }));
+}
+
+#[test]
+fn changed_host_key_is_detected_until_known_hosts_is_refreshed() {
+    if !require_root("changed_host_key_is_detected_until_known_hosts_is_refreshed") {
+        return;
+    }
+    let lab = Lab::builder("hkey").hosts(["k1"]).build().expect("lab");
+    let k1 = lab.host("k1");
+    let ssh_by_name = || {
+        Command::new("ssh")
+            .arg("-F")
+            .arg(lab.ssh_config_file())
+            .args(["k1", "hostname"])
+            .output()
+            .expect("ssh")
+    };
+    let out = ssh_by_name();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, b"k1\n");
+
+    let old = k1.ssh_host_public_key();
+    let new = k1.rotate_ssh_host_key().expect("rotate");
+    assert_ne!(old, new);
+    let out = ssh_by_name();
+    assert_eq!(out.status.code(), Some(255));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("HOST IDENTIFICATION HAS CHANGED"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    lab.refresh_known_hosts().expect("refresh");
+    let out = ssh_by_name();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn three_member_etcd_cluster_runs_in_the_lab() {
+    if !require_root("three_member_etcd_cluster_runs_in_the_lab") {
+        return;
+    }
+    if !Path::new("/usr/bin/etcd").exists() {
+        eprintln!("SKIP three_member_etcd_cluster_runs_in_the_lab: etcd-server not installed");
+        return;
+    }
+    let names = ["etcd1", "etcd2", "etcd3"];
+    let lab = Lab::builder("etcd")
+        .hosts(names)
+        .without_sshd()
+        .build()
+        .expect("lab");
+    let cluster = names
+        .iter()
+        .map(|n| format!("{n}=http://{}:2380", lab.host(n).addr()))
+        .collect::<Vec<_>>()
+        .join(",");
+    for n in names {
+        let a = lab.host(n).addr();
+        lab.host(n)
+            .spawn(
+                "etcd",
+                &format!(
+                    "exec etcd --name {n} --data-dir /var/lib/etcd/data \
+                     --listen-peer-urls http://{a}:2380 --initial-advertise-peer-urls http://{a}:2380 \
+                     --listen-client-urls http://{a}:2379,http://127.0.0.1:2379 \
+                     --advertise-client-urls http://{a}:2379 \
+                     --initial-cluster {cluster} --initial-cluster-state new \
+                     --initial-cluster-token {}",
+                    lab.prefix()
+                ),
+            )
+            .expect("spawn etcd");
+    }
+    let endpoints = names
+        .iter()
+        .map(|n| format!("http://{}:2379", lab.host(n).addr()))
+        .collect::<Vec<_>>()
+        .join(",");
+    let etcdctl = |args: &str| {
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "ETCDCTL_API=3 etcdctl --endpoints={endpoints} --command-timeout=3s {args}"
+            ))
+            .output()
+            .expect("etcdctl")
+    };
+    let healthy = eventually(Duration::from_secs(30), || {
+        etcdctl("endpoint health").status.success()
+    });
+    assert!(
+        healthy,
+        "etcd not healthy: {}\n{}",
+        String::from_utf8_lossy(&etcdctl("endpoint health").stderr),
+        lab.host("etcd1").log("etcd")
+    );
+    // Each member keeps its data in its own private /var/lib/etcd.
+    for n in names {
+        assert!(
+            lab.host(n)
+                .host_path("/var/lib/etcd/data/member")
+                .expect("path")
+                .is_dir()
+        );
+    }
+    assert!(etcdctl("put /hakube/lab ok").status.success());
+    // Kill a member: the other two keep quorum and serve the key.
+    lab.host("etcd1").kill("etcd").expect("kill");
+    let e2 = format!("http://{}:2379", lab.host("etcd2").addr());
+    let out = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args([
+            "--endpoints",
+            &e2,
+            "--command-timeout=5s",
+            "get",
+            "/hakube/lab",
+            "--print-value-only",
+        ])
+        .output()
+        .expect("etcdctl get");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "ok\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The child half of `stale_lab_of_a_killed_run_is_cleaned`: builds a lab, prints its prefix,
+/// and waits to be killed. A no-op unless the parent test runs it.
+#[test]
+fn child_builds_a_lab_and_waits_to_be_killed() {
+    if std::env::var("HAKUBE_LAB_TEST_CHILD").as_deref() != Ok("1") {
+        return;
+    }
+    let lab = Lab::builder("killed")
+        .hosts(["z1", "z2"])
+        .build()
+        .expect("lab");
+    lab.host("z1")
+        .spawn("sleeper", "sleep 600 & exec sleep 601")
+        .expect("spawn");
+    println!("PREFIX={} DIR={}", lab.prefix(), lab.dir().display());
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+#[test]
+fn stale_lab_of_a_killed_run_is_cleaned() {
+    use std::io::BufRead as _;
+    if !require_root("stale_lab_of_a_killed_run_is_cleaned") {
+        return;
+    }
+    let mut child = Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--exact",
+            "child_builds_a_lab_and_waits_to_be_killed",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("HAKUBE_LAB_TEST_CHILD", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn child test");
+    // Kills the child if this test fails before it does.
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let stdout = child.stdout.take().expect("stdout");
+    let mut child = KillOnDrop(child);
+    // libtest prints `test NAME ... ` before the test's own output, on the same line.
+    let line = std::io::BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| l.find("PREFIX=").map(|i| l[i..].to_owned()))
+        .expect("child printed its lab");
+    let mut words = line.split_whitespace();
+    let prefix = words
+        .next()
+        .and_then(|w| w.strip_prefix("PREFIX="))
+        .expect("prefix")
+        .to_owned();
+    let dir = words
+        .next()
+        .and_then(|w| w.strip_prefix("DIR="))
+        .expect("dir")
+        .to_owned();
+    assert!(netns_names().iter().any(|n| n.starts_with(&prefix)));
+
+    // SIGKILL: no Drop runs, the lab is left behind.
+    child.0.kill().expect("kill child");
+    child.0.wait().expect("wait child");
+    assert!(
+        netns_names().iter().any(|n| n.starts_with(&prefix)),
+        "nothing was left to clean"
+    );
+
+    hakube_lab::cleanup_stale_labs().expect("cleanup");
+    assert!(
+        !netns_names().iter().any(|n| n.starts_with(&prefix)),
+        "{:?}",
+        netns_names()
+    );
+    assert!(!Path::new("/sys/class/net").join(&prefix).exists());
+    assert!(!Path::new(&dir).exists());
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            Command::new("pgrep")
+                .args(["-f", "sleep 60[01]"])
+                .output()
+                .expect("pgrep")
+                .stdout
+                .is_empty()
+        }),
+        "the killed lab's daemons survived"
+    );
+}
