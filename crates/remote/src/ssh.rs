@@ -424,7 +424,7 @@ fn write_script(file: &Upload) -> String {
         (None, None) => String::new(),
     };
     format!(
-        "mkdir -p -- \"$(dirname -- \"$p\")\"; t=$(mktemp \"$p.hakube.XXXXXX\"); \
+        "d=${{p%/*}}; [ -d \"${{d:-/}}\" ] || mkdir -p -- \"$d\"; t=$(mktemp \"$p.hakube.XXXXXX\"); \
          trap 'rm -f -- \"$t\"' EXIT; cat > \"$t\"; chmod {mode:o} -- \"$t\"; {chown}\
          mv -f -- \"$t\" \"$p\"; trap - EXIT",
         mode = file.mode,
