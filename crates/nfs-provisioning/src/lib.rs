@@ -18,7 +18,8 @@
 //!
 //! Everything above is pure: no I/O, no tokio. The effects live at the edges:
 //! [`apply::apply`] (kube-rs server-side apply with a dry-run pass first, then a bounded wait for
-//! the Deployments).
+//! the Deployments) and, with feature `remote`, `remote::run_server_plan` (the server steps
+//! over SSH through hakube-remote).
 //!
 //! This library enables no k8s-openapi version feature: the final binary (or a dev-dependency)
 //! picks one, e.g. `k8s-openapi = { version = "0.29", features = ["latest"] }`.
@@ -47,6 +48,8 @@ pub mod cluster;
 mod error;
 pub mod exports;
 mod model;
+#[cfg(feature = "remote")]
+pub mod remote;
 pub mod server;
 
 pub use error::{Error, Result};
