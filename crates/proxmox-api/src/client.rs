@@ -20,7 +20,7 @@ use crate::wire::{self, Params};
 use crate::{Error, Secret, TlsTrust};
 
 /// PVE tickets live 2 hours; renew well before.
-const TICKET_RENEW_AFTER: Duration = Duration::from_secs(100 * 60);
+pub const TICKET_RENEW_AFTER: Duration = Duration::from_secs(100 * 60);
 
 /// How to log in.
 #[derive(Clone, Debug)]
@@ -115,6 +115,7 @@ pub struct ClientBuilder {
     poll: TaskPoll,
     node_concurrency: usize,
     transport: Option<Arc<dyn Transport>>,
+    renew_after: Duration,
 }
 
 impl core::fmt::Debug for ClientBuilder {
@@ -142,7 +143,15 @@ impl ClientBuilder {
             poll: TaskPoll::default(),
             node_concurrency: DEFAULT_NODE_CONCURRENCY,
             transport: None,
+            renew_after: TICKET_RENEW_AFTER,
         }
+    }
+
+    /// Renew the ticket once it is this old (default [`TICKET_RENEW_AFTER`]; PVE tickets
+    /// live 2 h).
+    pub fn ticket_renew_after(mut self, d: Duration) -> Self {
+        self.renew_after = d;
+        self
     }
 
     /// Log in with an API token (`user@realm!tokenid`).
@@ -279,6 +288,7 @@ impl ClientBuilder {
                 node_limits: StdMutex::new(HashMap::new()),
                 seq: AtomicU64::new(0),
                 version: Mutex::new(None),
+                renew_after: self.renew_after,
             }),
         })
     }
@@ -303,6 +313,7 @@ pub(crate) struct Inner {
     node_limits: StdMutex<HashMap<String, Arc<Semaphore>>>,
     seq: AtomicU64,
     pub(crate) version: Mutex<Option<crate::api::VersionInfo>>,
+    renew_after: Duration,
 }
 
 /// An async Proxmox VE API client. Cheap to clone; clones share the session,
@@ -466,7 +477,7 @@ impl Client {
                 let mut guard = self.inner.session.lock().await;
                 let session = match guard.as_ref() {
                     Some(_) if force_new => self.fetch_ticket(None).await?,
-                    Some(s) if s.at.elapsed() > TICKET_RENEW_AFTER => {
+                    Some(s) if s.at.elapsed() >= self.inner.renew_after => {
                         self.fetch_ticket(Some(s)).await?
                     }
                     Some(s) => s.clone(),
@@ -858,6 +869,43 @@ mod tests {
         assert_eq!(seen[1].form.as_deref(), Some("onboot=1"));
         assert!(seen[3].url.ends_with("/access/ticket"));
         assert!(!format!("{c:?}").contains("pa ss"));
+    }
+
+    #[tokio::test]
+    async fn ticket_renewed_before_expiry_with_the_ticket_as_password() {
+        let script = Arc::new(Script {
+            answers: M::new(
+                vec![
+                    ok(TICKET),
+                    ok(r#"{"data":{"ticket":"PVE:root@pam:BBB::sig2","CSRFPreventionToken":"CSRF2"}}"#),
+                    ok(r#"{"data":null}"#),
+                ]
+                .into(),
+            ),
+            seen: M::new(Vec::new()),
+        });
+        let c = ClientBuilder::new("https://pve.test:8006")
+            .credentials(password())
+            .ticket_renew_after(Duration::ZERO)
+            .transport(Arc::clone(&script) as Arc<dyn Transport>)
+            .build()
+            .unwrap();
+        c.login().await.unwrap();
+        let () = c
+            .post("/pools", &Params::new().set("poolid", "p"))
+            .await
+            .unwrap();
+        let seen = script.seen.lock().unwrap();
+        assert!(seen[1].url.ends_with("/access/ticket"));
+        assert_eq!(
+            seen[1].form.as_deref(),
+            Some("username=root%40pam&password=PVE%3Aroot%40pam%3AAAA%3A%3Asig")
+        );
+        assert_eq!(
+            seen[2].headers[0].1.expose(),
+            "PVEAuthCookie=PVE:root@pam:BBB::sig2"
+        );
+        assert_eq!(seen[2].headers[1].1.expose(), "CSRF2");
     }
 
     #[tokio::test]

@@ -97,12 +97,10 @@ impl IpConfig {
         if let Some(gw) = gateway
             && gw.is_ipv4() != ip.is_ipv4()
         {
-            {
-                return Err(invalid(
-                    "ipconfig",
-                    "gateway family differs from the address",
-                ));
-            }
+            return Err(invalid(
+                "ipconfig",
+                "gateway family differs from the address",
+            ));
         }
         Ok(Self::Static {
             cidr: cidr.to_owned(),

@@ -42,7 +42,8 @@ pub use api::{
     StorageInfo, VersionInfo, VmConfig, VmStatus, parse_size, primary_address, split_tags,
 };
 pub use client::{
-    Client, ClientBuilder, Credentials, DEFAULT_NODE_CONCURRENCY, RetryPolicy, TaskPoll,
+    Client, ClientBuilder, Credentials, DEFAULT_NODE_CONCURRENCY, RetryPolicy, TICKET_RENEW_AFTER,
+    TaskPoll,
 };
 pub use error::{Error, Retry};
 pub use secret::Secret;

@@ -441,3 +441,108 @@ async fn prune_deletes_only_owned_vms_when_asked() {
     assert_eq!(r.pruned, ["worker-6 (211)"], "{r}");
     assert_eq!(owned_vms(&fake).await.len(), 11);
 }
+
+#[tokio::test]
+async fn cross_node_clone_from_shared_storage_uses_target_and_pools() {
+    let Some(fake) = Fake::start(0.0).await else {
+        return;
+    };
+    for n in NODES {
+        fake.cmd(json!({"op": "add_node", "name": n})).await;
+    }
+    fake.cmd(json!({"op": "add_storage", "name": "ceph-vm", "options": {"type": "rbd", "pool": "rbd", "content": "images,rootdir", "shared": 1}})).await;
+    fake.cmd(json!({"op": "add_vm", "vmid": 9100, "name": "shared-tmpl", "node": "pve1", "template": true,
+        "config": {"scsi0": "ceph-vm:base-9100-disk-0,size=10G", "net0": "virtio=BC:24:11:00:00:0C,bridge=vmbr0"}}))
+        .await;
+    let specs: Vec<VmSpec> = NODES
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let mut s = VmSpec::new(format!("w{}", i + 1), *n, 300 + i as u32, 9100);
+            s.pool = Some("k8s".into());
+            s.disk = Some(("scsi0".into(), 20));
+            s
+        })
+        .collect();
+    let p = Provisioner::new(fake.client(), options());
+    let report = p.apply(&specs).await.unwrap();
+    assert!(report.is_success(), "{report}");
+    assert_eq!(report.cluster, ["create pool k8s"]);
+    let reqs = fake.requests(0).await;
+    let clones: Vec<&(String, String, String)> =
+        reqs.iter().filter(|r| r.1.ends_with("/clone")).collect();
+    assert_eq!(clones.len(), 3);
+    assert!(
+        clones
+            .iter()
+            .all(|r| r.1 == "/api2/json/nodes/pve1/qemu/9100/clone"),
+        "{clones:?}"
+    );
+    assert!(
+        clones.iter().any(|r| r.2.contains("target=pve3")),
+        "{clones:?}"
+    );
+    let vms = owned_vms(&fake).await;
+    assert_eq!(vms.iter().map(|v| v.2.as_str()).collect::<Vec<_>>(), NODES);
+    let before = fake.request_count().await;
+    assert_eq!(p.apply(&specs).await.unwrap().changes(), 0);
+    assert_eq!(mutating(&fake.requests(before).await), Vec::<String>::new());
+}
+
+/// The `bench_provision` example binary, built by `cargo test` next to this test.
+fn bench_binary() -> Option<std::path::PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let bin = exe
+        .parent()?
+        .parent()?
+        .join("examples")
+        .join("bench_provision");
+    bin.exists().then_some(bin)
+}
+
+#[tokio::test]
+async fn killed_process_is_finished_by_the_next_run() {
+    let Some(bin) = bench_binary() else {
+        eprintln!("SKIP: examples/bench_provision not built (cargo test builds it)");
+        return;
+    };
+    let Some(fake) = Fake::start(0.01).await else {
+        return;
+    };
+    for (i, n) in NODES.iter().enumerate() {
+        fake.cmd(json!({"op": "add_node", "name": n})).await;
+        let id = 9001 + i;
+        fake.cmd(json!({"op": "add_vm", "vmid": id, "name": format!("t{id}"), "node": n, "template": true,
+            "config": {"scsi0": format!("local-lvm:base-{id}-disk-0,size=10G"), "net0": "virtio=BC:24:11:00:00:0A,bridge=vmbr0"}}))
+            .await;
+    }
+    fake.cmd(json!({"op": "durations", "value": {"qmclone": 20, "qmstart": 5, "config": 1}}))
+        .await;
+    let ca = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(ca.path(), &fake.ca).unwrap();
+    let run = |kill_after: Option<Duration>| {
+        let mut cmd = tokio::process::Command::new(&bin);
+        cmd.arg(&fake.url).arg(ca.path()).args(["12", "3", "3"]);
+        cmd.stdout(std::process::Stdio::null()).kill_on_drop(true);
+        async move {
+            let mut child = cmd.spawn().unwrap();
+            match kill_after {
+                Some(d) => {
+                    tokio::time::sleep(d).await;
+                    child.kill().await.unwrap(); // SIGKILL: no cleanup of any kind
+                    None
+                }
+                None => Some(child.wait().await.unwrap().success()),
+            }
+        }
+    };
+    run(Some(Duration::from_millis(150))).await;
+    assert_eq!(run(None).await, Some(true));
+    fake.cmd(json!({"op": "settle"})).await;
+    let vms = owned_vms(&fake).await;
+    assert_eq!(vms.len(), 12, "{vms:?}");
+    assert!(vms.iter().all(|v| v.3 == "running"), "{vms:?}");
+    let before = fake.request_count().await;
+    assert_eq!(run(None).await, Some(true));
+    assert_eq!(mutating(&fake.requests(before).await), Vec::<String>::new());
+}

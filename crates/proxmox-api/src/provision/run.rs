@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tracing::{info, warn};
+use tracing::{Instrument, info, warn};
 
 use super::plan::{ClusterState, ObservedVm, Plan, plan_cluster, plan_vm, validate_specs};
 use super::{Action, Event, Phase, ProvisionOptions, VmSpec};
@@ -387,7 +387,9 @@ impl Provisioner {
             .zip(plan.vms.iter())
             .map(|((i, spec), vp)| {
                 let state = Arc::clone(&state);
+                let span = tracing::info_span!("vm", name = %spec.name, vmid = spec.vmid, node = %spec.node);
                 async move { self.reconcile_vm(spec, i, &state, vp.actions.clone()).await }
+                    .instrument(span)
             });
         report.vms = futures::future::join_all(runs).await;
         if report.vms.iter().all(|v| v.error.is_none()) {
@@ -570,17 +572,15 @@ impl Provisioner {
             && spec.start
             && let Some(timeout) = self.opts.agent_timeout
         {
-            {
-                self.emit(&spec.name, "agent", Phase::Started);
-                match self.wait_agent(spec, timeout).await {
-                    Ok(a) => {
-                        out.address = Some(a);
-                        self.emit(&spec.name, "agent", Phase::Done);
-                    }
-                    Err(e) => {
-                        self.emit(&spec.name, "agent", Phase::Failed(e.to_string()));
-                        out.error = Some(e);
-                    }
+            self.emit(&spec.name, "agent", Phase::Started);
+            match self.wait_agent(spec, timeout).await {
+                Ok(a) => {
+                    out.address = Some(a);
+                    self.emit(&spec.name, "agent", Phase::Done);
+                }
+                Err(e) => {
+                    self.emit(&spec.name, "agent", Phase::Failed(e.to_string()));
+                    out.error = Some(e);
                 }
             }
         }
