@@ -677,7 +677,9 @@ impl Validated {
                 (TimeoutKind::Client, secs(60)),
                 (TimeoutKind::Server, secs(60)),
                 (TimeoutKind::Queue, secs(20)),
-                (TimeoutKind::Check, secs(1)),
+                // Read timeout of a health check (its connect timeout is `timeout connect`):
+                // a slow /readyz gets 2 s, a blackholed host fails after 1 s.
+                (TimeoutKind::Check, secs(2)),
             ],
             maxconn: None,
             extra: Vec::new(),
@@ -872,7 +874,9 @@ impl Validated {
             name: Name::new(VRRP_SCRIPT)?,
             script: ScriptCommand::new(AbsPath::new(CHECK_SCRIPT_PATH)?),
             interval: Duration::from_secs(1),
-            timeout: Some(Duration::from_secs(2)),
+            // A crashed HAProxy refuses at once, so this only bounds a hung one; generous
+            // so a busy node does not fail its own check (every node in FAULT = no VIP).
+            timeout: Some(Duration::from_secs(3)),
             fall: Some(2),
             rise: Some(2),
             weight: None,
@@ -916,7 +920,7 @@ fn check_script(user: &Name) -> String {
          # It asks HAProxy's own monitor endpoint, which answers while HAProxy runs, whatever\n\
          # the state of the apiservers behind it (so losing the control plane does not also\n\
          # take the VIP away).\n\
-         exec /usr/bin/curl --silent --fail --max-time 1 --output /dev/null \\\n    \
+         exec /usr/bin/curl --silent --fail --max-time 2 --output /dev/null \\\n    \
          http://127.0.0.1:{HEALTH_PORT}/healthz\n"
     )
 }

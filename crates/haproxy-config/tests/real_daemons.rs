@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use hakube_haproxy_config::{HaInput, IngressTls, LbNode, LbNodeFiles, Member};
 use proptest::prelude::*;
-use support::{haproxy_check, have, lab, seed_input, self_signed_pem};
+use support::{haproxy_check, have, netns, seed_input, self_signed_pem};
 
 fn check_all_haproxy(nodes: &[LbNodeFiles], what: &str) {
     for n in nodes {
@@ -70,7 +70,7 @@ fn seed_configs_pass_keepalived_test() {
     }
     let nodes = seed_input(IngressTls::Passthrough).render().unwrap();
     for n in &nodes {
-        let out = lab::keepalived_test(n, "eth0");
+        let out = netns::keepalived_test(n, "eth0");
         assert!(
             support::keepalived_test_ok(&out),
             "keepalived -t refused {}:\n{}\n--- config ---\n{}",
@@ -90,7 +90,7 @@ fn keepalived_test_is_not_vacuous() {
     }
     // The config names eth0 but the namespace only has eth7: keepalived must complain.
     let nodes = seed_input(IngressTls::Passthrough).render().unwrap();
-    let out = lab::keepalived_test(&nodes[0], "eth7");
+    let out = netns::keepalived_test(&nodes[0], "eth7");
     assert!(
         !support::keepalived_test_ok(&out),
         "{}",
@@ -174,7 +174,7 @@ proptest! {
         check_all_haproxy(&nodes, "generated");
         if support::is_root() && have("keepalived", "generated_configs_pass_real_checks") {
             let n = &nodes[nodes.len() - 1];
-            let out = lab::keepalived_test(n, &input.lb_nodes[0].interface);
+            let out = netns::keepalived_test(n, &input.lb_nodes[0].interface);
             prop_assert!(
                 support::keepalived_test_ok(&out),
                 "keepalived -t refused {}:\n{}\n{}",

@@ -7,7 +7,7 @@
     clippy::missing_panics_doc
 )]
 
-pub mod lab;
+pub mod netns;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
