@@ -73,12 +73,100 @@ pub enum Error {
         /// What was missing or malformed (never contains a secret).
         reason: String,
     },
+    /// A remote call failed (transport, timeout, or a command that must succeed did not).
+    /// Retry: the flow is safe to re-run as a whole; finished nodes are skipped.
+    #[error("{host}: {step}")]
+    Remote {
+        /// Node name.
+        host: String,
+        /// Flow step (`init`, `join`, `upload config`, ...).
+        step: &'static str,
+        /// The transport's error (names the command in redacted form).
+        #[source]
+        source: Box<hakube_remote::Error>,
+    },
+    /// `kubeadm init` or `join` failed on a node, was reset and retried, and failed again.
+    /// Retry: yes after fixing the cause; the node has been reset.
+    #[error("{host}: kubeadm {action} failed {attempts} times; last error: {last}")]
+    NodeFailed {
+        /// Node name.
+        host: String,
+        /// `init` or `join`.
+        action: &'static str,
+        /// Attempts made.
+        attempts: u32,
+        /// The last failure (redacted command and stderr tail).
+        last: String,
+    },
+    /// No remote host was given for a node of the input. Retry: no, pass every node's host.
+    #[error("no remote host for node {node}")]
+    MissingHost {
+        /// Node name.
+        node: String,
+    },
+    /// A bootstrap hook (load balancers, CNI) failed. Retry: yes, the flow is re-runnable.
+    #[error("hook {hook} failed: {reason}")]
+    Hook {
+        /// Which hook.
+        hook: &'static str,
+        /// Its error message.
+        reason: String,
+    },
+    /// `kubeadm init phase upload-certs` printed a different key than the one configured.
+    /// Retry: no; the joins would fail to decrypt the certificates.
+    #[error("{host}: uploaded certificates use a different certificate key than configured")]
+    CertificateKeyMismatch {
+        /// The first master.
+        host: String,
+    },
+    /// The cluster CA on the first master does not match the pin the caller supplied.
+    /// Retry: no; this may be a different cluster.
+    #[error("{host}: CA pin {found} differs from the expected {expected}")]
+    CaMismatch {
+        /// The first master.
+        host: String,
+        /// Pin of the CA found on the node.
+        found: String,
+        /// Pin the caller supplied.
+        expected: String,
+    },
+    /// Nodes did not become Ready in time. Retry: yes (waiting longer may be enough).
+    #[error("nodes not Ready after {waited_secs}s: {nodes:?}")]
+    NotReady {
+        /// Nodes still not Ready.
+        nodes: Vec<String>,
+        /// How long the flow waited.
+        waited_secs: u64,
+    },
+    /// An etcd operation failed its check. Retry: depends on the message.
+    #[error("{host}: etcd {op}: {reason}")]
+    Etcd {
+        /// Node name.
+        host: String,
+        /// Operation (`snapshot save`, `snapshot status`, `restore`, `member remove`).
+        op: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 /// Shorthand for results of this crate.
 pub type Result<T, E = Error> = core::result::Result<T, E>;
 
 impl Error {
+    /// A `map_err` adapter for remote failures of `step` on `host`.
+    pub(crate) fn remote(
+        host: impl Into<String>,
+        step: &'static str,
+    ) -> impl FnOnce(hakube_remote::Error) -> Self {
+        let host = host.into();
+        move |source| Self::Remote {
+            host,
+            step,
+            source: Box::new(source),
+        }
+    }
+
     pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
         Self::InvalidInput {
             field: field.into(),

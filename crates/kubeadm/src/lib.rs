@@ -4,6 +4,8 @@
 
 pub mod config;
 mod error;
+pub mod etcd;
+pub mod flow;
 mod input;
 mod parse;
 pub mod prep;

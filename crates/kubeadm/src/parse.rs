@@ -207,6 +207,16 @@ fn table<'a>(
             continue;
         }
         let mut row = Vec::new();
+        // Aligned tables are cut at the header's column starts; a row whose words match the
+        // columns one to one (hand-made or re-flowed output) is split on whitespace.
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if words.len() == starts.len() {
+            for ((_, name), w) in starts.iter().zip(words) {
+                row.push((*name, w.to_owned()));
+            }
+            rows.push(row);
+            continue;
+        }
         for (k, (start, name)) in starts.iter().enumerate() {
             let end = starts
                 .get(k + 1)
