@@ -439,3 +439,15 @@ pub(crate) fn render_logging(
         resources: vec![],
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::regex_escape;
+
+    #[test]
+    fn node_names_are_matched_literally() {
+        assert_eq!(regex_escape("worker-1"), "worker-1");
+        assert_eq!(regex_escape("w.example.org"), "w\\.example\\.org");
+        assert_eq!(regex_escape("a+b(c)|d"), "a\\+b\\(c\\)\\|d");
+    }
+}

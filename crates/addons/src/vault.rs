@@ -497,3 +497,20 @@ pub(crate) fn render(
         host_files,
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::shell_quote;
+
+    #[test]
+    fn shell_quote_quotes_only_when_needed() {
+        assert_eq!(shell_quote("pki_int/sign/web"), "pki_int/sign/web");
+        assert_eq!(
+            shell_quote("common_name=x Root CA"),
+            "'common_name=x Root CA'"
+        );
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(shell_quote("Host(`a`)"), "'Host(`a`)'");
+    }
+}

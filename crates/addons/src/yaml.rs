@@ -63,3 +63,24 @@ pub(crate) fn file(path: &str, docs: &[Value]) -> Result<String, AddonsError> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn keys_are_sorted_at_every_level_and_strings_that_look_like_other_types_are_quoted() {
+        let v = json!({ "b": { "z": 1, "a": [ { "y": "true", "x": "10.0.0.1" } ] }, "a": "" });
+        let text = file("t.yaml", &[v.clone(), json!({ "k": "0777" })]).expect("renders");
+        assert_eq!(
+            text,
+            format!(
+                "{HEADER}a: \"\"\nb:\n  a:\n  - x: \"10.0.0.1\"\n    \"y\": \"true\"\n  z: 1\n---\nk: \"0777\"\n"
+            )
+        );
+        // (`y` is quoted too: a YAML 1.1 boolean.) And it reads back to the same values.
+        let back: Vec<Value> = serde_saphyr::from_multiple(&text).expect("parses");
+        assert_eq!(back, [v, json!({ "k": "0777" })]);
+    }
+}

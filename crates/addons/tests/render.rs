@@ -57,3 +57,79 @@ fn rendering_twice_is_byte_identical() {
         "files are sorted by path, without duplicates"
     );
 }
+
+#[test]
+fn install_steps_follow_the_bootstrap_order() {
+    let out = rendered();
+    let order: Vec<hakube_addons::Component> = out.steps.iter().map(|s| s.component()).collect();
+    let mut sorted = order.clone();
+    sorted.sort();
+    assert_eq!(
+        order, sorted,
+        "Calico, Traefik, monitoring, logging, Vault, cert-manager, etcd backup, apps"
+    );
+    assert_eq!(order.first(), Some(&hakube_addons::Component::Calico));
+}
+
+/// The other choices: Vault in-cluster, Promtail, Traefik as a Deployment on one group,
+/// kubelet-csr-approver, no serverTLSBootstrap, VXLAN always, no default certificate.
+#[test]
+fn alternative_choices_match_their_snapshots() {
+    use hakube_addons::{
+        Encapsulation, KubeletCsrApproval, LogAgent, TraefikWorkload, VaultPlacement,
+    };
+    let mut input = example_input();
+    input.calico.encapsulation = Encapsulation::Vxlan;
+    input.traefik.workload = TraefikWorkload::Deployment { replicas: 2 };
+    input.traefik.worker_groups = vec!["edge".into()];
+    input.traefik.default_certificate_secret = None;
+    if let Some(m) = input.monitoring.as_mut() {
+        m.csr_approval = KubeletCsrApproval::Approver {
+            chart_version: "1.2.3".into(),
+        };
+    }
+    if let Some(l) = input.logging.as_mut() {
+        l.agent = LogAgent::Promtail;
+    }
+    if let Some(v) = input.vault.as_mut() {
+        v.placement = VaultPlacement::InCluster {
+            storage_class: "local-path".into(),
+        };
+    }
+    let out = render(&input).expect("renders");
+    assert!(out.host_files.is_empty());
+    assert!(
+        !out.cluster_files
+            .iter()
+            .any(|f| f.path == "cert-manager/default-certificate.yaml")
+    );
+    for p in [
+        "calico/installation.yaml",
+        "traefik/values.yaml",
+        "monitoring/kubelet-csr-approver-values.yaml",
+        "monitoring/kustomization.yaml",
+        "logging/agent-values.yaml",
+        "vault/values.yaml",
+        "vault/kustomization.yaml",
+        "cert-manager/vault-issuer.yaml",
+    ] {
+        let f = out
+            .cluster_files
+            .iter()
+            .find(|f| f.path == p)
+            .unwrap_or_else(|| panic!("{p} rendered"));
+        insta::assert_snapshot!(format!("alt__{}", p.replace('/', "__")), f.contents);
+    }
+
+    let mut insecure = example_input();
+    insecure.network.kubelet_server_tls_bootstrap = false;
+    let out = render(&insecure).expect("renders");
+    let ms = &out
+        .cluster_files
+        .iter()
+        .find(|f| f.path == "monitoring/metrics-server-values.yaml")
+        .expect("file")
+        .contents;
+    assert!(ms.contains("--kubelet-insecure-tls"), "{ms}");
+    assert!(!out.steps.iter().any(|s| matches!(s, hakube_addons::InstallStep::Manual { description, .. } if description.contains("kubelet-serving"))));
+}
