@@ -546,3 +546,30 @@ async fn killed_process_is_finished_by_the_next_run() {
     assert_eq!(run(None).await, Some(true));
     assert_eq!(mutating(&fake.requests(before).await), Vec::<String>::new());
 }
+
+#[tokio::test]
+async fn vm_on_the_wrong_node_is_migrated() {
+    let Some(fake) = seed_fake(0.0).await else {
+        return;
+    };
+    let specs: Vec<VmSpec> = seed_specs().into_iter().take(2).collect();
+    let p = Provisioner::new(fake.client(), options());
+    assert!(p.apply(&specs).await.unwrap().is_success());
+    // The spec moves lb-2 from pve2 to pve3.
+    let mut moved = specs.clone();
+    moved[1].node = "pve3".into();
+    let plan = p.plan(&moved).await.unwrap();
+    assert!(
+        plan.to_string()
+            .contains("lb-2 (201 on pve3): migrate from pve2"),
+        "{plan}"
+    );
+    let r = p.apply(&moved).await.unwrap();
+    assert!(r.is_success(), "{r}");
+    assert_eq!(r.vms[1].done, ["migrate"]);
+    let vms = owned_vms(&fake).await;
+    assert_eq!((vms[1].2.as_str(), vms[1].3.as_str()), ("pve3", "running"));
+    let before = fake.request_count().await;
+    assert_eq!(p.apply(&moved).await.unwrap().changes(), 0);
+    assert_eq!(mutating(&fake.requests(before).await), Vec::<String>::new());
+}

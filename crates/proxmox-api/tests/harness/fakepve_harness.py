@@ -90,7 +90,17 @@ class HarnessPve(FakePve):
                 ('GET', '/cluster/ha/resources', self._hk_ha_res_list),
                 ('POST', '/cluster/ha/resources', self._hk_ha_res_create),
                 ('GET', '/cluster/ha/rules', self._hk_ha_rules_list),
-                ('POST', '/cluster/ha/rules', self._hk_ha_rules_create)]
+                ('POST', '/cluster/ha/rules', self._hk_ha_rules_create),
+                ('POST', '/nodes/{node}/qemu/{vmid}/migrate', self._hk_migrate)]
+
+    async def _hk_migrate(self, v, user):
+        vm = self.find(v['node'], v['vmid'])
+        target = v['target']
+        if target not in self.nodes:
+            raise PveError(500, "no such cluster node '{0}'".format(target))
+        if vm.status == 'running' and not v.get('online'):
+            raise PveError(500, "can't migrate running VM without --online")
+        return await self.migrate(vm.vmid, target, secs=self.durations.get('qmigrate', 0), user=user)
 
     async def _hk_resize(self, v, user):
         vm = self.find(v['node'], v['vmid'])
