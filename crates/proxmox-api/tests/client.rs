@@ -254,3 +254,150 @@ async fn lock_timeout_then_success_is_retried() {
         .count();
     assert_eq!(clones, 3);
 }
+
+#[tokio::test]
+async fn every_typed_call_decodes_the_fakes_answers() {
+    let Some(fake) = fake_with_template().await else {
+        return;
+    };
+    fake.cmd(json!({"op": "add_node", "name": "pve2"})).await;
+    let c = fake.client();
+    // Cluster and nodes.
+    let st = c.cluster_status().await.unwrap();
+    assert!(
+        st.iter()
+            .any(|e| e.kind == "cluster" && e.quorate == Some(true)),
+        "{st:?}"
+    );
+    assert!(
+        st.iter()
+            .any(|e| e.kind == "node" && e.name == "pve2" && e.online == Some(true))
+    );
+    let status = c.node_status("pve1").await.unwrap();
+    assert!(status.get("uptime").is_some(), "{status}");
+    let nodes = c
+        .cluster_resources(Some(hakube_proxmox_api::ResourceType::Node))
+        .await
+        .unwrap();
+    assert_eq!(nodes.len(), 2);
+    assert!(!c.storages().await.unwrap().is_empty());
+    assert!(
+        c.node_storages("pve1")
+            .await
+            .unwrap()
+            .iter()
+            .any(|s| s.storage == "local-lvm")
+    );
+    // nextid: a taken id is a 400 with the field named.
+    let e = c.next_id(Some(9000)).await.unwrap_err();
+    let Error::Api { status, errors, .. } = &e else {
+        panic!("{e}")
+    };
+    assert_eq!((*status, errors.contains_key("vmid")), (400, true));
+    assert_eq!(c.next_id(Some(4242)).await.unwrap(), 4242);
+    // Create, configure (async), resize, template.
+    let upid = c
+        .qemu_create(
+            "pve1",
+            &Params::new()
+                .set("vmid", 150u32)
+                .set("name", "scratch")
+                .set("scsi0", "local-lvm:4")
+                .set("agent", true)
+                .set("net0", "virtio,bridge=vmbr0"),
+        )
+        .await
+        .unwrap();
+    c.wait_task(&upid).await.unwrap();
+    let cfg_task = c
+        .qemu_set_config_async("pve1", 150, &Params::new().set("cores", 2u32))
+        .await
+        .unwrap()
+        .expect("a qmconfig task");
+    c.wait_task(&cfg_task).await.unwrap();
+    assert_eq!(
+        c.qemu_config("pve1", 150).await.unwrap().get_u64("cores"),
+        Some(2)
+    );
+    let resize = c
+        .qemu_resize("pve1", 150, "scsi0", "8G")
+        .await
+        .unwrap()
+        .expect("task");
+    c.wait_task(&resize).await.unwrap();
+    assert_eq!(
+        c.qemu_config("pve1", 150).await.unwrap().disk_size("scsi0"),
+        Some(8 << 30)
+    );
+    // Power, pending, agent.
+    let start = c.qemu_start("pve1", 150).await.unwrap();
+    c.wait_task(&start).await.unwrap();
+    c.qemu_set_config("pve1", 150, &Params::new().set("memory", 4096u32))
+        .await
+        .unwrap();
+    let pending = c.qemu_pending("pve1", 150).await.unwrap();
+    assert!(
+        pending
+            .iter()
+            .any(|p| p.key == "memory" && p.pending.is_some()),
+        "{pending:?}"
+    );
+    c.agent_ping("pve1", 150).await.unwrap();
+    let ifs = c.agent_network_interfaces("pve1", 150).await.unwrap();
+    assert!(
+        hakube_proxmox_api::primary_address(&ifs).is_some(),
+        "{ifs:?}"
+    );
+    let vs = c.qemu_status("pve1", 150).await.unwrap();
+    assert_eq!((vs.status.as_str(), vs.agent), ("running", Some(true)));
+    let reboot = c.qemu_reboot("pve1", 150).await.unwrap();
+    c.wait_task(&reboot).await.unwrap();
+    let shutdown = c.qemu_shutdown("pve1", 150, Some(30), true).await.unwrap();
+    c.wait_task(&shutdown).await.unwrap();
+    let start = c.qemu_start("pve1", 150).await.unwrap();
+    c.wait_task(&start).await.unwrap();
+    let stop = c.qemu_stop("pve1", 150).await.unwrap();
+    c.wait_task(&stop).await.unwrap();
+    let mig = c
+        .qemu_migrate("pve1", 150, "pve2", false, true)
+        .await
+        .unwrap();
+    c.wait_task(&mig).await.unwrap();
+    assert_eq!(c.qemu_list("pve2").await.unwrap()[0].vmid, 150);
+    if let Some(t) = c.qemu_template("pve2", 150).await.unwrap() {
+        c.wait_task(&t).await.unwrap();
+    }
+    assert_eq!(
+        c.qemu_status("pve2", 150).await.unwrap().template,
+        Some(true)
+    );
+    // Tasks of a node, and a log.
+    let tasks = c.node_tasks("pve2", Some(150), false).await.unwrap();
+    assert!(tasks.iter().all(|t| !t.is_active()), "{tasks:?}");
+    let log = c.task_log(&mig, 0, 50).await.unwrap();
+    assert!(log.iter().any(|l| l.t == "TASK OK"), "{log:?}");
+    // Pools and HA.
+    c.create_pool("k8s", Some("test")).await.unwrap();
+    assert!(c.pools().await.unwrap().iter().any(|p| p.poolid == "k8s"));
+    c.create_ha_resource("vm:9000", "started", None)
+        .await
+        .unwrap();
+    assert_eq!(c.ha_resources().await.unwrap()[0].sid, "vm:9000");
+    c.create_ha_rule(&hakube_proxmox_api::HaRuleSpec::NodeAffinity {
+        rule: "pin".into(),
+        resources: vec!["vm:9000".into()],
+        nodes: vec!["pve1:2".into(), "pve2".into()],
+        strict: false,
+        comment: None,
+    })
+    .await
+    .unwrap();
+    let rules = c.ha_rules().await.unwrap();
+    assert_eq!(
+        (rules[0].kind.as_str(), rules[0].nodes.as_deref()),
+        ("node-affinity", Some("pve1:2,pve2"))
+    );
+    // Delete with purge.
+    let del = c.qemu_delete("pve1", 9000, true).await.unwrap();
+    c.wait_task(&del).await.unwrap();
+}
