@@ -35,10 +35,10 @@
 //! let exports = setup.exports_file().to_string();
 //! assert!(exports.contains("/srv/nfs/k8s-prod 10.20.0.0/24(rw,sync,no_subtree_check,root_squash)"));
 //!
-//! for file in setup.cluster_files()? {
-//!     // e.g. "20-storageclass-nfs-prod.yaml" -> out/cluster/nfs/20-storageclass-nfs-prod.yaml
-//!     assert!(file.name.ends_with(".yaml"));
-//! }
+//! // Everything for the plan tree, paths relative to `out/`.
+//! let files = setup.plan_files()?;
+//! assert_eq!(files[0].path, "hosts/nfs1/etc/exports.d/hakube.exports");
+//! assert!(files.iter().any(|f| f.path == "cluster/nfs/20-storageclass-nfs-prod.yaml"));
 //! # Ok::<(), hakube_nfs_provisioning::Error>(())
 //! ```
 
@@ -51,9 +51,11 @@ mod model;
 #[cfg(feature = "remote")]
 pub mod remote;
 pub mod server;
+mod tree;
 
 pub use error::{Error, Result};
 pub use model::{
     Backend, ClusterOptions, DataPolicy, DirectoryOwner, ExportSpec, K8sName, MountOption, NOBODY,
     NfsInput, NfsServer, NfsSetup, SUBDIR_PROVISIONER_IMAGE, ServerAddress,
 };
+pub use tree::PlanFile;

@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::time::Duration;
 
 use hakube_lab::{Lab, require_root};
@@ -15,6 +16,7 @@ use hakube_nfs_provisioning::{Error, NfsInput, NfsServer, NfsSetup, ServerAddres
 use hakube_remote::{Auth, HostKeyPolicy, SshConfig, SshSession, Target};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
+const PYENV_SHIMS: &str = "/root/.pyenv/shims";
 
 fn setup_for(lab: &Lab) -> NfsSetup {
     let nfs1 = lab.host("nfs1");
@@ -57,12 +59,18 @@ fn server_steps_over_ssh_against_a_lab_host() {
     if !require_root("server_steps_over_ssh_against_a_lab_host") {
         return;
     }
-    let lab = Lab::builder("nfs")
+    let mut builder = Lab::builder("nfs")
         .hosts(["nfs1", "node1"])
         // exportfs keeps its table in /var/lib/nfs: private per host, like a real VM's.
-        .private_dir("/var/lib/nfs")
-        .build()
-        .expect("lab");
+        .private_dir("/var/lib/nfs");
+    // Root's ~/.bashrc on this machine kind runs `pyenv init`, whose rehash waits up to 60 s
+    // for a lock file that killed shells (e.g. of torn-down labs) leave behind in the shared
+    // shims directory. Every SSH command runs through that bashrc, so give each lab host its
+    // own (empty) shims directory: the hosts never use pyenv's Python.
+    if Path::new(PYENV_SHIMS).is_dir() {
+        builder = builder.private_dir(PYENV_SHIMS);
+    }
+    let lab = builder.build().expect("lab");
     let nfs1 = lab.host("nfs1");
     let setup = setup_for(&lab);
     let plan = setup.server_plan();
