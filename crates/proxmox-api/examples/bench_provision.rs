@@ -3,11 +3,11 @@
 //!
 //! `cargo run -p hakube-proxmox-api --example bench_provision -- URL CA_PEM_FILE [COUNT] [NODES] [TASKS_PER_NODE]`
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use hakube_proxmox_api::cloudinit::IpConfig;
 use hakube_proxmox_api::provision::{CloudInit, NetSpec, ProvisionOptions, Provisioner, VmSpec};
-use hakube_proxmox_api::{ClientBuilder, Secret, TaskPoll, TlsTrust};
+use hakube_proxmox_api::{ClientBuilder, Secret, TlsTrust};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -25,11 +25,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .password("root@pam", Secret::new("secret"))
         .trust(TlsTrust::CaPem(std::fs::read_to_string(ca)?))
         .node_concurrency(per_node)
-        .task_poll(TaskPoll {
-            min_interval: Duration::from_millis(10),
-            max_interval: Duration::from_secs(1),
-            ..TaskPoll::default()
-        })
         .build()?;
     let specs: Vec<VmSpec> = (0..count)
         .map(|i| {

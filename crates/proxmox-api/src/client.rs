@@ -71,7 +71,7 @@ pub struct TaskPoll {
     pub min_interval: Duration,
     /// The longest poll interval.
     pub max_interval: Duration,
-    /// Interval as a share of the time already waited (0.1: at most 10 % late).
+    /// Interval as a share of the time already waited (0.05: at most 5 % late).
     pub fraction: f64,
     /// How long a fresh task may answer `no such task` before that is an error.
     pub unknown_grace: Duration,
@@ -84,7 +84,7 @@ impl Default for TaskPoll {
         Self {
             min_interval: Duration::from_millis(20),
             max_interval: Duration::from_secs(2),
-            fraction: 0.1,
+            fraction: 0.05,
             unknown_grace: Duration::from_secs(10),
             log_tail: 20,
         }
