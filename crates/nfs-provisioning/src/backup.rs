@@ -38,6 +38,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+use crate::cluster::RenderedFile;
 use crate::error::{Error, Result};
 use crate::exports::ExportPath;
 use crate::model::{K8sName, NfsSetup};
@@ -302,6 +303,28 @@ impl NfsSetup {
             },
         ];
         Ok(BackupPlan { script, steps })
+    }
+
+    /// [`Self::static_volumes`] as YAML files (`30-persistentvolume-<name>.yaml`), for
+    /// `cluster/nfs/restore/` or `kubectl apply --server-side`.
+    ///
+    /// # Errors
+    /// As [`Self::static_volumes`], plus [`Error::Yaml`] (a bug).
+    pub fn static_volume_files(&self, claims: &[ExistingClaim]) -> Result<Vec<RenderedFile>> {
+        self.static_volumes(claims)?
+            .iter()
+            .map(|pv| {
+                let name = format!(
+                    "30-persistentvolume-{}.yaml",
+                    pv.metadata.name.as_deref().unwrap_or_default()
+                );
+                let contents = serde_saphyr::to_string(pv).map_err(|source| Error::Yaml {
+                    file: name.clone(),
+                    source,
+                })?;
+                Ok(RenderedFile { name, contents })
+            })
+            .collect()
     }
 
     /// Static PersistentVolumes re-attaching old claims to their restored directories

@@ -110,6 +110,13 @@ fn static_volumes_point_at_the_pattern_directories() {
         Some("Retain")
     );
 
+    let files = setup.static_volume_files(&claims).expect("files");
+    assert_eq!(
+        files[0].name,
+        "30-persistentvolume-restored-shop-db-data.yaml"
+    );
+    assert_eq!(files[0].contents, yaml);
+
     let mut wrong = claims[0].clone();
     wrong.storage_class = K8sName::new("nfs-fast").expect("name");
     assert!(setup.static_volumes(&[wrong]).is_err());
