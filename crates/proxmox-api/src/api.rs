@@ -969,6 +969,18 @@ mod tests {
     }
 
     #[test]
+    fn upid_or_null() {
+        // Resize answers null before PVE 8.0 and a UPID since.
+        let m: MaybeUpid = serde_json::from_str("null").unwrap();
+        assert_eq!(Option::<Upid>::from(m), None);
+        let m: MaybeUpid =
+            serde_json::from_str(r#""UPID:pve:0000A1B2:00C0FFEE:5FBE5A32:resize:100:root@pam:""#)
+                .unwrap();
+        assert_eq!(Option::<Upid>::from(m).unwrap().task_type(), "resize");
+        assert!(serde_json::from_str::<MaybeUpid>(r#""not a upid""#).is_err());
+    }
+
+    #[test]
     fn clone_params() {
         let o = CloneOptions {
             name: Some("m1".into()),

@@ -401,3 +401,42 @@ async fn every_typed_call_decodes_the_fakes_answers() {
     let del = c.qemu_delete("pve1", 9000, true).await.unwrap();
     c.wait_task(&del).await.unwrap();
 }
+
+#[tokio::test]
+async fn task_quirks_warnings_no_such_task_and_transient_gets() {
+    let Some(fake) = fake_with_template().await else {
+        return;
+    };
+    let c = fake.client();
+    // WARNINGS: n is success.
+    fake.cmd(json!({"op": "warn_types", "value": ["qmclone"]}))
+        .await;
+    let upid = c
+        .qemu_clone("pve1", 9000, 120, &CloneOptions::default())
+        .await
+        .unwrap();
+    let done = c.wait_task(&upid).await.unwrap();
+    assert_eq!(
+        (done.exitstatus.as_str(), done.warnings),
+        ("WARNINGS: 1", 1)
+    );
+    // A fresh task briefly unknown to its node.
+    fake.cmd(json!({"op": "fail", "method": "GET", "suffix": "/status", "status": 400, "message": "no such task", "times": 2})).await;
+    let upid = c.qemu_start("pve1", 120).await.unwrap();
+    c.wait_task(&upid).await.unwrap();
+    // Transient proxy errors on reads are retried.
+    fake.cmd(json!({"op": "fail", "method": "GET", "suffix": "/cluster/resources", "status": 596, "message": "Broken pipe", "times": 2})).await;
+    let r = c.cluster_resources(None).await.unwrap();
+    assert!(r.iter().any(|r| r.vmid == Some(120)));
+    // ...but not on writes: a 596 may have been processed.
+    fake.cmd(json!({"op": "fail", "method": "POST", "suffix": "/status/stop", "status": 596, "message": "Broken pipe", "times": 1})).await;
+    let e = c.qemu_stop("pve1", 120).await.unwrap_err();
+    assert_eq!(e.retry(), hakube_proxmox_api::Retry::AfterObserve);
+    let stops = fake
+        .requests(0)
+        .await
+        .iter()
+        .filter(|r| r.1.ends_with("/status/stop"))
+        .count();
+    assert_eq!(stops, 1);
+}

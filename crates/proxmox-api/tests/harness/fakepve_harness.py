@@ -49,6 +49,9 @@ class HarnessPve(FakePve):
         self.ha_res = {}
         # vmid -> the error its next start task ends with.
         self.start_errors = {}
+        # Task types that end with `WARNINGS: 1` (success with warnings).
+        self.warn_types = set()
+        self.ha_groups = {}
         self.ha_rules = {}
 
     # ------------------------------------------------------------ durations
@@ -61,6 +64,12 @@ class HarnessPve(FakePve):
             async def body():
                 await self.pause(secs)
                 return await inner()
+        if ttype in self.warn_types:
+            plain = body
+
+            async def body():
+                await plain()
+                raise TaskError('WARNINGS: 1')
         return await super().task(node, ttype, tid, user, body, vm=vm, lock=lock, log=log)
 
     async def _apply_config(self, vm, user, p):
@@ -91,7 +100,20 @@ class HarnessPve(FakePve):
                 ('POST', '/cluster/ha/resources', self._hk_ha_res_create),
                 ('GET', '/cluster/ha/rules', self._hk_ha_rules_list),
                 ('POST', '/cluster/ha/rules', self._hk_ha_rules_create),
-                ('POST', '/nodes/{node}/qemu/{vmid}/migrate', self._hk_migrate)]
+                ('POST', '/nodes/{node}/qemu/{vmid}/migrate', self._hk_migrate),
+                ('GET', '/cluster/ha/groups', self._hk_groups_list),
+                ('POST', '/cluster/ha/groups', self._hk_groups_create)]
+
+    async def _hk_groups_list(self, v, user):
+        return [dict(g) for _, g in sorted(self.ha_groups.items())]
+
+    async def _hk_groups_create(self, v, user):
+        group = str(v['group'])
+        if group in self.ha_groups:
+            raise PveError(500, "ha group '{0}' already defined".format(group))
+        self.ha_groups[group] = {'group': group, 'nodes': v['nodes'], 'type': 'group', 'digest': 'x' * 40,
+                                 'restricted': v.get('restricted', 0)}
+        return None
 
     async def _hk_migrate(self, v, user):
         vm = self.find(v['node'], v['vmid'])
@@ -230,6 +252,8 @@ async def command(pve, cmd):
             await asyncio.sleep(0.01)
     elif op == 'start_error':
         pve.start_errors[cmd['vmid']] = cmd['message']
+    elif op == 'warn_types':
+        pve.warn_types = set(cmd['value'])
     elif op == 'set_version':
         pve.version, pve.release_version = cmd['version'], cmd['release']
     elif op == 'ping':
