@@ -282,6 +282,30 @@ fn ansible_run(
     elapsed
 }
 
+/// (this process's user+system CPU ticks, machine busy ticks, machine total ticks).
+fn cpu_ticks() -> (u64, u64, u64) {
+    let own = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = own.rsplit_once(')').map_or("", |(_, a)| a);
+    let f: Vec<u64> = after
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    // fields after ")": state(0) ppid(1) ... utime(11) stime(12)
+    let own_ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let cpu: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    let total: u64 = cpu.iter().sum();
+    let idle = cpu.get(3).copied().unwrap_or(0) + cpu.get(4).copied().unwrap_or(0);
+    (own_ticks, total - idle, total)
+}
+
 fn secs(d: Duration) -> String {
     format!("{:.3}s", d.as_secs_f64())
 }
@@ -331,10 +355,17 @@ async fn main() {
 
     let mut h1 = Vec::new();
     let mut hn = Vec::new();
+    let (mut own, mut busy, mut total) = (0, 0, 0);
     for _ in 0..args.runs {
         h1.push(hakube_run(&one, &key.private(), &kh, &next_id(), &files).await);
+        let before = cpu_ticks();
         hn.push(hakube_run(&all, &key.private(), &kh, &next_id(), &files).await);
+        let after = cpu_ticks();
+        own += after.0 - before.0;
+        busy += after.1 - before.1;
+        total += after.2 - before.2;
     }
+    let hn_sum: f64 = hn.iter().map(Duration::as_secs_f64).sum();
     let (h1, hn) = (median(h1), median(hn));
 
     let pool = SshPool::new(SshConfig::new(
@@ -357,6 +388,13 @@ async fn main() {
         args.hosts,
         secs(hn),
         hn.as_secs_f64() / h1.as_secs_f64()
+    );
+    println!(
+        "  during the {}-host runs: machine CPU {:.0}% busy ({} cores), hakube client process {:.0}% of one core",
+        args.hosts,
+        100.0 * busy as f64 / total.max(1) as f64,
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+        100.0 * (own as f64 / 100.0) / hn_sum.max(1e-9)
     );
     println!("  warm pool, 1 host:  {}", secs(w1));
     println!(

@@ -398,8 +398,15 @@ impl SshSession {
                 stderr,
                 status,
             }),
-            None if self.connection_closed().await => Err(lost("connection closed".into())),
             None => {
+                // The channel ended without a status. If the connection is going down, say so
+                // (the transport may need a moment to notice after the channel did).
+                for _ in 0..10 {
+                    if self.connection_closed().await {
+                        return Err(lost("connection closed".into()));
+                    }
+                    tokio::time::sleep(Duration::from_millis(25)).await;
+                }
                 // Stdin errors matter only when nothing else explains the failure.
                 fed?;
                 Err(Error::NoExitStatus {
