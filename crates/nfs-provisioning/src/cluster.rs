@@ -41,6 +41,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use crate::error::{Error, Result};
 use crate::model::{Backend, DataPolicy, ExportSpec, NfsSetup};
 
+/// Debian packages every Kubernetes node needs to mount NFS volumes (`mount.nfs`). Without them
+/// the provisioner pod and every NFS-backed pod stay in `ContainerCreating`.
+pub const NODE_PACKAGES: &[&str] = &["nfs-common"];
+
 /// Where the lead puts [`NfsSetup::cluster_files`] in the plan tree.
 pub const CLUSTER_DIR: &str = "cluster/nfs";
 /// The ServiceAccount, ClusterRole and ClusterRoleBinding name.

@@ -59,6 +59,19 @@ fn server_steps_over_ssh_against_a_lab_host() {
     if !require_root("server_steps_over_ssh_against_a_lab_host") {
         return;
     }
+    if Path::new("/proc/fs/nfsd/exports").exists() {
+        // Lab hosts share the kernel: exportfs would change the machine's live exports.
+        println!(
+            "SKIP server_steps_over_ssh_against_a_lab_host: a kernel NFS server is active here"
+        );
+        return;
+    }
+    if !Path::new("/usr/sbin/exportfs").exists() {
+        println!(
+            "SKIP server_steps_over_ssh_against_a_lab_host: exportfs missing (apt-get install nfs-kernel-server)"
+        );
+        return;
+    }
     let mut builder = Lab::builder("nfs")
         .hosts(["nfs1", "node1"])
         // exportfs keeps its table in /var/lib/nfs: private per host, like a real VM's.
