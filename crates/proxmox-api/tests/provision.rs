@@ -573,3 +573,28 @@ async fn vm_on_the_wrong_node_is_migrated() {
     assert_eq!(p.apply(&moved).await.unwrap().changes(), 0);
     assert_eq!(mutating(&fake.requests(before).await), Vec::<String>::new());
 }
+
+#[tokio::test]
+async fn clones_run_in_parallel_within_the_per_node_limit() {
+    let Some(fake) = seed_fake(0.01).await else {
+        return;
+    };
+    fake.cmd(json!({"op": "durations", "value": {"qmclone": 10, "qmstart": 2}}))
+        .await;
+    let mut o = options();
+    o.tasks_per_node = 2;
+    let report = Provisioner::new(fake.client(), o)
+        .apply(&seed_specs())
+        .await
+        .unwrap();
+    assert!(report.is_success(), "{report}");
+    // 4 VMs per node: never more than 2 worker tasks at once on a node, and they did overlap.
+    let max = fake.cmd(json!({"op": "max_running"})).await;
+    for n in NODES {
+        assert!(
+            max[n].as_u64().is_some_and(|m| (1..=2).contains(&m)),
+            "{max}"
+        );
+    }
+    assert!(NODES.iter().any(|n| max[*n] == 2), "{max}");
+}

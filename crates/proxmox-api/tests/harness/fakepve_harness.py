@@ -51,6 +51,9 @@ class HarnessPve(FakePve):
         self.start_errors = {}
         # Task types that end with `WARNINGS: 1` (success with warnings).
         self.warn_types = set()
+        # Worker tasks running now and the most seen at once, per node.
+        self.running = {}
+        self.max_running = {}
         self.ha_groups = {}
         self.ha_rules = {}
 
@@ -64,6 +67,16 @@ class HarnessPve(FakePve):
             async def body():
                 await self.pause(secs)
                 return await inner()
+        counted = body
+
+        async def body():
+            now = self.running.get(node, 0) + 1
+            self.running[node] = now
+            self.max_running[node] = max(self.max_running.get(node, 0), now)
+            try:
+                return await counted()
+            finally:
+                self.running[node] -= 1
         if ttype in self.warn_types:
             plain = body
 
@@ -252,6 +265,8 @@ async def command(pve, cmd):
             await asyncio.sleep(0.01)
     elif op == 'start_error':
         pve.start_errors[cmd['vmid']] = cmd['message']
+    elif op == 'max_running':
+        return pve.max_running
     elif op == 'warn_types':
         pve.warn_types = set(cmd['value'])
     elif op == 'set_version':
