@@ -19,6 +19,7 @@
 
 mod base;
 mod haproxy;
+mod nfs;
 mod tree;
 
 pub use tree::{PlanFile, PlanTree, WriteSummary};
@@ -77,5 +78,6 @@ pub fn render(cluster: &Cluster) -> Result<PlanTree, Error> {
     let mut tree = PlanTree::default();
     base::render(cluster, &mut tree)?;
     haproxy::render(cluster, &mut tree)?;
+    nfs::render(cluster, &mut tree)?;
     Ok(tree)
 }

@@ -126,3 +126,35 @@ fn seed_haproxy_cfg_passes_haproxy_check() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+#[test]
+fn nfs_server_and_storage_classes() {
+    let tree = seed();
+    let exports = text(&tree, "hosts/nfs-1/etc/exports.d/hakube.exports");
+    assert!(
+        exports.contains("/srv/nfs/k8s-prod 10.20.0.0/24("),
+        "{exports}"
+    );
+    assert!(
+        exports.contains("/srv/nfs/k8s-nonprod 10.20.0.0/24("),
+        "{exports}"
+    );
+    let classes: Vec<&str> = tree
+        .iter()
+        .map(|(p, _)| p)
+        .filter(|p| p.starts_with("cluster/nfs/") && p.contains("storageclass"))
+        .collect();
+    assert_eq!(classes.len(), 2, "{classes:?}");
+    let prod = tree
+        .iter()
+        .find(|(p, _)| p.starts_with("cluster/nfs/") && p.contains("storageclass-nfs-prod"))
+        .unwrap();
+    let prod = std::str::from_utf8(&prod.1.contents).unwrap();
+    assert!(prod.contains("reclaimPolicy: Retain"), "{prod}");
+    // The provisioners mount the NFS VM's address.
+    assert!(
+        tree.iter()
+            .any(|(p, f)| p.starts_with("cluster/nfs/10-deployment")
+                && String::from_utf8_lossy(&f.contents).contains("10.20.0.17"))
+    );
+}

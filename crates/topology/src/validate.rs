@@ -514,6 +514,18 @@ pub(crate) fn check(t: &Topology, f: &mut Findings) {
         }
         defaults += usize::from(sc.default);
     }
+    if let Some(nfs) = &t.nfs {
+        for (i, e) in nfs.exports.iter().enumerate() {
+            let users = t
+                .storage_classes
+                .iter()
+                .filter(|sc| sc.export.trim_end_matches('/') == e.path.trim_end_matches('/'))
+                .count();
+            if users != 1 {
+                f.error(Rule::StorageClass, format!("nfs.exports[{i}].path"), format!("`{}` backs {users} StorageClasses: each export backs exactly one (separate exports keep environments and backups apart)", e.path));
+            }
+        }
+    }
     if defaults > 1 {
         f.error(
             Rule::StorageClass,

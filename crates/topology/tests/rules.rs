@@ -528,3 +528,10 @@ fn vrrp_router_id_must_be_valid() {
         "network.virtual_router_id",
     );
 }
+
+#[test]
+fn every_export_backs_one_storage_class() {
+    let text = seed_with("export: /srv/nfs/k8s-nonprod", "export: /srv/nfs/k8s-prod");
+    let m = problem(&text, Rule::StorageClass, "nfs.exports[1].path");
+    assert!(m.contains("backs 0"), "{m}");
+}

@@ -1,0 +1,75 @@
+//! The NFS server (`/etc/exports.d`, directories) and the cluster side (`cluster/nfs/`).
+
+use hakube_nfs_provisioning::exports::{Client, ExportPath, HostName};
+use hakube_nfs_provisioning::{
+    ClusterOptions, DataPolicy, ExportSpec, K8sName, NfsInput, NfsServer, NfsSetup, ServerAddress,
+};
+use hakube_topology::{Cluster, ReclaimPolicy, RoleKind};
+
+use crate::{Error, PlanTree};
+
+fn err(e: impl std::fmt::Display) -> Error {
+    Error::Component {
+        component: "nfs",
+        message: e.to_string(),
+    }
+}
+
+/// The NFS crate's input, from the topology; `None` without an NFS server.
+pub(crate) fn setup(cluster: &Cluster) -> Result<Option<NfsSetup>, Error> {
+    let t = &cluster.topology;
+    let (Some(nfs), Some(vm)) = (&t.nfs, cluster.vms_with_role(RoleKind::Nfs).next()) else {
+        return Ok(None);
+    };
+    let mut exports = Vec::new();
+    let mut default_class = None;
+    for sc in &t.storage_classes {
+        let Some(export) = nfs
+            .exports
+            .iter()
+            .find(|e| e.path.trim_end_matches('/') == sc.export.trim_end_matches('/'))
+        else {
+            continue; // topology validation guarantees the export exists
+        };
+        let mut spec = ExportSpec::new(
+            ExportPath::new(&export.path).map_err(err)?,
+            K8sName::new(&sc.name).map_err(err)?,
+        )
+        .with_policy(match sc.reclaim_policy {
+            ReclaimPolicy::Retain => DataPolicy::Retain,
+            ReclaimPolicy::Delete => DataPolicy::Delete,
+        });
+        spec.clients = export
+            .clients
+            .iter()
+            .map(|c| Client::Network((*c).into()))
+            .collect();
+        if sc.default {
+            default_class = Some(K8sName::new(&sc.name).map_err(err)?);
+        }
+        exports.push(spec);
+    }
+    let input = NfsInput {
+        server: NfsServer {
+            name: HostName::new(&vm.name).map_err(err)?,
+            address: ServerAddress::Ip(vm.address.into()),
+        },
+        node_network: t.network.cidr.into(),
+        exports,
+        cluster: ClusterOptions {
+            default_class,
+            ..ClusterOptions::default()
+        },
+    };
+    NfsSetup::new(input).map(Some).map_err(err)
+}
+
+pub(crate) fn render(cluster: &Cluster, tree: &mut PlanTree) -> Result<(), Error> {
+    let Some(setup) = setup(cluster)? else {
+        return Ok(());
+    };
+    for f in setup.plan_files().map_err(err)? {
+        tree.insert(f.path, f.contents, f.mode)?;
+    }
+    Ok(())
+}
