@@ -155,20 +155,9 @@ pub(crate) fn render_apps(input: &AddonsInput) -> Result<ComponentOutput, Addons
                 }],
             })],
         ));
-        steps.push(InstallStep::Manual {
+        steps.push(InstallStep::ApplyKustomize {
             component: Component::Apps,
-            description: format!(
-                "Environment {}: applied from Git (Kustomize overlay), e.g. by a GitOps controller.",
-                env.name
-            ),
-            commands: vec![vec![
-                "kubectl".into(),
-                "apply".into(),
-                "--server-side".into(),
-                format!("--field-manager={}", Component::Apps.field_manager()),
-                "-k".into(),
-                format!("cluster/{dir}"),
-            ]],
+            dir,
         });
     }
     let files = docs
@@ -215,6 +204,9 @@ fn readme(input: &AddonsInput, outputs: &[ComponentOutput]) -> String {
                 InstallStep::WaitCrds { crds, .. } => format!("Wait for CRDs {}", crds.join(", ")),
                 InstallStep::Apply { files, .. } => {
                     format!("Server-side apply {}", files.join(", "))
+                }
+                InstallStep::ApplyKustomize { dir, .. } => {
+                    format!("Server-side apply the Kustomize folder {dir}")
                 }
                 InstallStep::WaitRollout {
                     kind,

@@ -1,11 +1,14 @@
 //! Install steps: pure data, executed by whoever runs the plan (kube-rs applier in
 //! [`crate::apply`], or `kubectl`/`helm` via [`InstallStep::commands`]).
 
+use serde::Serialize;
+
 use crate::versions::Chart;
 
 /// The components this crate renders, in bootstrap order (the NFS provisioner, owned by
 /// `hakube-nfs-provisioning`, installs between Calico and Traefik).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum Component {
     /// Calico CNI (tigera operator + Installation).
@@ -50,7 +53,7 @@ impl Component {
 }
 
 /// A Helm release installed with `helm upgrade --install` at a pinned chart version.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HelmRelease {
     /// Owning component.
     pub component: Component,
@@ -94,7 +97,7 @@ impl HelmRelease {
 }
 
 /// Kinds of workload a readiness wait can target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum WorkloadKind {
     /// apps/v1 Deployment.
     Deployment,
@@ -117,7 +120,8 @@ impl WorkloadKind {
 }
 
 /// One step of the install, in order.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "step", rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum InstallStep {
     /// `helm upgrade --install` of a pinned chart.
@@ -136,6 +140,14 @@ pub enum InstallStep {
         component: Component,
         /// Manifest files, relative to `cluster/`.
         files: Vec<String>,
+    },
+    /// Server-side apply of a Kustomize folder (`kubectl apply --server-side -k`), for overlays
+    /// that need Kustomize to build (GitOps controllers do the same from Git).
+    ApplyKustomize {
+        /// Owning component.
+        component: Component,
+        /// Folder relative to `cluster/`, e.g. `apps/overlays/prod`.
+        dir: String,
     },
     /// Wait until a workload has rolled out.
     WaitRollout {
@@ -167,6 +179,7 @@ impl InstallStep {
             Self::Helm(h) => h.component,
             Self::WaitCrds { component, .. }
             | Self::Apply { component, .. }
+            | Self::ApplyKustomize { component, .. }
             | Self::WaitRollout { component, .. }
             | Self::Manual { component, .. } => *component,
         }
@@ -199,6 +212,14 @@ impl InstallStep {
                     ]
                 })
                 .collect(),
+            Self::ApplyKustomize { component, dir: d } => vec![vec![
+                s("kubectl"),
+                s("apply"),
+                s("--server-side"),
+                format!("--field-manager={}", component.field_manager()),
+                s("-k"),
+                format!("{dir}/{d}"),
+            ]],
             Self::WaitRollout {
                 kind,
                 namespace,

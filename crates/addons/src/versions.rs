@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 
 /// Where a Helm chart comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Chart {
     /// Chart repository URL (`https://...` index or `oci://...` registry path without the name).
     pub repo: Cow<'static, str>,

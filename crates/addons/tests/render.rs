@@ -133,3 +133,15 @@ fn alternative_choices_match_their_snapshots() {
     assert!(ms.contains("--kubelet-insecure-tls"), "{ms}");
     assert!(!out.steps.iter().any(|s| matches!(s, hakube_addons::InstallStep::Manual { description, .. } if description.contains("kubelet-serving"))));
 }
+
+#[test]
+fn install_steps_serialize_for_the_plan() {
+    let out = rendered();
+    let json = serde_json::to_value(&out.steps).expect("serializes");
+    assert_eq!(json[0]["step"], "helm");
+    assert_eq!(json[0]["component"], "calico");
+    assert_eq!(json[0]["chart"]["version"], "v3.32.1");
+    let last = &json[json.as_array().expect("array").len() - 1];
+    assert_eq!(last["step"], "apply-kustomize");
+    assert_eq!(last["dir"], "apps/overlays/nonprod");
+}
