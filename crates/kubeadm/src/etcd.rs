@@ -473,7 +473,7 @@ pub fn restore_command(
 
 /// Restores every member from one snapshot (the whole-control-plane DR path; see the module
 /// docs for the order). The old data directories are kept next to the new ones
-/// (`<data_dir>.before-restore-<time>`).
+/// (contents moved to `<data_dir>.before-restore-<time>`; the data directory may be a mount point).
 ///
 /// # Errors
 /// [`Error::Remote`] for failed commands, [`Error::Etcd`] when the cluster is not healthy in time.
@@ -528,22 +528,37 @@ pub async fn restore_cluster(
             )
             .await
             .map_err(remote_err(m.host.host(), "upload snapshot"))?;
+        // The data directory may be a mount point: move its contents aside, restore into a
+        // temporary sibling (restore refuses an existing directory), then move the result in.
+        let tmp = format!("{}.hakube-restore", options.data_dir);
         m.host
             .run_ok(&sh(format!(
-                "if [ -e {d} ]; then mv {d} {aside}; fi",
+                "rm -rf {tmp} && mkdir -p {aside} && if [ -d {d} ]; then \
+                 find {d} -mindepth 1 -maxdepth 1 -exec mv {{}} {aside}/ \\; ; fi",
                 d = options.data_dir
             )))
             .await
-            .map_err(remote_err(m.host.host(), "move data dir aside"))?;
+            .map_err(remote_err(m.host.host(), "move data aside"))?;
+        let restore_to = RestoreOptions {
+            data_dir: tmp.clone(),
+            ..options.clone()
+        };
         m.host
             .run_ok(&sh(restore_command(
                 &m.name,
                 &m.peer_url,
                 &initial_cluster,
-                options,
+                &restore_to,
             )))
             .await
             .map_err(remote_err(m.host.host(), "snapshot restore"))?;
+        m.host
+            .run_ok(&sh(format!(
+                "mkdir -p {d} && chmod 700 {d} && find {tmp} -mindepth 1 -maxdepth 1 -exec mv {{}} {d}/ \\; && rmdir {tmp}",
+                d = options.data_dir
+            )))
+            .await
+            .map_err(remote_err(m.host.host(), "install restored data"))?;
     }
     // 4. Start everywhere.
     for m in members {

@@ -59,6 +59,8 @@ pub struct BootstrapOptions {
     pub certificate_key_ttl: Duration,
     /// Renew a token or the uploaded certificates when less than this is left.
     pub renew_margin: Duration,
+    /// Paths removed after `kubeadm reset` (it leaves the CNI config and kubeconfigs behind).
+    pub reset_cleanup: Vec<String>,
 }
 
 impl Default for BootstrapOptions {
@@ -72,6 +74,7 @@ impl Default for BootstrapOptions {
             ready_poll: Duration::from_secs(5),
             certificate_key_ttl: Duration::from_secs(2 * 3600),
             renew_margin: Duration::from_secs(15 * 60),
+            reset_cleanup: vec!["/etc/cni/net.d".into(), "/root/.kube/config".into()],
         }
     }
 }
@@ -528,9 +531,12 @@ impl Bootstrap {
 
     /// Nodes among `nodes` that have not joined yet (no kubelet.conf).
     async fn pending(&self, nodes: &[String]) -> Result<Vec<String>> {
+        // Checked concurrently: this is also where first connections to the nodes are made.
+        let checks = nodes.iter().map(|n| self.is_member(n));
+        let members = futures::future::join_all(checks).await;
         let mut out = Vec::new();
-        for n in nodes {
-            if !self.is_member(n).await? {
+        for (n, m) in nodes.iter().zip(members) {
+            if !m? {
                 out.push(n.clone());
             }
         }
@@ -659,12 +665,16 @@ impl Bootstrap {
             RESET_CONFIG_PATH,
         ]))
         .await?;
-        host.run_ok(
-            &self
-                .cmd("sh", false)
-                .args(["-c", "rm -rf /etc/cni/net.d /root/.kube/config"]),
-        )
-        .await?;
+        if !self.options.reset_cleanup.is_empty() {
+            host.run_ok(
+                &self
+                    .cmd("rm", false)
+                    .arg("-rf")
+                    .arg("--")
+                    .args(self.options.reset_cleanup.iter().cloned()),
+            )
+            .await?;
+        }
         Ok(())
     }
 
