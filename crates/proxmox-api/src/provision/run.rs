@@ -407,7 +407,7 @@ impl Provisioner {
                 }
             }
             for p in &plan.prune {
-                match self.prune(p.vmid, &p.node, &p.actions).await {
+                match self.prune(p.vmid, &p.actions).await {
                     Ok(()) => report.pruned.push(format!("{} ({})", p.name, p.vmid)),
                     Err(e) => report.cluster_errors.push(e),
                 }
@@ -461,7 +461,7 @@ impl Provisioner {
         }
     }
 
-    async fn prune(&self, vmid: u32, node: &str, actions: &[Action]) -> Result<(), Error> {
+    async fn prune(&self, vmid: u32, actions: &[Action]) -> Result<(), Error> {
         for a in actions {
             if let Action::Delete { node, running } = a {
                 let _p = self.permit(node).await;
@@ -477,7 +477,6 @@ impl Provisioner {
                     .await?;
             }
         }
-        let _ = node;
         Ok(())
     }
 
