@@ -1,5 +1,5 @@
 //! A typed model of the parts of `haproxy.cfg` a TCP/HTTP load balancer needs, rendered
-//! through [`Display`](core::fmt::Display).
+//! through [`Display`].
 //!
 //! Leaf types ([`Global`], [`Defaults`], [`Bind`], [`Server`], [`ServerOptions`], ...) are plain
 //! structs whose fields are already-validated values, so they cannot carry text that breaks
@@ -458,6 +458,28 @@ pub enum Verify {
     DangerNone,
 }
 
+/// What real traffic a server's passive health check watches (`observe`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Observe {
+    /// Connection errors (TCP and HTTP mode).
+    Layer4,
+    /// HTTP errors (HTTP mode only).
+    Layer7,
+}
+
+/// What HAProxy does when the passive health check counts `error-limit` errors (`on-error`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OnError {
+    /// Switch to `fastinter` checks.
+    FastInter,
+    /// Count it as one failed active check.
+    FailCheck,
+    /// One more failed check marks the server down.
+    SuddenDeath,
+    /// Mark the server down at once (active checks bring it back after `rise`).
+    MarkDown,
+}
+
 /// Options of a `server` line, also usable as a backend's `default-server`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct ServerOptions {
@@ -491,6 +513,12 @@ pub struct ServerOptions {
     pub send_proxy_v2: bool,
     /// `check-send-proxy`: send the PROXY header on health checks too.
     pub check_send_proxy: bool,
+    /// `observe`: also judge the server by real traffic (passive health check).
+    pub observe: Option<Observe>,
+    /// `error-limit`: consecutive errors that trigger `on-error`.
+    pub error_limit: Option<u32>,
+    /// `on-error`: what to do when `error-limit` is reached.
+    pub on_error: Option<OnError>,
 }
 
 impl ServerOptions {
@@ -514,6 +542,15 @@ impl ServerOptions {
             && w > 256
         {
             return Err(Error::invalid("weight", w.to_string(), "must be 0 to 256"));
+        }
+        if self.error_limit == Some(0) {
+            return Err(Error::invalid("error-limit", "0", "must be at least 1"));
+        }
+        if (self.error_limit.is_some() || self.on_error.is_some()) && self.observe.is_none() {
+            return Err(Error::conflict(
+                "observe",
+                "error-limit / on-error need `observe`",
+            ));
         }
         if (self.check_ssl || self.check_send_proxy) && !self.check {
             return Err(Error::conflict(
@@ -576,6 +613,21 @@ impl Display for ServerOptions {
         }
         if self.check_send_proxy {
             words.push("check-send-proxy".into());
+        }
+        match self.observe {
+            Some(Observe::Layer4) => words.push("observe layer4".into()),
+            Some(Observe::Layer7) => words.push("observe layer7".into()),
+            None => {}
+        }
+        if let Some(n) = self.error_limit {
+            words.push(format!("error-limit {n}"));
+        }
+        match self.on_error {
+            Some(OnError::FastInter) => words.push("on-error fastinter".into()),
+            Some(OnError::FailCheck) => words.push("on-error fail-check".into()),
+            Some(OnError::SuddenDeath) => words.push("on-error sudden-death".into()),
+            Some(OnError::MarkDown) => words.push("on-error mark-down".into()),
+            None => {}
         }
         f.write_str(&words.join(" "))
     }

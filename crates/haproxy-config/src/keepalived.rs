@@ -1,6 +1,6 @@
 //! A typed model of `keepalived.conf` for VRRP: `global_defs`, `vrrp_script` and
 //! `vrrp_instance` (unicast peers, virtual addresses, `track_script`, `notify`), rendered
-//! through [`Display`](core::fmt::Display).
+//! through [`Display`].
 //!
 //! There is deliberately no `authentication` block: VRRP `PASS` authentication is an 8-byte
 //! cleartext string, ignored by VRRPv3, and no security boundary. Protect VRRP by keeping it

@@ -10,7 +10,7 @@
 //!   quotes, braces and whitespace where the grammar forbids them, so user input cannot add
 //!   lines to a config. Sections whose parts must fit together are built by builders that
 //!   check them in `build()`.
-//! - **The reference design** ([`reference`]): from a small [`HaInput`] (LB nodes, VIP,
+//! - **The reference design** ([`mod@reference`]): from a small [`HaInput`] (LB nodes, VIP,
 //!   control-plane and worker addresses, Traefik NodePorts, TLS mode, VRRP router id), render
 //!   `haproxy.cfg`, `keepalived.conf` and the keepalived health-check script for every LB node.
 //!

@@ -8,13 +8,18 @@
 //!
 //! # Decisions, and why
 //! - **API (6443)**: `mode tcp` (TLS passes through to the apiservers, client certificates
-//!   keep working), `balance leastconn` (API traffic is long-lived watch streams, so the
-//!   connection count is the load signal), an HTTPS health check on `/readyz`
-//!   (`check-ssl verify none`: a TCP-only check keeps a not-ready apiserver in rotation),
-//!   `inter 2s fastinter 500ms fall 2 rise 2`, and `timeout client/server/tunnel 1h` so watches
-//!   and `kubectl logs -f` are not cut (20 s broke them, kubeadm#2227).
-//!   `option redispatch 1` with `retries 2`: a connection refused by a dead apiserver is
-//!   retried on another one before the client notices.
+//!   keep working), `balance roundrobin` (kubeadm's choice; `leastconn` was tried and sends
+//!   new connections to a blackholed apiserver, whose connection count looks lowest, until
+//!   checks mark it down), an HTTPS health check on `/readyz` (`check-ssl verify none`: a
+//!   TCP-only check keeps a not-ready apiserver in rotation), `inter 2s fastinter 500ms fall 2
+//!   rise 2 slowstart 10s`, and `timeout client/server/tunnel 1h` so watches and
+//!   `kubectl logs -f` are not cut (20 s broke them, kubeadm#2227).
+//!   Passive checks too (`observe layer4 error-limit 1 on-error sudden-death`): the first
+//!   connection real traffic cannot open switches the server to fast checks, and one more
+//!   failed active check takes it out (`mark-down` on a single error was tried: on a
+//!   CPU-starved machine one slow connect took every apiserver out at once). `timeout connect 1s`,
+//!   `option redispatch 1` and `retries 2`: a connection refused or unanswered by a dead
+//!   apiserver is retried on another one before the client's own timeout.
 //! - **Ingress (80/443)**: [`IngressTls::Passthrough`] relays TCP to Traefik's NodePorts with
 //!   `send-proxy-v2` (Traefik must list the LB addresses in `proxyProtocol.trustedIPs`);
 //!   [`IngressTls::Terminate`] terminates TLS here (`bind :443 ssl crt`), drops any
@@ -57,8 +62,8 @@ use ipnet::IpNet;
 use crate::error::{Error, Result};
 use crate::haproxy::{
     Balance, Bind, BindTls, Defaults, Global, HaproxyConfig, HttpCheck, HttpRequestRule, Log, Mode,
-    Proxy, ProxyOption, Server, ServerOptions, Stats, StatsLevel, StatsSocket, TimeoutKind,
-    TlsVersion, Verify,
+    Observe, OnError, Proxy, ProxyOption, Server, ServerOptions, Stats, StatsLevel, StatsSocket,
+    TimeoutKind, TlsVersion, Verify,
 };
 use crate::keepalived::{
     GlobalDefs, KeepalivedConfig, ScriptCommand, VirtualAddress, VrrpInstance, VrrpScript,
@@ -105,7 +110,8 @@ pub struct LbNode {
     pub address: IpAddr,
     /// The interface that carries that address and will carry the VIP.
     pub interface: String,
-    /// Its VRRP priority (1 to 254). `None`: 150 for the first node, 140 for the second, ...
+    /// Its VRRP priority (1 to 254). `None`: spread evenly from 250 (first node) to 10 (last
+    /// node), e.g. 250, 130, 10 for three nodes.
     pub priority: Option<u8>,
     /// Bind stats and metrics to this management address instead of 127.0.0.1.
     pub stats_address: Option<IpAddr>,
@@ -167,9 +173,9 @@ pub struct HaInput {
     pub api_port: u16,
     /// The apiserver health path (`/readyz`; `/healthz` for old apiservers).
     pub api_health_path: String,
-    /// The VRRP advertisement interval (default 500 ms). A sub-second value switches to
-    /// VRRPv3; failure
-    /// detection for a dead MASTER is about 3 intervals.
+    /// The VRRP advertisement interval ([`DEFAULT_ADVERT_INTERVAL`], 500 ms). A sub-second
+    /// value switches to VRRPv3. A MASTER that vanishes silently is replaced after about
+    /// 3 intervals.
     pub advert_interval: Duration,
     /// The user keepalived runs the check script as; it must exist on the LB nodes.
     pub script_user: String,
@@ -297,6 +303,18 @@ impl HaInput {
             })
             .collect()
     }
+}
+
+/// The default priority of the `i`-th of `n` LB nodes: spread evenly from 250 down to 10, so
+/// after a priority-0 advert the backups' skew times (`(256 - priority) / 256 x advert_int`)
+/// differ by as much as possible and the highest-priority survivor reliably wins the race
+/// (250/130/10 for three nodes: 234 ms apart at 500 ms adverts; 150/140/130 would be 20 ms).
+fn default_priority(i: usize, n: usize) -> u8 {
+    if n <= 1 {
+        return 250;
+    }
+    let step = 240 / (n - 1);
+    u8::try_from(250 - (i * step).min(240)).unwrap_or(10)
 }
 
 /// One rendered file: where it goes on the node, its mode and its contents.
@@ -491,17 +509,9 @@ impl Validated {
             }
             let interface =
                 Interface::new(n.interface.clone()).map_err(|e| e.at(at("interface")))?;
-            let default_priority = u8::try_from(i)
-                .ok()
-                .and_then(|i| i.checked_mul(10))
-                .and_then(|d| 150u8.checked_sub(d))
-                .filter(|p| *p >= 1);
-            let priority = n.priority.or(default_priority).ok_or_else(|| {
-                Error::missing(
-                    at("priority"),
-                    "too many LB nodes for default priorities: set priorities",
-                )
-            })?;
+            let priority = n
+                .priority
+                .unwrap_or_else(|| default_priority(i, input.lb_nodes.len()));
             if !(1..=254).contains(&priority) {
                 return Err(Error::invalid(
                     at("priority"),
@@ -705,7 +715,7 @@ impl Validated {
         );
         let mut api = Proxy::backend("apiserver")
             .mode(Mode::Tcp)
-            .balance(Balance::LeastConn)
+            .balance(Balance::RoundRobin)
             .timeout(TimeoutKind::Server, long)
             .timeout(TimeoutKind::Tunnel, long)
             .http_check(HttpCheck {
@@ -723,6 +733,9 @@ impl Validated {
                 fall: Some(2),
                 rise: Some(2),
                 slowstart: Some(secs(10)),
+                observe: Some(Observe::Layer4),
+                error_limit: Some(1),
+                on_error: Some(OnError::SuddenDeath),
                 ..ServerOptions::default()
             });
         for cp in &self.control_plane {
@@ -749,6 +762,9 @@ impl Validated {
                         fall: Some(2),
                         rise: Some(2),
                         send_proxy_v2: proxy,
+                        observe: Some(Observe::Layer4),
+                        error_limit: Some(1),
+                        on_error: Some(OnError::SuddenDeath),
                         ..ServerOptions::default()
                     })
                     .timeout(TimeoutKind::Tunnel, long);

@@ -57,8 +57,8 @@ fn duplicate_priorities() {
     assert_field(&err(&i), "lb_nodes[2].priority", "200");
     // An explicit priority that collides with a default one is caught too.
     let mut i = seed();
-    i.lb_nodes[2].priority = Some(150);
-    assert_field(&err(&i), "lb_nodes[2].priority", "150");
+    i.lb_nodes[2].priority = Some(250);
+    assert_field(&err(&i), "lb_nodes[2].priority", "250");
     let mut i = seed();
     i.lb_nodes[0].priority = Some(255);
     assert_field(&err(&i), "lb_nodes[0].priority", "1 to 254");
@@ -158,7 +158,7 @@ fn reference_design_invariants() {
     let nodes = seed().render().unwrap();
     // One MASTER by priority: distinct priorities, the first node highest.
     let prios: Vec<u8> = nodes.iter().map(|n| n.priority).collect();
-    assert_eq!(prios, [150, 140, 130]);
+    assert_eq!(prios, [250, 130, 10]);
     for n in &nodes {
         let k = &n.keepalived_conf.contents;
         assert!(k.contains("state BACKUP") && k.contains("nopreempt"), "{k}");

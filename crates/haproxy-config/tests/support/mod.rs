@@ -89,7 +89,16 @@ pub fn self_signed_pem(dir: &Path) -> PathBuf {
     let crt = dir.join("crt.pem");
     let out = Command::new("openssl")
         .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
         ])
         .arg("/CN=hakube-test")
         .arg("-keyout")
