@@ -10,11 +10,11 @@
 //! - the cluster side as k8s-openapi objects: per export a provisioner Deployment, a shared
 //!   ServiceAccount and ClusterRole, and the StorageClasses ([`NfsSetup::cluster_objects`]), or
 //!   only StorageClasses for csi-driver-nfs; rendered as YAML for `cluster/nfs/` of the plan tree
-//!   ([`NfsSetup::cluster_files`]).
-//!
+//!   ([`NfsSetup::cluster_files`]);
 //! - backup and restore of the exports as a script plus steps, and static PersistentVolumes to
 //!   re-attach old claims to a rebuilt cluster ([`NfsSetup::backup_plan`],
-//!   [`NfsSetup::restore_plan`], [`NfsSetup::static_volumes`]; the procedure is in [`backup`]).
+//!   [`NfsSetup::restore_plan`], [`NfsSetup::static_volumes`]; the procedure is in [`backup`]);
+//! - all of it as plan-tree files: [`NfsSetup::plan_files`].
 //!
 //! Everything above is pure: no I/O, no tokio. The effects live at the edges:
 //! [`apply::apply`] (kube-rs server-side apply with a dry-run pass first, then a bounded wait for
