@@ -30,7 +30,6 @@ pub struct Host {
     pub(crate) gateway: Ipv4Addr,
     pub(crate) prefix_len: u8,
     pub(crate) netns: String,
-    pub(crate) switch_ns: String,
     pub(crate) port: String,
     pub(crate) dir: PathBuf,
     pub(crate) private_dirs: Arc<[PathBuf]>,

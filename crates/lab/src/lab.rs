@@ -56,9 +56,16 @@ pub const DEFAULT_STAND_INS: &[&str] = &[
     "timedatectl",
 ];
 
-/// Files private to each host, always: the lab writes them (`/etc/hosts` naming every lab host,
-/// `/etc/resolv.conf` pointing at 127.0.0.1 so DNS lookups fail fast instead of timing out).
-pub const PRIVATE_FILES: &[&str] = &["/etc/hosts", "/etc/resolv.conf"];
+/// Files private to each host, always, with content written by the lab: `/etc/hosts` naming
+/// every lab host, `/etc/resolv.conf` pointing at 127.0.0.1 (DNS lookups fail fast instead of
+/// timing out), and a clean root `.bashrc` / `.profile` (the machine's may run slow tools, such
+/// as pyenv, in every SSH session). A file is only made private where the machine has it.
+pub const PRIVATE_FILES: &[&str] = &[
+    "/etc/hosts",
+    "/etc/resolv.conf",
+    "/root/.bashrc",
+    "/root/.profile",
+];
 
 /// Where labs keep their working directories unless [`LabBuilder::base_dir`] says otherwise.
 /// Not under `/tmp`, which is private inside the hosts.
@@ -338,7 +345,6 @@ impl Lab {
                     gateway,
                     prefix_len: net.prefix_len(),
                     netns: format!("{}-{name}", res.prefix),
-                    switch_ns: format!("{}-sw", res.prefix),
                     port: format!("p{i}"),
                     dir: res.dir.join("hosts").join(name),
                     private_dirs: Arc::clone(&private_dirs),
@@ -411,15 +417,22 @@ impl Lab {
             if h.private_dirs.iter().any(|d| d == Path::new("/run")) {
                 mk(&h.dir.join("root/run/sshd"))?;
             }
-            mk(&h.dir.join("root/etc"))?;
-            let hosts_file = h.dir.join("root/etc/hosts");
-            fs::write(&hosts_file, self.etc_hosts()).map_err(Self::io(&hosts_file))?;
-            let resolv = h.dir.join("root/etc/resolv.conf");
-            fs::write(
-                &resolv,
-                "# hakube-lab: no DNS inside the lab, lookups fail fast\nnameserver 127.0.0.1\n",
-            )
-            .map_err(Self::io(&resolv))?;
+            for f in PRIVATE_FILES {
+                let content = match *f {
+                    "/etc/hosts" => self.etc_hosts(),
+                    "/etc/resolv.conf" => {
+                        "# hakube-lab: no DNS inside the lab, lookups fail fast\n\
+                         nameserver 127.0.0.1\n"
+                            .to_owned()
+                    }
+                    _ => "# hakube-lab: a clean shell startup file\n".to_owned(),
+                };
+                let backing = h.dir.join("root").join(f.trim_start_matches('/'));
+                if let Some(parent) = backing.parent() {
+                    mk(parent)?;
+                }
+                fs::write(&backing, content).map_err(Self::io(&backing))?;
+            }
         }
         // Mount points must exist in the real file system: an empty directory is created where
         // one is missing (e.g. /etc/kubernetes on a machine without Kubernetes). Nothing else
@@ -469,7 +482,12 @@ impl Lab {
         let sw = &self.switch_ns;
         let mut lines = vec![format!("netns add {sw}")];
         lines.extend(self.hosts.iter().map(|h| format!("netns add {}", h.netns)));
-        util::ip_batch("lab", None, &lines)?;
+        {
+            // Under the lab lock: the first `ip netns add` on a machine sets up the /run/netns
+            // mount, which races when two labs do it at once.
+            let _lock = registry::lock()?;
+            util::ip_batch("lab", None, &lines)?;
+        }
 
         util::ip_batch(
             "lab",
@@ -845,7 +863,7 @@ impl Lab {
                 host: name.to_owned(),
             });
         }
-        destroy_host(h);
+        destroy_hosts(&self.switch_ns, &[h], true);
         Ok(())
     }
 
@@ -859,15 +877,16 @@ impl Lab {
         if self.torn_down.swap(true, Ordering::SeqCst) {
             return;
         }
-        std::thread::scope(|s| {
-            for h in &self.hosts {
-                if !h.removed.swap(true, Ordering::SeqCst) {
-                    s.spawn(move || destroy_host(h));
-                }
-            }
-        });
-        util::destroy_netns(&self.switch_ns);
+        // The root veth first: deleting links waits for the kernel's asynchronous cleanup of
+        // deleted namespaces, so it is fastest before any namespace goes.
         util::delete_root_link(&self.res.prefix);
+        let live: Vec<&Host> = self
+            .hosts
+            .iter()
+            .filter(|h| !h.removed.swap(true, Ordering::SeqCst))
+            .collect();
+        destroy_hosts(&self.switch_ns, &live, false);
+        util::destroy_netns(&self.switch_ns);
         let _ = fs::remove_dir_all(&self.res.dir);
         registry::release(&self.res);
     }
@@ -879,47 +898,76 @@ impl Drop for Lab {
     }
 }
 
-/// Kills everything of a host and deletes its network namespace. Best effort, idempotent.
-fn destroy_host(h: &Host) {
-    // Unplug first: deleting the veth is synchronous, while a deleted namespace's interfaces
-    // linger until the kernel's asynchronous cleanup runs.
-    let _ = Command::new("ip")
-        .args(["-n", &h.switch_ns, "link", "del", &h.port])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    let init = h.init_pid();
-    if init != 0 {
-        // PID 1 of the host's PID namespace: the kernel kills every process in it.
-        util::signal_pids(&[init], "KILL");
+/// Kills everything of the given hosts and deletes their network namespaces, with a handful of
+/// commands for all of them together. With `unplug`, their cables are pulled first, so they
+/// vanish from the network at once (host loss); a full teardown skips that. Best effort,
+/// idempotent.
+fn destroy_hosts(switch_ns: &str, hosts: &[&Host], unplug: bool) {
+    if hosts.is_empty() {
+        return;
     }
-    let mut daemons = std::mem::take(
-        &mut *h
-            .daemons
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner),
-    );
-    for child in daemons.values_mut() {
-        util::signal_group(child.id(), "KILL");
+    if unplug {
+        // Deleting a veth is synchronous, while a deleted namespace's interfaces linger until
+        // the kernel's asynchronous cleanup runs.
+        let lines: Vec<String> = hosts
+            .iter()
+            .map(|h| format!("link del {}", h.port))
+            .collect();
+        util::ip_batch_force(Some(switch_ns), &lines);
     }
-    // unshare reaps the host's PID 1 and exits; give it a moment before forcing it.
-    let anchor = h
-        .anchor
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .take();
-    if let Some(mut anchor) = anchor
-        && !util::wait_timeout(&mut anchor, Duration::from_secs(2))
-    {
-        let _ = anchor.kill();
-        let _ = anchor.wait();
+
+    // SIGKILL to each host's PID 1: the kernel kills every process in its PID namespace.
+    let inits: Vec<u32> = hosts
+        .iter()
+        .map(|h| h.init_pid())
+        .filter(|&p| p != 0)
+        .collect();
+    util::signal_pids(&inits, "KILL");
+
+    // The daemons' nsenter parents (outside the PID namespace) reap their dead children and
+    // exit; reaping them here keeps orphans away from the machine's init, which may be slow.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut daemons: Vec<Child> = Vec::new();
+    for h in hosts {
+        let map = std::mem::take(
+            &mut *h
+                .daemons
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        daemons.extend(map.into_values());
     }
-    for child in daemons.values_mut() {
+    let mut stuck: Vec<String> = Vec::new();
+    for child in &mut daemons {
+        if !util::wait_timeout(child, deadline.saturating_duration_since(Instant::now())) {
+            stuck.push(format!("-{}", child.id()));
+        }
+    }
+    util::signal_targets(&stuck, "KILL");
+    for mut child in daemons {
         let _ = child.wait();
     }
-    // Anything else that entered the network namespace (ip netns exec, a test's nsenter).
-    util::destroy_netns(&h.netns);
+
+    // unshare reaps the host's PID 1 and exits; force it after the deadline.
+    for h in hosts {
+        let anchor = h
+            .anchor
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(mut anchor) = anchor
+            && !util::wait_timeout(
+                &mut anchor,
+                deadline.saturating_duration_since(Instant::now()),
+            )
+        {
+            let _ = anchor.kill();
+            let _ = anchor.wait();
+        }
+    }
+    // Anything else that entered the network namespaces (ip netns exec, a test's nsenter).
+    let names: Vec<&str> = hosts.iter().map(|h| h.netns.as_str()).collect();
+    util::destroy_netns_all(&names);
 }
 
 /// A started helper process whose success is checked later.

@@ -1,32 +1,58 @@
 //! A multi-host test lab built from Linux network namespaces, each host with its own sshd.
 //!
 //! Integration tests use it to run real software (OpenSSH, haproxy, keepalived, etcd, an NFS
-//! server) on several "hosts" on one machine, without VMs or containers:
+//! server) on several "hosts" on one machine, without VMs or containers. It is a plain
+//! blocking library (no async runtime); use it as a dev-dependency:
+//! `hakube-lab = { workspace = true }` under `[dev-dependencies]`.
 //!
-//! - every host is a network namespace with one interface, `eth0`, on a bridge that lives in a
-//!   switch namespace; the test process is on the bridge too (a veth with the `.1` address), so
-//!   tests connect straight to host addresses (SSH, HTTP, a VIP);
-//! - every host has its own mount, PID and UTS namespaces: private directories
-//!   ([`DEFAULT_PRIVATE_DIRS`]: `/etc/haproxy`, `/etc/kubernetes`, `/var/lib/etcd`, `/run`,
-//!   `/tmp`, `/usr/local/bin`, ...), its own process list and its own hostname. Everything
-//!   else (binaries, libraries) is the machine's, read-only by convention;
-//! - every host runs a real OpenSSH `sshd` (root login by the lab's ed25519 key) whose sessions
-//!   see that host's private view;
-//! - stand-ins replace commands that cannot run here (`systemctl`, `apt-get`, `kubeadm`...)
-//!   and record how they were called;
-//! - faults: kill a daemon, cut a host's link, add delay or loss (netem), remove a host;
-//! - every lab takes its own /24 from `10.88.0.0/16` and its own name prefix under a
-//!   machine-wide lock, so parallel test binaries do not collide, and tears itself down on
-//!   `Drop` (also when the test panics). Labs left by killed runs are removed by the next
-//!   build ([`cleanup_stale_labs`]).
+//! - Every host is a network namespace with one interface, `eth0`, on a bridge in a switch
+//!   namespace. The test process is on the bridge too (a veth with the `.1` address,
+//!   [`Lab::gateway`]), so tests connect straight to host addresses, and to a VIP
+//!   ([`Lab::spare_addr`]) that keepalived moves between hosts.
+//! - Every host has its own mount, PID and UTS namespaces: private directories
+//!   ([`DEFAULT_PRIVATE_DIRS`]: `/etc/haproxy`, `/etc/keepalived`, `/etc/kubernetes`,
+//!   `/var/lib/etcd`, `/srv/nfs`, `/usr/local/bin`, `/root/.ssh`, `/run`, `/tmp`, ...), private
+//!   `/etc/hosts` (naming every lab host) and `/etc/resolv.conf` ([`PRIVATE_FILES`]), its own
+//!   process list (`ps`, `pkill` only see the host) and its own hostname. Everything else
+//!   (binaries, libraries, the rest of `/etc`) is the machine's: treat it as read-only.
+//!   The backing directories live in the lab's directory ([`Host::host_path`]), so tests can
+//!   also read and write host files from outside ([`Host::write_file`], [`Host::read_file`]).
+//! - Every host runs a real OpenSSH `sshd` on port 22 (root login by the lab's ed25519 key
+//!   only: [`Lab::ssh_private_key`], [`Lab::known_hosts_file`], [`Lab::ssh_config_file`],
+//!   [`Host::ssh_host_public_key`]) whose sessions see that host's private view and PATH
+//!   (`/usr/local/bin` first).
+//! - Stand-ins ([`Lab::stand_in`], [`Host::stand_in`]) replace commands that cannot run here
+//!   (`kubeadm`, `systemctl`, `apt-get`...) and record their calls ([`Host::calls`]). Hosts
+//!   share the machine's kernel, so commands that would act on the whole machine (`sysctl`,
+//!   `swapoff`, `modprobe`, `reboot`...) are recording no-ops by default
+//!   ([`DEFAULT_STAND_INS`]).
+//! - Daemons ([`Host::spawn`]) run in the background with their output in a log file
+//!   ([`Host::log`]); [`Host::kill`] (SIGKILL, a crash), [`Host::terminate`] (SIGTERM),
+//!   [`Host::signal`], [`Host::is_running`].
+//! - Faults: [`Host::kill`], [`Host::link_down`] / [`Host::link_up`] (a cable cut),
+//!   [`Host::netem`] (delay, loss; [`Error::NetemUnavailable`] where the kernel lacks
+//!   `sch_netem`, so the test can skip that part), [`Lab::remove_host`] (power loss),
+//!   [`Host::rotate_ssh_host_key`] (a reinstalled host).
+//! - Each lab takes its own /24 from [`DEFAULT_POOL`] and its own name prefix (`hk` + 5 hex
+//!   digits: namespaces `<prefix>-<host>`, `<prefix>-sw`, root veth `<prefix>`) under a
+//!   machine-wide lock ([`REGISTRY_DIR`]), skipping subnets routed on the machine, so parallel
+//!   test binaries never collide. `Drop` tears everything down (also when the test panics):
+//!   every process of the lab, its namespaces, veth and directory. Labs left by killed runs
+//!   are removed by the next build ([`cleanup_stale_labs`]).
 //!
-//! Building needs root; [`require_root`] lets a test skip with a clear message otherwise.
-//! A 12-host lab with sshd builds in well under a second on a 2-core machine (see the
-//! `build_time` example).
+//! Building needs root; [`require_root`] lets a test skip with a clear `SKIP` line otherwise
+//! (set [`STRICT_ENV`]`=1` to make that a failure). A 12-host lab with sshd builds in about half
+//! a second on an idle 2-core machine: `cargo run -p hakube-lab --example build_time` (as root).
+//!
+//! What the lab changes outside itself: mount points that are missing on the machine are
+//! created as empty directories (e.g. `/etc/kubernetes`, `/srv/nfs`); its veth and route for
+//! its own /24 exist while it runs; records under [`REGISTRY_DIR`]. Nothing is ever mounted in
+//! the test process's mount namespace.
 //!
 //! # Example
 //!
 //! ```
+//! use std::time::Duration;
 //! use hakube_lab::{Lab, require_root};
 //!
 //! # fn main() -> Result<(), hakube_lab::Error> {
@@ -35,27 +61,30 @@
 //! }
 //! let lab = Lab::builder("doc").hosts(["lb1", "lb2"]).build()?;
 //! let lb1 = lab.host("lb1");
+//! println!("lb1 is {} in {}, the test process is {}", lb1.addr(), lab.subnet(), lab.gateway());
 //!
-//! // Files in private directories are per host, and visible from outside.
+//! // Files in private directories are per host, and reachable from outside.
 //! lb1.write_file("/etc/haproxy/haproxy.cfg", "global\n", 0o644)?;
 //! assert!(lab.host("lb2").read_file("/etc/haproxy/haproxy.cfg").is_err());
 //!
-//! // Commands run inside the host; so do daemons, whose logs are kept.
-//! let out = lb1.run("hostname; cat /etc/haproxy/haproxy.cfg")?;
-//! assert_eq!(out, "lb1\nglobal\n");
-//! lb1.spawn("web", "exec python3 -m http.server 8080")?;
-//! lb1.wait_for_port(8080, std::time::Duration::from_secs(5))?;
+//! // Commands run inside the host (`sh -c`); `run` fails on a non-zero exit.
+//! assert_eq!(lb1.run("hostname; cat /etc/haproxy/haproxy.cfg")?, "lb1\nglobal\n");
+//! let out = lb1.exec_timeout("getent hosts lb2", Duration::from_secs(5))?;
+//! assert!(out.status.success());
+//!
+//! // Daemons run in the background; their output is kept.
+//! lb1.spawn("web", "cd /tmp && exec python3 -m http.server 8080")?;
+//! lb1.wait_for_port(8080, Duration::from_secs(10))?;
 //!
 //! // Stand-ins record their calls.
-//! lab.record_only(["systemctl"])?;
-//! lb1.run("systemctl reload haproxy")?;
-//! assert_eq!(lb1.calls("systemctl"), vec![vec!["reload".to_owned(), "haproxy".to_owned()]]);
+//! lab.stand_in("kubeadm", "#!/bin/sh\necho fake kubeadm\n")?;
+//! lb1.run("kubeadm init --v=5 && systemctl reload haproxy")?;
+//! assert_eq!(lb1.calls("kubeadm"), vec![vec!["init".to_owned(), "--v=5".to_owned()]]);
+//! assert_eq!(lb1.calls("systemctl").len(), 1);
 //!
 //! // SSH by key, strict host key checking against the lab's known_hosts.
 //! let out = lab.host("lb2").ssh("hostname")?;
 //! assert_eq!(String::from_utf8_lossy(&out.stdout), "lb2\n");
-//! println!("key {} known_hosts {}", lab.ssh_private_key().display(),
-//!          lab.known_hosts_file().display());
 //!
 //! // Faults.
 //! lb1.kill("web")?;

@@ -64,7 +64,8 @@ fn parse_record(text: &str) -> Option<Record> {
     })
 }
 
-fn lock() -> Result<File> {
+/// Takes the machine-wide lab lock (released when the file is dropped).
+pub(crate) fn lock() -> Result<File> {
     let io = |path: &Path, source| Error::Io {
         host: "lab".into(),
         path: path.to_owned(),
@@ -105,15 +106,17 @@ fn alive(r: &Record) -> bool {
 fn cleanup(prefix: &str, record: &Path, dir: Option<&Path>) {
     let ns_prefix = format!("{prefix}-");
     // Hosts first so their processes die before the switch goes.
-    let mut spaces: Vec<String> = util::netns_list()
+    let spaces: Vec<String> = util::netns_list()
         .into_iter()
         .filter(|n| n.starts_with(&ns_prefix))
         .collect();
-    spaces.sort_by_key(|n| n.ends_with("-sw"));
-    for ns in &spaces {
-        util::destroy_netns(ns);
-    }
     util::delete_root_link(prefix);
+    let (switch, hosts): (Vec<&str>, Vec<&str>) = spaces
+        .iter()
+        .map(String::as_str)
+        .partition(|n| n.ends_with("-sw"));
+    util::destroy_netns_all(&hosts);
+    util::destroy_netns_all(&switch);
     if let Some(dir) = dir {
         let _ = fs::remove_dir_all(dir);
     }

@@ -79,6 +79,42 @@ pub(crate) fn ip_batch(host: &str, ns: Option<&str>, lines: &[String]) -> Result
     check(host, &command, out).map(drop)
 }
 
+/// Runs `ip -force -batch -` (optionally in namespace `ns`), ignoring failures: for teardown.
+pub(crate) fn ip_batch_force(ns: Option<&str>, lines: &[String]) {
+    use std::io::Write as _;
+    if lines.is_empty() {
+        return;
+    }
+    let mut cmd = Command::new("ip");
+    if let Some(ns) = ns {
+        cmd.args(["-n", ns]);
+    }
+    cmd.args(["-force", "-batch", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if let Ok(mut child) = cmd.spawn() {
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = stdin.write_all((lines.join("\n") + "\n").as_bytes());
+        }
+        let _ = child.wait();
+    }
+}
+
+/// Sends `signal` to every target (`PID` or `-PGID`) with one `kill`. Ignores missing ones.
+pub(crate) fn signal_targets(targets: &[String], signal: &str) {
+    if targets.is_empty() {
+        return;
+    }
+    let _ = Command::new("kill")
+        .args(["-s", signal, "--"])
+        .args(targets)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
 /// Sends `signal` (a name such as `KILL`, `TERM`, `HUP`) to a process group. Ignores groups
 /// that are already gone.
 pub(crate) fn signal_group(pgid: u32, signal: &str) {
@@ -163,20 +199,30 @@ pub(crate) fn children_of(pid: u32) -> Vec<u32> {
         .collect()
 }
 
-/// The pids whose network namespace is `ns` (`ip netns pids`).
-pub(crate) fn netns_pids(ns: &str) -> Vec<u32> {
-    Command::new("ip")
-        .args(["netns", "pids", ns])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .map(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .split_whitespace()
-                .filter_map(|p| p.parse().ok())
-                .collect()
+/// The pids whose network namespace is one of `names` (what `ip netns pids` does, for many
+/// namespaces in one pass over /proc).
+pub(crate) fn netns_pids(names: &[&str]) -> Vec<u32> {
+    use std::os::unix::fs::MetadataExt as _;
+    let ids: Vec<(u64, u64)> = names
+        .iter()
+        .filter_map(|n| std::fs::metadata(Path::new("/run/netns").join(n)).ok())
+        .map(|m| (m.dev(), m.ino()))
+        .collect();
+    if ids.is_empty() {
+        return Vec::new();
+    }
+    let me = std::process::id();
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    rd.filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+        .filter(|&pid| pid != me)
+        .filter(|pid| {
+            std::fs::metadata(format!("/proc/{pid}/ns/net"))
+                .is_ok_and(|m| ids.contains(&(m.dev(), m.ino())))
         })
-        .unwrap_or_default()
+        .collect()
 }
 
 /// The names of all network namespaces on the machine.
@@ -192,20 +238,21 @@ pub(crate) fn netns_list() -> Vec<String> {
 
 /// Kills everything in network namespace `ns`, then deletes it. Best effort.
 pub(crate) fn destroy_netns(ns: &str) {
-    for _ in 0..3 {
-        let pids = netns_pids(ns);
+    destroy_netns_all(&[ns]);
+}
+
+/// Kills everything in the network namespaces `names`, then deletes them. Best effort.
+pub(crate) fn destroy_netns_all(names: &[&str]) {
+    for _ in 0..5 {
+        let pids = netns_pids(names);
         if pids.is_empty() {
             break;
         }
         signal_pids(&pids, "KILL");
         std::thread::sleep(Duration::from_millis(10));
     }
-    let _ = Command::new("ip")
-        .args(["netns", "del", ns])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
+    let lines: Vec<String> = names.iter().map(|n| format!("netns del {n}")).collect();
+    ip_batch_force(None, &lines);
 }
 
 /// Deletes a link in the root namespace if it exists. Best effort.

@@ -226,6 +226,11 @@ fn ssh_login_by_key_sees_the_private_view() {
         .expect("/usr/bin in PATH");
     assert!(local < usr, "PATH {}", lines[2]);
     assert_eq!(lines[3], "0");
+    // SSH sessions get the lab's clean shell startup file, not the machine's.
+    if Path::new("/root/.bashrc").is_file() {
+        let out = n2.ssh("cat ~/.bashrc").expect("ssh");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("hakube-lab"));
+    }
 
     // known_hosts pins each host's own key: n1's key does not authenticate n2.
     let kh = std::fs::read_to_string(lab.known_hosts_file()).expect("known_hosts");
@@ -949,4 +954,83 @@ fn stale_lab_of_a_killed_run_is_cleaned() {
         }),
         "the killed lab's daemons survived"
     );
+}
+
+/// Sends `GET /who` to `addr:8080` and returns the body, or None when nothing answers.
+fn http_who(addr: std::net::Ipv4Addr) -> Option<String> {
+    use std::io::Write as _;
+    let mut s =
+        TcpStream::connect_timeout(&SocketAddr::from((addr, 8080)), Duration::from_millis(500))
+            .ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(b"GET /who HTTP/1.0\r\n\r\n").ok()?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).ok()?;
+    resp.split("\r\n\r\n").nth(1).map(|b| b.trim().to_owned())
+}
+
+#[test]
+fn keepalived_vip_moves_and_the_test_process_follows_it() {
+    if !require_root("keepalived_vip_moves_and_the_test_process_follows_it") {
+        return;
+    }
+    if !Path::new("/usr/sbin/keepalived").exists() {
+        eprintln!(
+            "SKIP keepalived_vip_moves_and_the_test_process_follows_it: keepalived not installed"
+        );
+        return;
+    }
+    let lab = Lab::builder("vip")
+        .hosts(["lb1", "lb2"])
+        .without_sshd()
+        .build()
+        .expect("lab");
+    let vip = lab.spare_addr(0).expect("vip");
+    assert!(lab.hosts().iter().all(|h| h.addr() != vip));
+    for (me, peer, prio) in [("lb1", "lb2", 150), ("lb2", "lb1", 100)] {
+        let h = lab.host(me);
+        let conf = format!(
+            "global_defs {{\n  router_id {me}\n  script_user root\n}}\n\
+             vrrp_instance VI_1 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 51\n  \
+             priority {prio}\n  advert_int 1\n  unicast_src_ip {src}\n  unicast_peer {{\n    {peer_addr}\n  }}\n  \
+             virtual_ipaddress {{\n    {vip}/24 dev eth0\n  }}\n}}\n",
+            src = h.addr(),
+            peer_addr = lab.host(peer).addr(),
+        );
+        h.write_file("/etc/keepalived/keepalived.conf", conf, 0o644)
+            .expect("conf");
+        h.write_file("/tmp/www/who", format!("{me}\n"), 0o644)
+            .expect("who");
+        h.spawn("web", "cd /tmp/www && exec python3 -m http.server 8080")
+            .expect("web");
+        h.spawn(
+            "keepalived",
+            "exec keepalived -n -l -D -f /etc/keepalived/keepalived.conf \
+             -p /run/keepalived.pid -r /run/vrrp.pid",
+        )
+        .expect("keepalived");
+    }
+    let served_by = |who: &str| {
+        eventually(Duration::from_secs(20), || {
+            http_who(vip).as_deref() == Some(who)
+        })
+    };
+    assert!(
+        served_by("lb1"),
+        "VIP never reached lb1: {}\n{}",
+        lab.host("lb1").log("keepalived"),
+        lab.host("lb2").log("keepalived")
+    );
+    // The higher-priority node dies: the VIP moves to lb2, and the test process follows it
+    // (keepalived's gratuitous ARP reaches the test process through the bridge).
+    lab.host("lb1").kill("keepalived").expect("kill");
+    assert!(
+        served_by("lb2"),
+        "VIP never moved to lb2: {}",
+        lab.host("lb2").log("keepalived")
+    );
+    // (A SIGKILLed keepalived leaves the VIP on lb1's eth0, as on a real crash; the lab
+    // does not hide that. Cut lb1's cable: the VIP still answers, from lb2.)
+    lab.host("lb1").link_down().expect("down");
+    assert_eq!(http_who(vip).as_deref(), Some("lb2"));
 }
