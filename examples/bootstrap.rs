@@ -1,0 +1,284 @@
+//! `cargo run --example bootstrap -- [TOPOLOGY] --ssh-key KEY [--known-hosts FILE | --accept-new | --danger-accept-any]`
+//!
+//! Bootstraps Kubernetes with kubeadm on the topology's VMs (default topology: the seed
+//! cluster): `kubeadm init --upload-certs` on the first master against the VIP, the other
+//! masters joined one at a time (`--parallel-control-plane` to join them together), the
+//! workers all at once, then waits for every node to be Ready. Progress is printed per node,
+//! and a summary at the end. Safe to re-run: nodes that joined are skipped.
+//!
+//! The bootstrap token and certificate key are generated on the first run and kept in
+//! `--secrets-file` (mode 0600, default `out/cluster/kubeadm/secrets.env`) so re-runs reuse
+//! them. `--render-only` prints the files each node would receive and connects to nothing.
+//! The load balancers and the CNI are separate steps (`plan`/`provision` and the add-ons).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use hakube_kubeadm::config::TaintEffect;
+use hakube_kubeadm::flow::{Bootstrap, BootstrapOptions, BootstrapProgress, Host, ProgressEvent};
+use hakube_kubeadm::{
+    BootstrapToken, CertificateKey, ClusterInput, ClusterSecrets, MasterInput, WorkerInput,
+    render_cluster,
+};
+use hakube_remote::{Auth, HostKeyPolicy, SshConfig, SshPool, Target};
+use hakube_topology::{Cluster, RoleKind};
+
+/// Bootstrap Kubernetes with kubeadm on the topology's VMs.
+#[derive(Parser)]
+#[command(version, about)]
+struct Args {
+    /// The topology file (default: the seed cluster).
+    topology: Option<PathBuf>,
+    /// Private key for SSH (unencrypted OpenSSH key).
+    #[arg(long)]
+    ssh_key: Option<PathBuf>,
+    /// Login user (default: the topology's ssh.user); non-root users need passwordless sudo.
+    #[arg(long)]
+    user: Option<String>,
+    /// Verify host keys against this known_hosts file (default ~/.ssh/known_hosts).
+    #[arg(long, group = "hostkeys")]
+    known_hosts: Option<PathBuf>,
+    /// Accept and record keys of hosts not yet in known_hosts (a changed key is still refused).
+    #[arg(long, group = "hostkeys")]
+    accept_new: bool,
+    /// Accept any host key. Insecure: for throwaway labs only.
+    #[arg(long, group = "hostkeys")]
+    danger_accept_any: bool,
+    /// Join the extra control-plane nodes at the same time instead of one by one.
+    #[arg(long)]
+    parallel_control_plane: bool,
+    /// Where the token and certificate key are kept between runs.
+    #[arg(long, default_value = "out/cluster/kubeadm/secrets.env")]
+    secrets_file: PathBuf,
+    /// Print what each node would receive; connect to nothing.
+    #[arg(long)]
+    render_only: bool,
+}
+
+/// The kubeadm crate's input for a placed cluster.
+fn kubeadm_input(cluster: &Cluster) -> ClusterInput {
+    let t = &cluster.topology;
+    let k = &t.kubernetes;
+    let mut input = ClusterInput::new(
+        t.cluster.name.clone(),
+        t.network.vip.to_string(),
+        format!("v{}", cluster.kubernetes_version.trim_start_matches('v')),
+        k.pod_cidr.to_string(),
+    );
+    input.service_subnet = k.service_cidr.to_string();
+    input.dns_domain = k.dns_domain.clone();
+    for vm in cluster.vms_with_role(RoleKind::ControlPlane) {
+        input
+            .masters
+            .push(MasterInput::new(vm.name.clone(), vm.address.into()));
+    }
+    for vm in cluster.vms_with_role(RoleKind::Worker) {
+        let mut w = WorkerInput::new(vm.name.clone(), vm.address.into());
+        w.labels = vm.labels.clone();
+        for taint in &vm.taints {
+            let effect = match taint.effect {
+                hakube_topology::TaintEffect::NoSchedule => TaintEffect::NoSchedule,
+                hakube_topology::TaintEffect::PreferNoSchedule => TaintEffect::PreferNoSchedule,
+                hakube_topology::TaintEffect::NoExecute => TaintEffect::NoExecute,
+            };
+            w = w.taint(taint.key.clone(), taint.value.as_deref(), effect);
+        }
+        input.workers.push(w);
+    }
+    for lb in cluster.vms_with_role(RoleKind::LoadBalancer) {
+        input.cert_sans.push(lb.name.clone());
+        if let Some(fqdn) = cluster.fqdn(lb) {
+            input.cert_sans.push(fqdn);
+        }
+    }
+    input
+}
+
+/// Loads the secrets file, or generates secrets and writes it (0600).
+fn secrets(path: &Path) -> Result<ClusterSecrets, String> {
+    if let Ok(text) = std::fs::read_to_string(path) {
+        let get = |key: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+                .map(str::trim)
+                .ok_or_else(|| format!("{}: no {key}=", path.display()))
+        };
+        let token: BootstrapToken = get("TOKEN")?
+            .parse()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let key: CertificateKey = get("CERTIFICATE_KEY")?
+            .parse()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        return Ok(ClusterSecrets {
+            token,
+            certificate_key: key,
+            ca_cert_hash: None,
+        });
+    }
+    let s = ClusterSecrets::generate();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let body = format!(
+        "TOKEN={}\nCERTIFICATE_KEY={}\n",
+        s.token.expose(),
+        s.certificate_key.expose()
+    );
+    write_private(path, &body).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(s)
+}
+
+fn write_private(path: &Path, body: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(body.as_bytes())
+}
+
+/// Prints each node's progress with the time since the start.
+struct Printer(Instant);
+
+impl BootstrapProgress for Printer {
+    fn event(&self, node: &str, step: &'static str, event: &ProgressEvent) {
+        let what = match event {
+            ProgressEvent::Started => "started".to_owned(),
+            ProgressEvent::Done => "done".to_owned(),
+            ProgressEvent::Skipped(why) => format!("skipped ({why})"),
+            ProgressEvent::Retrying(why) => format!("failed, resetting and retrying: {why}"),
+            ProgressEvent::Failed(why) => format!("FAILED: {why}"),
+        };
+        println!(
+            "[{:>7.1}s] {node:<18} {step:<13} {what}",
+            self.0.elapsed().as_secs_f64()
+        );
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    let path = args
+        .topology
+        .clone()
+        .unwrap_or_else(hakube_examples::default_topology);
+    let cluster = match hakube_examples::load_topology(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let input = kubeadm_input(&cluster);
+    if args.render_only {
+        let rendered = match render_cluster(&input, &ClusterSecrets::generate()) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        for node in &rendered.nodes {
+            println!("{} ({:?})", node.name, node.role);
+            for f in &node.files {
+                println!("  {:o} {} ({} bytes)", f.mode, f.path, f.contents.len());
+            }
+            if node.join_config_pending {
+                println!("  (join configuration rendered after init, once the CA exists)");
+            }
+        }
+        return ExitCode::SUCCESS;
+    }
+    let Some(key) = args.ssh_key.clone() else {
+        eprintln!("error: --ssh-key is required (or use --render-only)");
+        return ExitCode::FAILURE;
+    };
+    let secrets = match secrets(&args.secrets_file) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let known_hosts = args.known_hosts.clone().unwrap_or_else(|| {
+        PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
+            .join(".ssh/known_hosts")
+    });
+    let policy = if args.danger_accept_any {
+        eprintln!("warning: --danger-accept-any: host keys are NOT verified");
+        HostKeyPolicy::DangerAcceptAny
+    } else if args.accept_new {
+        HostKeyPolicy::AcceptNew(known_hosts)
+    } else {
+        HostKeyPolicy::KnownHosts(known_hosts)
+    };
+    let user = args
+        .user
+        .clone()
+        .unwrap_or_else(|| cluster.topology.ssh.user.clone());
+    let pool = SshPool::new(
+        SshConfig::new(Auth::key_file(key), policy).connect_timeout(Duration::from_secs(15)),
+    );
+    let hosts: BTreeMap<String, Host> = cluster
+        .vms
+        .iter()
+        .filter(|vm| matches!(vm.role, RoleKind::ControlPlane | RoleKind::Worker))
+        .map(|vm| {
+            let target = Target::new(vm.name.clone(), vm.address.to_string()).user(user.clone());
+            (vm.name.clone(), pool.session(&target) as Host)
+        })
+        .collect();
+    println!(
+        "bootstrapping {} ({} masters, {} workers) behind {}",
+        input.cluster_name,
+        input.masters.len(),
+        input.workers.len(),
+        input.control_plane_endpoint()
+    );
+    let bootstrap = match Bootstrap::new(input, secrets, hosts) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: {}", error_chain(&e));
+            return ExitCode::FAILURE;
+        }
+    }
+    .options(BootstrapOptions {
+        parallel_control_plane_joins: args.parallel_control_plane,
+        ..BootstrapOptions::default()
+    })
+    .progress(Arc::new(Printer(Instant::now())));
+    let result = bootstrap.run().await;
+    pool.close_all().await;
+    match result {
+        Ok(report) => {
+            println!("\n{report}");
+            if report.failures().is_empty() && report.all_ready {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {}", error_chain(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
