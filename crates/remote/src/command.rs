@@ -515,6 +515,24 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// Any words without NUL reach the program unchanged, in order, as separate arguments.
+        #[test]
+        fn any_words_round_trip(words in proptest::collection::vec("[^\\x00]{0,12}", 1..6)) {
+            let cmd = Command::new("printf").arg("%s\\0").args(words.clone());
+            let line = cmd.to_shell(true).expect("valid");
+            let out = std::process::Command::new("sh").arg("-c").arg(&line).output().expect("sh");
+            let mut got: Vec<String> = out
+                .stdout
+                .split(|b| *b == 0)
+                .map(|s| String::from_utf8(s.to_vec()).expect("utf8"))
+                .collect();
+            proptest::prop_assert_eq!(got.pop(), Some(String::new()));
+            proptest::prop_assert_eq!(got, words);
+        }
+    }
+
     #[test]
     fn empty_word_is_kept() {
         let line = format!("x {} y", shell_quote(""));

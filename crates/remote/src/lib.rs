@@ -4,7 +4,7 @@
 //! Everything after the VMs exist happens through the [`RemoteExec`] trait: run a [`Command`]
 //! (quoted in one place, with environment, stdin, timeout and `sudo -n`), upload a file
 //! atomically, read a file, inspect a file's hash/mode/owner. [`SshSession`] implements it
-//! over SSH (russh, whose types never appear in this API); [`testing::FakeHost`] (feature
+//! over SSH (russh, whose types never appear in this API); `testing::FakeHost` (feature
 //! `testing`) implements it in memory for unit tests of orchestration code.
 //!
 //! On top of the trait: [`push_file`] uploads only what differs and says whether anything

@@ -206,7 +206,7 @@ impl SshPool {
     }
 }
 
-/// An SSH session to one host: implements [`RemoteExec`] over one multiplexed connection
+/// An SSH session to one host: implements [`RemoteExec`](crate::RemoteExec) over one multiplexed connection
 /// (concurrent commands use separate channels).
 pub struct SshSession {
     target: Target,
