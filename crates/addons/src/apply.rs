@@ -15,6 +15,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::GroupVersionKind;
@@ -22,7 +23,7 @@ use kube::discovery::{ApiCapabilities, ApiResource, Scope};
 use serde_json::Value;
 use tracing::{debug, info};
 
-use crate::{AddonsError, ClusterFile, Component, InstallStep, Rendered};
+use crate::{AddonsError, ClusterFile, Component, InstallStep, Rendered, WorkloadKind};
 
 /// Result of applying a component.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -95,6 +96,39 @@ fn parse(files: &[ClusterFile]) -> Result<Vec<Doc>, AddonsError> {
     Ok(out)
 }
 
+/// `Ok` when rolled out, else a short description of where it stands.
+fn rollout_state(kind: WorkloadKind, obj: &DynamicObject) -> Result<(), String> {
+    let generation = obj.metadata.generation.unwrap_or(0);
+    let status = &obj.data["status"];
+    let n = |k: &str| status[k].as_i64().unwrap_or(0);
+    if status["observedGeneration"].as_i64().unwrap_or(0) < generation {
+        return Err("controller has not observed the latest generation".into());
+    }
+    let (want, updated, available) = match kind {
+        WorkloadKind::Deployment | WorkloadKind::StatefulSet => (
+            obj.data["spec"]["replicas"].as_i64().unwrap_or(1),
+            n("updatedReplicas"),
+            if kind == WorkloadKind::Deployment {
+                n("availableReplicas")
+            } else {
+                n("readyReplicas")
+            },
+        ),
+        WorkloadKind::DaemonSet => (
+            n("desiredNumberScheduled"),
+            n("updatedNumberScheduled"),
+            n("numberAvailable"),
+        ),
+    };
+    if updated >= want && available >= want {
+        Ok(())
+    } else {
+        Err(format!(
+            "{updated}/{want} updated, {available}/{want} available"
+        ))
+    }
+}
+
 fn established(crd: &CustomResourceDefinition) -> bool {
     crd.status
         .as_ref()
@@ -112,6 +146,7 @@ pub struct Applier {
     crd_timeout: Duration,
     poll_interval: Duration,
     call_timeout: Duration,
+    rollout_timeout: Duration,
 }
 
 impl std::fmt::Debug for Applier {
@@ -120,13 +155,14 @@ impl std::fmt::Debug for Applier {
             .field("crd_timeout", &self.crd_timeout)
             .field("poll_interval", &self.poll_interval)
             .field("call_timeout", &self.call_timeout)
+            .field("rollout_timeout", &self.rollout_timeout)
             .finish_non_exhaustive()
     }
 }
 
 impl Applier {
-    /// An applier with defaults: CRDs must be Established within 60 s (polled every 500 ms),
-    /// each API call times out after 30 s.
+    /// An applier with defaults: CRDs must be Established within 60 s and workloads rolled out
+    /// within 10 min (both polled every 500 ms); each API call times out after 30 s.
     #[must_use]
     pub fn new(client: kube::Client) -> Self {
         Self {
@@ -134,7 +170,15 @@ impl Applier {
             crd_timeout: Duration::from_secs(60),
             poll_interval: Duration::from_millis(500),
             call_timeout: Duration::from_secs(30),
+            rollout_timeout: Duration::from_secs(600),
         }
+    }
+
+    /// How long to wait for a workload to roll out.
+    #[must_use]
+    pub fn rollout_timeout(mut self, d: Duration) -> Self {
+        self.rollout_timeout = d;
+        self
     }
 
     /// How long to wait for a CRD to become Established.
@@ -283,8 +327,9 @@ impl Applier {
     }
 
     /// Run one install step that this applier handles: [`InstallStep::Apply`] (with the files
-    /// taken from `rendered`) and [`InstallStep::WaitCrds`]. Other steps (Helm, rollout waits,
-    /// manual steps) return `Ok(None)`: they belong to a command executor.
+    /// taken from `rendered`), [`InstallStep::WaitCrds`] and [`InstallStep::WaitRollout`].
+    /// Other steps (Helm, Kustomize folders, manual steps) return `Ok(None)`: they belong to a
+    /// command executor.
     pub async fn run_step(
         &self,
         step: &InstallStep,
@@ -312,6 +357,15 @@ impl Applier {
                 for name in crds {
                     self.wait_established(&api, name).await?;
                 }
+                Ok(Some(ApplyReport::default()))
+            }
+            InstallStep::WaitRollout {
+                kind,
+                namespace,
+                name,
+                ..
+            } => {
+                self.wait_rollout(*kind, namespace, name).await?;
                 Ok(Some(ApplyReport::default()))
             }
             _ => Ok(None),
@@ -347,6 +401,52 @@ impl Applier {
                 message: status.message.clone(),
             }),
             other => other,
+        }
+    }
+
+    /// Wait until a Deployment, DaemonSet or StatefulSet has rolled out: the controller saw the
+    /// current generation and every replica is updated and available. A workload that does not
+    /// exist yet (an operator creates it) is waited for too.
+    pub async fn wait_rollout(
+        &self,
+        kind: WorkloadKind,
+        namespace: &str,
+        name: &str,
+    ) -> Result<(), AddonsError> {
+        let start = Instant::now();
+        let ar = match kind {
+            WorkloadKind::Deployment => ApiResource::erase::<Deployment>(&()),
+            WorkloadKind::DaemonSet => ApiResource::erase::<DaemonSet>(&()),
+            WorkloadKind::StatefulSet => ApiResource::erase::<StatefulSet>(&()),
+        };
+        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), namespace, &ar);
+        loop {
+            let found = self
+                .call(
+                    || format!("get {} {namespace}/{name}", ar.kind),
+                    api.get_opt(name),
+                )
+                .await?;
+            let state = match &found {
+                None => "not found".to_owned(),
+                Some(obj) => match rollout_state(kind, obj) {
+                    Ok(()) => {
+                        debug!(kind = %ar.kind, namespace, name, "rolled out");
+                        return Ok(());
+                    }
+                    Err(state) => state,
+                },
+            };
+            if start.elapsed() >= self.rollout_timeout {
+                return Err(AddonsError::RolloutTimeout {
+                    kind: ar.kind.clone(),
+                    namespace: namespace.into(),
+                    name: name.into(),
+                    waited_secs: start.elapsed().as_secs(),
+                    state,
+                });
+            }
+            tokio::time::sleep(self.poll_interval).await;
         }
     }
 

@@ -69,6 +69,21 @@ pub enum AddonsError {
         /// How long we waited.
         waited_secs: u64,
     },
+    /// A workload did not finish rolling out in time (or does not exist yet).
+    /// Safe to retry: waiting has no side effects.
+    #[error("{kind} `{namespace}/{name}` not rolled out after {waited_secs}s: {state}")]
+    RolloutTimeout {
+        /// Workload kind.
+        kind: String,
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+        /// Seconds waited.
+        waited_secs: u64,
+        /// The last state seen, e.g. `2/3 available` or `not found`.
+        state: String,
+    },
     /// The API server does not serve the kind of an object (not installed, or discovery stale).
     /// Safe to retry after the CRD is installed.
     #[error("API server does not serve {api_version} {kind} (object `{name}`)")]

@@ -335,3 +335,89 @@ async fn rendered_install_steps_run_through_the_applier() {
         "{log:?}"
     );
 }
+
+fn daemonset(generation: i64, observed: i64, desired: i64, updated: i64, available: i64) -> Value {
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": { "name": "calico-node", "namespace": "calico-system", "generation": generation },
+        "spec": {
+            "selector": { "matchLabels": { "k8s-app": "calico-node" } },
+            "template": { "metadata": { "labels": { "k8s-app": "calico-node" } }, "spec": { "containers": [] } },
+        },
+        "status": {
+            "observedGeneration": observed,
+            "currentNumberScheduled": desired, "desiredNumberScheduled": desired,
+            "numberMisscheduled": 0, "numberReady": available,
+            "updatedNumberScheduled": updated, "numberAvailable": available,
+        },
+    })
+}
+
+#[tokio::test]
+async fn rollout_wait_covers_absent_then_progressing_workloads() {
+    let mut seen = 0;
+    let (client, log, _task) = client(move |method, path, _| {
+        assert_eq!(
+            (method, path),
+            (
+                "GET",
+                "/apis/apps/v1/namespaces/calico-system/daemonsets/calico-node"
+            )
+        );
+        seen += 1;
+        match seen {
+            1 => (404, fixture("status-not-found.json")),
+            2 => (200, daemonset(2, 1, 3, 3, 3)),
+            3 => (200, daemonset(2, 2, 3, 3, 2)),
+            _ => (200, daemonset(2, 2, 3, 3, 3)),
+        }
+    });
+    let step = hakube_addons::InstallStep::WaitRollout {
+        component: Component::Calico,
+        kind: hakube_addons::WorkloadKind::DaemonSet,
+        namespace: "calico-system".into(),
+        name: "calico-node".into(),
+    };
+    let rendered = hakube_addons::render(&hakube_addons::example_input()).expect("renders");
+    let done = applier(client)
+        .run_step(&step, &rendered)
+        .await
+        .expect("rolls out");
+    assert!(done.is_some(), "the applier handles rollout waits");
+    assert_eq!(
+        log.lock().expect("log").len(),
+        4,
+        "absent, old generation, 2/3 available, done"
+    );
+}
+
+#[tokio::test]
+async fn rollout_that_never_completes_reports_its_last_state() {
+    let (client, _log, _task) = client(|_, _, _| (200, daemonset(1, 1, 3, 3, 1)));
+    let err = applier(client)
+        .rollout_timeout(Duration::from_millis(20))
+        .wait_rollout(
+            hakube_addons::WorkloadKind::DaemonSet,
+            "calico-system",
+            "calico-node",
+        )
+        .await
+        .expect_err("never ready");
+    match &err {
+        AddonsError::RolloutTimeout {
+            kind,
+            namespace,
+            name,
+            state,
+            ..
+        } => {
+            assert_eq!(
+                (kind.as_str(), namespace.as_str(), name.as_str()),
+                ("DaemonSet", "calico-system", "calico-node")
+            );
+            assert_eq!(state, "3/3 updated, 1/3 available");
+        }
+        other => panic!("expected RolloutTimeout, got {other:?}"),
+    }
+}
