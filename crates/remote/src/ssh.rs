@@ -287,18 +287,32 @@ impl SshSession {
 
     /// Opens a session channel; on a dropped connection reconnects once (nothing was sent yet,
     /// so this is safe).
-    async fn open_channel(&self) -> Result<russh::Channel<client::Msg>, Error> {
+    async fn open_channel(
+        &self,
+        command: &Command,
+        timeout: Duration,
+    ) -> Result<russh::Channel<client::Msg>, Error> {
+        let timed_out = || Error::Timeout {
+            host: self.target.name.clone(),
+            command: command.redacted(),
+            timeout,
+        };
+        // Connecting is bounded by the connect timeout; opening the channel by the command's.
         let h = self.handle(false).await?;
-        match h.channel_open_session().await {
-            Ok(c) => Ok(c),
-            Err(e) => {
+        match tokio::time::timeout(timeout, h.channel_open_session()).await {
+            Ok(Ok(c)) => Ok(c),
+            Err(_) => Err(timed_out()),
+            Ok(Err(e)) => {
                 tracing::debug!(host = %self.target.name, error = %e, "channel open failed; reconnecting");
                 let h = self.handle(true).await?;
-                h.channel_open_session().await.map_err(|e| Error::Connect {
-                    host: self.target.name.clone(),
-                    addr: format!("{}:{}", self.target.address, self.target.port),
-                    reason: format!("cannot open a channel: {e}"),
-                })
+                tokio::time::timeout(timeout, h.channel_open_session())
+                    .await
+                    .map_err(|_| timed_out())?
+                    .map_err(|e| Error::Connect {
+                        host: self.target.name.clone(),
+                        addr: format!("{}:{}", self.target.address, self.target.port),
+                        reason: format!("cannot open a channel: {e}"),
+                    })
             }
         }
     }
@@ -325,7 +339,7 @@ impl SshSession {
         let timeout = command
             .timeout_value()
             .unwrap_or(self.config.command_timeout);
-        let channel = self.open_channel().await?;
+        let channel = self.open_channel(command, timeout).await?;
         let (mut read, write) = channel.split();
         let host = &self.target.name;
         let lost = |reason: String| Error::ConnectionLost {
