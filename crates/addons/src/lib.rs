@@ -10,6 +10,15 @@
 //! [`apply::Applier`], performs server-side apply with kube-rs: CRDs first, wait until
 //! Established, refresh discovery, then the objects, one field manager per component.
 //!
+//! Entry points:
+//! - [`render`]`(&AddonsInput) -> Result<Rendered>`: the GitOps tree ([`Rendered::cluster_files`],
+//!   relative to `cluster/`), per-VM files ([`Rendered::host_files`], Vault VMs) and the ordered
+//!   [`Rendered::steps`] (serializable). [`example_input`] is a complete valid input.
+//! - [`validate`] (input) and [`cross_check`] (rendered or hand-edited files): every problem found.
+//! - [`apply::Applier`]: `apply(component, files)`, `run_step(step, rendered)`, `wait_rollout`.
+//! - Per component, the pure builders: [`calico`], [`traefik`], [`observability`], [`vault`],
+//!   [`certmanager`], [`etcd_backup`], [`gitops`]; pinned charts in [`versions`].
+//!
 //! Features: `apply` (default) enables [`apply`] and pulls in kube-rs; like every library using
 //! k8s-openapi it then needs the final binary to pick a Kubernetes version feature
 //! (`k8s-openapi = { features = ["latest"] }`). With `default-features = false` the crate is
