@@ -51,6 +51,18 @@
 //!   restarts (which removes it); its HAProxy keeps serving the connections that still reach
 //!   it, and the new MASTER's gratuitous ARPs move clients over.
 //! - No VRRP `authentication`: it is cleartext and no security boundary.
+//!
+//! # What an LB node needs besides these files
+//! - packages `haproxy`, `keepalived` and `curl` (the check script uses `/usr/bin/curl`);
+//! - the system user [`DEFAULT_SCRIPT_USER`] (or [`HaInput::script_user`]):
+//!   `useradd --system --no-create-home --shell /usr/sbin/nologin keepalived_script`;
+//!   keepalived refuses to run the check without it;
+//! - for [`IngressTls::Terminate`], the PEM (chain + key) at `cert_path`, mode 0600, root;
+//! - IP protocol 112 (VRRP) allowed between the LB nodes, and the VIP free on the segment;
+//! - Traefik configured to trust the LB node addresses (`proxyProtocol.trustedIPs` for
+//!   passthrough, `forwardedHeaders.trustedIPs` for termination);
+//! - after writing the files: `systemctl reload haproxy` (or restart) and
+//!   `systemctl restart keepalived`. `haproxy -c -f /etc/haproxy/haproxy.cfg` validates first.
 
 use core::fmt;
 use core::time::Duration;
