@@ -698,3 +698,43 @@ async fn removing_a_master_removes_its_etcd_member() {
             .any(|(h, l)| h == "cp1" && l.contains("delete node cp3"))
     );
 }
+
+#[tokio::test]
+async fn node_preparation_runs_everywhere_and_reports_a_failing_node() {
+    let w = world(2, 3);
+    w.nodes["w2"].inner.fail(
+        "sh -c 'DEBIAN_FRONTEND=noninteractive apt-get install -y containerd'",
+        100,
+        "E: Unable to locate package containerd",
+    );
+    let results = w.bootstrap(Duration::ZERO).prepare_nodes().await.unwrap();
+    assert_eq!(results.len(), 5);
+    for (node, r) in &results {
+        if node == "w2" {
+            let msg = r.as_ref().unwrap_err();
+            assert!(msg.contains("w2") && msg.contains("containerd"), "{msg}");
+        } else {
+            assert!(r.is_ok(), "{node}: {r:?}");
+        }
+    }
+    // Masters pre-pull images, workers do not; modules load before sysctls; files are pushed.
+    let cmds = |n: &str| w.nodes[n].inner.commands();
+    assert!(
+        cmds("cp2")
+            .iter()
+            .any(|c| c.contains("kubeadm config images pull --kubernetes-version v1.33.2"))
+    );
+    assert!(!cmds("w1").iter().any(|c| c.contains("images pull")));
+    let w1 = cmds("w1");
+    let at = |p: &str| w1.iter().position(|c| c.contains(p)).unwrap();
+    assert!(at("modprobe br_netfilter") < at("sysctl --system"));
+    assert!(at("apt-mark hold kubelet kubeadm kubectl") > at("kubeadm=1.33.2-1.1"));
+    assert!(
+        w.nodes["w1"]
+            .inner
+            .file("/etc/modules-load.d/k8s.conf")
+            .is_some()
+    );
+    // w2 stopped at containerd: no packages installed there.
+    assert!(!cmds("w2").iter().any(|c| c.contains("apt-mark hold")));
+}
