@@ -271,12 +271,12 @@ impl LabBuilder {
     /// [`Error::NoFreeSubnet`], and [`Error::Command`] / [`Error::Spawn`] /
     /// [`Error::NotReady`] naming the host and step that failed.
     pub fn build(self) -> Result<Lab> {
+        let private_dirs: Arc<[PathBuf]> = self.validate()?.into();
         if util::effective_uid() != Some(0) {
             return Err(Error::Unsupported {
                 reason: "building a lab needs root (network namespaces)".into(),
             });
         }
-        let private_dirs: Arc<[PathBuf]> = self.validate()?.into();
         let pool: Ipv4Net = DEFAULT_POOL.parse().map_err(|_| Error::InvalidConfig {
             field: "subnet",
             reason: "bad default pool".into(),

@@ -131,18 +131,29 @@ pub fn require_root(test_name: &str) -> bool {
     }
 }
 
-/// Checks what [`require_root`] checks, returning the reason when the lab cannot run.
+/// Checks what [`require_root`] checks (once per process; the answer is cached): root, the
+/// tools (`ip`, `nsenter`, `unshare`), and that this kernel and sandbox let us create network,
+/// mount, PID and UTS namespaces (`unshare --net --mount --pid --uts --fork true`).
 ///
 /// # Errors
 /// A human-readable reason.
 pub fn lab_support() -> Result<(), String> {
+    static SUPPORT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    SUPPORT.get_or_init(probe_support).clone()
+}
+
+fn probe_support() -> Result<(), String> {
     if util::effective_uid() != Some(0) {
         return Err("needs root for network namespaces (CI runs as root)".into());
     }
-    for (tool, args) in [
-        ("ip", &["netns", "list"][..]),
-        ("nsenter", &["--version"][..]),
-        ("unshare", &["--version"][..]),
+    for (tool, args, hint) in [
+        ("ip", &["-V"][..], "install iproute2"),
+        ("nsenter", &["--version"][..], "install util-linux"),
+        (
+            "unshare",
+            &["--net", "--mount", "--pid", "--uts", "--fork", "true"][..],
+            "namespaces are not permitted here (a container without CAP_SYS_ADMIN?)",
+        ),
     ] {
         let ok = std::process::Command::new(tool)
             .args(args)
@@ -152,10 +163,7 @@ pub fn lab_support() -> Result<(), String> {
             .status()
             .is_ok_and(|s| s.success());
         if !ok {
-            return Err(format!(
-                "`{tool} {}` does not work here (install iproute2 and util-linux)",
-                args.join(" ")
-            ));
+            return Err(format!("`{tool} {}` failed: {hint}", args.join(" ")));
         }
     }
     Ok(())
