@@ -322,7 +322,15 @@ pub fn pki_steps(input: &AddonsInput, v: &VaultInput) -> Vec<PkiStep> {
             "Enable Kubernetes auth",
             vec![s("vault"), s("auth"), s("enable"), s("kubernetes")],
         ),
-        step("Point Kubernetes auth at the API server", kube_config),
+        step(
+            if matches!(v.placement, VaultPlacement::Vms(_)) {
+                "Point Kubernetes auth at the API server (kubernetes-ca.crt: a copy of \
+                 /etc/kubernetes/pki/ca.crt from a master)"
+            } else {
+                "Point Kubernetes auth at the API server"
+            },
+            kube_config,
+        ),
         step(
             "Role for cert-manager's vault-issuer ServiceAccount",
             vec![
