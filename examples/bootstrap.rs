@@ -6,6 +6,9 @@
 //! workers all at once, then waits for every node to be Ready. Progress is printed per node,
 //! and a summary at the end. Safe to re-run: nodes that joined are skipped.
 //!
+//! `--prepare` first prepares every node in parallel (swap, kernel modules, sysctls, containerd
+//! with `SystemdCgroup`, the pkgs.k8s.io packages of the pinned version, held).
+//!
 //! The bootstrap token and certificate key are generated on the first run and kept in
 //! `--secrets-file` (mode 0600, default `out/cluster/kubeadm/secrets.env`) so re-runs reuse
 //! them. `--render-only` prints the files each node would receive and connects to nothing.
@@ -57,6 +60,10 @@ struct Args {
     /// Print what each node would receive; connect to nothing.
     #[arg(long)]
     render_only: bool,
+    /// Prepare the nodes first (swap, modules, sysctls, containerd, pkgs.k8s.io packages held,
+    /// image pre-pull on masters), all in parallel.
+    #[arg(long)]
+    prepare: bool,
 }
 
 /// The kubeadm crate's input for a placed cluster.
@@ -265,6 +272,28 @@ async fn main() -> ExitCode {
         ..BootstrapOptions::default()
     })
     .progress(Arc::new(Printer(Instant::now())));
+    if args.prepare {
+        match bootstrap.prepare_nodes().await {
+            Ok(results) => {
+                let failed: Vec<_> = results
+                    .iter()
+                    .filter_map(|(_, r)| r.as_ref().err())
+                    .collect();
+                if !failed.is_empty() {
+                    for f in &failed {
+                        eprintln!("prepare: {f}");
+                    }
+                    pool.close_all().await;
+                    return ExitCode::FAILURE;
+                }
+            }
+            Err(e) => {
+                eprintln!("error: {}", error_chain(&e));
+                pool.close_all().await;
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let result = bootstrap.run().await;
     pool.close_all().await;
     match result {
