@@ -133,6 +133,38 @@ impl Host {
         util::output(&self.name, &mut cmd)
     }
 
+    /// Like [`Host::exec`], with `input` fed to the script's stdin (binary-safe).
+    ///
+    /// # Errors
+    /// [`Error::HostRemoved`], [`Error::Spawn`].
+    pub fn exec_with_input(&self, script: &str, input: &[u8]) -> Result<Output> {
+        use std::io::Write as _;
+        let mut cmd = self.command(script)?;
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let spawn_err = |source| Error::Spawn {
+            host: self.name.clone(),
+            command: script.to_owned(),
+            source,
+        };
+        let mut child = cmd.spawn().map_err(spawn_err)?;
+        let writer = child.stdin.take().map(|mut stdin| {
+            let input = input.to_owned();
+            // A script that stops reading early closes the pipe; that is not an error here.
+            std::thread::spawn(move || drop(stdin.write_all(&input)))
+        });
+        let out = child.wait_with_output().map_err(|source| Error::Spawn {
+            host: self.name.clone(),
+            command: script.to_owned(),
+            source,
+        })?;
+        if let Some(w) = writer {
+            let _ = w.join();
+        }
+        Ok(out)
+    }
+
     /// Like [`Host::exec`], but kills the script (its whole process group) when it runs longer
     /// than `timeout`.
     ///

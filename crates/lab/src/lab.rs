@@ -18,6 +18,9 @@ use crate::registry::{self, Reservation};
 use crate::util;
 
 /// Directories private to each host unless [`LabBuilder::private_dirs`] replaces the list.
+/// Each starts empty in every host (so the machine's own `/usr/local/bin` is not visible
+/// there: stand-ins only). Missing mount points are created as empty directories on the
+/// machine.
 pub const DEFAULT_PRIVATE_DIRS: &[&str] = &[
     "/etc/haproxy",
     "/etc/keepalived",
@@ -281,7 +284,7 @@ impl LabBuilder {
             field: "subnet",
             reason: "bad default pool".into(),
         })?;
-        let res = registry::reserve(pool, self.subnet, &self.base_dir)?;
+        let res = registry::reserve(&self.tag, pool, self.subnet, &self.base_dir)?;
         let lab = Lab::new(&self, res, private_dirs);
         lab.construct(self.sshd)?;
         // Stand-ins need a private /usr/local/bin; without one there are none.
@@ -888,7 +891,20 @@ impl Lab {
         destroy_hosts(&self.switch_ns, &live, false);
         util::destroy_netns(&self.switch_ns);
         let _ = fs::remove_dir_all(&self.res.dir);
-        registry::release(&self.res);
+        let ns_prefix = format!("{}-", self.res.prefix);
+        let left: Vec<String> = util::netns_list()
+            .into_iter()
+            .filter(|n| n.starts_with(&ns_prefix))
+            .collect();
+        if left.is_empty() {
+            registry::release(&self.res);
+        } else {
+            // Keep the record: the next build's stale-lab cleanup retries.
+            eprintln!(
+                "hakube-lab {}: teardown left namespaces {left:?}; the next lab build retries",
+                self.tag
+            );
+        }
     }
 }
 

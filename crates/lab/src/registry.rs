@@ -209,7 +209,12 @@ fn random_u64() -> u64 {
 }
 
 /// Reserves a prefix and a /24 (from `pool`, or exactly `fixed`), writing the lab's record.
-pub(crate) fn reserve(pool: Ipv4Net, fixed: Option<Ipv4Net>, base: &Path) -> Result<Reservation> {
+pub(crate) fn reserve(
+    tag: &str,
+    pool: Ipv4Net,
+    fixed: Option<Ipv4Net>,
+    base: &Path,
+) -> Result<Reservation> {
     let _lock = lock()?;
     cleanup_stale_locked();
 
@@ -270,7 +275,7 @@ pub(crate) fn reserve(pool: Ipv4Net, fixed: Option<Ipv4Net>, base: &Path) -> Res
     let pid = std::process::id();
     let start = util::process_start_time(pid).unwrap_or(0);
     let text = format!(
-        "pid={pid}\nstart={start}\nsubnet={subnet}\ndir={}\n",
+        "pid={pid}\nstart={start}\nsubnet={subnet}\ndir={}\ntag={tag}\n",
         dir.display()
     );
     fs::write(&record, text).map_err(|source| Error::Io {

@@ -712,6 +712,13 @@ fn exec_timeout_kills_the_script() {
     assert_eq!(out.status.code(), Some(4));
     assert_eq!(out.stdout, b"out\n");
     assert_eq!(out.stderr, b"err\n");
+    // Binary-safe stdin.
+    let input: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
+    let out = t1
+        .exec_with_input("cat > /tmp/blob && sha256sum < /tmp/blob", &input)
+        .expect("stdin");
+    assert!(out.status.success());
+    assert_eq!(t1.read_file("/tmp/blob").expect("blob"), input);
     match t1.exec_timeout("sleep 600", Duration::from_millis(300)) {
         Err(Error::Timeout { host, command, .. }) => {
             assert_eq!(host, "t1");
