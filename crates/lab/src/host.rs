@@ -372,8 +372,8 @@ impl Host {
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
-    /// Sends `signal` (e.g. `"HUP"`, `"USR2"`) to daemon `name`'s process group; the daemon
-    /// stays tracked.
+    /// Sends `signal` (e.g. `"HUP"`, `"USR2"`) to daemon `name`'s processes (its process
+    /// group, minus the `nsenter` that tracks it); the daemon stays tracked.
     ///
     /// # Errors
     /// [`Error::UnknownDaemon`].
@@ -383,7 +383,12 @@ impl Host {
             host: self.name.clone(),
             name: name.to_owned(),
         })?;
-        util::signal_group(child.id(), signal);
+        let leader = child.id();
+        let members: Vec<u32> = util::group_members(leader)
+            .into_iter()
+            .filter(|&p| p != leader)
+            .collect();
+        util::signal_pids(&members, signal);
         Ok(())
     }
 

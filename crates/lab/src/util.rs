@@ -126,20 +126,15 @@ pub(crate) fn signal_group(pgid: u32, signal: &str) {
         .status();
 }
 
-/// Whether any live (not zombie) process is in process group `pgid`.
-pub(crate) fn group_alive(pgid: u32) -> bool {
+/// The live (not zombie) processes in process group `pgid`.
+pub(crate) fn group_members(pgid: u32) -> Vec<u32> {
     let Ok(rd) = std::fs::read_dir("/proc") else {
-        return false;
+        return Vec::new();
     };
     rd.filter_map(|e| e.ok())
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .bytes()
-                .all(|b| b.is_ascii_digit())
-        })
-        .any(|e| {
-            let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+        .filter(|pid| {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
                 return false;
             };
             let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
@@ -151,6 +146,12 @@ pub(crate) fn group_alive(pgid: u32) -> bool {
             let pgrp = f.nth(1).and_then(|p| p.parse::<u32>().ok());
             state != Some("Z") && pgrp == Some(pgid)
         })
+        .collect()
+}
+
+/// Whether any live (not zombie) process is in process group `pgid`.
+pub(crate) fn group_alive(pgid: u32) -> bool {
+    !group_members(pgid).is_empty()
 }
 
 /// Sends `signal` to each pid. Ignores pids that are already gone.

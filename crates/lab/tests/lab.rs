@@ -376,6 +376,19 @@ fn daemons_start_log_and_die() {
     );
     assert!(matches!(d1.kill("web"), Err(Error::UnknownDaemon { .. })));
 
+    // Signals reach the daemon's process group; it stays tracked.
+    d1.spawn(
+        "hup",
+        "trap 'echo got-hup' HUP; while :; do sleep 0.1; done",
+    )
+    .expect("spawn");
+    assert!(eventually(Duration::from_secs(5), || {
+        d1.signal("hup", "HUP").expect("signal");
+        d1.log("hup").contains("got-hup")
+    }));
+    assert!(d1.is_running("hup"));
+    d1.kill("hup").expect("kill");
+
     // A daemon that forks into the background is still confined to the host's PID namespace.
     d1.spawn("sleeper", "sleep 300 & sleep 300").expect("spawn");
     assert!(eventually(Duration::from_secs(5), || {
