@@ -19,6 +19,10 @@ use crate::transport::{
 use crate::wire::{self, Params};
 use crate::{Error, Secret, TlsTrust};
 
+/// Fresh logins one request may make after its ticket is refused (a 401 is answered
+/// before anything is done, so repeating is safe).
+const MAX_RELOGINS: u32 = 3;
+
 /// PVE tickets live 2 hours; renew well before.
 pub const TICKET_RENEW_AFTER: Duration = Duration::from_secs(100 * 60);
 
@@ -553,10 +557,17 @@ impl Client {
         };
         let form = (!method.params_in_query()).then(|| params.encode());
         let mut attempt = 0u32;
-        let mut relogged = false;
+        // Logins this request made after its ticket was refused, and retries with a
+        // ticket another request had already renewed.
+        let mut relogins = 0u32;
+        let mut refreshes = 0u32;
         loop {
             attempt += 1;
             let headers = self.auth_headers(method, false).await?;
+            let used_cookie = headers
+                .iter()
+                .find(|(k, _)| *k == "Cookie")
+                .map(|(_, v)| v.expose().to_owned());
             let req = HttpRequest {
                 method,
                 url: url.clone(),
@@ -587,14 +598,23 @@ impl Client {
                     }
                     let parsed = wire::parse_error(&reason, &body);
                     if status == 401
-                        && !relogged
+                        && relogins < MAX_RELOGINS
+                        && refreshes < MAX_RELOGINS * 4
                         && matches!(self.inner.credentials, Credentials::Password { .. })
                         && invalid_ticket(&parsed.message)
                     {
-                        relogged = true;
-                        warn!(path, "ticket refused; logging in again");
                         let mut guard = self.inner.session.lock().await;
-                        *guard = Some(self.fetch_ticket(None).await?);
+                        let current = guard
+                            .as_ref()
+                            .map(|s| format!("PVEAuthCookie={}", s.ticket.expose()));
+                        if current.is_some() && current != used_cookie {
+                            // Another request logged in again meanwhile: use its ticket.
+                            refreshes += 1;
+                        } else {
+                            relogins += 1;
+                            warn!(path, "ticket refused; logging in again");
+                            *guard = Some(self.fetch_ticket(None).await?);
+                        }
                         drop(guard);
                         attempt -= 1;
                         continue;
