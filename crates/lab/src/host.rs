@@ -630,7 +630,7 @@ impl Host {
     }
 
     pub(crate) fn wait_for_sshd(&self) -> Result<()> {
-        self.wait_for_port(22, Duration::from_secs(10))
+        self.wait_for_port(22, Duration::from_secs(30))
             .map_err(|e| match e {
                 Error::NotReady { host, waited, .. } => Error::NotReady {
                     host,

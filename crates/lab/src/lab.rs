@@ -80,7 +80,7 @@ pub const DEFAULT_POOL: &str = "10.88.0.0/16";
 /// The last octet of the first host's address (`.11`, then `.12`, ...).
 pub const FIRST_HOST_OCTET: u8 = 11;
 
-const READY_TIMEOUT: Duration = Duration::from_secs(10);
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Paths that may never be made private (hiding them would break the host or the machine).
 const FORBIDDEN_PRIVATE: &[&str] = &[

@@ -74,7 +74,7 @@
 //!
 //! // Daemons run in the background; their output is kept.
 //! lb1.spawn("web", "cd /tmp && exec python3 -m http.server 8080")?;
-//! lb1.wait_for_port(8080, Duration::from_secs(10))?;
+//! lb1.wait_for_port(8080, Duration::from_secs(30))?;
 //!
 //! // Stand-ins record their calls.
 //! lab.stand_in("kubeadm", "#!/bin/sh\necho fake kubeadm\n")?;

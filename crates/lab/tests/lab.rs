@@ -356,7 +356,7 @@ fn daemons_start_log_and_die() {
         "echo starting; exec python3 -m http.server --bind 0.0.0.0 8080",
     )
     .expect("spawn");
-    d1.wait_for_port(8080, Duration::from_secs(10))
+    d1.wait_for_port(8080, Duration::from_secs(30))
         .expect("web up");
     assert!(d1.is_running("web"));
     assert!(matches!(
@@ -382,7 +382,7 @@ fn daemons_start_log_and_die() {
         "trap 'echo got-hup' HUP; while :; do sleep 0.1; done",
     )
     .expect("spawn");
-    assert!(eventually(Duration::from_secs(5), || {
+    assert!(eventually(Duration::from_secs(15), || {
         d1.signal("hup", "HUP").expect("signal");
         d1.log("hup").contains("got-hup")
     }));
@@ -391,7 +391,7 @@ fn daemons_start_log_and_die() {
 
     // A daemon that forks into the background is still confined to the host's PID namespace.
     d1.spawn("sleeper", "sleep 300 & sleep 300").expect("spawn");
-    assert!(eventually(Duration::from_secs(5), || {
+    assert!(eventually(Duration::from_secs(15), || {
         d1.run("pgrep -c -x sleep").is_ok_and(|n| n.trim() == "2")
     }));
     d1.terminate("sleeper").expect("terminate");
@@ -421,8 +421,11 @@ fn link_down_cuts_and_link_up_restores() {
     assert!(ssh_banner(l1.addr()).is_err());
 
     l1.link_up().expect("up");
-    assert!(eventually(Duration::from_secs(5), || ping(l2, l1.addr())));
-    assert!(eventually(Duration::from_secs(5), || ssh_banner(l1.addr()).is_ok()));
+    assert!(eventually(Duration::from_secs(15), || ping(l2, l1.addr())));
+    assert!(eventually(Duration::from_secs(15), || ssh_banner(
+        l1.addr()
+    )
+    .is_ok()));
     // The default route came back too.
     assert!(
         l1.run("ip route show default")
@@ -673,7 +676,7 @@ fn hosts_resolve_each_other_and_dangerous_commands_are_stood_in() {
     );
     // DNS fails fast instead of hanging on an unreachable resolver.
     let out = cp1
-        .exec_timeout("getent hosts example.invalid", Duration::from_secs(5))
+        .exec_timeout("getent hosts example.invalid", Duration::from_secs(8))
         .expect("no DNS hang");
     assert!(!out.status.success());
     // Per-host copy, and the machine's own /etc/hosts is untouched.
@@ -720,7 +723,7 @@ fn exec_timeout_kills_the_script() {
         .expect("lab");
     let t1 = lab.host("t1");
     let out = t1
-        .exec_timeout("echo out; echo err >&2; exit 4", Duration::from_secs(10))
+        .exec_timeout("echo out; echo err >&2; exit 4", Duration::from_secs(30))
         .expect("quick");
     assert_eq!(out.status.code(), Some(4));
     assert_eq!(out.stdout, b"out\n");
@@ -739,7 +742,7 @@ fn exec_timeout_kills_the_script() {
         }
         other => panic!("expected a timeout, got {other:?}"),
     }
-    assert!(eventually(Duration::from_secs(5), || {
+    assert!(eventually(Duration::from_secs(15), || {
         t1.exec("pgrep -x sleep").expect("pgrep").stdout.is_empty()
     }));
 }
@@ -962,7 +965,7 @@ fn stale_lab_of_a_killed_run_is_cleaned() {
     assert!(!Path::new("/sys/class/net").join(&prefix).exists());
     assert!(!Path::new(&dir).exists());
     assert!(
-        eventually(Duration::from_secs(5), || {
+        eventually(Duration::from_secs(15), || {
             Command::new("pgrep")
                 .args(["-f", "sleep 60[01]"])
                 .output()
