@@ -474,3 +474,80 @@ async fn fan_out_many_hosts_one_goes_away_and_reconnect() {
     );
     pool.close_all().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sudo_for_non_root_users() {
+    use std::os::unix::fs::PermissionsExt as _;
+    if !can_run_sshd("sudo_for_non_root_users") {
+        return;
+    }
+    let key = ClientKey::new();
+    let mut sshd = Sshd::start(&key);
+    // A test user and a `sudo` stand-in (in /usr/local/bin: records its arguments, insists on
+    // -n, runs the rest) that exist only in this sshd's mount namespace: the machine is not
+    // changed.
+    let user = "hakubetest";
+    let d = sshd.dir.path().to_owned();
+    let d = d.as_path();
+    let mut binds = String::new();
+    for (file, line) in [
+        ("passwd", "hakubetest:x:4242:4242::/tmp:/bin/sh"),
+        ("group", "hakubetest:x:4242:"),
+        ("shadow", "hakubetest:*:19000:0:99999:7:::"),
+    ] {
+        let mut text = std::fs::read_to_string(format!("/etc/{file}")).unwrap();
+        text.push_str(line);
+        text.push('\n');
+        std::fs::write(d.join(file), text).unwrap();
+        binds.push_str(&format!("{} /etc/{file}\n", d.join(file).display()));
+    }
+    std::fs::create_dir_all(d.join("bin")).unwrap();
+    binds.push_str(&format!("{} /usr/local/bin\n", d.join("bin").display()));
+    std::fs::write(d.join("binds"), binds).unwrap();
+    sshd.restart(false);
+    std::fs::create_dir_all(d.join("bin")).unwrap();
+    std::fs::create_dir_all(d.join("out")).unwrap();
+    std::fs::write(d.join("sudo.log"), "").unwrap();
+    let stand_in = format!(
+        "#!/bin/sh\nprintf '%s\\n' \"$*\" >> {log}\n[ \"$1\" = -n ] || exit 97\nshift\n[ \"$1\" = -- ] && shift\nexec \"$@\"\n",
+        log = d.join("sudo.log").display()
+    );
+    std::fs::write(d.join("bin/sudo"), stand_in).unwrap();
+    std::fs::set_permissions(d.join("bin/sudo"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(d.join("out"), std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::set_permissions(d.join("sudo.log"), std::fs::Permissions::from_mode(0o666)).unwrap();
+
+    let s = SshSession::new(
+        Target::new("nonroot", "127.0.0.1")
+            .port(sshd.port)
+            .user(user),
+        SshConfig::new(Auth::key_file(key.private()), pinned(&sshd)),
+    );
+    assert!(!s.is_root());
+    let out = s
+        .run_ok(
+            &Command::new("printf")
+                .arg("%s|")
+                .args(["a b", "it's"])
+                .env("X", "1 2")
+                .sudo(true),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.stdout, b"a b|it's|");
+    let out = s
+        .run_ok(&Command::new("printenv").arg("X").env("X", "1 2").sudo(true))
+        .await
+        .unwrap();
+    assert_eq!(out.stdout, b"1 2\n");
+    s.run_ok(&Command::new("true")).await.unwrap(); // no sudo asked: none used
+    let path = format!("{}/out/f.cfg", d.display());
+    let file = Upload::new(&path, b"x\0y".to_vec()).mode(0o600).sudo(true);
+    assert_eq!(push_file(&s, &file).await.unwrap(), PushOutcome::Created);
+    assert_eq!(std::fs::read(&path).unwrap(), b"x\0y");
+    let log = std::fs::read_to_string(d.join("sudo.log")).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 3, "{log}");
+    assert_eq!(lines[0], "-n -- env X=1 2 printf %s| a b it's");
+    assert!(lines[2].starts_with("-n -- sh -c "), "{log}");
+}

@@ -65,6 +65,7 @@ impl ClientKey {
 pub struct Sshd {
     pub dir: tempfile::TempDir,
     pub port: u16,
+    extra: String,
     child: Option<Child>,
 }
 
@@ -113,13 +114,28 @@ fn free_port() -> u16 {
 impl Sshd {
     /// Starts a server trusting `client`'s public key for root.
     pub fn start(client: &ClientKey) -> Self {
+        Self::start_with(client, "")
+    }
+
+    /// Starts a server with extra sshd_config lines (`{dir}` is replaced by its directory).
+    /// The directory and authorized_keys are world-readable so non-root users can log in.
+    pub fn start_with(client: &ClientKey, extra: &str) -> Self {
+        use std::os::unix::fs::PermissionsExt as _;
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all("/run/sshd").unwrap();
         keygen(&dir.path().join("host_ed25519"));
         std::fs::copy(client.public(), dir.path().join("authorized_keys")).unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(
+            dir.path().join("authorized_keys"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        let extra = extra.replace("{dir}", &dir.path().display().to_string());
         let mut s = Self {
             dir,
             port: free_port(),
+            extra,
             child: None,
         };
         s.spawn();
@@ -138,11 +154,30 @@ impl Sshd {
             port = self.port,
             d = d.display()
         );
-        std::fs::write(d.join("sshd_config"), cfg).unwrap();
+        std::fs::write(d.join("sshd_config"), cfg + &self.extra).unwrap();
         let log = std::fs::File::create(d.join("sshd.log")).unwrap();
-        let child = Command::new("/usr/sbin/sshd")
-            .args(["-D", "-e", "-f"])
-            .arg(d.join("sshd_config"))
+        // `{dir}/binds` lists "SOURCE TARGET" lines: bind mounts (e.g. a passwd with a test
+        // user) in a private mount namespace that only this sshd and its sessions see.
+        let binds = std::fs::read_to_string(d.join("binds")).unwrap_or_default();
+        let mut cmd = if binds.trim().is_empty() {
+            let mut c = Command::new("/usr/sbin/sshd");
+            c.args(["-D", "-e", "-f"]).arg(d.join("sshd_config"));
+            c
+        } else {
+            let mut script = String::new();
+            for line in binds.lines() {
+                let (src, dst) = line.split_once(' ').unwrap();
+                script.push_str(&format!("mount --bind '{src}' '{dst}' && "));
+            }
+            script.push_str(&format!(
+                "exec /usr/sbin/sshd -D -e -f '{}'",
+                d.join("sshd_config").display()
+            ));
+            let mut c = Command::new("unshare");
+            c.args(["--mount", "--propagation", "private", "sh", "-c", &script]);
+            c
+        };
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
