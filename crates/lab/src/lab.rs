@@ -70,6 +70,9 @@ pub const PRIVATE_FILES: &[&str] = &[
     "/root/.profile",
 ];
 
+/// Environment variable: `1` makes [`LabBuilder::build`] print its phase timings to stderr.
+pub const TRACE_ENV: &str = "HAKUBE_LAB_TRACE";
+
 /// Where labs keep their working directories unless [`LabBuilder::base_dir`] says otherwise.
 /// Not under `/tmp`, which is private inside the hosts.
 pub const DEFAULT_BASE_DIR: &str = "/var/tmp/hakube-lab";
@@ -382,7 +385,16 @@ impl Lab {
     }
 
     fn construct(&self, sshd: bool) -> Result<()> {
+        // HAKUBE_LAB_TRACE=1 prints how long each build phase took.
+        let trace = std::env::var(TRACE_ENV).as_deref() == Ok("1");
+        let start = Instant::now();
+        let phase = |what: &str| {
+            if trace {
+                eprintln!("hakube-lab {}: {what} at {:?}", self.tag, start.elapsed());
+            }
+        };
         self.make_dirs()?;
+        phase("directories");
         // Key generation runs while the network is set up.
         let keygens = if sshd {
             self.start_keygen()?
@@ -390,11 +402,16 @@ impl Lab {
             Vec::new()
         };
         self.make_network()?;
+        phase("network");
         self.start_anchors()?;
+        phase("namespaces");
         self.mount_private_dirs()?;
+        phase("mounts");
         if sshd {
             wait_all(keygens)?;
+            phase("keys");
             self.start_sshd()?;
+            phase("sshd listening");
         }
         Ok(())
     }
@@ -402,7 +419,9 @@ impl Lab {
     fn make_dirs(&self) -> Result<()> {
         let mk = |p: &Path| fs::create_dir_all(p).map_err(Self::io(p));
         mk(&self.res.dir.join("client"))?;
-        for h in &self.hosts {
+        let etc_hosts = self.etc_hosts();
+        // One thread per host: this is latency-bound file system work.
+        per_host(&self.hosts, |h| {
             for sub in ["logs", "sshd", "calls", "stand-ins"] {
                 mk(&h.dir.join(sub))?;
             }
@@ -422,7 +441,7 @@ impl Lab {
             }
             for f in PRIVATE_FILES {
                 let content = match *f {
-                    "/etc/hosts" => self.etc_hosts(),
+                    "/etc/hosts" => etc_hosts.clone(),
                     "/etc/resolv.conf" => {
                         "# hakube-lab: no DNS inside the lab, lookups fail fast\n\
                          nameserver 127.0.0.1\n"
@@ -436,7 +455,8 @@ impl Lab {
                 }
                 fs::write(&backing, content).map_err(Self::io(&backing))?;
             }
-        }
+            Ok(())
+        })?;
         // Mount points must exist in the real file system: an empty directory is created where
         // one is missing (e.g. /etc/kubernetes on a machine without Kubernetes). Nothing else
         // in the real file system is touched.
@@ -832,10 +852,13 @@ impl Lab {
     /// # Errors
     /// As [`Host::stand_in`].
     pub fn stand_in(&self, cmd: &str, script: &str) -> Result<()> {
-        self.hosts
-            .iter()
-            .filter(|h| !h.is_removed())
-            .try_for_each(|h| h.stand_in(cmd, script))
+        per_host(&self.hosts, |h| {
+            if h.is_removed() {
+                Ok(())
+            } else {
+                h.stand_in(cmd, script)
+            }
+        })
     }
 
     /// Installs recording stand-ins that succeed and do nothing, on every live host: for
@@ -848,8 +871,14 @@ impl Lab {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        cmds.into_iter()
-            .try_for_each(|c| self.stand_in(c.as_ref(), "#!/bin/sh\nexit 0\n"))
+        let cmds: Vec<String> = cmds.into_iter().map(|c| c.as_ref().to_owned()).collect();
+        per_host(&self.hosts, |h| {
+            if h.is_removed() {
+                return Ok(());
+            }
+            cmds.iter()
+                .try_for_each(|c| h.stand_in(c, "#!/bin/sh\nexit 0\n"))
+        })
     }
 
     /// Removes host `name` as if it lost power: kills all its processes and deletes its
@@ -984,6 +1013,24 @@ fn destroy_hosts(switch_ns: &str, hosts: &[&Host], unplug: bool) {
     // Anything else that entered the network namespaces (ip netns exec, a test's nsenter).
     let names: Vec<&str> = hosts.iter().map(|h| h.netns.as_str()).collect();
     util::destroy_netns_all(&names);
+}
+
+/// Runs `f` for every host, one thread each; the first error wins.
+fn per_host<F>(hosts: &[Host], f: F) -> Result<()>
+where
+    F: Fn(&Host) -> Result<()> + Sync,
+{
+    std::thread::scope(|s| {
+        let jobs: Vec<_> = hosts.iter().map(|h| s.spawn(|| f(h))).collect();
+        jobs.into_iter().try_for_each(|j| {
+            j.join().unwrap_or_else(|_| {
+                Err(Error::InvalidConfig {
+                    field: "lab",
+                    reason: "a lab worker thread panicked".into(),
+                })
+            })
+        })
+    })
 }
 
 /// A started helper process whose success is checked later.
