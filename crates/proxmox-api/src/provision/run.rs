@@ -365,7 +365,7 @@ impl Provisioner {
         let mut report = Report::default();
         for a in &plan.before {
             self.emit("cluster", a.step(), Phase::Started);
-            match self.cluster_action(a).await {
+            match self.cluster_action_observed(a).await {
                 Ok(()) => {
                     self.emit("cluster", a.step(), Phase::Done);
                     report.cluster.push(a.to_string());
@@ -395,7 +395,7 @@ impl Provisioner {
         if report.vms.iter().all(|v| v.error.is_none()) {
             for a in &plan.after {
                 self.emit("cluster", a.step(), Phase::Started);
-                match self.cluster_action(a).await {
+                match self.cluster_action_observed(a).await {
                     Ok(()) => {
                         self.emit("cluster", a.step(), Phase::Done);
                         report.cluster.push(a.to_string());
@@ -415,6 +415,47 @@ impl Provisioner {
         }
         report.seconds = started.elapsed().as_secs_f64();
         Ok(report)
+    }
+
+    /// A cluster action; after a failure that may not have been final (a lost answer, a
+    /// transient error) the state is read again and the action repeated only if not done.
+    async fn cluster_action_observed(&self, a: &Action) -> Result<(), Error> {
+        let max = self.opts.step_attempts.max(1);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.cluster_action(a).await {
+                Ok(()) => return Ok(()),
+                Err(e) if e.retry() != Retry::Never && attempt < max => {
+                    warn!(action = %a, error = %e, "cluster step failed; re-observing");
+                    self.emit("cluster", a.step(), Phase::Retrying(e.to_string()));
+                    if self.cluster_action_done(a).await.unwrap_or(false) {
+                        return Ok(());
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// True if the cluster already shows the action's result.
+    async fn cluster_action_done(&self, a: &Action) -> Result<bool, Error> {
+        let c = &self.client;
+        Ok(match a {
+            Action::CreatePool { pool } => c.pools().await?.iter().any(|p| &p.poolid == pool),
+            Action::HaGroup { group, .. } => c.ha_groups().await?.iter().any(|g| &g.group == group),
+            Action::HaRule {
+                rule, resources, ..
+            } => c.ha_rules().await?.iter().any(|r| {
+                let mut got: Vec<&str> = r.resources.split(',').map(str::trim).collect();
+                got.sort_unstable();
+                &r.rule == rule
+                    && r.affinity.as_deref() == Some("negative")
+                    && got == resources.iter().map(String::as_str).collect::<Vec<_>>()
+            }),
+            _ => false,
+        })
     }
 
     async fn cluster_action(&self, a: &Action) -> Result<(), Error> {
