@@ -5,9 +5,14 @@
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use hakube_benches::{SEED, large_topology};
 
+static SECRETS: std::sync::LazyLock<hakube_plan::PlanSecrets> =
+    std::sync::LazyLock::new(hakube_plan::PlanSecrets::generate);
+
 fn full(text: &str) -> usize {
     let cluster = hakube_topology::load(text, "bench").expect("valid topology");
-    hakube_plan::render(&cluster).expect("renders").len()
+    hakube_plan::render(&cluster, &SECRETS)
+        .expect("renders")
+        .len()
 }
 
 fn bench(c: &mut Criterion) {

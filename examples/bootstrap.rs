@@ -21,14 +21,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use hakube_kubeadm::config::TaintEffect;
 use hakube_kubeadm::flow::{Bootstrap, BootstrapOptions, BootstrapProgress, Host, ProgressEvent};
-use hakube_kubeadm::{
-    BootstrapToken, CertificateKey, ClusterInput, ClusterSecrets, MasterInput, WorkerInput,
-    render_cluster,
-};
+use hakube_kubeadm::{ClusterSecrets, render_cluster};
+use hakube_plan::{PlanSecrets, kubeadm_input};
 use hakube_remote::{Auth, HostKeyPolicy, SshConfig, SshPool, Target};
-use hakube_topology::{Cluster, RoleKind};
+use hakube_topology::RoleKind;
 
 /// Bootstrap Kubernetes with kubeadm on the topology's VMs.
 #[derive(Parser)]
@@ -66,77 +63,18 @@ struct Args {
     prepare: bool,
 }
 
-/// The kubeadm crate's input for a placed cluster.
-fn kubeadm_input(cluster: &Cluster) -> ClusterInput {
-    let t = &cluster.topology;
-    let k = &t.kubernetes;
-    let mut input = ClusterInput::new(
-        t.cluster.name.clone(),
-        t.network.vip.to_string(),
-        format!("v{}", cluster.kubernetes_version.trim_start_matches('v')),
-        k.pod_cidr.to_string(),
-    );
-    input.service_subnet = k.service_cidr.to_string();
-    input.dns_domain = k.dns_domain.clone();
-    for vm in cluster.vms_with_role(RoleKind::ControlPlane) {
-        input
-            .masters
-            .push(MasterInput::new(vm.name.clone(), vm.address.into()));
-    }
-    for vm in cluster.vms_with_role(RoleKind::Worker) {
-        let mut w = WorkerInput::new(vm.name.clone(), vm.address.into());
-        w.labels = vm.labels.clone();
-        for taint in &vm.taints {
-            let effect = match taint.effect {
-                hakube_topology::TaintEffect::NoSchedule => TaintEffect::NoSchedule,
-                hakube_topology::TaintEffect::PreferNoSchedule => TaintEffect::PreferNoSchedule,
-                hakube_topology::TaintEffect::NoExecute => TaintEffect::NoExecute,
-            };
-            w = w.taint(taint.key.clone(), taint.value.as_deref(), effect);
-        }
-        input.workers.push(w);
-    }
-    for lb in cluster.vms_with_role(RoleKind::LoadBalancer) {
-        input.cert_sans.push(lb.name.clone());
-        if let Some(fqdn) = cluster.fqdn(lb) {
-            input.cert_sans.push(fqdn);
-        }
-    }
-    input
-}
-
-/// Loads the secrets file, or generates secrets and writes it (0600).
+/// Loads the secrets `plan` keeps, or generates them and writes the file (0600).
 fn secrets(path: &Path) -> Result<ClusterSecrets, String> {
     if let Ok(text) = std::fs::read_to_string(path) {
-        let get = |key: &str| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
-                .map(str::trim)
-                .ok_or_else(|| format!("{}: no {key}=", path.display()))
-        };
-        let token: BootstrapToken = get("TOKEN")?
-            .parse()
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        let key: CertificateKey = get("CERTIFICATE_KEY")?
-            .parse()
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        return Ok(ClusterSecrets {
-            token,
-            certificate_key: key,
-            ca_cert_hash: None,
-        });
+        let kept = PlanSecrets::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        return Ok(kept.kubeadm);
     }
-    let s = ClusterSecrets::generate();
+    let s = PlanSecrets::generate();
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
-    let body = format!(
-        "TOKEN={}\nCERTIFICATE_KEY={}\n",
-        s.token.expose(),
-        s.certificate_key.expose()
-    );
-    write_private(path, &body).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(s)
+    write_private(path, &s.to_env()).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(s.kubeadm)
 }
 
 fn write_private(path: &Path, body: &str) -> std::io::Result<()> {

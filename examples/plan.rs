@@ -4,6 +4,10 @@
 //! prints a summary of every VM and Proxmox node, and writes the plan to DIR (default `out/`):
 //! `plan.json`, `hosts/<vm>/<absolute path>` and `cluster/<component>/...`. Invalid input exits
 //! non-zero with the file, line, field and rule, and writes nothing.
+//!
+//! The kubeadm bootstrap token and certificate key are generated on the first run and kept in
+//! `DIR/cluster/kubeadm/secrets.env` (0600), so re-planning gives the same files; `bootstrap`
+//! reads the same file.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,7 +37,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let tree = match hakube_plan::render(&cluster) {
+    let secrets = match hakube_examples::plan_secrets(&args.out) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let tree = match hakube_plan::render(&cluster, &secrets) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("error: {}: {e}", path.display());

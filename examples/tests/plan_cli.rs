@@ -60,3 +60,36 @@ fn invalid_topology_exits_non_zero_and_writes_nothing() {
     );
     assert!(!out.exists(), "an invalid topology must write nothing");
 }
+
+#[test]
+fn re_planning_keeps_secrets_and_gives_the_same_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let read_all = |root: &std::path::Path| {
+        let mut files = std::collections::BTreeMap::new();
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    files.insert(
+                        p.strip_prefix(root).unwrap().to_path_buf(),
+                        std::fs::read(&p).unwrap(),
+                    );
+                }
+            }
+        }
+        files
+    };
+    assert!(plan(&["--out", out.to_str().unwrap()]).status.success());
+    let first = read_all(&out);
+    assert!(plan(&["--out", out.to_str().unwrap()]).status.success());
+    assert_eq!(
+        first,
+        read_all(&out),
+        "a second plan must write the same bytes"
+    );
+    assert!(first.contains_key(std::path::Path::new("cluster/kubeadm/secrets.env")));
+}

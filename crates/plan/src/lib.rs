@@ -12,16 +12,19 @@
 //! ```
 //! let text = include_str!("../../../examples/seed-cluster.yaml");
 //! let cluster = hakube_topology::load(text, "seed-cluster.yaml")?;
-//! let tree = hakube_plan::render(&cluster)?;
+//! let tree = hakube_plan::render(&cluster, &hakube_plan::PlanSecrets::generate())?;
 //! assert!(tree.get("hosts/lb-1/etc/hosts").is_some());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod addons;
 mod base;
 mod haproxy;
+mod kubeadm;
 mod nfs;
 mod tree;
 
+pub use kubeadm::{PlanSecrets, SECRETS_PATH, WORKER_GROUP_LABEL, kubeadm_input};
 pub use tree::{PlanFile, PlanTree, WriteSummary};
 
 use hakube_topology::Cluster;
@@ -69,15 +72,19 @@ pub enum Error {
     },
 }
 
-/// Renders every artifact for `cluster`.
+/// Renders every artifact for `cluster`. The secrets (kubeadm's bootstrap token and
+/// certificate key) are an input so that re-planning gives the same tree: keep them with
+/// [`PlanSecrets::to_env`] (the plan itself holds them at [`SECRETS_PATH`], mode 0600).
 ///
 /// # Errors
 /// [`Error::Component`] when a component rejects the cluster, [`Error::Conflict`] or
 /// [`Error::BadPath`] on a bug.
-pub fn render(cluster: &Cluster) -> Result<PlanTree, Error> {
+pub fn render(cluster: &Cluster, secrets: &PlanSecrets) -> Result<PlanTree, Error> {
     let mut tree = PlanTree::default();
     base::render(cluster, &mut tree)?;
+    kubeadm::render(cluster, secrets, &mut tree)?;
     haproxy::render(cluster, &mut tree)?;
     nfs::render(cluster, &mut tree)?;
+    addons::render(cluster, &mut tree)?;
     Ok(tree)
 }

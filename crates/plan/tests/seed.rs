@@ -2,11 +2,20 @@
 
 #![allow(clippy::unwrap_used)]
 
-use hakube_plan::{PlanTree, render};
+use hakube_plan::{PlanSecrets, PlanTree, render};
+
+/// Fixed secrets, so the snapshots are stable.
+fn secrets() -> PlanSecrets {
+    PlanSecrets::parse("TOKEN=abcdef.0123456789abcdef\nCERTIFICATE_KEY=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n").unwrap()
+}
 
 fn seed() -> PlanTree {
     let text = include_str!("../../../examples/seed-cluster.yaml");
-    render(&hakube_topology::load(text, "seed-cluster.yaml").unwrap()).unwrap()
+    render(
+        &hakube_topology::load(text, "seed-cluster.yaml").unwrap(),
+        &secrets(),
+    )
+    .unwrap()
 }
 
 fn text<'a>(tree: &'a PlanTree, path: &str) -> &'a str {
@@ -157,4 +166,60 @@ fn nfs_server_and_storage_classes() {
             .any(|(p, f)| p.starts_with("cluster/nfs/10-deployment")
                 && String::from_utf8_lossy(&f.contents).contains("10.20.0.17"))
     );
+}
+
+#[test]
+fn masters_and_workers_get_kubeadm_configs_and_secrets_stay_private() {
+    let tree = seed();
+    let init = text(
+        &tree,
+        "hosts/master-1/etc/kubernetes/kubeadm/kubeadm-config.yaml",
+    );
+    assert!(
+        init.contains("kind: InitConfiguration")
+            && init.contains("controlPlaneEndpoint: 10.20.0.10:6443"),
+        "{init}"
+    );
+    assert!(init.contains("podSubnet: 10.244.0.0/16"), "{init}");
+    assert_eq!(
+        tree.get("hosts/master-1/etc/kubernetes/kubeadm/kubeadm-config.yaml")
+            .unwrap()
+            .mode,
+        0o600
+    );
+    let secrets = tree.get(hakube_plan::SECRETS_PATH).unwrap();
+    assert_eq!(secrets.mode, 0o600);
+    // Re-reading the kept secrets renders the same tree.
+    let again = PlanSecrets::parse(std::str::from_utf8(&secrets.contents).unwrap()).unwrap();
+    let text_src = include_str!("../../../examples/seed-cluster.yaml");
+    assert_eq!(
+        render(&hakube_topology::load(text_src, "s").unwrap(), &again).unwrap(),
+        tree
+    );
+    assert!(
+        !format!("{again:?}").contains("abcdef"),
+        "Debug must not show secrets"
+    );
+}
+
+#[test]
+fn addons_render_into_cluster_and_agree_with_haproxy() {
+    let tree = seed();
+    for path in [
+        "cluster/calico/installation.yaml",
+        "cluster/traefik/values.yaml",
+        "cluster/install-steps.json",
+        "hosts/vault-1/etc/vault.d/vault.hcl",
+    ] {
+        assert!(tree.get(path).is_some(), "no {path}");
+    }
+    let traefik = text(&tree, "cluster/traefik/values.yaml");
+    assert!(
+        traefik.contains("30080") && traefik.contains("30443"),
+        "Traefik NodePorts must be the ones HAProxy targets"
+    );
+    for lb in ["10.20.0.11", "10.20.0.12", "10.20.0.13"] {
+        assert!(traefik.contains(lb), "Traefik must trust {lb}");
+    }
+    assert!(text(&tree, "cluster/calico/installation.yaml").contains("10.244.0.0/16"));
 }

@@ -396,6 +396,13 @@ pub struct Addons {
     /// Install a default-deny NetworkPolicy example per application namespace.
     #[serde(default)]
     pub default_deny_policies: bool,
+    /// The wildcard domain for applications behind Traefik (default `apps.<search_domain>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apps_domain: Option<String>,
+    /// A local-disk (not NFS) StorageClass for Prometheus, Loki and in-cluster Vault. When
+    /// absent they use ephemeral volumes: their data does not survive a pod move.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_storage_class: Option<String>,
 }
 
 impl Default for Addons {
@@ -405,6 +412,8 @@ impl Default for Addons {
             logging: true,
             log_agent: LogAgent::default(),
             default_deny_policies: false,
+            apps_domain: None,
+            local_storage_class: None,
         }
     }
 }

@@ -595,6 +595,39 @@ pub(crate) fn check(t: &Topology, f: &mut Findings) {
         _ => {}
     }
 
+    // add-ons
+    if let Some(d) = &t.addons.apps_domain
+        && !is_dns_name(d)
+    {
+        f.error(
+            Rule::InvalidName,
+            "addons.apps_domain",
+            format!("`{d}` is not a DNS name"),
+        );
+    }
+    if let Some(c) = &t.addons.local_storage_class {
+        if !is_dns_name(c) {
+            f.error(
+                Rule::InvalidName,
+                "addons.local_storage_class",
+                format!("`{c}` is not a StorageClass name"),
+            );
+        } else if t.storage_classes.iter().any(|sc| &sc.name == c) {
+            f.error(Rule::StorageClass, "addons.local_storage_class", format!("`{c}` is an NFS class: Prometheus, Loki and Vault need local disks (fsync-heavy, NFS corrupts their data)"));
+        }
+    }
+    if t.vault
+        .as_ref()
+        .is_some_and(|v| v.placement == VaultPlacement::InCluster)
+        && t.addons.local_storage_class.is_none()
+    {
+        f.error(
+            Rule::Vault,
+            "vault.placement",
+            "in_cluster Vault needs addons.local_storage_class for its raft data",
+        );
+    }
+
     // vault
     if let Some(v) = &t.vault {
         match (v.placement, &v.vms) {

@@ -1,0 +1,167 @@
+//! Calico, Traefik, observability, Vault + cert-manager and the GitOps layout under `cluster/`,
+//! plus the Vault VMs' configs.
+
+use hakube_addons::{
+    AddonsInput, CalicoInput, EnvironmentInput, HaproxyInput, Host, KubeletCsrApproval,
+    LoggingInput, MonitoringInput, NetworkInput, StorageInput, TraefikInput, TraefikWorkload,
+    VaultInput, VaultPlacement, VolumeChoice, WorkerGroup,
+};
+use hakube_topology::{Cluster, LogAgent, RoleKind, TlsMode, Vm};
+
+use crate::{Error, PlanTree};
+
+fn err(e: impl std::fmt::Display) -> Error {
+    Error::Component {
+        component: "addons",
+        message: e.to_string(),
+    }
+}
+
+fn host(vm: &Vm) -> Host {
+    Host::new(vm.name.clone(), vm.address)
+}
+
+/// The add-ons crate's input, from the topology.
+pub(crate) fn input(cluster: &Cluster) -> AddonsInput {
+    let t = &cluster.topology;
+    let domain = t
+        .network
+        .search_domain
+        .clone()
+        .unwrap_or_else(|| "example.org".to_owned());
+    let apps_domain = t
+        .addons
+        .apps_domain
+        .clone()
+        .unwrap_or_else(|| format!("apps.{domain}"));
+    let volume = |size: &str| match &t.addons.local_storage_class {
+        Some(name) => VolumeChoice::StorageClass {
+            name: name.clone(),
+            size: size.to_owned(),
+        },
+        None => VolumeChoice::Ephemeral,
+    };
+    let worker_groups: Vec<WorkerGroup> = t
+        .workers
+        .groups
+        .iter()
+        .map(|g| WorkerGroup {
+            name: g.name.clone(),
+            nodes: cluster
+                .vms_with_role(RoleKind::Worker)
+                .filter(|v| v.group.as_deref() == Some(&g.name))
+                .map(host)
+                .collect(),
+        })
+        .collect();
+    let default_class = t
+        .storage_classes
+        .iter()
+        .find(|c| c.default)
+        .or(t.storage_classes.first())
+        .map(|c| c.name.clone());
+    let environments = t
+        .workers
+        .groups
+        .iter()
+        .filter_map(|g| {
+            let class = t
+                .storage_classes
+                .iter()
+                .find(|c| c.name.ends_with(&format!("-{}", g.name)))
+                .map(|c| c.name.clone())
+                .or_else(|| default_class.clone())?;
+            Some(EnvironmentInput {
+                name: g.name.clone(),
+                namespace: g.name.clone(),
+                storage_class: class,
+                default_deny: t.addons.default_deny_policies,
+            })
+        })
+        .collect();
+    let vault = t.vault.as_ref().map(|v| VaultInput {
+        placement: match v.placement {
+            hakube_topology::VaultPlacement::Vms => {
+                VaultPlacement::Vms(cluster.vms_with_role(RoleKind::Vault).map(host).collect())
+            }
+            hakube_topology::VaultPlacement::InCluster => VaultPlacement::InCluster {
+                storage_class: t.addons.local_storage_class.clone().unwrap_or_default(),
+            },
+        },
+        allowed_domains: vec![domain.clone()],
+        pki_role: t.cluster.name.clone(),
+        organisation: t.cluster.name.clone(),
+        server_url: None,
+    });
+    AddonsInput {
+        cluster_name: t.cluster.name.clone(),
+        network: NetworkInput {
+            pod_subnet: t.kubernetes.pod_cidr,
+            service_subnet: t.kubernetes.service_cidr,
+            node_subnet: t.network.cidr,
+            api_vip: t.network.vip,
+            api_port: 6443,
+            kubelet_server_tls_bootstrap: true,
+        },
+        haproxy: HaproxyInput {
+            hosts: cluster
+                .vms_with_role(RoleKind::LoadBalancer)
+                .map(host)
+                .collect(),
+            http_backend_port: t.ingress.http_node_port,
+            https_backend_port: t.ingress.https_node_port,
+            send_proxy: t.ingress.tls == TlsMode::Passthrough,
+            exporter_port: hakube_haproxy_config::reference::STATS_PORT,
+        },
+        masters: cluster
+            .vms_with_role(RoleKind::ControlPlane)
+            .map(host)
+            .collect(),
+        worker_groups,
+        storage: StorageInput {
+            nfs_classes: t.storage_classes.iter().map(|c| c.name.clone()).collect(),
+        },
+        calico: CalicoInput::default(),
+        traefik: TraefikInput {
+            web_node_port: t.ingress.http_node_port,
+            websecure_node_port: t.ingress.https_node_port,
+            workload: TraefikWorkload::DaemonSet,
+            worker_groups: vec![],
+            default_certificate_secret: t.vault.as_ref().map(|_| "default-tls".to_owned()),
+            apps_domain,
+        },
+        monitoring: t.addons.monitoring.then(|| MonitoringInput {
+            prometheus_volume: volume("50Gi"),
+            retention: "15d".into(),
+            csr_approval: KubeletCsrApproval::Manual,
+            etcd_metrics_port: 2381,
+            grafana_admin_secret: "grafana-admin".into(),
+        }),
+        logging: t.addons.logging.then(|| LoggingInput {
+            loki_volume: volume("50Gi"),
+            retention: "744h".into(),
+            agent: match t.addons.log_agent {
+                LogAgent::Alloy => hakube_addons::LogAgent::Alloy,
+                LogAgent::Promtail => hakube_addons::LogAgent::Promtail,
+            },
+        }),
+        vault,
+        etcd_backup: None,
+        environments,
+    }
+}
+
+pub(crate) fn render(cluster: &Cluster, tree: &mut PlanTree) -> Result<(), Error> {
+    let input = input(cluster);
+    let rendered = hakube_addons::render(&input).map_err(err)?;
+    for f in rendered.cluster_files {
+        tree.insert(format!("cluster/{}", f.path), f.contents, 0o644)?;
+    }
+    for f in rendered.host_files {
+        tree.host_file(&f.host, &f.path, f.contents, f.mode)?;
+    }
+    let mut steps = serde_json::to_string_pretty(&rendered.steps).map_err(err)?;
+    steps.push('\n');
+    tree.insert("cluster/install-steps.json".into(), steps, 0o644)?;
+    Ok(())
+}

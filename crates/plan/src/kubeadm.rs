@@ -1,0 +1,144 @@
+//! kubeadm configs per node under `hosts/<vm>/etc/kubernetes/kubeadm/`, and the cluster's
+//! bootstrap secrets kept in the plan (`cluster/kubeadm/secrets.env`, 0600) so re-planning
+//! gives the same files.
+
+use hakube_kubeadm::config::TaintEffect;
+use hakube_kubeadm::{
+    BootstrapToken, CertificateKey, ClusterInput, ClusterSecrets, MasterInput, WorkerInput,
+};
+use hakube_topology::{Cluster, RoleKind};
+
+use crate::{Error, PlanTree};
+
+/// Where the secrets live inside the plan (the `bootstrap` example reads the same file).
+pub const SECRETS_PATH: &str = "cluster/kubeadm/secrets.env";
+
+/// The label every worker carries with its group name (Traefik and the GitOps overlays select on it).
+pub const WORKER_GROUP_LABEL: &str = "hakube.io/worker-group";
+
+fn err(e: impl std::fmt::Display) -> Error {
+    Error::Component {
+        component: "kubeadm",
+        message: e.to_string(),
+    }
+}
+
+/// The bootstrap token and certificate key of one cluster. `Debug` shows neither.
+#[derive(Clone)]
+pub struct PlanSecrets {
+    /// The kubeadm secrets (token, certificate key).
+    pub kubeadm: ClusterSecrets,
+}
+
+impl std::fmt::Debug for PlanSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PlanSecrets(***)")
+    }
+}
+
+impl PlanSecrets {
+    /// Fresh random secrets.
+    #[must_use]
+    pub fn generate() -> Self {
+        Self {
+            kubeadm: ClusterSecrets::generate(),
+        }
+    }
+
+    /// Parses the `secrets.env` text (`TOKEN=...`, `CERTIFICATE_KEY=...`).
+    ///
+    /// # Errors
+    /// [`Error::Component`] naming the missing or malformed key (never its value).
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        let get = |key: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+                .map(str::trim)
+                .ok_or_else(|| err(format!("{SECRETS_PATH}: no {key}= line")))
+        };
+        let token: BootstrapToken = get("TOKEN")?
+            .parse()
+            .map_err(|_| err(format!("{SECRETS_PATH}: TOKEN is not a bootstrap token")))?;
+        let certificate_key: CertificateKey = get("CERTIFICATE_KEY")?.parse().map_err(|_| {
+            err(format!(
+                "{SECRETS_PATH}: CERTIFICATE_KEY is not 64 hex digits"
+            ))
+        })?;
+        Ok(Self {
+            kubeadm: ClusterSecrets {
+                token,
+                certificate_key,
+                ca_cert_hash: None,
+            },
+        })
+    }
+
+    /// The `secrets.env` text.
+    #[must_use]
+    pub fn to_env(&self) -> String {
+        format!(
+            "TOKEN={}\nCERTIFICATE_KEY={}\n",
+            self.kubeadm.token.expose(),
+            self.kubeadm.certificate_key.expose()
+        )
+    }
+}
+
+/// The kubeadm crate's input for a placed cluster.
+#[must_use]
+pub fn kubeadm_input(cluster: &Cluster) -> ClusterInput {
+    let t = &cluster.topology;
+    let k = &t.kubernetes;
+    let mut input = ClusterInput::new(
+        t.cluster.name.clone(),
+        t.network.vip.to_string(),
+        format!("v{}", cluster.kubernetes_version.trim_start_matches('v')),
+        k.pod_cidr.to_string(),
+    );
+    input.service_subnet = k.service_cidr.to_string();
+    input.dns_domain = k.dns_domain.clone();
+    for vm in cluster.vms_with_role(RoleKind::ControlPlane) {
+        input
+            .masters
+            .push(MasterInput::new(vm.name.clone(), vm.address.into()));
+    }
+    for vm in cluster.vms_with_role(RoleKind::Worker) {
+        let mut w = WorkerInput::new(vm.name.clone(), vm.address.into());
+        w.labels = vm.labels.clone();
+        if let Some(g) = &vm.group {
+            w.labels.insert(WORKER_GROUP_LABEL.to_owned(), g.clone());
+        }
+        for taint in &vm.taints {
+            let effect = match taint.effect {
+                hakube_topology::TaintEffect::NoSchedule => TaintEffect::NoSchedule,
+                hakube_topology::TaintEffect::PreferNoSchedule => TaintEffect::PreferNoSchedule,
+                hakube_topology::TaintEffect::NoExecute => TaintEffect::NoExecute,
+            };
+            w = w.taint(taint.key.clone(), taint.value.as_deref(), effect);
+        }
+        input.workers.push(w);
+    }
+    for lb in cluster.vms_with_role(RoleKind::LoadBalancer) {
+        input.cert_sans.push(lb.name.clone());
+        if let Some(fqdn) = cluster.fqdn(lb) {
+            input.cert_sans.push(fqdn);
+        }
+    }
+    input
+}
+
+pub(crate) fn render(
+    cluster: &Cluster,
+    secrets: &PlanSecrets,
+    tree: &mut PlanTree,
+) -> Result<(), Error> {
+    let input = kubeadm_input(cluster);
+    let rendered = hakube_kubeadm::render_cluster(&input, &secrets.kubeadm).map_err(err)?;
+    for node in rendered.nodes {
+        for f in node.files {
+            tree.host_file(&node.name, &f.path, f.contents, f.mode)?;
+        }
+    }
+    tree.insert(SECRETS_PATH.to_owned(), secrets.to_env(), 0o600)?;
+    Ok(())
+}
