@@ -444,11 +444,20 @@ fn write_script(file: &Upload) -> String {
         (None, Some(g)) => format!("chgrp -- {} \"$t\"; ", shell_quote(g)),
         (None, None) => String::new(),
     };
+    // Without execute/setuid bits the mode comes from the umask at creation (one process
+    // less per file); otherwise chmod afterwards.
+    let (umask, chmod) = if file.mode & 0o7111 == 0 {
+        (format!("umask {:03o}; ", 0o777 & !file.mode), String::new())
+    } else {
+        (String::new(), format!("chmod {:o} -- \"$t\"; ", file.mode))
+    };
+    // The temp file name is derived from the shell's pid; a leftover of that name is removed
+    // first, then the file is created with noclobber (O_CREAT|O_EXCL), so a file planted in
+    // between makes the write fail rather than be written through.
     format!(
-        "d=${{p%/*}}; [ -d \"${{d:-/}}\" ] || mkdir -p -- \"$d\"; t=$(mktemp \"$p.hakube.XXXXXX\"); \
-         trap 'rm -f -- \"$t\"' EXIT; cat > \"$t\"; chmod {mode:o} -- \"$t\"; {chown}\
-         mv -f -- \"$t\" \"$p\"; trap - EXIT",
-        mode = file.mode,
+        "d=${{p%/*}}; [ -d \"${{d:-/}}\" ] || mkdir -p -- \"$d\"; t=\"$p.hakube.$$\"; \
+         trap 'rm -f -- \"$t\"' EXIT; {{ [ ! -e \"$t\" ] && [ ! -L \"$t\" ]; }} || rm -f -- \"$t\"; \
+         set -C; {umask}cat > \"$t\"; {chmod}{chown}mv -f -- \"$t\" \"$p\"; trap - EXIT",
     )
 }
 

@@ -213,6 +213,23 @@ async fn binary_safe_idempotent_push_and_read_back() {
         PushOutcome::Unchanged
     );
 
+    // Modes with execute bits take the chmod path.
+    let script_path = format!("{}/bin/run.sh", remote_dir.path().display());
+    let script = Upload::new(&script_path, "#!/bin/sh\necho ran\n").mode(0o755);
+    assert_eq!(push_file(&s, &script).await.unwrap(), PushOutcome::Created);
+    assert_eq!(
+        s.run_ok(&Command::new(&script_path)).await.unwrap().stdout,
+        b"ran\n"
+    );
+    assert_eq!(
+        s.file_state(&script_path, false)
+            .await
+            .unwrap()
+            .unwrap()
+            .mode,
+        0o755
+    );
+
     let err = s.read_file("/nonexistent/file", false).await.unwrap_err();
     assert!(matches!(err, Error::RemoteFile { op: "read", .. }), "{err}");
     assert!(
