@@ -535,3 +535,17 @@ fn every_export_backs_one_storage_class() {
     let m = problem(&text, Rule::StorageClass, "nfs.exports[1].path");
     assert!(m.contains("backs 0"), "{m}");
 }
+
+#[test]
+fn local_storage_class_must_not_be_nfs() {
+    let m = problem(
+        &seed_with(
+            "log_agent: alloy",
+            "log_agent: alloy\n  local_storage_class: nfs-prod",
+        ),
+        Rule::StorageClass,
+        "addons.local_storage_class",
+    );
+    assert!(m.contains("local disks"), "{m}");
+    problem(&seed_with("placement: vms", "placement: in_cluster").replace("  vms:\n    count: 3\n    size: { cores: 2, memory_mib: 2048, disk_gib: 20 }\n    name_pattern: vault-{n}\n", ""), Rule::Vault, "vault.placement");
+}
