@@ -80,6 +80,9 @@ pub const DEFAULT_BASE_DIR: &str = "/var/tmp/hakube-lab";
 /// The pool each lab takes a free /24 from unless [`LabBuilder::subnet`] fixes one.
 pub const DEFAULT_POOL: &str = "10.88.0.0/16";
 
+/// Environment variable overriding [`DEFAULT_POOL`], e.g. `HAKUBE_LAB_POOL=172.31.0.0/16`.
+pub const POOL_ENV: &str = "HAKUBE_LAB_POOL";
+
 /// The last octet of the first host's address (`.11`, then `.12`, ...).
 pub const FIRST_HOST_OCTET: u8 = 11;
 
@@ -116,6 +119,7 @@ pub struct LabBuilder {
     default_stand_ins: bool,
     base_dir: PathBuf,
     subnet: Option<Ipv4Net>,
+    pool: Option<Ipv4Net>,
 }
 
 impl LabBuilder {
@@ -170,6 +174,13 @@ impl LabBuilder {
     /// lab or a local route uses it.
     pub fn subnet(mut self, subnet: Ipv4Net) -> Self {
         self.subnet = Some(subnet);
+        self
+    }
+
+    /// Takes the lab's /24 from `pool` instead of [`POOL_ENV`] or [`DEFAULT_POOL`] (for machines
+    /// whose own network uses 10.88.0.0/16).
+    pub fn pool(mut self, pool: Ipv4Net) -> Self {
+        self.pool = Some(pool);
         self
     }
 
@@ -283,10 +294,22 @@ impl LabBuilder {
                 reason: "building a lab needs root (network namespaces)".into(),
             });
         }
-        let pool: Ipv4Net = DEFAULT_POOL.parse().map_err(|_| Error::InvalidConfig {
-            field: "subnet",
-            reason: "bad default pool".into(),
-        })?;
+        let pool = match self.pool {
+            Some(pool) => pool,
+            None => {
+                let text = std::env::var(POOL_ENV).unwrap_or_else(|_| DEFAULT_POOL.to_owned());
+                text.trim().parse().map_err(|_| Error::InvalidConfig {
+                    field: "pool",
+                    reason: format!("{POOL_ENV}={text:?} is not an IPv4 network"),
+                })?
+            }
+        };
+        if pool.prefix_len() > 24 {
+            return Err(Error::InvalidConfig {
+                field: "pool",
+                reason: format!("{pool} holds no /24"),
+            });
+        }
         let res = registry::reserve(&self.tag, pool, self.subnet, &self.base_dir)?;
         let lab = Lab::new(&self, res, private_dirs);
         lab.construct(self.sshd)?;
@@ -330,6 +353,7 @@ impl Lab {
             default_stand_ins: true,
             base_dir: PathBuf::from(DEFAULT_BASE_DIR),
             subnet: None,
+            pool: None,
         }
     }
 

@@ -44,6 +44,10 @@
 //! (set [`STRICT_ENV`]`=1` to make that a failure). A 12-host lab with sshd builds in about half
 //! a second on an idle 2-core machine: `cargo run -p hakube-lab --example build_time` (as root).
 //!
+//! Environment: [`STRICT_ENV`] (`HAKUBE_LAB_STRICT=1`: no silent skips), [`TRACE_ENV`]
+//! (`HAKUBE_LAB_TRACE=1`: build phase timings on stderr), [`POOL_ENV`] (`HAKUBE_LAB_POOL`: the
+//! address pool, default [`DEFAULT_POOL`]).
+//!
 //! What the lab changes outside itself: mount points that are missing on the machine are
 //! created as empty directories (e.g. `/etc/kubernetes`, `/srv/nfs`); its veth and route for
 //! its own /24 exist while it runs; records under [`REGISTRY_DIR`]. Nothing is ever mounted in
@@ -106,7 +110,7 @@ pub use error::{Error, Result};
 pub use host::{Host, TERMINATE_GRACE};
 pub use lab::{
     DEFAULT_BASE_DIR, DEFAULT_POOL, DEFAULT_PRIVATE_DIRS, DEFAULT_STAND_INS, FIRST_HOST_OCTET, Lab,
-    LabBuilder, PRIVATE_FILES,
+    LabBuilder, POOL_ENV, PRIVATE_FILES, TRACE_ENV,
 };
 pub use registry::{REGISTRY_DIR, cleanup_stale_labs};
 

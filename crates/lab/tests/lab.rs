@@ -1063,3 +1063,24 @@ fn labs_can_be_shared_across_threads() {
     assert_send_sync::<hakube_lab::Host>();
     assert_send_sync::<Error>();
 }
+
+#[test]
+fn a_custom_pool_is_used() {
+    if !require_root("a_custom_pool_is_used") {
+        return;
+    }
+    let pool: ipnet::Ipv4Net = "10.89.0.0/16".parse().expect("pool");
+    let lab = Lab::builder("pool")
+        .hosts(["q1"])
+        .pool(pool)
+        .without_sshd()
+        .build()
+        .expect("lab");
+    assert!(pool.contains(&lab.subnet().network()));
+    assert!(lab.subnet().contains(&lab.host("q1").addr()));
+    let bad: ipnet::Ipv4Net = "10.89.0.0/25".parse().expect("net");
+    assert!(matches!(
+        Lab::builder("pool").hosts(["q1"]).pool(bad).build(),
+        Err(Error::InvalidConfig { field: "pool", .. })
+    ));
+}
