@@ -80,6 +80,9 @@ pub const DEFAULT_BASE_DIR: &str = "/var/tmp/hakube-lab";
 /// The pool each lab takes a free /24 from unless [`LabBuilder::subnet`] fixes one.
 pub const DEFAULT_POOL: &str = "10.88.0.0/16";
 
+/// The last octet of the first spare address ([`Lab::spare_addr`]); hosts stay below it.
+pub const SPARE_FIRST_OCTET: u8 = 200;
+
 /// Environment variable overriding [`DEFAULT_POOL`], e.g. `HAKUBE_LAB_POOL=172.31.0.0/16`.
 pub const POOL_ENV: &str = "HAKUBE_LAB_POOL";
 
@@ -208,9 +211,13 @@ impl LabBuilder {
         if self.hosts.is_empty() {
             return bad("hosts", "a lab needs at least one host".into());
         }
-        let max = usize::from(254 - FIRST_HOST_OCTET);
+        // Hosts take .11 to .199; .200 and up stay free for VIPs (`spare_addr`).
+        let max = usize::from(SPARE_FIRST_OCTET - FIRST_HOST_OCTET);
         if self.hosts.len() > max {
-            return bad("hosts", format!("at most {max} hosts fit in a /24"));
+            return bad(
+                "hosts",
+                format!("at most {max} hosts fit below the spare addresses"),
+            );
         }
         let mut seen = HashSet::new();
         for h in &self.hosts {
@@ -252,6 +259,12 @@ impl LabBuilder {
                 return bad(
                     "private_dir",
                     format!("{} must be an absolute path without `..`", d.display()),
+                );
+            }
+            if d.exists() && !d.is_dir() {
+                return bad(
+                    "private_dir",
+                    format!("{} exists and is not a directory", d.display()),
                 );
             }
             if FORBIDDEN_PRIVATE.iter().any(|f| Path::new(f) == d) {
@@ -820,7 +833,11 @@ impl Lab {
     /// Returns `None` for `n >= 50`.
     #[must_use]
     pub fn spare_addr(&self, n: u8) -> Option<Ipv4Addr> {
-        (n < 50).then(|| Ipv4Addr::from(u32::from(self.res.subnet.network()) + 200 + u32::from(n)))
+        (n < 50).then(|| {
+            Ipv4Addr::from(
+                u32::from(self.res.subnet.network()) + u32::from(SPARE_FIRST_OCTET) + u32::from(n),
+            )
+        })
     }
 
     /// The lab's working directory (keys, logs, the hosts' backing directories).

@@ -110,7 +110,7 @@ pub use error::{Error, Result};
 pub use host::{Host, TERMINATE_GRACE};
 pub use lab::{
     DEFAULT_BASE_DIR, DEFAULT_POOL, DEFAULT_PRIVATE_DIRS, DEFAULT_STAND_INS, FIRST_HOST_OCTET, Lab,
-    LabBuilder, POOL_ENV, PRIVATE_FILES, TRACE_ENV,
+    LabBuilder, POOL_ENV, PRIVATE_FILES, SPARE_FIRST_OCTET, TRACE_ENV,
 };
 pub use registry::{REGISTRY_DIR, cleanup_stale_labs};
 

@@ -656,6 +656,12 @@ fn bad_settings_are_rejected() {
         err(Lab::builder("x").hosts(["a"]).private_dir("relative")),
         "private_dir"
     );
+    assert_eq!(
+        err(Lab::builder("x").hosts(["a"]).private_dir("/etc/passwd")),
+        "private_dir"
+    );
+    let many: Vec<String> = (0..190).map(|i| format!("h{i}")).collect();
+    assert_eq!(err(Lab::builder("x").hosts(many)), "hosts");
 }
 
 #[test]
