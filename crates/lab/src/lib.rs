@@ -42,7 +42,9 @@
 //!
 //! Building needs root; [`require_root`] lets a test skip with a clear `SKIP` line otherwise
 //! (set [`STRICT_ENV`]`=1` to make that a failure). A 12-host lab with sshd builds in about half
-//! a second on an idle 2-core machine: `cargo run -p hakube-lab --example build_time` (as root).
+//! a second on an idle 2-core machine (under a second while other builds load it) and tears
+//! down in a fraction of a second: `cargo run -p hakube-lab --example build_time -- 12 5`
+//! (as root).
 //!
 //! Environment: [`STRICT_ENV`] (`HAKUBE_LAB_STRICT=1`: no silent skips), [`TRACE_ENV`]
 //! (`HAKUBE_LAB_TRACE=1`: build phase timings on stderr), [`POOL_ENV`] (`HAKUBE_LAB_POOL`: the
