@@ -107,17 +107,6 @@ impl BootstrapProgress for Printer {
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
@@ -201,7 +190,7 @@ async fn main() -> ExitCode {
     let bootstrap = match Bootstrap::new(input, secrets, hosts) {
         Ok(b) => b,
         Err(e) => {
-            eprintln!("error: {}", error_chain(&e));
+            eprintln!("error: {}", hakube_examples::error_chain(&e));
             return ExitCode::FAILURE;
         }
     }
@@ -226,7 +215,7 @@ async fn main() -> ExitCode {
                 }
             }
             Err(e) => {
-                eprintln!("error: {}", error_chain(&e));
+                eprintln!("error: {}", hakube_examples::error_chain(&e));
                 pool.close_all().await;
                 return ExitCode::FAILURE;
             }
@@ -244,7 +233,7 @@ async fn main() -> ExitCode {
             }
         }
         Err(e) => {
-            eprintln!("error: {}", error_chain(&e));
+            eprintln!("error: {}", hakube_examples::error_chain(&e));
             ExitCode::FAILURE
         }
     }

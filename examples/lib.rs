@@ -20,6 +20,19 @@ pub fn load_topology(path: &Path) -> Result<Cluster, String> {
     hakube_topology::load(&text, &path.display().to_string()).map_err(|e| e.to_string())
 }
 
+/// An error with its chain of causes, on one line (`outer: inner: root cause`).
+#[must_use]
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    msg
+}
+
 /// The per-VM and per-Proxmox-node summary, as printed by `plan`.
 #[must_use]
 pub fn summary(cluster: &Cluster) -> String {

@@ -63,13 +63,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            let mut msg = e.to_string();
-            let mut src = std::error::Error::source(&e);
-            while let Some(s) = src {
-                msg.push_str(&format!(": {s}"));
-                src = s.source();
-            }
-            eprintln!("error: {msg}");
+            eprintln!("error: {}", hakube_examples::error_chain(&e));
             ExitCode::FAILURE
         }
     }
