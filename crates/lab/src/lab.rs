@@ -680,8 +680,24 @@ impl Lab {
 
     fn mount_private_dirs(&self) -> Result<()> {
         let mut jobs = Vec::new();
+        // A test's working tree under a private directory (a checkout in /tmp, say) must stay
+        // visible in the hosts, since tests run scripts from it: stash it before the private
+        // mounts hide it, then bind it back at the same path.
+        let cwd = std::env::current_dir().ok();
         for h in &self.hosts {
             let mut script = String::from("set -e\n");
+            let keep = cwd
+                .as_deref()
+                .and_then(|cwd| kept_tree(cwd, &h.private_dirs));
+            let stash = h.dir.join("keep");
+            if let Some(top) = &keep {
+                fs::create_dir_all(&stash).map_err(Self::io(&stash))?;
+                script.push_str(&format!(
+                    "mount --bind {} {}\n",
+                    util::sh_quote(&top.to_string_lossy()),
+                    util::sh_quote(&stash.to_string_lossy())
+                ));
+            }
             for d in h.private_dirs.iter() {
                 let backing = h.dir.join("root").join(d.strip_prefix("/").unwrap_or(d));
                 script.push_str(&format!(
@@ -698,6 +714,13 @@ impl Lab {
                         util::sh_quote(&backing.to_string_lossy())
                     ));
                 }
+            }
+            if let Some(top) = &keep {
+                let top = util::sh_quote(&top.to_string_lossy());
+                script.push_str(&format!(
+                    "mkdir -p {top}\nmount --bind {} {top}\n",
+                    util::sh_quote(&stash.to_string_lossy())
+                ));
             }
             script.push_str(&format!("hostname {}\n", h.name));
             let mut cmd = Command::new("nsenter");
@@ -1117,4 +1140,31 @@ fn wait_all(jobs: Vec<Pending>) -> Result<()> {
         }
     }
     first_err.map_or(Ok(()), Err)
+}
+
+/// The directory to keep visible in hosts when `cwd` lies under one of the private
+/// directories: the first path component below that directory (`/tmp/ci-run` for
+/// `/tmp/ci-run/crates/x`).
+fn kept_tree(cwd: &Path, private: &[PathBuf]) -> Option<PathBuf> {
+    private.iter().find_map(|d| {
+        let rest = cwd.strip_prefix(d).ok()?;
+        let first = rest.components().next()?;
+        Some(d.join(first))
+    })
+}
+
+#[cfg(test)]
+mod kept_tree_tests {
+    use super::*;
+
+    #[test]
+    fn a_checkout_under_a_private_dir_is_kept() {
+        let private = [PathBuf::from("/run"), PathBuf::from("/tmp")];
+        assert_eq!(
+            kept_tree(Path::new("/tmp/ci-run/crates/x"), &private),
+            Some(PathBuf::from("/tmp/ci-run"))
+        );
+        assert_eq!(kept_tree(Path::new("/work/main/crates/x"), &private), None);
+        assert_eq!(kept_tree(Path::new("/tmp"), &private), None);
+    }
 }
