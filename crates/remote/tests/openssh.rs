@@ -371,11 +371,22 @@ async fn auth_by_agent_and_bad_key() {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    let added = std::process::Command::new("ssh-add")
-        .arg(key.private())
-        .env("SSH_AUTH_SOCK", &sock)
-        .output()
-        .unwrap();
+    // The socket file appears before the agent accepts on it: retry "connection refused".
+    let mut added = None;
+    for _ in 0..200 {
+        let out = std::process::Command::new("ssh-add")
+            .arg(key.private())
+            .env("SSH_AUTH_SOCK", &sock)
+            .output()
+            .unwrap();
+        let refused = String::from_utf8_lossy(&out.stderr).contains("Connection refused");
+        added = Some(out);
+        if !refused {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let added = added.unwrap();
     assert!(
         added.status.success(),
         "{}",
