@@ -234,6 +234,15 @@ pub fn join_configuration(
     node: &str,
 ) -> Result<JoinConfiguration> {
     input.validate()?;
+    join_configuration_unchecked(input, secrets, node)
+}
+
+/// [`join_configuration`] for an input the caller has validated.
+fn join_configuration_unchecked(
+    input: &ClusterInput,
+    secrets: &ClusterSecrets,
+    node: &str,
+) -> Result<JoinConfiguration> {
     let hash = secrets
         .ca_cert_hash
         .clone()
@@ -340,6 +349,7 @@ pub fn render_node(
     secrets: &ClusterSecrets,
     node: &str,
 ) -> Result<NodeRender> {
+    input.validate()?;
     render_node_inner(input, secrets, node, true)
 }
 
@@ -349,7 +359,7 @@ fn render_node_inner(
     node: &str,
     require_hash: bool,
 ) -> Result<NodeRender> {
-    input.validate()?;
+    // The caller validated `input` once: validating per node made a cluster render quadratic.
     let (role, address, labels) =
         if let Some(pos) = input.masters.iter().position(|m| m.name == node) {
             let role = if pos == 0 {
@@ -374,9 +384,9 @@ fn render_node_inner(
         pending = true;
         None
     } else {
-        Some(vec![Document::Join(Box::new(join_configuration(
-            input, secrets, node,
-        )?))])
+        Some(vec![Document::Join(Box::new(
+            join_configuration_unchecked(input, secrets, node)?,
+        ))])
     };
     if let Some(docs) = main {
         files.push(RenderedFile {
