@@ -1259,15 +1259,7 @@ impl HaproxyConfigBuilder {
     /// - [`Error::InvalidValue`] for a comment line with a line break, or a bad duration in
     ///   `defaults`.
     pub fn build(self) -> Result<HaproxyConfig> {
-        for (i, line) in self.header.iter().enumerate() {
-            if line.chars().any(char::is_control) {
-                return Err(Error::invalid(
-                    format!("comment[{i}]"),
-                    line.clone(),
-                    "a comment is one line without control characters",
-                ));
-            }
-        }
+        crate::value::check_comments(&self.header)?;
         if let Some(d) = &self.defaults {
             d.validate()?;
         }

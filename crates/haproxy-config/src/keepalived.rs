@@ -704,15 +704,7 @@ impl KeepalivedConfigBuilder {
     ///   `enable_script_security`, or a sub-second `advert_int` without VRRPv3;
     /// - [`Error::InvalidValue`] for a bad script interval or a comment with a line break.
     pub fn build(self) -> Result<KeepalivedConfig> {
-        for (i, line) in self.header.iter().enumerate() {
-            if line.chars().any(char::is_control) {
-                return Err(Error::invalid(
-                    format!("comment[{i}]"),
-                    line.clone(),
-                    "a comment is one line without control characters",
-                ));
-            }
-        }
+        crate::value::check_comments(&self.header)?;
         let mut script_names = BTreeSet::new();
         for s in &self.scripts {
             s.validate()?;

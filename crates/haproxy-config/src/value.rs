@@ -394,6 +394,20 @@ impl fmt::Display for Directive {
     }
 }
 
+/// Checks header comment lines: each must be one line without control characters.
+pub(crate) fn check_comments(lines: &[String]) -> crate::Result<()> {
+    for (i, line) in lines.iter().enumerate() {
+        if line.chars().any(char::is_control) {
+            return Err(crate::Error::invalid(
+                format!("comment[{i}]"),
+                line.clone(),
+                "a comment is one line without control characters",
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
