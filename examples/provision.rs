@@ -11,19 +11,14 @@
 //! `GET /nodes` reports it), `--ca pve-root-ca.pem`, or `--danger-accept-invalid-certs`;
 //! without one of these the system roots are used.
 
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use hakube_proxmox_api::cloudinit::IpConfig;
-use hakube_proxmox_api::provision::{
-    CloneMode, CloudInit, Event, NetSpec, Phase, ProvisionOptions, Provisioner, VmSpec,
-};
+use hakube_proxmox_api::provision::{Event, Phase, ProvisionOptions, Provisioner};
 use hakube_proxmox_api::{ClientBuilder, Secret, TlsTrust};
-use hakube_topology::Cluster;
 
 /// Provision the topology's VMs on Proxmox VE.
 #[derive(Parser)]
@@ -72,57 +67,6 @@ struct Args {
     agent_timeout: u64,
 }
 
-/// The provisioner's input for a placed cluster: one [`VmSpec`] per VM.
-///
-/// Per-node templates are cloned locally; a shared template is cloned on its node with
-/// `target`. Disks go to the topology's storage (full clones), grown to the VM's size.
-/// The ownership tag is `hakube-<cluster name>`.
-fn vm_specs(cluster: &Cluster, ha: bool) -> Result<Vec<VmSpec>, String> {
-    let t = &cluster.topology;
-    let prefix = t.network.cidr.prefix_len();
-    let mut out = Vec::new();
-    for vm in &cluster.vms {
-        let mut s = VmSpec::new(&vm.name, &vm.proxmox_node, vm.vmid, vm.template_vmid);
-        s.clone_mode = CloneMode::Full;
-        s.storage = Some(t.proxmox.storage.clone());
-        s.cores = vm.size.cores;
-        s.memory_mib = u32::try_from(vm.size.memory_mib)
-            .map_err(|_| format!("{}: memory_mib too large", vm.name))?;
-        s.disk = Some((
-            "scsi0".into(),
-            u32::try_from(vm.size.disk_gib)
-                .map_err(|_| format!("{}: disk_gib too large", vm.name))?,
-        ));
-        s.network = Some(NetSpec {
-            model: "virtio".into(),
-            bridge: t.proxmox.bridge.clone(),
-            vlan: t.proxmox.vlan,
-        });
-        let ip = IpConfig::static_v4(
-            &format!("{}/{prefix}", vm.address),
-            Some(IpAddr::V4(t.network.gateway)),
-        )
-        .map_err(|e| format!("{}: {e}", vm.name))?;
-        s.cloud_init = Some(CloudInit {
-            user: Some(t.ssh.user.clone()),
-            ssh_keys: t.ssh.public_keys.clone(),
-            ip: Some(ip),
-            nameservers: t.network.dns.iter().copied().map(IpAddr::V4).collect(),
-            search_domains: t.network.search_domain.iter().cloned().collect(),
-        });
-        let mut tags = vec![format!("role-{}", vm.role.as_str())];
-        if let Some(g) = &vm.group {
-            tags.push(format!("group-{g}"));
-        }
-        s.tags = tags;
-        s.role = Some(vm.role.as_str().to_owned());
-        s.ha = ha && vm.role.anti_affine();
-        s.agent = true;
-        out.push(s);
-    }
-    Ok(out)
-}
-
 fn env_or(flag: Option<String>, var: &str) -> Option<String> {
     flag.or_else(|| std::env::var(var).ok().filter(|v| !v.is_empty()))
 }
@@ -141,7 +85,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let specs = match vm_specs(&cluster, args.ha) {
+    let specs = match hakube_examples::vm_specs(&cluster, args.ha) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {}: {e}", path.display());

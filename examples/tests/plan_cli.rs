@@ -93,3 +93,19 @@ fn re_planning_keeps_secrets_and_gives_the_same_tree() {
     );
     assert!(first.contains_key(std::path::Path::new("cluster/kubeadm/secrets.env")));
 }
+
+#[test]
+fn provision_specs_follow_the_placed_seed() {
+    let cluster = hakube_examples::load_topology(&hakube_examples::default_topology()).unwrap();
+    let specs = hakube_examples::vm_specs(&cluster, true).unwrap();
+    assert_eq!(specs.len(), cluster.vms.len());
+    for (spec, vm) in specs.iter().zip(&cluster.vms) {
+        assert_eq!(
+            (spec.name.as_str(), spec.node.as_str(), spec.vmid),
+            (vm.name.as_str(), vm.proxmox_node.as_str(), vm.vmid)
+        );
+        assert_eq!(spec.template, vm.template_vmid);
+        assert_eq!(u64::from(spec.memory_mib), vm.size.memory_mib);
+        assert_eq!(spec.ha, vm.role.anti_affine(), "{}", vm.name);
+    }
+}
