@@ -154,6 +154,17 @@ pub enum Error {
         /// What `tc` said.
         stderr: String,
     },
+
+    /// No cgroup `cpu` controller can be used here (none mounted, or a read-only cgroup file
+    /// system in a container), so [`crate::Host::cpu_limit`] cannot confine the host.
+    /// Retrying does not help; tests should skip the CPU-budget part when they see this.
+    #[error("{host}: CPU budgets are not available here: {reason}")]
+    CpuLimitUnavailable {
+        /// The host.
+        host: String,
+        /// Why not.
+        reason: String,
+    },
 }
 
 fn detail_suffix(detail: &str) -> String {

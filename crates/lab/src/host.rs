@@ -40,6 +40,8 @@ pub struct Host {
     pub(crate) daemons: Mutex<BTreeMap<String, Child>>,
     pub(crate) removed: AtomicBool,
     pub(crate) host_public_key: Mutex<String>,
+    /// The host's cgroup once [`Host::cpu_limit`] was called.
+    pub(crate) cgroup: Mutex<Option<crate::cgroup::HostCgroup>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -107,7 +109,18 @@ impl Host {
     /// [`Error::HostRemoved`] after [`crate::Lab::remove_host`].
     pub fn command(&self, script: &str) -> Result<Command> {
         let pid = self.alive()?;
-        let mut cmd = Command::new("nsenter");
+        // On a CPU-limited host the command first joins the host's cgroup: a shell outside
+        // the host writes its PID (the host's /sys has no cgroup mounts), then becomes nsenter.
+        let mut cmd = match lock(&self.cgroup).as_ref() {
+            Some(cg) => {
+                let mut c = Command::new("sh");
+                c.args(["-c", "echo $$ > \"$0\" && exec \"$@\""])
+                    .arg(cg.procs_file())
+                    .arg("nsenter");
+                c
+            }
+            None => Command::new("nsenter"),
+        };
         cmd.arg("--target")
             .arg(pid.to_string())
             .args([
@@ -545,6 +558,51 @@ impl Host {
         ]);
         // Fails harmlessly when no root qdisc is set.
         util::output(&self.name, &mut cmd).map(drop)
+    }
+
+    // ---- CPU budget ----
+
+    /// Confines the host to `cores` of CPU time (`0.25` = a quarter of one core), like a VM
+    /// with a small vCPU budget: every process running in the host now, everything they start
+    /// (sshd's sessions), and every later [`Host::exec`] / [`Host::spawn`] / restarted sshd.
+    /// Calling it again changes the budget.
+    ///
+    /// All lab hosts share this machine's cores, so N busy hosts slow each other down; giving
+    /// each host a fixed budget makes one host as fast alone as among N (as separate machines
+    /// would be), e.g. to measure how a client scales out. Uses the cgroup `cpu` controller (v1
+    /// `cpu.cfs_quota_us` or v2 `cpu.max`, 10 ms period); the cgroup goes at teardown.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] (field `cpu_limit`) for a budget that is not positive or
+    /// below the kernel's 0.001 cores, [`Error::CpuLimitUnavailable`] where no cgroup cpu
+    /// controller is usable (skip that part of a test), [`Error::HostRemoved`], [`Error::Io`].
+    pub fn cpu_limit(&self, cores: f64) -> Result<()> {
+        let budget = crate::cgroup::quota_period(cores).map_err(|reason| Error::InvalidConfig {
+            field: "cpu_limit",
+            reason,
+        })?;
+        let pid = self.alive()?;
+        let mut slot = lock(&self.cgroup);
+        if slot.is_none() {
+            *slot = Some(crate::cgroup::HostCgroup::create(&self.name, &self.netns)?);
+        }
+        let cg = slot.as_ref().ok_or_else(|| Error::HostRemoved {
+            host: self.name.clone(),
+        })?;
+        cg.set(&self.name, Some(budget))?;
+        cg.adopt_namespace(&self.name, pid)?;
+        Ok(())
+    }
+
+    /// Lifts the budget set by [`Host::cpu_limit`] (a no-op when none was set).
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the cgroup cannot be written.
+    pub fn clear_cpu_limit(&self) -> Result<()> {
+        match lock(&self.cgroup).as_ref() {
+            Some(cg) => cg.set(&self.name, None),
+            None => Ok(()),
+        }
     }
 
     // ---- stand-ins ----

@@ -398,6 +398,7 @@ impl Lab {
                     daemons: Mutex::new(BTreeMap::new()),
                     removed: AtomicBool::new(false),
                     host_public_key: Mutex::new(String::new()),
+                    cgroup: Mutex::new(None),
                 }
             })
             .collect();
@@ -1077,6 +1078,19 @@ fn destroy_hosts(switch_ns: &str, hosts: &[&Host], unplug: bool) {
     // Anything else that entered the network namespaces (ip netns exec, a test's nsenter).
     let names: Vec<&str> = hosts.iter().map(|h| h.netns.as_str()).collect();
     util::destroy_netns_all(&names);
+    // CPU-limited hosts' cgroups (empty now that every process is gone).
+    let limited: Vec<&str> = hosts
+        .iter()
+        .filter(|h| {
+            h.cgroup
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take()
+                .is_some()
+        })
+        .map(|h| h.netns.as_str())
+        .collect();
+    crate::cgroup::remove(&limited, Duration::from_secs(2));
 }
 
 /// Runs `f` for every host, one thread each; the first error wins.

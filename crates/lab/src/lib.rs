@@ -32,7 +32,9 @@
 //! - Faults: [`Host::kill`], [`Host::link_down`] / [`Host::link_up`] (a cable cut),
 //!   [`Host::netem`] (delay, loss; [`Error::NetemUnavailable`] where the kernel lacks
 //!   `sch_netem`, so the test can skip that part), [`Lab::remove_host`] (power loss),
-//!   [`Host::rotate_ssh_host_key`] (a reinstalled host).
+//!   [`Host::rotate_ssh_host_key`] (a reinstalled host); and a CPU budget per host
+//!   ([`Host::cpu_limit`], cgroup `cpu` controller) so hosts that share this machine's cores
+//!   can behave like separate machines with their own.
 //! - Each lab takes its own /24 from [`DEFAULT_POOL`] and its own name prefix (`hk` + 5 hex
 //!   digits: namespaces `<prefix>-<host>`, `<prefix>-sw`, root veth `<prefix>`) under a
 //!   machine-wide lock ([`REGISTRY_DIR`]), skipping subnets routed on the machine, so parallel
@@ -102,6 +104,7 @@
 //! // Dropping `lab` tears everything down.
 //! ```
 
+mod cgroup;
 mod error;
 mod host;
 mod lab;

@@ -117,6 +117,7 @@ fn cleanup(prefix: &str, record: &Path, dir: Option<&Path>) {
         .partition(|n| n.ends_with("-sw"));
     util::destroy_netns_all(&hosts);
     util::destroy_netns_all(&switch);
+    crate::cgroup::remove_prefix(prefix);
     if let Some(dir) = dir {
         let _ = fs::remove_dir_all(dir);
     }

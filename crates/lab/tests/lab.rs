@@ -1103,3 +1103,104 @@ fn a_custom_pool_is_used() {
         Err(Error::InvalidConfig { field: "pool", .. })
     ));
 }
+
+/// Where the cgroup of a process lives, from `/proc/<pid>/cgroup` text: the `cpu` line's path.
+fn cpu_cgroup(text: &str) -> Option<String> {
+    text.lines().find_map(|l| {
+        let mut parts = l.splitn(3, ':');
+        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+        // v1: `4:cpu,cpuacct:/x` or `1:cpu:/x`; v2: `0::/x`.
+        (controllers.split(',').any(|c| c == "cpu") || controllers.is_empty())
+            .then(|| path.to_owned())
+    })
+}
+
+/// Runs a CPU-bound shell loop in the host; returns (wall time, CPU time the loop used).
+fn busy_loop(host: &hakube_lab::Host, iterations: u32) -> (Duration, Duration) {
+    let start = Instant::now();
+    // `times` prints the shell's user and system time (first line) as `0m0.123s 0m0.004s`.
+    let out = host
+        .run(&format!(
+            "i=0; while [ $i -lt {iterations} ]; do i=$((i+1)); done; times"
+        ))
+        .expect("busy loop");
+    let wall = start.elapsed();
+    let secs = |w: &str| -> f64 {
+        let (m, s) = w.trim_end_matches('s').split_once('m').expect("NmS.SSSs");
+        m.parse::<f64>().expect("minutes") * 60.0 + s.parse::<f64>().expect("seconds")
+    };
+    let first = out.lines().next().expect("times output");
+    let cpu: f64 = first.split_whitespace().map(secs).sum();
+    (wall, Duration::from_secs_f64(cpu))
+}
+
+#[test]
+fn cpu_limit_confines_the_host_and_its_sessions() {
+    if !require_root("cpu_limit_confines_the_host_and_its_sessions") {
+        return;
+    }
+    let lab = Lab::builder("cpu")
+        .hosts(["c1", "c2"])
+        .build()
+        .expect("lab");
+    let (c1, c2) = (lab.host("c1"), lab.host("c2"));
+
+    // Bad budgets name the setting.
+    for bad in [0.0, -1.0, f64::NAN, 0.000_01] {
+        match c1.cpu_limit(bad) {
+            Err(Error::InvalidConfig { field, .. }) => assert_eq!(field, "cpu_limit"),
+            other => panic!("cpu_limit({bad}) gave {other:?}"),
+        }
+    }
+
+    match c1.cpu_limit(0.05) {
+        Err(Error::CpuLimitUnavailable { reason, .. }) => {
+            eprintln!("SKIP cpu_limit part: {reason}");
+            return;
+        }
+        other => other.expect("cpu_limit"),
+    }
+    // The running sshd, its sessions and later lab commands are in c1's cgroup; c2 is not.
+    let group = cpu_cgroup(&c1.run("cat /proc/self/cgroup").expect("exec")).expect("cpu line");
+    assert!(
+        group.ends_with(&format!("/hakube-lab/{}", c1.netns())),
+        "{group}"
+    );
+    let via_ssh = c1.ssh("cat /proc/self/cgroup").expect("ssh");
+    assert!(via_ssh.status.success());
+    assert_eq!(
+        cpu_cgroup(&String::from_utf8_lossy(&via_ssh.stdout)).as_deref(),
+        Some(group.as_str())
+    );
+    let other = cpu_cgroup(&c2.run("cat /proc/self/cgroup").expect("exec")).expect("cpu line");
+    assert!(!other.contains("hakube-lab"), "{other}");
+
+    // With 5% of a core, a CPU-bound loop needs many times its CPU time in wall time (20x
+    // in theory; a loaded machine only makes the wall time longer).
+    let (wall, cpu) = busy_loop(c1, 60_000);
+    assert!(
+        cpu > Duration::from_millis(20) && wall > cpu * 5,
+        "confined: wall {wall:?} for cpu {cpu:?}"
+    );
+    // Lifted, the same loop finishes far sooner.
+    c1.clear_cpu_limit().expect("clear");
+    let (wall_free, cpu_free) = busy_loop(c1, 60_000);
+    assert!(
+        wall_free < wall / 2,
+        "lifted: wall {wall_free:?} (cpu {cpu_free:?}) against {wall:?} confined"
+    );
+
+    // Teardown removes the cgroup.
+    let mount = [
+        "/sys/fs/cgroup/cpu",
+        "/sys/fs/cgroup/cpu,cpuacct",
+        "/sys/fs/cgroup",
+    ]
+    .iter()
+    .map(Path::new)
+    .find(|m| m.join(group.trim_start_matches('/')).exists())
+    .expect("the cgroup directory exists while the lab runs");
+    let dir = mount.join(group.trim_start_matches('/'));
+    lab.teardown();
+    assert!(!dir.exists(), "{} left behind", dir.display());
+}
