@@ -12,6 +12,13 @@
 //! [`Plan`] (push the `hosts/<vm>/...` tree, run commands, run-if-changed, wait for a port)
 //! or dry-runs it.
 //!
+//! Files travel over SFTP on the same connection when the server offers it (one SFTP server
+//! process per connection instead of a shell and a few tools per file; still written
+//! atomically), and through the shell otherwise, for `sudo` and for owners by name. The SFTP
+//! client is `russh-sftp`, made for russh channels; its raw session lets all writes of a file
+//! go out in one round trip. The SFTP channel stays open with the connection, so it takes one
+//! of sshd's `MaxSessions` (10 by default) slots.
+//!
 //! Host keys are always verified unless the caller picks [`HostKeyPolicy::DangerAcceptAny`].
 //!
 //! ```
@@ -45,6 +52,7 @@ mod exec;
 mod fanout;
 mod hostkey;
 mod plan;
+mod sftp;
 mod ssh;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex as StdMutex};
+use std::sync::{Arc, Mutex as StdMutex, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -13,6 +13,7 @@ use russh::{ChannelMsg, client};
 use tracing::Instrument as _;
 
 use crate::hostkey::{HostKey, HostKeyPolicy, KnownHosts, KnownHostsVerdict};
+use crate::sftp::{self, Fail, Sftp};
 use crate::{
     Command, Error, ExitStatus, FileState, Output, PushOutcome, Secret, Upload, shell_quote,
 };
@@ -187,6 +188,7 @@ impl SshPool {
                 target: target.clone(),
                 config: Arc::clone(&self.config),
                 conn: tokio::sync::Mutex::new(None),
+                sftp: tokio::sync::Mutex::new(SftpSlot::Untried),
             })
         }))
     }
@@ -212,6 +214,17 @@ pub struct SshSession {
     target: Target,
     config: Arc<SshConfig>,
     conn: tokio::sync::Mutex<Option<Arc<client::Handle<Client>>>>,
+    sftp: tokio::sync::Mutex<SftpSlot>,
+}
+
+/// The SFTP state of a session, tied to one connection: a reconnect starts over.
+enum SftpSlot {
+    /// Not tried on the current connection.
+    Untried,
+    /// The server offers no usable SFTP on this connection: files go through the shell.
+    Unavailable(Weak<client::Handle<Client>>),
+    /// Open on this connection.
+    Open(Weak<client::Handle<Client>>, Arc<Sftp>),
 }
 
 impl fmt::Debug for SshSession {
@@ -230,6 +243,7 @@ impl SshSession {
             target,
             config: Arc::new(config),
             conn: tokio::sync::Mutex::new(None),
+            sftp: tokio::sync::Mutex::new(SftpSlot::Untried),
         }
     }
 
@@ -334,6 +348,123 @@ impl SshSession {
             .is_none_or(|h| h.is_closed())
     }
 
+    /// The connection's SFTP session, started on first use; `None` when the server offers no
+    /// usable SFTP (then files go through the shell).
+    ///
+    /// # Errors
+    /// Connection errors (the shell path would meet them too).
+    async fn sftp(&self) -> Result<Option<Arc<Sftp>>, Error> {
+        let h = self.handle(false).await?;
+        let mut slot = self.sftp.lock().await;
+        let current =
+            |w: &Weak<client::Handle<Client>>| w.upgrade().is_some_and(|c| Arc::ptr_eq(&c, &h));
+        match &*slot {
+            SftpSlot::Open(w, s) if current(w) => return Ok(Some(Arc::clone(s))),
+            SftpSlot::Unavailable(w) if current(w) => return Ok(None),
+            _ => {}
+        }
+        let timeout = self.config.command_timeout;
+        let started = tokio::time::timeout(timeout, async {
+            let channel = h
+                .channel_open_session()
+                .await
+                .map_err(|e| format!("cannot open a channel: {e}"))?;
+            Sftp::start(channel, timeout).await
+        })
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer in {timeout:?}")));
+        let weak = Arc::downgrade(&h);
+        match started {
+            Ok(Some(s)) => {
+                let s = Arc::new(s);
+                *slot = SftpSlot::Open(weak, Arc::clone(&s));
+                Ok(Some(s))
+            }
+            Ok(None) => {
+                tracing::debug!(host = %self.target.name, "no sftp subsystem with posix-rename; files go through the shell");
+                *slot = SftpSlot::Unavailable(weak);
+                Ok(None)
+            }
+            Err(reason) => {
+                tracing::debug!(host = %self.target.name, %reason, "sftp unavailable; files go through the shell");
+                *slot = SftpSlot::Unavailable(weak);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Runs one SFTP operation under the command timeout. `Ok(None)`: the SFTP channel broke
+    /// (it is dropped; the caller uses the shell, which reports a dead connection properly).
+    async fn sftp_op<T>(
+        &self,
+        op: &'static str,
+        path: &str,
+        work: impl std::future::Future<Output = Result<T, Fail>>,
+    ) -> Result<Option<T>, Error> {
+        let timeout = self.config.command_timeout;
+        let result = tokio::time::timeout(timeout, work).await;
+        match result {
+            Ok(Ok(v)) => Ok(Some(v)),
+            Ok(Err(Fail::Status(reason))) => Err(Error::RemoteFile {
+                host: self.target.name.clone(),
+                op,
+                path: path.to_owned(),
+                reason,
+            }),
+            Ok(Err(Fail::Transport(reason))) => {
+                tracing::debug!(host = %self.target.name, %reason, op, path, "sftp channel broke; using the shell");
+                *self.sftp.lock().await = SftpSlot::Untried;
+                Ok(None)
+            }
+            Err(_) => {
+                *self.sftp.lock().await = SftpSlot::Untried;
+                Err(Error::Timeout {
+                    host: self.target.name.clone(),
+                    command: format!("sftp {op} {path}"),
+                    timeout,
+                })
+            }
+        }
+    }
+
+    /// Whether a file operation may use SFTP: as the login user (no `sudo`, or root), and no
+    /// owner or group by name.
+    fn sftp_fits(&self, sudo: bool, named_owner: bool) -> bool {
+        (!sudo || crate::RemoteExec::is_root(self)) && !named_owner
+    }
+
+    /// Idempotent push over SFTP; `Ok(None)`: use the shell.
+    async fn push_sftp(&self, file: &Upload) -> Result<Option<PushOutcome>, Error> {
+        let Some(s) = self.sftp().await? else {
+            return Ok(None);
+        };
+        let path = file.path.as_str();
+        let Some(existing) = self.sftp_op("upload", path, s.existing(path)).await? else {
+            return Ok(None);
+        };
+        let outcome = match sftp::outcome(existing.as_ref(), &file.content, file.mode) {
+            Some(o) => o,
+            // A large file of the same size: let the host hash it.
+            None => crate::diff_file(self, file).await?,
+        };
+        let done = match outcome {
+            PushOutcome::Unchanged => Some(()),
+            PushOutcome::MetadataChanged => {
+                self.sftp_op("upload", path, s.chmod(path, file.mode))
+                    .await?
+            }
+            PushOutcome::Created | PushOutcome::ContentChanged => {
+                self.sftp_op(
+                    "upload",
+                    path,
+                    s.write_atomic(path, &file.content, file.mode, &temp_tag()),
+                )
+                .await?
+            }
+        };
+        Ok(done.map(|()| outcome))
+    }
+
     async fn exec(&self, command: &Command) -> Result<Output, Error> {
         let line = command.to_shell(crate::RemoteExec::is_root(self))?;
         let timeout = command
@@ -432,6 +563,20 @@ impl SshSession {
     }
 }
 
+/// A random suffix for temporary file names (16 hex digits).
+fn temp_tag() -> String {
+    use ring::rand::SecureRandom as _;
+    let mut bytes = [0u8; 8];
+    if ring::rand::SystemRandom::new().fill(&mut bytes).is_err() {
+        // Practically unreachable; exclusive creation still refuses a clash.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        bytes = (nanos as u64).to_le_bytes();
+    }
+    hex::encode(bytes)
+}
+
 /// Files up to this size are pushed in one round trip (content sent even if unchanged).
 const ONE_TRIP_PUSH_MAX: usize = 256 * 1024;
 
@@ -498,6 +643,19 @@ impl crate::RemoteExec for SshSession {
 
     async fn upload(&self, file: &Upload) -> Result<(), Error> {
         file.validate()?;
+        if self.sftp_fits(file.sudo, file.owner.is_some() || file.group.is_some())
+            && let Some(s) = self.sftp().await?
+            && self
+                .sftp_op(
+                    "upload",
+                    &file.path,
+                    s.write_atomic(&file.path, &file.content, file.mode, &temp_tag()),
+                )
+                .await?
+                .is_some()
+        {
+            return Ok(());
+        }
         let script = format!(
             "set -e; p={}; {}",
             shell_quote(&file.path),
@@ -515,6 +673,11 @@ impl crate::RemoteExec for SshSession {
 
     async fn push(&self, file: &Upload) -> Result<PushOutcome, Error> {
         file.validate()?;
+        if self.sftp_fits(file.sudo, file.owner.is_some() || file.group.is_some())
+            && let Some(outcome) = self.push_sftp(file).await?
+        {
+            return Ok(outcome);
+        }
         if file.content.len() > ONE_TRIP_PUSH_MAX {
             // Large file: compare first, send only if needed.
             let outcome = crate::diff_file(self, file).await?;
@@ -562,6 +725,12 @@ impl crate::RemoteExec for SshSession {
     }
 
     async fn read_file(&self, path: &str, sudo: bool) -> Result<Vec<u8>, Error> {
+        if self.sftp_fits(sudo, false)
+            && let Some(s) = self.sftp().await?
+            && let Some(data) = self.sftp_op("read", path, s.read(path)).await?
+        {
+            return Ok(data);
+        }
         let out = crate::RemoteExec::run(self, &Command::new("cat").arg("--").arg(path).sudo(sudo))
             .await?;
         if !out.success() {

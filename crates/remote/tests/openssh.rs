@@ -579,3 +579,127 @@ async fn sudo_for_non_root_users() {
     assert_eq!(lines[0], "-n -- env X=1 2 printf %s| a b it's");
     assert!(lines[2].starts_with("-n -- sh -c "), "{log}");
 }
+
+fn mode_of(path: &str) -> u32 {
+    std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(path).unwrap().permissions())
+        & 0o7777
+}
+
+fn names_in(dir: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Pushes, reads and uploads without an owner by name (the SFTP path where the server offers
+/// it). `large`: also files above the read-back limit (their comparison hashes on the host).
+async fn file_round_trips(s: &SshSession, large: bool) {
+    let remote_dir = tempfile::tempdir().unwrap();
+    let base = remote_dir.path().display().to_string();
+    let path = format!("{base}/sub dir/deeper/it's.bin");
+    let size = if large { 3_000_000u32 } else { 100_000 };
+    let content: Vec<u8> = (0..size)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let file = Upload::new(&path, content.clone()).mode(0o640);
+
+    // Created with missing parents, byte for byte, with exactly the mode asked for.
+    assert_eq!(push_file(s, &file).await.unwrap(), PushOutcome::Created);
+    assert_eq!(std::fs::read(&path).unwrap(), content);
+    assert_eq!(mode_of(&path), 0o640);
+    assert_eq!(s.read_file(&path, false).await.unwrap(), content);
+    assert_eq!(push_file(s, &file).await.unwrap(), PushOutcome::Unchanged);
+    assert_eq!(
+        push_file(s, &file.clone().mode(0o600)).await.unwrap(),
+        PushOutcome::MetadataChanged
+    );
+    assert_eq!(mode_of(&path), 0o600);
+    assert_eq!(std::fs::read(&path).unwrap(), content);
+
+    // Same size, one byte different: still seen.
+    let mut edited = content.clone();
+    edited[size as usize / 2] ^= 0xff;
+    let edited = Upload::new(&path, edited).mode(0o600);
+    assert_eq!(
+        push_file(s, &edited).await.unwrap(),
+        PushOutcome::ContentChanged
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), edited.content);
+
+    // The umask does not apply: the mode is exactly what was asked for, with exec bits too.
+    let open_path = format!("{base}/open.cfg");
+    let open = Upload::new(&open_path, "x\n").mode(0o666);
+    assert_eq!(push_file(s, &open).await.unwrap(), PushOutcome::Created);
+    assert_eq!(mode_of(&open_path), 0o666);
+    let script_path = format!("{base}/bin/run.sh");
+    let script = Upload::new(&script_path, "#!/bin/sh\necho ran\n").mode(0o755);
+    assert_eq!(push_file(s, &script).await.unwrap(), PushOutcome::Created);
+    assert_eq!(mode_of(&script_path), 0o755);
+
+    // upload always writes; an empty file is a file.
+    s.upload(&Upload::new(&open_path, Vec::new()).mode(0o644))
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(&open_path).unwrap(), b"");
+    assert_eq!(mode_of(&open_path), 0o644);
+    assert_eq!(s.read_file(&open_path, false).await.unwrap(), b"");
+
+    // Failures name the operation and path, and leave no temporary file behind.
+    let err = s
+        .read_file(&format!("{base}/missing"), false)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::RemoteFile { op: "read", path, .. } if path.ends_with("/missing")),
+        "{err}"
+    );
+    let under_a_file = format!("{open_path}/child.cfg");
+    let err = push_file(s, &Upload::new(&under_a_file, "y\n"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::RemoteFile { op: "upload", path, .. } if *path == under_a_file),
+        "{err}"
+    );
+    assert_eq!(names_in(&format!("{base}/sub dir/deeper")), ["it's.bin"]);
+    assert_eq!(names_in(&base), ["bin", "open.cfg", "sub dir"]);
+    assert_eq!(names_in(&format!("{base}/bin")), ["run.sh"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_over_sftp_and_over_the_shell_behave_the_same() {
+    if !can_run_sshd("files_over_sftp_and_over_the_shell_behave_the_same") {
+        return;
+    }
+    let key = ClientKey::new();
+    let with_sftp = Sshd::start(&key);
+    let without = Sshd::start_without_sftp(&key);
+    for sshd in [&with_sftp, &without] {
+        let s = session(&key, sshd, pinned(sshd));
+        file_round_trips(&s, true).await;
+        s.disconnect().await;
+        // Reconnecting starts a new SFTP session (or finds none again).
+        file_round_trips(&s, false).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_take_sftp_when_the_server_offers_it() {
+    if !can_run_sshd("files_take_sftp_when_the_server_offers_it") {
+        return;
+    }
+    // Every session of this server is an SFTP server: no shell command can run, so the file
+    // operations below can only have worked over SFTP.
+    let key = ClientKey::new();
+    let sshd = Sshd::start_with(&key, "ForceCommand internal-sftp\n");
+    let s = session(&key, &sshd, pinned(&sshd));
+    let out = s.run(&Command::new("echo").arg("shell")).await.unwrap();
+    assert_ne!(
+        out.stdout, b"shell\n",
+        "the shell ran: the test proves nothing"
+    );
+    file_round_trips(&s, false).await;
+}

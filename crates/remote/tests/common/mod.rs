@@ -66,6 +66,7 @@ pub struct Sshd {
     pub dir: tempfile::TempDir,
     pub port: u16,
     extra: String,
+    sftp: bool,
     child: Option<Child>,
 }
 
@@ -120,6 +121,15 @@ impl Sshd {
     /// Starts a server with extra sshd_config lines (`{dir}` is replaced by its directory).
     /// The directory and authorized_keys are world-readable so non-root users can log in.
     pub fn start_with(client: &ClientKey, extra: &str) -> Self {
+        Self::start_inner(client, extra, true)
+    }
+
+    /// Starts a server without an SFTP subsystem (clients must use the shell for files).
+    pub fn start_without_sftp(client: &ClientKey) -> Self {
+        Self::start_inner(client, "", false)
+    }
+
+    fn start_inner(client: &ClientKey, extra: &str, sftp: bool) -> Self {
         use std::os::unix::fs::PermissionsExt as _;
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all("/run/sshd").unwrap();
@@ -136,6 +146,7 @@ impl Sshd {
             dir,
             port: free_port(),
             extra,
+            sftp,
             child: None,
         };
         s.spawn();
@@ -150,9 +161,14 @@ impl Sshd {
             "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_ed25519\nAuthorizedKeysFile {d}/authorized_keys\n\
              PidFile {d}/sshd.pid\nUsePAM no\nStrictModes no\nPermitRootLogin prohibit-password\n\
              PasswordAuthentication no\nKbdInteractiveAuthentication no\nMaxSessions 200\nMaxStartups 200\n\
-             LogLevel ERROR\nSubsystem sftp internal-sftp\nSetEnv HOME={d}\n",
+             LogLevel ERROR\nSetEnv HOME={d}\n{sftp}",
             port = self.port,
-            d = d.display()
+            d = d.display(),
+            sftp = if self.sftp {
+                "Subsystem sftp internal-sftp\n"
+            } else {
+                ""
+            },
         );
         std::fs::write(d.join("sshd_config"), cfg + &self.extra).unwrap();
         let log = std::fs::File::create(d.join("sshd.log")).unwrap();
