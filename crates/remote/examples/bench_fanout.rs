@@ -1,26 +1,27 @@
-//! Benchmark: hakube-remote against Ansible on the same hosts and the same steps.
+//! Benchmark: hakube-remote against Ansible on the same lab hosts and the same steps.
 //!
 //! Steps per host: upload 3 files, run 10 short commands, read a file back. Measured on N
 //! hosts and on 1 host, cold (connections set up inside the measurement) for both tools.
 //! Ansible runs with forks=N, pipelining on, no fact gathering, SSH ControlPersist (its
 //! defaults for multiplexing) with a fresh control directory per run.
 //!
-//! Hosts are real OpenSSH servers started by this program (root needed): one sshd per host
-//! on 127.0.0.1, each with its own host key, port and temp dir.
+//! Hosts are a `hakube-lab` (root needed): N network namespaces on one bridge, each with its
+//! own address, its own real OpenSSH sshd on port 22 and a private `/tmp` where the files go.
+//!
+//! Besides wall times it reports CPU: all hosts share this machine's cores, so the N sshds
+//! compete for them. The "CPU floor" is the machine CPU a run used (sshd, the remote shells
+//! and commands, the kernel, the client) divided by the number of cores: no client can finish
+//! the N-host run faster than that on this machine, whatever its concurrency.
 //!
 //! Run through `crates/remote/scripts/bench-vs-ansible`, or directly:
 //! `cargo run -p hakube-remote --release --example bench_fanout -- --hosts 12 --ansible-playbook PATH`
-#![allow(clippy::unwrap_used, clippy::print_stdout)]
-
-#[path = "../tests/common/mod.rs"]
-mod common;
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::cast_precision_loss)]
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::{ClientKey, Sshd};
+use hakube_lab::Lab;
 use hakube_remote::{
     Auth, Command, FanOut, HostKeyPolicy, NoProgress, RemoteExec, SshConfig, SshPool, Target,
     Upload, fan_out, push_file,
@@ -31,6 +32,8 @@ struct Args {
     ansible: Option<PathBuf>,
     runs: usize,
     ansible_runs: usize,
+    /// CPU budget of each host in the second round, in cores; `None`: (cores - 0.5) / hosts.
+    cpu_per_host: Option<f64>,
 }
 
 fn parse_args() -> Args {
@@ -39,6 +42,7 @@ fn parse_args() -> Args {
         ansible: None,
         runs: 7,
         ansible_runs: 3,
+        cpu_per_host: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -48,6 +52,7 @@ fn parse_args() -> Args {
             "--ansible-playbook" => args.ansible = Some(PathBuf::from(val())),
             "--runs" => args.runs = val().parse().unwrap(),
             "--ansible-runs" => args.ansible_runs = val().parse().unwrap(),
+            "--cpu-per-host" => args.cpu_per_host = Some(val().parse().unwrap()),
             other => panic!("unknown argument {other}"),
         }
     }
@@ -75,12 +80,8 @@ fn payloads() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
-/// Where the "remote" files go (all test hosts share this machine's file system).
-static BASE: OnceLock<String> = OnceLock::new();
-
-fn base() -> &'static str {
-    BASE.get().map_or("/tmp/hakube-bench", String::as_str)
-}
+/// Where the files go on every host (each lab host has a private `/tmp`).
+const BASE: &str = "/tmp/hakube-bench";
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
@@ -89,7 +90,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 /// The hakube side: fresh pool (cold connections), all hosts concurrently, steps in order per host.
 async fn hakube_run(
-    servers: &[&Sshd],
+    targets: &[Target],
     key: &Path,
     known_hosts: &Path,
     run_id: &str,
@@ -100,12 +101,9 @@ async fn hakube_run(
         Auth::key_file(key),
         HostKeyPolicy::KnownHosts(known_hosts.to_owned()),
     ));
-    let hosts: Vec<Arc<dyn RemoteExec>> = servers
+    let hosts: Vec<Arc<dyn RemoteExec>> = targets
         .iter()
-        .map(|s| {
-            pool.session(&Target::new(format!("h{}", s.port), "127.0.0.1").port(s.port))
-                as Arc<dyn RemoteExec>
-        })
+        .map(|t| pool.session(t) as Arc<dyn RemoteExec>)
         .collect();
     let results = fan_out(
         &hosts,
@@ -113,7 +111,7 @@ async fn hakube_run(
         &FanOut::new(hosts.len()),
         &NoProgress,
         |h| async move {
-            let dir = format!("{}/{run_id}/hakube/{}", base(), h.host());
+            let dir = format!("{BASE}/{run_id}/hakube");
             for (name, content) in files {
                 push_file(
                     h.as_ref(),
@@ -144,16 +142,13 @@ async fn hakube_run(
 /// Same steps, pool already connected (connections reused across steps, as in a plan).
 async fn hakube_warm(
     pool: &SshPool,
-    servers: &[&Sshd],
+    targets: &[Target],
     run_id: &str,
     files: &[(&str, Vec<u8>)],
 ) -> Duration {
-    let hosts: Vec<Arc<dyn RemoteExec>> = servers
+    let hosts: Vec<Arc<dyn RemoteExec>> = targets
         .iter()
-        .map(|s| {
-            pool.session(&Target::new(format!("h{}", s.port), "127.0.0.1").port(s.port))
-                as Arc<dyn RemoteExec>
-        })
+        .map(|t| pool.session(t) as Arc<dyn RemoteExec>)
         .collect();
     for h in &hosts {
         h.run_ok(&Command::new("true")).await.unwrap();
@@ -165,7 +160,7 @@ async fn hakube_warm(
         &FanOut::new(hosts.len()),
         &NoProgress,
         |h| async move {
-            let dir = format!("{}/{run_id}/warm/{}", base(), h.host());
+            let dir = format!("{BASE}/{run_id}/warm");
             for (name, content) in files {
                 push_file(
                     h.as_ref(),
@@ -187,72 +182,66 @@ async fn hakube_warm(
     started.elapsed()
 }
 
-fn write_ansible_project(
-    dir: &Path,
-    servers: &[&Sshd],
-    key: &Path,
-    known_hosts: &Path,
-    files_dir: &Path,
-    names: &[&str],
-) {
+fn write_ansible_project(lab: &Lab, hosts: usize, files_dir: &Path, names: &[&str]) {
+    let dir = lab.dir().join("ansible");
+    std::fs::create_dir_all(&dir).unwrap();
     let mut inv = String::from("[bench]\n");
-    for s in servers {
+    for h in lab.hosts().iter().take(hosts) {
         inv.push_str(&format!(
-            "h{port} ansible_host=127.0.0.1 ansible_port={port} ansible_user=root\n",
-            port = s.port
+            "{} ansible_host={} ansible_user=root\n",
+            h.name(),
+            h.addr()
         ));
     }
     inv.push_str(&format!(
         "\n[bench:vars]\nansible_python_interpreter=/usr/bin/python3\nansible_ssh_private_key_file={}\n",
-        key.display()
+        lab.ssh_private_key().display()
     ));
     std::fs::write(dir.join("inventory.ini"), inv).unwrap();
     let cfg = format!(
         "[defaults]\nforks = {forks}\nhost_key_checking = True\ngathering = explicit\nretry_files_enabled = False\n\
          interpreter_python = /usr/bin/python3\nstdout_callback = default\n\
          [ssh_connection]\npipelining = True\n\
-         ssh_args = -o ControlMaster=auto -o ControlPersist=60s -o UserKnownHostsFile={kh} -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes\n",
-        forks = servers.len().max(1),
-        kh = known_hosts.display()
+         ssh_args = -o ControlMaster=auto -o ControlPersist=60s -o UserKnownHostsFile={kh} -o GlobalKnownHostsFile=/dev/null -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes\n",
+        forks = hosts.max(1),
+        kh = lab.known_hosts_file().display()
     );
     std::fs::write(dir.join("ansible.cfg"), cfg).unwrap();
     let mut play = String::from("- hosts: bench\n  gather_facts: false\n  tasks:\n");
     for name in names {
         play.push_str(&format!(
-            "    - copy:\n        src: {src}\n        dest: \"{base}/{{{{ run_id }}}}/ansible/{{{{ inventory_hostname }}}}/{name}\"\n        mode: \"0644\"\n",
+            "    - copy:\n        src: {src}\n        dest: \"{BASE}/{{{{ run_id }}}}/ansible/{name}\"\n        mode: \"0644\"\n",
             src = files_dir.join(name).display(),
-            base = base()
         ));
     }
     for i in 0..10 {
         play.push_str(&format!("    - command: echo step {i}\n"));
     }
     play.push_str(&format!(
-        "    - slurp:\n        src: \"{}/{{{{ run_id }}}}/ansible/{{{{ inventory_hostname }}}}/{}\"\n",
-        base(),
+        "    - slurp:\n        src: \"{BASE}/{{{{ run_id }}}}/ansible/{}\"\n",
         names[0]
     ));
     std::fs::write(dir.join("play.yml"), play).unwrap();
 }
 
-fn ansible_run(
-    playbook: &Path,
-    dir: &Path,
-    run_id: &str,
-    limit: &str,
-    servers: &[&Sshd],
-) -> Duration {
+fn ansible_run(playbook: &Path, lab: &Lab, run_id: &str, hosts: usize) -> Duration {
+    let dir = lab.dir().join("ansible");
     // `copy` does not create parent directories; make them (outside the measurement).
-    for s in servers {
-        std::fs::create_dir_all(format!("{}/{run_id}/ansible/h{}", base(), s.port)).unwrap();
+    for h in lab.hosts().iter().take(hosts) {
+        h.run(&format!("mkdir -p {BASE}/{run_id}/ansible")).unwrap();
     }
+    let limit = if hosts == 1 {
+        lab.hosts()[0].name().to_owned()
+    } else {
+        "all".to_owned()
+    };
     let control = tempfile::tempdir().unwrap();
     let started = Instant::now();
     let out = std::process::Command::new(playbook)
         .arg("-i")
         .arg(dir.join("inventory.ini"))
         .arg(dir.join("play.yml"))
-        .args(["--limit", limit, "-e", &format!("run_id={run_id}")])
+        .args(["--limit", &limit, "-e", &format!("run_id={run_id}")])
         .env("ANSIBLE_CONFIG", dir.join("ansible.cfg"))
         .env("ANSIBLE_SSH_CONTROL_PATH_DIR", control.path())
         .env("ANSIBLE_LOCAL_TEMP", control.path())
@@ -306,140 +295,278 @@ fn cpu_ticks() -> (u64, u64, u64) {
     (own_ticks, total - idle, total)
 }
 
+/// CPU used while measuring: this process, and the whole machine.
+#[derive(Default, Clone, Copy)]
+struct Cpu {
+    /// This process (the client), in clock ticks.
+    own: u64,
+    /// Every core's non-idle time, in clock ticks.
+    busy: u64,
+    /// Every core's time, in clock ticks.
+    total: u64,
+    /// Wall time, summed over the runs.
+    wall: f64,
+    runs: u32,
+}
+
+impl Cpu {
+    /// Runs `f`, adding its CPU and wall time.
+    async fn measure<F: Future<Output = Duration>>(&mut self, f: F) -> Duration {
+        let before = cpu_ticks();
+        let d = f.await;
+        let after = cpu_ticks();
+        self.own += after.0 - before.0;
+        self.busy += after.1 - before.1;
+        self.total += after.2 - before.2;
+        self.wall += d.as_secs_f64();
+        self.runs += 1;
+        d
+    }
+
+    /// Machine CPU per run, in seconds (clock ticks are 1/100 s on Linux).
+    fn busy_per_run(&self) -> f64 {
+        self.busy as f64 / 100.0 / f64::from(self.runs.max(1))
+    }
+
+    /// Client CPU per run, in seconds.
+    fn own_per_run(&self) -> f64 {
+        self.own as f64 / 100.0 / f64::from(self.runs.max(1))
+    }
+}
+
 fn secs(d: Duration) -> String {
     format!("{:.3}s", d.as_secs_f64())
+}
+
+/// What one round measured (medians, and CPU over the cold runs).
+struct Round {
+    cold1: Duration,
+    coldn: Duration,
+    warm1: Duration,
+    warmn: Duration,
+    cpu1: Cpu,
+    cpun: Cpu,
+}
+
+async fn hakube_round(
+    targets: &[Target],
+    key: &Path,
+    kh: &Path,
+    runs: usize,
+    next_id: &mut impl FnMut() -> String,
+    files: &[(&str, Vec<u8>)],
+) -> Round {
+    let all = targets;
+    let one = &targets[..1];
+    // warm-up (page cache, binaries)
+    hakube_run(all, key, kh, &next_id(), files).await;
+    let (mut h1, mut hn) = (Vec::new(), Vec::new());
+    let (mut cpu1, mut cpun) = (Cpu::default(), Cpu::default());
+    for _ in 0..runs {
+        h1.push(
+            cpu1.measure(hakube_run(one, key, kh, &next_id(), files))
+                .await,
+        );
+        hn.push(
+            cpun.measure(hakube_run(all, key, kh, &next_id(), files))
+                .await,
+        );
+    }
+    let pool = SshPool::new(SshConfig::new(
+        Auth::key_file(key),
+        HostKeyPolicy::KnownHosts(kh.to_owned()),
+    ));
+    let (mut w1, mut wn) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        w1.push(hakube_warm(&pool, one, &next_id(), files).await);
+        wn.push(hakube_warm(&pool, all, &next_id(), files).await);
+    }
+    pool.close_all().await;
+    Round {
+        cold1: median(h1),
+        coldn: median(hn),
+        warm1: median(w1),
+        warmn: median(wn),
+        cpu1,
+        cpun,
+    }
+}
+
+fn print_round(r: &Round, hosts: usize, runs: usize, cores: usize, shared: bool) {
+    let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
+    println!("  hakube-remote (median of {runs} runs)");
+    println!("    cold, 1 host:        {}", secs(r.cold1));
+    println!(
+        "    cold, {hosts:>2} hosts:      {}   ({:.2}x the 1-host time; goal <= 1.5x)",
+        secs(r.coldn),
+        ratio(r.coldn, r.cold1)
+    );
+    println!("    warm pool, 1 host:   {}", secs(r.warm1));
+    println!(
+        "    warm pool, {hosts:>2} hosts: {}   ({:.2}x the 1-host time)",
+        secs(r.warmn),
+        ratio(r.warmn, r.warm1)
+    );
+    let n = hosts as f64;
+    let hosts1 = r.cpu1.busy_per_run() - r.cpu1.own_per_run();
+    let hostsn = r.cpun.busy_per_run() - r.cpun.own_per_run();
+    println!(
+        "    CPU per cold run: 1 host: hosts' side {:.0} ms, client {:.0} ms; {hosts} hosts: \
+         hosts' side {:.0} ms per host, client {:.0} ms in all, machine {:.0}% busy",
+        hosts1 * 1e3,
+        r.cpu1.own_per_run() * 1e3,
+        hostsn / n * 1e3,
+        r.cpun.own_per_run() * 1e3,
+        100.0 * r.cpun.busy as f64 / r.cpun.total.max(1) as f64
+    );
+    if shared {
+        // No client can finish before the machine has done the hosts' share of the work.
+        let floor = hostsn / cores as f64;
+        println!(
+            "    CPU floor of the {hosts}-host run (hosts' side / {cores} cores): {:.0} ms = \
+             {:.2}x the 1-host time, for any client",
+            floor * 1e3,
+            floor / r.cold1.as_secs_f64()
+        );
+    }
+}
+
+fn ansible_round(
+    playbook: &Path,
+    lab: &Lab,
+    hosts: usize,
+    runs: usize,
+    next_id: &mut impl FnMut() -> String,
+) -> (Duration, Duration) {
+    ansible_run(playbook, lab, &next_id(), hosts); // warm-up
+    let (mut a1, mut an) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        a1.push(ansible_run(playbook, lab, &next_id(), 1));
+        an.push(ansible_run(playbook, lab, &next_id(), hosts));
+    }
+    let (a1, an) = (median(a1), median(an));
+    println!("  ansible-playbook (forks={hosts}, pipelining, median of {runs} runs)");
+    println!("    1 host:    {}", secs(a1));
+    println!(
+        "    {hosts:>2} hosts:  {}   ({:.2}x the 1-host time)",
+        secs(an),
+        an.as_secs_f64() / a1.as_secs_f64()
+    );
+    (a1, an)
 }
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let args = parse_args();
-    if !common::can_run_sshd("bench_fanout") {
+    if !hakube_lab::require_root("bench_fanout") {
         std::process::exit(1);
     }
-    let key = ClientKey::new();
-    let servers: Vec<Sshd> = (0..args.hosts).map(|_| Sshd::start(&key)).collect();
-    let all: Vec<&Sshd> = servers.iter().collect();
-    let one: Vec<&Sshd> = servers.iter().take(1).collect();
-    let work = tempfile::tempdir().unwrap();
-    let kh = work.path().join("known_hosts");
-    BASE.set(work.path().join("remote").display().to_string())
-        .unwrap();
-    std::fs::write(
-        &kh,
-        servers
-            .iter()
-            .map(Sshd::known_hosts_line)
-            .collect::<String>(),
-    )
-    .unwrap();
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let budget = args
+        .cpu_per_host
+        .unwrap_or((cores as f64 - 0.5).max(0.5) / args.hosts as f64);
+    let names: Vec<String> = (1..=args.hosts).map(|i| format!("h{i}")).collect();
+    let built = Instant::now();
+    let lab = Lab::builder("bench").hosts(&names).build().unwrap();
+    eprintln!(
+        "lab of {} hosts built in {}",
+        args.hosts,
+        secs(built.elapsed())
+    );
+    let targets: Vec<Target> = lab
+        .hosts()
+        .iter()
+        .map(|h| Target::new(h.name(), h.addr().to_string()))
+        .collect();
+    let key = lab.ssh_private_key().to_owned();
+    let kh = lab.known_hosts_file().to_owned();
     let files = payloads();
-    let files_dir = work.path().join("files");
+    let files_dir = lab.dir().join("bench-files");
     std::fs::create_dir_all(&files_dir).unwrap();
     for (name, content) in &files {
         std::fs::write(files_dir.join(name), content).unwrap();
     }
-    let bench_id = format!("{}", std::process::id());
+    let file_names: Vec<&str> = files.iter().map(|(n, _)| *n).collect();
+    write_ansible_project(&lab, args.hosts, &files_dir, &file_names);
     let mut counter = 0;
     let mut next_id = || {
         counter += 1;
-        format!("{bench_id}-{counter}")
+        format!("run{counter}")
     };
 
     println!(
-        "steps per host: upload 3 files ({} bytes), 10 commands, read 1 file back; {} hosts (real sshd on 127.0.0.1)",
+        "steps per host: upload 3 files ({} bytes), 10 commands, read 1 file back, on 1 and on {} \
+         hosts of a hakube-lab (network namespaces, a real OpenSSH sshd each), {cores} cores",
         files.iter().map(|(_, c)| c.len()).sum::<usize>(),
         args.hosts
     );
-    // warm-up (page cache, binaries)
-    hakube_run(&all, &key.private(), &kh, &next_id(), &files).await;
 
-    let mut h1 = Vec::new();
-    let mut hn = Vec::new();
-    let (mut own, mut busy, mut total) = (0, 0, 0);
-    for _ in 0..args.runs {
-        h1.push(hakube_run(&one, &key.private(), &kh, &next_id(), &files).await);
-        let before = cpu_ticks();
-        hn.push(hakube_run(&all, &key.private(), &kh, &next_id(), &files).await);
-        let after = cpu_ticks();
-        own += after.0 - before.0;
-        busy += after.1 - before.1;
-        total += after.2 - before.2;
+    println!(
+        "\n1. shared CPU: all {} hosts' sshds, shells and commands share the {cores} cores",
+        args.hosts
+    );
+    let shared = hakube_round(&targets, &key, &kh, args.runs, &mut next_id, &files).await;
+    print_round(&shared, args.hosts, args.runs, cores, true);
+    let ans_shared = args
+        .ansible
+        .as_deref()
+        .map(|p| ansible_round(p, &lab, args.hosts, args.ansible_runs, &mut next_id));
+
+    println!(
+        "\n2. own CPU per host: each host confined to {budget:.3} cores (cgroup cpu quota, \
+         hakube-lab Host::cpu_limit), alone or among {}, like separate machines; the client \
+         keeps the rest",
+        args.hosts
+    );
+    let mut confined = None;
+    let limited = lab.hosts().iter().try_for_each(|h| h.cpu_limit(budget));
+    match limited {
+        Err(hakube_lab::Error::CpuLimitUnavailable { reason, .. }) => {
+            println!("  skipped: {reason}");
+        }
+        other => {
+            other.unwrap();
+            let r = hakube_round(&targets, &key, &kh, args.runs, &mut next_id, &files).await;
+            print_round(&r, args.hosts, args.runs, cores, false);
+            let a = args
+                .ansible
+                .as_deref()
+                .map(|p| ansible_round(p, &lab, args.hosts, args.ansible_runs, &mut next_id));
+            confined = Some((r, a));
+        }
     }
-    let hn_sum: f64 = hn.iter().map(Duration::as_secs_f64).sum();
-    let (h1, hn) = (median(h1), median(hn));
 
-    let pool = SshPool::new(SshConfig::new(
-        Auth::key_file(key.private()),
-        HostKeyPolicy::KnownHosts(kh.clone()),
-    ));
-    let mut w1 = Vec::new();
-    let mut wn = Vec::new();
-    for _ in 0..args.runs {
-        w1.push(hakube_warm(&pool, &one, &next_id(), &files).await);
-        wn.push(hakube_warm(&pool, &all, &next_id(), &files).await);
-    }
-    let (w1, wn) = (median(w1), median(wn));
-    pool.close_all().await;
-
-    println!("\nhakube-remote (median of {} runs)", args.runs);
-    println!("  cold, 1 host:       {}", secs(h1));
-    println!(
-        "  cold, {:>2} hosts:     {}   ({:.2}x the 1-host time; goal <= 1.5x)",
-        args.hosts,
-        secs(hn),
-        hn.as_secs_f64() / h1.as_secs_f64()
-    );
-    println!(
-        "  during the {}-host runs: machine CPU {:.0}% busy ({} cores), hakube client process {:.0}% of one core",
-        args.hosts,
-        100.0 * busy as f64 / total.max(1) as f64,
-        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
-        100.0 * (own as f64 / 100.0) / hn_sum.max(1e-9)
-    );
-    println!("  warm pool, 1 host:  {}", secs(w1));
-    println!(
-        "  warm pool, {:>2} hosts:{}   ({:.2}x the 1-host time)",
-        args.hosts,
-        secs(wn),
-        wn.as_secs_f64() / w1.as_secs_f64()
-    );
-
-    let Some(playbook) = args.ansible else {
-        println!("\n(no --ansible-playbook given: Ansible not measured)");
-        return;
+    println!("\nsummary");
+    let speedup = |a: (Duration, Duration), r: &Round| {
+        (
+            a.0.as_secs_f64() / r.cold1.as_secs_f64(),
+            a.1.as_secs_f64() / r.coldn.as_secs_f64(),
+        )
     };
-    let names: Vec<&str> = files.iter().map(|(n, _)| *n).collect();
-    write_ansible_project(work.path(), &all, &key.private(), &kh, &files_dir, &names);
-    let first = format!("h{}", servers[0].port);
-    ansible_run(&playbook, work.path(), &next_id(), "all", &all); // warm-up
-    let mut a1 = Vec::new();
-    let mut an = Vec::new();
-    for _ in 0..args.ansible_runs {
-        a1.push(ansible_run(
-            &playbook,
-            work.path(),
-            &next_id(),
-            &first,
-            &all,
-        ));
-        an.push(ansible_run(&playbook, work.path(), &next_id(), "all", &all));
+    println!(
+        "  {} hosts / 1 host, cold: shared CPU {:.2}x{}",
+        args.hosts,
+        shared.coldn.as_secs_f64() / shared.cold1.as_secs_f64(),
+        confined.as_ref().map_or(String::new(), |(r, _)| format!(
+            ", own CPU per host {:.2}x (goal <= 1.5x)",
+            r.coldn.as_secs_f64() / r.cold1.as_secs_f64()
+        ))
+    );
+    if let Some(a) = ans_shared {
+        let (s1, sn) = speedup(a, &shared);
+        println!(
+            "  speed-up over Ansible (goal >= 10x), shared CPU: 1 host {s1:.1}x, {} hosts {sn:.1}x",
+            args.hosts
+        );
+    } else {
+        println!("  (no --ansible-playbook given: Ansible not measured)");
     }
-    let (a1, an) = (median(a1), median(an));
-    println!(
-        "\nansible-playbook (forks={}, pipelining, median of {} runs)",
-        args.hosts, args.ansible_runs
-    );
-    println!("  1 host:   {}", secs(a1));
-    println!(
-        "  {:>2} hosts: {}   ({:.2}x the 1-host time)",
-        args.hosts,
-        secs(an),
-        an.as_secs_f64() / a1.as_secs_f64()
-    );
-    println!(
-        "\nspeed-up of hakube-remote (cold) over Ansible: 1 host {:.1}x, {} hosts {:.1}x (goal >= 10x)",
-        a1.as_secs_f64() / h1.as_secs_f64(),
-        args.hosts,
-        an.as_secs_f64() / hn.as_secs_f64()
-    );
+    if let Some((r, Some(a))) = &confined {
+        let (s1, sn) = speedup(*a, r);
+        println!(
+            "  speed-up over Ansible, own CPU per host: 1 host {s1:.1}x, {} hosts {sn:.1}x",
+            args.hosts
+        );
+    }
+    drop(lab);
 }
