@@ -136,6 +136,9 @@ pub enum Rule {
     Vault,
     /// The VRRP settings are wrong.
     Vrrp,
+    /// The backup settings are wrong: an etcd backup export that is missing, backs a
+    /// StorageClass or lists clients, a schedule that is not 5 cron fields, or no snapshot kept.
+    Backup,
 }
 
 /// One broken rule, pointing into the file.

@@ -43,6 +43,9 @@ pub struct Topology {
     /// The Vault cluster behind cert-manager, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vault: Option<Vault>,
+    /// Backups hakube sets up (today: etcd snapshots to an NFS export).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<Backup>,
     /// How hakube logs into the VMs.
     pub ssh: Ssh,
 }
@@ -452,6 +455,49 @@ pub enum VaultPlacement {
     Vms,
     /// Inside the Kubernetes cluster (Helm chart, HA raft).
     InCluster,
+}
+
+/// Backups hakube sets up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Backup {
+    /// Periodic etcd snapshots to an NFS export; none when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etcd: Option<EtcdBackup>,
+}
+
+/// Periodic etcd snapshots, taken on the control-plane nodes and written to an NFS export.
+///
+/// The export is exported to the control-plane nodes only, with `no_root_squash` (the snapshot
+/// job runs as root) and a root-owned `0700` directory: a snapshot holds every Secret of the
+/// cluster. It backs no StorageClass.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EtcdBackup {
+    /// The export snapshots go to: one of `nfs.exports[].path`, backing no StorageClass and
+    /// listing no `clients` (hakube exports it to the control-plane nodes).
+    pub export: String,
+    /// When to take a snapshot: a 5-field cron schedule (minute, hour, day of month, month,
+    /// day of week), in kube-controller-manager's time zone. Default: every 6 hours.
+    #[serde(default = "default_etcd_backup_schedule")]
+    pub schedule: String,
+    /// How many snapshots to keep (at least 1); older ones are deleted. Default: 28 (a week
+    /// at the default schedule).
+    #[serde(default = "default_etcd_backup_keep")]
+    pub keep: u16,
+}
+
+/// The default etcd snapshot schedule: every 6 hours, on the hour.
+pub const DEFAULT_ETCD_BACKUP_SCHEDULE: &str = "0 */6 * * *";
+/// The default number of etcd snapshots kept.
+pub const DEFAULT_ETCD_BACKUP_KEEP: u16 = 28;
+
+fn default_etcd_backup_schedule() -> String {
+    DEFAULT_ETCD_BACKUP_SCHEDULE.to_owned()
+}
+
+fn default_etcd_backup_keep() -> u16 {
+    DEFAULT_ETCD_BACKUP_KEEP
 }
 
 /// SSH access to the VMs.

@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 
 use crate::error::Rule;
-use crate::model::{Role, TlsMode, Topology, VaultPlacement, VmSize};
+use crate::model::{EtcdBackup, Role, TlsMode, Topology, VaultPlacement, VmSize};
 
 /// Collects problems by path; positions are filled in by the caller.
 #[derive(Debug, Default)]
@@ -514,17 +514,24 @@ pub(crate) fn check(t: &Topology, f: &mut Findings) {
         }
         defaults += usize::from(sc.default);
     }
+    let etcd_backup = t.backup.as_ref().and_then(|b| b.etcd.as_ref());
+    let backup_export = etcd_backup.map(|b| b.export.trim_end_matches('/'));
     if let Some(nfs) = &t.nfs {
         for (i, e) in nfs.exports.iter().enumerate() {
+            let path = e.path.trim_end_matches('/');
             let users = t
                 .storage_classes
                 .iter()
-                .filter(|sc| sc.export.trim_end_matches('/') == e.path.trim_end_matches('/'))
+                .filter(|sc| sc.export.trim_end_matches('/') == path)
                 .count();
-            if users != 1 {
-                f.error(Rule::StorageClass, format!("nfs.exports[{i}].path"), format!("`{}` backs {users} StorageClasses: each export backs exactly one (separate exports keep environments and backups apart)", e.path));
+            // The etcd backup export backs none; its own rule reports a StorageClass on it.
+            if users != 1 && !(users == 0 && backup_export == Some(path)) {
+                f.error(Rule::StorageClass, format!("nfs.exports[{i}].path"), format!("`{}` backs {users} StorageClasses: each export backs exactly one, or holds the etcd backups (separate exports keep environments and backups apart)", e.path));
             }
         }
+    }
+    if let Some(b) = etcd_backup {
+        check_etcd_backup(f, t, b);
     }
     if defaults > 1 {
         f.error(
@@ -687,6 +694,113 @@ pub(crate) fn check(t: &Topology, f: &mut Findings) {
             );
         }
     }
+}
+
+/// The etcd backup: an export of its own, on the control-plane nodes only, a cron schedule and
+/// at least one snapshot kept.
+fn check_etcd_backup(f: &mut Findings, t: &Topology, b: &EtcdBackup) {
+    let path = b.export.trim_end_matches('/');
+    match &t.nfs {
+        None => f.error(
+            Rule::Backup,
+            "backup.etcd.export",
+            format!("`{}`: etcd backups go to an NFS export, and there is no nfs server", b.export),
+        ),
+        Some(nfs) => match nfs
+            .exports
+            .iter()
+            .position(|e| e.path.trim_end_matches('/') == path)
+        {
+            None => f.error(
+                Rule::Backup,
+                "backup.etcd.export",
+                format!("`{}` is not one of nfs.exports", b.export),
+            ),
+            Some(i) if !nfs.exports[i].clients.is_empty() => f.error(
+                Rule::Backup,
+                format!("nfs.exports[{i}].clients"),
+                format!("`{}` holds the etcd snapshots (every Secret of the cluster): hakube exports it to the control-plane nodes only; remove its clients", nfs.exports[i].path),
+            ),
+            Some(_) => {}
+        },
+    }
+    if let Some((i, sc)) = t
+        .storage_classes
+        .iter()
+        .enumerate()
+        .find(|(_, sc)| sc.export.trim_end_matches('/') == path)
+    {
+        f.error(
+            Rule::Backup,
+            "backup.etcd.export",
+            format!("`{}` backs StorageClass `{}` (storage_classes[{i}]): its volumes' writers could read or delete the snapshots, which hold every Secret of the cluster; give the backups an export of their own", b.export, sc.name),
+        );
+    }
+    if let Err(m) = check_cron(&b.schedule) {
+        f.error(Rule::Backup, "backup.etcd.schedule", m);
+    }
+    if b.keep == 0 {
+        f.error(
+            Rule::Backup,
+            "backup.etcd.keep",
+            "keep at least one snapshot",
+        );
+    }
+}
+
+/// Checks a 5-field cron schedule as Kubernetes CronJobs read it: minute, hour, day of month,
+/// month, day of week; each a comma list of `*`, `N` or `N-M`, optionally `/step`; month and
+/// day of week also by name (`jan`, `mon`), the two day fields also `?`.
+pub(crate) fn check_cron(schedule: &str) -> Result<(), String> {
+    const MONTHS: [&str; 12] = [
+        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+    ];
+    const DAYS: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
+    let fields: Vec<&str> = schedule.split_whitespace().collect();
+    if fields.len() != 5 {
+        return Err(format!(
+            "`{schedule}` is not a cron schedule of 5 fields (minute hour day-of-month month day-of-week), e.g. `0 */6 * * *`"
+        ));
+    }
+    let specs: [(&str, u32, u32, &[&str]); 5] = [
+        ("minute", 0, 59, &[]),
+        ("hour", 0, 23, &[]),
+        ("day of month", 1, 31, &[]),
+        ("month", 1, 12, &MONTHS),
+        ("day of week", 0, 6, &DAYS),
+    ];
+    for (i, (field, (name, lo, hi, names))) in fields.iter().zip(specs).enumerate() {
+        let value = |s: &str| -> Option<u32> {
+            let n = s.parse::<u32>().ok().or_else(|| {
+                names
+                    .iter()
+                    .position(|m| m.eq_ignore_ascii_case(s))
+                    .and_then(|p| u32::try_from(p).ok())
+                    .map(|p| p + lo)
+            })?;
+            (lo..=hi).contains(&n).then_some(n)
+        };
+        let item_ok = |item: &str| -> bool {
+            let (range, step) = match item.split_once('/') {
+                Some((r, s)) => (r, Some(s)),
+                None => (item, None),
+            };
+            let step_ok = step.is_none_or(|s| s.parse::<u32>().is_ok_and(|s| s >= 1));
+            let range_ok = range == "*"
+                || (range == "?" && i >= 2 && i != 3)
+                || match range.split_once('-') {
+                    Some((a, b)) => matches!((value(a), value(b)), (Some(a), Some(b)) if a <= b),
+                    None => value(range).is_some(),
+                };
+            step_ok && range_ok
+        };
+        if !field.split(',').all(item_ok) {
+            return Err(format!(
+                "`{schedule}`: `{field}` is not a valid {name} field ({lo}-{hi}, `*`, ranges `a-b`, steps `/n`, lists `a,b`)"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Checks an address that must be on the node network and outside the cluster networks.

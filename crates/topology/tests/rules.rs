@@ -513,11 +513,23 @@ fn json_schema_describes_the_file() {
         "kubernetes",
         "ingress",
         "vault",
+        "backup",
         "ssh",
     ] {
         assert!(props.get(key).is_some(), "schema lacks {key}");
     }
     assert_eq!(schema["additionalProperties"], serde_json::json!(false));
+    let etcd = &schema["$defs"]["EtcdBackup"];
+    assert_eq!(etcd["additionalProperties"], serde_json::json!(false));
+    assert_eq!(etcd["required"], serde_json::json!(["export"]), "{etcd}");
+    assert_eq!(etcd["properties"]["schedule"]["default"], "0 */6 * * *");
+    assert_eq!(etcd["properties"]["keep"]["default"], 28);
+    assert!(
+        etcd["properties"]["export"]["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("nfs.exports")),
+        "{etcd}"
+    );
 }
 
 #[test]
@@ -548,4 +560,135 @@ fn local_storage_class_must_not_be_nfs() {
     );
     assert!(m.contains("local disks"), "{m}");
     problem(&seed_with("placement: vms", "placement: in_cluster").replace("  vms:\n    count: 3\n    size: { cores: 2, memory_mib: 2048, disk_gib: 20 }\n    name_pattern: vault-{n}\n", ""), Rule::Vault, "vault.placement");
+}
+
+#[test]
+fn the_seed_backs_up_etcd_to_its_own_export() {
+    let c = load(SEED, "seed.yaml").unwrap();
+    let b = c.topology.backup.unwrap().etcd.unwrap();
+    assert_eq!(b.export, "/srv/nfs/etcd-backup");
+    assert_eq!((b.schedule.as_str(), b.keep), ("0 */6 * * *", 28));
+    // Schedule and keep have defaults.
+    let text = seed_with("    schedule: \"0 */6 * * *\"\n    keep: 28\n", "");
+    let b = load(&text, "s")
+        .unwrap()
+        .topology
+        .backup
+        .unwrap()
+        .etcd
+        .unwrap();
+    assert_eq!(
+        (b.schedule.as_str(), b.keep),
+        (
+            hakube_topology::DEFAULT_ETCD_BACKUP_SCHEDULE,
+            hakube_topology::DEFAULT_ETCD_BACKUP_KEEP
+        )
+    );
+}
+
+#[test]
+fn etcd_backup_export_must_be_an_nfs_export() {
+    let m = problem(
+        &seed_with(
+            "export: /srv/nfs/etcd-backup",
+            "export: /srv/nfs/etcd-snapshots",
+        ),
+        Rule::Backup,
+        "backup.etcd.export",
+    );
+    assert!(m.contains("not one of nfs.exports"), "{m}");
+    // Without an NFS server there is nowhere to write.
+    let start = SEED.find("nfs:\n").unwrap();
+    let end = SEED.find("kubernetes:\n").unwrap();
+    let text = format!("{}{}", &SEED[..start], &SEED[end..]);
+    let m = problem(&text, Rule::Backup, "backup.etcd.export");
+    assert!(m.contains("no nfs server"), "{m}");
+}
+
+#[test]
+fn etcd_backup_export_must_not_back_a_storage_class() {
+    let m = problem(
+        &seed_with(
+            "export: /srv/nfs/k8s-nonprod",
+            "export: /srv/nfs/etcd-backup",
+        ),
+        Rule::Backup,
+        "backup.etcd.export",
+    );
+    assert!(
+        m.contains("nfs-nonprod") && m.contains("every Secret"),
+        "{m}"
+    );
+}
+
+#[test]
+fn etcd_backup_export_lists_no_clients() {
+    let m = problem(
+        &seed_with(
+            "- path: /srv/nfs/etcd-backup",
+            "- path: /srv/nfs/etcd-backup\n      clients: [10.20.0.0/24]",
+        ),
+        Rule::Backup,
+        "nfs.exports[2].clients",
+    );
+    assert!(m.contains("control-plane nodes only"), "{m}");
+}
+
+#[test]
+fn etcd_backup_schedule_is_five_cron_fields() {
+    for bad in [
+        "0 */6 * *",
+        "0 */6 * * * *",
+        "@daily",
+        "60 * * * *",
+        "0 24 * * *",
+        "0 0 0 * *",
+        "0 0 * 13 *",
+        "0 0 * * 7",
+        "0 */0 * * *",
+        "5-1 * * * *",
+        "0 0 * foo *",
+        "0 ? * * *",
+        "0 0 1,,2 * *",
+    ] {
+        let m = problem(
+            &seed_with("\"0 */6 * * *\"", &format!("\"{bad}\"")),
+            Rule::Backup,
+            "backup.etcd.schedule",
+        );
+        assert!(m.contains(bad), "{m}");
+    }
+    for good in [
+        "*/15 2-4 1,15 jan-mar mon-fri",
+        "30 1 ? * SUN",
+        "0 0 1 */2 ?",
+        "5/10 * * * *",
+    ] {
+        load(&seed_with("\"0 */6 * * *\"", &format!("\"{good}\"")), "s")
+            .unwrap_or_else(|e| panic!("{good}: {e}"));
+    }
+}
+
+#[test]
+fn etcd_backup_keeps_at_least_one_snapshot() {
+    let m = problem(
+        &seed_with("keep: 28", "keep: 0"),
+        Rule::Backup,
+        "backup.etcd.keep",
+    );
+    assert!(m.contains("at least one"), "{m}");
+}
+
+#[test]
+fn etcd_backup_rejects_unknown_fields() {
+    let err = load(
+        &seed_with("keep: 28", "keep: 28\n    retention: 7"),
+        "seed.yaml",
+    )
+    .unwrap_err();
+    let Error::Parse { path, message, .. } = &err else {
+        panic!("{err}")
+    };
+    assert_eq!(path.as_deref(), Some("backup.etcd"), "{err}");
+    assert!(message.contains("retention"), "{message}");
 }
