@@ -13,7 +13,11 @@
 //! changed by size and modification time (its quick check), like any incremental rsync backup. The snapshot is taken
 //! from the live export: files written during the copy may be caught half-written, so for
 //! databases on NFS dump the database first (or quiesce its workload). `target` must not lie
-//! inside an export (checked), and should be on another disk or be copied off the VM.
+//! inside an export (checked, plain exports included), and should be on another disk or be
+//! copied off the VM.
+//!
+//! Plain exports ([`crate::PlainExport`], e.g. etcd snapshots) are not copied: they hold
+//! backups already, kept and pruned by their writer.
 //!
 //! # Restore (disaster recovery)
 //! 1. Rebuild the NFS VM and run the server plan ([`NfsSetup::server_plan`]): package, export
@@ -113,10 +117,16 @@ impl NfsSetup {
                 reason: "keep at least one snapshot",
             });
         }
-        for e in &self.input().exports {
-            if e.path.contains(&options.target) || options.target.contains(&e.path) {
+        let input = self.input();
+        let paths = input
+            .exports
+            .iter()
+            .map(|e| &e.path)
+            .chain(input.plain_exports.iter().map(|e| &e.path));
+        for path in paths {
+            if path.contains(&options.target) || options.target.contains(path) {
                 return Err(Error::OverlappingExports {
-                    outer: e.path.to_string(),
+                    outer: path.to_string(),
                     inner: options.target.to_string(),
                 });
             }

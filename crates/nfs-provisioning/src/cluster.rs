@@ -218,11 +218,14 @@ impl NfsSetup {
 
     /// Every cluster object in apply order: Namespace, ServiceAccount, ClusterRole, its binding,
     /// the Deployments, then the StorageClasses. For [`Backend::CsiDriverNfs`] only the
-    /// StorageClasses.
+    /// StorageClasses. Plain exports ([`crate::PlainExport`]) have none, so an input with only
+    /// plain exports has no cluster objects at all.
     #[must_use]
     pub fn cluster_objects(&self) -> Vec<ClusterObject> {
         let mut out = Vec::new();
-        if self.input().cluster.backend == Backend::SubdirProvisioner {
+        if self.input().cluster.backend == Backend::SubdirProvisioner
+            && !self.input().exports.is_empty()
+        {
             out.push(ClusterObject::Namespace(self.namespace()));
             out.push(ClusterObject::ServiceAccount(self.service_account()));
             out.push(ClusterObject::ClusterRole(cluster_role()));

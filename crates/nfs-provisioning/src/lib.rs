@@ -1,8 +1,10 @@
 //! The NFS server, its exports, and dynamic NFS volumes in Kubernetes.
 //!
 //! hakube's storage layer is one NFS server VM with one export per StorageClass (the seed:
-//! `/srv/nfs/k8s-prod` behind `nfs-prod`, `/srv/nfs/k8s-nonprod` behind `nfs-nonprod`). This
-//! crate turns its own small input model ([`NfsInput`]) into:
+//! `/srv/nfs/k8s-prod` behind `nfs-prod`, `/srv/nfs/k8s-nonprod` behind `nfs-nonprod`), plus
+//! plain exports backing no StorageClass ([`PlainExport`], e.g. `/srv/nfs/etcd-backup` for etcd
+//! snapshots, exported to the control-plane nodes only). This crate turns its own small input
+//! model ([`NfsInput`]) into:
 //!
 //! - the server side as data: the exports file ([`server::EXPORTS_FILE`]), the export
 //!   directories with owner and mode, and named steps to install `nfs-kernel-server`,
@@ -56,6 +58,6 @@ mod tree;
 pub use error::{Error, Result};
 pub use model::{
     Backend, ClusterOptions, DataPolicy, DirectoryOwner, ExportSpec, K8sName, MountOption, NOBODY,
-    NfsInput, NfsServer, NfsSetup, SUBDIR_PROVISIONER_IMAGE, ServerAddress,
+    NfsInput, NfsServer, NfsSetup, PlainExport, SUBDIR_PROVISIONER_IMAGE, ServerAddress,
 };
 pub use tree::PlanFile;

@@ -24,6 +24,9 @@ pub struct NfsInput {
     pub node_network: IpNet,
     /// The exports, each backing one StorageClass.
     pub exports: Vec<ExportSpec>,
+    /// Exports backing no StorageClass (e.g. etcd snapshots): exported and created on the
+    /// server like the others, with no provisioner, StorageClass or backup of their own.
+    pub plain_exports: Vec<PlainExport>,
     /// Cluster-side choices.
     pub cluster: ClusterOptions,
 }
@@ -51,6 +54,7 @@ impl NfsInput {
                 )
                 .with_policy(DataPolicy::Delete),
             ],
+            plain_exports: Vec::new(),
             cluster: ClusterOptions::default(),
         })
     }
@@ -176,6 +180,86 @@ impl ExportSpec {
     #[must_use]
     pub fn with_options(mut self, options: ExportOptions) -> Self {
         self.options = options;
+        self
+    }
+
+    /// The owner and mode the export directory gets.
+    #[must_use]
+    pub fn directory_owner(&self) -> DirectoryOwner {
+        self.directory
+            .unwrap_or_else(|| DirectoryOwner::for_squash(self.options.squash))
+    }
+}
+
+/// An export that backs no StorageClass: a line in the exports file and a directory on the
+/// server, nothing in the cluster. For data written by something other than a provisioner,
+/// such as etcd snapshots from a CronJob ([`PlainExport::root_writer`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlainExport {
+    /// The directory on the server.
+    pub path: ExportPath,
+    /// Allowed clients; empty means the whole node network.
+    pub clients: Vec<Client>,
+    /// Options for every client of this export.
+    pub options: ExportOptions,
+    /// Owner and mode of the export directory; `None` derives it from the squash mode.
+    pub directory: Option<DirectoryOwner>,
+}
+
+impl PlainExport {
+    /// An export to the node network with the default options (`root_squash`).
+    #[must_use]
+    pub fn new(path: ExportPath) -> Self {
+        Self {
+            path,
+            clients: Vec::new(),
+            options: ExportOptions::default(),
+            directory: None,
+        }
+    }
+
+    /// An export only `clients` may mount, written by root on them: `no_root_squash`, the
+    /// directory `root:root` mode `0700`. For a job running as root that writes sensitive data,
+    /// e.g. etcd snapshots (which hold every Secret of a cluster) from the control-plane nodes.
+    ///
+    /// `no_root_squash` makes root on every listed client root on the export (see the
+    /// trade-off on [`Squash`]), so list only the hosts that write, never a network of
+    /// workload nodes.
+    #[must_use]
+    pub fn root_writer(path: ExportPath, clients: Vec<Client>) -> Self {
+        Self {
+            path,
+            clients,
+            options: ExportOptions {
+                squash: Squash::None,
+                ..ExportOptions::default()
+            },
+            directory: Some(DirectoryOwner {
+                uid: 0,
+                gid: 0,
+                mode: 0o700,
+            }),
+        }
+    }
+
+    /// Sets the allowed clients.
+    #[must_use]
+    pub fn with_clients(mut self, clients: Vec<Client>) -> Self {
+        self.clients = clients;
+        self
+    }
+
+    /// Sets the export options.
+    #[must_use]
+    pub fn with_options(mut self, options: ExportOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Sets the owner and mode of the export directory.
+    #[must_use]
+    pub fn with_directory(mut self, directory: DirectoryOwner) -> Self {
+        self.directory = Some(directory);
         self
     }
 
@@ -318,58 +402,69 @@ impl NfsSetup {
     /// Validates the input as a whole.
     ///
     /// # Errors
-    /// - [`Error::NoExports`] when there is none,
-    /// - [`Error::OverlappingExports`] when two paths are equal or nested,
+    /// - [`Error::NoExports`] when there is none (of either kind),
+    /// - [`Error::OverlappingExports`] when two paths (of either kind) are equal or nested,
     /// - [`Error::ClientOutsideNodeNetwork`] for a client CIDR not inside `node_network`,
     /// - [`Error::DuplicateStorageClass`] when two exports name the same class,
     /// - [`Error::UnknownDefaultClass`] when the default class is none of them,
     /// - [`Error::InvalidValue`] for a reused `fsid` or a bad image reference.
     pub fn new(input: NfsInput) -> Result<Self> {
-        if input.exports.is_empty() {
+        if input.exports.is_empty() && input.plain_exports.is_empty() {
             return Err(Error::NoExports);
+        }
+        // Every export line, of either kind: paths, clients and fsids are one namespace.
+        let all: Vec<(&ExportPath, &[Client], &ExportOptions)> = input
+            .exports
+            .iter()
+            .map(|e| (&e.path, e.clients.as_slice(), &e.options))
+            .chain(
+                input
+                    .plain_exports
+                    .iter()
+                    .map(|e| (&e.path, e.clients.as_slice(), &e.options)),
+            )
+            .collect();
+        for (i, (a_path, a_clients, a_options)) in all.iter().enumerate() {
+            for (b_path, _, b_options) in &all[i + 1..] {
+                if a_path.contains(b_path) {
+                    return Err(Error::OverlappingExports {
+                        outer: a_path.to_string(),
+                        inner: b_path.to_string(),
+                    });
+                }
+                if b_path.contains(a_path) {
+                    return Err(Error::OverlappingExports {
+                        outer: b_path.to_string(),
+                        inner: a_path.to_string(),
+                    });
+                }
+                if a_options.fsid.is_some() && a_options.fsid == b_options.fsid {
+                    return Err(Error::InvalidValue {
+                        field: "fsid",
+                        value: format!("{} ({a_path} and {b_path})", a_options.fsid.unwrap_or(0),),
+                        reason: "each export needs its own fsid",
+                    });
+                }
+            }
+            for client in *a_clients {
+                if let Client::Network(net) = client
+                    && !input.node_network.contains(net)
+                {
+                    return Err(Error::ClientOutsideNodeNetwork {
+                        export: a_path.to_string(),
+                        client: client.to_string(),
+                        node_network: input.node_network.to_string(),
+                    });
+                }
+            }
         }
         for (i, a) in input.exports.iter().enumerate() {
             for b in &input.exports[i + 1..] {
-                if a.path.contains(&b.path) {
-                    return Err(Error::OverlappingExports {
-                        outer: a.path.to_string(),
-                        inner: b.path.to_string(),
-                    });
-                }
-                if b.path.contains(&a.path) {
-                    return Err(Error::OverlappingExports {
-                        outer: b.path.to_string(),
-                        inner: a.path.to_string(),
-                    });
-                }
                 if a.storage_class == b.storage_class {
                     return Err(Error::DuplicateStorageClass {
                         name: a.storage_class.to_string(),
                         first: a.path.to_string(),
                         second: b.path.to_string(),
-                    });
-                }
-                if a.options.fsid.is_some() && a.options.fsid == b.options.fsid {
-                    return Err(Error::InvalidValue {
-                        field: "fsid",
-                        value: format!(
-                            "{} ({} and {})",
-                            a.options.fsid.unwrap_or(0),
-                            a.path,
-                            b.path
-                        ),
-                        reason: "each export needs its own fsid",
-                    });
-                }
-            }
-            for client in &a.clients {
-                if let Client::Network(net) = client
-                    && !input.node_network.contains(net)
-                {
-                    return Err(Error::ClientOutsideNodeNetwork {
-                        export: a.path.to_string(),
-                        client: client.to_string(),
-                        node_network: input.node_network.to_string(),
                     });
                 }
             }
@@ -398,25 +493,33 @@ impl NfsSetup {
         &self.input
     }
 
-    /// The exports file for the server (see [`crate::server::EXPORTS_FILE`]).
+    /// The exports file for the server (see [`crate::server::EXPORTS_FILE`]): the StorageClass
+    /// exports, then the plain exports, each in input order.
     #[must_use]
     pub fn exports_file(&self) -> ExportsFile {
+        let line = |path: &ExportPath, clients: &[Client], options: ExportOptions| {
+            let clients = if clients.is_empty() {
+                vec![Client::Network(self.input.node_network.trunc())]
+            } else {
+                clients.to_vec()
+            };
+            ExportLine {
+                path: path.clone(),
+                clients: clients.into_iter().map(|c| (c, options)).collect(),
+            }
+        };
         ExportsFile {
             lines: self
                 .input
                 .exports
                 .iter()
-                .map(|e| {
-                    let clients = if e.clients.is_empty() {
-                        vec![Client::Network(self.input.node_network.trunc())]
-                    } else {
-                        e.clients.clone()
-                    };
-                    ExportLine {
-                        path: e.path.clone(),
-                        clients: clients.into_iter().map(|c| (c, e.options)).collect(),
-                    }
-                })
+                .map(|e| line(&e.path, &e.clients, e.options))
+                .chain(
+                    self.input
+                        .plain_exports
+                        .iter()
+                        .map(|e| line(&e.path, &e.clients, e.options)),
+                )
                 .collect(),
         }
     }
@@ -506,6 +609,71 @@ mod tests {
         let mut input = seed();
         input.exports.clear();
         assert!(matches!(NfsSetup::new(input), Err(Error::NoExports)));
+    }
+
+    fn backup_export() -> PlainExport {
+        PlainExport::root_writer(
+            ExportPath::new("/srv/nfs/etcd-backup").expect("valid"),
+            vec![Client::parse("10.20.0.14").expect("ip")],
+        )
+    }
+
+    #[test]
+    fn plain_exports_share_paths_clients_and_fsids_with_the_others() {
+        let mut input = seed();
+        input.plain_exports.push(backup_export());
+        NfsSetup::new(input.clone()).expect("valid");
+
+        let mut nested = input.clone();
+        nested.plain_exports[0].path = ExportPath::new("/srv/nfs/k8s-prod/etcd").expect("valid");
+        let err = NfsSetup::new(nested).expect_err("nested");
+        assert_eq!(
+            err.to_string(),
+            "export /srv/nfs/k8s-prod/etcd overlaps export /srv/nfs/k8s-prod (the same directory or nested inside it)"
+        );
+
+        let mut outside = input.clone();
+        outside.plain_exports[0].clients = vec![Client::parse("10.30.0.5").expect("ip")];
+        let err = NfsSetup::new(outside).expect_err("outside");
+        assert_eq!(
+            err.to_string(),
+            "export /srv/nfs/etcd-backup: client 10.30.0.5/32 is not inside the node network 10.20.0.0/24"
+        );
+
+        let mut fsid = input;
+        fsid.exports[1].options.fsid = Some(9);
+        fsid.plain_exports[0].options.fsid = Some(9);
+        let err = NfsSetup::new(fsid).expect_err("fsid");
+        assert!(
+            err.to_string()
+                .contains("(/srv/nfs/k8s-nonprod and /srv/nfs/etcd-backup)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn only_plain_exports_is_a_server_without_cluster_objects() {
+        let mut input = seed();
+        input.exports.clear();
+        input.plain_exports.push(backup_export());
+        let setup = NfsSetup::new(input).expect("valid");
+        assert_eq!(
+            setup.exports_file().lines[0].to_string(),
+            "/srv/nfs/etcd-backup 10.20.0.14/32(rw,sync,no_subtree_check,no_root_squash)"
+        );
+        assert!(setup.cluster_objects().is_empty());
+        // A plain export without clients goes to the node network, root squashed.
+        let plain = PlainExport::new(ExportPath::new("/srv/nfs/iso").expect("valid"));
+        assert_eq!(
+            plain.directory_owner(),
+            DirectoryOwner::for_squash(Squash::Root)
+        );
+        let mut input = seed();
+        input.plain_exports.push(plain);
+        assert_eq!(
+            NfsSetup::new(input).expect("valid").exports_file().lines[2].to_string(),
+            "/srv/nfs/iso 10.20.0.0/24(rw,sync,no_subtree_check,root_squash)"
+        );
     }
 
     #[test]

@@ -140,20 +140,26 @@ impl NfsSetup {
         }]
     }
 
-    /// The export directories with owner and mode.
+    /// The export directories with owner and mode: the StorageClass exports', then the plain
+    /// exports'.
     #[must_use]
     pub fn server_directories(&self) -> Vec<Directory> {
-        self.input()
+        let input = self.input();
+        input
             .exports
             .iter()
-            .map(|e| {
-                let o = e.directory_owner();
-                Directory {
-                    path: e.path.to_string(),
-                    uid: o.uid,
-                    gid: o.gid,
-                    mode: o.mode,
-                }
+            .map(|e| (&e.path, e.directory_owner()))
+            .chain(
+                input
+                    .plain_exports
+                    .iter()
+                    .map(|e| (&e.path, e.directory_owner())),
+            )
+            .map(|(path, o)| Directory {
+                path: path.to_string(),
+                uid: o.uid,
+                gid: o.gid,
+                mode: o.mode,
             })
             .collect()
     }

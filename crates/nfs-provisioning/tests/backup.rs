@@ -70,6 +70,23 @@ fn bad_backup_input_is_rejected() {
         err.to_string(),
         "export /srv/nfs/k8s-prod/backups overlaps export /srv/nfs/k8s-prod (the same directory or nested inside it)"
     );
+    // Plain exports count too: a target inside the etcd snapshots' export is refused, and the
+    // script copies only the StorageClass exports (the snapshots are backups already).
+    let with_etcd = common::etcd_backup();
+    let mut o = options(BackupMethod::Rsync);
+    o.target = ExportPath::new("/srv/nfs/etcd-backup/nfs").expect("path");
+    let err = with_etcd.backup_plan(&o).expect_err("inside plain export");
+    assert!(matches!(err, Error::OverlappingExports { .. }), "{err}");
+    assert_eq!(
+        with_etcd
+            .backup_plan(&options(BackupMethod::Rsync))
+            .expect("backup")
+            .script,
+        setup
+            .backup_plan(&options(BackupMethod::Rsync))
+            .expect("backup")
+            .script
+    );
     for bad in ["", "latest; rm -rf /", "2026-11-27", "../x"] {
         assert!(
             setup

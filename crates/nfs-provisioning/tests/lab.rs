@@ -12,7 +12,7 @@ use hakube_lab::{Lab, require_root};
 use hakube_nfs_provisioning::backup::BackupOptions;
 use hakube_nfs_provisioning::exports::{Client, ExportPath, HostName};
 use hakube_nfs_provisioning::remote::{run_server_plan, run_steps};
-use hakube_nfs_provisioning::{Error, NfsInput, NfsServer, NfsSetup, ServerAddress};
+use hakube_nfs_provisioning::{Error, NfsInput, NfsServer, NfsSetup, PlainExport, ServerAddress};
 use hakube_remote::{Auth, HostKeyPolicy, SshConfig, SshSession, Target};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -33,6 +33,13 @@ fn setup_for(lab: &Lab) -> NfsSetup {
         Client::Network(lab.subnet().into()),
         Client::parse("node1").expect("host"),
     ];
+    // A plain export (no StorageClass), root-writable by node1 only: the etcd backup's shape.
+    input.plain_exports.push(PlainExport::root_writer(
+        ExportPath::new("/srv/nfs/etcd-backup").expect("path"),
+        vec![Client::Network(
+            std::net::IpAddr::from(lab.host("node1").addr()).into(),
+        )],
+    ));
     NfsSetup::new(input).expect("valid")
 }
 
@@ -105,7 +112,7 @@ fn server_steps_over_ssh_against_a_lab_host() {
         ]
     );
     assert_eq!(report.changed_files, ["/etc/exports.d/hakube.exports"]);
-    assert_eq!(report.live_exports.len(), 3, "{:?}", report.live_exports);
+    assert_eq!(report.live_exports.len(), 4, "{:?}", report.live_exports);
     println!(
         "over SSH on {}: {} live exports verified by the real exportfs",
         nfs1.addr(),
@@ -128,12 +135,23 @@ fn server_steps_over_ssh_against_a_lab_host() {
     );
     // The directories have their owners and modes, the file its content.
     let stat = nfs1
-        .run("stat -c '%n %u:%g %a' /srv/nfs/k8s-prod /srv/nfs/k8s-nonprod")
+        .run("stat -c '%n %u:%g %a' /srv/nfs/k8s-prod /srv/nfs/k8s-nonprod /srv/nfs/etcd-backup")
         .expect("stat");
     assert_eq!(
         stat,
-        "/srv/nfs/k8s-prod 65534:65534 755\n/srv/nfs/k8s-nonprod 65534:65534 755\n"
+        "/srv/nfs/k8s-prod 65534:65534 755\n/srv/nfs/k8s-nonprod 65534:65534 755\n/srv/nfs/etcd-backup 0:0 700\n"
     );
+    let backup_live: Vec<_> = report
+        .live_exports
+        .iter()
+        .filter(|l| l.path == "/srv/nfs/etcd-backup")
+        .collect();
+    assert_eq!(backup_live.len(), 1, "{backup_live:?}");
+    assert_eq!(
+        backup_live[0].client,
+        format!("{}/32", lab.host("node1").addr())
+    );
+    assert!(backup_live[0].has("no_root_squash"), "{backup_live:?}");
     assert_eq!(
         nfs1.read_to_string("/etc/exports.d/hakube.exports")
             .expect("exports"),
@@ -165,7 +183,7 @@ fn server_steps_over_ssh_against_a_lab_host() {
 
     // Someone edits the exports behind hakube's back: verification names export and client.
     nfs1.run(
-        "sed -i 's/root_squash/no_root_squash/' /etc/exports.d/hakube.exports && exportfs -ra",
+        "sed -i '/k8s-prod/s/,root_squash/,no_root_squash/' /etc/exports.d/hakube.exports && exportfs -ra",
     )
     .expect("tamper");
     let verify_only: Vec<_> = plan

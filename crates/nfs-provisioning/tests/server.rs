@@ -46,6 +46,37 @@ fn server_plan_snapshot() {
     insta::assert_snapshot!("server_plan_varied", render_plan(&plan));
 }
 
+/// A plain export (no StorageClass) is exported and created like the others: here the etcd
+/// snapshots, root-writable by the three masters only, in a root-only directory.
+#[test]
+fn plain_export_is_exported_and_created_but_has_no_cluster_objects() {
+    let setup = common::etcd_backup();
+    let exports = setup.exports_file().to_string();
+    insta::assert_snapshot!("exports_etcd_backup", exports);
+    let line = exports
+        .lines()
+        .find(|l| l.starts_with("/srv/nfs/etcd-backup "))
+        .expect("backup export line");
+    let opts = "(rw,sync,no_subtree_check,no_root_squash)";
+    assert_eq!(
+        line,
+        format!("/srv/nfs/etcd-backup 10.20.0.14/32{opts} 10.20.0.15/32{opts} 10.20.0.16/32{opts}")
+    );
+    let plan = setup.server_plan();
+    insta::assert_snapshot!("server_plan_etcd_backup", render_plan(&plan));
+    let dir = plan
+        .directories
+        .iter()
+        .find(|d| d.path == "/srv/nfs/etcd-backup")
+        .expect("directory");
+    assert_eq!((dir.uid, dir.gid, dir.mode), (0, 0, 0o700));
+    // Nothing in the cluster: no provisioner, no StorageClass for it.
+    assert_eq!(
+        setup.cluster_files().expect("render"),
+        common::seed().cluster_files().expect("render")
+    );
+}
+
 // ---- exports(5) grammar, written from the man page, used when the real exportfs cannot run ----
 
 /// Option keywords exports(5) documents (nfs-utils 2.6).
@@ -324,9 +355,14 @@ fn run_plan_with_real_exportfs(setup: &NfsSetup) -> (String, String) {
 
 #[test]
 fn rendered_exports_are_valid() {
-    let cases: [(&str, ExportsFile, NfsSetup); 2] = [
+    let cases: [(&str, ExportsFile, NfsSetup); 3] = [
         ("seed", common::seed().exports_file(), common::seed()),
         ("varied", common::varied().exports_file(), common::varied()),
+        (
+            "etcd-backup",
+            common::etcd_backup().exports_file(),
+            common::etcd_backup(),
+        ),
     ];
     for (name, file, setup) in cases {
         let text = file.to_string();

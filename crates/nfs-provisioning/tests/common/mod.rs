@@ -3,7 +3,7 @@
 
 use hakube_nfs_provisioning::exports::{Client, ExportOptions, ExportPath, HostName, Squash};
 use hakube_nfs_provisioning::{
-    DataPolicy, ExportSpec, K8sName, NfsInput, NfsServer, NfsSetup, ServerAddress,
+    DataPolicy, ExportSpec, K8sName, NfsInput, NfsServer, NfsSetup, PlainExport, ServerAddress,
 };
 
 pub fn server() -> NfsServer {
@@ -57,6 +57,27 @@ pub fn varied_input() -> NfsInput {
 
 pub fn varied() -> NfsSetup {
     NfsSetup::new(varied_input()).expect("valid varied")
+}
+
+/// The control-plane nodes of the etcd backup input.
+pub const MASTERS: [&str; 3] = ["10.20.0.14", "10.20.0.15", "10.20.0.16"];
+
+/// The seed plus an export backing no StorageClass: etcd snapshots, written by root on the
+/// three masters only.
+pub fn etcd_backup_input() -> NfsInput {
+    let mut input = seed_input();
+    input.plain_exports.push(PlainExport::root_writer(
+        ExportPath::new("/srv/nfs/etcd-backup").expect("path"),
+        MASTERS
+            .iter()
+            .map(|m| Client::parse(m).expect("ip"))
+            .collect(),
+    ));
+    input
+}
+
+pub fn etcd_backup() -> NfsSetup {
+    NfsSetup::new(etcd_backup_input()).expect("valid etcd backup")
 }
 
 pub fn is_root() -> bool {
