@@ -1,10 +1,10 @@
-//! Calico, Traefik, observability, Vault + cert-manager and the GitOps layout under `cluster/`,
-//! plus the Vault VMs' configs.
+//! Calico, Traefik, observability, Vault + cert-manager, etcd backups and the GitOps layout
+//! under `cluster/`, plus the Vault VMs' configs.
 
 use hakube_addons::{
-    AddonsInput, CalicoInput, EnvironmentInput, HaproxyInput, Host, KubeletCsrApproval,
-    LoggingInput, MonitoringInput, NetworkInput, StorageInput, TraefikInput, TraefikWorkload,
-    VaultInput, VaultPlacement, VolumeChoice, WorkerGroup,
+    AddonsInput, CalicoInput, EnvironmentInput, EtcdBackupInput, HaproxyInput, Host,
+    KubeletCsrApproval, LoggingInput, MonitoringInput, NetworkInput, StorageInput, TraefikInput,
+    TraefikWorkload, VaultInput, VaultPlacement, VolumeChoice, WorkerGroup,
 };
 use hakube_topology::{Cluster, LogAgent, RoleKind, TlsMode, Vm};
 
@@ -16,6 +16,14 @@ fn err(e: impl std::fmt::Display) -> Error {
         message: e.to_string(),
     }
 }
+
+/// The etcd image kubeadm runs, whose `etcdctl` takes the snapshots: kubeadm's
+/// `DefaultEtcdVersion` and `SupportedEtcdVersion[34]` in `cmd/kubeadm/app/constants/constants.go`
+/// on kubernetes' release-1.34 branch (Kubernetes 1.34.2, the seed's version); the project's
+/// VERSIONS.md records the same. hakube-kubeadm pins no etcd version, so this is the one place
+/// to bump. One image for every Kubernetes version: `etcdctl snapshot save` goes through the
+/// Maintenance API that both etcd 3.5 (kubeadm's for Kubernetes 1.31 to 1.33) and 3.6 serve.
+pub const KUBEADM_ETCD_IMAGE: &str = "registry.k8s.io/etcd:3.6.5-0";
 
 fn host(vm: &Vm) -> Host {
     Host::new(vm.name.clone(), vm.address)
@@ -146,9 +154,23 @@ pub(crate) fn input(cluster: &Cluster) -> AddonsInput {
             },
         }),
         vault,
-        etcd_backup: None,
+        etcd_backup: etcd_backup(cluster),
         environments,
     }
+}
+
+/// The etcd snapshot CronJob's input, when `backup.etcd` is set: the NFS VM's address and the
+/// export the NFS side exports to the masters only (see `crate::nfs`).
+fn etcd_backup(cluster: &Cluster) -> Option<EtcdBackupInput> {
+    let backup = cluster.topology.backup.as_ref()?.etcd.as_ref()?;
+    let (nfs, export_path) = crate::nfs::etcd_backup_target(cluster)?;
+    Some(EtcdBackupInput {
+        nfs_server: nfs.address,
+        export_path: export_path.to_owned(),
+        schedule: backup.schedule.clone(),
+        keep: backup.keep,
+        etcd_image: KUBEADM_ETCD_IMAGE.to_owned(),
+    })
 }
 
 pub(crate) fn render(cluster: &Cluster, tree: &mut PlanTree) -> Result<(), Error> {

@@ -24,6 +24,7 @@ mod kubeadm;
 mod nfs;
 mod tree;
 
+pub use addons::KUBEADM_ETCD_IMAGE;
 pub use kubeadm::{PlanSecrets, SECRETS_PATH, WORKER_GROUP_LABEL, kubeadm_input};
 pub use tree::{PlanFile, PlanTree, WriteSummary};
 

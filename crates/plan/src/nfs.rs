@@ -1,10 +1,16 @@
 //! The NFS server (`/etc/exports.d`, directories) and the cluster side (`cluster/nfs/`).
+//!
+//! Every export backs one StorageClass, except the etcd backup's (`backup.etcd.export`): a
+//! plain export, root-writable by the control-plane nodes only (a snapshot holds every Secret).
+
+use std::net::IpAddr;
 
 use hakube_nfs_provisioning::exports::{Client, ExportPath, HostName};
 use hakube_nfs_provisioning::{
-    ClusterOptions, DataPolicy, ExportSpec, K8sName, NfsInput, NfsServer, NfsSetup, ServerAddress,
+    ClusterOptions, DataPolicy, ExportSpec, K8sName, NfsInput, NfsServer, NfsSetup, PlainExport,
+    ServerAddress,
 };
-use hakube_topology::{Cluster, ReclaimPolicy, RoleKind};
+use hakube_topology::{Cluster, ReclaimPolicy, RoleKind, Vm};
 
 use crate::{Error, PlanTree};
 
@@ -13,6 +19,21 @@ fn err(e: impl std::fmt::Display) -> Error {
         component: "nfs",
         message: e.to_string(),
     }
+}
+
+/// Where etcd snapshots go: the NFS VM and the export path, when `backup.etcd` is set (topology
+/// validation guarantees the export exists then).
+pub(crate) fn etcd_backup_target(cluster: &Cluster) -> Option<(&Vm, &str)> {
+    let t = &cluster.topology;
+    let backup = t.backup.as_ref()?.etcd.as_ref()?;
+    let vm = cluster.vms_with_role(RoleKind::Nfs).next()?;
+    let export = t
+        .nfs
+        .as_ref()?
+        .exports
+        .iter()
+        .find(|e| e.path.trim_end_matches('/') == backup.export.trim_end_matches('/'))?;
+    Some((vm, export.path.trim_end_matches('/')))
 }
 
 /// The NFS crate's input, from the topology; `None` without an NFS server.
@@ -49,6 +70,17 @@ pub(crate) fn setup(cluster: &Cluster) -> Result<Option<NfsSetup>, Error> {
         }
         exports.push(spec);
     }
+    let mut plain_exports = Vec::new();
+    if let Some((_, path)) = etcd_backup_target(cluster) {
+        let masters = cluster
+            .vms_with_role(RoleKind::ControlPlane)
+            .map(|m| Client::Network(IpAddr::V4(m.address).into()))
+            .collect();
+        plain_exports.push(PlainExport::root_writer(
+            ExportPath::new(path).map_err(err)?,
+            masters,
+        ));
+    }
     let input = NfsInput {
         server: NfsServer {
             name: HostName::new(&vm.name).map_err(err)?,
@@ -56,6 +88,7 @@ pub(crate) fn setup(cluster: &Cluster) -> Result<Option<NfsSetup>, Error> {
         },
         node_network: t.network.cidr.into(),
         exports,
+        plain_exports,
         cluster: ClusterOptions {
             default_class,
             ..ClusterOptions::default()

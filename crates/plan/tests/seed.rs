@@ -169,6 +169,65 @@ fn nfs_server_and_storage_classes() {
 }
 
 #[test]
+fn etcd_backup_export_goes_to_the_masters_only() {
+    let tree = seed();
+    let exports = text(&tree, "hosts/nfs-1/etc/exports.d/hakube.exports");
+    let opts = "(rw,sync,no_subtree_check,no_root_squash)";
+    let line = exports
+        .lines()
+        .find(|l| l.starts_with("/srv/nfs/etcd-backup "))
+        .unwrap_or_else(|| panic!("no backup export in {exports}"));
+    // master-1..3, nobody else; root writes (the CronJob runs as root).
+    assert_eq!(
+        line,
+        format!("/srv/nfs/etcd-backup 10.20.0.14/32{opts} 10.20.0.15/32{opts} 10.20.0.16/32{opts}")
+    );
+    // The StorageClass exports keep root squashed, and the backup export gets no provisioner.
+    assert_eq!(exports.matches("no_root_squash").count(), 3, "{exports}");
+    assert!(
+        !tree
+            .iter()
+            .any(|(p, _)| p.starts_with("cluster/nfs/") && p.contains("etcd")),
+        "the backup export must not back a StorageClass"
+    );
+}
+
+#[test]
+fn etcd_backup_cronjob_writes_to_the_nfs_vm() {
+    let tree = seed();
+    let cronjob = text(&tree, "cluster/etcd-backup/cronjob.yaml");
+    for want in [
+        "kind: CronJob",
+        "  schedule: 0 */6 * * *\n",
+        // The NFS VM's address and the export the masters may mount.
+        "            nfs:\n              path: /srv/nfs/etcd-backup\n              server: \"10.20.0.17\"\n",
+        &format!("image: {}\n", hakube_plan::KUBEADM_ETCD_IMAGE),
+        // keep: 28 prunes from the 29th newest on.
+        "| tail -n +29 |",
+    ] {
+        assert!(cronjob.contains(want), "no {want:?} in {cronjob}");
+    }
+    let steps = text(&tree, "cluster/install-steps.json");
+    assert!(steps.contains("etcd-backup/cronjob.yaml"), "{steps}");
+}
+
+#[test]
+fn no_backup_section_no_cronjob_and_no_backup_export() {
+    let src = include_str!("../../../examples/seed-cluster.yaml");
+    let start = src.find("backup:\n").unwrap();
+    let end = src.find("ssh:\n").unwrap();
+    let without = format!("{}{}", &src[..start], &src[end..]).replace(
+        "    # etcd snapshots (backup.etcd): exported to the masters only, backs no StorageClass.\n    - path: /srv/nfs/etcd-backup\n",
+        "",
+    );
+    let tree = render(&hakube_topology::load(&without, "s").unwrap(), &secrets()).unwrap();
+    assert!(tree.get("cluster/etcd-backup/cronjob.yaml").is_none());
+    let exports = text(&tree, "hosts/nfs-1/etc/exports.d/hakube.exports");
+    assert!(!exports.contains("etcd-backup"), "{exports}");
+    assert!(!exports.contains("no_root_squash"), "{exports}");
+}
+
+#[test]
 fn masters_and_workers_get_kubeadm_configs_and_secrets_stay_private() {
     let tree = seed();
     let init = text(
