@@ -484,6 +484,7 @@ pub struct EtcdBackup {
     /// How many snapshots to keep (at least 1); older ones are deleted. Default: 28 (a week
     /// at the default schedule).
     #[serde(default = "default_etcd_backup_keep")]
+    #[schemars(range(min = 1))]
     pub keep: u16,
 }
 

@@ -524,6 +524,7 @@ fn json_schema_describes_the_file() {
     assert_eq!(etcd["required"], serde_json::json!(["export"]), "{etcd}");
     assert_eq!(etcd["properties"]["schedule"]["default"], "0 */6 * * *");
     assert_eq!(etcd["properties"]["keep"]["default"], 28);
+    assert_eq!(etcd["properties"]["keep"]["minimum"], 1);
     assert!(
         etcd["properties"]["export"]["description"]
             .as_str()
