@@ -167,6 +167,22 @@ impl Error {
         }
     }
 
+    /// The error and all its causes on one line (`a: b: c`), for reports that keep text.
+    pub(crate) fn chain_text(e: &dyn std::error::Error) -> String {
+        let mut text = e.to_string();
+        let mut source = e.source();
+        while let Some(s) = source {
+            let part = s.to_string();
+            // Some errors repeat their cause in their own message; say it once.
+            if !text.ends_with(&part) {
+                text.push_str(": ");
+                text.push_str(&part);
+            }
+            source = s.source();
+        }
+        text
+    }
+
     pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
         Self::InvalidInput {
             field: field.into(),

@@ -61,6 +61,10 @@ pub struct BootstrapOptions {
     pub renew_margin: Duration,
     /// Paths removed after `kubeadm reset` (it leaves the CNI config and kubeconfigs behind).
     pub reset_cleanup: Vec<String>,
+    /// Wait for every node to be Ready at the end. Nodes stay NotReady until a CNI runs, so
+    /// turn this off when the CNI is installed later (the report then says Ready was not
+    /// awaited).
+    pub wait_for_ready: bool,
 }
 
 impl Default for BootstrapOptions {
@@ -75,6 +79,7 @@ impl Default for BootstrapOptions {
             certificate_key_ttl: Duration::from_secs(2 * 3600),
             renew_margin: Duration::from_secs(15 * 60),
             reset_cleanup: vec!["/etc/cni/net.d".into(), "/root/.kube/config".into()],
+            wait_for_ready: true,
         }
     }
 }
@@ -98,13 +103,23 @@ pub trait BootstrapHooks: Send + Sync {
         let _ = first_master;
         Ok(())
     }
+
+    /// Whether [`BootstrapHooks::cni`] applies a CNI. When false the flow reports the CNI
+    /// step as skipped instead of done.
+    fn applies_cni(&self) -> bool {
+        true
+    }
 }
 
-/// Hooks that do nothing.
+/// Hooks that do nothing (the load balancers and the CNI are handled elsewhere).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct NoHooks;
 
-impl BootstrapHooks for NoHooks {}
+impl BootstrapHooks for NoHooks {
+    fn applies_cni(&self) -> bool {
+        false
+    }
+}
 
 /// A source of wall-clock time (swappable in tests to exercise expiry).
 pub trait Clock: Send + Sync {
@@ -195,8 +210,13 @@ pub struct BootstrapReport {
     /// Init + the control-plane joins in sequence + the slowest worker join: the shortest the
     /// run could take with this ordering, if everything else were free.
     pub critical_path: Duration,
-    /// Every node was Ready at the end.
+    /// Every node of the cluster joined and was Ready at the end (false when any node failed
+    /// or was not attempted, and when Ready was not awaited).
     pub all_ready: bool,
+    /// Every node that is a member (initialised, joined, or already one) was Ready at the end.
+    pub members_ready: bool,
+    /// Whether the run waited for Ready ([`BootstrapOptions::wait_for_ready`]).
+    pub ready_awaited: bool,
 }
 
 impl BootstrapReport {
@@ -249,7 +269,11 @@ impl fmt::Display for BootstrapReport {
             "wall {:.1}s, critical path {:.1}s, all Ready: {}",
             self.wall.as_secs_f64(),
             self.critical_path.as_secs_f64(),
-            self.all_ready
+            if self.ready_awaited {
+                if self.all_ready { "yes" } else { "no" }
+            } else {
+                "not awaited"
+            }
         )
     }
 }
@@ -415,15 +439,23 @@ impl Bootstrap {
         let shared = Shared { secrets, ..shared };
 
         // 3. CNI.
-        self.progress.event(&first, "cni", &ProgressEvent::Started);
-        self.hooks
-            .cni(first_host.as_ref())
-            .await
-            .map_err(|reason| Error::Hook {
-                hook: "cni",
-                reason,
-            })?;
-        self.progress.event(&first, "cni", &ProgressEvent::Done);
+        if self.hooks.applies_cni() {
+            self.progress.event(&first, "cni", &ProgressEvent::Started);
+            self.hooks
+                .cni(first_host.as_ref())
+                .await
+                .map_err(|reason| Error::Hook {
+                    hook: "cni",
+                    reason,
+                })?;
+            self.progress.event(&first, "cni", &ProgressEvent::Done);
+        } else {
+            self.progress.event(
+                &first,
+                "cni",
+                &ProgressEvent::Skipped("no CNI given: nodes stay NotReady until one runs".into()),
+            );
+        }
 
         let mut reports = vec![init_report];
 
@@ -504,7 +536,15 @@ impl Bootstrap {
             })
             .map(|r| r.node.clone())
             .collect();
-        let all_ready = self.wait_ready(&first, &first_host, &members).await?;
+        let all_ready = if self.options.wait_for_ready {
+            self.wait_ready(&first, &first_host, &members).await?
+        } else {
+            for n in &members {
+                self.progress
+                    .event(n, "ready", &ProgressEvent::Skipped("not awaited".into()));
+            }
+            false
+        };
         self.apply_labels(&first, &first_host, &shared.secrets, &members)
             .await?;
 
@@ -520,12 +560,21 @@ impl Bootstrap {
             .max()
             .unwrap_or_default();
         let renewed = lock(&shared.renewed).clone();
+        let every_node_joined = !cp_failed
+            && reports.iter().all(|r| {
+                !matches!(
+                    r.outcome,
+                    NodeOutcome::Failed(_) | NodeOutcome::NotAttempted
+                )
+            });
         Ok(BootstrapReport {
             nodes: reports,
             renewed,
             wall: started.elapsed(),
             critical_path: cp + slowest_worker,
-            all_ready: all_ready && !cp_failed,
+            all_ready: all_ready && every_node_joined,
+            members_ready: all_ready,
+            ready_awaited: self.options.wait_for_ready,
         })
     }
 
@@ -605,7 +654,7 @@ impl Bootstrap {
                     return report(NodeOutcome::AlreadyMember, 0);
                 }
                 Ok(false) => {}
-                Err(e) => return report(NodeOutcome::Failed(e.to_string()), 0),
+                Err(e) => return report(NodeOutcome::Failed(Error::chain_text(&e)), 0),
             }
         }
         self.progress.event(node, step, &ProgressEvent::Started);
@@ -614,7 +663,7 @@ impl Bootstrap {
                 .mode(f.mode)
                 .sudo(true);
             if let Err(e) = push_file(host.as_ref(), &up).await {
-                let msg = e.to_string();
+                let msg = Error::chain_text(&e);
                 self.progress
                     .event(node, step, &ProgressEvent::Failed(msg.clone()));
                 return report(NodeOutcome::Failed(msg), 0);
@@ -638,7 +687,7 @@ impl Bootstrap {
                     return report(outcome, attempt);
                 }
                 Err(e) => {
-                    last = e.to_string();
+                    last = Error::chain_text(&e);
                     if attempt == 1 {
                         self.progress
                             .event(node, step, &ProgressEvent::Retrying(last.clone()));

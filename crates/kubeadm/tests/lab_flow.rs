@@ -219,7 +219,8 @@ fn whole_flow_on_the_lab() {
             "{r1}"
         );
     }
-    assert!(r1.all_ready, "{r1}");
+    // Every member is Ready; the report does not call the cluster all Ready while w3 failed.
+    assert!(r1.members_ready && !r1.all_ready, "{r1}");
 
     let state = api_state(&lab, &vip);
     let log = ops(&state);
