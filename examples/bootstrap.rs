@@ -1,10 +1,16 @@
-//! `cargo run --example bootstrap -- [TOPOLOGY] --ssh-key KEY [--known-hosts FILE | --accept-new | --danger-accept-any]`
+//! `cargo run --example bootstrap -- [TOPOLOGY] --ssh-key KEY [--known-hosts FILE] [--accept-new | --danger-accept-any] [--cni-manifest FILE]...`
 //!
 //! Bootstraps Kubernetes with kubeadm on the topology's VMs (default topology: the seed
 //! cluster): `kubeadm init --upload-certs` on the first master against the VIP, the other
 //! masters joined one at a time (`--parallel-control-plane` to join them together), the
 //! workers all at once, then waits for every node to be Ready. Progress is printed per node,
 //! and a summary at the end. Safe to re-run: nodes that joined are skipped.
+//!
+//! The CNI: `--cni-manifest FILE` (repeatable, e.g. Calico's `calico.yaml`) is copied to the
+//! first master and applied there with `kubectl apply --server-side` right after `init`, so the
+//! nodes become Ready. Without it the CNI is left to the add-on step
+//! (`out/cluster/install-steps.json`); nodes stay NotReady until then, so the run does not wait
+//! for Ready and says so.
 //!
 //! `--prepare` first prepares every node in parallel (swap, kernel modules, sysctls, containerd
 //! with `SystemdCgroup`, the pkgs.k8s.io packages of the pinned version, held).
@@ -21,10 +27,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use hakube_kubeadm::flow::{Bootstrap, BootstrapOptions, BootstrapProgress, Host, ProgressEvent};
+use hakube_kubeadm::flow::{
+    Bootstrap, BootstrapHooks, BootstrapOptions, BootstrapProgress, Host, ProgressEvent,
+};
 use hakube_kubeadm::{ClusterSecrets, render_cluster};
 use hakube_plan::{PlanSecrets, kubeadm_input};
-use hakube_remote::{Auth, HostKeyPolicy, SshConfig, SshPool, Target};
+use hakube_remote::{
+    Auth, Command, HostKeyPolicy, RemoteExec, SshConfig, SshPool, Target, Upload, push_file,
+};
 use hakube_topology::RoleKind;
 
 /// Bootstrap Kubernetes with kubeadm on the topology's VMs.
@@ -40,14 +50,18 @@ struct Args {
     #[arg(long)]
     user: Option<String>,
     /// Verify host keys against this known_hosts file (default ~/.ssh/known_hosts).
-    #[arg(long, group = "hostkeys")]
+    #[arg(long, conflicts_with = "danger_accept_any")]
     known_hosts: Option<PathBuf>,
-    /// Accept and record keys of hosts not yet in known_hosts (a changed key is still refused).
+    /// Accept and record (in the known_hosts file) keys of hosts not yet there; a changed key
+    /// is still refused.
     #[arg(long, group = "hostkeys")]
     accept_new: bool,
     /// Accept any host key. Insecure: for throwaway labs only.
     #[arg(long, group = "hostkeys")]
     danger_accept_any: bool,
+    /// A CNI manifest to apply on the first master after init (repeatable, applied in order).
+    #[arg(long, value_name = "FILE")]
+    cni_manifest: Vec<PathBuf>,
     /// Join the extra control-plane nodes at the same time instead of one by one.
     #[arg(long)]
     parallel_control_plane: bool,
@@ -86,6 +100,60 @@ fn write_private(path: &Path, body: &str) -> std::io::Result<()> {
         .mode(0o600)
         .open(path)?;
     f.write_all(body.as_bytes())
+}
+
+/// Where CNI manifests are copied on the first master.
+const CNI_DIR: &str = "/etc/kubernetes/hakube/cni";
+
+/// Applies the operator's CNI manifests on the first master with the admin kubeconfig.
+struct CniManifests(Vec<(String, Vec<u8>)>);
+
+#[async_trait::async_trait]
+impl BootstrapHooks for CniManifests {
+    async fn cni(&self, first_master: &dyn RemoteExec) -> Result<(), String> {
+        for (name, contents) in &self.0 {
+            let path = format!("{CNI_DIR}/{name}");
+            push_file(
+                first_master,
+                &Upload::new(path.clone(), contents.clone())
+                    .mode(0o600)
+                    .sudo(true),
+            )
+            .await
+            .map_err(|e| hakube_examples::error_chain(&e))?;
+            first_master
+                .run_ok(
+                    &Command::new("kubectl")
+                        .args(["--kubeconfig", "/etc/kubernetes/admin.conf", "apply"])
+                        .args(["--server-side", "--force-conflicts", "-f", &path])
+                        .sudo(true),
+                )
+                .await
+                .map_err(|e| hakube_examples::error_chain(&e))?;
+        }
+        Ok(())
+    }
+
+    fn applies_cni(&self) -> bool {
+        !self.0.is_empty()
+    }
+}
+
+/// Reads the CNI manifests, named `NN-<file name>` on the master so they apply in order.
+fn read_manifests(paths: &[PathBuf]) -> Result<Vec<(String, Vec<u8>)>, String> {
+    paths
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let contents =
+                std::fs::read(p).map_err(|e| format!("--cni-manifest {}: {e}", p.display()))?;
+            let base = p.file_name().map_or_else(
+                || "cni.yaml".to_owned(),
+                |n| n.to_string_lossy().into_owned(),
+            );
+            Ok((format!("{i:02}-{base}"), contents))
+        })
+        .collect()
 }
 
 /// Prints each node's progress with the time since the start.
@@ -145,6 +213,20 @@ async fn main() -> ExitCode {
         eprintln!("error: --ssh-key is required (or use --render-only)");
         return ExitCode::FAILURE;
     };
+    let manifests = match read_manifests(&args.cni_manifest) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if manifests.is_empty() {
+        eprintln!(
+            "note: no --cni-manifest: the CNI is left to the add-on step \
+             (out/cluster/install-steps.json); nodes stay NotReady until it runs, so this run \
+             does not wait for Ready"
+        );
+    }
     let secrets = match secrets(&args.secrets_file) {
         Ok(s) => s,
         Err(e) => {
@@ -196,8 +278,10 @@ async fn main() -> ExitCode {
     }
     .options(BootstrapOptions {
         parallel_control_plane_joins: args.parallel_control_plane,
+        wait_for_ready: !manifests.is_empty(),
         ..BootstrapOptions::default()
     })
+    .hooks(Arc::new(CniManifests(manifests)))
     .progress(Arc::new(Printer(Instant::now())));
     if args.prepare {
         match bootstrap.prepare_nodes().await {
@@ -226,7 +310,7 @@ async fn main() -> ExitCode {
     match result {
         Ok(report) => {
             println!("\n{report}");
-            if report.failures().is_empty() && report.all_ready {
+            if report.failures().is_empty() && (report.all_ready || !report.ready_awaited) {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE

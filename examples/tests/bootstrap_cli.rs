@@ -36,6 +36,9 @@ const MASTERS: [&str; 3] = ["master-1", "master-2", "master-3"];
 const WORKERS: [&str; 2] = ["worker-prod-1", "worker-nonprod-1"];
 /// Where the fake API reads the nodes whose joins it refuses (on `lb-1`).
 const FAIL_FILE: &str = "/etc/kubernetes/fake-api-fail";
+/// The CNI manifest the operator hands to `--cni-manifest` (the kubectl stand-in applies any).
+const CNI_MANIFEST: &str = "calico.yaml";
+const CNI_YAML: &str = "apiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: calico-node\n  namespace: kube-system\n";
 /// The longest a run may take before the test kills it (a hang is a failure, not a wait).
 const RUN_DEADLINE: Duration = Duration::from_secs(120);
 
@@ -198,6 +201,7 @@ impl Cluster {
         let dir = tempfile::tempdir().unwrap();
         let topology = dir.path().join("lab-cluster.yaml");
         std::fs::write(&topology, text).unwrap();
+        std::fs::write(dir.path().join(CNI_MANIFEST), CNI_YAML).unwrap();
         Self {
             lab,
             vip,
@@ -210,8 +214,17 @@ impl Cluster {
         self.dir.path().join("out/kubeadm/secrets.env")
     }
 
-    /// The operator's arguments: the lab's key, root login, the lab's known_hosts.
+    /// The operator's arguments: the lab's key, root login, the lab's known_hosts, and a CNI
+    /// manifest the binary applies on master-1 after init.
     fn args(&self) -> Vec<String> {
+        let mut args = self.args_without_cni();
+        args.push("--cni-manifest".into());
+        args.push(path_arg(&self.dir.path().join(CNI_MANIFEST)));
+        args
+    }
+
+    /// The same without a CNI manifest (the CNI left to the add-on step).
+    fn args_without_cni(&self) -> Vec<String> {
         vec![
             path_arg(&self.topology),
             "--ssh-key".into(),
@@ -495,9 +508,8 @@ impl Run {
     }
 }
 
-/// Runs the binary with `args` (and `HOME=home` when given). With `cni`, plays the operator's
-/// add-on step: applies the CNI on `master-1` once `kubeadm init` has written its `admin.conf`.
-fn run(args: &[String], cni: Option<&Cluster>, home: Option<&Path>) -> Run {
+/// Runs the binary with `args` (and `HOME=home` when given).
+fn run(args: &[String], home: Option<&Path>) -> Run {
     let dir = tempfile::tempdir().unwrap();
     let (out_path, err_path) = (dir.path().join("stdout"), dir.path().join("stderr"));
     let exe = binary();
@@ -513,21 +525,9 @@ fn run(args: &[String], cni: Option<&Cluster>, home: Option<&Path>) -> Run {
         .stderr(std::fs::File::create(&err_path).unwrap())
         .spawn()
         .unwrap();
-    let mut cni_applied = false;
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
-        }
-        if let Some(c) = cni.filter(|_| !cni_applied) {
-            let m1 = c.lab.host("master-1");
-            let admin = m1
-                .read_to_string("/etc/kubernetes/admin.conf")
-                .unwrap_or_default();
-            if admin.contains("server: https://") {
-                m1.run("kubectl --kubeconfig /etc/kubernetes/admin.conf apply -f calico.yaml")
-                    .unwrap();
-                cni_applied = true;
-            }
         }
         if started.elapsed() > RUN_DEADLINE {
             let _ = child.kill();
@@ -600,7 +600,7 @@ fn fresh_lab_then_rerun() {
     assert!(!secrets.exists());
 
     // Run 1: a fresh cluster.
-    let r1 = run(&c.args(), Some(&c), None);
+    let r1 = run(&c.args(), None);
     assert!(r1.status.success(), "exit {}: {}", r1.status, r1.stderr);
     assert!(
         r1.stdout.contains(&format!(
@@ -639,7 +639,39 @@ fn fresh_lab_then_rerun() {
     for w in WORKERS {
         assert_eq!(summary[w], ("Worker".into(), "joined".into()));
     }
-    assert!(r1.stdout.contains("all Ready: true"), "{}", r1.stdout);
+    assert!(r1.stdout.contains("all Ready: yes"), "{}", r1.stdout);
+    // The CNI manifest went to master-1 and was applied there, once, after init.
+    r1.assert_said("master-1", "cni", "done");
+    assert_eq!(
+        c.lab
+            .host("master-1")
+            .read_to_string(format!("/etc/kubernetes/hakube/cni/00-{CNI_MANIFEST}"))
+            .unwrap(),
+        CNI_YAML
+    );
+    let applies: Vec<_> = c
+        .lab
+        .host("master-1")
+        .calls("kubectl")
+        .into_iter()
+        .filter(|a| a.iter().any(|w| w == "apply"))
+        .collect();
+    assert_eq!(
+        applies,
+        vec![
+            [
+                "--kubeconfig",
+                "/etc/kubernetes/admin.conf",
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "-f",
+                &format!("/etc/kubernetes/hakube/cni/00-{CNI_MANIFEST}"),
+            ]
+            .map(str::to_owned)
+            .to_vec()
+        ]
+    );
 
     // kubeadm init once, on master-1, against the VIP endpoint.
     for n in nodes() {
@@ -735,7 +767,7 @@ fn fresh_lab_then_rerun() {
         c.lab.host(n).clear_calls("kubeadm");
     }
     let ops_before = ops.len();
-    let r2 = run(&c.args(), None, None);
+    let r2 = run(&c.args(), None);
     assert!(r2.status.success(), "exit {}: {}", r2.status, r2.stderr);
     r2.assert_said("master-1", "init", "skipped (already initialised)");
     for n in nodes().skip(1) {
@@ -775,7 +807,7 @@ fn a_failing_worker_is_named_and_the_others_join() {
         .write_file(FAIL_FILE, format!("{bad}\n"), 0o644)
         .unwrap();
 
-    let r = run(&c.args(), Some(&c), None);
+    let r = run(&c.args(), None);
     assert!(!r.status.success(), "a failed worker must fail the run");
     r.assert_said(bad, "join", "failed, resetting and retrying:");
     let failed = r
@@ -798,6 +830,7 @@ fn a_failing_worker_is_named_and_the_others_join() {
         "{outcome}"
     );
     assert_eq!(summary["master-1"].1, "initialized");
+    assert!(r.stdout.contains("all Ready: no"), "{}", r.stdout);
     for n in nodes().skip(1).filter(|n| *n != bad) {
         assert_eq!(summary[n].1, "joined", "{n}");
         r.assert_said(n, "ready", "done");
@@ -839,7 +872,7 @@ fn no_key_or_render_only_connects_to_nothing() {
         .into_iter()
         .filter(|a| *a != "--ssh-key" && a.as_str() != path_arg(c.lab.ssh_private_key()))
         .collect();
-    let r = run(&args, None, None);
+    let r = run(&args, None);
     assert!(!r.status.success());
     assert!(
         r.stderr
@@ -853,7 +886,7 @@ fn no_key_or_render_only_connects_to_nothing() {
     // --render-only: every node's files, from the topology alone.
     let mut args = c.args();
     args.push("--render-only".into());
-    let r = run(&args, None, None);
+    let r = run(&args, None);
     assert!(r.status.success(), "exit {}: {}", r.status, r.stderr);
     let blocks: Vec<&str> = r.stdout.split_inclusive('\n').collect();
     let headers: Vec<&str> = blocks
@@ -932,7 +965,7 @@ fn run_with_empty_known_hosts(tag: &str) -> UntrustedRun {
         })
         .collect();
     let sshd_before = c.sshd_log_lengths();
-    let run = run(&args, None, None);
+    let run = run(&args, None);
     UntrustedRun {
         c,
         home,
@@ -978,15 +1011,21 @@ fn unknown_host_keys_stop_the_run_before_any_change() {
     assert!(api_ops(&c.api_state()).is_empty());
     assert_eq!(std::fs::read_to_string(&known_hosts).unwrap(), "");
 
-    // The operator's way out: --accept-new records the nodes' keys and the run goes through.
-    // It records into $HOME/.ssh/known_hosts (clap refuses it together with --known-hosts).
+    // The operator's way out: --accept-new records the nodes' keys in the --known-hosts file
+    // (here the same file as $HOME's) and the run goes through.
     let mut args: Vec<String> = c
         .args()
         .into_iter()
-        .filter(|a| *a != "--known-hosts" && *a != path_arg(c.lab.known_hosts_file()))
+        .map(|a| {
+            if a == path_arg(c.lab.known_hosts_file()) {
+                path_arg(&known_hosts)
+            } else {
+                a
+            }
+        })
         .collect();
     args.push("--accept-new".into());
-    let r = run(&args, Some(&c), Some(&home));
+    let r = run(&args, Some(&home));
     assert!(r.status.success(), "exit {}: {}", r.status, r.stderr);
     assert_eq!(r.summary()["master-1"].1, "initialized");
     let recorded = std::fs::read_to_string(&known_hosts).unwrap();
@@ -1003,9 +1042,6 @@ fn unknown_host_keys_stop_the_run_before_any_change() {
 }
 
 #[test]
-#[ignore = "fails until crates/kubeadm keeps the cause of a failed membership check: the \
-            binary prints `master-1: kubeadm init failed 0 times; last error: master-1: check \
-            kubelet.conf` without `unknown host key` (flow.rs init_or_join: e.to_string())"]
 fn an_unknown_host_key_is_named_with_its_fingerprint() {
     if !require_root("an_unknown_host_key_is_named_with_its_fingerprint") {
         return;
@@ -1033,5 +1069,33 @@ fn an_unknown_host_key_is_named_with_its_fingerprint() {
             && r.stderr.contains("refusing to connect"),
         "{}",
         r.stderr
+    );
+}
+
+#[test]
+fn without_a_cni_manifest_ready_is_not_awaited() {
+    if !require_root("without_a_cni_manifest_ready_is_not_awaited") {
+        return;
+    }
+    let c = Cluster::new("bootnocni");
+    c.start_api();
+    let r = run(&c.args_without_cni(), None);
+    assert!(r.status.success(), "exit {}: {}", r.status, r.stderr);
+    assert!(r.stderr.contains("note: no --cni-manifest"), "{}", r.stderr);
+    r.assert_said("master-1", "cni", "skipped (no CNI given");
+    assert!(!r.said("master-1", "cni", "done"), "{}", r.stdout);
+    for n in nodes() {
+        r.assert_said(n, "ready", "skipped (not awaited)");
+    }
+    assert!(r.stdout.contains("all Ready: not awaited"), "{}", r.stdout);
+    // Nothing was applied on master-1.
+    assert!(
+        c.lab
+            .host("master-1")
+            .calls("kubectl")
+            .iter()
+            .all(|a| !a.iter().any(|w| w == "apply")),
+        "{:?}",
+        c.lab.host("master-1").calls("kubectl")
     );
 }
