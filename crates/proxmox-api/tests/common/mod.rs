@@ -68,11 +68,19 @@ impl Fake {
             .expect("harness output")
             .expect("harness line");
         let hello: Value = serde_json::from_str(&first).expect("hello json");
+        let ca_path = PathBuf::from(hello["ca"].as_str().expect("ca"));
+        let ca = std::fs::read_to_string(&ca_path).expect("read ca");
+        // The harness's temporary directory only holds the certificate, now in memory (its key
+        // is gone once the server runs). Remove it here: `Drop` kills the harness, which then
+        // cannot clean up after itself.
+        if let Some(dir) = ca_path.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
         Some(Self {
             child,
             io: Mutex::new((stdin, lines)),
             url: hello["url"].as_str().expect("url").to_owned(),
-            ca: std::fs::read_to_string(hello["ca"].as_str().expect("ca")).expect("read ca"),
+            ca,
             fingerprint: hello["fingerprint"].as_str().expect("fp").to_owned(),
         })
     }
