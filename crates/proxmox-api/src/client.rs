@@ -431,6 +431,7 @@ impl Client {
             return Err(Error::Auth {
                 user: user.clone(),
                 message: body.message,
+                status: Some(resp.status),
             });
         }
         #[derive(serde::Deserialize)]
@@ -457,6 +458,7 @@ impl Client {
             return Err(Error::Auth {
                 user: user.clone(),
                 message: "the account needs a second factor; use an API token".into(),
+                status: None,
             });
         }
         debug!(user = %user, renewed = current.is_some(), "logged in");
@@ -619,13 +621,27 @@ impl Client {
                         attempt -= 1;
                         continue;
                     }
-                    Error::Api {
-                        method: method.as_str(),
-                        path: path.to_owned(),
-                        status,
-                        reason: reason.trim().to_owned(),
-                        message: parsed.message,
-                        errors: parsed.errors,
+                    if status == 401
+                        && let Credentials::Token { id, .. } = &self.inner.credentials
+                    {
+                        // A refused token: say which token and which server, not the path.
+                        Error::Auth {
+                            user: id.clone(),
+                            message: format!(
+                                "{} (API token refused by {})",
+                                parsed.message, self.inner.host
+                            ),
+                            status: Some(status),
+                        }
+                    } else {
+                        Error::Api {
+                            method: method.as_str(),
+                            path: path.to_owned(),
+                            status,
+                            reason: reason.trim().to_owned(),
+                            message: parsed.message,
+                            errors: parsed.errors,
+                        }
                     }
                 }
                 Err(e) => self.transport_error(method, path, e),
@@ -940,6 +956,30 @@ mod tests {
             .unwrap_err();
         assert!(matches!(e, Error::Auth { .. }), "{e}");
         assert!(!e.to_string().contains("pa ss"));
+    }
+
+    #[tokio::test]
+    async fn refused_token_names_the_token_and_server_not_the_secret() {
+        let (c, s) = client(
+            token(),
+            vec![err(401, "authentication failure", r#"{"data":null}"#)],
+        );
+        let e = c
+            .get::<Value>("/version", &Params::new())
+            .await
+            .unwrap_err();
+        let Error::Auth { user, .. } = &e else {
+            panic!("{e}");
+        };
+        let Credentials::Token { id, secret } = token() else {
+            unreachable!()
+        };
+        assert_eq!(*user, id);
+        let text = e.to_string();
+        assert!(text.contains("API token refused by"), "{text}");
+        assert!(!text.contains(secret.expose()), "{text}");
+        // Not retried: a refused token stays refused.
+        assert_eq!(s.seen.lock().unwrap().len(), 1);
     }
 
     #[tokio::test]

@@ -83,6 +83,8 @@ pub enum Error {
         user: String,
         /// The server's message.
         message: String,
+        /// The HTTP status of the refusal, when there was one (401 for a refused token).
+        status: Option<u16>,
     },
 
     /// A success answer did not have the expected shape. Not retryable.
@@ -235,10 +237,11 @@ impl Error {
         }
     }
 
-    /// The HTTP status of an API error.
+    /// The HTTP status of an API error or of a refused login or token.
     pub fn status(&self) -> Option<u16> {
         match self {
             Self::Api { status, .. } => Some(*status),
+            Self::Auth { status, .. } => *status,
             _ => None,
         }
     }
