@@ -127,7 +127,12 @@ fn tls_reason(e: &(dyn std::error::Error + 'static)) -> Option<String> {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
         if let Some(r) = err.downcast_ref::<rustls::Error>() {
-            return Some(r.to_string());
+            // Our own verifier's refusals (a pin mismatch) come as `General`, which rustls
+            // prints as "unexpected error: ..."; they are expected, so say just the reason.
+            return Some(match r {
+                rustls::Error::General(reason) => reason.clone(),
+                other => other.to_string(),
+            });
         }
         // io::Error's source() skips the wrapped error itself: look inside.
         cur = match err

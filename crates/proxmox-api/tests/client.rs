@@ -162,6 +162,10 @@ async fn fingerprint_pinning() {
         panic!("expected a TLS error, got {e:?}")
     };
     assert!(reason.contains("does not match"), "{reason}");
+    assert!(
+        reason.starts_with("certificate fingerprint "),
+        "no rustls wrapper text: {reason}"
+    );
     // The system roots do not know the fake's self-signed certificate either.
     let c = fake
         .builder()
