@@ -13,7 +13,7 @@
 //! for Ready and says so.
 //!
 //! `--prepare` first prepares every node in parallel (swap, kernel modules, sysctls, containerd
-//! with `SystemdCgroup`, the pkgs.k8s.io packages of the pinned version, held).
+//! with `SystemdCgroup`, the pkgs.k8s.io packages of the pinned version, held, the NFS client).
 //!
 //! The bootstrap token and certificate key are generated on the first run and kept in
 //! `--secrets-file` (mode 0600, default `out/cluster/kubeadm/secrets.env`) so re-runs reuse
@@ -72,7 +72,7 @@ struct Args {
     #[arg(long)]
     render_only: bool,
     /// Prepare the nodes first (swap, modules, sysctls, containerd, pkgs.k8s.io packages held,
-    /// image pre-pull on masters), all in parallel.
+    /// the NFS client, image pre-pull on masters), all in parallel.
     #[arg(long)]
     prepare: bool,
 }

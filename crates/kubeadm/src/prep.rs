@@ -5,8 +5,9 @@
 //! modules `overlay` and `br_netfilter` loaded before the sysctls that need them, containerd
 //! with `SystemdCgroup = true` (matching the kubelet's `cgroupDriver: systemd`) and the pause
 //! image kubeadm expects, the pkgs.k8s.io repository of the pinned minor version, kubelet,
-//! kubeadm and kubectl at the pinned version and held, and (on control planes) the images
-//! pulled ahead of `kubeadm init`/`join`.
+//! kubeadm and kubectl at the pinned version and held, the NFS client (the kubelet mounts the
+//! NFS-backed volumes and the etcd snapshot export with `mount.nfs`), and (on control planes)
+//! the images pulled ahead of `kubeadm init`/`join`.
 
 use crate::error::Result;
 use crate::input::{CONTAINERD_SOCKET, parse_version};
@@ -27,6 +28,8 @@ pub struct PrepInput {
     pub pre_pull_images: bool,
     /// Image registry override, as in the cluster input.
     pub image_repository: Option<String>,
+    /// Install the NFS client (`nfs-common`), needed to mount NFS volumes.
+    pub nfs_client: bool,
 }
 
 impl PrepInput {
@@ -40,6 +43,7 @@ impl PrepInput {
             cri_socket: CONTAINERD_SOCKET.into(),
             pre_pull_images: control_plane,
             image_repository: None,
+            nfs_client: true,
         }
     }
 }
@@ -80,7 +84,7 @@ fn file(path: &str, contents: String) -> RenderedFile {
 /// use hakube_kubeadm::prep::{PrepInput, node_prep_steps};
 /// let steps = node_prep_steps(&PrepInput::new("v1.33.2", true))?;
 /// let names: Vec<_> = steps.iter().map(|s| s.name).collect();
-/// assert_eq!(names, ["swap", "kernel-modules", "sysctl", "containerd", "kubernetes-repo", "kubernetes-packages", "image-pull"]);
+/// assert_eq!(names, ["swap", "kernel-modules", "sysctl", "containerd", "kubernetes-repo", "kubernetes-packages", "nfs-client", "image-pull"]);
 /// # Ok::<(), hakube_kubeadm::Error>(())
 /// ```
 ///
@@ -164,6 +168,13 @@ pub fn node_prep_steps(input: &PrepInput) -> Result<Vec<PrepStep>> {
             ],
         },
     ];
+    if input.nfs_client {
+        steps.push(PrepStep {
+            name: "nfs-client",
+            files: vec![],
+            commands: vec!["DEBIAN_FRONTEND=noninteractive apt-get install -y nfs-common".into()],
+        });
+    }
     if input.pre_pull_images {
         let mut cmd = format!(
             "kubeadm config images pull --kubernetes-version {} --cri-socket {}",
@@ -211,6 +222,20 @@ mod tests {
         let pos = |n| steps.iter().position(|s| s.name == n).unwrap();
         assert!(pos("kernel-modules") < pos("sysctl"));
         assert!(node_prep_steps(&PrepInput::new("1.31", false)).is_err());
+        // Every node gets the NFS client unless told otherwise.
+        let nfs = steps.iter().find(|s| s.name == "nfs-client").unwrap();
+        assert_eq!(
+            nfs.commands,
+            ["DEBIAN_FRONTEND=noninteractive apt-get install -y nfs-common"]
+        );
+        let mut without = PrepInput::new("v1.31.9", false);
+        without.nfs_client = false;
+        assert!(
+            !node_prep_steps(&without)
+                .unwrap()
+                .iter()
+                .any(|s| s.name == "nfs-client")
+        );
     }
 
     #[test]
