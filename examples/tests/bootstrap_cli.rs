@@ -15,6 +15,8 @@
 
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::io::{Read as _, Write as _};
 use std::os::unix::fs::PermissionsExt as _;
@@ -339,105 +341,10 @@ fn path_arg(p: &Path) -> String {
     p.to_str().unwrap().to_owned()
 }
 
-/// The newest modification time among the sources the example is built from: the workspace
-/// manifests and lock file, the examples' own files and every crate's `src`.
-fn newest_source(root: &Path) -> std::time::SystemTime {
-    fn walk(dir: &Path, newest: &mut std::time::SystemTime) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for e in entries.flatten() {
-            let path = e.path();
-            let Ok(meta) = e.metadata() else { continue };
-            if meta.is_dir() {
-                walk(&path, newest);
-            } else if path.extension().is_some_and(|x| x == "rs" || x == "toml") {
-                *newest = (*newest).max(meta.modified().unwrap_or(std::time::UNIX_EPOCH));
-            }
-        }
-    }
-    let mtime = |p: &Path| {
-        std::fs::metadata(p)
-            .and_then(|m| m.modified())
-            .unwrap_or(std::time::UNIX_EPOCH)
-    };
-    let mut newest = ["Cargo.toml", "Cargo.lock", "examples/Cargo.toml"]
-        .iter()
-        .map(|f| mtime(&root.join(f)))
-        .max()
-        .unwrap_or(std::time::UNIX_EPOCH);
-    for e in std::fs::read_dir(root.join("examples")).unwrap().flatten() {
-        if e.path().extension().is_some_and(|x| x == "rs") {
-            newest = newest.max(mtime(&e.path()));
-        }
-    }
-    for e in std::fs::read_dir(root.join("crates")).unwrap().flatten() {
-        newest = newest.max(mtime(&e.path().join("Cargo.toml")));
-        walk(&e.path().join("src"), &mut newest);
-    }
-    newest
-}
-
-/// The example binary as `cargo test` builds it (`target/<profile>/examples/bootstrap`). When it
-/// is missing or older than a source it is built from (`cargo test --test bootstrap_cli` does
-/// not build examples), it is built first, once per test process, with this test's profile and
-/// target directory, so the test never runs a stale binary.
+/// The example binary as the code stands (see `support::example_binary`).
 fn binary() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let exe = std::env::current_exe().unwrap();
-        let profile_dir = exe.parent().unwrap().parent().unwrap(); // target/<profile>/deps/..
-        let built = profile_dir.join("examples").join("bootstrap");
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-        let fresh = std::fs::metadata(&built)
-            .and_then(|m| m.modified())
-            .is_ok_and(|t| t >= newest_source(root));
-        if fresh {
-            return built;
-        }
-        let profile = match profile_dir.file_name().unwrap().to_str().unwrap() {
-            "debug" => "test",
-            "release" => "bench",
-            other => other,
-        }
-        .to_owned();
-        let building = Instant::now();
-        let out = Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "-q",
-                "-p",
-                "hakube-examples",
-                "--example",
-                "bootstrap",
-                "--message-format",
-                "json",
-                "--profile",
-                &profile,
-                "--target-dir",
-            ])
-            .arg(profile_dir.parent().unwrap())
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stderr(Stdio::inherit())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "cargo build --example bootstrap failed"
-        );
-        let exe = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|m| m["target"]["name"] == "bootstrap")
-            .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-            .expect("cargo reported no bootstrap executable");
-        println!(
-            "{} was missing or older than its sources: cargo build --example bootstrap --profile {profile} took {:.2}s (waiting for cargo's lock included)",
-            built.display(),
-            building.elapsed().as_secs_f64()
-        );
-        exe
-    })
+    BIN.get_or_init(|| support::example_binary("bootstrap"))
 }
 
 /// One run of the binary as the operator sees it.

@@ -2,25 +2,14 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::process::Command;
 
-/// Runs the `plan` example binary that `cargo test` built next to this test binary
-/// (`target/<profile>/examples/plan`), or through `cargo run` when it is not there.
+/// Runs the `plan` example binary as the code stands (see `support::example_binary`).
 fn plan(args: &[&str]) -> std::process::Output {
-    let exe = std::env::current_exe().unwrap();
-    let built = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .map(|dir| dir.join("examples").join("plan"));
-    let mut cmd = match built.filter(|p| p.is_file()) {
-        Some(p) => Command::new(p),
-        None => {
-            let mut c = Command::new(env!("CARGO"));
-            c.args(["run", "-q", "--example", "plan", "--"]);
-            c
-        }
-    };
-    cmd.args(args)
+    Command::new(support::example_binary("plan"))
+        .args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .unwrap()

@@ -12,6 +12,8 @@
     reason = "test helpers panic on unexpected answers"
 )]
 
+mod support;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -261,41 +263,11 @@ impl std::fmt::Display for Run {
     }
 }
 
-/// The `provision` example binary as the code stands: `cargo build --example provision`
-/// (once per test run; a no-op when `cargo test` already built it) with this test's profile,
-/// into this test's target directory. `cargo test --test provision_cli` alone does not build
-/// examples, and a binary left from an earlier build would test old code.
+/// The `provision` example binary as the code stands (see `support::example_binary`).
 fn provision_binary() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        // target/<profile>/deps/provision_cli-<hash>
-        let exe = std::env::current_exe().unwrap();
-        let profile_dir = exe.parent().and_then(Path::parent).unwrap();
-        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
-            Some("debug") | None => "dev",
-            Some(p) => p,
-        };
-        let status = std::process::Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "-q",
-                "--example",
-                "provision",
-                "--profile",
-                profile,
-            ])
-            .arg("--manifest-path")
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
-            .arg("--target-dir")
-            .arg(profile_dir.parent().unwrap())
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "cargo build --example provision failed");
-        let bin = profile_dir.join("examples").join("provision");
-        assert!(bin.is_file(), "no {} after the build", bin.display());
-        bin
-    })
-    .clone()
+    BIN.get_or_init(|| support::example_binary("provision"))
+        .clone()
 }
 
 /// The `provision` command, without the PVE_* variables of the test's own environment.
