@@ -88,6 +88,29 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
+/// The steps on one host: upload the files into `dir`, run 10 short commands, read the first
+/// file back (and check it).
+async fn steps(
+    h: Arc<dyn RemoteExec>,
+    dir: String,
+    files: &[(&str, Vec<u8>)],
+) -> Result<(), hakube_remote::Error> {
+    for (name, content) in files {
+        push_file(
+            h.as_ref(),
+            &Upload::new(format!("{dir}/{name}"), content.clone()).mode(0o644),
+        )
+        .await?;
+    }
+    for i in 0..10 {
+        h.run_ok(&Command::new("echo").arg(format!("step {i}")))
+            .await?;
+    }
+    let back = h.read_file(&format!("{dir}/{}", files[0].0), false).await?;
+    assert_eq!(back, files[0].1);
+    Ok(())
+}
+
 /// The hakube side: fresh pool (cold connections), all hosts concurrently, steps in order per host.
 async fn hakube_run(
     targets: &[Target],
@@ -110,23 +133,7 @@ async fn hakube_run(
         "bench",
         &FanOut::new(hosts.len()),
         &NoProgress,
-        |h| async move {
-            let dir = format!("{BASE}/{run_id}/hakube");
-            for (name, content) in files {
-                push_file(
-                    h.as_ref(),
-                    &Upload::new(format!("{dir}/{name}"), content.clone()).mode(0o644),
-                )
-                .await?;
-            }
-            for i in 0..10 {
-                h.run_ok(&Command::new("echo").arg(format!("step {i}")))
-                    .await?;
-            }
-            let back = h.read_file(&format!("{dir}/{}", files[0].0), false).await?;
-            assert_eq!(back, files[0].1);
-            Ok(())
-        },
+        |h| steps(h, format!("{BASE}/{run_id}/hakube"), files),
     )
     .await;
     for r in &results {
@@ -159,23 +166,7 @@ async fn hakube_warm(
         "bench",
         &FanOut::new(hosts.len()),
         &NoProgress,
-        |h| async move {
-            let dir = format!("{BASE}/{run_id}/warm");
-            for (name, content) in files {
-                push_file(
-                    h.as_ref(),
-                    &Upload::new(format!("{dir}/{name}"), content.clone()).mode(0o644),
-                )
-                .await?;
-            }
-            for i in 0..10 {
-                h.run_ok(&Command::new("echo").arg(format!("step {i}")))
-                    .await?;
-            }
-            h.read_file(&format!("{dir}/{}", files[0].0), false)
-                .await
-                .map(|_| ())
-        },
+        |h| steps(h, format!("{BASE}/{run_id}/warm"), files),
     )
     .await;
     assert!(results.iter().all(|r| r.result.is_ok()));
