@@ -151,9 +151,12 @@ impl Sftp {
             self.raw.read(handle, off, len)
         });
         let mut data = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-        for r in futures::future::join_all(reads).await {
+        for (&off, r) in offsets.iter().zip(futures::future::join_all(reads).await) {
             match r {
-                Ok(d) => data.extend_from_slice(&d.data),
+                // Only a chunk that starts where the data ends: after a short answer (a server
+                // may send less than asked) the rest is read in order below.
+                Ok(d) if data.len() as u64 == off => data.extend_from_slice(&d.data),
+                Ok(_) => break,
                 Err(e) if is_status(&e, StatusCode::Eof) => break,
                 Err(e) => return Err(fail(e)),
             }
