@@ -4,75 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::Error;
-
-/// A secret string (password, token, passphrase). `Debug` and `Display` print `***`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    #[must_use]
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The secret value. Never log it.
-    #[must_use]
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-/// Quotes one word for a POSIX shell, so that the shell passes it through unchanged.
-///
-/// Words made only of safe characters are returned as they are; anything else is wrapped in
-/// single quotes, with each `'` written as `'\''`. The empty string becomes `''`.
-///
-/// ```
-/// use hakube_remote::shell_quote;
-/// assert_eq!(shell_quote("haproxy"), "haproxy");
-/// assert_eq!(shell_quote("it's $HOME"), r#"'it'\''s $HOME'"#);
-/// assert_eq!(shell_quote(""), "''");
-/// ```
-#[must_use]
-pub fn shell_quote(word: &str) -> String {
-    let safe = !word.is_empty()
-        && word.bytes().all(|b| {
-            b.is_ascii_alphanumeric()
-                || matches!(
-                    b,
-                    b'-' | b'_' | b'.' | b'/' | b':' | b',' | b'+' | b'@' | b'%'
-                )
-        });
-    // A leading `=`-free word is fine; `~` and `=` are left out of the safe set on purpose
-    // (tilde expansion, assignment words).
-    if safe {
-        return word.to_owned();
-    }
-    let mut out = String::with_capacity(word.len() + 2);
-    out.push('\'');
-    for c in word.chars() {
-        if c == '\'' {
-            out.push_str("'\\''");
-        } else {
-            out.push(c);
-        }
-    }
-    out.push('\'');
-    out
-}
+use hakube_host_state::{Secret, shell_quote};
 
 #[derive(Clone, PartialEq, Eq)]
 struct Word {

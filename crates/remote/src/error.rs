@@ -184,6 +184,40 @@ pub enum Error {
         timeout: Duration,
     },
 
+    /// One item of a host plan failed; the items after it were not applied. Whether a retry is
+    /// safe follows the source; every item is idempotent, so re-running the plan is.
+    #[error("{host}: {item} failed")]
+    ItemFailed {
+        /// The host's name.
+        host: String,
+        /// The item (`file /etc/haproxy/haproxy.cfg`, `service haproxy`).
+        item: String,
+        /// The cause.
+        #[source]
+        source: Box<Self>,
+    },
+
+    /// A file's new content failed its validation command: the live file was left as it was
+    /// (the candidate is removed). Retry is pointless until the content is fixed.
+    #[error("{host}: new {path} rejected by `{check}` ({reason}); the live file is unchanged{}", if output.is_empty() { String::new() } else { format!(":\n{output}") })]
+    Rejected {
+        /// The host's name.
+        host: String,
+        /// The live file's path.
+        path: String,
+        /// The check (with `%s` for the candidate).
+        check: String,
+        /// Why it failed (exit status, or the output fragment that rejects it).
+        reason: String,
+        /// The last lines of the check's output (empty for secret files).
+        output: String,
+    },
+
+    /// A host plan is malformed. Nothing was applied. Retry is pointless until the plan is
+    /// fixed.
+    #[error(transparent)]
+    HostPlan(#[from] hakube_host_state::Error),
+
     /// A host was skipped because another host failed and the fan-out is fail-fast.
     /// Nothing was done on this host: safe to retry.
     #[error("{host}: skipped after another host failed")]
@@ -208,11 +242,14 @@ impl Error {
             | Self::CommandFailed { host, .. }
             | Self::RemoteFile { host, .. }
             | Self::PortWait { host, .. }
+            | Self::ItemFailed { host, .. }
+            | Self::Rejected { host, .. }
             | Self::Skipped { host } => Some(host),
             Self::KnownHosts { .. }
             | Self::InvalidKey { .. }
             | Self::InvalidCommand { .. }
             | Self::LocalFile { .. }
+            | Self::HostPlan(_)
             | Self::InvalidPlan { .. } => None,
         }
     }

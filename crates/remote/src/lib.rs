@@ -51,17 +51,21 @@ mod error;
 mod exec;
 mod fanout;
 mod hostkey;
+pub mod hostplan;
 mod plan;
 mod sftp;
 mod ssh;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
-pub use command::{Command, ExitStatus, Output, Secret, shell_quote};
+pub use command::{Command, ExitStatus, Output};
 pub use error::Error;
 pub use exec::{FileState, PushOutcome, RemoteExec, Upload, diff_file, push_file};
 pub use fanout::{FailureMode, FanOut, HostResult, NoProgress, Progress, fan_out};
+/// The shared secret wrapper and shell quoting (from `hakube-host-state`).
+pub use hakube_host_state::{Secret, shell_quote};
 pub use hostkey::{HostKey, HostKeyPolicy, KnownHosts, KnownHostsVerdict, known_hosts_name};
+pub use hostplan::{Change, HostReport, Mode, apply_host_plan, apply_host_plans};
 pub use plan::{
     Action, Executor, FileTree, HostFilter, Plan, PlanBuilder, PlanReport, PortProbe, Step,
     StepOutcome, StepReport, TcpProbe,

@@ -1,0 +1,41 @@
+//! A string that must never be shown.
+
+use core::fmt;
+
+/// A secret string (password, token, passphrase, key). `Debug` and `Display` print `***`; the
+/// value is reachable only through [`Secret::expose`].
+///
+/// ```
+/// use hakube_host_state::Secret;
+/// let s = Secret::new("hunter2");
+/// assert_eq!(format!("{s} {s:?}"), "*** ***");
+/// assert_eq!(s.expose(), "hunter2");
+/// ```
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    #[must_use]
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret value. Never log it.
+    #[must_use]
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}

@@ -1,0 +1,107 @@
+//! Shell quoting and DNS labels: the one copy every crate uses.
+
+use crate::Error;
+
+/// Quotes one word for a POSIX shell, so that the shell passes it through unchanged.
+///
+/// Words made only of safe characters are returned as they are; anything else is wrapped in
+/// single quotes, with each `'` written as `'\''`. The empty string becomes `''`. `=` and `~`
+/// are not in the safe set (assignment words, tilde expansion), so `a=b` is quoted.
+///
+/// ```
+/// use hakube_host_state::shell_quote;
+/// assert_eq!(shell_quote("haproxy"), "haproxy");
+/// assert_eq!(shell_quote("it's $HOME"), r#"'it'\''s $HOME'"#);
+/// assert_eq!(shell_quote("a=b"), "'a=b'");
+/// assert_eq!(shell_quote(""), "''");
+/// ```
+#[must_use]
+pub fn shell_quote(word: &str) -> String {
+    let safe = !word.is_empty()
+        && word.bytes().all(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'-' | b'_' | b'.' | b'/' | b':' | b',' | b'+' | b'@' | b'%'
+                )
+        });
+    if safe {
+        return word.to_owned();
+    }
+    let mut out = String::with_capacity(word.len() + 2);
+    out.push('\'');
+    for c in word.chars() {
+        if c == '\'' {
+            out.push_str("'\\''");
+        } else {
+            out.push(c);
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// Checks an RFC 1123 DNS label: 1 to 63 characters, lower-case ASCII letters, digits and
+/// `-`, starting and ending with a letter or digit. Kubernetes names, hostnames and Proxmox
+/// VM names all follow it.
+///
+/// ```
+/// use hakube_host_state::check_dns_label;
+/// assert!(check_dns_label("worker-1").is_ok());
+/// assert!(check_dns_label("Worker").is_err());
+/// assert!(check_dns_label("-a").is_err());
+/// ```
+///
+/// # Errors
+/// [`Error::DnsLabel`] saying which rule the value breaks.
+pub fn check_dns_label(value: &str) -> Result<(), Error> {
+    let bad = |reason| {
+        Err(Error::DnsLabel {
+            value: value.to_owned(),
+            reason,
+        })
+    };
+    if value.is_empty() {
+        return bad("empty");
+    }
+    if value.len() > 63 {
+        return bad("longer than 63 characters");
+    }
+    if !value
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return bad("only lower-case letters, digits and '-' are allowed");
+    }
+    if value.starts_with('-') || value.ends_with('-') {
+        return bad("must start and end with a letter or digit");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever the word, `sh` gives it back unchanged.
+        #[test]
+        fn quoting_round_trips_through_sh(word in "[ -~\n\t]{0,24}") {
+            let out = std::process::Command::new("sh")
+                .args(["-c", &format!("printf %s {}", shell_quote(&word))])
+                .output()
+                .expect("sh runs");
+            prop_assert_eq!(String::from_utf8_lossy(&out.stdout), word);
+        }
+    }
+
+    #[test]
+    fn labels() {
+        assert!(check_dns_label(&"a".repeat(63)).is_ok());
+        assert!(check_dns_label(&"a".repeat(64)).is_err());
+        assert!(check_dns_label("a_b").is_err());
+        assert!(check_dns_label("1a").is_ok());
+        assert!(check_dns_label("a-").is_err());
+    }
+}
