@@ -24,17 +24,16 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use clap::Parser;
+use hakube_examples::ssh::{SshArgs, apply_tree};
 use hakube_kubeadm::flow::{
     Bootstrap, BootstrapHooks, BootstrapOptions, BootstrapProgress, Host, ProgressEvent,
 };
 use hakube_kubeadm::{ClusterSecrets, render_cluster};
 use hakube_plan::{PlanSecrets, kubeadm_input};
-use hakube_remote::{
-    Auth, Command, HostKeyPolicy, RemoteExec, SshConfig, SshPool, Target, Upload, push_file,
-};
+use hakube_remote::{Command, Mode, RemoteExec, Upload, push_file};
 use hakube_topology::RoleKind;
 
 /// Bootstrap Kubernetes with kubeadm on the topology's VMs.
@@ -43,22 +42,8 @@ use hakube_topology::RoleKind;
 struct Args {
     /// The topology file (default: the seed cluster).
     topology: Option<PathBuf>,
-    /// Private key for SSH (unencrypted OpenSSH key).
-    #[arg(long)]
-    ssh_key: Option<PathBuf>,
-    /// Login user (default: the topology's ssh.user); non-root users need passwordless sudo.
-    #[arg(long)]
-    user: Option<String>,
-    /// Verify host keys against this known_hosts file (default ~/.ssh/known_hosts).
-    #[arg(long, conflicts_with = "danger_accept_any")]
-    known_hosts: Option<PathBuf>,
-    /// Accept and record (in the known_hosts file) keys of hosts not yet there; a changed key
-    /// is still refused.
-    #[arg(long, group = "hostkeys")]
-    accept_new: bool,
-    /// Accept any host key. Insecure: for throwaway labs only.
-    #[arg(long, group = "hostkeys")]
-    danger_accept_any: bool,
+    #[command(flatten)]
+    ssh: SshArgs,
     /// A CNI manifest to apply on the first master after init (repeatable, applied in order).
     #[arg(long, value_name = "FILE")]
     cni_manifest: Vec<PathBuf>,
@@ -209,9 +194,12 @@ async fn main() -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    let Some(key) = args.ssh_key.clone() else {
-        eprintln!("error: --ssh-key is required (or use --render-only)");
-        return ExitCode::FAILURE;
+    let pool = match args.ssh.pool() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e} (or use --render-only)");
+            return ExitCode::FAILURE;
+        }
     };
     let manifests = match read_manifests(&args.cni_manifest) {
         Ok(m) => m,
@@ -234,33 +222,17 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let known_hosts = args.known_hosts.clone().unwrap_or_else(|| {
-        PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
-            .join(".ssh/known_hosts")
-    });
-    let policy = if args.danger_accept_any {
-        eprintln!("warning: --danger-accept-any: host keys are NOT verified");
-        HostKeyPolicy::DangerAcceptAny
-    } else if args.accept_new {
-        HostKeyPolicy::AcceptNew(known_hosts)
-    } else {
-        HostKeyPolicy::KnownHosts(known_hosts)
-    };
-    let user = args
-        .user
-        .clone()
-        .unwrap_or_else(|| cluster.topology.ssh.user.clone());
-    let pool = SshPool::new(
-        SshConfig::new(Auth::key_file(key), policy).connect_timeout(Duration::from_secs(15)),
+    let nodes: Vec<Host> = args.ssh.sessions(
+        &pool,
+        &cluster,
+        cluster
+            .vms
+            .iter()
+            .filter(|vm| matches!(vm.role, RoleKind::ControlPlane | RoleKind::Worker)),
     );
-    let hosts: BTreeMap<String, Host> = cluster
-        .vms
+    let hosts: BTreeMap<String, Host> = nodes
         .iter()
-        .filter(|vm| matches!(vm.role, RoleKind::ControlPlane | RoleKind::Worker))
-        .map(|vm| {
-            let target = Target::new(vm.name.clone(), vm.address.to_string()).user(user.clone());
-            (vm.name.clone(), pool.session(&target) as Host)
-        })
+        .map(|h| (h.host().to_owned(), Arc::clone(h)))
         .collect();
     println!(
         "bootstrapping {} ({} masters, {} workers) behind {}",
@@ -269,7 +241,7 @@ async fn main() -> ExitCode {
         input.workers.len(),
         input.control_plane_endpoint()
     );
-    let bootstrap = match Bootstrap::new(input, secrets, hosts) {
+    let bootstrap = match Bootstrap::new(input, secrets.clone(), hosts) {
         Ok(b) => b,
         Err(e) => {
             eprintln!("error: {}", hakube_examples::error_chain(&e));
@@ -284,22 +256,28 @@ async fn main() -> ExitCode {
     .hooks(Arc::new(CniManifests(manifests)))
     .progress(Arc::new(Printer(Instant::now())));
     if args.prepare {
-        match bootstrap.prepare_nodes().await {
-            Ok(results) => {
-                let failed: Vec<_> = results
-                    .iter()
-                    .filter_map(|(_, r)| r.as_ref().err())
-                    .collect();
-                if !failed.is_empty() {
-                    for f in &failed {
-                        eprintln!("prepare: {f}");
-                    }
-                    pool.close_all().await;
-                    return ExitCode::FAILURE;
-                }
-            }
+        // The nodes' host plans (node preparation, base files, kubeadm configs), as `plan`
+        // writes them, applied by the host-plan executor.
+        let plan_secrets = PlanSecrets {
+            kubeadm: secrets.clone(),
+        };
+        let tree = match hakube_plan::render(&cluster, &plan_secrets) {
+            Ok(t) => t,
             Err(e) => {
                 eprintln!("error: {}", hakube_examples::error_chain(&e));
+                return ExitCode::FAILURE;
+            }
+        };
+        println!("preparing {} node(s)", nodes.len());
+        match apply_tree(&tree, nodes.clone(), Mode::Apply, 16).await {
+            Ok(reports) if reports.iter().all(|r| r.result.is_ok()) => {}
+            Ok(_) => {
+                eprintln!("error: node preparation failed (see above)");
+                pool.close_all().await;
+                return ExitCode::FAILURE;
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
                 pool.close_all().await;
                 return ExitCode::FAILURE;
             }

@@ -1,5 +1,8 @@
 //! Shared helpers for the hakube example binaries: loading a topology file with errors an
-//! operator can act on, and the summary table.
+//! operator can act on, the summary table, and (module [`ssh`]) the SSH flags and host-plan
+//! application the binaries that work on VMs share.
+
+pub mod ssh;
 
 use std::path::{Path, PathBuf};
 

@@ -44,11 +44,13 @@
 
 mod error;
 pub mod haproxy;
+mod host;
 pub mod keepalived;
 pub mod reference;
 mod value;
 
 pub use error::{Error, Result};
+pub use host::KEEPALIVED_REJECT_OUTPUT;
 pub use reference::{
     CHECK_SCRIPT_MODE, CHECK_SCRIPT_PATH, DEFAULT_ADVERT_INTERVAL, DEFAULT_SCRIPT_USER,
     HAPROXY_CFG_MODE, HAPROXY_CFG_PATH, HEALTH_PORT, HaInput, Ingress, IngressTls,

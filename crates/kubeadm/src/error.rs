@@ -75,6 +75,7 @@ pub enum Error {
     },
     /// A remote call failed (transport, timeout, or a command that must succeed did not).
     /// Retry: the flow is safe to re-run as a whole; finished nodes are skipped.
+    #[cfg(feature = "remote")]
     #[error("{host}: {step}")]
     Remote {
         /// Node name.
@@ -154,6 +155,7 @@ pub enum Error {
 pub type Result<T, E = Error> = core::result::Result<T, E>;
 
 impl Error {
+    #[cfg(feature = "remote")]
     /// A `map_err` adapter for remote failures of `step` on `host`.
     pub(crate) fn remote(
         host: impl Into<String>,
@@ -168,6 +170,7 @@ impl Error {
     }
 
     /// The error and all its causes on one line (`a: b: c`), for reports that keep text.
+    #[cfg(feature = "remote")]
     pub(crate) fn chain_text(e: &dyn std::error::Error) -> String {
         let mut text = e.to_string();
         let mut source = e.source();

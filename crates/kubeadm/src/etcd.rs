@@ -14,9 +14,11 @@
 //! 4. start etcd everywhere (move the manifests back);
 //! 5. wait until `endpoint health` succeeds.
 
+#[cfg(feature = "remote")]
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+#[cfg(feature = "remote")]
 use hakube_remote::{Command, RemoteExec, Upload};
 
 use crate::error::{Error, Result};
@@ -53,6 +55,7 @@ impl EtcdTls {
         }
     }
 
+    #[cfg(feature = "remote")]
     fn args(&self) -> [&str; 6] {
         [
             "--cacert",
@@ -223,6 +226,7 @@ pub fn compact_utc(t: SystemTime) -> String {
     )
 }
 
+#[cfg(feature = "remote")]
 fn status_script(path: &str) -> String {
     format!(
         "if command -v etcdutl >/dev/null 2>&1; then etcdutl snapshot status {path} -w json; \
@@ -230,10 +234,12 @@ fn status_script(path: &str) -> String {
     )
 }
 
+#[cfg(feature = "remote")]
 fn remote_err(host: &str, step: &'static str) -> impl FnOnce(hakube_remote::Error) -> Error {
     Error::remote(host, step)
 }
 
+#[cfg(feature = "remote")]
 /// Takes a snapshot on `host`, verifies it, copies it into `local_dir`, and applies retention.
 ///
 /// # Errors
@@ -373,6 +379,7 @@ pub enum EtcdRunner {
     },
 }
 
+#[cfg(feature = "remote")]
 impl EtcdRunner {
     fn stop(&self) -> String {
         match self {
@@ -395,6 +402,7 @@ impl EtcdRunner {
     }
 }
 
+#[cfg(feature = "remote")]
 /// One member of the restored cluster.
 #[derive(Clone)]
 pub struct RestoreMember<'a> {
@@ -406,6 +414,7 @@ pub struct RestoreMember<'a> {
     pub peer_url: String,
 }
 
+#[cfg(feature = "remote")]
 impl core::fmt::Debug for RestoreMember<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("RestoreMember")
@@ -471,6 +480,7 @@ pub fn restore_command(
     )
 }
 
+#[cfg(feature = "remote")]
 /// Restores every member from one snapshot (the whole-control-plane DR path; see the module
 /// docs for the order). The old data directories are kept next to the new ones
 /// (contents moved to `<data_dir>.before-restore-<time>`; the data directory may be a mount point).

@@ -881,69 +881,6 @@ impl Bootstrap {
         Ok(())
     }
 
-    /// Prepares every node in parallel (bounded by [`BootstrapOptions::worker_concurrency`]):
-    /// the [`crate::prep::node_prep_steps`] of its role, each step's files pushed (only when
-    /// they differ) and its commands run in order. A node stops at its first failing step;
-    /// the others go on. Returns one entry per node, `Err` naming the step and the command.
-    ///
-    /// # Errors
-    /// [`Error::InvalidInput`] when the version does not render prep steps.
-    pub async fn prepare_nodes(&self) -> Result<Vec<(String, core::result::Result<(), String>)>> {
-        let masters: Vec<&str> = self.input.masters.iter().map(|m| m.name.as_str()).collect();
-        let plan = |cp: bool| {
-            let mut p = crate::prep::PrepInput::new(self.input.kubernetes_version.clone(), cp);
-            p.cri_socket.clone_from(&self.input.cri_socket);
-            p.image_repository.clone_from(&self.input.image_repository);
-            crate::prep::node_prep_steps(&p)
-        };
-        let (cp_steps, worker_steps) = (plan(true)?, plan(false)?);
-        let sem = Semaphore::new(self.options.worker_concurrency.max(1));
-        let nodes: Vec<&str> = self.input.node_names().collect();
-        let runs = nodes.iter().map(|node| {
-            let steps = if masters.contains(node) {
-                &cp_steps
-            } else {
-                &worker_steps
-            };
-            let sem = &sem;
-            async move {
-                let _permit = sem.acquire().await;
-                let host = self.host(node);
-                for step in steps {
-                    self.progress
-                        .event(node, step.name, &ProgressEvent::Started);
-                    let mut result = Ok(());
-                    for f in &step.files {
-                        let up = Upload::new(f.path.clone(), f.contents.clone())
-                            .mode(f.mode)
-                            .sudo(true);
-                        if let Err(e) = push_file(host.as_ref(), &up).await {
-                            result = Err(format!("{node}: prep step {}: {e}", step.name));
-                            break;
-                        }
-                    }
-                    if result.is_ok() {
-                        for c in &step.commands {
-                            let cmd = self.cmd("sh", true).arg("-c").arg(c.clone());
-                            if let Err(e) = host.run_ok(&cmd).await {
-                                result = Err(format!("{node}: prep step {}: {e}", step.name));
-                                break;
-                            }
-                        }
-                    }
-                    if let Err(msg) = result {
-                        self.progress
-                            .event(node, step.name, &ProgressEvent::Failed(msg.clone()));
-                        return ((*node).to_owned(), Err(msg));
-                    }
-                    self.progress.event(node, step.name, &ProgressEvent::Done);
-                }
-                ((*node).to_owned(), Ok(()))
-            }
-        });
-        Ok(futures::future::join_all(runs).await)
-    }
-
     /// Removes a control-plane node: `kubeadm reset` on it (its own etcd member goes with the
     /// `remove-etcd-member` phase when etcd is reachable), then, from `via` (another master),
     /// removes any etcd member still carrying its name and deletes the Node object.

@@ -57,6 +57,7 @@
 pub mod config;
 mod error;
 pub mod etcd;
+#[cfg(feature = "remote")]
 pub mod flow;
 mod input;
 mod parse;

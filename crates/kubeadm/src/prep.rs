@@ -1,5 +1,5 @@
-//! Node preparation as data: a list of named steps, each with the files it writes and the
-//! shell commands it runs, in order. Every command is safe to run again.
+//! Node preparation as a host plan ([`HostPlan`]): packages, files, services and guarded
+//! commands, applied by the host-plan executor; a second run changes nothing.
 //!
 //! Follows the upstream kubeadm install guide and kubespray: swap off (and kept off), kernel
 //! modules `overlay` and `br_netfilter` loaded before the sysctls that need them, containerd
@@ -9,9 +9,10 @@
 //! NFS-backed volumes and the etcd snapshot export with `mount.nfs`), and (on control planes)
 //! the images pulled ahead of `kubeadm init`/`join`.
 
+use hakube_host_state::{Directory, Exec, File, HostPlan, Package, Service};
+
 use crate::error::Result;
 use crate::input::{CONTAINERD_SOCKET, parse_version};
-use crate::render::RenderedFile;
 
 /// What node preparation needs to know.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,17 +49,6 @@ impl PrepInput {
     }
 }
 
-/// One named preparation step.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PrepStep {
-    /// Short name (`swap`, `kernel-modules`, ...), used in progress output.
-    pub name: &'static str,
-    /// Files written before the commands run.
-    pub files: Vec<RenderedFile>,
-    /// Shell commands (`sh -c`), run in order as root; each must succeed.
-    pub commands: Vec<String>,
-}
-
 /// Where the kernel module list goes.
 pub const MODULES_LOAD_PATH: &str = "/etc/modules-load.d/k8s.conf";
 /// Where the sysctls go.
@@ -70,183 +60,189 @@ pub const APT_KEYRING_PATH: &str = "/etc/apt/keyrings/kubernetes-apt-keyring.gpg
 /// containerd's configuration.
 pub const CONTAINERD_CONFIG_PATH: &str = "/etc/containerd/config.toml";
 
-fn file(path: &str, contents: String) -> RenderedFile {
-    RenderedFile {
-        path: path.into(),
-        mode: 0o644,
-        contents,
-    }
+/// Where `image-pull` records that the images of a version are present (kubeadm's own
+/// directory, so `kubeadm reset` forgets it with the rest).
+fn images_marker(version: &str) -> String {
+    format!("/etc/kubernetes/.hakube-images-pulled-{version}")
 }
 
-/// The preparation steps of one node.
+fn sh(script: impl Into<String>) -> [String; 3] {
+    ["sh".into(), "-c".into(), script.into()]
+}
+
+/// The preparation of one node as a host plan ([`HostPlan`]), applied by the host-plan
+/// executor (`hakube_remote::apply_host_plans`). Every item is guarded, so a second run changes
+/// nothing.
 ///
 /// ```
-/// use hakube_kubeadm::prep::{PrepInput, node_prep_steps};
-/// let steps = node_prep_steps(&PrepInput::new("v1.33.2", true))?;
-/// let names: Vec<_> = steps.iter().map(|s| s.name).collect();
-/// assert_eq!(names, ["swap", "kernel-modules", "sysctl", "containerd", "kubernetes-repo", "kubernetes-packages", "nfs-client", "image-pull"]);
+/// use hakube_kubeadm::prep::{PrepInput, node_prep_plan};
+/// let plan = node_prep_plan("master-1", &PrepInput::new("v1.33.2", true))?;
+/// plan.validate().expect("valid");
+/// let names: Vec<String> = plan.items.iter().map(ToString::to_string).collect();
+/// assert!(names.contains(&"package kubeadm".to_owned()));
+/// assert!(names.contains(&"exec image-pull".to_owned()));
 /// # Ok::<(), hakube_kubeadm::Error>(())
 /// ```
 ///
 /// # Errors
 /// [`crate::Error::InvalidInput`] naming `kubernetes_version` when it is not `v1.MINOR.PATCH`.
-pub fn node_prep_steps(input: &PrepInput) -> Result<Vec<PrepStep>> {
+pub fn node_prep_plan(host: &str, input: &PrepInput) -> Result<HostPlan> {
     let (major, minor, patch) = parse_version(&input.kubernetes_version)?;
     let repo = format!("https://pkgs.k8s.io/core:/stable:/v{major}.{minor}/deb/");
     let pkg_version = format!("{major}.{minor}.{patch}-{}", input.package_revision);
-    let pkgs = ["kubelet", "kubeadm", "kubectl"];
-    let pinned: Vec<String> = pkgs.iter().map(|p| format!("{p}={pkg_version}")).collect();
-    let mut steps = vec![
-        PrepStep {
-            name: "swap",
-            files: vec![],
-            commands: vec![
-                "swapoff -a".into(),
-                r"sed -ri '/\sswap\s/s/^#?/#/' /etc/fstab".into(),
-                "systemctl mask swap.target".into(),
-            ],
-        },
-        PrepStep {
-            name: "kernel-modules",
-            files: vec![file(MODULES_LOAD_PATH, "overlay\nbr_netfilter\n".into())],
-            commands: vec!["modprobe overlay".into(), "modprobe br_netfilter".into()],
-        },
-        PrepStep {
-            name: "sysctl",
-            files: vec![file(
-                SYSCTL_PATH,
-                "net.bridge.bridge-nf-call-iptables = 1\n\
-                 net.bridge.bridge-nf-call-ip6tables = 1\n\
-                 net.ipv4.ip_forward = 1\n"
-                    .into(),
-            )],
-            commands: vec!["sysctl --system".into()],
-        },
-        PrepStep {
-            name: "containerd",
-            files: vec![],
-            commands: vec![
-                "DEBIAN_FRONTEND=noninteractive apt-get install -y containerd".into(),
-                "mkdir -p /etc/containerd".into(),
-                format!(
-                    "containerd config default \
-                     | sed -e 's/SystemdCgroup = false/SystemdCgroup = true/' \
-                     -e 's#sandbox_image = .*#sandbox_image = \"{pause}\"#' \
-                     > {cfg}.hakube-new \
-                     && grep -q 'SystemdCgroup = true' {cfg}.hakube-new \
-                     && if cmp -s {cfg}.hakube-new {cfg}; then rm -f {cfg}.hakube-new; \
-                     else mv {cfg}.hakube-new {cfg} && systemctl restart containerd; fi",
-                    pause = input.pause_image,
-                    cfg = CONTAINERD_CONFIG_PATH,
-                ),
-                "systemctl enable --now containerd".into(),
-            ],
-        },
-        PrepStep {
-            name: "kubernetes-repo",
-            files: vec![file(
-                APT_SOURCE_PATH,
-                format!("deb [signed-by={APT_KEYRING_PATH}] {repo} /\n"),
-            )],
-            commands: vec![
-                "DEBIAN_FRONTEND=noninteractive apt-get install -y apt-transport-https ca-certificates curl gpg".into(),
-                "mkdir -p -m 755 /etc/apt/keyrings".into(),
-                format!("curl -fsSL {repo}Release.key | gpg --dearmor --yes -o {APT_KEYRING_PATH}"),
-                "apt-get update".into(),
-            ],
-        },
-        PrepStep {
-            name: "kubernetes-packages",
-            files: vec![],
-            commands: vec![
-                format!(
-                    "DEBIAN_FRONTEND=noninteractive apt-get install -y --allow-change-held-packages {}",
-                    pinned.join(" ")
-                ),
-                format!("apt-mark hold {}", pkgs.join(" ")),
-                "systemctl enable kubelet".into(),
-            ],
-        },
-    ];
+    let cfg = CONTAINERD_CONFIG_PATH;
+    let pause = &input.pause_image;
+    let mut plan = HostPlan::new(host)
+        .exec(Exec::unless(
+            "swap-off",
+            sh(r"swapoff -a && sed -ri '/\sswap\s/s/^#?/#/' /etc/fstab && systemctl mask swap.target"),
+            sh(r#"test -z "$(swapon --noheadings --show)" && ! grep -Eq '^[^#]\S*\s+\S+\s+swap\s' /etc/fstab"#),
+        ))
+        .file(File::new(MODULES_LOAD_PATH, "overlay\nbr_netfilter\n"))
+        .exec(Exec::on_change(
+            "kernel-modules",
+            ["modprobe", "-a", "overlay", "br_netfilter"],
+            [MODULES_LOAD_PATH],
+        ))
+        .file(File::new(
+            SYSCTL_PATH,
+            "net.bridge.bridge-nf-call-iptables = 1\n\
+             net.bridge.bridge-nf-call-ip6tables = 1\n\
+             net.ipv4.ip_forward = 1\n",
+        ))
+        .exec(Exec::on_change("sysctl", ["sysctl", "--system"], [SYSCTL_PATH]))
+        .package(Package::new("containerd"))
+        // containerd's defaults depend on its version, so the config is generated on the node
+        // (as the kubeadm install guide does) and corrected, not shipped.
+        .exec(Exec::unless(
+            "containerd-config",
+            sh(format!(
+                "mkdir -p /etc/containerd && containerd config default \
+                 | sed -e 's/SystemdCgroup = false/SystemdCgroup = true/' \
+                 -e 's#sandbox_image = .*#sandbox_image = \"{pause}\"#' > {cfg}.hakube-new \
+                 && grep -q 'SystemdCgroup = true' {cfg}.hakube-new \
+                 && mv {cfg}.hakube-new {cfg} && systemctl restart containerd"
+            )),
+            sh(format!(
+                "grep -q 'SystemdCgroup = true' {cfg} && grep -qF 'sandbox_image = \"{pause}\"' {cfg}"
+            )),
+        ))
+        .service(Service::new("containerd"))
+        .package(Package::new("ca-certificates"))
+        .package(Package::new("curl"))
+        .package(Package::new("gpg"))
+        .directory(Directory::new("/etc/apt/keyrings").mode(0o755))
+        .exec(Exec::creates(
+            "kubernetes-apt-key",
+            sh(format!(
+                "curl -fsSL {repo}Release.key | gpg --dearmor --yes -o {APT_KEYRING_PATH}"
+            )),
+            APT_KEYRING_PATH,
+        ))
+        .file(File::new(
+            APT_SOURCE_PATH,
+            format!("deb [signed-by={APT_KEYRING_PATH}] {repo} /\n"),
+        ));
+    for p in ["kubelet", "kubeadm", "kubectl"] {
+        plan = plan.package(Package::new(p).version(&pkg_version).hold());
+    }
+    plan = plan.service(Service::enabled_only("kubelet"));
     if input.nfs_client {
-        steps.push(PrepStep {
-            name: "nfs-client",
-            files: vec![],
-            commands: vec!["DEBIAN_FRONTEND=noninteractive apt-get install -y nfs-common".into()],
-        });
+        plan = plan.package(Package::new("nfs-common"));
     }
     if input.pre_pull_images {
-        let mut cmd = format!(
+        let marker = images_marker(&input.kubernetes_version);
+        let mut pull = format!(
             "kubeadm config images pull --kubernetes-version {} --cri-socket {}",
             input.kubernetes_version, input.cri_socket
         );
         if let Some(repo) = &input.image_repository {
-            cmd.push_str(&format!(" --image-repository {repo}"));
+            pull.push_str(&format!(" --image-repository {repo}"));
         }
-        steps.push(PrepStep {
-            name: "image-pull",
-            files: vec![],
-            commands: vec![cmd],
-        });
+        plan = plan.exec(Exec::creates(
+            "image-pull",
+            sh(format!("{pull} && touch {marker}")),
+            marker.clone(),
+        ));
     }
-    Ok(steps)
+    Ok(plan)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hakube_host_state::Item;
 
-    #[test]
-    fn repo_and_packages_follow_the_pinned_version() {
-        let steps = node_prep_steps(&PrepInput::new("v1.31.9", false)).unwrap();
-        assert!(!steps.iter().any(|s| s.name == "image-pull"));
-        let repo = steps.iter().find(|s| s.name == "kubernetes-repo").unwrap();
-        assert!(
-            repo.files[0]
-                .contents
-                .contains("/core:/stable:/v1.31/deb/ /")
-        );
-        let pk = steps
-            .iter()
-            .find(|s| s.name == "kubernetes-packages")
-            .unwrap();
-        assert!(pk.commands[0].contains("kubeadm=1.31.9-1.1"));
-        assert!(pk.commands[1].starts_with("apt-mark hold"));
-        let c = steps.iter().find(|s| s.name == "containerd").unwrap();
-        assert!(
-            c.commands
-                .iter()
-                .any(|c| c.contains("SystemdCgroup = true"))
-        );
-        // Modules load before the sysctls that only exist once br_netfilter is loaded.
-        let pos = |n| steps.iter().position(|s| s.name == n).unwrap();
-        assert!(pos("kernel-modules") < pos("sysctl"));
-        assert!(node_prep_steps(&PrepInput::new("1.31", false)).is_err());
-        // Every node gets the NFS client unless told otherwise.
-        let nfs = steps.iter().find(|s| s.name == "nfs-client").unwrap();
-        assert_eq!(
-            nfs.commands,
-            ["DEBIAN_FRONTEND=noninteractive apt-get install -y nfs-common"]
-        );
-        let mut without = PrepInput::new("v1.31.9", false);
-        without.nfs_client = false;
-        assert!(
-            !node_prep_steps(&without)
-                .unwrap()
-                .iter()
-                .any(|s| s.name == "nfs-client")
-        );
+    fn names(plan: &HostPlan) -> Vec<String> {
+        plan.items.iter().map(ToString::to_string).collect()
     }
 
     #[test]
-    fn every_command_is_valid_shell() {
-        for s in node_prep_steps(&PrepInput::new("v1.33.2", true)).unwrap() {
-            for c in &s.commands {
+    fn repo_and_packages_follow_the_pinned_version() {
+        let plan = node_prep_plan("w1", &PrepInput::new("v1.31.9", false)).unwrap();
+        plan.validate().unwrap();
+        let n = names(&plan);
+        assert!(!n.contains(&"exec image-pull".to_owned()));
+        let source = plan.file_content(APT_SOURCE_PATH).unwrap();
+        assert!(String::from_utf8_lossy(source).contains("/core:/stable:/v1.31/deb/ /"));
+        let kubeadm = plan
+            .items
+            .iter()
+            .find_map(|i| match i {
+                Item::Package(p) if p.name == "kubeadm" => Some(p),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(kubeadm.version.as_deref(), Some("1.31.9-1.1"));
+        assert!(kubeadm.hold);
+        // Modules load before the sysctls that only exist once br_netfilter is loaded; the
+        // repository comes before its packages.
+        let pos = |x: &str| n.iter().position(|s| s == x).unwrap();
+        assert!(pos("exec kernel-modules") < pos("exec sysctl"));
+        assert!(pos(&format!("file {APT_SOURCE_PATH}")) < pos("package kubelet"));
+        assert!(pos("package containerd") < pos("exec containerd-config"));
+        assert!(n.contains(&"package nfs-common".to_owned()));
+        let mut without = PrepInput::new("v1.31.9", false);
+        without.nfs_client = false;
+        assert!(
+            !names(&node_prep_plan("w1", &without).unwrap())
+                .contains(&"package nfs-common".to_owned())
+        );
+        assert!(node_prep_plan("w1", &PrepInput::new("1.31", false)).is_err());
+    }
+
+    #[test]
+    fn control_planes_pull_images_once_per_version() {
+        let plan = node_prep_plan("m1", &PrepInput::new("v1.33.2", true)).unwrap();
+        let pull = plan
+            .items
+            .iter()
+            .find_map(|i| match i {
+                Item::Exec(e) if e.name == "image-pull" => Some(e),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(
+            pull.creates.as_deref(),
+            Some("/etc/kubernetes/.hakube-images-pulled-v1.33.2")
+        );
+        assert!(pull.argv[2].contains("--kubernetes-version v1.33.2"));
+    }
+
+    #[test]
+    fn every_shell_script_is_valid_shell() {
+        let plan = node_prep_plan("m1", &PrepInput::new("v1.33.2", true)).unwrap();
+        for item in &plan.items {
+            let Item::Exec(e) = item else { continue };
+            for argv in std::iter::once(&e.argv).chain(e.unless.as_ref()) {
+                if argv[0] != "sh" {
+                    continue;
+                }
                 let st = std::process::Command::new("sh")
-                    .args(["-n", "-c", c])
+                    .args(["-n", "-c", &argv[2]])
                     .status()
                     .unwrap();
-                assert!(st.success(), "{}: {c}", s.name);
+                assert!(st.success(), "{}: {}", e.name, argv[2]);
             }
         }
     }

@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 
+use hakube_host_state::{Exec, HostPlan};
 use hakube_topology::{Cluster, Vm};
 use serde::Serialize;
 
@@ -43,6 +44,12 @@ pub(crate) fn render(cluster: &Cluster, tree: &mut PlanTree) -> Result<(), Error
     let hosts = etc_hosts(cluster);
     for vm in &cluster.vms {
         tree.host_file(&vm.name, "/etc/hostname", format!("{}\n", vm.name), 0o644)?;
+        // Cloud-init names the VM at first boot; this only corrects a VM renamed since.
+        tree.host_items(HostPlan::new(&vm.name).exec(Exec::unless(
+            "hostname",
+            ["hostnamectl", "set-hostname", &vm.name],
+            ["sh", "-c", &format!("test \"$(hostname)\" = {}", vm.name)],
+        )))?;
         tree.host_file(&vm.name, "/etc/hosts", hosts.clone(), 0o644)?;
         tree.host_file(
             &vm.name,

@@ -36,9 +36,7 @@ pub(crate) fn render(cluster: &Cluster, tree: &mut PlanTree) -> Result<(), Error
         message: e.to_string(),
     })?;
     for lb in files {
-        for f in lb.files() {
-            tree.host_file(&lb.node, f.path, f.contents.as_str(), f.mode)?;
-        }
+        tree.host_items(lb.host_plan())?;
     }
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! gives the same files.
 
 use hakube_kubeadm::config::TaintEffect;
+use hakube_kubeadm::prep::{PrepInput, node_prep_plan};
 use hakube_kubeadm::{
     BootstrapToken, CertificateKey, ClusterInput, ClusterSecrets, MasterInput, WorkerInput,
 };
@@ -134,6 +135,15 @@ pub(crate) fn render(
 ) -> Result<(), Error> {
     let input = kubeadm_input(cluster);
     let rendered = hakube_kubeadm::render_cluster(&input, &secrets.kubeadm).map_err(err)?;
+    // Node preparation first: the kubeadm configs below need nothing of it, but a node's plan
+    // reads best in the order it is applied.
+    let masters: Vec<&str> = input.masters.iter().map(|m| m.name.as_str()).collect();
+    for node in input.node_names() {
+        let mut prep = PrepInput::new(input.kubernetes_version.clone(), masters.contains(&node));
+        prep.cri_socket.clone_from(&input.cri_socket);
+        prep.image_repository.clone_from(&input.image_repository);
+        tree.host_items(node_prep_plan(node, &prep).map_err(err)?)?;
+    }
     for node in rendered.nodes {
         for f in node.files {
             tree.host_file(&node.name, &f.path, f.contents, f.mode)?;

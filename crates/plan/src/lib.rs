@@ -26,7 +26,7 @@ mod tree;
 
 pub use addons::KUBEADM_ETCD_IMAGE;
 pub use kubeadm::{PlanSecrets, SECRETS_PATH, WORKER_GROUP_LABEL, kubeadm_input};
-pub use tree::{PlanFile, PlanTree, WriteSummary};
+pub use tree::{HOST_PLAN_FILE, PlanFile, PlanTree, WriteSummary, read_host_plan, read_host_plans};
 
 use hakube_topology::Cluster;
 
@@ -65,6 +65,10 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A host plan is inconsistent (two components want the same file or service, a handler
+    /// watches a file no component writes), or a stored one does not read back. Not retryable.
+    #[error(transparent)]
+    HostPlan(#[from] hakube_host_state::Error),
     /// The output directory exists and is not a previous plan: hakube will not replace it.
     #[error("{path} exists and holds no plan.json: refusing to replace it")]
     NotAPlanDir {
@@ -87,5 +91,6 @@ pub fn render(cluster: &Cluster, secrets: &PlanSecrets) -> Result<PlanTree, Erro
     haproxy::render(cluster, &mut tree)?;
     nfs::render(cluster, &mut tree)?;
     addons::render(cluster, &mut tree)?;
+    tree.seal_host_plans()?;
     Ok(tree)
 }

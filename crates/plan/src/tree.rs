@@ -1,10 +1,15 @@
-//! The in-memory plan tree and writing it out.
+//! The in-memory plan tree, writing it out and reading host plans back.
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use hakube_host_state::{File, HostPlan};
+
 use crate::Error;
+
+/// Where a host's plan (every item, files by digest) is stored: `hosts/<vm>/host-plan.json`.
+pub const HOST_PLAN_FILE: &str = "host-plan.json";
 
 /// One file of the plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,10 +20,12 @@ pub struct PlanFile {
     pub mode: u32,
 }
 
-/// Every file of a plan, by its path inside the plan directory (`/`-separated, sorted).
+/// Every file of a plan, by its path inside the plan directory (`/`-separated, sorted), and
+/// every host's [`HostPlan`] (whose files are the tree's `hosts/<vm>/...` files).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PlanTree {
     files: BTreeMap<String, PlanFile>,
+    hosts: BTreeMap<String, HostPlan>,
 }
 
 /// What [`PlanTree::write_to`] did.
@@ -78,7 +85,9 @@ impl PlanTree {
         Ok(())
     }
 
-    /// Adds a file a VM receives at `abs_path` (e.g. `/etc/haproxy/haproxy.cfg`).
+    /// Adds a file a VM receives at `abs_path` (e.g. `/etc/haproxy/haproxy.cfg`), root-owned.
+    /// A file only its owner may read (`mode & 0o077 == 0`) is a secret: never shown by the
+    /// executor.
     ///
     /// # Errors
     /// As [`PlanTree::insert`]; also when `abs_path` is not absolute.
@@ -89,13 +98,62 @@ impl PlanTree {
         contents: impl Into<Vec<u8>>,
         mode: u32,
     ) -> Result<(), Error> {
-        let Some(rel) = abs_path.strip_prefix('/') else {
-            return Err(Error::BadPath {
-                path: abs_path.to_owned(),
-                reason: "a host path must be absolute",
-            });
-        };
-        self.insert(format!("hosts/{vm}/{rel}"), contents, mode)
+        let mut file = File::new(abs_path, contents).mode(mode);
+        file.secret = mode & 0o077 == 0;
+        self.host_items(HostPlan::new(vm).file(file))
+    }
+
+    /// Appends a component's items to the VM's host plan; its files also become tree files
+    /// `hosts/<vm>/<path>` (secret ones with mode 0600).
+    ///
+    /// # Errors
+    /// As [`PlanTree::insert`]; also when a file's path is not absolute.
+    pub fn host_items(&mut self, items: HostPlan) -> Result<(), Error> {
+        let vm = items.host.clone();
+        for f in items.files() {
+            let Some(rel) = f.path.strip_prefix('/') else {
+                return Err(Error::BadPath {
+                    path: f.path.clone(),
+                    reason: "a host path must be absolute",
+                });
+            };
+            let mode = if f.secret { 0o600 } else { f.mode };
+            self.insert(format!("hosts/{vm}/{rel}"), f.content.clone(), mode)?;
+        }
+        let plan = self
+            .hosts
+            .entry(vm.clone())
+            .or_insert_with(|| HostPlan::new(vm));
+        plan.items.extend(items.items);
+        Ok(())
+    }
+
+    /// Checks every host plan and stores each as `hosts/<vm>/host-plan.json`. [`crate::render`]
+    /// calls it last.
+    ///
+    /// # Errors
+    /// [`Error::HostPlan`] naming the host, item and field.
+    pub(crate) fn seal_host_plans(&mut self) -> Result<(), Error> {
+        let plans: Vec<(String, String)> = self
+            .hosts
+            .values()
+            .map(|p| p.validate().map(|()| (p.host.clone(), p.to_json())))
+            .collect::<Result<_, _>>()?;
+        for (vm, json) in plans {
+            self.insert(format!("hosts/{vm}/{HOST_PLAN_FILE}"), json, 0o644)?;
+        }
+        Ok(())
+    }
+
+    /// The plan of one VM.
+    #[must_use]
+    pub fn host_plan(&self, vm: &str) -> Option<&HostPlan> {
+        self.hosts.get(vm)
+    }
+
+    /// Every VM's plan, by name.
+    pub fn host_plans(&self) -> impl Iterator<Item = &HostPlan> {
+        self.hosts.values()
     }
 
     /// Adds a cluster-level file under `cluster/<component>/<rel>`.
@@ -208,6 +266,52 @@ impl PlanTree {
         }
         Ok(())
     }
+}
+
+/// Reads one VM's plan back from a written plan directory: `hosts/<vm>/host-plan.json` and the
+/// files it names. What [`PlanTree::write_to`] wrote reads back equal to what was rendered.
+///
+/// # Errors
+/// [`Error::Io`] when the JSON file cannot be read, [`Error::HostPlan`] when it is malformed, a
+/// file is missing or its bytes differ from the recorded digest.
+pub fn read_host_plan(dir: &Path, vm: &str) -> Result<HostPlan, Error> {
+    let host_dir = dir.join("hosts").join(vm);
+    let json_path = host_dir.join(HOST_PLAN_FILE);
+    let json = fs::read_to_string(&json_path).map_err(|source| Error::Io {
+        path: json_path.clone(),
+        source,
+    })?;
+    let plan = HostPlan::from_json(&json, |abs| {
+        let rel = abs.strip_prefix('/')?;
+        fs::read(host_dir.join(rel)).ok()
+    })?;
+    if plan.host != vm {
+        return Err(Error::BadPath {
+            path: json_path.display().to_string(),
+            reason: "the host plan names another host",
+        });
+    }
+    Ok(plan)
+}
+
+/// Reads every VM's plan from a written plan directory (the VMs with a `host-plan.json`).
+///
+/// # Errors
+/// As [`read_host_plan`].
+pub fn read_host_plans(dir: &Path) -> Result<Vec<HostPlan>, Error> {
+    let hosts = dir.join("hosts");
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| Error::Io { path, source }
+    };
+    let mut names: Vec<String> = fs::read_dir(&hosts)
+        .map_err(io(&hosts))?
+        .filter_map(Result::ok)
+        .filter(|e| e.path().join(HOST_PLAN_FILE).is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names.iter().map(|vm| read_host_plan(dir, vm)).collect()
 }
 
 #[cfg(unix)]

@@ -8,9 +8,10 @@
 //! `testing`) implements it in memory for unit tests of orchestration code.
 //!
 //! On top of the trait: [`push_file`] uploads only what differs and says whether anything
-//! changed, [`fan_out`] runs a step on many hosts with a bound, and [`Executor`] applies a
-//! [`Plan`] (push the `hosts/<vm>/...` tree, run commands, run-if-changed, wait for a port)
-//! or dry-runs it.
+//! changed, [`fan_out`] runs a step on many hosts with a bound, and the [`hostplan`] executor
+//! applies a host's desired state ([`hakube_host_state::HostPlan`]: packages, users,
+//! directories, files validated before they go live, services reloaded only on change, guarded
+//! commands), with a dry run that lists what would change.
 //!
 //! Files travel over SFTP on the same connection when the server offers it (one SFTP server
 //! process per connection instead of a shell and a few tools per file; still written
@@ -21,29 +22,25 @@
 //!
 //! Host keys are always verified unless the caller picks [`HostKeyPolicy::DangerAcceptAny`].
 //!
-//! ```
-//! use std::time::Duration;
-//! use hakube_remote::{Action, Command, FileTree, HostFilter, Plan, Upload};
+//! ```no_run
+//! # async fn demo() -> Result<(), hakube_remote::Error> {
+//! use hakube_host_state::{File, HostPlan, Service, Validate};
+//! use hakube_remote::{Auth, HostKeyPolicy, Mode, NoProgress, SshConfig, SshSession, Target};
 //!
-//! let tree = FileTree::new().file(
-//!     "lb1",
-//!     Upload::new("/etc/haproxy/haproxy.cfg", "global\n").mode(0o644),
+//! let lb = SshSession::new(
+//!     Target::new("lb-1", "10.0.0.11"),
+//!     SshConfig::new(Auth::key_file("id_ed25519"), HostKeyPolicy::KnownHosts("known_hosts".into())),
 //! );
-//! let plan = Plan::builder("load-balancers")
-//!     .step("config", HostFilter::All, Action::PushTree(tree))
-//!     .step(
-//!         "reload",
-//!         HostFilter::All,
-//!         Action::RunIfChanged {
-//!             command: Command::new("systemctl").args(["reload", "haproxy"]).sudo(true),
-//!             watch: vec!["config".into()],
-//!         },
-//!     )
-//!     .step("api", HostFilter::All, Action::WaitForPort { port: 6443, timeout: Duration::from_secs(60) })
-//!     .build()
-//!     .expect("valid plan");
-//! assert_eq!(plan.steps().len(), 3);
-//! // Apply with: Executor::new(hosts).apply(&plan).await, or .dry_run(&plan).
+//! let plan = HostPlan::new("lb-1")
+//!     .file(File::new("/etc/haproxy/haproxy.cfg", "global\n")
+//!         .validate(Validate::new(["haproxy", "-c", "-f", "%s"])))
+//!     .service(Service::new("haproxy").reload_on(["/etc/haproxy/haproxy.cfg"]));
+//! let report = hakube_remote::apply_host_plan(&lb, &plan, Mode::Apply, &NoProgress).await;
+//! report.result?;
+//! for change in &report.changes {
+//!     println!("{}: {change}", report.host);
+//! }
+//! # Ok(()) }
 //! ```
 
 mod command;
@@ -52,7 +49,6 @@ mod exec;
 mod fanout;
 mod hostkey;
 pub mod hostplan;
-mod plan;
 mod sftp;
 mod ssh;
 #[cfg(any(test, feature = "testing"))]
@@ -66,8 +62,4 @@ pub use fanout::{FailureMode, FanOut, HostResult, NoProgress, Progress, fan_out}
 pub use hakube_host_state::{Secret, shell_quote};
 pub use hostkey::{HostKey, HostKeyPolicy, KnownHosts, KnownHostsVerdict, known_hosts_name};
 pub use hostplan::{Change, HostReport, Mode, apply_host_plan, apply_host_plans};
-pub use plan::{
-    Action, Executor, FileTree, HostFilter, Plan, PlanBuilder, PlanReport, PortProbe, Step,
-    StepOutcome, StepReport, TcpProbe,
-};
 pub use ssh::{Auth, SshConfig, SshPool, SshSession, Target};
