@@ -19,21 +19,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let start = Instant::now();
     let setup = NfsSetup::new(NfsInput::seed(server, network.parse()?)?)?;
     let files = setup.plan_files()?;
-    let plan = setup.server_plan();
+    let plan = setup.server_host_plan();
     let elapsed = start.elapsed();
     for f in &files {
         println!("==> {} (mode {:o})\n{}", f.path, f.mode, f.contents);
     }
-    println!("==> server steps on {}", plan.host);
-    for step in &plan.steps {
-        for c in &step.commands {
-            println!("[{}] {}", step.name, c.to_shell());
-        }
-    }
+    println!("==> host plan of {}\n{}", plan.host, plan.to_json());
     eprintln!(
-        "rendered {} files and {} steps in {elapsed:?}",
+        "rendered {} files and {} host-plan items in {elapsed:?}",
         files.len(),
-        plan.steps.len()
+        plan.items.len()
     );
     Ok(())
 }

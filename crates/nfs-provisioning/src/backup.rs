@@ -1,8 +1,8 @@
 //! Backup of the exports and the disaster-recovery path back into a rebuilt cluster.
 //!
 //! # Backup
-//! [`NfsSetup::backup_plan`] renders a script for the NFS server ([`BACKUP_SCRIPT`]) and the
-//! steps to install and run it. Each run snapshots every export to
+//! [`NfsSetup::backup_host_plan`] puts a script on the NFS server ([`BACKUP_SCRIPT`]) and a
+//! systemd timer that runs it on a schedule. Each run snapshots every export to
 //! `<target>/<storage class>/<UTC timestamp>` and keeps the newest `retention` snapshots:
 //! - [`BackupMethod::Rsync`]: a directory tree per snapshot, unchanged files hard-linked to the
 //!   previous snapshot (`--link-dest`), so every snapshot is complete but costs only the changes;
@@ -20,10 +20,11 @@
 //! backups already, kept and pruned by their writer.
 //!
 //! # Restore (disaster recovery)
-//! 1. Rebuild the NFS VM and run the server plan ([`NfsSetup::server_plan`]): package, export
-//!    directories, exports file.
-//! 2. Restore the data: [`NfsSetup::restore_plan`] copies a chosen snapshot back into each export
-//!    (owners and modes kept), then re-exports (`exportfs -ra`) and verifies (`exportfs -v`).
+//! 1. Rebuild the NFS VM and apply its host plans ([`NfsSetup::server_host_plan`],
+//!    [`NfsSetup::backup_host_plan`]): package, export directories, exports file, scripts.
+//! 2. Restore the data: [`NfsSetup::restore_command`] checks a chosen snapshot against its
+//!    checksums, copies it back into each export (owners and modes kept), then re-exports
+//!    (`exportfs -ra`); verify with `exportfs -v` (`remote::restore` does both).
 //! 3. Rebuild the cluster and apply the NFS objects ([`crate::apply::apply`]).
 //! 4. Re-attach the volumes, either way keeps the data:
 //!    - dynamic: re-create each PVC with its old namespace and name in the same StorageClass. The
@@ -46,12 +47,16 @@ use crate::cluster::RenderedFile;
 use crate::error::{Error, Result};
 use crate::exports::ExportPath;
 use crate::model::{K8sName, NfsSetup};
-use crate::server::{Command, HostFile, Step, StepKind, shell_quote};
+use hakube_host_state::{Directory, File, HostPlan, Package, Service, shell_quote};
 
 /// Where the backup script is installed on the NFS server.
 pub const BACKUP_SCRIPT: &str = "/usr/local/sbin/hakube-nfs-backup";
 /// Where the restore script is installed on the NFS server.
 pub const RESTORE_SCRIPT: &str = "/usr/local/sbin/hakube-nfs-restore";
+/// The systemd units that run the backup: `<this>.service` and `<this>.timer`.
+pub const BACKUP_UNIT: &str = "hakube-nfs-backup";
+/// The default schedule (systemd `OnCalendar=`): every day at 02:30.
+pub const DEFAULT_BACKUP_SCHEDULE: &str = "*-*-* 02:30:00";
 
 /// How snapshots are stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -72,27 +77,21 @@ pub struct BackupOptions {
     pub retention: u32,
     /// Rsync tree or tar archive.
     pub method: BackupMethod,
+    /// When the timer runs the backup: a systemd `OnCalendar=` expression.
+    pub schedule: String,
 }
 
 impl BackupOptions {
-    /// Rsync snapshots under `target`, keeping `retention`.
+    /// Rsync snapshots under `target`, keeping `retention`, daily at 02:30.
     #[must_use]
     pub fn new(target: ExportPath, retention: u32) -> Self {
         Self {
             target,
             retention,
             method: BackupMethod::Rsync,
+            schedule: DEFAULT_BACKUP_SCHEDULE.to_owned(),
         }
     }
-}
-
-/// The backup (or restore) side as data: the script file and the steps.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BackupPlan {
-    /// The script the NFS server receives.
-    pub script: HostFile,
-    /// Install prerequisites, then run the script (and for a restore re-export and verify).
-    pub steps: Vec<Step>,
 }
 
 /// A claim of the old cluster to re-attach with a static PersistentVolume.
@@ -134,18 +133,70 @@ impl NfsSetup {
         Ok(())
     }
 
-    /// The backup script and the steps to install and run it once.
+    /// The NFS VM's backup as a host plan: the copy tool, the target directory (0700), the
+    /// backup and restore scripts ([`BACKUP_SCRIPT`], [`RESTORE_SCRIPT`]), and a systemd
+    /// service + timer ([`BACKUP_UNIT`]) that runs the backup on `options.schedule`
+    /// (`Persistent=true`: a run missed while the VM was off happens at the next boot).
+    ///
+    /// Each snapshot is verified before it counts: rsync snapshots get a SHA-256 manifest of
+    /// every file (`<timestamp>.sha256`, checked against the copy right after it is written),
+    /// tar archives a checksum file and a full read of the archive. Only then is the snapshot
+    /// renamed from `.partial` to its timestamp and older ones pruned, so a failed run leaves
+    /// the previous snapshots as they were.
     ///
     /// # Errors
-    /// [`Error::InvalidValue`] for a retention of 0, [`Error::OverlappingExports`] when the
-    /// target is inside an export or contains one.
-    pub fn backup_plan(&self, options: &BackupOptions) -> Result<BackupPlan> {
+    /// [`Error::InvalidValue`] for a retention of 0 or a schedule with characters systemd's
+    /// `OnCalendar=` does not use, [`Error::OverlappingExports`] when the target is inside an
+    /// export or contains one.
+    pub fn backup_host_plan(&self, options: &BackupOptions) -> Result<HostPlan> {
         self.check_backup(options)?;
+        if options.schedule.is_empty()
+            || !options
+                .schedule
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || " *-:/,.~".contains(c))
+        {
+            return Err(Error::InvalidValue {
+                field: "backup schedule",
+                value: options.schedule.clone(),
+                reason: "a systemd OnCalendar= expression, e.g. `*-*-* 02:00:00` or `daily`",
+            });
+        }
+        let target = options.target.as_str();
+        let package = match options.method {
+            BackupMethod::Rsync => "rsync",
+            BackupMethod::Tar => "tar",
+        };
+        let service = format!(
+            "[Unit]\nDescription=hakube NFS export backup\nAfter=local-fs.target\n\n\
+             [Service]\nType=oneshot\nExecStart={BACKUP_SCRIPT}\nNice=10\nIOSchedulingClass=idle\n"
+        );
+        let timer = format!(
+            "[Unit]\nDescription=hakube NFS export backup schedule\n\n\
+             [Timer]\nOnCalendar={}\nPersistent=true\nRandomizedDelaySec=5min\n\n\
+             [Install]\nWantedBy=timers.target\n",
+            options.schedule
+        );
+        let unit_dir = "/etc/systemd/system";
+        Ok(HostPlan::new(self.input().server.name.as_str())
+            .package(Package::new(package))
+            .directory(Directory::new(target).mode(0o700).owner("0", "0"))
+            .file(File::new(BACKUP_SCRIPT, self.backup_script(options)).mode(0o700))
+            .file(File::new(RESTORE_SCRIPT, self.restore_script(options)).mode(0o700))
+            .file(File::new(
+                format!("{unit_dir}/{BACKUP_UNIT}.service"),
+                service,
+            ))
+            .file(File::new(format!("{unit_dir}/{BACKUP_UNIT}.timer"), timer))
+            .service(Service::new(format!("{BACKUP_UNIT}.timer"))))
+    }
+
+    fn backup_script(&self, options: &BackupOptions) -> String {
         let target = options.target.as_str();
         let mut s = String::from(
             "#!/bin/sh\n# hakube NFS export backup (rendered by hakube-nfs-provisioning).\n\
-             # Snapshots every export to <target>/<class>/<UTC timestamp>, keeps the newest N.\n\
-             set -eu\numask 077\n",
+             # Snapshots every export to <target>/<class>/<UTC timestamp>, verifies each copy,\n\
+             # then keeps the newest N.\nset -eu\numask 077\n",
         );
         let _ = writeln!(s, "TARGET={}", shell_quote(target));
         let _ = writeln!(s, "KEEP={}", options.retention);
@@ -153,7 +204,9 @@ impl NfsSetup {
         s.push_str(
             "prune() { # $1: directory; keep the newest $KEEP entries matching $2\n  \
              ls -1 \"$1\" | grep -E \"$2\" | sort -r | tail -n +$((KEEP + 1)) | while read -r old; do\n    \
-             rm -rf -- \"$1/$old\"\n  done\n}\n",
+             rm -rf -- \"$1/$old\" \"$1/$old.sha256\"\n  done\n}\n\
+             manifest() { # $1: directory; sha256 of every file, by relative path\n  \
+             (cd \"$1\" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0r sha256sum)\n}\n",
         );
         for e in &self.input().exports {
             let class = e.storage_class.as_str();
@@ -161,7 +214,7 @@ impl NfsSetup {
             let _ = writeln!(s, "\n# {} -> $TARGET/{class}", e.path);
             let _ = writeln!(
                 s,
-                "mkdir -p \"$TARGET/{class}\"\nrm -rf -- \"$TARGET/{class}\"/*.partial"
+                "mkdir -p \"$TARGET/{class}\"\nrm -rf -- \"$TARGET/{class}\"/*.partial \"$TARGET/{class}\"/*.partial.sha256"
             );
             match options.method {
                 BackupMethod::Rsync => {
@@ -169,6 +222,9 @@ impl NfsSetup {
                         s,
                         "LINK=\nif [ -d \"$TARGET/{class}/latest\" ]; then LINK=\"--link-dest=$TARGET/{class}/latest\"; fi\n\
                          rsync -aHAX --numeric-ids --delete $LINK {src}/ \"$TARGET/{class}/$TS.partial/\"\n\
+                         manifest \"$TARGET/{class}/$TS.partial\" > \"$TARGET/{class}/$TS.partial.sha256\"\n\
+                         {{ [ ! -s \"$TARGET/{class}/$TS.partial.sha256\" ] || (cd \"$TARGET/{class}/$TS.partial\" && sha256sum --quiet --strict -c \"$TARGET/{class}/$TS.partial.sha256\"); }}\n\
+                         mv \"$TARGET/{class}/$TS.partial.sha256\" \"$TARGET/{class}/$TS.sha256\"\n\
                          mv \"$TARGET/{class}/$TS.partial\" \"$TARGET/{class}/$TS\"\n\
                          ln -sfn \"$TS\" \"$TARGET/{class}/latest\"\n\
                          prune \"$TARGET/{class}\" '^[0-9]{{8}}T[0-9]{{6}}Z$'"
@@ -178,65 +234,85 @@ impl NfsSetup {
                     let _ = writeln!(
                         s,
                         "tar --numeric-owner --acls --xattrs -czf \"$TARGET/{class}/$TS.tar.gz.partial\" -C {src} .\n\
+                         tar -tzf \"$TARGET/{class}/$TS.tar.gz.partial\" > /dev/null\n\
+                         (cd \"$TARGET/{class}\" && sha256sum \"$TS.tar.gz.partial\" | sed 's/\\.partial$//' > \"$TS.tar.gz.sha256\")\n\
                          mv \"$TARGET/{class}/$TS.tar.gz.partial\" \"$TARGET/{class}/$TS.tar.gz\"\n\
+                         (cd \"$TARGET/{class}\" && sha256sum --quiet --strict -c \"$TS.tar.gz.sha256\")\n\
                          prune \"$TARGET/{class}\" '^[0-9]{{8}}T[0-9]{{6}}Z\\.tar\\.gz$'"
                     );
                 }
             }
-            let _ = writeln!(s, "echo \"{class}: $TARGET/{class}/$TS\"");
+            let _ = writeln!(s, "echo \"{class}: $TARGET/{class}/$TS (verified)\"");
         }
-        let script = HostFile {
-            path: BACKUP_SCRIPT.to_owned(),
-            contents: s,
-            mode: 0o700,
-        };
-        let package = match options.method {
-            BackupMethod::Rsync => "rsync",
-            BackupMethod::Tar => "tar",
-        };
-        let steps = vec![
-            Step {
-                name: "install-backup-tools",
-                description: "install the copy tool",
-                files: Vec::new(),
-                commands: vec![Command::new([
-                    "env",
-                    "DEBIAN_FRONTEND=noninteractive",
-                    "apt-get",
-                    "install",
-                    "-y",
-                    "--no-install-recommends",
-                    package,
-                ])],
-                kind: StepKind::Change,
-            },
-            Step {
-                name: "write-backup-script",
-                description: "install the backup script and its target directory",
-                files: vec![script.clone()],
-                commands: vec![Command::new(["install", "-d", "-m", "0700", target])],
-                kind: StepKind::Change,
-            },
-            Step {
-                name: "run-backup",
-                description: "snapshot every export and prune old snapshots",
-                files: Vec::new(),
-                commands: vec![Command::new([BACKUP_SCRIPT])],
-                kind: StepKind::Change,
-            },
-        ];
-        Ok(BackupPlan { script, steps })
+        s
     }
 
-    /// The restore script and steps: copy one snapshot (a timestamp, or `latest` for rsync
-    /// snapshots) back into every export, keeping owners and modes, then re-export and verify.
-    /// Run after the server plan on a rebuilt server.
+    fn restore_script(&self, options: &BackupOptions) -> String {
+        let mut s = String::from(
+            "#!/bin/sh\n# hakube NFS export restore (rendered by hakube-nfs-provisioning).\n\
+             # Usage: hakube-nfs-restore SNAPSHOT (a UTC timestamp, or latest for rsync snapshots).\n\
+             # Checks each snapshot against its checksums before copying anything back.\nset -eu\n",
+        );
+        let _ = writeln!(s, "TARGET={}", shell_quote(options.target.as_str()));
+        s.push_str(
+            "SNAP=${1:?usage: hakube-nfs-restore SNAPSHOT}\n\
+             case \"$SNAP\" in latest|[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]T[0-9][0-9][0-9][0-9][0-9][0-9]Z) ;; \
+             *) echo \"bad snapshot name $SNAP\" >&2; exit 2 ;; esac\n",
+        );
+        // Verify every export's snapshot first, so a bad one stops the restore before any copy.
+        for e in &self.input().exports {
+            let class = e.storage_class.as_str();
+            match options.method {
+                BackupMethod::Rsync => {
+                    let _ = writeln!(
+                        s,
+                        "S=$(readlink -f \"$TARGET/{class}/$SNAP\") || S=\ntest -d \"$S\" || {{ echo \"missing snapshot $TARGET/{class}/$SNAP\" >&2; exit 1; }}\n\
+                         {{ [ ! -s \"$S.sha256\" ] || (cd \"$S\" && sha256sum --quiet --strict -c \"$S.sha256\"); }} || {{ echo \"snapshot $S fails its checksums\" >&2; exit 1; }}"
+                    );
+                }
+                BackupMethod::Tar => {
+                    let _ = writeln!(
+                        s,
+                        "test -f \"$TARGET/{class}/$SNAP.tar.gz\" || {{ echo \"missing snapshot $TARGET/{class}/$SNAP.tar.gz\" >&2; exit 1; }}\n\
+                         (cd \"$TARGET/{class}\" && sha256sum --quiet --strict -c \"$SNAP.tar.gz.sha256\") || {{ echo \"snapshot $SNAP.tar.gz fails its checksum\" >&2; exit 1; }}"
+                    );
+                }
+            }
+        }
+        for e in &self.input().exports {
+            let class = e.storage_class.as_str();
+            let dst = shell_quote(e.path.as_str());
+            let _ = writeln!(s, "\n# $TARGET/{class}/$SNAP -> {}", e.path);
+            match options.method {
+                BackupMethod::Rsync => {
+                    let _ = writeln!(
+                        s,
+                        "rsync -aHAX --numeric-ids \"$TARGET/{class}/$SNAP/\" {dst}/"
+                    );
+                }
+                BackupMethod::Tar => {
+                    let _ = writeln!(
+                        s,
+                        "tar --numeric-owner --acls --xattrs -xzpf \"$TARGET/{class}/$SNAP.tar.gz\" -C {dst}"
+                    );
+                }
+            }
+            let _ = writeln!(s, "echo \"{class}: restored $SNAP into {}\"", e.path);
+        }
+        s.push_str("exportfs -ra\n");
+        s
+    }
+
+    /// The command that restores `snapshot` (a timestamp, or `latest` for rsync snapshots) into
+    /// every export on the NFS VM, after checking it against its checksums, then re-exports.
+    /// Run it on a rebuilt server after [`Self::server_host_plan`] and
+    /// [`Self::backup_host_plan`] (which installs the script); `remote::restore` (feature
+    /// `remote`) runs it and verifies the exports.
     ///
     /// # Errors
-    /// As [`Self::backup_plan`], plus [`Error::InvalidValue`] for a snapshot name that is not a
-    /// timestamp (`YYYYMMDDTHHMMSSZ`) or `latest`.
-    pub fn restore_plan(&self, options: &BackupOptions, snapshot: &str) -> Result<BackupPlan> {
-        self.check_backup(options)?;
+    /// [`Error::InvalidValue`] for a snapshot name that is not a timestamp
+    /// (`YYYYMMDDTHHMMSSZ`) or `latest` (rsync snapshots only).
+    pub fn restore_command(&self, options: &BackupOptions, snapshot: &str) -> Result<Vec<String>> {
         let is_ts = snapshot.len() == 16
             && snapshot.bytes().enumerate().all(|(i, b)| match i {
                 8 => b == b'T',
@@ -250,69 +326,7 @@ impl NfsSetup {
                 reason: "a timestamp like 20261127T060000Z (or latest for rsync snapshots)",
             });
         }
-        let mut s = String::from(
-            "#!/bin/sh\n# hakube NFS export restore (rendered by hakube-nfs-provisioning).\nset -eu\n",
-        );
-        let _ = writeln!(s, "TARGET={}", shell_quote(options.target.as_str()));
-        let _ = writeln!(s, "SNAP={snapshot}");
-        for e in &self.input().exports {
-            let class = e.storage_class.as_str();
-            let dst = shell_quote(e.path.as_str());
-            let _ = writeln!(s, "\n# $TARGET/{class}/$SNAP -> {}", e.path);
-            match options.method {
-                BackupMethod::Rsync => {
-                    let _ = writeln!(
-                        s,
-                        "test -d \"$TARGET/{class}/$SNAP\" || {{ echo \"missing snapshot $TARGET/{class}/$SNAP\" >&2; exit 1; }}\n\
-                         rsync -aHAX --numeric-ids \"$TARGET/{class}/$SNAP/\" {dst}/"
-                    );
-                }
-                BackupMethod::Tar => {
-                    let _ = writeln!(
-                        s,
-                        "test -f \"$TARGET/{class}/$SNAP.tar.gz\" || {{ echo \"missing snapshot $TARGET/{class}/$SNAP.tar.gz\" >&2; exit 1; }}\n\
-                         tar --numeric-owner --acls --xattrs -xzpf \"$TARGET/{class}/$SNAP.tar.gz\" -C {dst}"
-                    );
-                }
-            }
-            let _ = writeln!(s, "echo \"{class}: restored $SNAP into {}\"", e.path);
-        }
-        let script = HostFile {
-            path: RESTORE_SCRIPT.to_owned(),
-            contents: s,
-            mode: 0o700,
-        };
-        let steps = vec![
-            Step {
-                name: "write-restore-script",
-                description: "install the restore script",
-                files: vec![script.clone()],
-                commands: Vec::new(),
-                kind: StepKind::Change,
-            },
-            Step {
-                name: "restore-data",
-                description: "copy the snapshot back into every export",
-                files: Vec::new(),
-                commands: vec![Command::new([RESTORE_SCRIPT])],
-                kind: StepKind::Change,
-            },
-            Step {
-                name: "reexport",
-                description: "re-export the restored directories",
-                files: Vec::new(),
-                commands: vec![Command::new(["exportfs", "-ra"])],
-                kind: StepKind::Change,
-            },
-            Step {
-                name: "verify-exports",
-                description: "check `exportfs -v` lists every export with the wanted options",
-                files: Vec::new(),
-                commands: vec![Command::new(["exportfs", "-v"])],
-                kind: StepKind::VerifyExports,
-            },
-        ];
-        Ok(BackupPlan { script, steps })
+        Ok(vec![RESTORE_SCRIPT.to_owned(), snapshot.to_owned()])
     }
 
     /// [`Self::static_volumes`] as YAML files (`30-persistentvolume-<name>.yaml`), for

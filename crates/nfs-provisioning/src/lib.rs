@@ -6,22 +6,23 @@
 //! snapshots, exported to the control-plane nodes only). This crate turns its own small input
 //! model ([`NfsInput`]) into:
 //!
-//! - the server side as data: the exports file ([`server::EXPORTS_FILE`]), the export
-//!   directories with owner and mode, and named steps to install `nfs-kernel-server`,
-//!   `exportfs -ra` and verify with a parsed `exportfs -v` ([`NfsSetup::server_plan`]);
+//! - the server side as a host plan ([`NfsSetup::server_host_plan`]): `nfs-kernel-server`, the
+//!   export directories with owner and mode, the exports file ([`server::EXPORTS_FILE`]) and
+//!   `exportfs -ra` when it changed; verified with a parsed `exportfs -v`;
 //! - the cluster side as k8s-openapi objects: per export a provisioner Deployment, a shared
 //!   ServiceAccount and ClusterRole, and the StorageClasses ([`NfsSetup::cluster_objects`]), or
 //!   only StorageClasses for csi-driver-nfs; rendered as YAML for `cluster/nfs/` of the plan tree
 //!   ([`NfsSetup::cluster_files`]);
-//! - backup and restore of the exports as a script plus steps, and static PersistentVolumes to
-//!   re-attach old claims to a rebuilt cluster ([`NfsSetup::backup_plan`],
-//!   [`NfsSetup::restore_plan`], [`NfsSetup::static_volumes`]; the procedure is in [`backup`]);
+//! - backup of the exports on a systemd timer with verified, dated snapshots, a restore command,
+//!   and static PersistentVolumes to re-attach old claims to a rebuilt cluster
+//!   ([`NfsSetup::backup_host_plan`], [`NfsSetup::restore_command`],
+//!   [`NfsSetup::static_volumes`]; the procedure is in [`backup`]);
 //! - all of it as plan-tree files: [`NfsSetup::plan_files`].
 //!
 //! Everything above is pure: no I/O, no tokio. The effects live at the edges:
 //! [`apply::apply`] (kube-rs server-side apply with a dry-run pass first, then a bounded wait for
-//! the Deployments) and, with feature `remote`, `remote::run_server_plan` (the server steps
-//! over SSH through hakube-remote).
+//! the Deployments), the host-plan executor in hakube-remote (the server side), and with feature
+//! `remote`, `remote::verify_exports` / `remote::restore` over SSH.
 //!
 //! This library enables no k8s-openapi version feature: the final binary (or a dev-dependency)
 //! picks one, e.g. `k8s-openapi = { version = "0.29", features = ["latest"] }`.
@@ -37,9 +38,9 @@
 //! let exports = setup.exports_file().to_string();
 //! assert!(exports.contains("/srv/nfs/k8s-prod 10.20.0.0/24(rw,sync,no_subtree_check,root_squash)"));
 //!
-//! // Everything for the plan tree, paths relative to `out/`.
+//! // The server as a host plan, the cluster objects as plan-tree files (paths relative to `out/`).
+//! assert!(setup.server_host_plan().file_content("/etc/exports.d/hakube.exports").is_some());
 //! let files = setup.plan_files()?;
-//! assert_eq!(files[0].path, "hosts/nfs1/etc/exports.d/hakube.exports");
 //! assert!(files.iter().any(|f| f.path == "cluster/nfs/20-storageclass-nfs-prod.yaml"));
 //! # Ok::<(), hakube_nfs_provisioning::Error>(())
 //! ```

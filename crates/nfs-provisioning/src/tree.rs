@@ -7,8 +7,7 @@ use crate::model::NfsSetup;
 /// A file of the plan tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlanFile {
-    /// Path relative to the plan tree's root: `hosts/<vm>/<absolute path on the VM>` for server
-    /// files, `cluster/nfs/<file>` for cluster objects.
+    /// Path relative to the plan tree's root: `cluster/nfs/<file>`.
     pub path: String,
     /// Full contents.
     pub contents: String,
@@ -17,22 +16,13 @@ pub struct PlanFile {
 }
 
 impl NfsSetup {
-    /// The server files under `hosts/<nfs vm>/...` and the cluster manifests under
-    /// `cluster/nfs/...`, in that order.
+    /// The cluster manifests under `cluster/nfs/...` (the server side is a host plan:
+    /// [`NfsSetup::server_host_plan`]).
     ///
     /// # Errors
     /// [`crate::Error::Yaml`] if a manifest cannot be serialised (a bug).
     pub fn plan_files(&self) -> Result<Vec<PlanFile>> {
-        let host = self.input().server.name.as_str();
-        let mut out: Vec<PlanFile> = self
-            .server_files()
-            .into_iter()
-            .map(|f| PlanFile {
-                path: format!("hosts/{host}{}", f.path),
-                contents: f.contents,
-                mode: f.mode,
-            })
-            .collect();
+        let mut out = Vec::new();
         for f in self.cluster_files()? {
             out.push(PlanFile {
                 path: format!("{CLUSTER_DIR}/{}", f.name),

@@ -8,7 +8,10 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;
 
-use hakube_nfs_provisioning::backup::{BackupMethod, BackupOptions, ExistingClaim};
+use hakube_host_state::HostPlan;
+use hakube_nfs_provisioning::backup::{
+    BACKUP_SCRIPT, BackupMethod, BackupOptions, ExistingClaim, RESTORE_SCRIPT,
+};
 use hakube_nfs_provisioning::exports::ExportPath;
 use hakube_nfs_provisioning::{Error, K8sName};
 use k8s_openapi::api::core::v1::PersistentVolume;
@@ -20,33 +23,45 @@ fn options(method: BackupMethod) -> BackupOptions {
     }
 }
 
+fn script(plan: &HostPlan, path: &str) -> String {
+    String::from_utf8(plan.file_content(path).expect("script").to_vec()).expect("utf-8")
+}
+
 #[test]
 fn backup_and_restore_script_snapshots() {
     let setup = common::seed();
     for (name, method) in [("rsync", BackupMethod::Rsync), ("tar", BackupMethod::Tar)] {
-        let plan = setup.backup_plan(&options(method)).expect("backup");
-        insta::assert_snapshot!(format!("backup_script_{name}"), plan.script.contents);
-        let steps: Vec<_> = plan.steps.iter().map(|s| s.name).collect();
-        assert_eq!(
-            steps,
-            ["install-backup-tools", "write-backup-script", "run-backup"]
+        let plan = setup.backup_host_plan(&options(method)).expect("backup");
+        plan.validate().expect("valid");
+        insta::assert_snapshot!(
+            format!("backup_script_{name}"),
+            script(&plan, BACKUP_SCRIPT)
         );
-        let snap = if method == BackupMethod::Rsync {
-            "latest"
-        } else {
-            "20261127T060000Z"
-        };
-        let restore = setup.restore_plan(&options(method), snap).expect("restore");
-        insta::assert_snapshot!(format!("restore_script_{name}"), restore.script.contents);
-        let steps: Vec<_> = restore.steps.iter().map(|s| s.name).collect();
+        insta::assert_snapshot!(
+            format!("restore_script_{name}"),
+            script(&plan, RESTORE_SCRIPT)
+        );
+        let items: Vec<String> = plan.items.iter().map(ToString::to_string).collect();
         assert_eq!(
-            steps,
+            items,
             [
-                "write-restore-script",
-                "restore-data",
-                "reexport",
-                "verify-exports"
+                format!("package {name}"),
+                "directory /var/backups/hakube-nfs".to_owned(),
+                format!("file {BACKUP_SCRIPT}"),
+                format!("file {RESTORE_SCRIPT}"),
+                "file /etc/systemd/system/hakube-nfs-backup.service".to_owned(),
+                "file /etc/systemd/system/hakube-nfs-backup.timer".to_owned(),
+                "service hakube-nfs-backup.timer".to_owned(),
             ]
+        );
+        let timer = String::from_utf8_lossy(
+            plan.file_content("/etc/systemd/system/hakube-nfs-backup.timer")
+                .expect("timer"),
+        )
+        .into_owned();
+        assert!(
+            timer.contains("OnCalendar=*-*-* 02:30:00\nPersistent=true"),
+            "{timer}"
         );
     }
 }
@@ -57,15 +72,24 @@ fn bad_backup_input_is_rejected() {
     let mut o = options(BackupMethod::Rsync);
     o.retention = 0;
     assert!(matches!(
-        setup.backup_plan(&o),
+        setup.backup_host_plan(&o),
         Err(Error::InvalidValue {
             field: "backup retention",
             ..
         })
     ));
     let mut o = options(BackupMethod::Rsync);
+    o.schedule = "daily\nExecStart=/bin/evil".to_owned();
+    assert!(matches!(
+        setup.backup_host_plan(&o),
+        Err(Error::InvalidValue {
+            field: "backup schedule",
+            ..
+        })
+    ));
+    let mut o = options(BackupMethod::Rsync);
     o.target = ExportPath::new("/srv/nfs/k8s-prod/backups").expect("path");
-    let err = setup.backup_plan(&o).expect_err("inside export");
+    let err = setup.backup_host_plan(&o).expect_err("inside export");
     assert_eq!(
         err.to_string(),
         "export /srv/nfs/k8s-prod/backups overlaps export /srv/nfs/k8s-prod (the same directory or nested inside it)"
@@ -75,31 +99,33 @@ fn bad_backup_input_is_rejected() {
     let with_etcd = common::etcd_backup();
     let mut o = options(BackupMethod::Rsync);
     o.target = ExportPath::new("/srv/nfs/etcd-backup/nfs").expect("path");
-    let err = with_etcd.backup_plan(&o).expect_err("inside plain export");
+    let err = with_etcd
+        .backup_host_plan(&o)
+        .expect_err("inside plain export");
     assert!(matches!(err, Error::OverlappingExports { .. }), "{err}");
+    let rsync = options(BackupMethod::Rsync);
     assert_eq!(
-        with_etcd
-            .backup_plan(&options(BackupMethod::Rsync))
-            .expect("backup")
-            .script,
-        setup
-            .backup_plan(&options(BackupMethod::Rsync))
-            .expect("backup")
-            .script
+        script(
+            &with_etcd.backup_host_plan(&rsync).expect("backup"),
+            BACKUP_SCRIPT
+        ),
+        script(
+            &setup.backup_host_plan(&rsync).expect("backup"),
+            BACKUP_SCRIPT
+        )
     );
     for bad in ["", "latest; rm -rf /", "2026-11-27", "../x"] {
-        assert!(
-            setup
-                .restore_plan(&options(BackupMethod::Rsync), bad)
-                .is_err(),
-            "{bad:?}"
-        );
+        assert!(setup.restore_command(&rsync, bad).is_err(), "{bad:?}");
     }
     // tar archives have no `latest`.
     assert!(
         setup
-            .restore_plan(&options(BackupMethod::Tar), "latest")
+            .restore_command(&options(BackupMethod::Tar), "latest")
             .is_err()
+    );
+    assert_eq!(
+        setup.restore_command(&rsync, "latest").expect("latest"),
+        [RESTORE_SCRIPT, "latest"]
     );
 }
 
@@ -175,18 +201,18 @@ fn real_backup_retention_and_restore() {
     for method in [BackupMethod::Rsync, BackupMethod::Tar] {
         let tmp = tempfile::tempdir().expect("tmp");
         let t = tmp.path().display();
-        let backup = setup.backup_plan(&options(method)).expect("backup");
+        let plan = setup.backup_host_plan(&options(method)).expect("backup");
         let restore_name = if method == BackupMethod::Rsync {
             "latest".to_owned()
         } else {
             // The second snapshot of the fake clock below.
             "20261127T060002Z".to_owned()
         };
-        let restore = setup
-            .restore_plan(&options(method), &restore_name)
-            .expect("restore");
-        std::fs::write(tmp.path().join("backup.sh"), &backup.script.contents).expect("write");
-        std::fs::write(tmp.path().join("restore.sh"), &restore.script.contents).expect("write");
+        std::fs::write(tmp.path().join("backup.sh"), script(&plan, BACKUP_SCRIPT)).expect("write");
+        std::fs::write(tmp.path().join("restore.sh"), script(&plan, RESTORE_SCRIPT))
+            .expect("write");
+        // The restore re-exports at the end: not this machine's exports.
+        std::fs::write(tmp.path().join("bin-exportfs"), "#!/bin/sh\nexit 0\n").expect("exportfs");
         // A fake `date` so three runs get three distinct timestamps.
         std::fs::create_dir_all(tmp.path().join("bin")).expect("bin");
         std::fs::write(
@@ -198,6 +224,7 @@ fn real_backup_retention_and_restore() {
         .expect("date");
         let mut script = format!(
             "set -e\nexport PATH={t}/bin:$PATH\nchmod 755 {t}/bin/date\n\
+             mv {t}/bin-exportfs {t}/bin/exportfs && chmod 755 {t}/bin/exportfs\n\
              mount -t tmpfs hakube-test /srv\nmount -t tmpfs hakube-test /var/backups\n"
         );
         // The server plan's directories, then some volume data with other owners.
@@ -205,7 +232,10 @@ fn real_backup_retention_and_restore() {
             let _ = writeln!(
                 script,
                 "install -d -o {} -g {} -m {:o} {}",
-                d.uid, d.gid, d.mode, d.path
+                d.owner.as_deref().unwrap_or("0"),
+                d.group.as_deref().unwrap_or("0"),
+                d.mode,
+                d.path
             );
         }
         script.push_str(
@@ -226,7 +256,7 @@ fn real_backup_retention_and_restore() {
         let _ = writeln!(script, "sh {t}/backup.sh");
         script.push_str(
             "echo '== links'\nstat -c %h /var/backups/hakube-nfs/nfs-nonprod/*/dev/cache/f 2>/dev/null | head -n 1\n\
-             echo '== snapshots'\nls -1 /var/backups/hakube-nfs/nfs-prod\n",
+             echo '== snapshots'\nls -1 /var/backups/hakube-nfs/nfs-prod | grep -v sha256\n",
         );
         // Disaster: the exports are gone; the server plan re-creates empty directories.
         script.push_str("rm -rf /srv/nfs\n");
@@ -234,10 +264,13 @@ fn real_backup_retention_and_restore() {
             let _ = writeln!(
                 script,
                 "install -d -o {} -g {} -m {:o} {}",
-                d.uid, d.gid, d.mode, d.path
+                d.owner.as_deref().unwrap_or("0"),
+                d.group.as_deref().unwrap_or("0"),
+                d.mode,
+                d.path
             );
         }
-        let _ = writeln!(script, "sh {t}/restore.sh >/dev/null");
+        let _ = writeln!(script, "sh {t}/restore.sh {restore_name} >/dev/null");
         script.push_str(
             "echo '== restored'\ncat /srv/nfs/k8s-prod/shop/db/data\n\
              stat -c '%u:%g %a' /srv/nfs/k8s-prod/shop/db/data /srv/nfs/k8s-prod\n\

@@ -8,26 +8,10 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;
 
+use hakube_host_state::Item;
 use hakube_nfs_provisioning::exports::{ExportsFile, parse_exportfs_verbose, verify_live_exports};
-use hakube_nfs_provisioning::server::{EXPORTS_FILE, ServerPlan, StepKind};
+use hakube_nfs_provisioning::server::EXPORTS_FILE;
 use hakube_nfs_provisioning::{Error, NfsSetup};
-
-fn render_plan(plan: &ServerPlan) -> String {
-    let mut out = format!("host: {}\n", plan.host);
-    for d in &plan.directories {
-        writeln!(out, "dir {} {}:{} {:04o}", d.path, d.uid, d.gid, d.mode).expect("fmt");
-    }
-    for s in &plan.steps {
-        writeln!(out, "step {} ({:?}): {}", s.name, s.kind, s.description).expect("fmt");
-        for f in &s.files {
-            writeln!(out, "  file {} {:04o}", f.path, f.mode).expect("fmt");
-        }
-        for c in &s.commands {
-            writeln!(out, "  $ {}", c.to_shell()).expect("fmt");
-        }
-    }
-    out
-}
 
 #[test]
 fn exports_file_snapshots() {
@@ -40,10 +24,11 @@ fn exports_file_snapshots() {
 
 #[test]
 fn server_plan_snapshot() {
-    let plan = common::varied().server_plan();
-    assert_eq!(plan.files.len(), 1);
-    assert_eq!(plan.files[0].path, EXPORTS_FILE);
-    insta::assert_snapshot!("server_plan_varied", render_plan(&plan));
+    let plan = common::varied().server_host_plan();
+    plan.validate().expect("valid");
+    assert_eq!(plan.files().count(), 1);
+    assert!(plan.file_content(EXPORTS_FILE).is_some());
+    insta::assert_snapshot!("server_host_plan_varied", plan.to_json());
 }
 
 /// A plain export (no StorageClass) is exported and created like the others: here the etcd
@@ -62,14 +47,17 @@ fn plain_export_is_exported_and_created_but_has_no_cluster_objects() {
         line,
         format!("/srv/nfs/etcd-backup 10.20.0.14/32{opts} 10.20.0.15/32{opts} 10.20.0.16/32{opts}")
     );
-    let plan = setup.server_plan();
-    insta::assert_snapshot!("server_plan_etcd_backup", render_plan(&plan));
-    let dir = plan
-        .directories
-        .iter()
+    let plan = setup.server_host_plan();
+    insta::assert_snapshot!("server_host_plan_etcd_backup", plan.to_json());
+    let dir = setup
+        .server_directories()
+        .into_iter()
         .find(|d| d.path == "/srv/nfs/etcd-backup")
         .expect("directory");
-    assert_eq!((dir.uid, dir.gid, dir.mode), (0, 0, 0o700));
+    assert_eq!(
+        (dir.owner.as_deref(), dir.group.as_deref(), dir.mode),
+        (Some("0"), Some("0"), 0o700)
+    );
     // Nothing in the cluster: no provisioner, no StorageClass for it.
     assert_eq!(
         setup.cluster_files().expect("render"),
@@ -270,64 +258,59 @@ fn real_exportfs_unavailable() -> Option<String> {
     None
 }
 
-/// Runs every step of the plan inside a private mount namespace: /etc is an overlay, /srv a
-/// tmpfs and /var/lib/nfs a temporary directory, so the host is untouched. `apt-get` and
-/// `systemctl` are stand-ins that record their calls; `install` and `exportfs` are real.
-/// Returns (stdout of the verify step, stand-in calls).
-fn run_plan_with_real_exportfs(setup: &NfsSetup) -> (String, String) {
+/// Applies the host plan's file, directories and `exportfs -ra` inside a private mount
+/// namespace (/etc an overlay, /srv a tmpfs, /var/lib/nfs a temporary directory), so the
+/// machine is untouched, with the real `install` and `exportfs`; the full plan runs over SSH
+/// with the executor in `tests/lab.rs`. Returns `exportfs -v`.
+fn run_plan_with_real_exportfs(setup: &NfsSetup) -> String {
     let tmp = tempfile::tempdir().expect("tempdir");
     let t = tmp.path();
-    for d in ["up", "work", "varlib", "bin", "files"] {
+    for d in ["up", "work", "varlib", "files"] {
         std::fs::create_dir_all(t.join(d)).expect("mkdir");
     }
-    for tool in ["apt-get", "systemctl"] {
-        let p = t.join("bin").join(tool);
-        std::fs::write(
-            &p,
-            format!("#!/bin/sh\necho \"{tool} $*\" >> {}/calls\n", t.display()),
-        )
-        .expect("stand-in");
-        Command::new("chmod")
-            .arg("755")
-            .arg(&p)
-            .status()
-            .expect("chmod");
-    }
-    let plan = setup.server_plan();
+    let plan = setup.server_host_plan();
     let mut script = format!(
         "set -e\nmount -t overlay overlay -o lowerdir=/etc,upperdir={t}/up,workdir={t}/work /etc\n\
          mount -t tmpfs hakube-test /srv\nmount --bind {t}/varlib /var/lib/nfs\n: > /etc/exports\n\
-         echo 10.20.0.21 node1 >> /etc/hosts\n\
-         export PATH={t}/bin:$PATH\n",
+         echo 10.20.0.21 node1 >> /etc/hosts\n",
         t = t.display()
     );
-    for (i, step) in plan.steps.iter().enumerate() {
-        writeln!(script, "echo '== step {}' >&2", step.name).expect("fmt");
-        for (j, f) in step.files.iter().enumerate() {
-            let local = t.join("files").join(format!("{i}-{j}"));
-            std::fs::write(&local, &f.contents).expect("write");
-            writeln!(
-                script,
-                "install -m {m:04o} {l} {p}",
-                p = f.path,
-                m = f.mode,
-                l = local.display()
-            )
-            .expect("fmt");
-        }
-        for c in &step.commands {
-            if step.kind == StepKind::VerifyExports {
-                writeln!(script, "{} > {}/verify.out", c.to_shell(), t.display()).expect("fmt");
-            } else {
-                writeln!(script, "{}", c.to_shell()).expect("fmt");
+    let mut dirs = Vec::new();
+    for (i, item) in plan.items.iter().enumerate() {
+        match item {
+            Item::Directory(d) => {
+                writeln!(
+                    script,
+                    "install -d -m {:o} -o {} -g {} {}",
+                    d.mode,
+                    d.owner.as_deref().unwrap_or("0"),
+                    d.group.as_deref().unwrap_or("0"),
+                    d.path
+                )
+                .expect("fmt");
+                dirs.push(d.clone());
             }
+            Item::File(f) => {
+                let local = t.join("files").join(i.to_string());
+                std::fs::write(&local, &f.content).expect("write");
+                writeln!(
+                    script,
+                    "install -m {:o} {} {}",
+                    f.mode,
+                    local.display(),
+                    f.path
+                )
+                .expect("fmt");
+            }
+            Item::Exec(e) => writeln!(script, "{}", e.argv.join(" ")).expect("fmt"),
+            _ => {}
         }
     }
+    writeln!(script, "exportfs -v > {}/verify.out", t.display()).expect("fmt");
     writeln!(
         script,
         "stat -c '%n %u:%g %a' {}",
-        plan.directories
-            .iter()
+        dirs.iter()
             .map(|d| d.path.as_str())
             .collect::<Vec<_>>()
             .join(" ")
@@ -344,13 +327,17 @@ fn run_plan_with_real_exportfs(setup: &NfsSetup) -> (String, String) {
         "exportfs complained about the rendered file: {stderr}"
     );
     let stat = String::from_utf8_lossy(&out.stdout).into_owned();
-    for d in &plan.directories {
-        let want = format!("{} {}:{} {:o}", d.path, d.uid, d.gid, d.mode);
+    for d in &dirs {
+        let want = format!(
+            "{} {}:{} {:o}",
+            d.path,
+            d.owner.as_deref().unwrap_or("0"),
+            d.group.as_deref().unwrap_or("0"),
+            d.mode
+        );
         assert!(stat.contains(&want), "want {want} in {stat}");
     }
-    let verify = std::fs::read_to_string(t.join("verify.out")).expect("verify output");
-    let calls = std::fs::read_to_string(t.join("calls")).unwrap_or_default();
-    (verify, calls)
+    std::fs::read_to_string(t.join("verify.out")).expect("verify output")
 }
 
 #[test]
@@ -372,17 +359,9 @@ fn rendered_exports_are_valid() {
         match real_exportfs_unavailable() {
             Some(why) => println!("{name}: real exportfs NOT run: {why}; grammar check only"),
             None => {
-                let (verify, calls) = run_plan_with_real_exportfs(&setup);
+                let verify = run_plan_with_real_exportfs(&setup);
                 let live = parse_exportfs_verbose(&verify).expect("parse real exportfs -v");
                 verify_live_exports(&file, &live).expect("live exports match the model");
-                assert!(
-                    calls.contains("apt-get install -y --no-install-recommends nfs-kernel-server"),
-                    "{calls}"
-                );
-                assert!(
-                    calls.contains("systemctl enable --now nfs-server.service"),
-                    "{calls}"
-                );
                 println!(
                     "{name}: exports validated by the REAL exportfs (exportfs -ra, then exportfs -v parsed: {} live exports match)",
                     live.len()

@@ -101,6 +101,7 @@ pub(crate) fn render(cluster: &Cluster, tree: &mut PlanTree) -> Result<(), Error
     let Some(setup) = setup(cluster)? else {
         return Ok(());
     };
+    tree.host_items(setup.server_host_plan())?;
     for f in setup.plan_files().map_err(err)? {
         tree.insert(f.path, f.contents, f.mode)?;
     }
