@@ -5,6 +5,7 @@
 
 use std::net::IpAddr;
 
+use hakube_nfs_provisioning::backup::BackupOptions;
 use hakube_nfs_provisioning::exports::{Client, ExportPath, HostName};
 use hakube_nfs_provisioning::{
     ClusterOptions, DataPolicy, ExportSpec, K8sName, NfsInput, NfsServer, NfsSetup, PlainExport,
@@ -102,6 +103,18 @@ pub(crate) fn render(cluster: &Cluster, tree: &mut PlanTree) -> Result<(), Error
         return Ok(());
     };
     tree.host_items(setup.server_host_plan())?;
+    if let Some(b) = cluster
+        .topology
+        .backup
+        .as_ref()
+        .and_then(|b| b.nfs.as_ref())
+    {
+        let options = BackupOptions {
+            schedule: b.schedule.clone(),
+            ..BackupOptions::new(ExportPath::new(&b.target).map_err(err)?, b.keep.into())
+        };
+        tree.host_items(setup.backup_host_plan(&options).map_err(err)?)?;
+    }
     for f in setup.plan_files().map_err(err)? {
         tree.insert(f.path, f.contents, f.mode)?;
     }

@@ -464,6 +464,42 @@ pub struct Backup {
     /// Periodic etcd snapshots to an NFS export; none when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub etcd: Option<EtcdBackup>,
+    /// Periodic snapshots of the NFS exports on the NFS VM; none when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nfs: Option<NfsBackup>,
+}
+
+/// Snapshots of every StorageClass export, taken on the NFS VM by a systemd timer: dated
+/// directories (rsync, unchanged files hard-linked to the previous snapshot), each verified
+/// against a SHA-256 manifest, the newest `keep` kept. Restore with the NFS VM's
+/// `hakube-nfs-restore SNAPSHOT`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NfsBackup {
+    /// Absolute directory on the NFS VM, outside every export (ideally another disk, or copied
+    /// off the VM).
+    pub target: String,
+    /// When to run: a systemd `OnCalendar=` expression (`daily`, `*-*-* 02:30:00`). Default:
+    /// every day at 02:30.
+    #[serde(default = "default_nfs_backup_schedule")]
+    pub schedule: String,
+    /// How many snapshots to keep per export (at least 1). Default: 7.
+    #[serde(default = "default_nfs_backup_keep")]
+    #[schemars(range(min = 1))]
+    pub keep: u16,
+}
+
+/// The default NFS backup schedule (systemd `OnCalendar=`): every day at 02:30.
+pub const DEFAULT_NFS_BACKUP_SCHEDULE: &str = "*-*-* 02:30:00";
+/// The default number of NFS snapshots kept.
+pub const DEFAULT_NFS_BACKUP_KEEP: u16 = 7;
+
+fn default_nfs_backup_schedule() -> String {
+    DEFAULT_NFS_BACKUP_SCHEDULE.to_owned()
+}
+
+fn default_nfs_backup_keep() -> u16 {
+    DEFAULT_NFS_BACKUP_KEEP
 }
 
 /// Periodic etcd snapshots, taken on the control-plane nodes and written to an NFS export.

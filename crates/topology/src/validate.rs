@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 
 use crate::error::Rule;
-use crate::model::{EtcdBackup, Role, TlsMode, Topology, VaultPlacement, VmSize};
+use crate::model::{EtcdBackup, NfsBackup, Role, TlsMode, Topology, VaultPlacement, VmSize};
 
 /// Collects problems by path; positions are filled in by the caller.
 #[derive(Debug, Default)]
@@ -533,6 +533,9 @@ pub(crate) fn check(t: &Topology, f: &mut Findings) {
     if let Some(b) = etcd_backup {
         check_etcd_backup(f, t, b);
     }
+    if let Some(b) = t.backup.as_ref().and_then(|b| b.nfs.as_ref()) {
+        check_nfs_backup(f, t, b);
+    }
     if defaults > 1 {
         f.error(
             Rule::StorageClass,
@@ -743,6 +746,63 @@ fn check_etcd_backup(f: &mut Findings, t: &Topology, b: &EtcdBackup) {
         f.error(
             Rule::Backup,
             "backup.etcd.keep",
+            "keep at least one snapshot",
+        );
+    }
+}
+
+/// The NFS backup: an NFS server to run on, an absolute target outside every export, a
+/// schedule systemd can read, at least one snapshot kept.
+fn check_nfs_backup(f: &mut Findings, t: &Topology, b: &NfsBackup) {
+    let target = b.target.trim_end_matches('/');
+    if !b.target.starts_with('/') || b.target.contains(['\n', '\0', ' ']) || target.is_empty() {
+        f.error(
+            Rule::Backup,
+            "backup.nfs.target",
+            format!("`{}` is not an absolute directory path", b.target),
+        );
+    }
+    match &t.nfs {
+        None => f.error(
+            Rule::Backup,
+            "backup.nfs",
+            "NFS backups run on the NFS server, and there is no nfs server",
+        ),
+        Some(nfs) => {
+            let inside = |outer: &str, inner: &str| {
+                inner == outer || inner.starts_with(&format!("{outer}/"))
+            };
+            for (i, e) in nfs.exports.iter().enumerate() {
+                let path = e.path.trim_end_matches('/');
+                if inside(path, target) || inside(target, path) {
+                    f.error(
+                        Rule::Backup,
+                        "backup.nfs.target",
+                        format!("`{}` overlaps nfs.exports[{i}] `{}`: a backup inside what it backs up is copied into itself and lost with it", b.target, e.path),
+                    );
+                }
+            }
+        }
+    }
+    if b.schedule.trim().is_empty()
+        || !b
+            .schedule
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || " *-:/,.~".contains(c))
+    {
+        f.error(
+            Rule::Backup,
+            "backup.nfs.schedule",
+            format!(
+                "`{}` is not a systemd OnCalendar= expression (e.g. `daily` or `*-*-* 02:30:00`)",
+                b.schedule
+            ),
+        );
+    }
+    if b.keep == 0 {
+        f.error(
+            Rule::Backup,
+            "backup.nfs.keep",
             "keep at least one snapshot",
         );
     }

@@ -693,3 +693,54 @@ fn etcd_backup_rejects_unknown_fields() {
     assert_eq!(path.as_deref(), Some("backup.etcd"), "{err}");
     assert!(message.contains("retention"), "{message}");
 }
+
+#[test]
+fn nfs_backup_target_is_absolute_and_outside_every_export() {
+    let m = problem(
+        &seed_with("target: /var/backups/hakube-nfs", "target: var/backups"),
+        Rule::Backup,
+        "backup.nfs.target",
+    );
+    assert!(m.contains("not an absolute"), "{m}");
+    for inside in ["/srv/nfs/k8s-prod/backups", "/srv/nfs"] {
+        let m = problem(
+            &seed_with(
+                "target: /var/backups/hakube-nfs",
+                &format!("target: {inside}"),
+            ),
+            Rule::Backup,
+            "backup.nfs.target",
+        );
+        assert!(m.contains("overlaps nfs.exports"), "{m}");
+    }
+}
+
+#[test]
+fn nfs_backup_needs_an_nfs_server() {
+    let start = SEED.find("nfs:\n").unwrap();
+    let end = SEED.find("kubernetes:\n").unwrap();
+    let text = format!("{}{}", &SEED[..start], &SEED[end..]);
+    let m = problem(&text, Rule::Backup, "backup.nfs");
+    assert!(m.contains("no nfs server"), "{m}");
+}
+
+#[test]
+fn nfs_backup_schedule_is_an_on_calendar_expression() {
+    let m = problem(
+        &seed_with("\"*-*-* 02:30:00\"", "\"daily; rm -rf /\""),
+        Rule::Backup,
+        "backup.nfs.schedule",
+    );
+    assert!(m.contains("OnCalendar"), "{m}");
+    load(&seed_with("\"*-*-* 02:30:00\"", "daily"), "s").unwrap();
+}
+
+#[test]
+fn nfs_backup_keeps_at_least_one_snapshot() {
+    let m = problem(
+        &seed_with("keep: 7", "keep: 0"),
+        Rule::Backup,
+        "backup.nfs.keep",
+    );
+    assert!(m.contains("at least one"), "{m}");
+}
