@@ -21,13 +21,13 @@
 //! The load balancers and the CNI are separate steps (`plan`/`provision` and the add-ons).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Parser;
-use hakube_examples::ssh::{SshArgs, apply_tree};
+use hakube_examples::ssh::{SshArgs, apply_plans, plans_from_tree};
 use hakube_kubeadm::flow::{
     Bootstrap, BootstrapHooks, BootstrapOptions, BootstrapProgress, Host, ProgressEvent,
 };
@@ -60,31 +60,6 @@ struct Args {
     /// the NFS client, image pre-pull on masters), all in parallel.
     #[arg(long)]
     prepare: bool,
-}
-
-/// Loads the secrets `plan` keeps, or generates them and writes the file (0600).
-fn secrets(path: &Path) -> Result<ClusterSecrets, String> {
-    if let Ok(text) = std::fs::read_to_string(path) {
-        let kept = PlanSecrets::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-        return Ok(kept.kubeadm);
-    }
-    let s = PlanSecrets::generate();
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    }
-    write_private(path, &s.to_env()).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(s.kubeadm)
-}
-
-fn write_private(path: &Path, body: &str) -> std::io::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(body.as_bytes())
 }
 
 /// Where CNI manifests are copied on the first master.
@@ -215,13 +190,14 @@ async fn main() -> ExitCode {
              does not wait for Ready"
         );
     }
-    let secrets = match secrets(&args.secrets_file) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let secrets =
+        match hakube_examples::load_or_create_secrets(&args.secrets_file).map(|s| s.kubeadm) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
     let nodes: Vec<Host> = args.ssh.sessions(
         &pool,
         &cluster,
@@ -269,18 +245,18 @@ async fn main() -> ExitCode {
             }
         };
         println!("preparing {} node(s)", nodes.len());
-        match apply_tree(&tree, nodes.clone(), Mode::Apply, 16).await {
-            Ok(reports) if reports.iter().all(|r| r.result.is_ok()) => {}
-            Ok(_) => {
-                eprintln!("error: node preparation failed (see above)");
-                pool.close_all().await;
-                return ExitCode::FAILURE;
-            }
+        let work = match plans_from_tree(&tree, nodes.clone()) {
+            Ok(w) => w,
             Err(e) => {
                 eprintln!("error: {e}");
-                pool.close_all().await;
                 return ExitCode::FAILURE;
             }
+        };
+        let reports = apply_plans(&work, Mode::Apply, 16).await;
+        if reports.iter().any(|r| r.result.is_err()) {
+            eprintln!("error: node preparation failed (see above)");
+            pool.close_all().await;
+            return ExitCode::FAILURE;
         }
     }
     let result = bootstrap.run().await;

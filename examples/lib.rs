@@ -23,6 +23,35 @@ pub fn load_topology(path: &Path) -> Result<Cluster, String> {
     hakube_topology::load(&text, &path.display().to_string()).map_err(|e| e.to_string())
 }
 
+/// Loads the secrets `plan` keeps at `path`, or generates them and writes the file (mode 0600,
+/// created exclusively, so two runs never write different secrets).
+///
+/// # Errors
+/// A message naming the file when it cannot be read, parsed or written (never a secret).
+pub fn load_or_create_secrets(path: &Path) -> Result<hakube_plan::PlanSecrets, String> {
+    if let Ok(text) = std::fs::read_to_string(path) {
+        return hakube_plan::PlanSecrets::parse(&text)
+            .map_err(|e| format!("{}: {e}", path.display()));
+    }
+    let s = hakube_plan::PlanSecrets::generate();
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    write_private(path, &s.to_env()).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(s)
+}
+
+fn write_private(path: &Path, body: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(body.as_bytes())
+}
+
 /// An error with its chain of causes, on one line (`outer: inner: root cause`).
 #[must_use]
 pub fn error_chain(e: &dyn std::error::Error) -> String {

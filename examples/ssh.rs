@@ -2,10 +2,11 @@
 //! applying host plans with progress and a summary.
 
 use std::io::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hakube_host_state::HostPlan;
 use hakube_plan::PlanTree;
 use hakube_remote::{
     Auth, FanOut, HostKeyPolicy, HostReport, Mode, Progress, RemoteExec, SshConfig, SshPool,
@@ -103,20 +104,18 @@ impl Progress for HostStarted {
     }
 }
 
-/// Applies (or dry-runs) each host's plan from `tree`, hosts in parallel (at most
-/// `concurrency`), printing each host's changes as it finishes and a summary at the end.
-/// Returns the reports, in the order of `hosts`.
+/// A host and the plan to apply to it.
+pub type HostWork = (Arc<dyn RemoteExec>, HostPlan);
+
+/// Pairs each host with its plan from `tree`.
 ///
 /// # Errors
-/// A message when `tree` has no plan for one of the hosts.
-pub async fn apply_tree(
+/// A message naming a host the tree has no plan for.
+pub fn plans_from_tree(
     tree: &PlanTree,
     hosts: Vec<Arc<dyn RemoteExec>>,
-    mode: Mode,
-    concurrency: usize,
-) -> Result<Vec<HostReport>, String> {
-    let started = Instant::now();
-    let work = hosts
+) -> Result<Vec<HostWork>, String> {
+    hosts
         .into_iter()
         .map(|h| {
             let plan = tree
@@ -125,14 +124,39 @@ pub async fn apply_tree(
                 .ok_or_else(|| format!("the plan has no host plan for {}", h.host()))?;
             Ok((h, plan))
         })
-        .collect::<Result<Vec<_>, String>>()?;
-    let reports = apply_host_plans(
-        &work,
-        mode,
-        &FanOut::new(concurrency),
-        &HostStarted(started),
-    )
-    .await;
+        .collect()
+}
+
+/// Pairs each host with its plan read from a written plan directory
+/// (`DIR/hosts/<vm>/host-plan.json` and its files).
+///
+/// # Errors
+/// A message naming the host whose plan cannot be read.
+pub fn plans_from_dir(
+    dir: &Path,
+    hosts: Vec<Arc<dyn RemoteExec>>,
+) -> Result<Vec<HostWork>, String> {
+    hosts
+        .into_iter()
+        .map(|h| {
+            let plan = hakube_plan::read_host_plan(dir, h.host())
+                .map_err(|e| format!("{}: {}", dir.display(), crate::error_chain(&e)))?;
+            Ok((h, plan))
+        })
+        .collect()
+}
+
+/// Applies (or dry-runs) the host plans, hosts in parallel (at most `concurrency`), printing
+/// each host's changes as it finishes and a summary at the end. Returns the reports, in input
+/// order.
+pub async fn apply_plans(
+    work: &[HostWork],
+    mode: Mode,
+    concurrency: usize,
+) -> Vec<HostReport> {
+    let started = Instant::now();
+    let reports =
+        apply_host_plans(work, mode, &FanOut::new(concurrency), &HostStarted(started)).await;
     let mut out = std::io::stdout().lock();
     for r in &reports {
         for c in &r.changes {
@@ -170,5 +194,5 @@ pub async fn apply_tree(
         if mode == Mode::DryRun { " due" } else { "" },
         started.elapsed().as_secs_f64()
     );
-    Ok(reports)
+    reports
 }

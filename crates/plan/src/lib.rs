@@ -26,6 +26,7 @@ mod tree;
 
 pub use addons::KUBEADM_ETCD_IMAGE;
 pub use kubeadm::{PlanSecrets, SECRETS_PATH, WORKER_GROUP_LABEL, kubeadm_input};
+pub use nfs::setup as nfs_setup;
 pub use tree::{HOST_PLAN_FILE, PlanFile, PlanTree, WriteSummary, read_host_plan, read_host_plans};
 
 use hakube_topology::Cluster;

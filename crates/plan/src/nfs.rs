@@ -37,8 +37,12 @@ pub(crate) fn etcd_backup_target(cluster: &Cluster) -> Option<(&Vm, &str)> {
     Some((vm, export.path.trim_end_matches('/')))
 }
 
-/// The NFS crate's input, from the topology; `None` without an NFS server.
-pub(crate) fn setup(cluster: &Cluster) -> Result<Option<NfsSetup>, Error> {
+/// The NFS crate's model of the cluster's NFS server (exports, StorageClasses), from the
+/// topology; `None` without an NFS server. Executors use it to verify the live exports.
+///
+/// # Errors
+/// [`Error::Component`] when the NFS crate refuses the topology's exports.
+pub fn setup(cluster: &Cluster) -> Result<Option<NfsSetup>, Error> {
     let t = &cluster.topology;
     let (Some(nfs), Some(vm)) = (&t.nfs, cluster.vms_with_role(RoleKind::Nfs).next()) else {
         return Ok(None);
