@@ -106,6 +106,7 @@
 
 mod cgroup;
 mod error;
+pub mod fresh;
 mod host;
 mod lab;
 mod registry;
