@@ -702,8 +702,12 @@ impl Host {
             host: self.name.clone(),
             name: service_unit(unit),
         })?;
-        self.run(&format!("pkill -KILL -P {pid}; kill -KILL {pid}"))
-            .map(drop)
+        // One kill for the process and its children, so none outlives the others (a
+        // HAProxy master exits on its own when its workers die).
+        self.run(&format!(
+            "kill -KILL {pid} $(pgrep -P {pid}) 2>/dev/null; true"
+        ))
+        .map(drop)
     }
 
     // ---- ssh ----
