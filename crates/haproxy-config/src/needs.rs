@@ -82,10 +82,11 @@ pub struct Directory {
 pub enum CheckKind {
     /// Exit status 0 means valid (`haproxy -c`).
     ExitStatus,
-    /// `keepalived -t`: valid only when it printed no diagnostic. keepalived 2.2.7 exits 0
-    /// while it drops a `vrrp_script` it cannot run (a missing `script_user`, an unsafe
-    /// script path), and with `enable_script_security` it ends every config test with
-    /// SIGTERM (status 143; acassen/keepalived#2587, fixed in 2.2.8).
+    /// `keepalived -t`: valid only when it printed no diagnostic. Its exit status alone does
+    /// not tell: keepalived 2.2.7 has been seen exiting 0 while it dropped a `vrrp_script` it
+    /// cannot run (a missing `script_user`, an unsafe script path; issue 13), and with
+    /// `enable_script_security` it ends every clean config test with SIGTERM (status 143;
+    /// acassen/keepalived#2587, fixed in 2.2.8).
     KeepalivedTest,
 }
 
