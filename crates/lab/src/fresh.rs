@@ -345,16 +345,11 @@ fn sh_list(items: &[&str]) -> String {
     items.join(" ")
 }
 
-/// The settings and package functions the stand-in scripts start with.
-pub(crate) fn prelude(
-    host_dir: &Path,
-    self_path: &Path,
-    overrides: &[(String, PathBuf)],
-) -> String {
+/// The settings and package functions every host's stand-in scripts share (computed once per
+/// lab: it looks for the packages' programs).
+pub(crate) fn shared_prelude(overrides: &[(String, PathBuf)]) -> String {
     let q = |s: &str| crate::util::sh_quote(s);
-    let mut s = String::from("#!/bin/sh\n");
-    let _ = writeln!(s, "HOST_DIR={}", q(&host_dir.to_string_lossy()));
-    let _ = writeln!(s, "SELF={}", q(&self_path.to_string_lossy()));
+    let mut s = String::new();
     let _ = writeln!(s, "BASE_PACKAGES={}", q(&sh_list(BASE_PACKAGES)));
     let _ = writeln!(s, "BASE_UNITS={}", q(&sh_list(BASE_UNITS)));
     let unit_packages: Vec<String> = PACKAGES
@@ -440,16 +435,19 @@ pub(crate) fn prelude(
     s
 }
 
-/// The stand-in scripts of a fresh host: (command, script).
-pub(crate) fn stand_ins(
-    host_dir: &Path,
-    overrides: &[(String, PathBuf)],
-) -> Vec<(&'static str, String)> {
-    let impl_path = |cmd: &str| host_dir.join("stand-ins").join(cmd);
+/// The stand-in scripts of a fresh host: (command, script). `shared` is
+/// [`shared_prelude`]'s result.
+pub(crate) fn stand_ins(host_dir: &Path, shared: &str) -> Vec<(&'static str, String)> {
+    let q = |s: &str| crate::util::sh_quote(s);
     let with = |cmd: &'static str, body: &str| {
+        let self_path = host_dir.join("stand-ins").join(cmd);
         (
             cmd,
-            format!("{}{body}", prelude(host_dir, &impl_path(cmd), overrides)),
+            format!(
+                "#!/bin/sh\nHOST_DIR={}\nSELF={}\n{shared}{body}",
+                q(&host_dir.to_string_lossy()),
+                q(&self_path.to_string_lossy())
+            ),
         )
     };
     vec![

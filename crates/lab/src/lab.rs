@@ -379,8 +379,9 @@ impl LabBuilder {
             lab.record_only(DEFAULT_STAND_INS)?;
         }
         if self.fresh {
+            let shared = crate::fresh::shared_prelude(&self.programs);
             per_host(&lab.hosts, |h| {
-                for (cmd, script) in crate::fresh::stand_ins(&h.dir, &self.programs) {
+                for (cmd, script) in crate::fresh::stand_ins(&h.dir, &shared) {
                     h.stand_in(cmd, &script)?;
                 }
                 Ok(())

