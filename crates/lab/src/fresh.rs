@@ -19,7 +19,10 @@
 //! - **`systemctl`** really starts, stops, restarts and reloads `haproxy`, `keepalived`,
 //!   `vault` and `openbao` in the host (as their Debian units do; a unit file in
 //!   `/etc/systemd/system` with `ExecStart=` replaces the built-in command, so units the
-//!   executor writes run too), runs `ExecStartPost=`/`ExecStopPost=` of the unit file and its
+//!   executor writes run too, with their `User=`, `Group=`, `KillSignal=`,
+//!   `ConditionFileNotEmpty=`; `Type=oneshot` units run to completion on `start`; a program
+//!   at a Debian path this machine lacks, such as `/usr/bin/bao`, runs from where the lab's
+//!   `apt-get` linked it), runs `ExecStartPost=`/`ExecStopPost=` of the unit file and its
 //!   drop-ins (also after a crash), reports `is-active`/`is-enabled`/`show`, and keeps the
 //!   state of other known units (base units such as `ssh`, units of installed packages, unit
 //!   files). Unknown units are "not found" (exit 5). Daemon output goes to

@@ -248,7 +248,18 @@ fn fresh_hosts_run_openbao_under_systemctl() {
         0o644,
     )
     .expect("write config");
-    v1.run("systemctl enable --now openbao").expect("start");
+    // A unit file as an executor writes it (ExecStart at the Debian path /usr/bin/bao, which
+    // the lab's apt-get linked into /usr/local/bin here) replaces the built-in definition.
+    v1.write_file(
+        "/etc/systemd/system/openbao.service",
+        "[Unit]\nConditionFileNotEmpty=/etc/openbao/openbao.hcl\n[Service]\nUser=openbao\n\
+         Group=openbao\nExecStart=/usr/bin/bao server -config=/etc/openbao/openbao.hcl\n\
+         ExecReload=/bin/kill -HUP $MAINPID\nKillSignal=SIGINT\n",
+        0o644,
+    )
+    .expect("write unit");
+    v1.run("systemctl daemon-reload && systemctl enable --now openbao")
+        .expect("start");
     v1.wait_for_port(8200, Duration::from_secs(30))
         .unwrap_or_else(|e| panic!("{e}\n{}", v1.log("openbao.service")));
     // Runs as the package's user; answers as an uninitialised server (501).
@@ -268,4 +279,30 @@ fn fresh_hosts_run_openbao_under_systemctl() {
     assert!(v1.service_pid("openbao").is_some());
     v1.run("systemctl stop openbao").expect("stop");
     assert!(v1.service_pid("openbao").is_none());
+    assert!(
+        v1.log("openbao.service")
+            .contains("/usr/local/bin/bao server")
+    );
+
+    // A Type=oneshot unit (a timer's job) runs to completion on start.
+    v1.write_file(
+        "/etc/systemd/system/job.service",
+        "[Service]\nType=oneshot\nExecStart=/bin/sh -c 'echo done > /run/job.out'\n",
+        0o644,
+    )
+    .expect("write job");
+    v1.run("systemctl start job.service").expect("run job");
+    assert_eq!(
+        v1.read_to_string("/run/job.out")
+            .expect("job output")
+            .trim(),
+        "done"
+    );
+    assert_eq!(
+        v1.exec("systemctl is-active job")
+            .expect("exec")
+            .status
+            .code(),
+        Some(3)
+    );
 }

@@ -40,10 +40,11 @@ run_hooks() {
   done
 }
 
-# Sets KIND (daemon, state or missing) and, for daemons, EXEC, RELOAD_CHECK, RELOAD_SIGNAL,
-# READY_FILE, RUN_USER, COND_NONEMPTY.
+# Sets KIND (daemon, oneshot, state or missing) and, for daemons, EXEC, RELOAD_CHECK,
+# RELOAD_SIGNAL, KILL_SIGNAL, READY_FILE, RUN_USER, RUN_GROUP, COND_NONEMPTY.
 define() {
-  KIND=missing EXEC= RELOAD_CHECK= RELOAD_SIGNAL=HUP READY_FILE= RUN_USER= COND_NONEMPTY=
+  KIND=missing EXEC= RELOAD_CHECK= RELOAD_SIGNAL=HUP KILL_SIGNAL=TERM READY_FILE= RUN_USER=
+  RUN_GROUP= COND_NONEMPTY=
   pkg=
   for m in $UNIT_PACKAGES; do
     [ "${m%%=*}" = "$1" ] && pkg=${m#*=}
@@ -75,11 +76,38 @@ define() {
   if [ -f "$f" ]; then
     [ "$KIND" = missing ] && KIND=state
     v=$(unit_key "$f" ExecStart)
-    if [ -n "$v" ]; then EXEC=$v RELOAD_CHECK= READY_FILE= RELOAD_SIGNAL=HUP KIND=daemon; fi
+    if [ -n "$v" ]; then
+      # A program at its Debian path that this machine has elsewhere (the lab's apt-get
+      # linked it into /usr/local/bin): run that one.
+      prog=${v%% *}
+      case "$prog" in
+        /*) if [ ! -x "$prog" ] && command -v "${prog##*/}" >/dev/null; then
+              v="$(command -v "${prog##*/}")${v#"$prog"}"
+            fi ;;
+      esac
+      EXEC=$v RELOAD_CHECK= READY_FILE= RELOAD_SIGNAL=HUP KIND=daemon
+      [ "$(unit_key "$f" Type)" = oneshot ] && KIND=oneshot
+    fi
     v=$(unit_key "$f" User)
     [ -n "$v" ] && RUN_USER=$v
+    v=$(unit_key "$f" Group)
+    [ -n "$v" ] && RUN_GROUP=$v
+    v=$(unit_key "$f" KillSignal)
+    [ -n "$v" ] && KILL_SIGNAL=${v#SIG}
+    v=$(unit_key "$f" ConditionFileNotEmpty)
+    [ -n "$v" ] && COND_NONEMPTY=$v
   fi
   return 0
+}
+
+# The command line of EXEC as RUN_USER/RUN_GROUP.
+as_user() {
+  cmd=$EXEC
+  if [ -n "$RUN_USER" ] && [ "$RUN_USER" != root ]; then
+    g=${RUN_GROUP:-$(id -g "$RUN_USER")}
+    cmd="setpriv --reuid=$RUN_USER --regid=$g --init-groups $cmd"
+  fi
+  printf '%s\n' "$cmd"
 }
 
 not_found() { echo "Failed to $2 $1: Unit $1 not found." >&2; }
@@ -132,6 +160,17 @@ disable_unit() {
 start_unit() {
   u=$1
   if [ "$KIND" = state ]; then echo active > "$RUN/$u.state"; run_hooks "$u" ExecStartPost; return 0; fi
+  if [ "$KIND" = oneshot ]; then
+    # Type=oneshot: the start job is the run; the unit is inactive (or failed) afterwards.
+    if sh -c "exec $(as_user)" </dev/null >>"$HOST_DIR/logs/$u.log" 2>&1; then
+      echo inactive > "$RUN/$u.state"
+      run_hooks "$u" ExecStartPost
+      return 0
+    fi
+    echo failed > "$RUN/$u.state"
+    echo "Job for $u failed because the control process exited with error code." >&2
+    return 1
+  fi
   is_running "$u" && return 0
   if [ -n "$COND_NONEMPTY" ] && [ ! -s "$COND_NONEMPTY" ]; then
     echo inactive > "$RUN/$u.state"
@@ -176,7 +215,7 @@ start_unit() {
 
 stop_unit() {
   u=$1
-  if [ "$KIND" = state ]; then echo inactive > "$RUN/$u.state"; run_hooks "$u" ExecStopPost; return 0; fi
+  if [ "$KIND" = state ] || [ "$KIND" = oneshot ]; then echo inactive > "$RUN/$u.state"; run_hooks "$u" ExecStopPost; return 0; fi
   sup=$(cat "$RUN/$u.sup" 2>/dev/null)
   if [ -z "$sup" ] || ! kill -0 "$sup" 2>/dev/null; then
     [ "$(cat "$RUN/$u.state" 2>/dev/null)" = failed ] || echo inactive > "$RUN/$u.state"
@@ -184,7 +223,7 @@ stop_unit() {
   fi
   touch "$RUN/$u.stopping"
   p=$(main_pid "$u")
-  [ -n "$p" ] && kill -TERM "$p" 2>/dev/null
+  [ -n "$p" ] && kill "-$KILL_SIGNAL" "$p" 2>/dev/null
   i=0
   while kill -0 "$sup" 2>/dev/null && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
   # KillMode=mixed: whatever of the unit is left gets SIGKILL.
@@ -196,7 +235,7 @@ stop_unit() {
 
 reload_unit() {
   u=$1
-  if [ "$KIND" = state ]; then return 0; fi
+  if [ "$KIND" = state ] || [ "$KIND" = oneshot ]; then return 0; fi
   if ! is_running "$u"; then
     echo "Failed to reload $u: Unit $u is not active." >&2
     return 1
@@ -216,10 +255,7 @@ if [ "${1:-}" = __supervise ]; then
   u=$2
   define "$u"
   echo $$ > "$RUN/$u.sup"
-  cmd=$EXEC
-  if [ -n "$RUN_USER" ] && [ "$RUN_USER" != root ]; then
-    cmd="setpriv --reuid=$RUN_USER --regid=$(id -g "$RUN_USER") --init-groups $cmd"
-  fi
+  cmd=$(as_user)
   echo "hakube-lab systemctl: starting $u: $cmd"
   sh -c "exec $cmd" &
   main=$!
