@@ -682,6 +682,12 @@ pub enum HttpRequestRule {
         /// The path that serves the metrics (`/metrics`).
         path: UriPath,
     },
+    /// `http-request deny unless { src NET ... }`: only these client networks get an answer
+    /// other than 403 (an anonymous ACL on the source address).
+    DenyUnlessSource {
+        /// The allowed client networks (at least one; checked by [`ProxyBuilder::build`]).
+        sources: Vec<IpNet>,
+    },
 }
 
 impl Display for HttpRequestRule {
@@ -696,6 +702,17 @@ impl Display for HttpRequestRule {
                 f,
                 "http-request use-service prometheus-exporter if {{ path {path} }}"
             ),
+            Self::DenyUnlessSource { sources } => {
+                f.write_str("http-request deny unless { src")?;
+                for net in sources {
+                    if net.prefix_len() == net.max_prefix_len() {
+                        write!(f, " {}", net.addr())?;
+                    } else {
+                        write!(f, " {net}")?;
+                    }
+                }
+                f.write_str(" }")
+            }
         }
     }
 }
@@ -1071,6 +1088,14 @@ impl ProxyBuilder {
             ));
         }
         check_timeouts(&self.timeouts).map_err(fail)?;
+        if self.http_request.iter().any(
+            |r| matches!(r, HttpRequestRule::DenyUnlessSource { sources } if sources.is_empty()),
+        ) {
+            return Err(Error::missing(
+                format!("{label}.http_request"),
+                "`deny unless { src ... }` needs at least one allowed network",
+            ));
+        }
         let mut seen = BTreeSet::new();
         for s in &self.servers {
             if !seen.insert(s.name.as_str()) {

@@ -188,6 +188,48 @@ impl Display for VrrpScript {
     }
 }
 
+/// A `track_file` block: a file holding a number that keepalived re-reads as soon as it is
+/// written (inotify), so another program can take a node out at once. With `weight 0`, any
+/// non-zero number puts every instance tracking it in FAULT.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TrackFile {
+    /// The name, referenced by an instance's `track_file` list.
+    pub name: Name,
+    /// The file.
+    pub file: AbsPath,
+    /// `weight`: 0 (non-zero = FAULT), or the factor the number is multiplied by (-254 to
+    /// 254) and added to the priority.
+    pub weight: i16,
+    /// `init_file VALUE`: the value keepalived writes when the file does not exist at start
+    /// (`None`: it leaves a missing file alone).
+    pub init_value: Option<i32>,
+}
+
+impl TrackFile {
+    fn validate(&self) -> Result<()> {
+        if !(-254..=254).contains(&self.weight) {
+            return Err(Error::invalid(
+                format!("track_file {}.weight", self.name),
+                self.weight.to_string(),
+                "must be -254 to 254",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Display for TrackFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "track_file {} {{", self.name)?;
+        writeln!(f, "{INDENT}file \"{}\"", self.file)?;
+        writeln!(f, "{INDENT}weight {}", self.weight)?;
+        if let Some(v) = self.init_value {
+            writeln!(f, "{INDENT}init_file {v}")?;
+        }
+        writeln!(f, "}}")
+    }
+}
+
 /// The state an instance starts in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum VrrpState {
@@ -248,6 +290,7 @@ pub struct VrrpInstance {
     unicast_peers: Vec<IpAddr>,
     virtual_addresses: Vec<VirtualAddress>,
     track_scripts: Vec<Name>,
+    track_files: Vec<Name>,
     notify: Vec<(NotifyEvent, ScriptCommand)>,
     extra: Vec<Directive>,
 }
@@ -268,6 +311,7 @@ impl VrrpInstance {
             unicast_peers: Vec::new(),
             virtual_addresses: Vec::new(),
             track_scripts: Vec::new(),
+            track_files: Vec::new(),
             notify: Vec::new(),
             extra: Vec::new(),
         }
@@ -357,6 +401,13 @@ impl Display for VrrpInstance {
             }
             writeln!(f, "{INDENT}}}")?;
         }
+        if !self.track_files.is_empty() {
+            writeln!(f, "{INDENT}track_file {{")?;
+            for t in &self.track_files {
+                writeln!(f, "{INDENT}{INDENT}{t}")?;
+            }
+            writeln!(f, "{INDENT}}}")?;
+        }
         for (event, cmd) in &self.notify {
             writeln!(f, "{INDENT}{event} {cmd}")?;
         }
@@ -383,6 +434,7 @@ pub struct VrrpInstanceBuilder {
     unicast_peers: Vec<IpAddr>,
     virtual_addresses: Vec<VirtualAddress>,
     track_scripts: Vec<Name>,
+    track_files: Vec<Name>,
     notify: Vec<(NotifyEvent, ScriptCommand)>,
     extra: Vec<Directive>,
 }
@@ -454,6 +506,12 @@ impl VrrpInstanceBuilder {
     /// Tracks a `vrrp_script` by name.
     pub fn track_script(mut self, name: Name) -> Self {
         self.track_scripts.push(name);
+        self
+    }
+
+    /// Tracks a `track_file` by name.
+    pub fn track_file(mut self, name: Name) -> Self {
+        self.track_files.push(name);
         self
     }
 
@@ -567,6 +625,12 @@ impl VrrpInstanceBuilder {
                 return Err(Error::duplicate(field("track_script"), s.as_str()));
             }
         }
+        let mut files = BTreeSet::new();
+        for t in &self.track_files {
+            if !files.insert(t) {
+                return Err(Error::duplicate(field("track_file"), t.as_str()));
+            }
+        }
         let mut events = BTreeSet::new();
         for (event, _) in &self.notify {
             if !events.insert(*event) {
@@ -586,6 +650,7 @@ impl VrrpInstanceBuilder {
             unicast_peers: self.unicast_peers,
             virtual_addresses: self.virtual_addresses,
             track_scripts: self.track_scripts,
+            track_files: self.track_files,
             notify: self.notify,
             extra: self.extra,
         })
@@ -616,6 +681,7 @@ pub struct KeepalivedConfig {
     header: Vec<String>,
     global_defs: GlobalDefs,
     scripts: Vec<VrrpScript>,
+    track_files: Vec<TrackFile>,
     instances: Vec<VrrpInstance>,
 }
 
@@ -637,6 +703,12 @@ impl KeepalivedConfig {
         &self.scripts
     }
 
+    /// The `track_file` blocks.
+    #[must_use]
+    pub fn track_files(&self) -> &[TrackFile] {
+        &self.track_files
+    }
+
     /// The `vrrp_instance` blocks.
     #[must_use]
     pub fn instances(&self) -> &[VrrpInstance] {
@@ -653,6 +725,9 @@ impl Display for KeepalivedConfig {
         for s in &self.scripts {
             write!(f, "\n{s}")?;
         }
+        for t in &self.track_files {
+            write!(f, "\n{t}")?;
+        }
         for i in &self.instances {
             write!(f, "\n{i}")?;
         }
@@ -667,6 +742,7 @@ pub struct KeepalivedConfigBuilder {
     header: Vec<String>,
     global_defs: GlobalDefs,
     scripts: Vec<VrrpScript>,
+    track_files: Vec<TrackFile>,
     instances: Vec<VrrpInstance>,
 }
 
@@ -689,6 +765,12 @@ impl KeepalivedConfigBuilder {
         self
     }
 
+    /// Adds a `track_file`.
+    pub fn track_file(mut self, track_file: TrackFile) -> Self {
+        self.track_files.push(track_file);
+        self
+    }
+
     /// Adds a `vrrp_instance`.
     pub fn instance(mut self, instance: VrrpInstance) -> Self {
         self.instances.push(instance);
@@ -700,7 +782,7 @@ impl KeepalivedConfigBuilder {
     /// # Errors
     /// - [`Error::Duplicate`] for two scripts or instances with one name, or two instances
     ///   with one `virtual_router_id` on one interface;
-    /// - [`Error::Conflict`] for a `track_script` naming no script, scripts or hooks without
+    /// - [`Error::Conflict`] for a `track_script` or `track_file` naming no block, scripts or hooks without
     ///   `enable_script_security`, or a sub-second `advert_int` without VRRPv3;
     /// - [`Error::InvalidValue`] for a bad script interval or a comment with a line break.
     pub fn build(self) -> Result<KeepalivedConfig> {
@@ -710,6 +792,13 @@ impl KeepalivedConfigBuilder {
             s.validate()?;
             if !script_names.insert(s.name.as_str()) {
                 return Err(Error::duplicate("vrrp_script", s.name.as_str()));
+            }
+        }
+        let mut file_names = BTreeSet::new();
+        for t in &self.track_files {
+            t.validate()?;
+            if !file_names.insert(t.name.as_str()) {
+                return Err(Error::duplicate("track_file", t.name.as_str()));
             }
         }
         let uses_scripts =
@@ -741,6 +830,14 @@ impl KeepalivedConfigBuilder {
                     ));
                 }
             }
+            for t in &i.track_files {
+                if !file_names.contains(t.as_str()) {
+                    return Err(Error::conflict(
+                        format!("{label}.track_file"),
+                        format!("no track_file is named {t}"),
+                    ));
+                }
+            }
             let whole_seconds = i.advert_interval.as_millis() % 1000 == 0;
             if !whole_seconds && self.global_defs.vrrp_version != Some(VrrpVersion::V3) {
                 return Err(Error::conflict(
@@ -753,6 +850,7 @@ impl KeepalivedConfigBuilder {
             header: self.header,
             global_defs: self.global_defs,
             scripts: self.scripts,
+            track_files: self.track_files,
             instances: self.instances,
         })
     }

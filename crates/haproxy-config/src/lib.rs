@@ -12,7 +12,9 @@
 //!   check them in `build()`.
 //! - **The reference design** ([`mod@reference`]): from a small [`HaInput`] (LB nodes, VIP,
 //!   control-plane and worker addresses, Traefik NodePorts, TLS mode, VRRP router id), render
-//!   `haproxy.cfg`, `keepalived.conf` and the keepalived health-check script for every LB node.
+//!   `haproxy.cfg`, `keepalived.conf`, the keepalived health-check script and a
+//!   `haproxy.service` drop-in for every LB node, and ([`needs`]) what else the node needs
+//!   (packages, the script user, directories, config checks, services) as data.
 //!
 //! The crate does no I/O: it returns strings and the paths and modes they belong at.
 //!
@@ -46,15 +48,18 @@ mod error;
 pub mod haproxy;
 mod host;
 pub mod keepalived;
+pub mod needs;
 pub mod reference;
 mod value;
 
 pub use error::{Error, Result};
 pub use host::KEEPALIVED_REJECT_OUTPUT;
+pub use needs::LbHostNeeds;
 pub use reference::{
     CHECK_SCRIPT_MODE, CHECK_SCRIPT_PATH, DEFAULT_ADVERT_INTERVAL, DEFAULT_SCRIPT_USER,
-    HAPROXY_CFG_MODE, HAPROXY_CFG_PATH, HEALTH_PORT, HaInput, Ingress, IngressTls,
-    KEEPALIVED_CONF_MODE, KEEPALIVED_CONF_PATH, LbNode, LbNodeFiles, Member, RenderedFile,
-    STATS_PORT,
+    HAPROXY_CFG_MODE, HAPROXY_CFG_PATH, HAPROXY_DROPIN_MODE, HAPROXY_DROPIN_PATH,
+    HAPROXY_STATE_FILE, HEALTH_PORT, HaInput, Ingress, IngressTls, KEEPALIVED_CONF_MODE,
+    KEEPALIVED_CONF_PATH, LbNode, LbNodeFiles, Member, RenderedFile, STATS_PORT, TRACK_FILE,
+    VAULT_PORT,
 };
 pub use value::{AbsPath, Directive, Interface, Name, Port, Token, UriPath};

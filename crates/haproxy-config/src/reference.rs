@@ -26,19 +26,35 @@
 //!   client-supplied `X-Forwarded-For`, sets `X-Forwarded-For/Proto/Port` and sends plain
 //!   HTTP to Traefik's web NodePort (Traefik must trust the LB addresses in
 //!   `forwardedHeaders.trustedIPs`).
-//! - **Stats and metrics** (`/stats`, `/metrics` on port [`STATS_PORT`]) bind to 127.0.0.1 or a
-//!   per-node management address, never `*` or the VIP. A separate frontend on
-//!   `127.0.0.1:`[`HEALTH_PORT`] answers `/healthz` from HAProxy itself (`monitor-uri`): that is
-//!   what the keepalived check asks.
+//! - **Stats and metrics** (`/stats`, `/metrics` on port [`STATS_PORT`]) bind to the node's own
+//!   address (or [`LbNode::stats_address`]), never `*` or the VIP, and answer only the
+//!   [`HaInput::metrics_sources`] (default: every LB, control-plane and worker address, where
+//!   Prometheus' scrapes come from) with `http-request deny unless { src ... }`; others get
+//!   403. A separate frontend on `127.0.0.1:`[`HEALTH_PORT`] answers `/healthz` from HAProxy
+//!   itself (`monitor-uri`): that is what the keepalived check asks.
+//! - **Vault API** ([`VAULT_PORT`], when [`HaInput::vault`] names nodes): `mode tcp`, TLS
+//!   passes through, so clients verify Vault's own certificate (which must name the VIP) and
+//!   HAProxy holds no key. The health check speaks TLS to each node (`check-ssl verify none`)
+//!   and asks `/v1/sys/health?standbyok=true`: 200 from the active node and unsealed standbys
+//!   (which forward requests to the active one), 501/503 from uninitialised or sealed nodes,
+//!   which leave the rotation. Not verifying the check's certificate costs nothing: the check
+//!   only steers traffic, and a client's TLS session still ends at a real Vault node or
+//!   fails; it spares the LBs the Vault CA.
 //! - **keepalived**: unicast peers (works where multicast is filtered), distinct priorities,
 //!   every node starts as BACKUP; among the nodes competing in an election the highest
 //!   priority wins, so there is exactly one MASTER and a failed MASTER is always replaced by
-//!   the highest-priority healthy node. Adverts every 500 ms over VRRPv3
+//!   the highest-priority healthy node. Adverts every 300 ms over VRRPv3
 //!   ([`DEFAULT_ADVERT_INTERVAL`]) with real-time scheduling (`max_auto_priority`): a MASTER
-//!   that vanishes silently is replaced after about 1.7 s. The `vrrp_script` has no weight:
-//!   when the local HAProxy stops answering twice in a row (1 s interval, keepalived's
-//!   minimum) the node goes to FAULT, drops the VIP and sends a priority-0 advert, so a peer
-//!   takes over at once.
+//!   that vanishes silently (VM crash) is replaced after about 1.05 s.
+//! - **HAProxy dying** is seen at once, not by polling: a `haproxy.service` drop-in
+//!   ([`HAPROXY_DROPIN_PATH`]) writes `1` to [`HAPROXY_STATE_FILE`] in `ExecStopPost=` (systemd
+//!   runs it whenever the main process ends, crash included) and `0` in `ExecStartPost=`;
+//!   keepalived's `track_file` (weight 0, inotify) puts the node in FAULT the moment it reads
+//!   `1`: it drops the VIP and sends a priority-0 advert, and the next node takes over after
+//!   its skew time (0.15 s). keepalived's `track_process` would do the same without the
+//!   drop-in, but it needs the kernel's process-events connector, which only the initial
+//!   network namespace has: it cannot be tested on a namespace lab. The `vrrp_script` (HAProxy's
+//!   `/healthz`, every 1 s, `fall 2`, no weight) remains for a HAProxy that runs but hangs.
 //! - **`nopreempt`** (and state BACKUP everywhere): when a failed MASTER comes back it stays
 //!   BACKUP. With preemption the VIP would move a second time, resetting every TCP connection
 //!   that was opened through the current MASTER (every watch, every `logs -f`) and adding a
@@ -53,16 +69,18 @@
 //! - No VRRP `authentication`: it is cleartext and no security boundary.
 //!
 //! # What an LB node needs besides these files
+//! [`LbNodeFiles::host_needs`] returns the machine-readable list ([`crate::needs`]):
 //! - packages `haproxy`, `keepalived` and `curl` (the check script uses `/usr/bin/curl`);
 //! - the system user [`DEFAULT_SCRIPT_USER`] (or [`HaInput::script_user`]):
 //!   `useradd --system --no-create-home --shell /usr/sbin/nologin keepalived_script`;
-//!   keepalived refuses to run the check without it;
+//!   keepalived drops the check without it (and `keepalived -t` still exits 0);
 //! - for [`IngressTls::Terminate`], the PEM (chain + key) at `cert_path`, mode 0600, root;
 //! - IP protocol 112 (VRRP) allowed between the LB nodes, and the VIP free on the segment;
 //! - Traefik configured to trust the LB node addresses (`proxyProtocol.trustedIPs` for
 //!   passthrough, `forwardedHeaders.trustedIPs` for termination);
-//! - after writing the files: `systemctl reload haproxy` (or restart) and
-//!   `systemctl restart keepalived`. `haproxy -c -f /etc/haproxy/haproxy.cfg` validates first.
+//! - after writing the files: `systemctl daemon-reload` and `restart haproxy` when the drop-in
+//!   changed, else `reload haproxy`; `reload keepalived`. `haproxy -c -f` and `keepalived -t -f`
+//!   (with no diagnostic in its output) validate a candidate first.
 
 use core::fmt;
 use core::time::Duration;
@@ -78,8 +96,8 @@ use crate::haproxy::{
     TimeoutKind, TlsVersion, Verify,
 };
 use crate::keepalived::{
-    GlobalDefs, KeepalivedConfig, ScriptCommand, VirtualAddress, VrrpInstance, VrrpScript,
-    VrrpState, VrrpVersion,
+    GlobalDefs, KeepalivedConfig, ScriptCommand, TrackFile, VirtualAddress, VrrpInstance,
+    VrrpScript, VrrpState, VrrpVersion,
 };
 use crate::value::{AbsPath, Interface, Name, Port, Token, UriPath};
 
@@ -105,10 +123,23 @@ pub const HEALTH_PORT: u16 = 8405;
 pub const VRRP_INSTANCE: &str = "hakube_vip";
 /// The name of the `vrrp_script` that checks the local HAProxy.
 pub const VRRP_SCRIPT: &str = "chk_haproxy";
-/// The default VRRP advertisement interval: 500 ms, so a MASTER that vanishes without a word
-/// (crash, cable cut) is replaced after about 3 x 0.5 s + skew = 1.7 s, inside the 3 s goal;
-/// with 1 s adverts the measured cable-cut failover was 3.4 s (see `scripts/measure-failover`).
-pub const DEFAULT_ADVERT_INTERVAL: Duration = Duration::from_millis(500);
+/// The name of the `track_file` through which systemd tells keepalived that HAProxy stopped.
+pub const TRACK_FILE: &str = "haproxy_down";
+/// The file behind [`TRACK_FILE`]: `0` while HAProxy runs, `1` once it stopped or died
+/// (written by the [`HAPROXY_DROPIN_PATH`] drop-in; keepalived starts it at `1`).
+pub const HAPROXY_STATE_FILE: &str = "/run/keepalived-haproxy.state";
+/// Where the systemd drop-in for `haproxy.service` lives that writes [`HAPROXY_STATE_FILE`].
+pub const HAPROXY_DROPIN_PATH: &str =
+    "/etc/systemd/system/haproxy.service.d/hakube-keepalived.conf";
+/// The file mode of the drop-in.
+pub const HAPROXY_DROPIN_MODE: u32 = 0o644;
+/// The port of the Vault API on the VIP (and on the Vault nodes).
+pub const VAULT_PORT: u16 = 8200;
+/// The default VRRP advertisement interval: 300 ms, so a MASTER that vanishes without a word
+/// (VM crash, cable cut) is replaced after 3 x 0.3 s + the new MASTER's skew time (0.15 s for
+/// the second of three nodes) = 1.05 s, inside the 1.5 s goal; 500 ms adverts took 1.7 s and
+/// 1 s adverts 3.4 s (see `scripts/measure-failover`).
+pub const DEFAULT_ADVERT_INTERVAL: Duration = Duration::from_millis(300);
 /// The default `script_user`: a dedicated system user the LB node must have
 /// (`useradd --system --no-create-home --shell /usr/sbin/nologin keepalived_script`).
 pub const DEFAULT_SCRIPT_USER: &str = "keepalived_script";
@@ -125,7 +156,8 @@ pub struct LbNode {
     /// Its VRRP priority (1 to 254). `None`: spread evenly from 250 (first node) to 10 (last
     /// node), e.g. 250, 130, 10 for three nodes.
     pub priority: Option<u8>,
-    /// Bind stats and metrics to this management address instead of 127.0.0.1.
+    /// Bind stats and metrics to this management address instead of the node's own
+    /// `address`.
     pub stats_address: Option<IpAddr>,
 }
 
@@ -189,8 +221,16 @@ pub struct HaInput {
     /// value switches to VRRPv3. A MASTER that vanishes silently is replaced after about
     /// 3 intervals.
     pub advert_interval: Duration,
-    /// The user keepalived runs the check script as; it must exist on the LB nodes.
+    /// The user keepalived runs the check script as; it must exist on the LB nodes
+    /// ([`HaInput::host_needs`] lists it).
     pub script_user: String,
+    /// The Vault (or OpenBao) nodes the LBs front on the VIP, port [`VAULT_PORT`]; empty: no
+    /// Vault frontend.
+    pub vault: Vec<Member>,
+    /// The client networks allowed to read stats and metrics (port [`STATS_PORT`]); empty:
+    /// every LB, control-plane and worker address (Prometheus scrapes from a node: pod
+    /// traffic leaving the cluster is masqueraded to its node's address).
+    pub metrics_sources: Vec<IpNet>,
 }
 
 impl HaInput {
@@ -211,10 +251,12 @@ impl HaInput {
             api_health_path: "/readyz".to_owned(),
             advert_interval: DEFAULT_ADVERT_INTERVAL,
             script_user: DEFAULT_SCRIPT_USER.to_owned(),
+            vault: Vec::new(),
+            metrics_sources: Vec::new(),
         }
     }
 
-    /// Adds an LB node with the default priority and stats on 127.0.0.1.
+    /// Adds an LB node with the default priority and stats on its own address.
     #[must_use]
     pub fn lb_node(mut self, name: &str, address: IpAddr, interface: &str) -> Self {
         self.lb_nodes.push(LbNode {
@@ -255,6 +297,24 @@ impl HaInput {
             https_node_port,
             tls,
         });
+        self
+    }
+
+    /// Adds a Vault node behind the VIP's port [`VAULT_PORT`].
+    #[must_use]
+    pub fn vault_node(mut self, name: &str, address: IpAddr) -> Self {
+        self.vault.push(Member {
+            name: name.to_owned(),
+            address,
+        });
+        self
+    }
+
+    /// Adds a client network allowed to read stats and metrics (replacing the default of
+    /// every cluster node's address).
+    #[must_use]
+    pub fn metrics_source(mut self, net: IpNet) -> Self {
+        self.metrics_sources.push(net);
         self
     }
 
@@ -308,6 +368,11 @@ impl HaInput {
                         mode: CHECK_SCRIPT_MODE,
                         contents: check_script(&v.script_user),
                     },
+                    haproxy_dropin: RenderedFile {
+                        path: HAPROXY_DROPIN_PATH,
+                        mode: HAPROXY_DROPIN_MODE,
+                        contents: haproxy_dropin(),
+                    },
                     script_user: v.script_user.as_str().to_owned(),
                     haproxy,
                     keepalived,
@@ -355,6 +420,9 @@ pub struct LbNodeFiles {
     pub keepalived_conf: RenderedFile,
     /// `/etc/keepalived/check_haproxy.sh`.
     pub check_script: RenderedFile,
+    /// The `haproxy.service` drop-in that tells keepalived when HAProxy stops
+    /// ([`HAPROXY_DROPIN_PATH`]).
+    pub haproxy_dropin: RenderedFile,
     /// The system user that must exist for the check script to run.
     pub script_user: String,
     /// The typed HAProxy config behind `haproxy_cfg`.
@@ -364,10 +432,16 @@ pub struct LbNodeFiles {
 }
 
 impl LbNodeFiles {
-    /// The three files, in install order.
+    /// The four files, in install order (the check script before `keepalived.conf`, whose
+    /// `keepalived -t` checks the script's path and owner).
     #[must_use]
-    pub fn files(&self) -> [&RenderedFile; 3] {
-        [&self.haproxy_cfg, &self.check_script, &self.keepalived_conf]
+    pub fn files(&self) -> [&RenderedFile; 4] {
+        [
+            &self.haproxy_cfg,
+            &self.haproxy_dropin,
+            &self.check_script,
+            &self.keepalived_conf,
+        ]
     }
 }
 
@@ -406,6 +480,8 @@ struct Validated {
     health_path: UriPath,
     advert: Duration,
     script_user: Name,
+    vault: Vec<Backend>,
+    metrics_sources: Vec<IpNet>,
 }
 
 fn members(list: &[Member], field: &str) -> Result<Vec<Backend>> {
@@ -535,7 +611,7 @@ impl Validated {
                 return Err(Error::duplicate(at("priority"), priority.to_string()));
             }
             let stats_address = match n.stats_address {
-                None => IpAddr::V4(Ipv4Addr::LOCALHOST),
+                None => n.address,
                 Some(a) if a.is_unspecified() || a.is_multicast() => {
                     return Err(Error::invalid(
                         at("stats_address"),
@@ -585,12 +661,47 @@ impl Validated {
         }
 
         let api_port = Port::new(input.api_port).map_err(|e| e.at("api_port"))?;
-        if [STATS_PORT, HEALTH_PORT].contains(&api_port.get()) {
+        if [STATS_PORT, HEALTH_PORT, VAULT_PORT].contains(&api_port.get()) {
             return Err(Error::conflict(
                 "api_port",
-                format!("clashes with the stats ({STATS_PORT}) or health ({HEALTH_PORT}) port"),
+                format!(
+                    "clashes with the stats ({STATS_PORT}), health ({HEALTH_PORT}) or Vault \
+                     ({VAULT_PORT}) port"
+                ),
             ));
         }
+        let vault = members(&input.vault, "vault")?;
+        if let Some((i, m)) = input
+            .vault
+            .iter()
+            .enumerate()
+            .find(|(_, m)| m.address == input.vip)
+        {
+            return Err(Error::conflict(
+                format!("vault[{i}].address"),
+                format!("{} is the VIP", m.address),
+            ));
+        }
+        let metrics_sources = if input.metrics_sources.is_empty() {
+            nodes
+                .iter()
+                .map(|n| n.address)
+                .chain(control_plane.iter().map(|m| m.address))
+                .chain(workers.iter().map(|m| m.address))
+                .map(IpNet::from)
+                .collect()
+        } else {
+            for (i, net) in input.metrics_sources.iter().enumerate() {
+                if net.prefix_len() == 0 {
+                    return Err(Error::invalid(
+                        format!("metrics_sources[{i}]"),
+                        net.to_string(),
+                        "would open the metrics to every address",
+                    ));
+                }
+            }
+            input.metrics_sources.clone()
+        };
         let ingress = match &input.ingress {
             None => None,
             Some(ing) => {
@@ -658,6 +769,8 @@ impl Validated {
             health_path,
             advert: input.advert_interval,
             script_user,
+            vault,
+            metrics_sources,
         })
     }
 
@@ -858,12 +971,59 @@ impl Validated {
             }
         }
 
+        // Vault API: TLS passes through to the Vault nodes (clients verify Vault's own
+        // certificate, which must name the VIP); the health check speaks TLS to each node.
+        if !self.vault.is_empty() {
+            cfg = cfg.proxy(
+                Proxy::frontend("vault")
+                    .mode(Mode::Tcp)
+                    .bind(Bind::any(port(VAULT_PORT)?))
+                    .option(ProxyOption::Tcplog)
+                    .default_backend(n("vault")?)
+                    .build()?,
+            );
+            let mut b = Proxy::backend("vault")
+                .mode(Mode::Tcp)
+                .balance(Balance::RoundRobin)
+                .http_check(HttpCheck {
+                    method: n("GET")?,
+                    uri: UriPath::new("/v1/sys/health?standbyok=true")?,
+                    expect_status: 200,
+                })
+                .default_server(ServerOptions {
+                    check: true,
+                    check_ssl: true,
+                    verify: Some(Verify::DangerNone),
+                    inter: Some(secs(2)),
+                    fastinter: Some(Duration::from_millis(500)),
+                    downinter: Some(secs(2)),
+                    fall: Some(2),
+                    rise: Some(2),
+                    observe: Some(Observe::Layer4),
+                    error_limit: Some(1),
+                    on_error: Some(OnError::SuddenDeath),
+                    ..ServerOptions::default()
+                });
+            for v in &self.vault {
+                b = b.server(Server {
+                    name: v.name.clone(),
+                    addr: v.address,
+                    port: port(VAULT_PORT)?,
+                    options: ServerOptions::default(),
+                });
+            }
+            cfg = cfg.proxy(b.build()?);
+        }
+
         // Stats and metrics, then the liveness endpoint keepalived checks.
         cfg = cfg
             .proxy(
                 Proxy::frontend("stats")
                     .mode(Mode::Http)
                     .bind(Bind::ip(node.stats_address, port(STATS_PORT)?))
+                    .http_request(HttpRequestRule::DenyUnlessSource {
+                        sources: self.metrics_sources.clone(),
+                    })
                     .http_request(HttpRequestRule::PrometheusExporter {
                         path: UriPath::new("/metrics")?,
                     })
@@ -910,6 +1070,13 @@ impl Validated {
             weight: None,
             user: None,
         };
+        let track = TrackFile {
+            name: Name::new(TRACK_FILE)?,
+            file: AbsPath::new(HAPROXY_STATE_FILE)?,
+            weight: 0,
+            // Down until HAProxy's ExecStartPost says it runs (after a reboot /run is empty).
+            init_value: Some(1),
+        };
         let mut instance = VrrpInstance::builder(VRRP_INSTANCE)
             .state(VrrpState::Backup)
             .nopreempt(true)
@@ -922,7 +1089,8 @@ impl Validated {
                 addr: self.vip,
                 dev: Some(node.interface.clone()),
             })
-            .track_script(Name::new(VRRP_SCRIPT)?);
+            .track_script(Name::new(VRRP_SCRIPT)?)
+            .track_file(Name::new(TRACK_FILE)?);
         for peer in self.nodes.iter().filter(|p| p.name != node.name) {
             instance = instance.unicast_peer(peer.address);
         }
@@ -933,9 +1101,26 @@ impl Validated {
             ))
             .global_defs(global_defs)
             .script(script)
+            .track_file(track)
             .instance(instance.build()?)
             .build()
     }
+}
+
+/// The `haproxy.service` drop-in: systemd runs `ExecStopPost=` whenever HAProxy's main
+/// process ends (stop, crash, OOM kill), so keepalived learns it at once through the track
+/// file; `ExecStartPost=` runs once HAProxy reported ready (Type=notify).
+fn haproxy_dropin() -> String {
+    format!(
+        "# Rendered by hakube-haproxy-config. Do not edit by hand.\n\
+         # Tells keepalived (track_file {TRACK_FILE}) the moment HAProxy stops or dies, so this\n\
+         # node leaves the VIP within one VRRP skew time; a hung HAProxy is caught by the\n\
+         # {VRRP_SCRIPT} check instead. After changing this file: systemctl daemon-reload and\n\
+         # restart haproxy.\n\
+         [Service]\n\
+         ExecStartPost=/bin/sh -c 'echo 0 > {HAPROXY_STATE_FILE}'\n\
+         ExecStopPost=/bin/sh -c 'echo 1 > {HAPROXY_STATE_FILE}'\n"
+    )
 }
 
 /// The health check script keepalived runs (exit 0: this node's HAProxy answers).

@@ -167,10 +167,21 @@ fn reference_design_invariants() {
         let vi = &n.keepalived.instances()[0];
         assert_eq!(vi.unicast_peers().len(), 2);
         assert!(!vi.unicast_peers().contains(&n.address));
-        // Stats and metrics only on localhost.
+        // Stats and metrics on the node's own address, answering the cluster's nodes only.
         let h = &n.haproxy_cfg.contents;
-        assert!(h.contains("bind 127.0.0.1:8404"), "{h}");
-        assert!(!h.contains("bind *:8404"));
+        assert!(h.contains(&format!("bind {}:8404", n.address)), "{h}");
+        assert!(!h.contains("bind *:8404") && !h.contains("bind 127.0.0.1:8404"));
+        assert!(
+            h.contains(
+                "http-request deny unless { src 10.0.0.11 10.0.0.12 10.0.0.13 10.0.0.21 \
+                 10.0.0.22 10.0.0.23 10.0.0.31 10.0.0.32 10.0.0.33 10.0.0.34 10.0.0.35 \
+                 10.0.0.36 }\n    http-request use-service prometheus-exporter"
+            ),
+            "{h}"
+        );
+        // HAProxy's death reaches keepalived through the drop-in's track file.
+        assert!(k.contains("track_file {\n        haproxy_down\n"), "{k}");
+        assert!(n.haproxy_dropin.contents.contains("ExecStopPost="));
         assert!(h.contains("check-ssl verify none"));
         assert!(h.contains("send-proxy-v2"));
         assert_eq!(n.check_script.mode, 0o755);

@@ -1,8 +1,11 @@
-//! Failover on a real lab: three LB hosts run the rendered HAProxy and keepalived, three
-//! control-plane hosts answer TLS on 6443 with `/readyz`, and the test process is the client
-//! sending requests through the VIP. Faults: a dead apiserver process, a lost control-plane
-//! host, the MASTER's keepalived crashing, its HAProxy crashing, its link going down, and the
-//! old MASTER coming back after each.
+//! Failover on a real lab: three fresh LB hosts (no packages, no users: `fresh_hosts`) are
+//! configured from the rendered files and `host_needs()` the way an executor does it (apt-get,
+//! useradd, directories, `haproxy -c` / `keepalived -t` on the candidates, `systemctl enable
+//! --now`), three control-plane hosts answer TLS on 6443 with `/readyz`, and the test process
+//! is the client sending requests through the VIP. Faults: a dead apiserver process, a lost
+//! control-plane host, the MASTER's keepalived crashing, its HAProxy crashing, its link going
+//! down, its VM dying (link down and every process killed), and the old MASTER coming back
+//! after each (for the VM: a boot, services started again).
 //!
 //! The test asserts behaviour only (the VIP moved, the returning node does not take it back,
 //! HAProxy takes dead apiservers out, no request fails when the client retries once). Timings
@@ -25,7 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use hakube_haproxy_config::{HaInput, LbNodeFiles};
+use hakube_haproxy_config::{HaInput, LbNodeFiles, needs::LbHostNeeds};
 use hakube_lab::{Host, Lab};
 
 /// One client request every this often.
@@ -37,12 +40,16 @@ const RETRY_LONG: Duration = Duration::from_secs(3);
 /// How long to watch after a fault settled, and after a node returned.
 const SETTLE: Duration = Duration::from_secs(2);
 const RETURN_WATCH: Duration = Duration::from_secs(4);
+/// The pause between one event's window and the next fault.
+const WINDOW_GAP: Duration = Duration::from_millis(500);
 /// Safety bound for waits (not a timing goal: the test must not hang).
 const BOUND: Duration = Duration::from_secs(20);
 
 #[derive(Debug, Clone, Copy)]
 struct Sample {
     at: Duration,
+    /// How long the first try took (until its answer or its failure).
+    latency: Duration,
     first: bool,
     retry_short: bool,
     retry_long: bool,
@@ -59,9 +66,12 @@ fn curl_once(vip: Ipv4Addr) -> bool {
 
 fn request(vip: Ipv4Addr, t0: Instant) -> Sample {
     let at = t0.elapsed();
-    if curl_once(vip) {
+    let ok = curl_once(vip);
+    let latency = t0.elapsed() - at;
+    if ok {
         return Sample {
             at,
+            latency,
             first: true,
             retry_short: true,
             retry_long: true,
@@ -74,6 +84,7 @@ fn request(vip: Ipv4Addr, t0: Instant) -> Sample {
     let retry_long = curl_once(vip);
     Sample {
         at,
+        latency,
         first: false,
         retry_short,
         retry_long,
@@ -130,20 +141,50 @@ struct Lb<'a> {
 }
 
 impl<'a> Lb<'a> {
-    /// Installs the node's three files at their real paths (private to the host), and the
-    /// script user keepalived needs (a private /etc/passwd bind-mounted in the host's own
-    /// mount namespace; the machine's is untouched).
+    /// Configures a fresh host as an executor would from `host_needs()`: packages, the
+    /// script user, directories, each file checked (as a candidate) before it goes live,
+    /// services enabled and started (HAProxy first).
     fn new(host: &'a Host, files: LbNodeFiles) -> Self {
-        for f in files.files() {
-            host.write_file(f.path, &f.contents, f.mode).unwrap();
-        }
-        let (passwd, group) = support::passwd_with(host.dir(), &files.script_user);
+        let needs: LbHostNeeds = files.host_needs();
         host.run(&format!(
-            "mount --bind {} /etc/passwd && mount --bind {} /etc/group && mkdir -p /run/haproxy",
-            passwd.display(),
-            group.display()
+            "DEBIAN_FRONTEND=noninteractive apt-get install -y -q {}",
+            needs.packages.join(" ")
         ))
         .unwrap();
+        for u in &needs.users {
+            host.run(&format!(
+                "getent passwd {n} >/dev/null || useradd --system --user-group --no-create-home \
+                 --home-dir {} --shell {} {n}",
+                u.home,
+                u.shell,
+                n = u.name
+            ))
+            .unwrap();
+        }
+        for d in &needs.directories {
+            host.run(&format!(
+                "install -d -m {:o} -o {} -g {} {}",
+                d.mode, d.owner, d.group, d.path
+            ))
+            .unwrap();
+        }
+        for f in &needs.files {
+            let candidate = format!("{}.new", f.path);
+            host.write_file(&candidate, &f.contents, f.mode).unwrap();
+            if let Some(check) = needs.checks.iter().find(|c| c.path == f.path) {
+                let argv = check.argv(&candidate).join(" ");
+                let out = host.exec(&format!("{argv} 2>&1")).unwrap();
+                check
+                    .judge(out.status.code(), &String::from_utf8_lossy(&out.stdout))
+                    .unwrap_or_else(|e| panic!("{}: {e}", host.name()));
+            }
+            host.run(&format!("mv {candidate} {}", f.path)).unwrap();
+        }
+        host.run("systemctl daemon-reload").unwrap();
+        for s in &needs.services {
+            host.run(&format!("systemctl enable --now {}", s.unit))
+                .unwrap();
+        }
         Self { host, files }
     }
 
@@ -152,31 +193,38 @@ impl<'a> Lb<'a> {
     }
 
     fn start_haproxy(&self) {
-        self.host
-            .spawn("haproxy", "exec haproxy -db -f /etc/haproxy/haproxy.cfg")
-            .unwrap();
+        self.host.run("systemctl start haproxy").unwrap();
     }
 
     fn start_keepalived(&self) {
-        self.host
-            .spawn(
-                "keepalived",
-                // Line-buffered, so the log is readable while it runs.
-                "exec stdbuf -oL -eL keepalived -n -l -D -P -f /etc/keepalived/keepalived.conf \
-                 -p /run/keepalived.pid -r /run/keepalived_vrrp.pid",
-            )
-            .unwrap();
+        self.host.run("systemctl start keepalived").unwrap();
     }
 
-    /// SIGKILL to HAProxy: a crash.
+    /// SIGKILL to HAProxy's master and workers: a crash (systemd then runs the drop-in's
+    /// ExecStopPost).
     fn kill_haproxy(&self) {
-        self.host.kill("haproxy").unwrap();
+        self.host.kill_service("haproxy").unwrap();
     }
 
-    /// SIGKILL to keepalived's whole process group (parent and VRRP child at once): a crash,
-    /// not a stop, so no priority-0 advert and the VIP stays configured on the interface.
+    /// SIGKILL to keepalived's parent and VRRP child at once: a crash, not a stop, so no
+    /// priority-0 advert and the VIP stays configured on the interface.
     fn crash_keepalived(&self) {
-        self.host.kill("keepalived").unwrap();
+        self.host.kill_service("keepalived").unwrap();
+    }
+
+    /// The VM dies: its cable is cut first (nothing more reaches the network), then every
+    /// daemon is killed.
+    fn power_off(&self) {
+        self.host.link_down().unwrap();
+        self.crash_keepalived();
+        self.kill_haproxy();
+    }
+
+    /// The VM boots again: network up, the enabled services start (HAProxy first).
+    fn boot(&self) {
+        self.host.link_up().unwrap();
+        self.start_haproxy();
+        self.start_keepalived();
     }
 
     fn has_vip(&self, vip: Ipv4Addr) -> bool {
@@ -200,9 +248,9 @@ impl<'a> Lb<'a> {
         format!(
             "--- {} keepalived log ---\n{}\n--- {} haproxy log ---\n{}",
             self.name(),
-            tail(&self.host.log("keepalived"), 30),
+            tail(&self.host.log("keepalived.service"), 30),
             self.name(),
-            tail(&self.host.log("haproxy"), 10)
+            tail(&self.host.log("haproxy.service"), 10)
         )
     }
 }
@@ -233,7 +281,8 @@ fn wait_for(mut pred: impl FnMut() -> bool) -> Option<Duration> {
 
 /// A server's status in HAProxy's stats CSV on `host` (`UP`, `DOWN`, `UP 1/2`, ...).
 fn server_status(host: &Host, backend: &str, server: &str) -> String {
-    let Ok(out) = host.exec("curl -s --max-time 1 'http://127.0.0.1:8404/stats;csv'") else {
+    let url = format!("http://{}:8404/stats;csv", host.addr());
+    let Ok(out) = host.exec(&format!("curl -s --max-time 1 '{url}'")) else {
         return String::new();
     };
     let text = String::from_utf8_lossy(&out.stdout);
@@ -265,6 +314,13 @@ struct Stats {
     failed_retry_short: usize,
     failed_retry_long: usize,
     outage: Duration,
+    /// The longest a client asking during the window (and asking again every
+    /// [`REQUEST_EVERY`]) waited for an answer: from a request's start until the first answer
+    /// to it or to any later request. This is the outage clients see, whether requests fail
+    /// or hang (a SYN to a VIP whose MAC moved waits for TCP's 1 s retransmission).
+    max_wait: Duration,
+    /// The median first-try latency in the window (what a request costs without a fault).
+    median_latency: Duration,
     /// The longest time between two request starts: above [`REQUEST_EVERY`] the client itself
     /// was starved of CPU and the outage figure is only as precise as this.
     sample_gap: Duration,
@@ -290,12 +346,29 @@ fn stats(samples: &[Sample], w: &Window) -> Stats {
             _ => {}
         }
     }
+    let max_wait = in_w
+        .iter()
+        .map(|s| {
+            samples
+                .iter()
+                .filter(|x| x.at >= s.at && x.first)
+                .map(|x| x.at + x.latency)
+                .min()
+                .map_or(w.to.saturating_sub(s.at), |done| done - s.at)
+        })
+        .max()
+        .unwrap_or_default();
+    let mut lat: Vec<Duration> = in_w.iter().map(|s| s.latency).collect();
+    lat.sort();
+    let median_latency = lat.get(lat.len() / 2).copied().unwrap_or_default();
     let sample_gap = in_w
         .windows(2)
         .map(|p| p[1].at - p[0].at)
         .max()
         .unwrap_or_default();
     Stats {
+        max_wait,
+        median_latency,
         sample_gap,
         requests: in_w.len(),
         failed_first: in_w.iter().filter(|s| !s.first).count(),
@@ -324,6 +397,7 @@ fn failover_on_a_real_lab() {
     let lab = Lab::builder("hapx")
         .hosts(["lb1", "lb2", "lb3", "cp1", "cp2", "cp3"])
         .without_sshd()
+        .fresh_hosts()
         .build()
         .expect("build the lab");
     let vip = lab.spare_addr(0).unwrap();
@@ -369,17 +443,17 @@ fn failover_on_a_real_lab() {
         start_cp(cp);
     }
 
-    // LBs: HAProxy first, then keepalived, highest priority first.
-    let lbs: Vec<Lb<'_>> = rendered
-        .into_iter()
-        .map(|files| Lb::new(lab.host(&files.node.clone()), files))
-        .collect();
-    for lb in &lbs {
-        lb.start_haproxy();
-    }
-    for lb in &lbs {
-        lb.start_keepalived();
-    }
+    // LBs, configured in parallel as an executor would (each starts HAProxy, then keepalived).
+    let lbs: Vec<Lb<'_>> = thread::scope(|s| {
+        let jobs: Vec<_> = rendered
+            .into_iter()
+            .map(|files| {
+                let host = lab.host(&files.node.clone());
+                s.spawn(move || Lb::new(host, files))
+            })
+            .collect();
+        jobs.into_iter().map(|j| j.join().unwrap()).collect()
+    });
     let all_logs = |lbs: &[Lb<'_>]| lbs.iter().map(Lb::logs).collect::<Vec<_>>().join("\n");
 
     let ready = wait_for(|| holders(&lbs, vip).len() == 1 && curl_once(vip));
@@ -450,11 +524,13 @@ fn failover_on_a_real_lab() {
         "keepalived crashed (SIGKILL)",
         "HAProxy crashed (SIGKILL)",
         "link down",
+        "VM lost (link down, all killed)",
     ] {
         let old = master;
         let from = t0.elapsed();
         match fault {
             "link down" => lbs[old].host.link_down().unwrap(),
+            f if f.starts_with("VM") => lbs[old].power_off(),
             f if f.starts_with("keepalived") => lbs[old].crash_keepalived(),
             _ => lbs[old].kill_haproxy(),
         }
@@ -501,6 +577,7 @@ fn failover_on_a_real_lab() {
         let from = t0.elapsed();
         match fault {
             "link down" => lbs[old].host.link_up().unwrap(),
+            f if f.starts_with("VM") => lbs[old].boot(),
             f if f.starts_with("keepalived") => lbs[old].start_keepalived(),
             _ => lbs[old].start_haproxy(),
         }
@@ -517,6 +594,9 @@ fn failover_on_a_real_lab() {
             to: t0.elapsed(),
             detail: format!("VIP holders after {} s: {now:?}", secs(RETURN_WATCH)),
         });
+        // A gap that belongs to no window: a request started just before the next fault and
+        // hit by it would otherwise count against this return.
+        thread::sleep(WINDOW_GAP);
     }
     let samples = client.finish();
     let total = t0.elapsed();
@@ -536,8 +616,8 @@ fn failover_on_a_real_lab() {
     );
     let _ = writeln!(
         report,
-        "FAILOVER lab: 3 LB + 3 control-plane hosts, advert_int {} s, vrrp_script every 1 s \
-         fall 2, client: one HTTPS request through the VIP every {} ms (curl --connect-timeout 2 \
+        "FAILOVER lab: 3 fresh LB + 3 control-plane hosts, advert_int {} s, HAProxy's death via \
+         systemd ExecStopPost + track_file, vrrp_script every 1 s fall 2, client: one HTTPS request through the VIP every {} ms (curl --connect-timeout 2 \
          --max-time 3), setup {} s, whole test {} s, first MASTER {}",
         secs(advert),
         REQUEST_EVERY.as_millis(),
@@ -547,13 +627,15 @@ fn failover_on_a_real_lab() {
     );
     let _ = writeln!(
         report,
-        "FAILOVER {:<45} {:>8} {:>12} {:>16} {:>16} {:>9} {:>13}",
+        "FAILOVER {:<45} {:>8} {:>12} {:>16} {:>16} {:>9} {:>10} {:>9} {:>13}",
         "event",
         "requests",
         "failed",
         "failed+retry1s",
         "failed+retry3s",
         "outage_s",
+        "max_wait_s",
+        "median_s",
         "sample_gap_s"
     );
     for w in &windows {
@@ -567,13 +649,15 @@ fn failover_on_a_real_lab() {
         };
         let _ = writeln!(
             report,
-            "FAILOVER {:<45} {:>8} {:>12} {:>16} {:>16} {:>9} {:>13}",
+            "FAILOVER {:<45} {:>8} {:>12} {:>16} {:>16} {:>9} {:>10} {:>9} {:>13}",
             w.label,
             s.requests,
             pct(s.failed_first),
             pct(s.failed_retry_short),
             pct(s.failed_retry_long),
             secs(s.outage),
+            secs(s.max_wait),
+            secs(s.median_latency),
             secs(s.sample_gap)
         );
         let _ = writeln!(report, "FAILOVER     {}", w.detail);

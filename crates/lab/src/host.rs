@@ -42,6 +42,8 @@ pub struct Host {
     pub(crate) host_public_key: Mutex<String>,
     /// The host's cgroup once [`Host::cpu_limit`] was called.
     pub(crate) cgroup: Mutex<Option<crate::cgroup::HostCgroup>>,
+    /// Built by [`crate::LabBuilder::fresh_hosts`] (copy-on-write `/etc`).
+    pub(crate) fresh: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -245,6 +247,10 @@ impl Host {
     /// The path, in the test process's view, that backs `path` inside the host. Use it to
     /// inspect or prepare host files from outside.
     ///
+    /// On a fresh host ([`crate::LabBuilder::fresh_hosts`]) paths under `/etc` outside the
+    /// private directories are reached through the host's mount namespace
+    /// (`/proc/<init pid>/root/etc/...`, its copy-on-write `/etc`).
+    ///
     /// # Errors
     /// [`Error::NotPrivate`] when `path` is relative, contains `..`, or is neither inside one of
     /// the host's private directories nor one of [`crate::PRIVATE_FILES`] (the lab never writes to the machine's real files).
@@ -262,6 +268,10 @@ impl Host {
                 .iter()
                 .any(|f| path == Path::new(f));
         if !private {
+            if self.fresh && path.starts_with("/etc") && path != Path::new("/etc") {
+                let rel = path.strip_prefix("/").map_err(|_| not_private())?;
+                return Ok(PathBuf::from(format!("/proc/{}/root", self.alive()?)).join(rel));
+            }
             return Err(not_private());
         }
         let rel = path.strip_prefix("/").map_err(|_| not_private())?;
@@ -656,6 +666,50 @@ impl Host {
         let _ = fs::remove_file(self.calls_path(cmd));
     }
 
+    // ---- fresh hosts ----
+
+    /// The packages installed on this host by its `apt-get` stand-in
+    /// ([`crate::LabBuilder::fresh_hosts`]), in install order; not the base packages.
+    #[must_use]
+    pub fn installed_packages(&self) -> Vec<String> {
+        fs::read_to_string(self.dir.join("packages/installed"))
+            .map(|t| t.lines().map(str::to_owned).collect())
+            .unwrap_or_default()
+    }
+
+    /// The main pid (as the host sees it) of `unit` (`haproxy` or `haproxy.service`) when
+    /// the fresh hosts' `systemctl` runs it; `None` when it does not run.
+    #[must_use]
+    pub fn service_pid(&self, unit: &str) -> Option<u32> {
+        let unit = service_unit(unit);
+        let pid_file = format!("/run/hakube-lab/units/{unit}.pid");
+        let text = self.read_to_string(&pid_file).ok()?;
+        let pid: u32 = text.trim().parse().ok()?;
+        let alive = self
+            .exec(&format!("kill -0 {pid}"))
+            .is_ok_and(|o| o.status.success());
+        alive.then_some(pid)
+    }
+
+    /// Crashes `unit` run by the fresh hosts' `systemctl`: SIGKILL to its main process and
+    /// that process's children (HAProxy's master and workers), as a crash would. The unit's
+    /// `ExecStopPost=` then runs, as under systemd.
+    ///
+    /// # Errors
+    /// [`Error::UnknownDaemon`] when the unit does not run, [`Error::Command`].
+    pub fn kill_service(&self, unit: &str) -> Result<()> {
+        let pid = self.service_pid(unit).ok_or_else(|| Error::UnknownDaemon {
+            host: self.name.clone(),
+            name: service_unit(unit),
+        })?;
+        // One kill for the process and its children, so none outlives the others (a
+        // HAProxy master exits on its own when its workers die).
+        self.run(&format!(
+            "kill -KILL {pid} $(pgrep -P {pid}) 2>/dev/null; true"
+        ))
+        .map(drop)
+    }
+
     // ---- ssh ----
 
     /// The host's current SSH public key line (`ssh-ed25519 AAAA... <host>`). Empty when the
@@ -774,6 +828,15 @@ impl Host {
         let mut cmd = self.ssh_command();
         cmd.arg(script);
         util::output(&self.name, &mut cmd)
+    }
+}
+
+/// `haproxy` -> `haproxy.service`; names with a unit suffix stay.
+fn service_unit(unit: &str) -> String {
+    if unit.contains('.') {
+        unit.to_owned()
+    } else {
+        format!("{unit}.service")
     }
 }
 

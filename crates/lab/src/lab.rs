@@ -123,6 +123,8 @@ pub struct LabBuilder {
     base_dir: PathBuf,
     subnet: Option<Ipv4Net>,
     pool: Option<Ipv4Net>,
+    fresh: bool,
+    programs: Vec<(String, PathBuf)>,
 }
 
 impl LabBuilder {
@@ -170,6 +172,28 @@ impl LabBuilder {
     /// real machine).
     pub fn without_default_stand_ins(mut self) -> Self {
         self.default_stand_ins = false;
+        self
+    }
+
+    /// Makes every host look like a VM freshly built from a Debian 12 cloud image (see
+    /// [`crate::fresh`]): a copy-on-write `/etc` per host whose `/etc/passwd`, `/etc/group`,
+    /// `/etc/shadow`, `/etc/gshadow` lack the packages' users and groups (real `useradd`
+    /// works per host), an empty private `/run`, and stand-ins for `apt-get`/`apt`
+    /// (installs only packages whose programs exist here, running what their maintainer
+    /// scripts do), `dpkg-query`/`dpkg`, and `systemctl` (really runs haproxy, keepalived,
+    /// vault/openbao and units with `ExecStart=` in the host). Needs `/run` and
+    /// `/usr/local/bin` among the private directories (the default).
+    pub fn fresh_hosts(mut self) -> Self {
+        self.fresh = true;
+        self
+    }
+
+    /// Tells fresh hosts' `apt-get` where a package's program is on this machine when it is
+    /// not at its Debian path or on `PATH`: `program` is the Debian path or the bare name
+    /// (`"/usr/bin/bao"` or `"bao"`), e.g. `.program("vault", "/opt/bao/bin/bao")` to install
+    /// `vault` as OpenBao. Installing links it into the host's `/usr/local/bin`.
+    pub fn program(mut self, program: impl Into<String>, path: impl Into<PathBuf>) -> Self {
+        self.programs.push((program.into(), path.into()));
         self
     }
 
@@ -237,6 +261,24 @@ impl LabBuilder {
             }
             if !seen.insert(h) {
                 return bad("hosts", format!("{h:?} appears twice"));
+            }
+        }
+        if self.fresh {
+            for need in ["/run", "/usr/local/bin"] {
+                if !self.private_dirs.iter().any(|d| d == Path::new(need)) {
+                    return bad(
+                        "fresh_hosts",
+                        format!("fresh hosts need {need} among the private directories"),
+                    );
+                }
+            }
+            for (program, path) in &self.programs {
+                if !path.is_file() {
+                    return bad(
+                        "program",
+                        format!("{program}: {} is not a file", path.display()),
+                    );
+                }
             }
         }
         if let Some(net) = self.subnet
@@ -325,7 +367,7 @@ impl LabBuilder {
         }
         let res = registry::reserve(&self.tag, pool, self.subnet, &self.base_dir)?;
         let lab = Lab::new(&self, res, private_dirs);
-        lab.construct(self.sshd)?;
+        lab.construct(self.sshd, self.fresh)?;
         // Stand-ins need a private /usr/local/bin; without one there are none.
         if self.default_stand_ins
             && lab.hosts.first().is_some_and(|h| {
@@ -335,6 +377,15 @@ impl LabBuilder {
             })
         {
             lab.record_only(DEFAULT_STAND_INS)?;
+        }
+        if self.fresh {
+            let shared = crate::fresh::shared_prelude(&self.programs);
+            per_host(&lab.hosts, |h| {
+                for (cmd, script) in crate::fresh::stand_ins(&h.dir, &shared) {
+                    h.stand_in(cmd, &script)?;
+                }
+                Ok(())
+            })?;
         }
         Ok(lab)
     }
@@ -367,6 +418,8 @@ impl Lab {
             base_dir: PathBuf::from(DEFAULT_BASE_DIR),
             subnet: None,
             pool: None,
+            fresh: false,
+            programs: Vec::new(),
         }
     }
 
@@ -399,6 +452,7 @@ impl Lab {
                     removed: AtomicBool::new(false),
                     host_public_key: Mutex::new(String::new()),
                     cgroup: Mutex::new(None),
+                    fresh: b.fresh,
                 }
             })
             .collect();
@@ -422,7 +476,7 @@ impl Lab {
         }
     }
 
-    fn construct(&self, sshd: bool) -> Result<()> {
+    fn construct(&self, sshd: bool, fresh: bool) -> Result<()> {
         // HAKUBE_LAB_TRACE=1 prints how long each build phase took.
         let trace = std::env::var(TRACE_ENV).as_deref() == Ok("1");
         let start = Instant::now();
@@ -432,6 +486,9 @@ impl Lab {
             }
         };
         self.make_dirs()?;
+        if fresh {
+            self.make_fresh_etc()?;
+        }
         phase("directories");
         // Key generation runs while the network is set up.
         let keygens = if sshd {
@@ -509,6 +566,52 @@ impl Lab {
             }
         }
         Ok(())
+    }
+
+    /// The upper layer of each fresh host's `/etc`: the account databases without the
+    /// packages' users and groups, with the machine's modes and owners.
+    fn make_fresh_etc(&self) -> Result<()> {
+        use std::os::unix::fs::MetadataExt as _;
+        let read = |p: &str| -> Result<(String, fs::Metadata)> {
+            let path = Path::new(p);
+            let text = fs::read_to_string(path).map_err(Self::io(path))?;
+            let meta = fs::metadata(path).map_err(Self::io(path))?;
+            Ok((text, meta))
+        };
+        let (passwd, passwd_m) = read("/etc/passwd")?;
+        let (group, group_m) = read("/etc/group")?;
+        let (passwd, users) = crate::fresh::filter_db(&passwd, crate::fresh::BASE_USERS, None);
+        let (group, groups) = crate::fresh::filter_db(&group, crate::fresh::BASE_GROUPS, None);
+        let group = crate::fresh::prune_members(&group, &users);
+        let mut files = vec![
+            ("etc/passwd", passwd, passwd_m),
+            ("etc/group", group, group_m),
+        ];
+        for (path, keep) in [("/etc/shadow", &users), ("/etc/gshadow", &groups)] {
+            if Path::new(path).exists() {
+                let (text, meta) = read(path)?;
+                let (mut text, _) = crate::fresh::filter_db(&text, &[], Some(keep));
+                if path == "/etc/gshadow" {
+                    text = crate::fresh::prune_members(&text, &users);
+                }
+                files.push((&path[1..], text, meta));
+            }
+        }
+        per_host(&self.hosts, |h| {
+            let upper = h.dir.join("etc-upper");
+            let mk = |p: &Path| fs::create_dir_all(p).map_err(Self::io(p));
+            mk(&upper)?;
+            mk(&h.dir.join("etc-work"))?;
+            for (rel, text, meta) in &files {
+                let path = upper.join(rel.trim_start_matches("etc/"));
+                fs::write(&path, text).map_err(Self::io(&path))?;
+                fs::set_permissions(&path, fs::Permissions::from_mode(meta.mode() & 0o7777))
+                    .map_err(Self::io(&path))?;
+                std::os::unix::fs::chown(&path, Some(meta.uid()), Some(meta.gid()))
+                    .map_err(Self::io(&path))?;
+            }
+            Ok(())
+        })
     }
 
     fn etc_hosts(&self) -> String {
@@ -697,6 +800,14 @@ impl Lab {
                     "mount --bind {} {}\n",
                     util::sh_quote(&top.to_string_lossy()),
                     util::sh_quote(&stash.to_string_lossy())
+                ));
+            }
+            if h.fresh {
+                // Copy-on-write /etc: first, so the private directories under it bind on top.
+                script.push_str(&format!(
+                    "mount -t overlay overlay -o lowerdir=/etc,upperdir={},workdir={} /etc\n",
+                    util::sh_quote(&h.dir.join("etc-upper").to_string_lossy()),
+                    util::sh_quote(&h.dir.join("etc-work").to_string_lossy())
                 ));
             }
             for d in h.private_dirs.iter() {

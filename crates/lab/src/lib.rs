@@ -26,6 +26,14 @@
 //!   share the machine's kernel, so commands that would act on the whole machine (`sysctl`,
 //!   `swapoff`, `modprobe`, `reboot`...) are recording no-ops by default
 //!   ([`DEFAULT_STAND_INS`]).
+//! - Fresh hosts ([`LabBuilder::fresh_hosts`], module [`fresh`]) look like VMs just built from
+//!   a Debian 12 cloud image: a copy-on-write `/etc` per host without the packages' users and
+//!   groups (real `useradd` works per host), an empty `/run`, an `apt-get` that installs only
+//!   packages whose programs exist here (running what their maintainer scripts do: users,
+//!   runtime directories, enabled units; [`Host::installed_packages`]), a `dpkg-query` that
+//!   answers from that record, and a `systemctl` that really starts, reloads, restarts and
+//!   stops haproxy, keepalived, vault/openbao and units with `ExecStart=` in the host
+//!   ([`Host::service_pid`], [`Host::kill_service`], logs in [`Host::log`]`("<unit>")`).
 //! - Daemons ([`Host::spawn`]) run in the background with their output in a log file
 //!   ([`Host::log`]); [`Host::kill`] (SIGKILL, a crash), [`Host::terminate`] (SIGTERM),
 //!   [`Host::signal`], [`Host::is_running`].
@@ -106,6 +114,7 @@
 
 mod cgroup;
 mod error;
+pub mod fresh;
 mod host;
 mod lab;
 mod registry;

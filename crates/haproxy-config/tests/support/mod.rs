@@ -22,7 +22,7 @@ pub fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
-/// The seed-like design: 3 LBs, 3 masters, 6 workers on 10.0.0.0/24.
+/// The seed-like design: 3 LBs, 3 masters, 6 workers, 3 Vault nodes on 10.0.0.0/24.
 pub fn seed_input(tls: IngressTls) -> HaInput {
     let mut input = HaInput::new(ip("10.0.0.10"), 51)
         .lb_subnet("10.0.0.0/24".parse().unwrap())
@@ -35,6 +35,9 @@ pub fn seed_input(tls: IngressTls) -> HaInput {
     }
     for i in 1..=6 {
         input = input.worker(&format!("w{i}"), ip(&format!("10.0.0.3{i}")));
+    }
+    for i in 1..=3 {
+        input = input.vault_node(&format!("vault{i}"), ip(&format!("10.0.0.4{i}")));
     }
     input
 }
