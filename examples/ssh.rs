@@ -149,11 +149,7 @@ pub fn plans_from_dir(
 /// Applies (or dry-runs) the host plans, hosts in parallel (at most `concurrency`), printing
 /// each host's changes as it finishes and a summary at the end. Returns the reports, in input
 /// order.
-pub async fn apply_plans(
-    work: &[HostWork],
-    mode: Mode,
-    concurrency: usize,
-) -> Vec<HostReport> {
+pub async fn apply_plans(work: &[HostWork], mode: Mode, concurrency: usize) -> Vec<HostReport> {
     let started = Instant::now();
     let reports =
         apply_host_plans(work, mode, &FanOut::new(concurrency), &HostStarted(started)).await;

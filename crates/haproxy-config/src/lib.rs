@@ -46,15 +46,12 @@
 
 mod error;
 pub mod haproxy;
-mod host;
 pub mod keepalived;
 pub mod needs;
 pub mod reference;
 mod value;
 
 pub use error::{Error, Result};
-pub use host::KEEPALIVED_REJECT_OUTPUT;
-pub use needs::LbHostNeeds;
 pub use reference::{
     CHECK_SCRIPT_MODE, CHECK_SCRIPT_PATH, DEFAULT_ADVERT_INTERVAL, DEFAULT_SCRIPT_USER,
     HAPROXY_CFG_MODE, HAPROXY_CFG_PATH, HAPROXY_DROPIN_MODE, HAPROXY_DROPIN_PATH,

@@ -1,7 +1,7 @@
 //! Failover on a real lab: three fresh LB hosts (no packages, no users: `fresh_hosts`) are
-//! configured from the rendered files and `host_needs()` the way an executor does it (apt-get,
-//! useradd, directories, `haproxy -c` / `keepalived -t` on the candidates, `systemctl enable
-//! --now`), three control-plane hosts answer TLS on 6443 with `/readyz`, and the test process
+//! configured over SSH by the host-plan executor from each node's host plan (apt-get,
+//! useradd, directories, `haproxy -c` / `keepalived -t` on the candidates, services enabled
+//! and started), three control-plane hosts answer TLS on 6443 with `/readyz`, and the test process
 //! is the client sending requests through the VIP. Faults: a dead apiserver process, a lost
 //! control-plane host, the MASTER's keepalived crashing, its HAProxy crashing, its link going
 //! down, its VM dying (link down and every process killed), and the old MASTER coming back
@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use hakube_haproxy_config::{HaInput, LbNodeFiles, needs::LbHostNeeds};
+use hakube_haproxy_config::{HaInput, LbNodeFiles};
 use hakube_lab::{Host, Lab};
 
 /// One client request every this often.
@@ -141,49 +141,13 @@ struct Lb<'a> {
 }
 
 impl<'a> Lb<'a> {
-    /// Configures a fresh host as an executor would from `host_needs()`: packages, the
-    /// script user, directories, each file checked (as a candidate) before it goes live,
-    /// services enabled and started (HAProxy first).
-    fn new(host: &'a Host, files: LbNodeFiles) -> Self {
-        let needs: LbHostNeeds = files.host_needs();
-        host.run(&format!(
-            "DEBIAN_FRONTEND=noninteractive apt-get install -y -q {}",
-            needs.packages.join(" ")
-        ))
-        .unwrap();
-        for u in &needs.users {
-            host.run(&format!(
-                "getent passwd {n} >/dev/null || useradd --system --user-group --no-create-home \
-                 --home-dir {} --shell {} {n}",
-                u.home,
-                u.shell,
-                n = u.name
-            ))
-            .unwrap();
-        }
-        for d in &needs.directories {
-            host.run(&format!(
-                "install -d -m {:o} -o {} -g {} {}",
-                d.mode, d.owner, d.group, d.path
-            ))
-            .unwrap();
-        }
-        for f in &needs.files {
-            let candidate = format!("{}.new", f.path);
-            host.write_file(&candidate, &f.contents, f.mode).unwrap();
-            if let Some(check) = needs.checks.iter().find(|c| c.path == f.path) {
-                let argv = check.argv(&candidate).join(" ");
-                let out = host.exec(&format!("{argv} 2>&1")).unwrap();
-                check
-                    .judge(out.status.code(), &String::from_utf8_lossy(&out.stdout))
-                    .unwrap_or_else(|e| panic!("{}: {e}", host.name()));
-            }
-            host.run(&format!("mv {candidate} {}", f.path)).unwrap();
-        }
-        host.run("systemctl daemon-reload").unwrap();
-        for s in &needs.services {
-            host.run(&format!("systemctl enable --now {}", s.unit))
-                .unwrap();
+    /// Configures a fresh host with the host-plan executor over SSH, from the node's host
+    /// plan: packages, the script user, directories, each file checked (as a candidate)
+    /// before it goes live, services enabled and started (HAProxy first).
+    fn new(lab: &'a Lab, host: &'a Host, files: LbNodeFiles) -> Self {
+        let report = support::apply(lab, host, &files.host_plan());
+        if let Err(e) = &report.result {
+            panic!("{}: {e}: {:?}", host.name(), std::error::Error::source(e));
         }
         Self { host, files }
     }
@@ -396,7 +360,6 @@ fn failover_on_a_real_lab() {
     let t0 = Instant::now();
     let lab = Lab::builder("hapx")
         .hosts(["lb1", "lb2", "lb3", "cp1", "cp2", "cp3"])
-        .without_sshd()
         .fresh_hosts()
         .build()
         .expect("build the lab");
@@ -448,8 +411,9 @@ fn failover_on_a_real_lab() {
         let jobs: Vec<_> = rendered
             .into_iter()
             .map(|files| {
+                let lab = &lab;
                 let host = lab.host(&files.node.clone());
-                s.spawn(move || Lb::new(host, files))
+                s.spawn(move || Lb::new(lab, host, files))
             })
             .collect();
         jobs.into_iter().map(|j| j.join().unwrap()).collect()

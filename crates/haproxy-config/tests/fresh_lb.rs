@@ -1,8 +1,9 @@
-//! One fresh LB host (no packages, no users: `fresh_hosts`) configured from `host_needs()`,
-//! with the real HAProxy and keepalived: the checks catch what would break the node before
-//! anything goes live. `keepalived -t` drops the health check of a missing `script_user` (its
-//! output says so; its exit status need not), a rendered `haproxy.cfg` that fails `haproxy -c`
-//! never replaces the live one (which keeps serving), and the metrics answer the cluster's
+//! One fresh LB host (no packages, no users: `fresh_hosts`) configured over SSH by the
+//! host-plan executor from the node's host plan, with the real HAProxy and keepalived: the
+//! checks catch what would break the node before anything goes live. `keepalived -t` drops the
+//! health check of a missing `script_user` (its output says so; its exit status need not), a
+//! rendered `haproxy.cfg` that fails `haproxy -c` never replaces the live one (which keeps
+//! serving), a second run changes and restarts nothing, and the metrics answer the cluster's
 //! nodes only.
 #![allow(clippy::unwrap_used, clippy::too_many_lines)]
 
@@ -12,20 +13,17 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use hakube_haproxy_config::{HAPROXY_CFG_PATH, HaInput, IngressTls, KEEPALIVED_CONF_PATH};
-use hakube_lab::{Host, Lab};
+use hakube_host_state::{HostPlan, Item};
+use hakube_lab::Lab;
+use hakube_remote::Error;
 
-/// Runs `check` on `candidate` in the host; returns (exit code, output, verdict).
-fn run_check(
-    host: &Host,
-    check: &hakube_haproxy_config::needs::ConfigCheck,
-    candidate: &str,
-) -> (Option<i32>, String, Result<(), String>) {
-    let out = host
-        .exec(&format!("{} 2>&1", check.argv(candidate).join(" ")))
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let verdict = check.judge(out.status.code(), &text);
-    (out.status.code(), text, verdict)
+/// The cause of a host report's failure, as text.
+fn cause(report: &hakube_remote::HostReport) -> (String, String) {
+    let err = report.result.as_ref().expect_err("the run must fail");
+    let Error::ItemFailed { item, source, .. } = err else {
+        panic!("{err:?}")
+    };
+    (item.clone(), source.to_string())
 }
 
 #[test]
@@ -40,7 +38,6 @@ fn a_fresh_lb_is_checked_before_anything_goes_live() {
     }
     let lab = Lab::builder("freshlb")
         .hosts(["lb1", "lb2", "cp1"])
-        .without_sshd()
         .fresh_hosts()
         .build()
         .expect("build the lab");
@@ -52,17 +49,7 @@ fn a_fresh_lb_is_checked_before_anything_goes_live() {
         .lb_node("lb2", IpAddr::V4(lab.host("lb2").addr()), "eth0")
         .control_plane_node("cp1", IpAddr::V4(lab.host("cp1").addr()));
     let node = input.render().unwrap().remove(0);
-    let needs = node.host_needs();
-    let haproxy_check = needs
-        .checks
-        .iter()
-        .find(|c| c.path == HAPROXY_CFG_PATH)
-        .unwrap();
-    let keepalived_check = needs
-        .checks
-        .iter()
-        .find(|c| c.path == KEEPALIVED_CONF_PATH)
-        .unwrap();
+    let plan = node.host_plan();
 
     // A fresh host: no script user, no runtime directory, nothing installed.
     assert!(
@@ -72,42 +59,52 @@ fn a_fresh_lb_is_checked_before_anything_goes_live() {
             .success()
     );
     assert!(!lb1.exec("test -d /run/haproxy").unwrap().status.success());
-    lb1.run(&format!("apt-get install -y {}", needs.packages.join(" ")))
-        .unwrap();
-    for d in &needs.directories {
-        lb1.run(&format!(
-            "install -d -m {:o} -o {} -g {} {}",
-            d.mode, d.owner, d.group, d.path
-        ))
-        .unwrap();
-    }
-    for f in &needs.files {
-        lb1.write_file(f.path, &f.contents, f.mode).unwrap();
-    }
 
     // Without the script user keepalived drops the health check (and the issue saw
-    // `keepalived -t` exit 0 while saying so): the judge goes by the output and refuses.
-    let (code, text, verdict) = run_check(lb1, keepalived_check, KEEPALIVED_CONF_PATH);
-    let err = verdict.expect_err("a missing script_user must be refused");
+    // `keepalived -t` exit 0 while saying so): its output refuses the candidate, and no
+    // keepalived.conf goes live.
+    let mut without_user = HostPlan::new("lb1");
+    without_user.items = plan
+        .items
+        .iter()
+        .filter(|i| !matches!(i, Item::User(_) | Item::Group(_)))
+        .cloned()
+        .collect();
+    let report = support::apply(&lab, lb1, &without_user);
+    let (item, why) = cause(&report);
+    assert_eq!(item, format!("file {KEEPALIVED_CONF_PATH}"));
     assert!(
-        err.contains("chk_haproxy"),
-        "exit {code:?}, verdict {err}\n{text}"
+        why.contains("keepalived -t -f %s") && why.contains("chk_haproxy"),
+        "{why}"
     );
-    for u in &needs.users {
-        lb1.run(&format!(
-            "useradd --system --user-group --no-create-home --home-dir {} --shell {} {}",
-            u.home, u.shell, u.name
-        ))
-        .unwrap();
-    }
-    let (_, text, verdict) = run_check(lb1, keepalived_check, KEEPALIVED_CONF_PATH);
-    assert!(verdict.is_ok(), "{verdict:?}\n{text}");
-    let (_, text, verdict) = run_check(lb1, haproxy_check, HAPROXY_CFG_PATH);
-    assert!(verdict.is_ok(), "{verdict:?}\n{text}");
+    assert!(
+        lb1.read_file(KEEPALIVED_CONF_PATH).is_err(),
+        "a refused file went live"
+    );
+    assert!(
+        lb1.run("ls -a /etc/keepalived")
+            .unwrap()
+            .lines()
+            .all(|l| !l.contains("hakube-new")),
+        "candidate left behind"
+    );
 
-    // Live: HAProxy, then keepalived; this node takes the VIP.
-    lb1.run("systemctl daemon-reload && systemctl enable --now haproxy && systemctl enable --now keepalived")
-        .unwrap();
+    // The whole plan: packages, user, directories, files checked, HAProxy then keepalived.
+    let report = support::apply(&lab, lb1, &plan);
+    report.result.as_ref().unwrap();
+    let changes: Vec<String> = report.changes.iter().map(ToString::to_string).collect();
+    for want in [
+        "user keepalived_script: created",
+        "file /etc/keepalived/keepalived.conf: created",
+        "service haproxy: started",
+        "service keepalived: started",
+    ] {
+        assert!(
+            changes.iter().any(|c| c == want),
+            "{want} missing: {changes:?}"
+        );
+    }
+    assert!(lb1.installed_packages().iter().any(|p| p == "haproxy"));
     lb1.wait_for_port(8404, Duration::from_secs(10)).unwrap();
     assert_eq!(
         lb1.read_to_string("/run/keepalived-haproxy.state")
@@ -115,6 +112,13 @@ fn a_fresh_lb_is_checked_before_anything_goes_live() {
             .trim(),
         "0"
     );
+    // A second run: no change, nothing restarted, HAProxy's process untouched.
+    let pid = lb1.service_pid("haproxy").unwrap();
+    let again = support::apply(&lab, lb1, &plan);
+    again.result.as_ref().unwrap();
+    assert!(again.changes.is_empty(), "{:?}", again.changes);
+    assert_eq!(lb1.service_pid("haproxy"), Some(pid));
+
     let metrics = |from_host: bool| -> String {
         let cmd = format!(
             "curl -s -o /dev/null -w '%{{http_code}}' --max-time 2 http://{}:8404/metrics",
@@ -142,9 +146,8 @@ fn a_fresh_lb_is_checked_before_anything_goes_live() {
     );
 
     // A rendered haproxy.cfg that fails `haproxy -c` (its ingress certificate does not
-    // exist) is caught as a candidate; the live file and HAProxy stay as they were.
+    // exist) is refused as a candidate; the live file and HAProxy stay as they were.
     let live = lb1.read_to_string(HAPROXY_CFG_PATH).unwrap();
-    let pid = lb1.service_pid("haproxy").unwrap();
     let broken = input
         .clone()
         .worker("w1", IpAddr::V4(lab.host("cp1").addr()))
@@ -158,13 +161,16 @@ fn a_fresh_lb_is_checked_before_anything_goes_live() {
         .render()
         .unwrap()
         .remove(0);
-    let candidate = format!("{HAPROXY_CFG_PATH}.new");
-    lb1.write_file(&candidate, &broken.haproxy_cfg.contents, 0o644)
-        .unwrap();
-    let (_, text, verdict) = run_check(lb1, haproxy_check, &candidate);
-    let err = verdict.expect_err("a config with a missing certificate must be refused");
-    assert!(err.contains("haproxy -c -f"), "{err}\n{text}");
+    let report = support::apply(&lab, lb1, &broken.host_plan());
+    let (item, why) = cause(&report);
+    assert_eq!(item, format!("file {HAPROXY_CFG_PATH}"));
+    assert!(
+        why.contains("haproxy -c -f %s") && why.contains("live file is unchanged"),
+        "{why}"
+    );
     assert_eq!(lb1.read_to_string(HAPROXY_CFG_PATH).unwrap(), live);
+    assert_eq!(lb1.service_pid("haproxy"), Some(pid));
+    assert_eq!(metrics(true), "200");
     // Even a reload of a broken live file is refused (Debian's ExecReload runs `haproxy -c`
     // first), and the running HAProxy keeps serving.
     lb1.write_file(HAPROXY_CFG_PATH, &broken.haproxy_cfg.contents, 0o644)

@@ -185,17 +185,29 @@ impl Directory {
 
 /// A command that checks a candidate file before it replaces the live one (Ansible's
 /// `validate:`). [`CANDIDATE_PLACEHOLDER`] in `argv` is replaced by the candidate's path. The
-/// file is rejected when the command exits non-zero, or when its output (stdout or stderr)
-/// contains one of `reject_output` (for tools such as `keepalived -t` that report some
-/// problems and still exit 0).
+/// file is rejected when the command's exit status is not one of `ok_status` (`[0]` when
+/// empty), or when its output (stdout and stderr) contains one of `reject_output`, or, with
+/// `quiet`, when it prints any line other than those containing one of `ignore_lines` (for
+/// tools such as `keepalived -t` that report problems and still exit 0).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Validate {
     /// Program and arguments, one of them [`CANDIDATE_PLACEHOLDER`].
     pub argv: Vec<String>,
-    /// Output fragments that make the check fail even on exit status 0.
+    /// Exit statuses that mean "valid" (a death by signal N counts as 128 + N); `[0]` when
+    /// empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ok_status: Vec<i32>,
+    /// Output fragments that make the check fail even on an accepted status.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reject_output: Vec<String>,
+    /// A valid file prints nothing: any output line fails the check, except lines containing
+    /// one of `ignore_lines`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub quiet: bool,
+    /// With `quiet`, output lines that do not count (`NOTICE:` chatter).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignore_lines: Vec<String>,
 }
 
 impl Validate {
@@ -208,8 +220,78 @@ impl Validate {
     {
         Self {
             argv: argv.into_iter().map(Into::into).collect(),
+            ok_status: Vec::new(),
             reject_output: Vec::new(),
+            quiet: false,
+            ignore_lines: Vec::new(),
         }
+    }
+
+    /// Also accepts these exit statuses.
+    #[must_use]
+    pub fn ok_status(mut self, statuses: impl IntoIterator<Item = i32>) -> Self {
+        if self.ok_status.is_empty() {
+            self.ok_status.push(0);
+        }
+        self.ok_status.extend(statuses);
+        self
+    }
+
+    /// Fails on any output line, except those containing one of `ignore`.
+    #[must_use]
+    pub fn quiet<I, S>(mut self, ignore: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.quiet = true;
+        self.ignore_lines.extend(ignore.into_iter().map(Into::into));
+        self
+    }
+
+    /// Judges a run of the check: `status` is the exit code (128 + N for signal N), `output`
+    /// stdout and stderr together.
+    ///
+    /// ```
+    /// use hakube_host_state::Validate;
+    /// let v = Validate::new(["keepalived", "-t", "-f", "%s"]).ok_status([143]).quiet(["NOTICE:"]);
+    /// assert!(v.judge(0, "").is_ok());
+    /// assert!(v.judge(143, "Terminated? no: NOTICE: x\n").is_ok());
+    /// assert!(v.judge(0, "Unable to set default user - removing\n").is_err());
+    /// assert!(v.judge(1, "").is_err());
+    /// ```
+    ///
+    /// # Errors
+    /// Why the candidate is refused: the status, or the output that refuses it.
+    pub fn judge(&self, status: i32, output: &str) -> Result<(), String> {
+        let ok = if self.ok_status.is_empty() {
+            status == 0
+        } else {
+            self.ok_status.contains(&status)
+        };
+        if !ok {
+            return Err(format!("exit status {status}"));
+        }
+        if let Some(frag) = self
+            .reject_output
+            .iter()
+            .find(|f| output.contains(f.as_str()))
+        {
+            return Err(format!("output contains {frag:?}"));
+        }
+        if self.quiet {
+            let noise: Vec<&str> = output
+                .lines()
+                .map(str::trim)
+                .filter(|l| {
+                    !l.is_empty() && !self.ignore_lines.iter().any(|i| l.contains(i.as_str()))
+                })
+                .collect();
+            if !noise.is_empty() {
+                return Err(format!("it reported: {}", noise.join(" / ")));
+            }
+        }
+        Ok(())
     }
 
     /// Also fails when the output contains `fragment`.

@@ -21,6 +21,10 @@ pub(crate) fn input(cluster: &Cluster) -> HaInput {
     for vm in cluster.vms_with_role(RoleKind::Worker) {
         ha = ha.worker(&vm.name, IpAddr::V4(vm.address));
     }
+    // Vault on VMs is fronted on the VIP too (8200), so no client names a single Vault node.
+    for vm in cluster.vms_with_role(RoleKind::Vault) {
+        ha = ha.vault_node(&vm.name, IpAddr::V4(vm.address));
+    }
     let tls = match t.ingress.tls {
         TlsMode::Passthrough => IngressTls::Passthrough,
         TlsMode::Terminate => IngressTls::Terminate {

@@ -525,15 +525,14 @@ impl Run<'_> {
         self.exec.upload(&staged).await?;
         let out = self.run(&check.argv_for(&candidate)).await;
         let verdict = match &out {
-            Ok(o) if o.success() => {
+            Ok(o) => {
+                let status = match &o.status {
+                    crate::ExitStatus::Code(c) => i32::try_from(*c).unwrap_or(255),
+                    crate::ExitStatus::Signal { name, .. } => 128 + signal_number(name),
+                };
                 let text = format!("{}{}", o.stdout_lossy(), o.stderr_lossy());
-                check
-                    .reject_output
-                    .iter()
-                    .find(|frag| text.contains(frag.as_str()))
-                    .map(|frag| format!("output contains {frag:?}"))
+                check.judge(status, &text).err()
             }
-            Ok(o) => Some(format!("exited with {}", o.status)),
             Err(e) => Some(e.to_string()),
         };
         if let Some(why) = verdict {
@@ -665,6 +664,22 @@ fn useradd(u: &User) -> Vec<String> {
 
 fn is_unit_file(path: &str) -> bool {
     path.starts_with("/etc/systemd/") || path.starts_with("/lib/systemd/system/")
+}
+
+/// The number of a signal by its name, as shells report deaths (128 + N).
+fn signal_number(name: &str) -> i32 {
+    match name.trim_start_matches("SIG") {
+        "HUP" => 1,
+        "INT" => 2,
+        "QUIT" => 3,
+        "ABRT" => 6,
+        "KILL" => 9,
+        "SEGV" => 11,
+        "PIPE" => 13,
+        "ALRM" => 14,
+        "TERM" => 15,
+        _ => 127,
+    }
 }
 
 /// The last lines of a check's output, for the error.

@@ -1,6 +1,7 @@
-//! The host-plan executor on lab hosts over real OpenSSH: facts, dry run, apply, handlers only on
-//! change, validate-before-activate with the real `haproxy -c`, a second run with no change, and
-//! a failing host named with its item while the others finish. Needs root (CI runs it).
+//! The host-plan executor on fresh lab hosts over real OpenSSH: facts, dry run, apply (the real
+//! useradd, HAProxy started and reloaded by the lab's systemctl), handlers only on change,
+//! validate-before-activate with the real `haproxy -c`, a second run with no change, and a
+//! failing host named with its item while the others finish. Needs root (CI runs it).
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
@@ -12,38 +13,15 @@ use hakube_remote::{
     Target, apply_host_plans,
 };
 
-/// A systemctl that keeps state per host (under the host's private /run), so is-active and
-/// is-enabled answer what earlier calls did.
-const SYSTEMCTL: &str = r#"#!/bin/sh
-d=/run/test-systemd; mkdir -p $d
-case "$1" in
-  is-enabled) [ -e $d/$3.enabled ] ;;
-  is-active) [ -e $d/$3.active ] ;;
-  enable) touch $d/$2.enabled ;;
-  disable) rm -f $d/$2.enabled ;;
-  start|restart|reload) touch $d/$2.active ;;
-  stop) rm -f $d/$2.active ;;
-  daemon-reload) ;;
-  *) exit 1 ;;
-esac
-"#;
-
-/// getent/groupadd/useradd on a per-host account list: lab hosts share the machine's
-/// /etc/passwd, which a test must not change.
-const GETENT: &str = "#!/bin/sh\ngrep -q \"^$1:$2\\$\" /run/test-accounts 2>/dev/null\n";
-const GROUPADD: &str = "#!/bin/sh\nfor a; do n=$a; done\necho \"group:$n\" >> /run/test-accounts\n";
-const USERADD: &str = "#!/bin/sh\nfor a; do n=$a; done\necho \"passwd:$n\" >> /run/test-accounts\n";
-
+/// Fresh hosts (own /etc with only a cloud image's accounts, empty /run, nothing installed):
+/// the lab's apt-get, dpkg-query and systemctl stand-ins install packages as their postinst
+/// would and really run haproxy; useradd and groupadd are the real ones.
 fn lab() -> Lab {
-    let lab = Lab::builder("hostplan")
+    Lab::builder("hostplan")
         .hosts(["lb1", "lb2"])
+        .fresh_hosts()
         .build()
-        .unwrap();
-    lab.stand_in("systemctl", SYSTEMCTL).unwrap();
-    lab.stand_in("getent", GETENT).unwrap();
-    lab.stand_in("groupadd", GROUPADD).unwrap();
-    lab.stand_in("useradd", USERADD).unwrap();
-    lab
+        .unwrap()
 }
 
 fn sessions(lab: &Lab) -> Vec<Arc<dyn RemoteExec>> {
@@ -66,7 +44,6 @@ const GOOD_CFG: &str = "global\n  maxconn 100\ndefaults\n  mode tcp\n  timeout c
 
 fn plan(host: &str, cfg: &str) -> HostPlan {
     HostPlan::new(host)
-        // Installed on this machine (the lab shares its dpkg database): no apt-get call.
         .package(Package::new("haproxy"))
         .group(Group::system("keepalived_script"))
         .user(User::system("keepalived_script").group("keepalived_script"))
@@ -142,12 +119,13 @@ async fn dry_run_apply_rerun_and_rejected_file() {
         r.result.as_ref().unwrap();
         let shown: Vec<String> = r.changes.iter().map(ToString::to_string).collect();
         for want in [
+            "package haproxy: installed",
             "group keepalived_script: created",
             "user keepalived_script: created",
             "directory /etc/haproxy/conf.d: created",
             "file /etc/haproxy/haproxy.cfg: created",
             "file /etc/haproxy/secret.pem: created",
-            "service haproxy: enabled",
+            // Enabled by the package's install, as Debian's postinst does; started here.
             "service haproxy: started",
             "exec touch-marker: ran",
             "exec once: ran",

@@ -173,3 +173,29 @@ pub fn keepalived_test_ok(out: &Output) -> bool {
         Some(_) => false,
     }
 }
+
+/// Applies `plan` to a lab host over SSH with the host-plan executor (as `configure` does).
+pub fn apply(
+    lab: &hakube_lab::Lab,
+    host: &hakube_lab::Host,
+    plan: &hakube_host_state::HostPlan,
+) -> hakube_remote::HostReport {
+    use hakube_remote::{Auth, HostKeyPolicy, Mode, NoProgress, SshConfig, SshSession, Target};
+    let session = SshSession::new(
+        Target::new(host.name(), host.addr().to_string()),
+        SshConfig::new(
+            Auth::key_file(lab.ssh_private_key()),
+            HostKeyPolicy::KnownHosts(lab.known_hosts_file().to_owned()),
+        ),
+    );
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(hakube_remote::apply_host_plan(
+            &session,
+            plan,
+            Mode::Apply,
+            &NoProgress,
+        ))
+}
