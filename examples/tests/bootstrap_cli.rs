@@ -15,6 +15,8 @@
 
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 
+#[path = "support/lab_topology.rs"]
+mod lab_topology;
 mod support;
 
 use std::collections::BTreeMap;
@@ -27,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use hakube_kubeadm::KUBEADM_CONFIG_PATH;
 use hakube_lab::{Lab, require_root};
+use lab_topology::{Roles, lab_topology};
 
 // One copy of the stand-ins, shared with the library's lab test.
 const FAKE_API: &str = include_str!("../../crates/kubeadm/tests/lab/fake_apiserver.py");
@@ -43,112 +46,6 @@ const CNI_MANIFEST: &str = "calico.yaml";
 const CNI_YAML: &str = "apiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: calico-node\n  namespace: kube-system\n";
 /// The longest a run may take before the test kills it (a hang is a failure, not a wait).
 const RUN_DEADLINE: Duration = Duration::from_secs(120);
-
-/// The seed topology (`examples/seed-cluster.yaml`) with the lab's addresses: three load
-/// balancers, three masters, one worker per group, the lab's spare address as VIP. The NFS and
-/// Vault VMs stay (the binary must leave them alone); they get addresses no host uses.
-const TOPOLOGY: &str = r"# examples/seed-cluster.yaml on a hakube-lab (written by examples/tests/bootstrap_cli.rs)
-cluster:
-  name: lab
-
-proxmox:
-  api_url: https://pve1.example.lan:8006
-  nodes:
-    - name: pve1
-      capacity: { cores: 32, memory_mib: 131072, disk_gib: 2000 }
-      template: 9001
-    - name: pve2
-      capacity: { cores: 32, memory_mib: 131072, disk_gib: 2000 }
-      template: 9002
-    - name: pve3
-      capacity: { cores: 32, memory_mib: 131072, disk_gib: 2000 }
-      template: 9003
-  storage: local-lvm
-  bridge: vmbr0
-  vmids: { first: 200, last: 299 }
-
-network:
-  cidr: @SUBNET@
-  gateway: @GATEWAY@
-  dns: [@GATEWAY@]
-  search_domain: k8s.example.lan
-  vip: @VIP@
-  allocate: { first: @POOL_FIRST@, last: @POOL_LAST@ }
-
-loadbalancers:
-  count: 3
-  size: { cores: 2, memory_mib: 2048, disk_gib: 16 }
-  name_pattern: lb-{n}
-  addresses: [@LBS@]
-
-control_plane:
-  count: 3 # masters
-  size: { cores: 4, memory_mib: 8192, disk_gib: 64 }
-  name_pattern: master-{n}
-  addresses: [@MASTERS@]
-
-workers:
-  size: { cores: 8, memory_mib: 16384, disk_gib: 100 }
-  name_pattern: worker-{group}-{n}
-  groups:
-    - name: prod
-      count: 1
-      labels: { environment: prod, workload: general }
-      taints:
-        - { key: environment, value: prod, effect: NoSchedule }
-      addresses: [@PROD@]
-    - name: nonprod
-      count: 1
-      size: { cores: 4, memory_mib: 8192, disk_gib: 60 }
-      labels: { environment: nonprod, workload: general }
-      addresses: [@NONPROD@]
-
-nfs:
-  name: nfs-1
-  size: { cores: 2, memory_mib: 4096, disk_gib: 500 }
-  exports:
-    - path: /srv/nfs/k8s-prod
-      clients: [@SUBNET@]
-    - path: /srv/nfs/k8s-nonprod
-      clients: [@SUBNET@]
-
-storage_classes:
-  - name: nfs-prod
-    export: /srv/nfs/k8s-prod
-    reclaim_policy: Retain
-  - name: nfs-nonprod
-    export: /srv/nfs/k8s-nonprod
-    reclaim_policy: Delete
-    default: true
-
-kubernetes:
-  version: 1.34.2
-  pod_cidr: 10.244.0.0/16
-  service_cidr: 10.96.0.0/12
-  dns_domain: cluster.local
-
-ingress:
-  http_node_port: 30080
-  https_node_port: 30443
-  tls: passthrough
-
-addons:
-  monitoring: true
-  logging: true
-  log_agent: alloy
-
-vault:
-  placement: vms
-  vms:
-    count: 3
-    size: { cores: 2, memory_mib: 2048, disk_gib: 20 }
-    name_pattern: vault-{n}
-
-ssh:
-  user: hakube
-  public_keys:
-    - ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTheSeedClusterOnlyReplaceMe00000 ops@example.lan
-";
 
 /// The Kubernetes nodes (what the binary works on), masters first.
 fn nodes() -> impl Iterator<Item = &'static str> {
@@ -176,30 +73,16 @@ impl Cluster {
         lab.stand_in("kubeadm", KUBEADM).unwrap();
         lab.stand_in("kubectl", KUBECTL).unwrap();
         let vip = lab.spare_addr(0).unwrap().to_string();
-        let addrs = |names: &[&str]| {
-            names
-                .iter()
-                .map(|n| lab.host(n).addr().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let net = u32::from(lab.subnet().network());
-        let text = TOPOLOGY
-            .replace("@SUBNET@", &lab.subnet().to_string())
-            .replace("@GATEWAY@", &lab.gateway().to_string())
-            .replace("@VIP@", &vip)
-            .replace(
-                "@POOL_FIRST@",
-                &std::net::Ipv4Addr::from(net + 150).to_string(),
-            )
-            .replace(
-                "@POOL_LAST@",
-                &std::net::Ipv4Addr::from(net + 199).to_string(),
-            )
-            .replace("@LBS@", &addrs(&LBS))
-            .replace("@MASTERS@", &addrs(&MASTERS))
-            .replace("@PROD@", &addrs(&WORKERS[..1]))
-            .replace("@NONPROD@", &addrs(&WORKERS[1..]));
+        let text = lab_topology(
+            &lab,
+            &Roles {
+                lbs: &LBS,
+                masters: &MASTERS,
+                prod: &WORKERS[..1],
+                nonprod: &WORKERS[1..],
+                ..Roles::default()
+            },
+        );
         let dir = tempfile::tempdir().unwrap();
         let topology = dir.path().join("lab-cluster.yaml");
         std::fs::write(&topology, text).unwrap();

@@ -819,8 +819,16 @@ impl Lab {
                 ));
             }
             for f in PRIVATE_FILES {
-                if Path::new(f).is_file() {
-                    let backing = h.dir.join("root").join(f.trim_start_matches('/'));
+                let backing = h.dir.join("root").join(f.trim_start_matches('/'));
+                if h.fresh && f.starts_with("/etc/") {
+                    // Into the host's own /etc (the overlay), as a plain file: replacing it by
+                    // rename (what every atomic writer does) works, as on a VM; a bind-mounted
+                    // file would refuse that with EBUSY.
+                    script.push_str(&format!(
+                        "cat {} > {f}\n",
+                        util::sh_quote(&backing.to_string_lossy())
+                    ));
+                } else if Path::new(f).is_file() {
                     script.push_str(&format!(
                         "mount --bind {} {f}\n",
                         util::sh_quote(&backing.to_string_lossy())
