@@ -44,7 +44,13 @@ use std::net::Ipv4Addr;
 use serde::Serialize;
 
 pub use error::{Error, Problem, Rule, Severity};
-pub use model::*;
+pub use model::{
+    Addons, AddressRange, Backup, Capacity, ClusterMeta, DEFAULT_ETCD_BACKUP_KEEP,
+    DEFAULT_ETCD_BACKUP_SCHEDULE, DEFAULT_NFS_BACKUP_KEEP, DEFAULT_NFS_BACKUP_SCHEDULE, EtcdBackup,
+    Export, Ingress, Kubernetes, LogAgent, Network, Nfs, NfsBackup, Proxmox, ProxmoxNode,
+    ReclaimPolicy, Role, SharedTemplate, Ssh, StorageClass, Taint, TaintEffect, TlsMode, Topology,
+    Vault, VaultPlacement, VmSize, VmidRange, WorkerGroup, Workers,
+};
 pub use source::Position;
 pub use validate::{NODE_PORT_RANGE, VMID_MAX, VMID_MIN, is_dns_label, is_dns_name};
 
