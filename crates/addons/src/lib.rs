@@ -37,12 +37,14 @@
 pub mod apply;
 pub mod calico;
 pub mod certmanager;
+pub mod chart_schema;
 mod error;
 pub mod etcd_backup;
 pub mod gitops;
 pub mod model;
 pub mod observability;
 pub mod steps;
+pub mod storage;
 pub mod traefik;
 mod validate;
 pub mod vault;
@@ -51,8 +53,10 @@ mod yaml;
 
 pub use error::AddonsError;
 pub use model::*;
-pub use steps::{Component, HelmRelease, InstallStep, WorkloadKind};
-pub use validate::{cross_check, validate};
+pub use steps::{
+    Component, HelmRelease, InstallStep, SECRETS_DIR, WorkloadKind, secret_value_path,
+};
+pub use validate::{check_install_order, cross_check, validate};
 pub use yaml::HEADER;
 
 /// A file of the GitOps tree, relative to `cluster/`.
@@ -122,7 +126,9 @@ pub fn render(input: &AddonsInput) -> Result<Rendered, AddonsError> {
     if let Some(first) = validate(input).into_iter().next() {
         return Err(first);
     }
-    let mut outputs = vec![calico::render(input)?, traefik::render(input)?];
+    let mut outputs = vec![calico::render(input)?];
+    outputs.extend(storage::render_provisioner(input));
+    outputs.push(traefik::render(input)?);
     if let Some(m) = &input.monitoring {
         outputs.push(observability::render_monitoring(input, m)?);
     }
@@ -152,6 +158,20 @@ pub fn render(input: &AddonsInput) -> Result<Rendered, AddonsError> {
         steps,
     };
     if let Some(first) = cross_check(input, &rendered.cluster_files)
+        .into_iter()
+        .next()
+    {
+        return Err(first);
+    }
+    // The provisioner's files come from another crate: the composing layer checks the whole
+    // order (with them) again.
+    let own: Vec<InstallStep> = rendered
+        .steps
+        .iter()
+        .filter(|s| s.component() != Component::Nfs)
+        .cloned()
+        .collect();
+    if let Some(first) = check_install_order(&own, &rendered.cluster_files)
         .into_iter()
         .next()
     {
@@ -194,16 +214,19 @@ pub fn example_input() -> AddonsInput {
                 nodes: (1..=4)
                     .map(|i| Host::new(format!("worker-{i}"), ip(30 + i)))
                     .collect(),
+                taints: vec![],
             },
             WorkerGroup {
                 name: "edge".into(),
                 nodes: (5..=6)
                     .map(|i| Host::new(format!("worker-{i}"), ip(30 + i)))
                     .collect(),
+                taints: vec![],
             },
         ],
         storage: StorageInput {
             nfs_classes: vec!["nfs-prod".into(), "nfs-nonprod".into()],
+            provisioner: None,
         },
         calico: CalicoInput::default(),
         traefik: TraefikInput {
@@ -256,12 +279,14 @@ pub fn example_input() -> AddonsInput {
                 namespace: "prod".into(),
                 storage_class: "nfs-prod".into(),
                 default_deny: true,
+                worker_group: None,
             },
             EnvironmentInput {
                 name: "nonprod".into(),
                 namespace: "nonprod".into(),
                 storage_class: "nfs-nonprod".into(),
                 default_deny: true,
+                worker_group: None,
             },
         ],
     }

@@ -119,3 +119,18 @@ pub const BUSYBOX_IMAGE: &str = "docker.io/library/busybox:1.37.0";
 
 /// Example application image used in the GitOps `apps` base.
 pub const WHOAMI_IMAGE: &str = "docker.io/traefik/whoami:v1.11.0";
+
+/// Every pinned chart (kubelet-csr-approver's version is an input, so it is not here).
+pub const ALL: &[Chart] = &[
+    TIGERA_OPERATOR,
+    TRAEFIK,
+    PROMETHEUS,
+    KUBE_STATE_METRICS,
+    METRICS_SERVER,
+    GRAFANA,
+    LOKI,
+    ALLOY,
+    PROMTAIL,
+    CERT_MANAGER,
+    VAULT,
+];
