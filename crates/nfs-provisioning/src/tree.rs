@@ -33,7 +33,11 @@ impl NfsSetup {
                 mode: f.mode,
             })
             .collect();
-        for f in self.cluster_files()? {
+        for f in self
+            .cluster_files()?
+            .into_iter()
+            .chain(self.kustomization()?)
+        {
             out.push(PlanFile {
                 path: format!("{CLUSTER_DIR}/{}", f.name),
                 contents: f.contents,
