@@ -22,10 +22,12 @@ mod base;
 mod haproxy;
 mod kubeadm;
 mod nfs;
+mod rules;
 mod tree;
 
 pub use addons::KUBEADM_ETCD_IMAGE;
 pub use kubeadm::{PlanSecrets, SECRETS_PATH, WORKER_GROUP_LABEL, kubeadm_input};
+pub use rules::SECRETS_DIR;
 pub use tree::{PlanFile, PlanTree, WriteSummary};
 
 use hakube_topology::Cluster;
@@ -75,7 +77,10 @@ pub enum Error {
 
 /// Renders every artifact for `cluster`. The secrets (kubeadm's bootstrap token and
 /// certificate key) are an input so that re-planning gives the same tree: keep them with
-/// [`PlanSecrets::to_env`] (the plan itself holds them at [`SECRETS_PATH`], mode 0600).
+/// [`PlanSecrets::to_env`] (the plan itself holds them at [`SECRETS_PATH`], mode 0600, under
+/// [`SECRETS_DIR`], outside the GitOps tree `cluster/`). The plan is refused when a rule
+/// between components breaks (Traefik's nodes and HAProxy's ingress backends, scrape targets
+/// and what their targets bind, namespaces before their objects, no secret in `cluster/`).
 ///
 /// # Errors
 /// [`Error::Component`] when a component rejects the cluster, [`Error::Conflict`] or
@@ -87,5 +92,6 @@ pub fn render(cluster: &Cluster, secrets: &PlanSecrets) -> Result<PlanTree, Erro
     haproxy::render(cluster, &mut tree)?;
     nfs::render(cluster, &mut tree)?;
     addons::render(cluster, &mut tree)?;
+    rules::no_secret_in_gitops_tree(&tree, secrets)?;
     Ok(tree)
 }
