@@ -381,8 +381,9 @@ pub enum VolumeChoice {
 /// How kubelet serving certificates are trusted by metrics-server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KubeletCsrApproval {
-    /// Install postfinance/kubelet-csr-approver at this chart version (not pinned in
-    /// the crate: the shared VERSIONS.md has no verified release for it).
+    /// Install postfinance/kubelet-csr-approver at this chart version (e.g.
+    /// [`crate::versions::KUBELET_CSR_APPROVER_VERSION`]): it approves kubelet-serving CSRs of
+    /// known node names and addresses only.
     Approver {
         /// Chart version to pin.
         chart_version: String,

@@ -114,6 +114,11 @@ pub const VAULT: Chart = Chart {
 /// Repository of postfinance/kubelet-csr-approver (its version is an input).
 pub const KUBELET_CSR_APPROVER_REPO: &str = "https://postfinance.github.io/kubelet-csr-approver";
 
+/// A known release of the kubelet-csr-approver chart: tag v1.2.14 (2026-04-09) of
+/// postfinance/kubelet-csr-approver, whose release workflow (`.github/workflows/publish.yaml`)
+/// publishes the chart with the tag's version without its `v`.
+pub const KUBELET_CSR_APPROVER_VERSION: &str = "1.2.14";
+
 /// Image used by the etcd backup job's pruning container.
 pub const BUSYBOX_IMAGE: &str = "docker.io/library/busybox:1.37.0";
 

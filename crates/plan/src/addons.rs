@@ -180,7 +180,9 @@ pub(crate) fn input(cluster: &Cluster) -> AddonsInput {
         monitoring: t.addons.monitoring.then(|| MonitoringInput {
             prometheus_volume: volume("20Gi", 0, "prometheus"),
             retention: "15d".into(),
-            csr_approval: KubeletCsrApproval::Manual,
+            csr_approval: KubeletCsrApproval::Approver {
+                chart_version: hakube_addons::versions::KUBELET_CSR_APPROVER_VERSION.to_owned(),
+            },
             etcd_metrics_port: 2381,
             grafana_admin_secret: "grafana-admin".into(),
         }),
