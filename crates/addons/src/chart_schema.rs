@@ -159,7 +159,27 @@ pub fn rules_for(chart: &str) -> Option<&'static ChartRules> {
 }
 
 /// Every chart with rules.
-pub const ALL: &[&ChartRules] = &[&TRAEFIK];
+pub const ALL: &[&ChartRules] = &[
+    &TRAEFIK,
+    &TIGERA_OPERATOR,
+    &PROMETHEUS,
+    &METRICS_SERVER,
+    &GRAFANA,
+    &LOKI,
+    &ALLOY,
+    &CERT_MANAGER,
+    &KUBELET_CSR_APPROVER,
+];
+
+/// The key list of an object: `"name"` alone is any value, `"name" => rule` checks it. Used
+/// with [`closed`] for upstream's full key list, with rules only where hakube sets values.
+macro_rules! keys {
+    ($($name:literal $(=> $rule:expr)?),* $(,)?) => {
+        &[$(($name, keys!(@rule $($rule)?))),*]
+    };
+    (@rule) => { Rule::Any };
+    (@rule $rule:expr) => { $rule };
+}
 
 // ---------------------------------------------------------------------------------------------
 // Traefik: traefik/values.schema.json of traefik/traefik-helm-chart, tag v41.3.0. The root object
@@ -384,6 +404,293 @@ pub const TRAEFIK: ChartRules = ChartRules {
     ]),
 };
 
+// ---------------------------------------------------------------------------------------------
+// Charts without a values.schema.json: Helm refuses nothing, and the templates read only the
+// keys of the chart's values.yaml, so a misspelled or renamed key is silently ignored. The
+// root (and the objects below) is closed here with the complete top-level key list of that
+// values.yaml at the pinned tag.
+
+/// tigera-operator v3.32.1: charts/tigera-operator/values.yaml in projectcalico/calico, tag
+/// v3.32.1 (no values.schema.json).
+pub const TIGERA_OPERATOR: ChartRules = ChartRules {
+    chart: "tigera-operator",
+    version: "v3.32.1",
+    source: "charts/tigera-operator/values.yaml in projectcalico/calico, tag v3.32.1 (no schema)",
+    root: closed(keys![
+        "additionalLabels", "affinity",
+        "apiServer" => open(&[("enabled", Rule::Bool)]),
+        "calicoctl", "certs", "defaultFelixConfiguration", "dnsConfig", "goldmane",
+        "imagePullSecrets",
+        "installation" => open(&[("enabled", Rule::Bool)]),
+        "kubernetesServiceEndpoint" => closed(&[("host", Rule::Str), ("port", Rule::Str)]),
+        "manageCRDs", "nodeSelector", "podAnnotations", "podLabels", "priorityClassName",
+        "resources", "tigeraOperator",
+        "tolerations" => Rule::Arr(&Rule::Any),
+        "whisker",
+    ]),
+};
+
+/// metrics-server chart 3.13.1: charts/metrics-server/values.yaml in kubernetes-sigs/metrics-server,
+/// tag metrics-server-helm-chart-3.13.1 (no values.schema.json).
+pub const METRICS_SERVER: ChartRules = ChartRules {
+    chart: "metrics-server",
+    version: "3.13.1",
+    source: "charts/metrics-server/values.yaml in kubernetes-sigs/metrics-server, tag metrics-server-helm-chart-3.13.1 (no schema)",
+    root: closed(keys![
+        "addonResizer", "affinity", "apiService",
+        "args" => Rule::Arr(&Rule::Str),
+        "commonLabels", "containerPort", "defaultArgs", "deploymentAnnotations", "dnsConfig",
+        "extraVolumeMounts", "extraVolumes", "fullnameOverride", "hostNetwork", "image",
+        "imagePullSecrets", "livenessProbe", "metrics", "nameOverride", "nodeSelector",
+        "podAnnotations", "podDisruptionBudget", "podLabels", "podSecurityContext",
+        "priorityClassName", "rbac", "readinessProbe", "replicas", "resources",
+        "revisionHistoryLimit", "schedulerName", "securityContext", "service", "serviceAccount",
+        "serviceMonitor", "tls", "tmpVolume",
+        "tolerations" => Rule::Arr(&Rule::Any),
+        "topologySpreadConstraints", "updateStrategy",
+    ]),
+};
+
+/// Grafana chart 12.11.1: charts/grafana/values.yaml in grafana-community/helm-charts, tag
+/// grafana-12.11.1 (no values.schema.json).
+pub const GRAFANA: ChartRules = ChartRules {
+    chart: "grafana",
+    version: "12.11.1",
+    source: "charts/grafana/values.yaml in grafana-community/helm-charts, tag grafana-12.11.1 (no schema)",
+    root: closed(keys![
+        "admin" => closed(&[
+            ("existingSecret", Rule::Str),
+            ("passwordKey", Rule::Str),
+            ("userKey", Rule::Str),
+        ]),
+        "adminUser", "affinity", "alerting", "assertNoLeakedSecrets",
+        "automountServiceAccountToken", "autoscaling", "containerSecurityContext",
+        "createConfigmap", "dashboardProviders", "dashboards", "dashboardsConfigMaps",
+        "datasources" => open(&[]),
+        "defaultCurlOptions", "deploymentStrategy", "dnsConfig", "dnsPolicy",
+        "downloadDashboards", "downloadDashboardsImage", "enableKubeBackwardCompatibility",
+        "enableServiceLinks", "env", "envFromConfigMaps", "envFromSecret", "envFromSecrets",
+        "envRenderSecret", "envValueFrom", "extraConfigmapMounts", "extraContainerVolumes",
+        "extraContainers", "extraEmptyDirMounts", "extraExposePorts", "extraInitContainers",
+        "extraLabels", "extraObjects", "extraSecretMounts", "extraVolumeMounts", "extraVolumes",
+        "global", "gossipPortName", "grafana.ini", "headlessService", "hostAliases", "hostUsers",
+        "image", "imageRenderer", "ingress", "initChownData", "ldap", "lifecycleHooks",
+        "listenerSet", "livenessProbe", "namespaceOverride", "networkPolicy", "nodeSelector",
+        "notifiers",
+        "persistence" => closed(&[
+            ("accessModes", Rule::Arr(&Rule::Str)),
+            ("disableWarning", Rule::Bool),
+            ("enabled", Rule::Bool),
+            ("extraPvcLabels", Rule::Any),
+            ("finalizers", Rule::Any),
+            ("inMemory", Rule::Any),
+            ("lookupVolumeName", Rule::Any),
+            ("persistentVolumeClaimRetentionPolicy", Rule::Any),
+            ("size", Rule::Str),
+            ("storageClassName", Rule::Str),
+            ("type", Rule::Str),
+            ("volumeName", Rule::Str),
+        ]),
+        "plugins", "podDisruptionBudget", "podPortName", "progressDeadlineSeconds", "rbac",
+        "readinessProbe", "replicas", "resources", "revisionHistoryLimit", "route",
+        "securityContext", "service", "serviceAccount", "serviceMonitor",
+        "shadowBundledPlugins", "shareProcessNamespace", "sidecar", "smtp", "startupProbe",
+        "testFramework",
+        "tolerations" => Rule::Arr(&Rule::Any),
+        "topologySpreadConstraints", "useStatefulSet", "verticalPodAutoscaler",
+    ]),
+};
+
+/// Grafana Alloy chart 1.11.1: operations/helm/charts/alloy/values.yaml in grafana/alloy, tag
+/// helm-chart/1.11.1 (no values.schema.json).
+pub const ALLOY: ChartRules = ChartRules {
+    chart: "alloy",
+    version: "1.11.1",
+    source: "operations/helm/charts/alloy/values.yaml in grafana/alloy, tag helm-chart/1.11.1 (no schema)",
+    root: closed(keys![
+        "alloy" => closed(keys![
+            "clustering", "command",
+            "configMap" => closed(&[
+                ("content", Rule::Str),
+                ("create", Rule::Bool),
+                ("key", Rule::Nullable(&Rule::Str)),
+                ("name", Rule::Nullable(&Rule::Str)),
+            ]),
+            "enableHttpServerPort", "enableReporting", "envFrom", "extraArgs",
+            "extraEnv" => Rule::Arr(&Rule::Any),
+            "extraPorts", "hostAliases", "initialDelaySeconds", "lifecycle", "listenAddr",
+            "listenPort", "listenScheme", "livenessProbe",
+            "mounts" => closed(&[
+                ("dockercontainers", Rule::Bool),
+                ("extra", Rule::Arr(&Rule::Any)),
+                ("varlog", Rule::Bool),
+            ]),
+            "resources", "securityContext", "stabilityLevel", "storagePath", "timeoutSeconds",
+            "uiPathPrefix",
+        ]),
+        "configReloader",
+        "controller" => closed(keys![
+            "affinity", "autoscaling", "dnsPolicy", "enableStatefulSetAutoDeletePVC",
+            "extraAnnotations", "extraContainers", "extraLabels", "hostNetwork", "hostPID",
+            "initContainers", "minReadySeconds", "nodeSelector", "parallelRollout",
+            "podAnnotations", "podDisruptionBudget", "podLabels", "priorityClassName", "replicas",
+            "revisionHistoryLimit", "terminationGracePeriodSeconds",
+            "tolerations" => Rule::Arr(&Rule::Any),
+            "topologySpreadConstraints",
+            "type" => Rule::Enum(&["daemonset", "deployment", "statefulset"]),
+            "updateStrategy", "volumeClaimTemplates", "volumes",
+        ]),
+        "crds", "extraObjects", "fullnameOverride", "global", "image", "ingress", "nameOverride",
+        "namespaceOverride", "networkPolicy", "rbac", "service", "serviceAccount",
+        "serviceMonitor",
+    ]),
+};
+
+/// kubelet-csr-approver chart 1.2.14: charts/kubelet-csr-approver/values.yaml in
+/// postfinance/kubelet-csr-approver, tag v1.2.14 (no values.schema.json).
+pub const KUBELET_CSR_APPROVER: ChartRules = ChartRules {
+    chart: "kubelet-csr-approver",
+    version: "1.2.14",
+    source: "charts/kubelet-csr-approver/values.yaml in postfinance/kubelet-csr-approver, tag v1.2.14 (no schema)",
+    root: closed(keys![
+        "affinity", "allowedDnsNames",
+        "bypassDnsResolution" => Rule::Bool,
+        "bypassHostnameCheck", "dnsConfig", "dnsPolicy", "env", "extraObjects",
+        "fullnameOverride", "global", "ignoreNonSystemNode", "image", "imagePullSecrets",
+        "leaderElection", "loggingLevel", "maxExpirationSeconds", "metrics", "nameOverride",
+        "namespace", "nodeSelector", "podAnnotations", "podLabels", "podSecurityContext",
+        "priorityClassName",
+        "providerIpPrefixes" => Rule::Arr(&Rule::Str),
+        "providerRegex" => Rule::Str,
+        "rbac", "replicas", "resources", "securityContext", "serviceAccount", "skipDenyStep",
+        "tolerations" => Rule::Arr(&Rule::Any),
+    ]),
+};
+
+// ---------------------------------------------------------------------------------------------
+// Charts with a values.schema.json whose root is open: the keys listed are the schema's
+// complete `properties` (equal to the values.yaml top-level keys, plus the two the prometheus
+// values.yaml has beyond its schema); the templates read no other, so the root is closed here.
+
+/// Prometheus chart 29.27.0: charts/prometheus/values.schema.json and values.yaml in
+/// prometheus-community/helm-charts, tag prometheus-29.27.0.
+pub const PROMETHEUS: ChartRules = ChartRules {
+    chart: "prometheus",
+    version: "29.27.0",
+    source: "charts/prometheus/values.schema.json and values.yaml in prometheus-community/helm-charts, tag prometheus-29.27.0",
+    root: closed(keys![
+        "alertRelabelConfigs",
+        "alertmanager" => open(&[("enabled", Rule::Bool)]),
+        "commonMetaLabels", "configmapReload", "extraManifests",
+        "extraScrapeConfigs" => Rule::Str,
+        "forceNamespace", "imagePullSecrets",
+        "kube-state-metrics" => open(&[("enabled", Rule::Bool)]),
+        "networkPolicy",
+        "prometheus-node-exporter" => open(&[
+            ("enabled", Rule::Bool),
+            ("tolerations", Rule::Arr(&Rule::Any)),
+        ]),
+        "prometheus-pushgateway" => open(&[("enabled", Rule::Bool)]),
+        "rbac", "ruleFiles", "scrapeConfigFiles", "scrapeConfigs",
+        "server" => open(&[
+            ("replicaCount", Rule::Int),
+            ("retention", Rule::Str),
+            // The schema lists these keys; `storageClass` is read by templates/pvc.yaml.
+            ("persistentVolume", closed(&[
+                ("accessModes", Rule::Arr(&Rule::Str)),
+                ("annotations", open(&[])),
+                ("enabled", Rule::Bool),
+                ("existingClaim", Rule::Str),
+                ("labels", open(&[])),
+                ("mountPath", Rule::Str),
+                ("size", Rule::Str),
+                ("statefulSetNameOverride", Rule::Str),
+                ("storageClass", Rule::Str),
+                ("subPath", Rule::Str),
+            ])),
+        ]),
+        "serverFiles", "serviceAccounts",
+    ]),
+};
+
+/// Loki chart 18.11.0: charts/loki/values.schema.json in grafana-community/helm-charts, tag
+/// loki-18.11.0.
+pub const LOKI: ChartRules = ChartRules {
+    chart: "loki",
+    version: "18.11.0",
+    source: "charts/loki/values.schema.json in grafana-community/helm-charts, tag loki-18.11.0",
+    root: closed(keys![
+        "backend" => open(&[("replicas", Rule::Int)]),
+        "bloomBuilder", "bloomGateway", "bloomPlanner",
+        "chunksCache" => open(&[("enabled", Rule::Bool)]),
+        "commonLabels", "compactor", "defaults",
+        "deploymentMode" => Rule::Str,
+        "distributor", "extraObjects", "fullnameOverride",
+        "gateway" => open(&[("enabled", Rule::Bool)]),
+        "global", "ignoreMinioDeprecation", "imagePullSecrets", "indexGateway", "ingester",
+        "ingress", "kubeVersionOverride",
+        "loki" => open(&[
+            ("auth_enabled", Rule::Bool),
+            ("commonConfig", open(&[])),
+            ("compactor", open(&[])),
+            ("limits_config", open(&[])),
+            ("schemaConfig", open(&[])),
+            ("storage", open(&[])),
+        ]),
+        "lokiCanary" => open(&[("enabled", Rule::Bool)]),
+        "memberlist", "memcached", "memcachedExporter", "migrate",
+        "minio" => open(&[("enabled", Rule::Bool)]),
+        "monitoring", "nameOverride", "namespaceOverride", "networkPolicy", "overridesExporter",
+        "patternIngester", "podDisruptionBudget", "querier", "queryFrontend", "queryScheduler",
+        "rbac",
+        "read" => open(&[("replicas", Rule::Int)]),
+        "resultsCache" => open(&[("enabled", Rule::Bool)]),
+        "rollout_operator", "route", "ruler", "serviceAccount", "sidecar",
+        "singleBinary" => open(&[
+            ("replicas", Rule::Int),
+            ("tolerations", Rule::Arr(&Rule::Any)),
+            ("persistence", open(&[
+                ("enabled", Rule::Bool),
+                ("size", Rule::Str),
+                ("storageClass", Rule::Nullable(&Rule::Str)),
+            ])),
+        ]),
+        "tableManager",
+        "test" => open(&[("enabled", Rule::Bool)]),
+        "write" => open(&[("replicas", Rule::Int)]),
+    ]),
+};
+
+/// cert-manager chart v1.21.1: deploy/charts/cert-manager/values.schema.json in
+/// cert-manager/cert-manager, tag v1.21.1 (the root, `crds` and `prometheus` are closed there).
+pub const CERT_MANAGER: ChartRules = ChartRules {
+    chart: "cert-manager",
+    version: "v1.21.1",
+    source: "deploy/charts/cert-manager/values.schema.json in cert-manager/cert-manager, tag v1.21.1",
+    root: closed(keys![
+        "acmesolver", "affinity", "approveSignerNames", "automountServiceAccountToken",
+        "cainjector", "clusterResourceNamespace", "config", "containerSecurityContext",
+        "crds" => closed(&[("enabled", Rule::Bool), ("keep", Rule::Bool)]),
+        "creator", "deploymentAnnotations", "disableAutoApproval", "dns01RecursiveNameservers",
+        "dns01RecursiveNameserversOnly", "enableCertificateOwnerRef", "enableServiceLinks",
+        "enabled", "extraArgs", "extraContainers", "extraEnv", "extraObjects", "featureGates",
+        "fullnameOverride", "global", "hostAliases", "http_proxy", "https_proxy", "image",
+        "imageNamespace", "imageRegistry", "ingressShim", "installCRDs", "livenessProbe",
+        "maxConcurrentChallenges", "nameOverride", "namespace", "networkPolicy", "no_proxy",
+        "nodeSelector", "podAnnotations", "podDisruptionBudget", "podDnsConfig",
+        "podDnsPolicy", "podLabels",
+        "prometheus" => closed(&[
+            ("enabled", Rule::Bool),
+            ("podmonitor", open(&[])),
+            ("servicemonitor", open(&[])),
+        ]),
+        "replicaCount", "resources", "runtimeClassName", "securityContext", "serviceAccount",
+        "serviceAnnotations", "serviceIPFamilies", "serviceIPFamilyPolicy", "serviceLabels",
+        "startupapicheck", "strategy", "tolerations", "topologySpreadConstraints",
+        "volumeMounts", "volumes", "webhook",
+    ]),
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -424,9 +731,12 @@ mod tests {
             let pinned = crate::versions::ALL
                 .iter()
                 .find(|c| c.name == r.chart)
+                .map(|c| c.version.as_ref())
+                .or((r.chart == "kubelet-csr-approver")
+                    .then_some(crate::versions::KUBELET_CSR_APPROVER_VERSION))
                 .unwrap_or_else(|| panic!("rules for {} but no pinned chart", r.chart));
             assert_eq!(
-                pinned.version, r.version,
+                pinned, r.version,
                 "{}: re-check the rules against {} before moving the pin",
                 r.chart, r.source
             );

@@ -448,6 +448,13 @@ fn strings(v: &Value) -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
+fn agent_chart(input: &AddonsInput) -> std::borrow::Cow<'static, str> {
+    match input.logging.as_ref().map(|l| l.agent) {
+        Some(crate::model::LogAgent::Promtail) => crate::versions::PROMTAIL.name,
+        _ => crate::versions::ALLOY.name,
+    }
+}
+
 /// Cross-checks rendered (or hand-edited) files of the GitOps tree against the input; returns
 /// every mismatch found (empty = consistent). Files that are absent are not checked.
 #[must_use]
@@ -550,6 +557,16 @@ pub fn cross_check(input: &AddonsInput, files: &[ClusterFile]) -> Vec<AddonsErro
         (
             observability::METRICS_SERVER_VALUES,
             crate::versions::METRICS_SERVER.name,
+        ),
+        (calico::VALUES_FILE, crate::versions::TIGERA_OPERATOR.name),
+        (observability::AGENT_VALUES, agent_chart(input)),
+        (
+            observability::CSR_APPROVER_VALUES,
+            "kubelet-csr-approver".into(),
+        ),
+        (
+            crate::certmanager::VALUES_FILE,
+            crate::versions::CERT_MANAGER.name,
         ),
     ] {
         let Some(rules) = crate::chart_schema::rules_for(&chart) else {

@@ -385,3 +385,51 @@ fn the_nfs_provisioner_installs_right_after_the_cni() {
         InstallStep::WaitRollout { name, .. } if name == "nfs-prod-provisioner"
     ));
 }
+
+// Every Helm values file against its chart at the pinned version.
+#[test]
+fn every_helm_values_file_is_checked_against_its_chart() {
+    let mut approver = tainted();
+    if let Some(m) = approver.monitoring.as_mut() {
+        m.csr_approval = hakube_addons::KubeletCsrApproval::Approver {
+            chart_version: hakube_addons::versions::KUBELET_CSR_APPROVER_VERSION.into(),
+        };
+    }
+    let mut checked = std::collections::BTreeSet::new();
+    for input in [example_input(), tainted(), approver] {
+        let out = render(&input).expect("renders");
+        for step in &out.steps {
+            let InstallStep::Helm(h) = step else { continue };
+            let Some(rules) = hakube_addons::chart_schema::rules_for(&h.chart.name) else {
+                // Vault's values belong to vault.rs (another owner); Promtail is deprecated.
+                assert!(
+                    ["vault", "promtail"].contains(&h.chart.name.as_ref()),
+                    "{}: no chart rules",
+                    h.chart.name
+                );
+                continue;
+            };
+            assert_eq!(rules.version, h.chart.version, "{}", h.chart.name);
+            let v = doc(&out.cluster_files, &h.values_file);
+            assert_eq!(
+                hakube_addons::chart_schema::check(rules, &v),
+                Vec::<String>::new(),
+                "{} ({})",
+                h.values_file,
+                rules.source
+            );
+            checked.insert(h.chart.name.to_string());
+        }
+    }
+    assert_eq!(checked.len(), 9, "{checked:?}");
+}
+
+#[test]
+fn a_misspelled_key_in_a_schemaless_chart_is_caught() {
+    // Grafana's chart has no values.schema.json: Helm would install this and ignore the key.
+    let rules = hakube_addons::chart_schema::rules_for("grafana").expect("rules");
+    let v = serde_json::json!({ "admin": { "existingSecret": "g", "passwordKey": "p", "userkey": "u" } });
+    let problems = hakube_addons::chart_schema::check(rules, &v);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].starts_with("admin.userkey: unknown key"));
+}
