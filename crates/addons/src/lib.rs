@@ -14,10 +14,18 @@
 //! - [`render`]`(&AddonsInput) -> Result<Rendered>`: the GitOps tree ([`Rendered::cluster_files`],
 //!   relative to `cluster/`), per-VM files ([`Rendered::host_files`], Vault VMs) and the ordered
 //!   [`Rendered::steps`] (serializable). [`example_input`] is a complete valid input.
-//! - [`validate`] (input) and [`cross_check`] (rendered or hand-edited files): every problem found.
+//! - [`validate`] (input) and [`cross_check`] (rendered or hand-edited files): every problem found,
+//!   including every Helm values file against its chart's rules at the pinned version
+//!   ([`chart_schema`]), every-node DaemonSets tolerating every taint, and Traefik running on
+//!   exactly the nodes HAProxy sends ingress to ([`AddonsInput::ingress_nodes`]).
+//! - [`check_install_order`]: every namespaced object comes after its namespace.
 //! - [`apply::Applier`]: `apply(component, files)`, `run_step(step, rendered)`, `wait_rollout`.
 //! - Per component, the pure builders: [`calico`], [`traefik`], [`observability`], [`vault`],
-//!   [`certmanager`], [`etcd_backup`], [`gitops`]; pinned charts in [`versions`].
+//!   [`certmanager`], [`etcd_backup`], [`gitops`], [`storage`] (the NFS provisioner's place in
+//!   the order, node-local volumes); pinned charts in [`versions`].
+//!
+//! Secrets never enter the GitOps tree: a [`InstallStep::Secret`] names the keys whose values
+//! the runner generates and keeps under the plan's [`SECRETS_DIR`].
 //!
 //! Features: `apply` (default) enables [`apply`] and pulls in kube-rs; like every library using
 //! k8s-openapi it then needs the final binary to pick a Kubernetes version feature
