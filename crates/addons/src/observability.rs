@@ -112,10 +112,18 @@ fn namespace(name: &str) -> Value {
     })
 }
 
-/// The node-local StorageClass and volume for `volume`, when it is [`VolumeChoice::HostPath`].
-fn local_volume_docs(volume: &VolumeChoice, namespace: &str, claim: &str) -> Vec<Value> {
+/// The node-local volume for `volume` when it is [`VolumeChoice::HostPath`], preceded by the
+/// node-local StorageClass when `with_class` (one component owns it: monitoring when it uses
+/// one, else logging).
+fn local_volume_docs(
+    volume: &VolumeChoice,
+    namespace: &str,
+    claim: &str,
+    with_class: bool,
+) -> Vec<Value> {
     match crate::storage::node_local_volume(volume, namespace, claim) {
-        Some(pv) => vec![crate::storage::node_local_class(), pv],
+        Some(pv) if with_class => vec![crate::storage::node_local_class(), pv],
+        Some(pv) => vec![pv],
         None => vec![],
     }
 }
@@ -376,7 +384,7 @@ pub(crate) fn render_monitoring(
         yaml::file(MONITORING_NAMESPACE_FILE, &[namespace(ns)])?,
     ));
     let mut resources = vec![MONITORING_NAMESPACE_FILE.to_owned()];
-    let volumes = local_volume_docs(&m.prometheus_volume, ns, PROMETHEUS_CLAIM);
+    let volumes = local_volume_docs(&m.prometheus_volume, ns, PROMETHEUS_CLAIM, true);
     if !volumes.is_empty() {
         files.push(ClusterFile::new(
             MONITORING_VOLUMES_FILE,
@@ -487,7 +495,11 @@ pub(crate) fn render_logging(
         ),
     ];
     let mut resources = vec![LOGGING_NAMESPACE_FILE.to_owned()];
-    let volumes = local_volume_docs(&l.loki_volume, ns, LOKI_CLAIM);
+    let monitoring_owns_class = input
+        .monitoring
+        .as_ref()
+        .is_some_and(|m| matches!(m.prometheus_volume, VolumeChoice::HostPath { .. }));
+    let volumes = local_volume_docs(&l.loki_volume, ns, LOKI_CLAIM, !monitoring_owns_class);
     if !volumes.is_empty() {
         files.push(ClusterFile::new(
             LOGGING_VOLUMES_FILE,

@@ -433,3 +433,23 @@ fn a_misspelled_key_in_a_schemaless_chart_is_caught() {
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert!(problems[0].starts_with("admin.userkey: unknown key"));
 }
+
+#[test]
+fn logging_alone_brings_the_node_local_class() {
+    let mut input = example_input();
+    input.monitoring = None;
+    if let Some(l) = input.logging.as_mut() {
+        l.loki_volume = VolumeChoice::HostPath {
+            node: "worker-2".into(),
+            path: "/var/lib/hakube/loki".into(),
+            size: "20Gi".into(),
+        };
+    }
+    let out = render(&input).expect("renders");
+    let docs: Vec<Value> = serde_saphyr::from_multiple(
+        &file(&out.cluster_files, "logging/local-volumes.yaml").contents,
+    )
+    .expect("YAML");
+    let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
+    assert_eq!(kinds, ["StorageClass", "PersistentVolume"]);
+}
