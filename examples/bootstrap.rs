@@ -16,7 +16,7 @@
 //! with `SystemdCgroup`, the pkgs.k8s.io packages of the pinned version, held, the NFS client).
 //!
 //! The bootstrap token and certificate key are generated on the first run and kept in
-//! `--secrets-file` (mode 0600, default `out/cluster/kubeadm/secrets.env`) so re-runs reuse
+//! `--secrets-file` (mode 0600, default `out/secrets/kubeadm.env`) so re-runs reuse
 //! them. `--render-only` prints the files each node would receive and connects to nothing.
 //! The load balancers and the CNI are separate steps (`plan`/`provision` and the add-ons).
 
@@ -51,7 +51,7 @@ struct Args {
     #[arg(long)]
     parallel_control_plane: bool,
     /// Where the token and certificate key are kept between runs.
-    #[arg(long, default_value = "out/cluster/kubeadm/secrets.env")]
+    #[arg(long, default_value = "out/secrets/kubeadm.env")]
     secrets_file: PathBuf,
     /// Print what each node would receive; connect to nothing.
     #[arg(long)]

@@ -6,7 +6,7 @@
 //! non-zero with the file, line, field and rule, and writes nothing.
 //!
 //! The kubeadm bootstrap token and certificate key are generated on the first run and kept in
-//! `DIR/cluster/kubeadm/secrets.env` (0600), so re-planning gives the same files; `bootstrap`
+//! `DIR/secrets/kubeadm.env` (0600, outside the GitOps tree `DIR/cluster/`), so re-planning gives the same files; `bootstrap`
 //! reads the same file.
 
 use std::path::PathBuf;

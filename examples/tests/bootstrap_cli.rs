@@ -96,7 +96,7 @@ impl Cluster {
     }
 
     fn secrets_file(&self) -> PathBuf {
-        self.dir.path().join("out/kubeadm/secrets.env")
+        self.dir.path().join("out/secrets/kubeadm.env")
     }
 
     /// The operator's arguments: the lab's key, root login, the lab's known_hosts, and a CNI

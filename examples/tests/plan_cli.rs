@@ -80,7 +80,26 @@ fn re_planning_keeps_secrets_and_gives_the_same_tree() {
         read_all(&out),
         "a second plan must write the same bytes"
     );
-    assert!(first.contains_key(std::path::Path::new("cluster/kubeadm/secrets.env")));
+    assert!(first.contains_key(std::path::Path::new("secrets/kubeadm.env")));
+    // The secrets sit outside the GitOps tree, readable by the owner only.
+    let secrets = std::fs::read_to_string(out.join("secrets/kubeadm.env")).unwrap();
+    let token = secrets
+        .lines()
+        .find_map(|l| l.strip_prefix("TOKEN="))
+        .unwrap();
+    for (path, contents) in &first {
+        if path.starts_with("cluster") {
+            assert!(
+                !String::from_utf8_lossy(contents).contains(token),
+                "{}: a secret in the GitOps tree",
+                path.display()
+            );
+        }
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &str| std::fs::metadata(out.join(p)).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode("secrets"), 0o700);
+    assert_eq!(mode("secrets/kubeadm.env"), 0o600);
 }
 
 #[test]

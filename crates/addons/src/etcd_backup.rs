@@ -3,9 +3,14 @@
 //!
 //! The pod runs on a master with host networking (etcd listens on 127.0.0.1:2379 there) and
 //! reads the etcd client certificate kubeadm generates (`healthcheck-client`) from
-//! `/etc/kubernetes/pki/etcd`, read-only. An init container (kubeadm's own etcd image,
-//! no shell needed) saves the snapshot into a per-run partial name; the main container
-//! (busybox) gives it a timestamped final name and deletes all but the newest `keep`.
+//! `/etc/kubernetes/pki/etcd`, read-only. A first init container (kubeadm's own etcd image,
+//! no shell needed) saves the snapshot into a per-run partial name; a second one checks what
+//! was written with `etcdutl snapshot status` (it opens the bolt database and hashes it: a
+//! truncated or corrupt file fails the job instead of replacing a good backup). The main
+//! container (busybox) archives `/etc/kubernetes/pki` (the cluster CA and service-account keys:
+//! without them a restored etcd is useless, every kubeconfig and token would have to be
+//! re-issued), checks the archive reads back, gives both timestamped final names and deletes
+//! all but the newest `keep` of each.
 //! Masters need the NFS client (`nfs-common`); the export must let root write (`no_root_squash`)
 //! and be restricted to the masters: a snapshot holds every Secret of the cluster.
 
@@ -20,19 +25,29 @@ use crate::{AddonsError, ClusterFile, ComponentOutput, yaml};
 pub const CRONJOB_FILE: &str = "etcd-backup/cronjob.yaml";
 /// Namespace of the CronJob.
 pub const NAMESPACE: &str = "kube-system";
-/// Host directory with etcd's PKI (mounted read-only).
+/// Host directory with the cluster's PKI (mounted read-only), archived with every snapshot.
+pub const PKI_DIR: &str = "/etc/kubernetes/pki";
+/// Host directory with etcd's PKI (inside [`PKI_DIR`]).
 pub const ETCD_PKI_DIR: &str = "/etc/kubernetes/pki/etcd";
+/// File name prefix of the snapshots on the export.
+pub const SNAPSHOT_PREFIX: &str = "etcd-snapshot-";
+/// File name prefix of the PKI archives on the export.
+pub const PKI_PREFIX: &str = "etcd-pki-";
 
 /// The `batch/v1` `CronJob`.
 #[must_use]
 pub fn cronjob(b: &EtcdBackupInput) -> Value {
+    let keep_from = u32::from(b.keep) + 1;
     let prune = format!(
         "set -eu\n\
          ts=$(date -u +%Y%m%dT%H%M%SZ)\n\
-         mv \"/backup/.partial-${{NODE_NAME}}.db\" \"/backup/etcd-snapshot-${{ts}}-${{NODE_NAME}}.db\"\n\
-         ls -1 /backup/etcd-snapshot-*.db | sort -r | tail -n +{} | xargs -r rm -f --\n\
-         ls -l /backup\n",
-        u32::from(b.keep) + 1
+         tar -czf \"/backup/.partial-pki-${{NODE_NAME}}.tar.gz\" -C {PKI_DIR} .\n\
+         tar -tzf \"/backup/.partial-pki-${{NODE_NAME}}.tar.gz\" >/dev/null\n\
+         mv \"/backup/.partial-${{NODE_NAME}}.db\" \"/backup/{SNAPSHOT_PREFIX}${{ts}}-${{NODE_NAME}}.db\"\n\
+         mv \"/backup/.partial-pki-${{NODE_NAME}}.tar.gz\" \"/backup/{PKI_PREFIX}${{ts}}-${{NODE_NAME}}.tar.gz\"\n\
+         ls -1 /backup/{SNAPSHOT_PREFIX}*.db | sort -r | tail -n +{keep_from} | xargs -r rm -f --\n\
+         ls -1 /backup/{PKI_PREFIX}*.tar.gz | sort -r | tail -n +{keep_from} | xargs -r rm -f --\n\
+         ls -l /backup\n"
     );
     let node_env = json!({ "name": "NODE_NAME", "valueFrom": { "fieldRef": { "fieldPath": "spec.nodeName" } } });
     json!({
@@ -76,21 +91,36 @@ pub fn cronjob(b: &EtcdBackupInput) -> Value {
                                     "/backup/.partial-$(NODE_NAME).db",
                                 ],
                                 "volumeMounts": [
-                                    { "name": "etcd-pki", "mountPath": ETCD_PKI_DIR, "readOnly": true },
+                                    { "name": "pki", "mountPath": PKI_DIR, "readOnly": true },
                                     { "name": "backup", "mountPath": "/backup" },
                                 ],
+                            }, {
+                                "name": "verify",
+                                "image": b.etcd_image,
+                                "env": [node_env.clone()],
+                                "command": [
+                                    "etcdutl",
+                                    "snapshot",
+                                    "status",
+                                    "/backup/.partial-$(NODE_NAME).db",
+                                    "--write-out=json",
+                                ],
+                                "volumeMounts": [{ "name": "backup", "mountPath": "/backup" }],
                             }],
                             "containers": [{
                                 "name": "rotate",
                                 "image": BUSYBOX_IMAGE,
                                 "env": [node_env],
                                 "command": ["/bin/sh", "-c", prune],
-                                "volumeMounts": [{ "name": "backup", "mountPath": "/backup" }],
+                                "volumeMounts": [
+                                    { "name": "pki", "mountPath": PKI_DIR, "readOnly": true },
+                                    { "name": "backup", "mountPath": "/backup" },
+                                ],
                             }],
                             "volumes": [
                                 {
-                                    "name": "etcd-pki",
-                                    "hostPath": { "path": ETCD_PKI_DIR, "type": "Directory" },
+                                    "name": "pki",
+                                    "hostPath": { "path": PKI_DIR, "type": "Directory" },
                                 },
                                 {
                                     "name": "backup",

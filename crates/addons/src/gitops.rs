@@ -137,6 +137,41 @@ pub(crate) fn render_apps(input: &AddonsInput) -> Result<ComponentOutput, Addons
             resources.push(json!("network-policies.yaml"));
         }
         let host = format!("whoami-{}.{}", env.name, input.traefik.apps_domain);
+        let mut patches = vec![json!({
+            "target": { "group": "traefik.io", "version": "v1alpha1", "kind": "IngressRoute", "name": "whoami" },
+            "patch": yaml::to_yaml(&dir, &json!([{
+                "op": "replace",
+                "path": "/spec/routes/0/match",
+                "value": format!("Host(`{host}`)"),
+            }]))?,
+        })];
+        if let Some(group) = &env.worker_group {
+            // The environment's pods run on its own workers: selected by the group label and
+            // tolerating the group's taints (a prod taint keeps everything else off prod).
+            let taints = input
+                .worker_groups
+                .iter()
+                .find(|g| &g.name == group)
+                .map(|g| g.taints.clone())
+                .unwrap_or_default();
+            let tolerations: Vec<Value> =
+                taints.iter().map(crate::model::Taint::toleration).collect();
+            patches.push(json!({
+                "target": { "group": "apps", "version": "v1", "kind": "Deployment", "name": "whoami" },
+                "patch": yaml::to_yaml(&dir, &json!([
+                    {
+                        "op": "add",
+                        "path": "/spec/template/spec/nodeSelector",
+                        "value": { traefik::WORKER_GROUP_LABEL: group },
+                    },
+                    {
+                        "op": "add",
+                        "path": "/spec/template/spec/tolerations",
+                        "value": tolerations,
+                    },
+                ]))?,
+            }));
+        }
         docs.push((
             format!("{dir}/kustomization.yaml"),
             vec![json!({
@@ -145,14 +180,7 @@ pub(crate) fn render_apps(input: &AddonsInput) -> Result<ComponentOutput, Addons
                 "namespace": env.namespace,
                 "labels": [{ "pairs": { "hakube.io/environment": env.name } }],
                 "resources": resources,
-                "patches": [{
-                    "target": { "group": "traefik.io", "version": "v1alpha1", "kind": "IngressRoute", "name": "whoami" },
-                    "patch": yaml::to_yaml(&dir, &json!([{
-                        "op": "replace",
-                        "path": "/spec/routes/0/match",
-                        "value": format!("Host(`{host}`)"),
-                    }]))?,
-                }],
+                "patches": patches,
             })],
         ));
         steps.push(InstallStep::ApplyKustomize {
@@ -216,6 +244,16 @@ fn readme(input: &AddonsInput, outputs: &[ComponentOutput]) -> String {
                 } => {
                     format!("Wait for {} {namespace}/{name}", kind.kubectl_name())
                 }
+                InstallStep::Secret {
+                    namespace,
+                    name,
+                    generated,
+                    ..
+                } => format!(
+                    "Create the Secret `{namespace}/{name}`; its generated keys ({}) are kept \
+                     under `secrets/`, outside this tree",
+                    generated.join(", ")
+                ),
                 InstallStep::Manual { description, .. } => description.clone(),
             };
             s.push_str(&format!("{n}. {what}\n\n"));

@@ -14,10 +14,18 @@
 //! - [`render`]`(&AddonsInput) -> Result<Rendered>`: the GitOps tree ([`Rendered::cluster_files`],
 //!   relative to `cluster/`), per-VM files ([`Rendered::host_files`], Vault VMs) and the ordered
 //!   [`Rendered::steps`] (serializable). [`example_input`] is a complete valid input.
-//! - [`validate`] (input) and [`cross_check`] (rendered or hand-edited files): every problem found.
+//! - [`validate`] (input) and [`cross_check`] (rendered or hand-edited files): every problem found,
+//!   including every Helm values file against its chart's rules at the pinned version
+//!   ([`chart_schema`]), every-node DaemonSets tolerating every taint, and Traefik running on
+//!   exactly the nodes HAProxy sends ingress to ([`AddonsInput::ingress_nodes`]).
+//! - [`check_install_order`]: every namespaced object comes after its namespace.
 //! - [`apply::Applier`]: `apply(component, files)`, `run_step(step, rendered)`, `wait_rollout`.
 //! - Per component, the pure builders: [`calico`], [`traefik`], [`observability`], [`vault`],
-//!   [`certmanager`], [`etcd_backup`], [`gitops`]; pinned charts in [`versions`].
+//!   [`certmanager`], [`etcd_backup`], [`gitops`], [`storage`] (the NFS provisioner's place in
+//!   the order, node-local volumes); pinned charts in [`versions`].
+//!
+//! Secrets never enter the GitOps tree: a [`InstallStep::Secret`] names the keys whose values
+//! the runner generates and keeps under the plan's [`SECRETS_DIR`].
 //!
 //! Features: `apply` (default) enables [`apply`] and pulls in kube-rs; like every library using
 //! k8s-openapi it then needs the final binary to pick a Kubernetes version feature
@@ -37,12 +45,14 @@
 pub mod apply;
 pub mod calico;
 pub mod certmanager;
+pub mod chart_schema;
 mod error;
 pub mod etcd_backup;
 pub mod gitops;
 pub mod model;
 pub mod observability;
 pub mod steps;
+pub mod storage;
 pub mod traefik;
 mod validate;
 pub mod vault;
@@ -51,8 +61,10 @@ mod yaml;
 
 pub use error::AddonsError;
 pub use model::*;
-pub use steps::{Component, HelmRelease, InstallStep, WorkloadKind};
-pub use validate::{cross_check, validate};
+pub use steps::{
+    Component, HelmRelease, InstallStep, SECRETS_DIR, WorkloadKind, secret_value_path,
+};
+pub use validate::{check_install_order, cross_check, validate};
 pub use yaml::HEADER;
 
 /// A file of the GitOps tree, relative to `cluster/`.
@@ -122,7 +134,9 @@ pub fn render(input: &AddonsInput) -> Result<Rendered, AddonsError> {
     if let Some(first) = validate(input).into_iter().next() {
         return Err(first);
     }
-    let mut outputs = vec![calico::render(input)?, traefik::render(input)?];
+    let mut outputs = vec![calico::render(input)?];
+    outputs.extend(storage::render_provisioner(input));
+    outputs.push(traefik::render(input)?);
     if let Some(m) = &input.monitoring {
         outputs.push(observability::render_monitoring(input, m)?);
     }
@@ -152,6 +166,20 @@ pub fn render(input: &AddonsInput) -> Result<Rendered, AddonsError> {
         steps,
     };
     if let Some(first) = cross_check(input, &rendered.cluster_files)
+        .into_iter()
+        .next()
+    {
+        return Err(first);
+    }
+    // The provisioner's files come from another crate: the composing layer checks the whole
+    // order (with them) again.
+    let own: Vec<InstallStep> = rendered
+        .steps
+        .iter()
+        .filter(|s| s.component() != Component::Nfs)
+        .cloned()
+        .collect();
+    if let Some(first) = check_install_order(&own, &rendered.cluster_files)
         .into_iter()
         .next()
     {
@@ -194,16 +222,19 @@ pub fn example_input() -> AddonsInput {
                 nodes: (1..=4)
                     .map(|i| Host::new(format!("worker-{i}"), ip(30 + i)))
                     .collect(),
+                taints: vec![],
             },
             WorkerGroup {
                 name: "edge".into(),
                 nodes: (5..=6)
                     .map(|i| Host::new(format!("worker-{i}"), ip(30 + i)))
                     .collect(),
+                taints: vec![],
             },
         ],
         storage: StorageInput {
             nfs_classes: vec!["nfs-prod".into(), "nfs-nonprod".into()],
+            provisioner: None,
         },
         calico: CalicoInput::default(),
         traefik: TraefikInput {
@@ -256,12 +287,14 @@ pub fn example_input() -> AddonsInput {
                 namespace: "prod".into(),
                 storage_class: "nfs-prod".into(),
                 default_deny: true,
+                worker_group: None,
             },
             EnvironmentInput {
                 name: "nonprod".into(),
                 namespace: "nonprod".into(),
                 storage_class: "nfs-nonprod".into(),
                 default_deny: true,
+                worker_group: None,
             },
         ],
     }

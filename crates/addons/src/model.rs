@@ -27,6 +27,60 @@ impl Host {
     }
 }
 
+impl AddonsInput {
+    /// Every taint of every node: kubeadm's control-plane taint on the masters and each worker
+    /// group's taints, sorted and without duplicates.
+    #[must_use]
+    pub fn every_taint(&self) -> Vec<Taint> {
+        let mut all: Vec<Taint> = std::iter::once(Taint::control_plane())
+            .chain(
+                self.worker_groups
+                    .iter()
+                    .flat_map(|g| g.taints.iter().cloned()),
+            )
+            .collect();
+        all.sort();
+        all.dedup();
+        all
+    }
+
+    /// The worker groups that serve ingress: `traefik.worker_groups`, or every group when
+    /// that is empty. The one selection behind both Traefik's node affinity and HAProxy's
+    /// ingress backends ([`AddonsInput::ingress_nodes`]).
+    #[must_use]
+    pub fn ingress_groups(&self) -> Vec<&WorkerGroup> {
+        self.worker_groups
+            .iter()
+            .filter(|g| {
+                self.traefik.worker_groups.is_empty()
+                    || self.traefik.worker_groups.contains(&g.name)
+            })
+            .collect()
+    }
+
+    /// The nodes Traefik runs on, which are exactly the nodes HAProxy must send ingress to.
+    #[must_use]
+    pub fn ingress_nodes(&self) -> Vec<&Host> {
+        self.ingress_groups()
+            .into_iter()
+            .flat_map(|g| g.nodes.iter())
+            .collect()
+    }
+
+    /// The taints a node carries: the control-plane taint for a master, its group's taints for
+    /// a worker; `None` for an unknown node.
+    #[must_use]
+    pub fn taints_of(&self, node: &str) -> Option<Vec<Taint>> {
+        if self.masters.iter().any(|m| m.name == node) {
+            return Some(vec![Taint::control_plane()]);
+        }
+        self.worker_groups
+            .iter()
+            .find(|g| g.nodes.iter().any(|n| n.name == node))
+            .map(|g| g.taints.clone())
+    }
+}
+
 /// Everything the add-ons layer needs. Build it by hand or from the topology.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AddonsInput {
@@ -98,6 +152,114 @@ pub struct WorkerGroup {
     pub name: String,
     /// The workers.
     pub nodes: Vec<Host>,
+    /// Taints every node of the group carries (registered by kubeadm). Workloads that must run
+    /// on every node, and Traefik on the groups it serves, tolerate each of them.
+    #[serde(default)]
+    pub taints: Vec<Taint>,
+}
+
+/// A node taint, as kubeadm registers it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Taint {
+    /// Key, e.g. `environment`.
+    pub key: String,
+    /// Value; `None` for a taint without one.
+    pub value: Option<String>,
+    /// Effect.
+    pub effect: TaintEffect,
+}
+
+impl Taint {
+    /// A taint.
+    #[must_use]
+    pub fn new(key: impl Into<String>, value: Option<&str>, effect: TaintEffect) -> Self {
+        Self {
+            key: key.into(),
+            value: value.map(str::to_owned),
+            effect,
+        }
+    }
+
+    /// The taint kubeadm puts on every control-plane node
+    /// (`node-role.kubernetes.io/control-plane:NoSchedule`).
+    #[must_use]
+    pub fn control_plane() -> Self {
+        Self::new(
+            "node-role.kubernetes.io/control-plane",
+            None,
+            TaintEffect::NoSchedule,
+        )
+    }
+
+    /// The toleration that matches exactly this taint (`Equal` with a value, `Exists` without).
+    #[must_use]
+    pub fn toleration(&self) -> serde_json::Value {
+        match &self.value {
+            Some(v) => serde_json::json!({
+                "key": self.key, "operator": "Equal", "value": v, "effect": self.effect.as_str(),
+            }),
+            None => serde_json::json!({
+                "key": self.key, "operator": "Exists", "effect": self.effect.as_str(),
+            }),
+        }
+    }
+
+    /// Whether a Kubernetes toleration (as JSON) tolerates this taint: the matching rules of
+    /// `k8s.io/api/core/v1` `Toleration.ToleratesTaint` (empty key with `Exists` matches every
+    /// key; empty effect matches every effect; `Exists` ignores the value).
+    #[must_use]
+    pub fn tolerated_by(&self, toleration: &serde_json::Value) -> bool {
+        let s = |k: &str| {
+            toleration
+                .get(k)
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("")
+        };
+        let effect_ok = s("effect").is_empty() || s("effect") == self.effect.as_str();
+        let key_ok = if s("key").is_empty() {
+            s("operator") == "Exists"
+        } else {
+            s("key") == self.key
+        };
+        let value_ok = match s("operator") {
+            "Exists" => true,
+            "" | "Equal" => s("value") == self.value.as_deref().unwrap_or(""),
+            _ => false,
+        };
+        effect_ok && key_ok && value_ok
+    }
+}
+
+impl std::fmt::Display for Taint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.value {
+            Some(v) => write!(f, "{}={v}:{}", self.key, self.effect.as_str()),
+            None => write!(f, "{}:{}", self.key, self.effect.as_str()),
+        }
+    }
+}
+
+/// What a taint does to pods that do not tolerate it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum TaintEffect {
+    /// New pods are not scheduled there.
+    NoSchedule,
+    /// The scheduler avoids the node.
+    PreferNoSchedule,
+    /// Running pods are evicted too.
+    NoExecute,
+}
+
+impl TaintEffect {
+    /// The effect as Kubernetes spells it.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NoSchedule => "NoSchedule",
+            Self::PreferNoSchedule => "PreferNoSchedule",
+            Self::NoExecute => "NoExecute",
+        }
+    }
 }
 
 /// Storage classes in the cluster.
@@ -105,6 +267,22 @@ pub struct WorkerGroup {
 pub struct StorageInput {
     /// Names of every StorageClass backed by NFS (e.g. `nfs-prod`, `nfs-nonprod`).
     pub nfs_classes: Vec<String>,
+    /// The NFS provisioner and its StorageClasses, installed right after the CNI; `None` when
+    /// nothing provisions the NFS classes (then every claim of them stays Pending).
+    #[serde(default)]
+    pub provisioner: Option<ProvisionerInput>,
+}
+
+/// The NFS provisioner's objects, rendered by another crate (hakube-nfs-provisioning) into a
+/// folder of the GitOps tree, that this crate puts into the install order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProvisionerInput {
+    /// The folder under `cluster/`, e.g. `nfs` (it holds a `kustomization.yaml`).
+    pub dir: String,
+    /// Its manifest files relative to `cluster/`, in apply order (Namespace first).
+    pub files: Vec<String>,
+    /// The provisioner Deployments to wait for, as `(namespace, name)`.
+    pub deployments: Vec<(String, String)>,
 }
 
 /// How Calico carries pod traffic between nodes.
@@ -183,6 +361,19 @@ pub enum VolumeChoice {
         /// Size, e.g. `50Gi`.
         size: String,
     },
+    /// A directory on one node's local disk: a `hostPath` PersistentVolume pinned to that node
+    /// (node affinity) and reserved for the add-on's claim (`claimRef`), of the StorageClass
+    /// [`crate::storage::NODE_LOCAL_CLASS`]. The pod follows its data to that node, so the node
+    /// must carry no `NoSchedule`/`NoExecute` taint. For clusters without a local-disk
+    /// provisioner. Kubernetes does not enforce `size` on such a volume.
+    HostPath {
+        /// The node (a worker or master name).
+        node: String,
+        /// Absolute directory on the node, created by the kubelet if missing.
+        path: String,
+        /// Nominal size, e.g. `20Gi`.
+        size: String,
+    },
     /// An emptyDir: data is lost when the pod moves. Named for what it is.
     Ephemeral,
 }
@@ -190,8 +381,9 @@ pub enum VolumeChoice {
 /// How kubelet serving certificates are trusted by metrics-server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KubeletCsrApproval {
-    /// Install postfinance/kubelet-csr-approver at this chart version (not pinned in
-    /// the crate: the shared VERSIONS.md has no verified release for it).
+    /// Install postfinance/kubelet-csr-approver at this chart version (e.g.
+    /// [`crate::versions::KUBELET_CSR_APPROVER_VERSION`]): it approves kubelet-serving CSRs of
+    /// known node names and addresses only.
     Approver {
         /// Chart version to pin.
         chart_version: String,
@@ -291,4 +483,8 @@ pub struct EnvironmentInput {
     pub storage_class: String,
     /// Apply a default-deny NetworkPolicy (with DNS egress and ingress from Traefik allowed).
     pub default_deny: bool,
+    /// The worker group its pods run on (node selector plus tolerations of the group's
+    /// taints); `None` = anywhere the scheduler allows.
+    #[serde(default)]
+    pub worker_group: Option<String>,
 }

@@ -6,9 +6,15 @@
 //! and existing Promtail configs convert with `alloy convert --source-format=promtail`.
 //! Promtail stays selectable for installs that still depend on it.
 //!
-//! Prometheus keeps its TSDB on a local-disk class (or an explicitly ephemeral emptyDir):
+//! Prometheus keeps its TSDB, and Loki its chunks, on a local-disk class or a node-local volume
+//! ([`VolumeChoice::HostPath`], see [`crate::storage`]), or an explicitly ephemeral emptyDir:
 //! Prometheus does not support NFS for its TSDB, so NFS classes are refused by
 //! [`crate::validate`] and [`crate::cross_check`].
+//!
+//! Each namespace is a manifest applied before anything is created in it (the Grafana admin
+//! Secret comes before the chart that reads it), and the DaemonSets that must run on every node
+//! (node-exporter, the log agent) tolerate every taint of the cluster
+//! ([`AddonsInput::every_taint`]).
 
 use serde_json::{Value, json};
 
@@ -35,6 +41,20 @@ pub const CSR_APPROVER_VALUES: &str = "monitoring/kubelet-csr-approver-values.ya
 pub const LOKI_VALUES: &str = "logging/loki-values.yaml";
 /// Log agent chart values (Alloy or Promtail).
 pub const AGENT_VALUES: &str = "logging/agent-values.yaml";
+/// The `monitoring` Namespace.
+pub const MONITORING_NAMESPACE_FILE: &str = "monitoring/namespace.yaml";
+/// The `logging` Namespace.
+pub const LOGGING_NAMESPACE_FILE: &str = "logging/namespace.yaml";
+/// Node-local volume of Prometheus (with [`VolumeChoice::HostPath`]).
+pub const MONITORING_VOLUMES_FILE: &str = "monitoring/local-volumes.yaml";
+/// Node-local volume of Loki (with [`VolumeChoice::HostPath`]).
+pub const LOGGING_VOLUMES_FILE: &str = "logging/local-volumes.yaml";
+/// The claim the Prometheus chart (release `prometheus`) creates for its server.
+pub const PROMETHEUS_CLAIM: &str = "prometheus-server";
+/// The claim Loki's single-binary StatefulSet (release `loki`) creates for replica 0
+/// (`volumeClaimTemplates` name `storage`, StatefulSet `loki`; loki chart 18.11.0
+/// `templates/_workload.tpl`).
+pub const LOKI_CLAIM: &str = "storage-loki-0";
 
 /// In-cluster URL of Prometheus (chart release `prometheus`).
 pub const PROMETHEUS_URL: &str = "http://prometheus-server.monitoring.svc.cluster.local";
@@ -71,11 +91,40 @@ pub fn scrape_configs(input: &AddonsInput, m: &MonitoringInput) -> Value {
 }
 
 fn volume(v: &VolumeChoice) -> Value {
-    match v {
-        VolumeChoice::StorageClass { name, size } => {
-            json!({ "enabled": true, "storageClass": name, "size": size })
-        }
-        VolumeChoice::Ephemeral => json!({ "enabled": false }),
+    crate::storage::chart_volume(v)
+}
+
+/// Tolerations for a workload that must run on every node: one per taint in the cluster.
+#[must_use]
+pub fn every_node_tolerations(input: &AddonsInput) -> Value {
+    input
+        .every_taint()
+        .iter()
+        .map(crate::model::Taint::toleration)
+        .collect()
+}
+
+fn namespace(name: &str) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": { "name": name, "labels": { "app.kubernetes.io/managed-by": "hakube" } },
+    })
+}
+
+/// The node-local volume for `volume` when it is [`VolumeChoice::HostPath`], preceded by the
+/// node-local StorageClass when `with_class` (one component owns it: monitoring when it uses
+/// one, else logging).
+fn local_volume_docs(
+    volume: &VolumeChoice,
+    namespace: &str,
+    claim: &str,
+    with_class: bool,
+) -> Vec<Value> {
+    match crate::storage::node_local_volume(volume, namespace, claim) {
+        Some(pv) if with_class => vec![crate::storage::node_local_class(), pv],
+        Some(pv) => vec![pv],
+        None => vec![],
     }
 }
 
@@ -92,7 +141,10 @@ pub fn prometheus_values(input: &AddonsInput, m: &MonitoringInput) -> Result<Val
         "alertmanager": { "enabled": false },
         "prometheus-pushgateway": { "enabled": false },
         "kube-state-metrics": { "enabled": true },
-        "prometheus-node-exporter": { "enabled": true },
+        "prometheus-node-exporter": {
+            "enabled": true,
+            "tolerations": every_node_tolerations(input),
+        },
         "extraScrapeConfigs": scrape,
     }))
 }
@@ -275,10 +327,11 @@ loki.write "default" {{
 
 /// Log agent values (Alloy as a DaemonSet, or Promtail).
 #[must_use]
-pub fn agent_values(l: &LoggingInput) -> Value {
+pub fn agent_values(input: &AddonsInput, l: &LoggingInput) -> Value {
+    let tolerations = every_node_tolerations(input);
     match l.agent {
         LogAgent::Alloy => json!({
-            "controller": { "type": "daemonset" },
+            "controller": { "type": "daemonset", "tolerations": tolerations },
             "alloy": {
                 "configMap": { "create": true, "content": alloy_config() },
                 "mounts": { "varlog": true },
@@ -290,6 +343,7 @@ pub fn agent_values(l: &LoggingInput) -> Value {
         }),
         LogAgent::Promtail => json!({
             "config": { "clients": [{ "url": format!("{LOKI_URL}/loki/api/v1/push") }] },
+            "tolerations": tolerations,
         }),
     }
 }
@@ -325,26 +379,33 @@ pub(crate) fn render_monitoring(
             yaml::file(GRAFANA_VALUES, &[grafana_values(input, m)])?,
         ),
     ];
+    files.push(ClusterFile::new(
+        MONITORING_NAMESPACE_FILE,
+        yaml::file(MONITORING_NAMESPACE_FILE, &[namespace(ns)])?,
+    ));
+    let mut resources = vec![MONITORING_NAMESPACE_FILE.to_owned()];
+    let volumes = local_volume_docs(&m.prometheus_volume, ns, PROMETHEUS_CLAIM, true);
+    if !volumes.is_empty() {
+        files.push(ClusterFile::new(
+            MONITORING_VOLUMES_FILE,
+            yaml::file(MONITORING_VOLUMES_FILE, &volumes)?,
+        ));
+        resources.push(MONITORING_VOLUMES_FILE.to_owned());
+    }
     let mut helm = Vec::new();
-    let mut steps = vec![InstallStep::Manual {
-        component: c,
-        description: format!(
-            "Create Grafana's admin Secret `{}` (keys admin-user, admin-password) in namespace \
-             `{ns}`; credentials never go to Git.",
-            m.grafana_admin_secret
-        ),
-        commands: vec![vec![
-            "kubectl".into(),
-            "create".into(),
-            "secret".into(),
-            "generic".into(),
-            m.grafana_admin_secret.clone(),
-            "--namespace".into(),
-            ns.into(),
-            "--from-literal=admin-user=admin".into(),
-            "--from-file=admin-password=/dev/stdin".into(),
-        ]],
-    }];
+    let mut steps = vec![
+        InstallStep::Apply {
+            component: c,
+            files: resources.clone(),
+        },
+        InstallStep::Secret {
+            component: c,
+            namespace: ns.into(),
+            name: m.grafana_admin_secret.clone(),
+            literals: [("admin-user".to_owned(), "admin".to_owned())].into(),
+            generated: vec!["admin-password".into()],
+        },
+    ];
     if input.network.kubelet_server_tls_bootstrap {
         match &m.csr_approval {
             KubeletCsrApproval::Approver { chart_version } => {
@@ -410,33 +471,58 @@ pub(crate) fn render_monitoring(
         component: c,
         files,
         helm,
-        resources: vec![],
+        resources,
         steps,
     })
 }
 
 /// Files and install steps for logging.
 pub(crate) fn render_logging(
-    _input: &AddonsInput,
+    input: &AddonsInput,
     l: &LoggingInput,
 ) -> Result<ComponentOutput, AddonsError> {
     let c = Component::Logging;
     let ns = LOGGING_NAMESPACE;
-    let files = vec![
+    let mut files = vec![
         ClusterFile::new(LOKI_VALUES, yaml::file(LOKI_VALUES, &[loki_values(l)])?),
-        ClusterFile::new(AGENT_VALUES, yaml::file(AGENT_VALUES, &[agent_values(l)])?),
+        ClusterFile::new(
+            AGENT_VALUES,
+            yaml::file(AGENT_VALUES, &[agent_values(input, l)])?,
+        ),
+        ClusterFile::new(
+            LOGGING_NAMESPACE_FILE,
+            yaml::file(LOGGING_NAMESPACE_FILE, &[namespace(ns)])?,
+        ),
     ];
+    let mut resources = vec![LOGGING_NAMESPACE_FILE.to_owned()];
+    let monitoring_owns_class = input
+        .monitoring
+        .as_ref()
+        .is_some_and(|m| matches!(m.prometheus_volume, VolumeChoice::HostPath { .. }));
+    let volumes = local_volume_docs(&l.loki_volume, ns, LOKI_CLAIM, !monitoring_owns_class);
+    if !volumes.is_empty() {
+        files.push(ClusterFile::new(
+            LOGGING_VOLUMES_FILE,
+            yaml::file(LOGGING_VOLUMES_FILE, &volumes)?,
+        ));
+        resources.push(LOGGING_VOLUMES_FILE.to_owned());
+    }
     let agent = match l.agent {
         LogAgent::Alloy => release(c, "alloy", ns, versions::ALLOY, AGENT_VALUES),
         LogAgent::Promtail => release(c, "promtail", ns, versions::PROMTAIL, AGENT_VALUES),
     };
     let helm = vec![release(c, "loki", ns, versions::LOKI, LOKI_VALUES), agent];
+    let mut steps = vec![InstallStep::Apply {
+        component: c,
+        files: resources.clone(),
+    }];
+    steps.extend(helm.iter().cloned().map(InstallStep::Helm));
     Ok(ComponentOutput {
         component: c,
         files,
-        steps: helm.iter().cloned().map(InstallStep::Helm).collect(),
+        steps,
         helm,
-        resources: vec![],
+        resources,
     })
 }
 

@@ -5,14 +5,15 @@ use serde::Serialize;
 
 use crate::versions::Chart;
 
-/// The components this crate renders, in bootstrap order (the NFS provisioner, owned by
-/// `hakube-nfs-provisioning`, installs between Calico and Traefik).
+/// The components this crate puts in the install order, in bootstrap order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum Component {
     /// Calico CNI (tigera operator + Installation).
     Calico,
+    /// The NFS provisioner and its StorageClasses (objects rendered by hakube-nfs-provisioning).
+    Nfs,
     /// Traefik ingress.
     Traefik,
     /// Prometheus, kube-state-metrics, metrics-server, Grafana.
@@ -35,6 +36,7 @@ impl Component {
     pub fn dir(self) -> &'static str {
         match self {
             Self::Calico => "calico",
+            Self::Nfs => "nfs",
             Self::Traefik => "traefik",
             Self::Monitoring => "monitoring",
             Self::Logging => "logging",
@@ -94,6 +96,17 @@ impl HelmRelease {
         ]);
         argv
     }
+}
+
+/// The plan folder that keeps secrets, beside `cluster/` and never inside it (mode 0700, files
+/// 0600): what a GitOps repository receives is `cluster/` alone.
+pub const SECRETS_DIR: &str = "secrets";
+
+/// Where a generated Secret value is kept, relative to [`SECRETS_DIR`]:
+/// `<namespace>/<secret>/<key>`.
+#[must_use]
+pub fn secret_value_path(namespace: &str, name: &str, key: &str) -> String {
+    format!("{namespace}/{name}/{key}")
 }
 
 /// Kinds of workload a readiness wait can target.
@@ -160,6 +173,22 @@ pub enum InstallStep {
         /// Name.
         name: String,
     },
+    /// Create a Secret whose values are kept outside the GitOps tree (never in `cluster/`):
+    /// `literals` are plain values, each of `generated` is a random value the runner creates
+    /// once and keeps at [`secret_value_path`] under the plan's `secrets/` folder (mode 0600),
+    /// so a re-run applies the same Secret.
+    Secret {
+        /// Owning component.
+        component: Component,
+        /// Namespace (created by an earlier step).
+        namespace: String,
+        /// Secret name.
+        name: String,
+        /// Keys with plain (non-secret) values, e.g. `admin-user: admin`.
+        literals: std::collections::BTreeMap<String, String>,
+        /// Keys whose values are generated and kept outside the GitOps tree.
+        generated: Vec<String>,
+    },
     /// Something a human (or a later automation) must do; the commands are given verbatim.
     Manual {
         /// Owning component.
@@ -178,6 +207,7 @@ impl InstallStep {
         match self {
             Self::Helm(h) => h.component,
             Self::WaitCrds { component, .. }
+            | Self::Secret { component, .. }
             | Self::Apply { component, .. }
             | Self::ApplyKustomize { component, .. }
             | Self::WaitRollout { component, .. }
@@ -234,6 +264,35 @@ impl InstallStep {
                 format!("{}/{name}", kind.kubectl_name()),
                 s("--timeout=600s"),
             ]],
+            Self::Secret {
+                namespace,
+                name,
+                literals,
+                generated,
+                ..
+            } => {
+                let mut argv = vec![
+                    s("kubectl"),
+                    s("create"),
+                    s("secret"),
+                    s("generic"),
+                    name.clone(),
+                    s("--namespace"),
+                    namespace.clone(),
+                ];
+                argv.extend(
+                    literals
+                        .iter()
+                        .map(|(k, v)| format!("--from-literal={k}={v}")),
+                );
+                argv.extend(generated.iter().map(|k| {
+                    format!(
+                        "--from-file={k}={SECRETS_DIR}/{}",
+                        secret_value_path(namespace, name, k)
+                    )
+                }));
+                vec![argv]
+            }
             Self::Manual { commands, .. } => commands.clone(),
         }
     }

@@ -6,6 +6,15 @@
 //! break). PROXY protocol and `X-Forwarded-*` headers are trusted from the HAProxy addresses
 //! only. The dashboard is not exposed (no IngressRoute, internal port not in the Service):
 //! reach it with `kubectl -n traefik port-forward ds/traefik 8080:8080`.
+//!
+//! Traefik runs on exactly [`AddonsInput::ingress_nodes`], the nodes HAProxy sends ingress to:
+//! node affinity on their worker groups and a toleration for each of their taints. With
+//! `externalTrafficPolicy: Local` a node without a Traefik pod refuses the NodePort, so any
+//! difference between the two sets is an ingress backend that is always DOWN.
+//!
+//! The values follow the chart's `values.schema.json` at the pinned version (41.x renamed
+//! `logs` to `log`/`accessLog`, moved entry point TLS to `ports.<p>.http.tls` and the Service
+//! type to `service.spec.type`); [`crate::chart_schema`] checks them.
 
 use serde_json::{Value, json};
 
@@ -57,13 +66,21 @@ pub fn chart_values(input: &AddonsInput) -> Value {
             json!({ "kind": "Deployment", "replicas": replicas })
         }
     };
-    let groups: Vec<String> = if t.worker_groups.is_empty() {
-        input.worker_groups.iter().map(|g| g.name.clone()).collect()
-    } else {
-        t.worker_groups.clone()
-    };
+    let groups: Vec<String> = input
+        .ingress_groups()
+        .iter()
+        .map(|g| g.name.clone())
+        .collect();
+    let mut taints: Vec<crate::model::Taint> = input
+        .ingress_groups()
+        .iter()
+        .flat_map(|g| g.taints.iter().cloned())
+        .collect();
+    taints.sort();
+    taints.dedup();
+    let tolerations: Vec<Value> = taints.iter().map(crate::model::Taint::toleration).collect();
     let mut websecure = entry_point(input, 8443, 443, t.websecure_node_port);
-    websecure["tls"] = json!({ "enabled": true });
+    websecure["http"] = json!({ "tls": { "enabled": true } });
     let mut values = json!({
         "deployment": deployment,
         "affinity": {
@@ -79,9 +96,9 @@ pub fn chart_values(input: &AddonsInput) -> Value {
                 },
             },
         },
+        "tolerations": tolerations,
         "service": {
-            "type": "NodePort",
-            "spec": { "externalTrafficPolicy": "Local" },
+            "spec": { "type": "NodePort", "externalTrafficPolicy": "Local" },
         },
         "ports": {
             "web": entry_point(input, 8000, 80, t.web_node_port),
@@ -94,7 +111,7 @@ pub fn chart_values(input: &AddonsInput) -> Value {
             "kubernetesCRD": { "enabled": true, "allowCrossNamespace": false },
             "kubernetesIngress": { "enabled": true },
         },
-        "logs": { "access": { "enabled": true } },
+        "accessLog": { "enabled": true },
         "metrics": { "prometheus": { "entryPoint": "metrics" } },
     });
     if let Some(secret) = &t.default_certificate_secret {

@@ -341,6 +341,62 @@ pub fn validate(input: &AddonsInput) -> Vec<AddonsError> {
         }
     }
 
+    // Node-local volumes: on a known node the pod can be scheduled to (it follows its data).
+    let mut volumes = Vec::new();
+    if let Some(m) = &input.monitoring {
+        volumes.push(("monitoring.prometheus_volume", &m.prometheus_volume));
+    }
+    if let Some(l) = &input.logging {
+        volumes.push(("logging.loki_volume", &l.loki_volume));
+    }
+    for (field, v) in volumes {
+        if let VolumeChoice::HostPath { node, path, size } = v {
+            match input.taints_of(node) {
+                None => bad(
+                    field,
+                    format!("node `{node}` is neither a master nor a worker"),
+                ),
+                Some(taints) => {
+                    if let Some(t) = taints
+                        .iter()
+                        .find(|t| t.effect != crate::model::TaintEffect::PreferNoSchedule)
+                    {
+                        bad(
+                            field,
+                            format!(
+                                "node `{node}` carries the taint {t}: the pod bound to its volume would stay Pending"
+                            ),
+                        );
+                    }
+                }
+            }
+            if !path.starts_with('/')
+                || path == "/"
+                || path.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                bad(
+                    field,
+                    format!("`{path}` must be an absolute directory without spaces"),
+                );
+            }
+            if size.is_empty() || size.chars().any(char::is_whitespace) {
+                bad(field, format!("`{size}` is not a quantity"));
+            }
+        }
+    }
+
+    // Taints: keys and values land in tolerations.
+    for g in &input.worker_groups {
+        for t in &g.taints {
+            if t.key.is_empty() || t.key.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                bad(
+                    &format!("worker_groups.{}.taints", g.name),
+                    format!("`{}` is not a taint key", t.key),
+                );
+            }
+        }
+    }
+
     // Environments.
     let mut env_names = BTreeSet::new();
     let mut env_ns = BTreeSet::new();
@@ -355,6 +411,14 @@ pub fn validate(input: &AddonsInput) -> Vec<AddonsError> {
             bad(
                 &format!("environments.{i}.namespace"),
                 format!("`{}` is not a unique DNS label", env.namespace),
+            );
+        }
+        if let Some(g) = &env.worker_group
+            && !group_names.contains(g.as_str())
+        {
+            bad(
+                &format!("environments.{i}.worker_group"),
+                format!("unknown worker group `{g}`"),
             );
         }
     }
@@ -382,6 +446,13 @@ fn strings(v: &Value) -> BTreeSet<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+fn agent_chart(input: &AddonsInput) -> std::borrow::Cow<'static, str> {
+    match input.logging.as_ref().map(|l| l.agent) {
+        Some(crate::model::LogAgent::Promtail) => crate::versions::PROMTAIL.name,
+        _ => crate::versions::ALLOY.name,
+    }
 }
 
 /// Cross-checks rendered (or hand-edited) files of the GitOps tree against the input; returns
@@ -426,10 +497,10 @@ pub fn cross_check(input: &AddonsInput, files: &[ClusterFile]) -> Vec<AddonsErro
         Ok(Some(ds)) => {
             let v = ds.first().cloned().unwrap_or(Value::Null);
             let want: BTreeSet<String> = traefik::trusted_ips(input).into_iter().collect();
-            if v["service"]["type"] != "NodePort" {
+            if v["service"]["spec"]["type"] != "NodePort" {
                 fail(
                     "traefik-nodeports-match-haproxy",
-                    "service.type is not NodePort".into(),
+                    "service.spec.type is not NodePort".into(),
                 );
             }
             for (port, backend) in [
@@ -474,6 +545,142 @@ pub fn cross_check(input: &AddonsInput, files: &[ClusterFile]) -> Vec<AddonsErro
         }
     }
 
+    // Chart values against what the chart accepts at the pinned version.
+    for (path, chart) in [
+        (traefik::VALUES_FILE, crate::versions::TRAEFIK.name),
+        (
+            observability::PROMETHEUS_VALUES,
+            crate::versions::PROMETHEUS.name,
+        ),
+        (observability::GRAFANA_VALUES, crate::versions::GRAFANA.name),
+        (observability::LOKI_VALUES, crate::versions::LOKI.name),
+        (
+            observability::METRICS_SERVER_VALUES,
+            crate::versions::METRICS_SERVER.name,
+        ),
+        (calico::VALUES_FILE, crate::versions::TIGERA_OPERATOR.name),
+        (observability::AGENT_VALUES, agent_chart(input)),
+        (
+            observability::CSR_APPROVER_VALUES,
+            "kubelet-csr-approver".into(),
+        ),
+        (
+            crate::certmanager::VALUES_FILE,
+            crate::versions::CERT_MANAGER.name,
+        ),
+    ] {
+        let Some(rules) = crate::chart_schema::rules_for(&chart) else {
+            continue;
+        };
+        match load(path) {
+            Err(err) => fail("chart-values-schema", err.to_string()),
+            Ok(None) => {}
+            Ok(Some(ds)) => {
+                let v = ds.first().cloned().unwrap_or(Value::Null);
+                for p in crate::chart_schema::check(rules, &v) {
+                    fail(
+                        "chart-values-schema",
+                        format!(
+                            "{path}: {p} (chart {} {}, {})",
+                            rules.chart, rules.version, rules.source
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    // Workloads that must run on every node tolerate every taint of the cluster.
+    let agent_pointer = match input.logging.as_ref().map(|l| l.agent) {
+        Some(crate::model::LogAgent::Promtail) => "/tolerations",
+        _ => "/controller/tolerations",
+    };
+    for (path, pointer, what) in [
+        (
+            observability::AGENT_VALUES,
+            agent_pointer,
+            "the log agent DaemonSet",
+        ),
+        (
+            observability::PROMETHEUS_VALUES,
+            "/prometheus-node-exporter/tolerations",
+            "node-exporter",
+        ),
+    ] {
+        match load(path) {
+            Err(err) => fail("every-node-tolerates-every-taint", err.to_string()),
+            Ok(None) => {}
+            Ok(Some(ds)) => {
+                let tols = ds
+                    .first()
+                    .and_then(|d| d.pointer(pointer))
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                for t in input.every_taint() {
+                    if !tols.iter().any(|x| t.tolerated_by(x)) {
+                        fail(
+                            "every-node-tolerates-every-taint",
+                            format!(
+                                "{path}: {what} must run on every node but {pointer} does not tolerate the taint {t}"
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    // Traefik runs on exactly the nodes HAProxy sends ingress to.
+    if let Ok(Some(ds)) = load(traefik::VALUES_FILE) {
+        let v = ds.first().cloned().unwrap_or(Value::Null);
+        let want: BTreeSet<String> = input
+            .ingress_groups()
+            .iter()
+            .map(|g| g.name.clone())
+            .collect();
+        let terms = v
+            .pointer("/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let selected: Option<BTreeSet<String>> = match terms.as_slice() {
+            [term] => match term["matchExpressions"].as_array().map(Vec::as_slice) {
+                Some([expr])
+                    if expr["key"] == traefik::WORKER_GROUP_LABEL && expr["operator"] == "In" =>
+                {
+                    Some(strings(&expr["values"]))
+                }
+                _ => None,
+            },
+            _ => None,
+        };
+        if selected.as_ref() != Some(&want) {
+            fail(
+                "traefik-on-ingress-nodes",
+                format!(
+                    "{}: Traefik's node affinity selects {selected:?}, HAProxy sends ingress to the groups {want:?}",
+                    traefik::VALUES_FILE
+                ),
+            );
+        }
+        let tols = v["tolerations"].as_array().cloned().unwrap_or_default();
+        for g in input.ingress_groups() {
+            for t in &g.taints {
+                if !tols.iter().any(|x| t.tolerated_by(x)) {
+                    fail(
+                        "traefik-on-ingress-nodes",
+                        format!(
+                            "{}: HAProxy sends ingress to group `{}` but Traefik does not tolerate its taint {t}: those backends would always be DOWN",
+                            traefik::VALUES_FILE,
+                            g.name
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
     let nfs = |c: &str| input.storage.nfs_classes.iter().any(|n| n == c);
     for (path, pointer, check) in [
         (
@@ -508,6 +715,116 @@ pub fn cross_check(input: &AddonsInput, files: &[ClusterFile]) -> Vec<AddonsErro
                     );
                 }
             }
+        }
+    }
+    e
+}
+
+/// Namespaces every cluster has before anything is installed.
+const BUILTIN_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// Checks that every namespaced object comes after its namespace in the install order: a
+/// Namespace exists once an earlier step (or an earlier document of the same step) applied it,
+/// or a Helm step created it (`--create-namespace`). Objects inside a Kustomize folder count
+/// their folder's `namespace:` and the Namespaces among its resources (Kustomize applies
+/// Namespaces first). `files` are the GitOps tree's files (paths relative to `cluster/`); a file
+/// a step names that is not among them is reported too. Returns every problem (empty = fine).
+#[must_use]
+pub fn check_install_order(
+    steps: &[crate::InstallStep],
+    files: &[ClusterFile],
+) -> Vec<AddonsError> {
+    use crate::InstallStep;
+    let mut known: BTreeSet<String> = BUILTIN_NAMESPACES.iter().map(|s| (*s).to_owned()).collect();
+    let mut e = Vec::new();
+    let mut fail = |reason: String| {
+        e.push(AddonsError::CrossCheck {
+            check: "namespace-before-its-objects",
+            reason,
+        });
+    };
+    let load = |path: &str| -> Result<Vec<Value>, String> {
+        match docs(files, path) {
+            Ok(Some(d)) => Ok(d),
+            Ok(None) => Err(format!("{path}: named by an install step but not rendered")),
+            Err(err) => Err(err.to_string()),
+        }
+    };
+    for (i, step) in steps.iter().enumerate() {
+        let n = i + 1;
+        match step {
+            InstallStep::Helm(h) => {
+                known.insert(h.namespace.clone());
+            }
+            InstallStep::Apply { files: paths, .. } => {
+                for path in paths {
+                    let ds = match load(path) {
+                        Ok(ds) => ds,
+                        Err(reason) => {
+                            fail(format!("step {n}: {reason}"));
+                            continue;
+                        }
+                    };
+                    for d in ds {
+                        if d["kind"] == "Namespace" {
+                            if let Some(name) = d["metadata"]["name"].as_str() {
+                                known.insert(name.to_owned());
+                            }
+                        } else if let Some(ns) = d["metadata"]["namespace"].as_str()
+                            && !known.contains(ns)
+                        {
+                            fail(format!(
+                                "step {n}: {path}: {} `{}` is created in namespace `{ns}` before anything creates that namespace",
+                                d["kind"].as_str().unwrap_or("object"),
+                                d["metadata"]["name"].as_str().unwrap_or("?"),
+                            ));
+                        }
+                    }
+                }
+            }
+            InstallStep::ApplyKustomize { dir, .. } => {
+                let kpath = format!("{dir}/kustomization.yaml");
+                let k = match load(&kpath) {
+                    Ok(ds) => ds.into_iter().next().unwrap_or(Value::Null),
+                    Err(reason) => {
+                        fail(format!("step {n}: {reason}"));
+                        continue;
+                    }
+                };
+                let mut created = BTreeSet::new();
+                for r in k["resources"].as_array().into_iter().flatten() {
+                    let Some(r) = r.as_str() else { continue };
+                    if let Ok(Some(ds)) = docs(files, &format!("{dir}/{r}")) {
+                        for d in ds.iter().filter(|d| d["kind"] == "Namespace") {
+                            if let Some(name) = d["metadata"]["name"].as_str() {
+                                created.insert(name.to_owned());
+                            }
+                        }
+                    }
+                }
+                if let Some(ns) = k["namespace"].as_str()
+                    && !known.contains(ns)
+                    && !created.contains(ns)
+                {
+                    fail(format!(
+                        "step {n}: {kpath} puts its objects in namespace `{ns}`, which neither an earlier step nor the folder creates"
+                    ));
+                }
+                known.extend(created);
+            }
+            InstallStep::Secret {
+                namespace, name, ..
+            } => {
+                if !known.contains(namespace) {
+                    fail(format!(
+                        "step {n}: Secret `{name}` is created in namespace `{namespace}` before anything creates that namespace"
+                    ));
+                }
+            }
+            // Waits create nothing (an operator may create the namespace it waits in).
+            InstallStep::WaitRollout { .. }
+            | InstallStep::WaitCrds { .. }
+            | InstallStep::Manual { .. } => {}
         }
     }
     e

@@ -114,8 +114,28 @@ pub const VAULT: Chart = Chart {
 /// Repository of postfinance/kubelet-csr-approver (its version is an input).
 pub const KUBELET_CSR_APPROVER_REPO: &str = "https://postfinance.github.io/kubelet-csr-approver";
 
+/// A known release of the kubelet-csr-approver chart: tag v1.2.14 (2026-04-09) of
+/// postfinance/kubelet-csr-approver, whose release workflow (`.github/workflows/publish.yaml`)
+/// publishes the chart with the tag's version without its `v`.
+pub const KUBELET_CSR_APPROVER_VERSION: &str = "1.2.14";
+
 /// Image used by the etcd backup job's pruning container.
 pub const BUSYBOX_IMAGE: &str = "docker.io/library/busybox:1.37.0";
 
 /// Example application image used in the GitOps `apps` base.
 pub const WHOAMI_IMAGE: &str = "docker.io/traefik/whoami:v1.11.0";
+
+/// Every pinned chart (kubelet-csr-approver's version is an input, so it is not here).
+pub const ALL: &[Chart] = &[
+    TIGERA_OPERATOR,
+    TRAEFIK,
+    PROMETHEUS,
+    KUBE_STATE_METRICS,
+    METRICS_SERVER,
+    GRAFANA,
+    LOKI,
+    ALLOY,
+    PROMTAIL,
+    CERT_MANAGER,
+    VAULT,
+];

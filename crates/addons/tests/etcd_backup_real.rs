@@ -1,17 +1,21 @@
 //! The etcd backup job's commands run for real: the init container's `etcdctl snapshot save`
-//! (exact flags as rendered) against a real TLS etcd, then the rotate container's shell script
-//! (as rendered) for naming and retention. Paths are mapped from the pod's view (host PKI dir,
-//! NFS mount) to a temporary directory, and `$(NODE_NAME)` is expanded as the kubelet would.
+//! (exact flags as rendered) against a real TLS etcd, the verify container's
+//! `etcdutl snapshot status` on what was written (and on a corrupt file, which must fail), then
+//! the rotate container's shell script (as rendered) for the PKI archive, naming and retention.
+//! Paths are mapped from the pod's view (host PKI dir, NFS mount) to a temporary directory, and
+//! `$(NODE_NAME)` is expanded as the kubelet would.
 //!
-//! Needs `etcd`, `etcdctl`, `openssl` and `/bin/sh` (installed by scripts/install-test-deps);
-//! skips with a message when they are missing. No root needed.
+//! Needs `etcd`, `etcdctl`, `openssl`, `tar` with gzip and `/bin/sh` (installed by
+//! scripts/install-test-deps); skips with a message when they are missing. No root needed.
+//! Debian 12 ships etcd 3.4, which has no `etcdutl`: its `etcdctl snapshot status` (the same
+//! subcommand, flags and checks that etcd 3.5 moved to `etcdutl`) stands in for it then.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use hakube_addons::etcd_backup::{ETCD_PKI_DIR, cronjob};
+use hakube_addons::etcd_backup::{PKI_DIR, cronjob};
 use hakube_addons::example_input;
 use serde_json::Value;
 
@@ -178,10 +182,11 @@ fn start_etcd(dir: &Path, pki: &Path) -> (Etcd, String) {
     );
 }
 
-/// Map the pod's paths to the test's directories, and expand `$(NODE_NAME)`.
+/// Map the pod's paths to the test's directories, and expand `$(NODE_NAME)`. `pki` stands for
+/// the host's `/etc/kubernetes/pki` (etcd's PKI is its `etcd/` folder).
 fn map(arg: &str, endpoint: &str, pki: &Path, backup: &Path) -> String {
     arg.replace("https://127.0.0.1:2379", endpoint)
-        .replace(ETCD_PKI_DIR, &pki.display().to_string())
+        .replace(PKI_DIR, &pki.display().to_string())
         .replace("/backup", &backup.display().to_string())
         .replace("$(NODE_NAME)", "master-1")
 }
@@ -197,7 +202,7 @@ fn snapshots(backup: &Path) -> Vec<String> {
 
 #[test]
 fn rendered_snapshot_and_rotation_work_against_real_etcd() {
-    let missing: Vec<&str> = ["etcd", "etcdctl", "openssl"]
+    let missing: Vec<&str> = ["etcd", "etcdctl", "openssl", "tar", "gzip"]
         .into_iter()
         .filter(|t| !have(t))
         .collect();
@@ -209,11 +214,15 @@ fn rendered_snapshot_and_rotation_work_against_real_etcd() {
     }
     let tmp = tempfile::tempdir().expect("tempdir");
     let pki: PathBuf = tmp.path().join("pki");
+    let etcd_pki = pki.join("etcd");
     let backup: PathBuf = tmp.path().join("backup");
     std::fs::create_dir_all(&backup).expect("mkdir");
-    make_pki(&pki);
-    let (_etcd, endpoint) = start_etcd(tmp.path(), &pki);
-    run(etcdctl(&endpoint, &pki).args(["put", "/registry/hakube/probe", "in-the-snapshot"]));
+    make_pki(&etcd_pki);
+    // The cluster CA kubeadm keeps beside etcd's PKI (what a restore needs besides the data).
+    std::fs::write(pki.join("ca.key"), "cluster CA key\n").expect("ca.key");
+    std::fs::write(pki.join("sa.key"), "service account key\n").expect("sa.key");
+    let (_etcd, endpoint) = start_etcd(tmp.path(), &etcd_pki);
+    run(etcdctl(&endpoint, &etcd_pki).args(["put", "/registry/hakube/probe", "in-the-snapshot"]));
 
     let mut input = example_input();
     let b = input.etcd_backup.as_mut().expect("example has backups");
@@ -221,14 +230,20 @@ fn rendered_snapshot_and_rotation_work_against_real_etcd() {
     let job = cronjob(b);
     let pod = &job["spec"]["jobTemplate"]["spec"]["template"]["spec"];
 
-    // Older snapshots from earlier runs (and other masters).
+    // Older snapshots and PKI archives from earlier runs (and other masters).
     for day in 1..=5 {
         std::fs::write(
             backup.join(format!("etcd-snapshot-2026010{day}T000000Z-master-2.db")),
             b"old",
         )
         .expect("old");
+        std::fs::write(
+            backup.join(format!("etcd-pki-2026010{day}T000000Z-master-2.tar.gz")),
+            b"old",
+        )
+        .expect("old");
     }
+    assert_eq!(pod["initContainers"].as_array().map(Vec::len), Some(2));
 
     let init: Vec<String> = pod["initContainers"][0]["command"]
         .as_array()
@@ -247,6 +262,43 @@ fn rendered_snapshot_and_rotation_work_against_real_etcd() {
         snapshots(&backup)
     );
 
+    // The verify container, as rendered: it accepts the snapshot just written...
+    let mut verify: Vec<String> = pod["initContainers"][1]["command"]
+        .as_array()
+        .expect("verify command")
+        .iter()
+        .filter_map(Value::as_str)
+        .map(|a| map(a, &endpoint, &pki, &backup))
+        .collect();
+    assert_eq!(verify[..3], ["etcdutl", "snapshot", "status"]);
+    if !have("etcdutl") {
+        verify[0] = "etcdctl".into();
+    }
+    let status = run(Command::new(&verify[0])
+        .args(&verify[1..])
+        .env("ETCDCTL_API", "3"));
+    let status: Value = serde_json::from_str(status.trim()).expect("status JSON");
+    assert!(status["totalKey"].as_u64().unwrap_or(0) >= 1, "{status}");
+    // ...and fails the job on a truncated one (so no rotation replaces a good backup).
+    let good = std::fs::read(backup.join(".partial-master-1.db")).expect("snapshot");
+    let broken = tmp.path().join("broken");
+    std::fs::create_dir_all(&broken).expect("mkdir");
+    std::fs::write(broken.join(".partial-master-1.db"), &good[..good.len() / 3]).expect("cut");
+    let mut bad = verify.clone();
+    for a in &mut bad {
+        *a = a.replace(&backup.display().to_string(), &broken.display().to_string());
+    }
+    let out = Command::new(&bad[0])
+        .args(&bad[1..])
+        .env("ETCDCTL_API", "3")
+        .output()
+        .expect("spawn verify");
+    assert!(
+        !out.status.success(),
+        "a truncated snapshot passed verification: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
     let rotate = pod["containers"][0]["command"]
         .as_array()
         .expect("rotate command");
@@ -261,9 +313,11 @@ fn rendered_snapshot_and_rotation_work_against_real_etcd() {
         .args(["-c", &script])
         .env("NODE_NAME", "master-1"));
 
-    let left = snapshots(&backup);
+    let all = snapshots(&backup);
+    assert!(!all.iter().any(|f| f.starts_with(".partial")), "{all:?}");
+    let (archives, left): (Vec<String>, Vec<String>) =
+        all.into_iter().partition(|f| f.starts_with("etcd-pki-"));
     assert_eq!(left.len(), 3, "keep = 3: {left:?}");
-    assert!(!left.iter().any(|f| f.starts_with(".partial")), "{left:?}");
     assert_eq!(
         &left[..2],
         [
@@ -271,6 +325,22 @@ fn rendered_snapshot_and_rotation_work_against_real_etcd() {
             "etcd-snapshot-20260105T000000Z-master-2.db"
         ]
     );
+    assert_eq!(archives.len(), 3, "keep = 3: {archives:?}");
+    let archive = &archives[2];
+    assert!(archive.ends_with("-master-1.tar.gz"), "{archive}");
+    // The PKI archive holds the cluster CA key and etcd's certificates.
+    let listing = run(Command::new("tar").arg("-tzf").arg(backup.join(archive)));
+    for want in [
+        "./ca.key",
+        "./sa.key",
+        "./etcd/ca.crt",
+        "./etcd/healthcheck-client.key",
+    ] {
+        assert!(
+            listing.lines().any(|l| l == want),
+            "{want} not in {listing}"
+        );
+    }
     let newest = &left[2];
     assert!(
         newest.starts_with("etcd-snapshot-") && newest.ends_with("-master-1.db"),

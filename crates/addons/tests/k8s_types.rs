@@ -6,10 +6,12 @@ use hakube_addons::{ClusterFile, example_input, render};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{
-    Affinity, EnvVar, Namespace, Service, ServiceAccount, Volume, VolumeMount,
+    Affinity, EnvVar, Namespace, PersistentVolume, Service, ServiceAccount, Toleration, Volume,
+    VolumeMount,
 };
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, Role, RoleBinding};
+use k8s_openapi::api::storage::v1::StorageClass;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -32,6 +34,10 @@ fn check_object(path: &str, v: &Value) -> bool {
         (Some("v1"), Some("Namespace")) => round_trip::<Namespace>(&what, v),
         (Some("v1"), Some("Service")) => round_trip::<Service>(&what, v),
         (Some("v1"), Some("ServiceAccount")) => round_trip::<ServiceAccount>(&what, v),
+        (Some("v1"), Some("PersistentVolume")) => round_trip::<PersistentVolume>(&what, v),
+        (Some("storage.k8s.io/v1"), Some("StorageClass")) => {
+            round_trip::<StorageClass>(&what, v);
+        }
         (Some("apps/v1"), Some("Deployment")) => round_trip::<Deployment>(&what, v),
         (Some("batch/v1"), Some("CronJob")) => round_trip::<CronJob>(&what, v),
         (Some("networking.k8s.io/v1"), Some("NetworkPolicy")) => {
@@ -55,6 +61,73 @@ fn docs(f: &ClusterFile) -> Vec<Value> {
     serde_saphyr::from_multiple::<Value>(&f.contents).expect("valid YAML")
 }
 
+/// The example with a tainted worker group, environments pinned to their groups and
+/// node-local volumes for Prometheus and Loki: every optional object is rendered.
+fn tainted_input() -> hakube_addons::AddonsInput {
+    use hakube_addons::{Taint, TaintEffect, VolumeChoice};
+    let mut input = example_input();
+    input.worker_groups[1].taints = vec![Taint::new(
+        "environment",
+        Some("edge"),
+        TaintEffect::NoSchedule,
+    )];
+    for (env, group) in input.environments.iter_mut().zip(["general", "edge"]) {
+        env.worker_group = Some(group.into());
+    }
+    if let Some(m) = input.monitoring.as_mut() {
+        m.prometheus_volume = VolumeChoice::HostPath {
+            node: "worker-1".into(),
+            path: "/var/lib/hakube/prometheus".into(),
+            size: "20Gi".into(),
+        };
+    }
+    if let Some(l) = input.logging.as_mut() {
+        l.loki_volume = VolumeChoice::HostPath {
+            node: "worker-2".into(),
+            path: "/var/lib/hakube/loki".into(),
+            size: "20Gi".into(),
+        };
+    }
+    input
+}
+
+#[test]
+fn every_optional_object_round_trips_too() {
+    let out = render(&tainted_input()).expect("renders");
+    let mut kinds = Vec::new();
+    for f in out
+        .cluster_files
+        .iter()
+        .filter(|f| f.path.ends_with(".yaml") && !f.path.ends_with("values.yaml"))
+    {
+        for d in docs(f) {
+            if check_object(&f.path, &d) {
+                kinds.push(d["kind"].as_str().unwrap_or_default().to_owned());
+            }
+        }
+    }
+    // A PersistentVolume per node-local volume (Prometheus, Loki), and their StorageClass once.
+    assert_eq!(kinds.iter().filter(|k| *k == "PersistentVolume").count(), 2);
+    assert_eq!(kinds.iter().filter(|k| *k == "StorageClass").count(), 1);
+    let get = |p: &str| {
+        let f = out
+            .cluster_files
+            .iter()
+            .find(|f| f.path == p)
+            .expect("file rendered");
+        docs(f).remove(0)
+    };
+    let traefik = get("traefik/values.yaml");
+    round_trip::<Vec<Toleration>>("traefik tolerations", &traefik["tolerations"]);
+    let alloy = get("logging/agent-values.yaml");
+    round_trip::<Vec<Toleration>>("alloy tolerations", &alloy["controller"]["tolerations"]);
+    let prom = get("monitoring/prometheus-values.yaml");
+    round_trip::<Vec<Toleration>>(
+        "node-exporter tolerations",
+        &prom["prometheus-node-exporter"]["tolerations"],
+    );
+}
+
 #[test]
 fn every_builtin_object_round_trips_through_k8s_openapi() {
     let out = render(&example_input()).expect("renders");
@@ -71,8 +144,9 @@ fn every_builtin_object_round_trips_through_k8s_openapi() {
         }
     }
     // Namespaces and 4 policies per environment (2), whoami Deployment + Service, cert-manager
-    // SA + Role + RoleBinding + ClusterRoleBinding, the etcd CronJob.
-    assert_eq!(checked, 2 * 5 + 2 + 4 + 1);
+    // SA + Role + RoleBinding + ClusterRoleBinding, the etcd CronJob, the monitoring and
+    // logging Namespaces.
+    assert_eq!(checked, 2 * 5 + 2 + 4 + 1 + 2);
 }
 
 #[test]

@@ -1,4 +1,6 @@
-//! Applying the cluster objects with kube-rs server-side apply (the effectful edge of the crate).
+//! Applying the cluster objects with kube-rs server-side apply (the effectful edge of the
+//! crate, behind the `apply` feature), through hakube's one applier ([`hakube_kube_apply`],
+//! shared with hakube-addons).
 //!
 //! [`apply`] sends every object of [`NfsSetup::cluster_objects`] in order (Namespace and RBAC
 //! first, then Deployments, then StorageClasses) as a server-side apply patch with one field
@@ -10,16 +12,11 @@
 //! A conflict (HTTP 409) becomes [`Error::FieldManagerConflict`] naming the object and the other
 //! managers. hakube never takes fields over silently; [`ApplyOptions::force`] does so explicitly.
 
-use core::fmt::Debug;
 use core::time::Duration;
-use std::future::Future;
 
-use k8s_openapi::NamespaceResourceScope;
-use kube::api::{Api, Patch, PatchParams};
-use kube::{Client, Resource};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-use tracing::{Instrument, info, info_span};
+use hakube_kube_apply as ka;
+use kube::Client;
+use tracing::{Instrument, info_span};
 
 use crate::cluster::ClusterObject;
 use crate::error::{Error, Result};
@@ -37,7 +34,7 @@ pub struct ApplyOptions {
     pub force: bool,
     /// Timeout of each API request.
     pub request_timeout: Duration,
-    /// How long to wait for all Deployments to become available.
+    /// How long to wait for each Deployment to become available.
     pub wait_timeout: Duration,
     /// Pause between availability polls.
     pub poll_interval: Duration,
@@ -66,6 +63,105 @@ pub struct ApplyReport {
     pub available: Vec<String>,
 }
 
+fn label(o: &ClusterObject) -> String {
+    format!("{} {}", o.kind(), o.qualified_name())
+}
+
+/// The object named by the shared applier's `Kind namespace/name` label: its static kind and
+/// qualified name.
+fn named(objects: &[ClusterObject], object: &str) -> (&'static str, String) {
+    match objects.iter().find(|o| label(o) == object) {
+        Some(o) => (o.kind(), o.qualified_name()),
+        None => (
+            "object",
+            object.split_once(' ').map_or(object, |(_, n)| n).to_owned(),
+        ),
+    }
+}
+
+/// The shared applier's error as this crate's.
+fn convert(objects: &[ClusterObject], e: ka::Error) -> Error {
+    match e {
+        ka::Error::Conflict {
+            object,
+            managers,
+            fields,
+            ..
+        } => {
+            let (kind, name) = named(objects, &object);
+            Error::FieldManagerConflict {
+                kind,
+                name,
+                managers,
+                fields,
+            }
+        }
+        ka::Error::Kube {
+            action,
+            object,
+            source,
+        } => {
+            let (kind, name) = named(objects, &object);
+            Error::Kube {
+                action: action.as_str(),
+                kind,
+                name,
+                source,
+            }
+        }
+        ka::Error::Timeout {
+            action,
+            object,
+            after,
+        } => {
+            let (kind, name) = named(objects, &object);
+            Error::Timeout {
+                action: action.as_str(),
+                kind,
+                name,
+                after,
+            }
+        }
+        ka::Error::RolloutTimeout {
+            namespace,
+            name,
+            waited,
+            state,
+            ..
+        } => Error::DeploymentNotAvailable {
+            namespace,
+            name,
+            waited,
+            last_state: state,
+        },
+        // Rendered objects are well-formed and of built-in kinds: a bug if reached.
+        other => Error::Kube {
+            action: "apply",
+            kind: "object",
+            name: String::new(),
+            source: kube::Error::Service(other.to_string().into()),
+        },
+    }
+}
+
+fn manifest(index: usize, o: &ClusterObject) -> Result<ka::Manifest> {
+    let body = match o {
+        ClusterObject::Namespace(x) => serde_json::to_value(x),
+        ClusterObject::ServiceAccount(x) => serde_json::to_value(x),
+        ClusterObject::ClusterRole(x) => serde_json::to_value(x),
+        ClusterObject::ClusterRoleBinding(x) => serde_json::to_value(x),
+        ClusterObject::Deployment(x) => serde_json::to_value(x.as_ref()),
+        ClusterObject::StorageClass(x) => serde_json::to_value(x),
+    };
+    body.map(|b| ka::Manifest::new(o.file_name(), index, b))
+        .map_err(|e| Error::Kube {
+            action: "serialise",
+            kind: o.kind(),
+            name: o.qualified_name(),
+            source: kube::Error::SerdeError(e),
+        })
+}
+
 /// Applies the cluster objects of `setup`; see the module docs for the sequence.
 ///
 /// # Errors
@@ -78,260 +174,48 @@ pub async fn apply(
     options: &ApplyOptions,
 ) -> Result<ApplyReport> {
     let objects = setup.cluster_objects();
+    let manifests = objects
+        .iter()
+        .enumerate()
+        .map(|(i, o)| manifest(i, o))
+        .collect::<Result<Vec<_>>>()?;
+    let applier = ka::Applier::new(client.clone(), FIELD_MANAGER)
+        .force(options.force)
+        .call_timeout(options.request_timeout)
+        .rollout_timeout(options.wait_timeout)
+        .poll_interval(options.poll_interval);
     let mut report = ApplyReport::default();
 
-    let mut dry = PatchParams::apply(FIELD_MANAGER).dry_run();
-    dry.force = options.force;
-    for obj in &objects {
-        apply_object(client, obj, &dry, options.request_timeout)
-            .instrument(info_span!("dry-run", kind = obj.kind(), name = %obj.qualified_name()))
-            .await?;
-        report
-            .validated
-            .push(format!("{} {}", obj.kind(), obj.qualified_name()));
-    }
+    let dry = applier
+        .clone()
+        .dry_run(true)
+        .apply(&manifests)
+        .instrument(info_span!("dry-run", field_manager = FIELD_MANAGER))
+        .await
+        .map_err(|e| convert(&objects, e))?;
+    report.validated = dry.applied;
     if options.dry_run {
         return Ok(report);
     }
 
-    let mut params = PatchParams::apply(FIELD_MANAGER);
-    params.force = options.force;
-    for obj in &objects {
-        apply_object(client, obj, &params, options.request_timeout)
-            .instrument(info_span!("apply", kind = obj.kind(), name = %obj.qualified_name()))
-            .await?;
-        info!(kind = obj.kind(), name = %obj.qualified_name(), "applied");
-        report
-            .applied
-            .push(format!("{} {}", obj.kind(), obj.qualified_name()));
-    }
+    let done = applier
+        .apply(&manifests)
+        .instrument(info_span!("apply", field_manager = FIELD_MANAGER))
+        .await
+        .map_err(|e| convert(&objects, e))?;
+    report.applied = done.applied;
 
-    let deadline = tokio::time::Instant::now() + options.wait_timeout;
     for obj in &objects {
         if let ClusterObject::Deployment(d) = obj {
             let ns = d.metadata.namespace.clone().unwrap_or_default();
             let name = d.metadata.name.clone().unwrap_or_default();
-            wait_available(client, &ns, &name, deadline, options)
+            applier
+                .wait_rollout(ka::Workload::Deployment, &ns, &name)
                 .instrument(info_span!("wait", deployment = %format!("{ns}/{name}")))
-                .await?;
+                .await
+                .map_err(|e| convert(&objects, e))?;
             report.available.push(format!("{ns}/{name}"));
         }
     }
     Ok(report)
-}
-
-async fn apply_object(
-    client: &Client,
-    obj: &ClusterObject,
-    params: &PatchParams,
-    timeout: Duration,
-) -> Result<()> {
-    let c = client.clone();
-    match obj {
-        ClusterObject::Namespace(o) => patch(obj, Api::all(c), o, params, timeout).await,
-        ClusterObject::ServiceAccount(o) => {
-            patch(obj, namespaced(c, obj), o, params, timeout).await
-        }
-        ClusterObject::ClusterRole(o) => patch(obj, Api::all(c), o, params, timeout).await,
-        ClusterObject::ClusterRoleBinding(o) => patch(obj, Api::all(c), o, params, timeout).await,
-        ClusterObject::Deployment(o) => {
-            patch(obj, namespaced(c, obj), o.as_ref(), params, timeout).await
-        }
-        ClusterObject::StorageClass(o) => patch(obj, Api::all(c), o, params, timeout).await,
-    }
-}
-
-fn namespaced<K>(client: Client, obj: &ClusterObject) -> Api<K>
-where
-    K: Resource<Scope = NamespaceResourceScope>,
-    K::DynamicType: Default,
-{
-    Api::namespaced(
-        client,
-        obj.metadata().namespace.as_deref().unwrap_or("default"),
-    )
-}
-
-async fn patch<K>(
-    obj: &ClusterObject,
-    api: Api<K>,
-    value: &K,
-    params: &PatchParams,
-    timeout: Duration,
-) -> Result<()>
-where
-    K: Resource + Clone + DeserializeOwned + Serialize + Debug,
-{
-    let action = if params.dry_run {
-        "dry-run apply"
-    } else {
-        "apply"
-    };
-    let res = with_timeout(
-        obj.kind(),
-        obj.qualified_name(),
-        action,
-        timeout,
-        api.patch(obj.name(), params, &Patch::Apply(value)),
-    )
-    .await?;
-    res.map(drop)
-        .map_err(|e| kube_error(action, obj.kind(), obj.qualified_name(), e))
-}
-
-async fn with_timeout<T>(
-    kind: &'static str,
-    name: String,
-    action: &'static str,
-    timeout: Duration,
-    fut: impl Future<Output = T>,
-) -> Result<T> {
-    tokio::time::timeout(timeout, fut)
-        .await
-        .map_err(|_| Error::Timeout {
-            action,
-            kind,
-            name,
-            after: timeout,
-        })
-}
-
-/// Turns a kube error into this crate's, recognising server-side apply conflicts.
-fn kube_error(action: &'static str, kind: &'static str, name: String, err: kube::Error) -> Error {
-    if let kube::Error::Api(status) = &err
-        && status.code == 409
-    {
-        let causes = status
-            .details
-            .as_ref()
-            .map(|d| d.causes.as_slice())
-            .unwrap_or_default();
-        let mut managers: Vec<String> = Vec::new();
-        let mut fields = Vec::new();
-        for cause in causes.iter().filter(|c| c.reason == "FieldManagerConflict") {
-            // The API server writes `conflict with "<manager>"` (plus ` using <apiVersion>` for
-            // managers that wrote with an update rather than an apply).
-            let manager = cause
-                .message
-                .split('"')
-                .nth(1)
-                .unwrap_or(cause.message.as_str())
-                .to_owned();
-            if !managers.contains(&manager) {
-                managers.push(manager);
-            }
-            fields.push(cause.field.clone());
-        }
-        if !managers.is_empty() {
-            return Error::FieldManagerConflict {
-                kind,
-                name,
-                managers,
-                fields,
-            };
-        }
-    }
-    Error::Kube {
-        action,
-        kind,
-        name,
-        source: err,
-    }
-}
-
-/// Polls a Deployment until it is available: the controller has seen the current generation,
-/// every wanted replica is updated and available, and the `Available` condition is `True`.
-async fn wait_available(
-    client: &Client,
-    ns: &str,
-    name: &str,
-    deadline: tokio::time::Instant,
-    options: &ApplyOptions,
-) -> Result<()> {
-    let api: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(client.clone(), ns);
-    let start = tokio::time::Instant::now();
-    let qualified = format!("{ns}/{name}");
-    loop {
-        let d = with_timeout(
-            "Deployment",
-            qualified.clone(),
-            "get",
-            options.request_timeout,
-            api.get(name),
-        )
-        .await?
-        .map_err(|e| kube_error("get", "Deployment", qualified.clone(), e))?;
-        // Read through JSON: the shape of `Deployment.spec` differs between Kubernetes versions.
-        let v = serde_json::to_value(&d).unwrap_or_default();
-        let (ready, state) = availability(&v);
-        if ready {
-            info!(deployment = %qualified, "available");
-            return Ok(());
-        }
-        if tokio::time::Instant::now() + options.poll_interval > deadline {
-            return Err(Error::DeploymentNotAvailable {
-                namespace: ns.to_owned(),
-                name: name.to_owned(),
-                waited: start.elapsed(),
-                last_state: state,
-            });
-        }
-        tokio::time::sleep(options.poll_interval).await;
-    }
-}
-
-/// (available?, a short description of the state) from a Deployment as JSON.
-fn availability(v: &serde_json::Value) -> (bool, String) {
-    let num = |p: &str| v.pointer(p).and_then(serde_json::Value::as_i64);
-    let wanted = num("/spec/replicas").unwrap_or(1);
-    let generation = num("/metadata/generation").unwrap_or(0);
-    let observed = num("/status/observedGeneration").unwrap_or(-1);
-    let updated = num("/status/updatedReplicas").unwrap_or(0);
-    let available = num("/status/availableReplicas").unwrap_or(0);
-    let condition = v
-        .pointer("/status/conditions")
-        .and_then(serde_json::Value::as_array)
-        .and_then(|cs| {
-            cs.iter()
-                .find(|c| c.get("type").and_then(serde_json::Value::as_str) == Some("Available"))
-        });
-    let cond_true = condition
-        .and_then(|c| c.get("status"))
-        .and_then(serde_json::Value::as_str)
-        == Some("True");
-    let message = condition
-        .and_then(|c| c.get("message"))
-        .and_then(serde_json::Value::as_str)
-        .unwrap_or("no Available condition yet");
-    let ready = observed >= generation && updated >= wanted && available >= wanted && cond_true;
-    (
-        ready,
-        format!(
-            "{available}/{wanted} available, {updated} updated, observed generation {observed} of {generation}: {message}"
-        ),
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn availability_needs_all_signals() {
-        let ok = serde_json::json!({
-            "metadata": {"generation": 2},
-            "spec": {"replicas": 1},
-            "status": {"observedGeneration": 2, "updatedReplicas": 1, "availableReplicas": 1,
-                       "conditions": [{"type": "Available", "status": "True", "message": "ok"}]}
-        });
-        assert!(availability(&ok).0);
-        let mut old = ok.clone();
-        old["status"]["observedGeneration"] = 1.into();
-        assert!(!availability(&old).0);
-        let mut none = ok;
-        none["status"]["availableReplicas"] = 0.into();
-        let (ready, state) = availability(&none);
-        assert!(!ready);
-        assert!(state.starts_with("0/1 available"), "{state}");
-    }
 }

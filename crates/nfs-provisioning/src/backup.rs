@@ -28,10 +28,10 @@
 //! 3. Rebuild the cluster and apply the NFS objects ([`crate::apply::apply`]).
 //! 4. Re-attach the volumes, either way keeps the data:
 //!    - dynamic: re-create each PVC with its old namespace and name in the same StorageClass. The
-//!      provisioner's path pattern `<namespace>/<pvc name>` points at the restored directory,
+//!      provisioner's path pattern ([`crate::cluster::volume_dir`]) points at the restored directory,
 //!      which it reuses as is (it only creates it when missing);
 //!    - static: apply [`NfsSetup::static_volumes`] for the old claims: PersistentVolumes with
-//!      `reclaimPolicy: Retain` pointing at `<export>/<namespace>/<pvc name>`, pre-bound to their
+//!      `reclaimPolicy: Retain` pointing at the claim's directory in its export, pre-bound to their
 //!      claims through `claimRef`, then re-create the PVCs. Nothing is provisioned or deleted, so
 //!      this is the safer path for production data.
 
@@ -416,7 +416,15 @@ impl NfsSetup {
                         mount_options: (!mount_options.is_empty()).then_some(mount_options),
                         nfs: Some(NFSVolumeSource {
                             server: input.server.address.to_string(),
-                            path: format!("{}/{}/{}", export.path, c.namespace, c.name),
+                            path: format!(
+                                "{}/{}",
+                                export.path,
+                                crate::cluster::volume_dir(
+                                    input.cluster.backend,
+                                    c.namespace.as_str(),
+                                    c.name.as_str()
+                                )
+                            ),
                             ..NFSVolumeSource::default()
                         }),
                         claim_ref: Some(ObjectReference {

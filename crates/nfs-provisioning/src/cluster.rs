@@ -22,9 +22,15 @@
 //! | Archive | Delete | `archiveOnDelete: "true"` | `onDelete: archive` |
 //! | Delete | Delete | `onDelete: delete`, `archiveOnDelete: "false"` | `onDelete: delete` |
 //!
-//! Volume directories are `<namespace>/<pvc name>` under the export (`pathPattern` /
-//! `subDir`), so a claim re-created with the same namespace and name on a rebuilt cluster finds
-//! its old data (see [`crate::backup`]).
+//! Volume directories are named after the claim ([`volume_dir`]): `<namespace>.<pvc name>`
+//! directly under the export for the subdir provisioner (`pathPattern`), `<namespace>/<pvc
+//! name>` for csi-driver-nfs (`subDir`), so a claim re-created with the same namespace and name
+//! on a rebuilt cluster finds its old data (see [`crate::backup`]). The subdir provisioner's
+//! layout is flat because v4.0.2 (the last release) deletes and archives
+//! `/persistentvolumes/<basename of the volume path>` (`Delete` in
+//! `cmd/nfs-subdir-external-provisioner/provisioner.go`): under a nested pattern that directory
+//! does not exist, so `onDelete: delete` removed nothing and a re-created claim got the old
+//! data. A namespace holds no `.`, so `<namespace>.<name>` is unambiguous.
 
 use std::collections::BTreeMap;
 
@@ -80,6 +86,20 @@ pub const PROVISIONER_RBAC: &[(&str, &str, &[&str])] = &[
     ),
     ("", "events", &["create", "update", "patch"]),
 ];
+
+/// The subdir provisioner's `pathPattern`: flat, see [`volume_dir`].
+pub const SUBDIR_PATH_PATTERN: &str = "${.PVC.namespace}.${.PVC.name}";
+/// The Kustomization listing the cluster objects, beside them in [`CLUSTER_DIR`].
+pub const KUSTOMIZATION_FILE: &str = "kustomization.yaml";
+
+/// The directory, relative to its export, that holds the volume of claim `namespace/name`.
+#[must_use]
+pub fn volume_dir(backend: Backend, namespace: &str, name: &str) -> String {
+    match backend {
+        Backend::SubdirProvisioner => format!("{namespace}.{name}"),
+        Backend::CsiDriverNfs => format!("{namespace}/{name}"),
+    }
+}
 
 /// One cluster object, in apply order when listed by [`NfsSetup::cluster_objects`].
 #[derive(Debug, Clone, PartialEq)]
@@ -259,6 +279,29 @@ impl NfsSetup {
             .collect()
     }
 
+    /// `kustomization.yaml` for [`CLUSTER_DIR`]: every file of [`NfsSetup::cluster_files`] as
+    /// a resource, in apply order, so the folder builds with `kubectl kustomize` and a GitOps
+    /// controller can apply it. `None` when there are no cluster objects.
+    ///
+    /// # Errors
+    /// [`Error::Yaml`] if a manifest cannot be serialised (a bug).
+    pub fn kustomization(&self) -> Result<Option<RenderedFile>> {
+        let files = self.cluster_files()?;
+        if files.is_empty() {
+            return Ok(None);
+        }
+        let mut s = String::from(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n",
+        );
+        for f in &files {
+            s.push_str(&format!("- {}\n", f.name));
+        }
+        Ok(Some(RenderedFile {
+            name: KUSTOMIZATION_FILE.to_owned(),
+            contents: s,
+        }))
+    }
+
     fn namespace(&self) -> Namespace {
         let mut l = common_labels();
         // The provisioner mounts an NFS volume: allowed by the baseline profile, not restricted.
@@ -420,10 +463,7 @@ impl NfsSetup {
         let mut parameters = labels(params);
         match input.cluster.backend {
             Backend::SubdirProvisioner => {
-                parameters.insert(
-                    "pathPattern".to_owned(),
-                    "${.PVC.namespace}/${.PVC.name}".to_owned(),
-                );
+                parameters.insert("pathPattern".to_owned(), SUBDIR_PATH_PATTERN.to_owned());
             }
             Backend::CsiDriverNfs => {
                 parameters.insert("server".to_owned(), input.server.address.to_string());

@@ -144,6 +144,7 @@ pub enum Error {
     /// The Kubernetes API refused or failed a request.
     ///
     /// Retry is safe: server-side apply is idempotent, and nothing is applied after a failure.
+    #[cfg(feature = "apply")]
     #[error("{action} {kind} {name}")]
     Kube {
         /// What was being done, e.g. `apply`.

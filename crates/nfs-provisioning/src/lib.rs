@@ -45,6 +45,7 @@
 //! # Ok::<(), hakube_nfs_provisioning::Error>(())
 //! ```
 
+#[cfg(feature = "apply")]
 pub mod apply;
 pub mod backup;
 pub mod cluster;

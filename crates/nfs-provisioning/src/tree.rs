@@ -23,7 +23,11 @@ impl NfsSetup {
     /// [`crate::Error::Yaml`] if a manifest cannot be serialised (a bug).
     pub fn plan_files(&self) -> Result<Vec<PlanFile>> {
         let mut out = Vec::new();
-        for f in self.cluster_files()? {
+        for f in self
+            .cluster_files()?
+            .into_iter()
+            .chain(self.kustomization()?)
+        {
             out.push(PlanFile {
                 path: format!("{CLUSTER_DIR}/{}", f.name),
                 contents: f.contents,

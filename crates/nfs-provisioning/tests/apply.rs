@@ -3,6 +3,8 @@
 //! output (`tests/fixtures/k8s/`): PATCH answers echo the applied object like the server does,
 //! Deployment status and Status error bodies follow the real shapes.
 
+#![cfg(feature = "apply")]
+
 mod common;
 
 use std::pin::pin;

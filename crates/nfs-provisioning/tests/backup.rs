@@ -146,7 +146,7 @@ fn static_volumes_point_at_the_pattern_directories() {
     let spec = back.spec.expect("spec");
     assert_eq!(
         spec.nfs.expect("nfs").path,
-        "/srv/nfs/k8s-prod/shop/db-data"
+        "/srv/nfs/k8s-prod/shop.db-data"
     );
     assert_eq!(
         spec.persistent_volume_reclaim_policy.as_deref(),

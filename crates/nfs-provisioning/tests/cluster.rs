@@ -272,3 +272,123 @@ fn each_deployment_matches_its_storage_class() {
         "true"
     );
 }
+
+/// The directory logic of nfs-subdir-external-provisioner v4.0.2 (the last release), written
+/// after `Provision` and `Delete` in `cmd/nfs-subdir-external-provisioner/provisioner.go` at tag
+/// v4.0.2: `Provision` creates `/persistentvolumes/<pathPattern expanded>` and records
+/// `<NFS_PATH>/<pathPattern expanded>` in the PV; `Delete` works on
+/// `/persistentvolumes/<basename of the PV path>` and skips when it does not exist, then
+/// `onDelete: delete` removes it, `retain` keeps it, otherwise `archiveOnDelete: "false"`
+/// removes it and anything else renames it to `archived-<basename>`.
+struct SubdirV402<'a> {
+    mount: &'a std::path::Path,
+    nfs_path: &'a str,
+}
+
+impl SubdirV402<'_> {
+    fn expand(pattern: &str, namespace: &str, name: &str) -> String {
+        pattern
+            .replace("${.PVC.namespace}", namespace)
+            .replace("${.PVC.name}", name)
+    }
+
+    /// Returns the PV's NFS path.
+    fn provision(&self, params: &BTreeMap<String, String>, namespace: &str, name: &str) -> String {
+        let custom = Self::expand(&params["pathPattern"], namespace, name);
+        std::fs::create_dir_all(self.mount.join(&custom)).expect("mkdir");
+        std::fs::write(self.mount.join(&custom).join("data"), "old data").expect("write");
+        format!("{}/{custom}", self.nfs_path)
+    }
+
+    fn delete(&self, params: &BTreeMap<String, String>, pv_path: &str) {
+        let base = std::path::Path::new(pv_path)
+            .file_name()
+            .expect("basename")
+            .to_owned();
+        let old = self.mount.join(&base);
+        if !old.exists() {
+            return; // "path ... does not exist, deletion skipped"
+        }
+        match params.get("onDelete").map(String::as_str) {
+            Some("delete") => return std::fs::remove_dir_all(&old).expect("rm"),
+            Some("retain") => return,
+            _ => {}
+        }
+        if params.get("archiveOnDelete").map(String::as_str) == Some("false") {
+            return std::fs::remove_dir_all(&old).expect("rm");
+        }
+        let mut archived = std::ffi::OsString::from("archived-");
+        archived.push(&base);
+        std::fs::rename(&old, self.mount.join(archived)).expect("rename");
+    }
+}
+
+#[test]
+fn the_provisioner_deletes_what_it_created_for_every_policy() {
+    use hakube_nfs_provisioning::DataPolicy;
+    for (policy, remains) in [
+        (DataPolicy::Delete, None),
+        (DataPolicy::Archive, Some("archived-shop.db-data")),
+        (DataPolicy::Retain, Some("shop.db-data")),
+    ] {
+        let mut input = common::seed().input().clone();
+        input.exports.truncate(1);
+        input.exports[0].data_policy = policy;
+        let setup = NfsSetup::new(input).expect("valid");
+        let class = setup
+            .cluster_objects()
+            .into_iter()
+            .find_map(|o| match o {
+                ClusterObject::StorageClass(sc) => Some(sc),
+                _ => None,
+            })
+            .expect("a StorageClass");
+        let params = class.parameters.expect("parameters");
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let p = SubdirV402 {
+            mount: tmp.path(),
+            nfs_path: setup.input().exports[0].path.as_str(),
+        };
+        let pv_path = p.provision(&params, "shop", "db-data");
+        p.delete(&params, &pv_path);
+        let left: Vec<String> = std::fs::read_dir(tmp.path())
+            .expect("ls")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            left,
+            remains.into_iter().map(str::to_owned).collect::<Vec<_>>(),
+            "{policy:?}: the claim's directory after deletion"
+        );
+        // A claim re-created after deletion starts empty unless the policy keeps the data.
+        let again = p.provision(&params, "shop", "db-data");
+        assert_eq!(again, pv_path);
+    }
+}
+
+#[test]
+fn the_folder_has_a_kustomization_listing_every_manifest_in_order() {
+    let setup = common::seed();
+    let k = setup
+        .kustomization()
+        .expect("render")
+        .expect("objects exist");
+    assert_eq!(k.name, "kustomization.yaml");
+    let v: serde_json::Value = serde_saphyr::from_str(&k.contents).expect("YAML");
+    let listed: Vec<&str> = v["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .filter_map(serde_json::Value::as_str)
+        .collect();
+    let files = files(&setup);
+    let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(listed, names);
+    assert!(
+        setup
+            .plan_files()
+            .expect("plan files")
+            .iter()
+            .any(|f| f.path == "cluster/nfs/kustomization.yaml")
+    );
+}

@@ -3,8 +3,9 @@
 
 use hakube_addons::{
     AddonsInput, CalicoInput, EnvironmentInput, EtcdBackupInput, HaproxyInput, Host,
-    KubeletCsrApproval, LoggingInput, MonitoringInput, NetworkInput, StorageInput, TraefikInput,
-    TraefikWorkload, VaultInput, VaultPlacement, VolumeChoice, WorkerGroup,
+    KubeletCsrApproval, LoggingInput, MonitoringInput, NetworkInput, StorageInput, Taint,
+    TaintEffect, TraefikInput, TraefikWorkload, VaultInput, VaultPlacement, VolumeChoice,
+    WorkerGroup,
 };
 use hakube_topology::{Cluster, LogAgent, RoleKind, TlsMode, Vm};
 
@@ -42,13 +43,6 @@ pub(crate) fn input(cluster: &Cluster) -> AddonsInput {
         .apps_domain
         .clone()
         .unwrap_or_else(|| format!("apps.{domain}"));
-    let volume = |size: &str| match &t.addons.local_storage_class {
-        Some(name) => VolumeChoice::StorageClass {
-            name: name.clone(),
-            size: size.to_owned(),
-        },
-        None => VolumeChoice::Ephemeral,
-    };
     let worker_groups: Vec<WorkerGroup> = t
         .workers
         .groups
@@ -60,8 +54,51 @@ pub(crate) fn input(cluster: &Cluster) -> AddonsInput {
                 .filter(|v| v.group.as_deref() == Some(&g.name))
                 .map(host)
                 .collect(),
+            taints: g
+                .taints
+                .iter()
+                .map(|x| {
+                    Taint::new(
+                        x.key.clone(),
+                        x.value.as_deref(),
+                        match x.effect {
+                            hakube_topology::TaintEffect::NoSchedule => TaintEffect::NoSchedule,
+                            hakube_topology::TaintEffect::PreferNoSchedule => {
+                                TaintEffect::PreferNoSchedule
+                            }
+                            hakube_topology::TaintEffect::NoExecute => TaintEffect::NoExecute,
+                        },
+                    )
+                })
+                .collect(),
         })
         .collect();
+    // Without a local-disk class, Prometheus and Loki keep their data in a directory on a
+    // worker that takes any pod (no NoSchedule/NoExecute taint), one worker each when there
+    // are two; an emptyDir would lose 15 days of metrics and a month of logs on every restart.
+    let schedulable: Vec<String> = worker_groups
+        .iter()
+        .filter(|g| {
+            g.taints
+                .iter()
+                .all(|x| x.effect == TaintEffect::PreferNoSchedule)
+        })
+        .flat_map(|g| g.nodes.iter().map(|n| n.name.clone()))
+        .collect();
+    let volume = |size: &str, index: usize, dir: &str| match &t.addons.local_storage_class {
+        Some(name) => VolumeChoice::StorageClass {
+            name: name.clone(),
+            size: size.to_owned(),
+        },
+        None => match schedulable.get(index).or(schedulable.first()) {
+            Some(node) => VolumeChoice::HostPath {
+                node: node.clone(),
+                path: format!("/var/lib/hakube/{dir}"),
+                size: size.to_owned(),
+            },
+            None => VolumeChoice::Ephemeral,
+        },
+    };
     let default_class = t
         .storage_classes
         .iter()
@@ -84,6 +121,7 @@ pub(crate) fn input(cluster: &Cluster) -> AddonsInput {
                 namespace: g.name.clone(),
                 storage_class: class,
                 default_deny: t.addons.default_deny_policies,
+                worker_group: Some(g.name.clone()),
             })
         })
         .collect();
@@ -128,25 +166,28 @@ pub(crate) fn input(cluster: &Cluster) -> AddonsInput {
         worker_groups,
         storage: StorageInput {
             nfs_classes: t.storage_classes.iter().map(|c| c.name.clone()).collect(),
+            provisioner: crate::nfs::provisioner(cluster),
         },
         calico: CalicoInput::default(),
         traefik: TraefikInput {
             web_node_port: t.ingress.http_node_port,
             websecure_node_port: t.ingress.https_node_port,
             workload: TraefikWorkload::DaemonSet,
-            worker_groups: vec![],
+            worker_groups: ingress_groups(cluster),
             default_certificate_secret: t.vault.as_ref().map(|_| "default-tls".to_owned()),
             apps_domain,
         },
         monitoring: t.addons.monitoring.then(|| MonitoringInput {
-            prometheus_volume: volume("50Gi"),
+            prometheus_volume: volume("20Gi", 0, "prometheus"),
             retention: "15d".into(),
-            csr_approval: KubeletCsrApproval::Manual,
+            csr_approval: KubeletCsrApproval::Approver {
+                chart_version: hakube_addons::versions::KUBELET_CSR_APPROVER_VERSION.to_owned(),
+            },
             etcd_metrics_port: 2381,
             grafana_admin_secret: "grafana-admin".into(),
         }),
         logging: t.addons.logging.then(|| LoggingInput {
-            loki_volume: volume("50Gi"),
+            loki_volume: volume("20Gi", 1, "loki"),
             retention: "744h".into(),
             agent: match t.addons.log_agent {
                 LogAgent::Alloy => hakube_addons::LogAgent::Alloy,
@@ -157,6 +198,20 @@ pub(crate) fn input(cluster: &Cluster) -> AddonsInput {
         etcd_backup: etcd_backup(cluster),
         environments,
     }
+}
+
+/// The worker groups of [`Cluster::ingress_workers`]: Traefik's node affinity, from the same
+/// selection HAProxy's ingress backends come from.
+fn ingress_groups(cluster: &Cluster) -> Vec<String> {
+    let mut groups: Vec<String> = Vec::new();
+    for vm in cluster.ingress_workers() {
+        if let Some(g) = &vm.group
+            && !groups.contains(g)
+        {
+            groups.push(g.clone());
+        }
+    }
+    groups
 }
 
 /// The etcd snapshot CronJob's input, when `backup.etcd` is set: the NFS VM's address and the
@@ -176,6 +231,7 @@ fn etcd_backup(cluster: &Cluster) -> Option<EtcdBackupInput> {
 pub(crate) fn render(cluster: &Cluster, tree: &mut PlanTree) -> Result<(), Error> {
     let input = input(cluster);
     let rendered = hakube_addons::render(&input).map_err(err)?;
+    crate::rules::check_addons(cluster, &input, &rendered, tree)?;
     for f in rendered.cluster_files {
         tree.insert(format!("cluster/{}", f.path), f.contents, 0o644)?;
     }

@@ -61,6 +61,16 @@ pub(crate) fn render(cluster: &Cluster, tree: &mut PlanTree) -> Result<(), Error
     Ok(())
 }
 
+/// Every name `/etc/hosts` gives the VIP: the fully qualified one (with a search domain)
+/// and the short one.
+pub(crate) fn api_names(cluster: &Cluster) -> Vec<String> {
+    let short = api_name(cluster);
+    match cluster.topology.network.search_domain.as_deref() {
+        Some(d) => vec![format!("{short}.{d}"), short],
+        None => vec![short],
+    }
+}
+
 /// `/etc/hosts` for every VM: localhost, the VIP, then every VM.
 fn etc_hosts(cluster: &Cluster) -> String {
     let t = &cluster.topology;
@@ -74,7 +84,7 @@ fn etc_hosts(cluster: &Cluster) -> String {
             None => writeln!(s, "{addr}\t{name}"),
         };
     };
-    line(&mut s, &t.network.vip, &api_name(cluster));
+    let _ = writeln!(s, "{}\t{}", t.network.vip, api_names(cluster).join(" "));
     for vm in &cluster.vms {
         line(&mut s, &vm.address, &vm.name);
     }

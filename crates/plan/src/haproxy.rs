@@ -15,10 +15,15 @@ pub(crate) fn input(cluster: &Cluster) -> HaInput {
     for vm in cluster.vms_with_role(RoleKind::LoadBalancer) {
         ha = ha.lb_node(&vm.name, IpAddr::V4(vm.address), &t.network.interface);
     }
+    // Prometheus scrapes each LB's exporter at the LB's own address: bind it there (the
+    // default, 127.0.0.1, is unreachable from the cluster).
+    for n in &mut ha.lb_nodes {
+        n.stats_address = Some(n.address);
+    }
     for vm in cluster.vms_with_role(RoleKind::ControlPlane) {
         ha = ha.control_plane_node(&vm.name, IpAddr::V4(vm.address));
     }
-    for vm in cluster.vms_with_role(RoleKind::Worker) {
+    for vm in cluster.ingress_workers() {
         ha = ha.worker(&vm.name, IpAddr::V4(vm.address));
     }
     // Vault on VMs is fronted on the VIP too (8200), so no client names a single Vault node.

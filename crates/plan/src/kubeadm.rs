@@ -1,6 +1,6 @@
 //! kubeadm configs per node under `hosts/<vm>/etc/kubernetes/kubeadm/`, and the cluster's
-//! bootstrap secrets kept in the plan (`cluster/kubeadm/secrets.env`, 0600) so re-planning
-//! gives the same files.
+//! bootstrap secrets kept in the plan (`secrets/kubeadm.env`, 0600, beside the GitOps tree
+//! `cluster/` and never inside it) so re-planning gives the same files.
 
 use hakube_kubeadm::config::TaintEffect;
 use hakube_kubeadm::prep::{PrepInput, node_prep_plan};
@@ -11,8 +11,10 @@ use hakube_topology::{Cluster, RoleKind};
 
 use crate::{Error, PlanTree};
 
-/// Where the secrets live inside the plan (the `bootstrap` example reads the same file).
-pub const SECRETS_PATH: &str = "cluster/kubeadm/secrets.env";
+/// Where the secrets live inside the plan (the `bootstrap` example reads the same file):
+/// under `secrets/` (directory 0700, file 0600), outside `cluster/`, which is meant for a Git
+/// repository.
+pub const SECRETS_PATH: &str = "secrets/kubeadm.env";
 
 /// The label every worker carries with its group name (Traefik and the GitOps overlays select on it).
 pub const WORKER_GROUP_LABEL: &str = "hakube.io/worker-group";
@@ -119,6 +121,9 @@ pub fn kubeadm_input(cluster: &Cluster) -> ClusterInput {
         }
         input.workers.push(w);
     }
+    // The names every host's /etc/hosts gives the VIP: a client that dials the API by that
+    // name must find it in the certificate.
+    input.cert_sans.extend(crate::base::api_names(cluster));
     for lb in cluster.vms_with_role(RoleKind::LoadBalancer) {
         input.cert_sans.push(lb.name.clone());
         if let Some(fqdn) = cluster.fqdn(lb) {

@@ -22,11 +22,13 @@ mod base;
 mod haproxy;
 mod kubeadm;
 mod nfs;
+mod rules;
 mod tree;
 
 pub use addons::KUBEADM_ETCD_IMAGE;
 pub use kubeadm::{PlanSecrets, SECRETS_PATH, WORKER_GROUP_LABEL, kubeadm_input};
 pub use nfs::setup as nfs_setup;
+pub use rules::SECRETS_DIR;
 pub use tree::{HOST_PLAN_FILE, PlanFile, PlanTree, WriteSummary, read_host_plan, read_host_plans};
 
 use hakube_topology::Cluster;
@@ -80,7 +82,10 @@ pub enum Error {
 
 /// Renders every artifact for `cluster`. The secrets (kubeadm's bootstrap token and
 /// certificate key) are an input so that re-planning gives the same tree: keep them with
-/// [`PlanSecrets::to_env`] (the plan itself holds them at [`SECRETS_PATH`], mode 0600).
+/// [`PlanSecrets::to_env`] (the plan itself holds them at [`SECRETS_PATH`], mode 0600, under
+/// [`SECRETS_DIR`], outside the GitOps tree `cluster/`). The plan is refused when a rule
+/// between components breaks (Traefik's nodes and HAProxy's ingress backends, scrape targets
+/// and what their targets bind, namespaces before their objects, no secret in `cluster/`).
 ///
 /// # Errors
 /// [`Error::Component`] when a component rejects the cluster, [`Error::Conflict`] or
@@ -93,5 +98,6 @@ pub fn render(cluster: &Cluster, secrets: &PlanSecrets) -> Result<PlanTree, Erro
     nfs::render(cluster, &mut tree)?;
     addons::render(cluster, &mut tree)?;
     tree.seal_host_plans()?;
+    rules::no_secret_in_gitops_tree(&tree, secrets)?;
     Ok(tree)
 }

@@ -102,6 +102,37 @@ pub fn setup(cluster: &Cluster) -> Result<Option<NfsSetup>, Error> {
     NfsSetup::new(input).map(Some).map_err(err)
 }
 
+/// The provisioner's place in the add-ons' install order: its manifests under `cluster/nfs/`
+/// in apply order and its Deployments; `None` without StorageClasses to provision.
+pub(crate) fn provisioner(cluster: &Cluster) -> Option<hakube_addons::ProvisionerInput> {
+    let setup = setup(cluster).ok()??;
+    let dir = hakube_nfs_provisioning::cluster::CLUSTER_DIR;
+    let rel = dir.strip_prefix("cluster/").unwrap_or(dir);
+    let objects = setup.cluster_objects();
+    if objects.is_empty() {
+        return None;
+    }
+    let files = objects
+        .iter()
+        .map(|o| format!("{rel}/{}", o.file_name()))
+        .collect();
+    let deployments = objects
+        .iter()
+        .filter(|o| o.kind() == "Deployment")
+        .map(|o| {
+            (
+                o.metadata().namespace.clone().unwrap_or_default(),
+                o.name().to_owned(),
+            )
+        })
+        .collect();
+    Some(hakube_addons::ProvisionerInput {
+        dir: rel.to_owned(),
+        files,
+        deployments,
+    })
+}
+
 pub(crate) fn render(cluster: &Cluster, tree: &mut PlanTree) -> Result<(), Error> {
     let Some(setup) = setup(cluster)? else {
         return Ok(());

@@ -264,6 +264,11 @@ impl PlanTree {
             fs::write(&path, &file.contents).map_err(io(path.clone()))?;
             set_mode(&path, file.mode).map_err(io(path.clone()))?;
         }
+        // Secrets live in their own folder, readable by the owner only.
+        let secrets = root.join(crate::rules::SECRETS_DIR);
+        if secrets.is_dir() {
+            set_mode(&secrets, 0o700).map_err(io(secrets.clone()))?;
+        }
         Ok(())
     }
 }

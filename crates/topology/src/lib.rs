@@ -161,6 +161,14 @@ impl Cluster {
         self.vms.iter().filter(move |v| v.role == role)
     }
 
+    /// The workers that serve ingress: HAProxy sends ports 80/443 to their NodePorts, and
+    /// Traefik runs on exactly these nodes. Every worker today; both sides take their nodes
+    /// from here, so they cannot drift apart (with `externalTrafficPolicy: Local` a node
+    /// without a Traefik pod refuses the NodePort and its backend is always DOWN).
+    pub fn ingress_workers(&self) -> impl Iterator<Item = &Vm> {
+        self.vms_with_role(RoleKind::Worker)
+    }
+
     /// The first control-plane VM (where `kubeadm init` runs).
     #[must_use]
     pub fn first_master(&self) -> Option<&Vm> {
