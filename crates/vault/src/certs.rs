@@ -11,9 +11,8 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write as _;
 use std::net::IpAddr;
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 
 use rcgen::{
@@ -25,6 +24,8 @@ use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer as _, X509Certificate};
 
 use crate::config::{ClusterSpec, HostFile, SERVICE_USER, TLS_DIR, check_name};
+use crate::fsutil::io;
+pub use crate::fsutil::write_file;
 use crate::{Error, Secret};
 
 /// Lifetime of the CA.
@@ -332,35 +333,6 @@ impl TlsBundle {
             nodes,
         }))
     }
-}
-
-fn io(path: &Path, e: std::io::Error) -> Error {
-    Error::Io {
-        path: path.display().to_string(),
-        source: e,
-    }
-}
-
-/// Writes `data` to `path` with `mode`, through a temporary file renamed over it (a reader
-/// never sees half a file; a secret is never readable by others, not even briefly).
-pub fn write_file(path: &Path, data: &[u8], mode: u32) -> Result<(), Error> {
-    let tmp = path.with_extension(format!(
-        "{}tmp",
-        path.extension()
-            .map(|e| format!("{}.", e.to_string_lossy()))
-            .unwrap_or_default()
-    ));
-    let _ = fs::remove_file(&tmp);
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(|e| io(&tmp, e))?;
-    f.write_all(data).map_err(|e| io(&tmp, e))?;
-    f.sync_all().map_err(|e| io(&tmp, e))?;
-    fs::set_permissions(&tmp, fs::Permissions::from_mode(mode)).map_err(|e| io(&tmp, e))?;
-    fs::rename(&tmp, path).map_err(|e| io(path, e))
 }
 
 #[cfg(test)]

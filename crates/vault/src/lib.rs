@@ -49,6 +49,7 @@ pub mod certs;
 pub mod client;
 pub mod config;
 mod error;
+pub mod fsutil;
 mod secret;
 
 pub use error::Error;
