@@ -414,6 +414,9 @@ mod tests {
         }
         assert!(format!("{a:?}").contains("***"));
         assert!(!format!("{a:?}").contains("PRIVATE KEY"));
+        let files = a.host_files("vault-1").expect("files");
+        assert!(!format!("{files:?}").contains("PRIVATE KEY"));
+        assert_eq!(files[1].mode, 0o600);
         assert!(
             TlsBundle::read_dir(&t.path().join("none"), &s.cluster)
                 .expect("ok")

@@ -16,7 +16,7 @@ pub const TLS_DIR: &str = "/opt/openbao/tls";
 pub const UNIT_PATH: &str = "/etc/systemd/system/openbao.service";
 /// The `bao` binary the unit starts.
 pub const BAO_BINARY: &str = "/usr/bin/bao";
-/// The token file the snapshot job reads (mode 0600, owner `openbao`).
+/// The token file the snapshot job reads (mode 0600, owner root).
 pub const SNAPSHOT_TOKEN_PATH: &str = "/etc/openbao/snapshot.token";
 /// The snapshot script.
 pub const SNAPSHOT_SCRIPT_PATH: &str = "/usr/local/sbin/openbao-snapshot";
@@ -294,8 +294,9 @@ impl fmt::Display for ServerConfig<'_> {
     }
 }
 
-/// A file for a host: absolute path, mode, owner and contents.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A file for a host: absolute path, mode, owner and contents. `Debug` shows the size of the
+/// contents, never the contents (a key or a token may be in them).
+#[derive(Clone, PartialEq, Eq)]
 pub struct HostFile {
     /// Absolute path on the host.
     pub path: String,
@@ -307,6 +308,24 @@ pub struct HostFile {
     pub group: String,
     /// Contents.
     pub contents: String,
+}
+
+impl fmt::Debug for HostFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HostFile")
+            .field("path", &self.path)
+            .field("mode", &format_args!("{:o}", self.mode))
+            .field("owner", &self.owner)
+            .field("group", &self.group)
+            .field("contents", &format_args!("<{} bytes>", self.contents.len()))
+            .finish()
+    }
+}
+
+/// The snapshot job's token file ([`SNAPSHOT_TOKEN_PATH`], 0600, root: the job runs as root).
+#[must_use]
+pub fn snapshot_token_file(token: &crate::Secret) -> HostFile {
+    HostFile::root(SNAPSHOT_TOKEN_PATH, 0o600, format!("{}\n", token.expose()))
 }
 
 impl HostFile {

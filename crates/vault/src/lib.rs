@@ -41,6 +41,57 @@
 //! assert!(hcl.contains("node_id = \"vault-1\""));
 //! ```
 
+//! # The whole flow (what a `configure` stage calls)
+//!
+//! ```no_run
+//! # #[cfg(all(feature = "certs", feature = "client"))]
+//! # async fn flow() -> Result<(), hakube_vault::Error> {
+//! use std::time::Duration;
+//! use hakube_vault::bootstrap::{bootstrap, BootstrapSpec, FileKeyStore, PkiSpec};
+//! use hakube_vault::certs::{TlsBundle, TlsSpec};
+//! use hakube_vault::client::Client;
+//! use hakube_vault::config::{node_files, ClusterSpec, Node, SnapshotSchedule};
+//!
+//! let cluster = ClusterSpec {
+//!     name: "seed".into(),
+//!     nodes: (1..=3)
+//!         .map(|i| Node::new(format!("vault-{i}"), format!("10.20.0.4{i}").parse().unwrap()))
+//!         .collect(),
+//! };
+//! // 1. Plan: certificates kept with the plan's secrets (re-planning keeps them).
+//! let secrets = std::path::Path::new("out/secrets/openbao");
+//! let spec = TlsSpec {
+//!     cluster: cluster.clone(),
+//!     organisation: "seed".into(),
+//!     vip: Some("10.20.0.10".parse().unwrap()),
+//!     vip_dns: vec!["k8s-api.seed.internal".into()],
+//! };
+//! let kept = TlsBundle::read_dir(secrets, &cluster)?;
+//! let (tls, _changed) = TlsBundle::reconcile(kept.as_ref(), &spec)?;
+//! tls.write_dir(secrets)?;
+//! // 2. Host files per node: server config, unit, snapshot timer, TLS material.
+//! for n in &cluster.nodes {
+//!     let mut files = node_files(&cluster, &n.name, &SnapshotSchedule::default())?;
+//!     files.extend(tls.host_files(&n.name)?);
+//!     // ... upload, `systemctl enable --now openbao openbao-snapshot.timer`
+//! }
+//! // 3. Bootstrap through the nodes' API (directly, or SSH-tunnelled local ports as Endpoints).
+//! let api = Client::for_nodes(&cluster.nodes, &tls.ca_cert_pem, Duration::from_secs(10))?;
+//! let store = FileKeyStore::new(secrets.join("keys.json"));
+//! let pki = PkiSpec::new("seed", "https://10.20.0.10:8200", "seed", vec!["apps.example.org".into()]);
+//! let report = bootstrap(&api, &store, &BootstrapSpec::new(Some(pki))).await?;
+//! for c in &report.changes {
+//!     println!("{c}"); // never a secret
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Then, once the Kubernetes cluster and the reviewer ServiceAccount exist,
+//! [`bootstrap::configure_kubernetes_auth`]; the snapshot job's token from the key store goes to
+//! each node with [`config::snapshot_token_file`]; [`bootstrap::save_snapshot`] and
+//! [`bootstrap::restore_snapshot`] are the DR drill's two halves.
+
 #[cfg(feature = "client")]
 pub mod bootstrap;
 #[cfg(feature = "certs")]

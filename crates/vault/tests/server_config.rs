@@ -19,6 +19,12 @@ fn three_nodes_start_with_the_rendered_config_and_tls() {
         assert_eq!(v["sealed"], true, "{out}");
         assert_eq!(v["storage_type"], "raft", "{out}");
     }
+    // OpenBao takes every line of the rendered config (it warns about fields it ignores).
+    assert!(
+        !c.logs().contains("unknown or unsupported field"),
+        "{}",
+        c.logs()
+    );
     // Verification really happens: a client trusting another CA is refused.
     let other = hakube_vault::certs::TlsBundle::generate(&hakube_vault::certs::TlsSpec {
         cluster: c.spec.clone(),
