@@ -1023,9 +1023,12 @@ pub async fn restore_snapshot(
                 Err(e) => return Err(e),
             };
             tracing::debug!(?st, "after restore");
+            // Unsealed *as the kept cluster*: right after the restore the node still runs
+            // with the throwaway keyring for a few seconds, so ask this node itself (no
+            // moving on to others) whether the kept root token is valid.
             if !st.sealed
                 && client
-                    .read(&kept.root_token, "auth/token/lookup-self")
+                    .read_on(0, &kept.root_token, "auth/token/lookup-self")
                     .await
                     .is_ok()
             {

@@ -498,6 +498,16 @@ impl Client {
             .await
     }
 
+    /// `GET path` on node `node` only (no moving on to another node); `None` when absent.
+    pub async fn read_on(
+        &self,
+        node: usize,
+        token: &Secret,
+        path: &str,
+    ) -> Result<Option<Value>, Error> {
+        self.json(node, Method::GET, path, Some(token), None).await
+    }
+
     /// `LIST path` through any node: the `keys`, empty when absent.
     pub async fn list(&self, token: &Secret, path: &str) -> Result<Vec<String>, Error> {
         let list = Method::from_bytes(b"LIST").map_err(|e| Error::Invalid {
