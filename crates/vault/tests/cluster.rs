@@ -1,7 +1,8 @@
 //! The bootstrap against three real `bao server` processes on 127.0.0.1 (TLS from the
 //! generated CA): from scratch, re-run without changes, a CSR signed the way cert-manager's
 //! Vault issuer asks (`<mount>/sign/<role>`) chaining to the root, the leader killed and a
-//! certificate still signed through a surviving node, a raft snapshot saved by the client and
+//! certificate still signed through a surviving node, the node back sealed and a re-run
+//! unsealing only it, a raft snapshot saved by the client and
 //! by the rendered timer script, restored onto a fresh cluster whose PKI signs with the same
 //! root; a cluster initialised by someone else refused with nothing changed; and no secret in
 //! any output or log.
@@ -266,6 +267,21 @@ async fn bootstrap_rerun_sign_failover_snapshot_restore() {
         c.spec.nodes[active].name
     );
     assert_chains_to(&s2.certificate, &s2.ca_chain, &root_ca);
+
+    // The killed node comes back sealed (as after a reboot): a re-run unseals it and nothing
+    // else.
+    c.spawn(active);
+    c.wait_listening();
+    let r5 = bootstrap(&api, &store, &spec())
+        .await
+        .expect("re-run after a restart");
+    assert_eq!(
+        r5.changes
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        [format!("{}: unsealed", c.spec.nodes[active].name)],
+    );
 
     // The old cluster is gone (a disaster), its logs kept for the secrets check below.
     let old_logs = c.logs();
