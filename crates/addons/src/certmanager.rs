@@ -2,9 +2,18 @@
 //!
 //! cert-manager requests a short-lived token for the `vault-issuer` ServiceAccount
 //! (`serviceAccountRef`, audience `vault://vault-issuer`) and logs in to Vault's Kubernetes auth
-//! role `cert-manager`, whose policy allows `pki_int/sign/<role>`. No long-lived secret exists.
-//! `vault-issuer` is bound to `system:auth-delegator` so a Vault outside the cluster can use the
-//! presented token itself for the TokenReview.
+//! role `cert-manager`, whose policy allows `pki_int/sign/<role>`, and whose `audience` is that
+//! same `vault://vault-issuer`.
+//!
+//! How Vault checks the login (issue 14, defect 2): it sends the presented token to the API
+//! server's TokenReview. A Vault on VMs has no ServiceAccount token of its own, and without a
+//! `token_reviewer_jwt` it authenticates that call *with the presented token*, whose only
+//! audience is `vault://vault-issuer`: the API server refuses it (401), so every login failed.
+//! The fix: a dedicated reviewer ServiceAccount (`kube-system/vault-token-reviewer`, bound to
+//! `system:auth-delegator`) whose token (API server audience) Vault is given as
+//! `token_reviewer_jwt` (with `disable_local_ca_jwt`); Vault puts the role's `audience` into
+//! `TokenReview.spec.audiences`, so the API server checks cert-manager's token for exactly the
+//! audience it was minted for. `vault-issuer` itself needs no TokenReview right any more.
 
 use serde_json::{Value, json};
 
@@ -43,16 +52,17 @@ pub fn chart_values() -> Value {
     })
 }
 
-/// The `cert-manager.io/v1` `ClusterIssuer`.
+/// The `cert-manager.io/v1` `ClusterIssuer`: Vault through the VIP, its CA from a Secret,
+/// Kubernetes auth with the `vault-issuer` ServiceAccount (audience [`issuer_audience`]).
 #[must_use]
-pub fn cluster_issuer(v: &VaultInput) -> Value {
+pub fn cluster_issuer(input: &AddonsInput, v: &VaultInput) -> Value {
     json!({
         "apiVersion": "cert-manager.io/v1",
         "kind": "ClusterIssuer",
         "metadata": { "name": CLUSTER_ISSUER },
         "spec": {
             "vault": {
-                "server": vault::server_url(v),
+                "server": vault::server_url(input, v),
                 "path": format!("{}/sign/{}", vault::INT_MOUNT, v.pki_role),
                 "caBundleSecretRef": { "name": VAULT_CA_SECRET, "key": "ca.crt" },
                 "auth": {
@@ -67,8 +77,9 @@ pub fn cluster_issuer(v: &VaultInput) -> Value {
     })
 }
 
-/// ServiceAccount, the Role/RoleBinding letting cert-manager mint its tokens, and the
-/// auth-delegator binding.
+/// The issuer's ServiceAccount, the Role/RoleBinding letting cert-manager mint its tokens, and
+/// Vault's reviewer ServiceAccount bound to `system:auth-delegator` (its token goes to Vault's
+/// `token_reviewer_jwt`; requested with TokenRequest, never stored in the GitOps tree).
 #[must_use]
 pub fn issuer_rbac() -> Vec<Value> {
     vec![
@@ -96,11 +107,23 @@ pub fn issuer_rbac() -> Vec<Value> {
             "subjects": [{ "kind": "ServiceAccount", "name": "cert-manager", "namespace": NAMESPACE }],
         }),
         json!({
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {
+                "name": vault::REVIEWER_SERVICE_ACCOUNT,
+                "namespace": vault::REVIEWER_NAMESPACE,
+            },
+        }),
+        json!({
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "ClusterRoleBinding",
-            "metadata": { "name": "vault-issuer-tokenreview" },
+            "metadata": { "name": "vault-token-reviewer" },
             "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:auth-delegator" },
-            "subjects": [{ "kind": "ServiceAccount", "name": ISSUER_SERVICE_ACCOUNT, "namespace": NAMESPACE }],
+            "subjects": [{
+                "kind": "ServiceAccount",
+                "name": vault::REVIEWER_SERVICE_ACCOUNT,
+                "namespace": vault::REVIEWER_NAMESPACE,
+            }],
         }),
     ]
 }
@@ -127,7 +150,7 @@ pub fn default_certificate(input: &AddonsInput, secret: &str) -> Value {
 pub(crate) fn render(input: &AddonsInput, v: &VaultInput) -> Result<ComponentOutput, AddonsError> {
     let c = Component::CertManager;
     let mut docs = issuer_rbac();
-    docs.push(cluster_issuer(v));
+    docs.push(cluster_issuer(input, v));
     let mut files = vec![
         ClusterFile::new(VALUES_FILE, yaml::file(VALUES_FILE, &[chart_values()])?),
         ClusterFile::new(ISSUER_FILE, yaml::file(ISSUER_FILE, &docs)?),
@@ -178,6 +201,14 @@ pub(crate) fn render(input: &AddonsInput, v: &VaultInput) -> Result<ComponentOut
             files: resources.clone(),
         },
     ];
+    let mut steps = steps;
+    for p in vault::kubernetes_auth_steps(input, v) {
+        steps.push(InstallStep::Manual {
+            component: c,
+            description: format!("Vault: {}", p.description),
+            commands: vec![p.argv],
+        });
+    }
     Ok(ComponentOutput {
         component: c,
         files,

@@ -21,12 +21,26 @@ fn every_cluster_file_matches_its_snapshot() {
 #[test]
 fn every_host_file_matches_its_snapshot() {
     let out = rendered();
-    assert_eq!(out.host_files.len(), 3, "one vault.hcl per Vault VM");
+    // Per Vault VM: OpenBao's config, its unit, the snapshot script, service and timer.
+    assert_eq!(out.host_files.len(), 3 * 5);
     for f in &out.host_files {
-        assert_eq!(f.path, "/etc/vault.d/vault.hcl");
-        assert_eq!(f.mode, 0o640);
-        insta::assert_snapshot!(format!("host__{}", f.host), f.contents);
+        if f.path == "/etc/openbao/openbao.hcl" {
+            assert_eq!(f.mode, 0o640);
+            insta::assert_snapshot!(format!("host__{}", f.host), f.contents);
+        }
     }
+    let f = out
+        .host_files
+        .iter()
+        .filter(|f| f.host == "vault-1")
+        .map(|f| {
+            format!(
+                "=== {} ({:o} {}:{})\n{}",
+                f.path, f.mode, f.owner, f.group, f.contents
+            )
+        })
+        .collect::<String>();
+    insta::assert_snapshot!("host__vault-1__all", f);
 }
 
 #[test]

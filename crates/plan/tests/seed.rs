@@ -268,7 +268,7 @@ fn addons_render_into_cluster_and_agree_with_haproxy() {
         "cluster/calico/installation.yaml",
         "cluster/traefik/values.yaml",
         "cluster/install-steps.json",
-        "hosts/vault-1/etc/vault.d/vault.hcl",
+        "hosts/vault-1/etc/openbao/openbao.hcl",
     ] {
         assert!(tree.get(path).is_some(), "no {path}");
     }
