@@ -11,10 +11,10 @@ use hakube_topology::{Cluster, LogAgent, RoleKind, TlsMode, Vm};
 
 use crate::{Error, PlanTree};
 
-fn err(e: impl std::fmt::Display) -> Error {
+fn err(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Error {
     Error::Component {
         component: "addons",
-        message: e.to_string(),
+        source: e.into(),
     }
 }
 

@@ -32,7 +32,7 @@ pub(crate) fn render(cluster: &Cluster, tree: &mut PlanTree) -> Result<(), Error
     };
     let mut text = serde_json::to_string_pretty(&json).map_err(|e| Error::Component {
         component: "plan",
-        message: e.to_string(),
+        source: e.into(),
     })?;
     text.push('\n');
     tree.insert("plan.json".into(), text, 0o644)?;

@@ -42,7 +42,7 @@ pub(crate) fn input(cluster: &Cluster) -> HaInput {
 pub(crate) fn render(cluster: &Cluster, tree: &mut PlanTree) -> Result<(), Error> {
     let files = input(cluster).render().map_err(|e| Error::Component {
         component: "haproxy",
-        message: e.to_string(),
+        source: e.into(),
     })?;
     for lb in files {
         tree.host_items(lb.host_plan())?;

@@ -19,10 +19,10 @@ pub const SECRETS_PATH: &str = "secrets/kubeadm.env";
 /// The label every worker carries with its group name (Traefik and the GitOps overlays select on it).
 pub const WORKER_GROUP_LABEL: &str = "hakube.io/worker-group";
 
-fn err(e: impl std::fmt::Display) -> Error {
+fn err(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Error {
     Error::Component {
         component: "kubeadm",
-        message: e.to_string(),
+        source: e.into(),
     }
 }
 

@@ -37,13 +37,15 @@ use hakube_topology::Cluster;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A component refused the cluster (its own validation). Not retryable: fix the topology.
-    #[error("{component}: {message}")]
+    /// A component refused the cluster (its own validation, or a plan rule). Not retryable:
+    /// fix the topology.
+    #[error("{component} refused the cluster")]
     Component {
-        /// The component (`haproxy`, `kubeadm`, `nfs`, `addons`, ...).
+        /// The component (`haproxy`, `kubeadm`, `nfs`, `addons`, `plan rules`, ...).
         component: &'static str,
-        /// What it said.
-        message: String,
+        /// What it said, with its own causes.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// Two components want to write the same file. A bug in hakube; not retryable.
     #[error("two components write {path}")]

@@ -15,10 +15,10 @@ use hakube_topology::{Cluster, ReclaimPolicy, RoleKind, Vm};
 
 use crate::{Error, PlanTree};
 
-fn err(e: impl std::fmt::Display) -> Error {
+fn err(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Error {
     Error::Component {
         component: "nfs",
-        message: e.to_string(),
+        source: e.into(),
     }
 }
 

@@ -21,7 +21,7 @@ pub const SECRETS_DIR: &str = hakube_addons::SECRETS_DIR;
 fn broken(rule: &str, message: String) -> Error {
     Error::Component {
         component: "plan rules",
-        message: format!("{rule}: {message}"),
+        source: format!("{rule}: {message}").into(),
     }
 }
 
@@ -260,6 +260,18 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    /// An error with its causes, as the binaries print it.
+    fn chain(e: &Error) -> String {
+        let mut text = e.to_string();
+        let mut src = std::error::Error::source(e);
+        while let Some(s) = src {
+            text.push_str(": ");
+            text.push_str(&s.to_string());
+            src = s.source();
+        }
+        text
+    }
+
     fn seed() -> (Cluster, PlanSecrets, PlanTree) {
         let text = include_str!("../../../examples/seed-cluster.yaml");
         let cluster = hakube_topology::load(text, "seed-cluster.yaml").unwrap();
@@ -292,8 +304,8 @@ mod tests {
             t.replace("bind 10.20.0.12:8404", "bind 127.0.0.1:8404")
         });
         let err = scrape_targets_are_bound(&cluster, &rendered, &local)
-            .unwrap_err()
-            .to_string();
+            .map_err(|e| chain(&e))
+            .unwrap_err();
         assert!(
             err.contains("10.20.0.12:8404") && err.contains("lb-2"),
             "{err}"
@@ -305,8 +317,8 @@ mod tests {
             |t| t.replace("http://0.0.0.0:2381", "http://127.0.0.1:2381"),
         );
         let err = scrape_targets_are_bound(&cluster, &rendered, &etcd)
-            .unwrap_err()
-            .to_string();
+            .map_err(|e| chain(&e))
+            .unwrap_err();
         assert!(err.contains(":2381"), "{err}");
     }
 
@@ -323,8 +335,8 @@ mod tests {
         )
         .unwrap();
         let err = no_secret_in_gitops_tree(&old, &secrets)
-            .unwrap_err()
-            .to_string();
+            .map_err(|e| chain(&e))
+            .unwrap_err();
         assert!(err.contains("cluster/kubeadm/secrets.env"), "{err}");
         // A Secret object, whatever its values.
         let mut obj = tree.clone();

@@ -101,7 +101,7 @@ pub mod client;
 pub mod config;
 mod error;
 pub mod fsutil;
-mod secret;
 
 pub use error::Error;
-pub use secret::Secret;
+/// The shared secret wrapper (`hakube-host-state`): `Debug` and `Display` print `***`.
+pub use hakube_host_state::Secret;
