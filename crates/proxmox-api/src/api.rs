@@ -230,6 +230,21 @@ pub struct VmStatus {
     /// Tags.
     #[serde(default)]
     pub tags: Option<String>,
+    /// HA state, for every VM (`managed: 0` when not HA-managed).
+    #[serde(default)]
+    pub ha: Option<VmHa>,
+}
+
+/// The `ha` member of a VM's status.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct VmHa {
+    /// True when an HA resource manages the VM.
+    #[serde(default, deserialize_with = "de::opt_bool")]
+    pub managed: Option<bool>,
+    /// The HA manager's state of it (`started`, `stopped`, `migrate`, `error`, ...).
+    #[serde(default)]
+    pub state: Option<String>,
 }
 
 /// A VM configuration (`GET .../config`): keys to values, as PVE sends them.
@@ -489,6 +504,54 @@ pub enum HaRuleSpec {
     },
 }
 
+/// Options of `DELETE /nodes/{node}/qemu/{vmid}`; `None` leaves the server's default.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DeleteOptions {
+    /// `purge`: also remove the VM from HA, backup jobs and replication (needed for an
+    /// HA-managed VM). Server default: off.
+    pub purge: Option<bool>,
+    /// `destroy-unreferenced-disks`: also destroy disks on enabled storages that carry the
+    /// VMID but are not in the config. Server default: off.
+    pub destroy_unreferenced_disks: Option<bool>,
+    /// `skiplock` (root only). Server default: off.
+    pub skiplock: Option<bool>,
+}
+
+impl DeleteOptions {
+    /// Sets `purge`.
+    #[must_use]
+    pub fn purge(mut self, on: bool) -> Self {
+        self.purge = Some(on);
+        self
+    }
+
+    /// Sets `destroy-unreferenced-disks`.
+    #[must_use]
+    pub fn destroy_unreferenced_disks(mut self, on: bool) -> Self {
+        self.destroy_unreferenced_disks = Some(on);
+        self
+    }
+
+    /// Sets `skiplock`.
+    #[must_use]
+    pub fn skiplock(mut self, on: bool) -> Self {
+        self.skiplock = Some(on);
+        self
+    }
+
+    /// The query parameters.
+    pub fn to_params(&self) -> Params {
+        Params::new()
+            .opt("purge", self.purge)
+            .opt(
+                "destroy-unreferenced-disks",
+                self.destroy_unreferenced_disks,
+            )
+            .opt("skiplock", self.skiplock)
+    }
+}
+
 /// Options of a clone.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CloneOptions {
@@ -689,16 +752,15 @@ impl Client {
         Ok(m.into())
     }
 
-    /// `DELETE /nodes/{node}/qemu/{vmid}`; `purge` also removes it from HA, backups and
-    /// replication (needed for HA-managed VMs).
-    pub async fn qemu_delete(&self, node: &str, vmid: u32, purge: bool) -> Result<Upid, Error> {
-        self.delete(
-            &vm_path(node, vmid),
-            &Params::new()
-                .set("purge", purge)
-                .set("destroy-unreferenced-disks", true),
-        )
-        .await
+    /// `DELETE /nodes/{node}/qemu/{vmid}`. Only the options set are sent, so the
+    /// server's defaults apply to the rest (`destroy-unreferenced-disks` is 0 on PVE).
+    pub async fn qemu_delete(
+        &self,
+        node: &str,
+        vmid: u32,
+        opts: &DeleteOptions,
+    ) -> Result<Upid, Error> {
+        self.delete(&vm_path(node, vmid), &opts.to_params()).await
     }
 
     /// `GET /nodes/{node}/qemu/{vmid}/status/current`.

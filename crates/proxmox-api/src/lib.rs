@@ -28,26 +28,33 @@ mod api;
 mod client;
 pub mod cloudinit;
 mod error;
+mod ops;
 pub mod provision;
 mod secret;
 mod tasks;
 mod tls;
 pub mod transport;
 mod upid;
+mod waits;
 mod wire;
 
 pub use api::{
-    CloneOptions, ClusterStatusEntry, GuestAddress, GuestInterface, HaGroup, HaResource, HaRule,
-    HaRuleSpec, NodeInfo, PendingEntry, PoolInfo, QemuListEntry, Resource, ResourceType,
-    StorageInfo, VersionInfo, VmConfig, VmStatus, parse_size, primary_address, split_tags,
+    CloneOptions, ClusterStatusEntry, DeleteOptions, GuestAddress, GuestInterface, HaGroup,
+    HaResource, HaRule, HaRuleSpec, NodeInfo, PendingEntry, PoolInfo, QemuListEntry, Resource,
+    ResourceType, StorageInfo, VersionInfo, VmConfig, VmHa, VmStatus, parse_size, primary_address,
+    split_tags,
 };
 pub use client::{
     Client, ClientBuilder, Credentials, DEFAULT_NODE_CONCURRENCY, RetryPolicy, TICKET_RENEW_AFTER,
-    TaskPoll,
+    TaskPoll, TotpSource,
 };
 pub use error::{Error, Retry};
+pub use ops::{ExecStatus, UploadContent, is_vmid_taken};
 pub use secret::Secret;
-pub use tasks::{TaskListEntry, TaskLogLine, TaskOutcome, TaskStatus};
+pub use tasks::{TaskListEntry, TaskLogLine, TaskLogPage, TaskOutcome, TaskStatus};
 pub use tls::{Fingerprint, TlsTrust};
 pub use upid::Upid;
-pub use wire::{ErrorBody, ParamValue, Params, de, parse_error, unwrap_envelope};
+pub use wire::{
+    Envelope, ErrorBody, ParamValue, Params, de, decode, parse_envelope, parse_error,
+    unwrap_envelope,
+};

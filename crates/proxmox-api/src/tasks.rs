@@ -1,10 +1,13 @@
 //! Task status, logs and waiting.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use serde::Deserialize;
 use tracing::debug;
 
+use crate::transport::Method;
 use crate::wire::{Params, de, segment};
 use crate::{Client, Error, Upid};
 
@@ -77,6 +80,16 @@ impl TaskListEntry {
     pub fn is_active(&self) -> bool {
         self.endtime.is_none() && self.status.as_deref().is_none_or(|s| s == "running")
     }
+}
+
+/// One page of a task log, with the number of lines the log has in all.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TaskLogPage {
+    /// The lines asked for.
+    pub lines: Vec<TaskLogLine>,
+    /// Lines in the whole log (PVE's `total`); the page's length when the server did not say.
+    pub total: u64,
 }
 
 /// A task that ended well.
@@ -153,22 +166,55 @@ impl Client {
         start: u64,
         limit: u64,
     ) -> Result<Vec<TaskLogLine>, Error> {
-        self.get(
-            &task_path(upid, "log"),
-            &Params::new().set("start", start).set("limit", limit),
-        )
-        .await
+        Ok(self.task_log_page(upid, start, limit).await?.lines)
     }
 
-    /// The last `n` lines of the task log (empty if the log cannot be read).
+    /// A page of the task log from `start` (0-based), at most `limit` lines, with the
+    /// log's `total`, so a caller can page through logs of any length.
+    pub async fn task_log_page(
+        &self,
+        upid: &Upid,
+        start: u64,
+        limit: u64,
+    ) -> Result<TaskLogPage, Error> {
+        let path = task_path(upid, "log");
+        let env = self
+            .request_envelope(
+                Method::Get,
+                &path,
+                &Params::new().set("start", start).set("limit", limit),
+            )
+            .await?;
+        let lines: Vec<TaskLogLine> =
+            crate::wire::decode(env.data).map_err(|source| Error::Decode {
+                method: "GET",
+                path: path.clone(),
+                source,
+            })?;
+        let total = env
+            .total
+            .unwrap_or_else(|| start.saturating_add(lines.len() as u64));
+        Ok(TaskLogPage { lines, total })
+    }
+
+    /// The last `n` lines of the task log (empty if the log cannot be read). Reads the
+    /// log's `total` first, so this is right for logs of any length (two requests when the
+    /// log is longer than `n`).
     pub async fn task_log_tail(&self, upid: &Upid, n: usize) -> Vec<String> {
-        match self.task_log(upid, 0, 5000).await {
-            Ok(lines) => {
-                let skip = lines.len().saturating_sub(n);
-                lines.into_iter().skip(skip).map(|l| l.t).collect()
+        let n = n as u64;
+        let Ok(first) = self.task_log_page(upid, 0, n.max(1)).await else {
+            return Vec::new();
+        };
+        let page = if first.total > n {
+            match self.task_log_page(upid, first.total - n, n).await {
+                Ok(p) => p,
+                Err(_) => return Vec::new(),
             }
-            Err(_) => Vec::new(),
-        }
+        } else {
+            first
+        };
+        let skip = (page.lines.len() as u64).saturating_sub(n) as usize;
+        page.lines.into_iter().skip(skip).map(|l| l.t).collect()
     }
 
     /// Waits for a task, with no deadline other than one hour.
@@ -178,16 +224,69 @@ impl Client {
     }
 
     /// Waits for a task to stop: polls its node with an interval growing with the time
-    /// waited (see [`crate::TaskPoll`]); a `no such task` right after creation is retried.
-    /// `WARNINGS: n` is success; any other exit status is [`Error::Task`] with the log tail.
+    /// waited, and never more often than [`crate::TaskPoll::node_gap`] per node over all
+    /// waits; a `no such task` right after creation is retried for
+    /// [`crate::TaskPoll::unknown_grace`]. `WARNINGS: n` is success; any other exit status
+    /// is [`Error::Task`] with the log tail.
+    ///
+    /// The HA tasks (`hastart`, `hastop`, `hamigrate`, `harelocate`) that PVE answers for
+    /// HA-managed guests only queue a request for the HA manager and end at once; for them
+    /// this also waits until the guest reached the requested state (running, stopped, on
+    /// another node), within the same `timeout`.
     pub async fn wait_task_timeout(
         &self,
         upid: &Upid,
         timeout: Duration,
     ) -> Result<TaskOutcome, Error> {
+        let started = Instant::now();
+        let outcome = self.wait_worker(upid, timeout).await?;
+        let left = timeout.saturating_sub(started.elapsed());
+        let vmid = upid.id().parse::<u32>().ok();
+        match (upid.task_type(), vmid) {
+            ("hastart", Some(vmid)) => {
+                self.wait_vm_status(upid.node(), vmid, "running", left)
+                    .await?;
+            }
+            ("hastop", Some(vmid)) => {
+                self.wait_vm_status(upid.node(), vmid, "stopped", left)
+                    .await?;
+            }
+            ("hamigrate" | "harelocate", Some(vmid)) => {
+                self.wait_vm_moved(vmid, upid.node(), left).await?;
+            }
+            _ => {}
+        }
+        Ok(outcome)
+    }
+
+    /// Waits for the next free status-poll slot of `node` (see [`crate::TaskPoll::node_gap`]).
+    async fn poll_slot(&self, node: &str) {
+        let gap = self.inner.poll.node_gap;
+        if gap.is_zero() {
+            return;
+        }
+        let at = {
+            let mut slots = self
+                .inner
+                .poll_slots
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let now = tokio::time::Instant::now();
+            let slot = slots.entry(node.to_owned()).or_insert(now);
+            let at = (*slot).max(now);
+            *slot = at + gap;
+            at
+        };
+        tokio::time::sleep_until(at).await;
+    }
+
+    async fn wait_worker(&self, upid: &Upid, timeout: Duration) -> Result<TaskOutcome, Error> {
         let poll = self.inner.poll.clone();
         let started = Instant::now();
+        // A task that was just started is still running: the first look waits a little.
+        tokio::time::sleep(poll.min_interval.min(timeout)).await;
         loop {
+            self.poll_slot(upid.node()).await;
             match self.task_status(upid).await {
                 Ok(st) if !st.is_running() => {
                     let exit = st.exitstatus.unwrap_or_else(|| "unknown".into());
@@ -211,10 +310,11 @@ impl Client {
                     };
                 }
                 Ok(_) => {}
-                Err(e) if e.is_not_found() || is_no_such_task(&e) => {
+                Err(e) if is_no_such_task(&e) => {
                     if started.elapsed() > poll.unknown_grace {
                         return Err(e);
                     }
+                    debug!(upid = %upid, "task not known yet");
                 }
                 Err(e) => return Err(e),
             }
@@ -233,8 +333,25 @@ impl Client {
     }
 }
 
-fn is_no_such_task(e: &Error) -> bool {
-    matches!(e, Error::Api { message, .. } if message.contains("no such task"))
+/// PVE's answer for a UPID whose task file does not exist (yet): a parameter error,
+/// `400 Parameter verification failed.` with `errors.upid = "no such task"`
+/// (pve-manager `PVE/API2/Tasks.pm`, `raise_param_exc({ upid => "no such task" })`).
+/// Older or proxied answers carrying the text in the message are accepted too.
+pub(crate) fn is_no_such_task(e: &Error) -> bool {
+    match e {
+        Error::Api {
+            status,
+            message,
+            errors,
+            ..
+        } => {
+            errors
+                .get("upid")
+                .is_some_and(|m| m.contains("no such task"))
+                || (*status == 400 && message.contains("no such task"))
+        }
+        _ => false,
+    }
 }
 
 #[cfg(test)]

@@ -512,7 +512,11 @@ impl Provisioner {
                         .wait_task_timeout(&upid, self.opts.task_timeout)
                         .await?;
                 }
-                let upid = self.client.qemu_delete(node, vmid, true).await?;
+                // The provisioner's VMs are its own: their stray disks go with them.
+                let opts = crate::DeleteOptions::default()
+                    .purge(true)
+                    .destroy_unreferenced_disks(true);
+                let upid = self.client.qemu_delete(node, vmid, &opts).await?;
                 self.client
                     .wait_task_timeout(&upid, self.opts.task_timeout)
                     .await?;
