@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::wire::{Params, de, segment};
+#[cfg(feature = "client")]
+use crate::wire::segment;
+use crate::wire::{Params, de};
+#[cfg(feature = "client")]
 use crate::{Client, Error, Upid};
 
 /// `GET /version`.
@@ -583,11 +586,13 @@ impl CloneOptions {
     }
 }
 
+#[cfg(feature = "client")]
 fn vm_path(node: &str, vmid: u32) -> String {
     format!("/nodes/{}/qemu/{vmid}", segment(node))
 }
 
 /// An answer that is a UPID on new PVE and `null` on old ones.
+#[cfg(feature = "client")]
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum MaybeUpid {
@@ -595,6 +600,7 @@ enum MaybeUpid {
     Null(#[allow(dead_code, reason = "only matches null")] Option<()>),
 }
 
+#[cfg(feature = "client")]
 impl From<MaybeUpid> for Option<Upid> {
     fn from(m: MaybeUpid) -> Self {
         match m {
@@ -604,6 +610,7 @@ impl From<MaybeUpid> for Option<Upid> {
     }
 }
 
+#[cfg(feature = "client")]
 impl Client {
     /// `GET /version`.
     pub async fn version(&self) -> Result<VersionInfo, Error> {
@@ -1030,6 +1037,7 @@ mod tests {
         assert_eq!(primary_address(&ifs[..1]), None);
     }
 
+    #[cfg(feature = "client")]
     #[test]
     fn upid_or_null() {
         // Resize answers null before PVE 8.0 and a UPID since.

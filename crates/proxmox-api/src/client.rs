@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
@@ -923,47 +922,6 @@ impl Client {
     }
 }
 
-impl Params {
-    /// Parameters from a flat serde struct or map: booleans become `1`/`0`,
-    /// `None` fields are left out, nested values are an error.
-    ///
-    /// ```
-    /// #[derive(serde::Serialize)]
-    /// struct Start { timeout: Option<u32>, skiplock: bool }
-    /// let p = hakube_proxmox_api::Params::from_serialize(&Start { timeout: None, skiplock: true })?;
-    /// assert_eq!(p.encode(), "skiplock=1");
-    /// # Ok::<(), hakube_proxmox_api::Error>(())
-    /// ```
-    pub fn from_serialize<T: Serialize>(value: &T) -> Result<Self, Error> {
-        let v = serde_json::to_value(value).map_err(|e| Error::Invalid {
-            field: "params".into(),
-            reason: e.to_string(),
-        })?;
-        let Value::Object(map) = v else {
-            return Err(Error::Invalid {
-                field: "params".into(),
-                reason: "expected a struct or map".into(),
-            });
-        };
-        let mut p = Self::new();
-        for (k, v) in map {
-            match v {
-                Value::Null => {}
-                Value::Bool(b) => p.insert(&k, b),
-                Value::Number(n) => p.insert(&k, n.to_string()),
-                Value::String(s) => p.insert(&k, s),
-                Value::Array(_) | Value::Object(_) => {
-                    return Err(Error::Invalid {
-                        field: k,
-                        reason: "nested values cannot be form-encoded".into(),
-                    });
-                }
-            }
-        }
-        Ok(p)
-    }
-}
-
 /// True if this task runs inside [`Client::with_node_permit`] for `node`.
 fn holds_node(node: &str) -> bool {
     HELD_NODES
@@ -1029,7 +987,7 @@ mod tests {
         fn send(
             &self,
             req: HttpRequest,
-        ) -> futures::future::BoxFuture<'_, Result<HttpResponse, TransportError>> {
+        ) -> crate::transport::BoxFuture<'_, Result<HttpResponse, TransportError>> {
             self.seen.lock().unwrap().push(req);
             let a = self
                 .answers

@@ -1,14 +1,22 @@
 //! Guest agent commands, storage uploads and VMID allocation.
 
+#[cfg(feature = "client")]
 use std::future::Future;
 
 use serde::Deserialize;
+#[cfg(feature = "client")]
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::transport::{Body, Method};
-use crate::wire::{self, Params, de, segment};
-use crate::{Client, Error, Upid};
+use crate::Error;
+use crate::transport::Body;
+#[cfg(feature = "client")]
+use crate::transport::Method;
+use crate::wire::de;
+#[cfg(feature = "client")]
+use crate::wire::{self, Params, segment};
+#[cfg(feature = "client")]
+use crate::{Client, Upid};
 
 /// `GET .../agent/exec-status`: how a command started with [`Client::agent_exec`] is doing.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -46,7 +54,8 @@ pub enum UploadContent {
 }
 
 impl UploadContent {
-    fn as_str(self) -> &'static str {
+    /// The `content` value.
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Iso => "iso",
             Self::Vztmpl => "vztmpl",
@@ -57,12 +66,12 @@ impl UploadContent {
 
 /// A `multipart/form-data` body: text fields, then one file (PVE's parser wants the file
 /// last). The boundary is derived from the content and checked not to occur in it.
-pub(crate) fn multipart(
-    fields: &[(&str, &str)],
-    file_field: &str,
-    filename: &str,
-    data: &[u8],
-) -> Body {
+///
+/// ```
+/// let b = hakube_proxmox_api::multipart(&[("content", "iso")], "filename", "a.iso", b"ISO");
+/// assert!(b.content_type.starts_with("multipart/form-data; boundary="));
+/// ```
+pub fn multipart(fields: &[(&str, &str)], file_field: &str, filename: &str, data: &[u8]) -> Body {
     let mut salt = 0u32;
     let boundary = loop {
         let mut h = Sha256::new();
@@ -121,7 +130,10 @@ pub fn is_vmid_taken(e: &Error) -> bool {
     }
 }
 
-fn check_name(filename: &str) -> Result<(), Error> {
+/// Checks an upload's file name: a plain name, nothing PVE or the multipart header would
+/// read differently.
+#[cfg_attr(not(feature = "client"), allow(dead_code, reason = "used by uploads"))]
+pub(crate) fn check_name(filename: &str) -> Result<(), Error> {
     let bad = filename.is_empty()
         || filename.len() > 255
         || filename.contains(['/', '\\', '"', '\r', '\n', '\0'])
@@ -137,6 +149,7 @@ fn check_name(filename: &str) -> Result<(), Error> {
     Ok(())
 }
 
+#[cfg(feature = "client")]
 impl Client {
     /// `POST .../agent/exec`: starts `command` (program and arguments, sent as PVE's array
     /// parameter: one `command=` per element) in the guest; returns the agent's pid for

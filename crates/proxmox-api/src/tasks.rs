@@ -1,15 +1,22 @@
 //! Task status, logs and waiting.
 
+#[cfg(feature = "client")]
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use serde::Deserialize;
+#[cfg(feature = "client")]
+use tokio::time::Instant;
+#[cfg(feature = "client")]
 use tracing::debug;
 
+use crate::Upid;
+#[cfg(feature = "client")]
 use crate::transport::Method;
-use crate::wire::{Params, de, segment};
-use crate::{Client, Error, Upid};
+use crate::wire::de;
+#[cfg(feature = "client")]
+use crate::wire::{Params, segment};
+#[cfg(feature = "client")]
+use crate::{Client, Error};
 
 /// `GET /nodes/{node}/tasks/{upid}/status`.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -105,6 +112,7 @@ pub struct TaskOutcome {
 }
 
 /// How a task's exit status reads.
+#[cfg(feature = "client")]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Exit {
     Ok,
@@ -112,6 +120,7 @@ pub(crate) enum Exit {
     Failed(String),
 }
 
+#[cfg(feature = "client")]
 pub(crate) fn classify_exit(exitstatus: &str) -> Exit {
     let s = exitstatus.trim();
     if s == "OK" {
@@ -123,6 +132,7 @@ pub(crate) fn classify_exit(exitstatus: &str) -> Exit {
     }
 }
 
+#[cfg(feature = "client")]
 fn task_path(upid: &Upid, what: &str) -> String {
     format!(
         "/nodes/{}/tasks/{}/{what}",
@@ -131,6 +141,7 @@ fn task_path(upid: &Upid, what: &str) -> String {
     )
 }
 
+#[cfg(feature = "client")]
 impl Client {
     /// `GET /nodes/{node}/tasks`: the node's tasks, optionally of one guest, optionally only
     /// the active ones.
@@ -337,6 +348,7 @@ impl Client {
 /// `400 Parameter verification failed.` with `errors.upid = "no such task"`
 /// (pve-manager `PVE/API2/Tasks.pm`, `raise_param_exc({ upid => "no such task" })`).
 /// Older or proxied answers carrying the text in the message are accepted too.
+#[cfg(feature = "client")]
 pub(crate) fn is_no_such_task(e: &Error) -> bool {
     match e {
         Error::Api {
@@ -358,6 +370,7 @@ pub(crate) fn is_no_such_task(e: &Error) -> bool {
 mod tests {
     use super::*;
 
+    #[cfg(feature = "client")]
     #[test]
     fn exit_statuses() {
         assert_eq!(classify_exit("OK"), Exit::Ok);

@@ -2,13 +2,21 @@
 //! [`ReqwestTransport`] is the real one (rustls, no OpenSSL); tests can plug in others.
 
 use core::fmt;
+#[cfg(feature = "client")]
 use std::time::Duration;
 
-use futures::future::BoxFuture;
+use core::future::Future;
+use core::pin::Pin;
 
+#[cfg(feature = "client")]
+use crate::Error;
+use crate::Secret;
 use crate::error::BoxError;
+#[cfg(feature = "client")]
 use crate::tls::{TlsTrust, client_config};
-use crate::{Error, Secret};
+
+/// A boxed, sendable future (what [`Transport::send`] returns).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// An HTTP method used by the PVE API.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -145,12 +153,14 @@ pub trait Transport: Send + Sync + 'static {
     fn send(&self, req: HttpRequest) -> BoxFuture<'_, Result<HttpResponse, TransportError>>;
 }
 
-/// The real transport: reqwest over rustls with the chosen [`TlsTrust`].
+/// The real transport: reqwest over rustls with the chosen [`TlsTrust`] (the `client` feature).
+#[cfg(feature = "client")]
 #[derive(Clone, Debug)]
 pub struct ReqwestTransport {
     client: reqwest::Client,
 }
 
+#[cfg(feature = "client")]
 impl ReqwestTransport {
     /// A transport trusting `trust`, with a per-request `timeout`.
     pub fn new(trust: &TlsTrust, timeout: Duration) -> Result<Self, Error> {
@@ -171,6 +181,7 @@ impl ReqwestTransport {
     }
 }
 
+#[cfg(feature = "client")]
 fn tls_reason(e: &(dyn std::error::Error + 'static)) -> Option<String> {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
@@ -194,6 +205,7 @@ fn tls_reason(e: &(dyn std::error::Error + 'static)) -> Option<String> {
     None
 }
 
+#[cfg(feature = "client")]
 impl Transport for ReqwestTransport {
     fn send(&self, req: HttpRequest) -> BoxFuture<'_, Result<HttpResponse, TransportError>> {
         Box::pin(async move {

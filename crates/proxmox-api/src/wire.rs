@@ -5,8 +5,11 @@
 use std::collections::BTreeMap;
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+
+use crate::Error;
 
 /// Characters left as they are in a form or query value: RFC 3986 unreserved.
 const FORM: &AsciiSet = &NON_ALPHANUMERIC
@@ -175,6 +178,47 @@ impl Params {
             out.extend(utf8_percent_encode(v, FORM));
         }
         out
+    }
+}
+
+impl Params {
+    /// Parameters from a flat serde struct or map: booleans become `1`/`0`,
+    /// `None` fields are left out, nested values are an error.
+    ///
+    /// ```
+    /// #[derive(serde::Serialize)]
+    /// struct Start { timeout: Option<u32>, skiplock: bool }
+    /// let p = hakube_proxmox_api::Params::from_serialize(&Start { timeout: None, skiplock: true })?;
+    /// assert_eq!(p.encode(), "skiplock=1");
+    /// # Ok::<(), hakube_proxmox_api::Error>(())
+    /// ```
+    pub fn from_serialize<T: Serialize>(value: &T) -> Result<Self, Error> {
+        let v = serde_json::to_value(value).map_err(|e| Error::Invalid {
+            field: "params".into(),
+            reason: e.to_string(),
+        })?;
+        let Value::Object(map) = v else {
+            return Err(Error::Invalid {
+                field: "params".into(),
+                reason: "expected a struct or map".into(),
+            });
+        };
+        let mut p = Self::new();
+        for (k, v) in map {
+            match v {
+                Value::Null => {}
+                Value::Bool(b) => p.insert(&k, b),
+                Value::Number(n) => p.insert(&k, n.to_string()),
+                Value::String(s) => p.insert(&k, s),
+                Value::Array(_) | Value::Object(_) => {
+                    return Err(Error::Invalid {
+                        field: k,
+                        reason: "nested values cannot be form-encoded".into(),
+                    });
+                }
+            }
+        }
+        Ok(p)
     }
 }
 
