@@ -43,6 +43,7 @@ mod api;
 mod client;
 pub mod cloudinit;
 mod error;
+pub mod generated;
 mod ops;
 #[cfg(feature = "provision")]
 pub mod provision;
