@@ -65,6 +65,10 @@ impl FromStr for Fingerprint {
             reason: reason.to_owned(),
         };
         let hex: String = s.trim().chars().filter(|c| *c != ':').collect();
+        // Non-ASCII text would make the byte slicing below cut inside a character.
+        if !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(bad("not hexadecimal"));
+        }
         if hex.len() != 64 {
             return Err(bad("expected 32 hex bytes (SHA-256), as AA:BB:..."));
         }
@@ -108,6 +112,9 @@ mod tests {
         assert_eq!(bare, fp);
         assert!("AB:CD".parse::<Fingerprint>().is_err());
         assert!("zz".repeat(32).parse::<Fingerprint>().is_err());
+        // Found by the decoder property test: 64 bytes of non-ASCII text panicked.
+        assert!("é".repeat(32).parse::<Fingerprint>().is_err());
+        assert!("p\u{FFFD}y".repeat(8).parse::<Fingerprint>().is_err());
         assert_eq!(
             Fingerprint::of_der(b"").to_string(),
             "E3:B0:C4:42:98:FC:1C:14:9A:FB:F4:C8:99:6F:B9:24:27:AE:41:E4:64:9B:93:4C:A4:95:99:1B:78:52:B8:55"
