@@ -127,6 +127,10 @@ pub struct TaskPoll {
     /// The least time between two status polls of one node, over all the tasks waited on
     /// there: 100 concurrent waits on a node cost at most `1 / node_gap` requests a second.
     pub node_gap: Duration,
+    /// Share one `GET /nodes/{node}/tasks?source=active` among the waits on a node: a task
+    /// listed as active needs no status request of its own; one that is not is then asked
+    /// for its status (which also covers a task not listed yet).
+    pub shared_active_list: bool,
 }
 
 impl Default for TaskPoll {
@@ -138,6 +142,7 @@ impl Default for TaskPoll {
             unknown_grace: Duration::from_secs(10),
             log_tail: 20,
             node_gap: Duration::from_millis(25),
+            shared_active_list: true,
         }
     }
 }
@@ -333,6 +338,7 @@ impl ClientBuilder {
                 node_concurrency: self.node_concurrency,
                 node_limits: StdMutex::new(HashMap::new()),
                 poll_slots: StdMutex::new(HashMap::new()),
+                active_lists: StdMutex::new(HashMap::new()),
                 seq: AtomicU64::new(0),
                 version: Mutex::new(None),
                 renew_after: self.renew_after,
@@ -359,6 +365,7 @@ pub(crate) struct Inner {
     node_concurrency: usize,
     node_limits: StdMutex<HashMap<String, Arc<Semaphore>>>,
     pub(crate) poll_slots: StdMutex<HashMap<String, tokio::time::Instant>>,
+    pub(crate) active_lists: StdMutex<HashMap<String, Arc<crate::tasks::ActiveList>>>,
     seq: AtomicU64,
     pub(crate) version: Mutex<Option<crate::api::VersionInfo>>,
     renew_after: Duration,
@@ -1630,7 +1637,20 @@ mod tests {
 
         // 50 waits on one node, all running: status GETs spaced node_gap (25 ms) apart.
         let running = r#"{"data":{"status":"running","type":"qmstart","node":"pve"}}"#;
-        let (c, s) = client(token(), (0..2000).map(|_| ok(running)).collect());
+        let script = Arc::new(Script {
+            answers: M::new((0..2000).map(|_| ok(running)).collect()),
+            seen: M::new(Vec::new()),
+        });
+        let c = ClientBuilder::new("https://pve.test:8006")
+            .credentials(token())
+            .task_poll(TaskPoll {
+                shared_active_list: false,
+                ..TaskPoll::default()
+            })
+            .transport(Arc::clone(&script) as Arc<dyn Transport>)
+            .build()
+            .unwrap();
+        let s = script;
         let waits = (0..50).map(|i| {
             let c = c.clone();
             let u: crate::Upid =

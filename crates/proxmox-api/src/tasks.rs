@@ -45,6 +45,19 @@ pub struct TaskStatus {
 }
 
 impl TaskStatus {
+    #[cfg(feature = "client")]
+    fn running() -> Self {
+        Self {
+            status: "running".into(),
+            exitstatus: None,
+            task_type: String::new(),
+            id: None,
+            node: String::new(),
+            user: String::new(),
+            starttime: None,
+        }
+    }
+
     /// True while the task runs.
     pub fn is_running(&self) -> bool {
         self.status == "running"
@@ -88,6 +101,11 @@ impl TaskListEntry {
         self.endtime.is_none() && self.status.as_deref().is_none_or(|s| s == "running")
     }
 }
+
+/// The last `GET /nodes/{node}/tasks?source=active` of a node, shared by its waits.
+#[cfg(feature = "client")]
+#[derive(Default)]
+pub(crate) struct ActiveList(tokio::sync::Mutex<Option<(Instant, std::sync::Arc<Vec<String>>)>>);
 
 /// One page of a task log, with the number of lines the log has in all.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -291,14 +309,65 @@ impl Client {
         tokio::time::sleep_until(at).await;
     }
 
+    /// True if a listing of `node`'s active tasks requested after `since` shows `upid`.
+    /// Waits on one node share the listing: who finds one taken after its own last look
+    /// uses it, else it asks (the others queue behind the lock and reuse the answer).
+    /// `None` when the listing cannot be had (then the status is asked directly).
+    async fn listed_active(&self, upid: &Upid, since: Instant) -> Option<bool> {
+        let node = upid.node();
+        let list = {
+            let mut lists = self
+                .inner
+                .active_lists
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            std::sync::Arc::clone(lists.entry(node.to_owned()).or_default())
+        };
+        let mut guard = list.0.lock().await;
+        if let Some((at, upids)) = guard.as_ref()
+            && *at >= since
+        {
+            return Some(upids.iter().any(|u| u == upid.as_str()));
+        }
+        self.poll_slot(node).await;
+        let at = Instant::now();
+        let p = Params::new()
+            .set("source", "active")
+            .set("limit", 10_000u32);
+        let all: Vec<TaskListEntry> = self
+            .get(&format!("/nodes/{}/tasks", segment(node)), &p)
+            .await
+            .ok()?;
+        let upids: Vec<String> = all
+            .into_iter()
+            .filter(TaskListEntry::is_active)
+            .map(|t| t.upid.as_str().to_owned())
+            .collect();
+        let listed = upids.iter().any(|u| u == upid.as_str());
+        *guard = Some((at, std::sync::Arc::new(upids)));
+        Some(listed)
+    }
+
     async fn wait_worker(&self, upid: &Upid, timeout: Duration) -> Result<TaskOutcome, Error> {
         let poll = self.inner.poll.clone();
         let started = Instant::now();
         // A task that was just started is still running: the first look waits a little.
         tokio::time::sleep(poll.min_interval.min(timeout)).await;
+        let mut last_look: Option<Instant> = None;
         loop {
-            self.poll_slot(upid.node()).await;
-            match self.task_status(upid).await {
+            let listed = match last_look {
+                Some(since) if poll.shared_active_list => self.listed_active(upid, since).await,
+                _ => None,
+            };
+            let look = Instant::now();
+            let status = if listed == Some(true) {
+                None
+            } else {
+                self.poll_slot(upid.node()).await;
+                Some(self.task_status(upid).await)
+            };
+            last_look = Some(look);
+            match status.unwrap_or_else(|| Ok(TaskStatus::running())) {
                 Ok(st) if !st.is_running() => {
                     let exit = st.exitstatus.unwrap_or_else(|| "unknown".into());
                     debug!(upid = %upid, exit = %exit, "task stopped");
