@@ -1667,6 +1667,37 @@ mod tests {
         assert!(n <= 400 + 50, "{n} status polls in 10 s on one node");
     }
 
+    #[tokio::test]
+    async fn hamigrate_waits_until_the_vm_left_its_node() {
+        // PVE answers a migrate of an HA-managed VM with a `hamigrate` task that ends as
+        // soon as the request is queued; the VM moves later.
+        let upid: crate::Upid = "UPID:pve1:00000001:00000002:00000003:hamigrate:100:root@pam:"
+            .parse()
+            .unwrap();
+        let on = |node: &str, lock: &str| {
+            ok(
+                &serde_json::json!({"data": [{"id": "qemu/100", "type": "qemu", "vmid": 100,
+                "node": node, "status": "running", "hastate": "started", "lock": lock}]})
+                .to_string(),
+            )
+        };
+        let (c, s) = client(
+            token(),
+            vec![
+                ok(
+                    r#"{"data":{"status":"stopped","exitstatus":"OK","type":"hamigrate","node":"pve1"}}"#,
+                ),
+                on("pve1", ""),
+                on("pve1", "migrate"),
+                on("pve2", ""),
+            ],
+        );
+        c.wait_task(&upid).await.unwrap();
+        let seen = s.seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 4, "waited until the VM was on pve2, unlocked");
+        assert!(seen[3].url.ends_with("/cluster/resources?type=vm"));
+    }
+
     #[test]
     fn builder_validation() {
         let e = ClientBuilder::new("ftp://x")
