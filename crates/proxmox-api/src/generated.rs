@@ -2,7 +2,7 @@
 //!
 //! Schema: fakepve 0.5.0's `pve-api.json.gz` (pve-docs `apidoc.js` of 2026-10-19),
 //! SHA-256 of the JSON `8d3d7781d3d1ea5944d879981213f178b708b05eb8a5a3592199477f7a38b455`.
-//! Paths: `/cluster/ha`, `/cluster/nextid`, `/cluster/resources`, `/cluster/status`, `/nodes/{node}/tasks`, `/pools`.
+//! Paths: `/access/acl`, `/access/permissions`, `/access/users`, `/cluster/ha`, `/cluster/nextid`, `/cluster/resources`, `/cluster/status`, `/nodes/{node}/tasks`, `/pools`.
 //! Every parameter is an `Option` (`None`: not sent); the docs say which are required.
 
 #![allow(clippy::all, missing_docs, reason = "generated code")]
@@ -33,6 +33,690 @@ impl<'de> serde::Deserialize<'de> for Loose<bool> {
         crate::de::bool_value(&v)
             .map(Loose)
             .ok_or_else(|| serde::de::Error::custom(format!("expected a boolean, got {v}")))
+    }
+}
+
+/// Parameters of `GET /access/acl`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetAccessAclParams {}
+
+impl GetAccessAclParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetAccessAclItem {
+    /// `path`.
+    #[serde(rename = "path", default, deserialize_with = "crate::de::opt_string")]
+    pub path: Option<String>,
+    /// `propagate`.
+    #[serde(
+        rename = "propagate",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub propagate: Option<bool>,
+    /// `roleid`.
+    #[serde(rename = "roleid", default, deserialize_with = "crate::de::opt_string")]
+    pub roleid: Option<String>,
+    /// `type`. One of `user`, `group`, `token`.
+    #[serde(rename = "type", default, deserialize_with = "crate::de::opt_string")]
+    pub r#type: Option<String>,
+    /// `ugid`.
+    #[serde(rename = "ugid", default, deserialize_with = "crate::de::opt_string")]
+    pub ugid: Option<String>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `PUT /access/acl`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PutAccessAclParams {
+    /// `delete`.
+    pub delete: Option<bool>,
+    /// `groups`. Format `pve-groupid-list`.
+    pub groups: Option<String>,
+    /// `path`. Required.
+    pub path: Option<String>,
+    /// `propagate`.
+    pub propagate: Option<bool>,
+    /// `roles`. Format `pve-roleid-list`. Required.
+    pub roles: Option<String>,
+    /// `tokens`. Format `pve-tokenid-list`.
+    pub tokens: Option<String>,
+    /// `users`. Format `pve-userid-list`.
+    pub users: Option<String>,
+}
+
+impl PutAccessAclParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.delete {
+            p.insert("delete", v);
+        }
+        if let Some(v) = &self.groups {
+            p.insert("groups", v);
+        }
+        if let Some(v) = &self.path {
+            p.insert("path", v);
+        }
+        if let Some(v) = &self.propagate {
+            p.insert("propagate", v);
+        }
+        if let Some(v) = &self.roles {
+            p.insert("roles", v);
+        }
+        if let Some(v) = &self.tokens {
+            p.insert("tokens", v);
+        }
+        if let Some(v) = &self.users {
+            p.insert("users", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `GET /access/permissions`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetAccessPermissionsParams {
+    /// `path`.
+    pub path: Option<String>,
+    /// `userid`.
+    pub userid: Option<String>,
+}
+
+impl GetAccessPermissionsParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.path {
+            p.insert("path", v);
+        }
+        if let Some(v) = &self.userid {
+            p.insert("userid", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `GET /access/users`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetAccessUsersParams {
+    /// `enabled`.
+    pub enabled: Option<bool>,
+    /// `full`.
+    pub full: Option<bool>,
+}
+
+impl GetAccessUsersParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.enabled {
+            p.insert("enabled", v);
+        }
+        if let Some(v) = &self.full {
+            p.insert("full", v);
+        }
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetAccessUsersItem {
+    /// `comment`.
+    #[serde(
+        rename = "comment",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub comment: Option<String>,
+    /// `email`. Format `email-opt`.
+    #[serde(rename = "email", default, deserialize_with = "crate::de::opt_string")]
+    pub email: Option<String>,
+    /// `enable`.
+    #[serde(rename = "enable", default, deserialize_with = "crate::de::opt_bool")]
+    pub enable: Option<bool>,
+    /// `expire`.
+    #[serde(rename = "expire", default, deserialize_with = "crate::de::opt_i64")]
+    pub expire: Option<i64>,
+    /// `firstname`.
+    #[serde(
+        rename = "firstname",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub firstname: Option<String>,
+    /// `groups`. Format `pve-groupid-list`.
+    #[serde(rename = "groups", default, deserialize_with = "crate::de::opt_string")]
+    pub groups: Option<String>,
+    /// `keys`.
+    #[serde(rename = "keys", default, deserialize_with = "crate::de::opt_string")]
+    pub keys: Option<String>,
+    /// `lastname`.
+    #[serde(
+        rename = "lastname",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub lastname: Option<String>,
+    /// `realm-type`. Format `pve-realm`.
+    #[serde(
+        rename = "realm-type",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub realm_type: Option<String>,
+    /// `tfa-locked-until`.
+    #[serde(
+        rename = "tfa-locked-until",
+        default,
+        deserialize_with = "crate::de::opt_i64"
+    )]
+    pub tfa_locked_until: Option<i64>,
+    /// `tokens`.
+    #[serde(rename = "tokens", default)]
+    pub tokens: Option<serde_json::Value>,
+    /// `totp-locked`.
+    #[serde(
+        rename = "totp-locked",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub totp_locked: Option<bool>,
+    /// `userid`. Format `pve-userid`.
+    #[serde(rename = "userid", default, deserialize_with = "crate::de::opt_string")]
+    pub userid: Option<String>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `POST /access/users`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostAccessUsersParams {
+    /// `comment`.
+    pub comment: Option<String>,
+    /// `email`. Format `email-opt`.
+    pub email: Option<String>,
+    /// `enable`.
+    pub enable: Option<bool>,
+    /// `expire`.
+    pub expire: Option<i64>,
+    /// `firstname`.
+    pub firstname: Option<String>,
+    /// `groups`. Format `pve-groupid-list`.
+    pub groups: Option<String>,
+    /// `keys`.
+    pub keys: Option<String>,
+    /// `lastname`.
+    pub lastname: Option<String>,
+    /// `password`.
+    pub password: Option<String>,
+    /// `userid`. Format `pve-userid`. Required.
+    pub userid: Option<String>,
+}
+
+impl PostAccessUsersParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.comment {
+            p.insert("comment", v);
+        }
+        if let Some(v) = &self.email {
+            p.insert("email", v);
+        }
+        if let Some(v) = &self.enable {
+            p.insert("enable", v);
+        }
+        if let Some(v) = &self.expire {
+            p.insert("expire", v);
+        }
+        if let Some(v) = &self.firstname {
+            p.insert("firstname", v);
+        }
+        if let Some(v) = &self.groups {
+            p.insert("groups", v);
+        }
+        if let Some(v) = &self.keys {
+            p.insert("keys", v);
+        }
+        if let Some(v) = &self.lastname {
+            p.insert("lastname", v);
+        }
+        if let Some(v) = &self.password {
+            p.insert("password", v);
+        }
+        if let Some(v) = &self.userid {
+            p.insert("userid", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `DELETE /access/users/{userid}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct DeleteAccessUsersUseridParams {}
+
+impl DeleteAccessUsersUseridParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// Parameters of `GET /access/users/{userid}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetAccessUsersUseridParams {}
+
+impl GetAccessUsersUseridParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetAccessUsersUseridAnswer {
+    /// `comment`.
+    #[serde(
+        rename = "comment",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub comment: Option<String>,
+    /// `email`. Format `email-opt`.
+    #[serde(rename = "email", default, deserialize_with = "crate::de::opt_string")]
+    pub email: Option<String>,
+    /// `enable`.
+    #[serde(rename = "enable", default, deserialize_with = "crate::de::opt_bool")]
+    pub enable: Option<bool>,
+    /// `expire`.
+    #[serde(rename = "expire", default, deserialize_with = "crate::de::opt_i64")]
+    pub expire: Option<i64>,
+    /// `firstname`.
+    #[serde(
+        rename = "firstname",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub firstname: Option<String>,
+    /// `groups`.
+    #[serde(rename = "groups", default)]
+    pub groups: Option<serde_json::Value>,
+    /// `keys`.
+    #[serde(rename = "keys", default, deserialize_with = "crate::de::opt_string")]
+    pub keys: Option<String>,
+    /// `lastname`.
+    #[serde(
+        rename = "lastname",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub lastname: Option<String>,
+    /// `tokens`.
+    #[serde(rename = "tokens", default)]
+    pub tokens: Option<serde_json::Value>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `PUT /access/users/{userid}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PutAccessUsersUseridParams {
+    /// `append`.
+    pub append: Option<bool>,
+    /// `comment`.
+    pub comment: Option<String>,
+    /// `email`. Format `email-opt`.
+    pub email: Option<String>,
+    /// `enable`.
+    pub enable: Option<bool>,
+    /// `expire`.
+    pub expire: Option<i64>,
+    /// `firstname`.
+    pub firstname: Option<String>,
+    /// `groups`. Format `pve-groupid-list`.
+    pub groups: Option<String>,
+    /// `keys`.
+    pub keys: Option<String>,
+    /// `lastname`.
+    pub lastname: Option<String>,
+}
+
+impl PutAccessUsersUseridParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.append {
+            p.insert("append", v);
+        }
+        if let Some(v) = &self.comment {
+            p.insert("comment", v);
+        }
+        if let Some(v) = &self.email {
+            p.insert("email", v);
+        }
+        if let Some(v) = &self.enable {
+            p.insert("enable", v);
+        }
+        if let Some(v) = &self.expire {
+            p.insert("expire", v);
+        }
+        if let Some(v) = &self.firstname {
+            p.insert("firstname", v);
+        }
+        if let Some(v) = &self.groups {
+            p.insert("groups", v);
+        }
+        if let Some(v) = &self.keys {
+            p.insert("keys", v);
+        }
+        if let Some(v) = &self.lastname {
+            p.insert("lastname", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `GET /access/users/{userid}/tfa`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetAccessUsersUseridTfaParams {
+    /// `multiple`.
+    pub multiple: Option<bool>,
+}
+
+impl GetAccessUsersUseridTfaParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.multiple {
+            p.insert("multiple", v);
+        }
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetAccessUsersUseridTfaAnswer {
+    /// `realm`. One of `oath`, `yubico`.
+    #[serde(rename = "realm", default, deserialize_with = "crate::de::opt_string")]
+    pub realm: Option<String>,
+    /// `types`.
+    #[serde(rename = "types", default)]
+    pub types: Option<serde_json::Value>,
+    /// `user`. One of `oath`, `u2f`.
+    #[serde(rename = "user", default, deserialize_with = "crate::de::opt_string")]
+    pub user: Option<String>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `GET /access/users/{userid}/token`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetAccessUsersUseridTokenParams {}
+
+impl GetAccessUsersUseridTokenParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetAccessUsersUseridTokenItem {
+    /// `comment`.
+    #[serde(
+        rename = "comment",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub comment: Option<String>,
+    /// `expire`.
+    #[serde(rename = "expire", default, deserialize_with = "crate::de::opt_i64")]
+    pub expire: Option<i64>,
+    /// `privsep`.
+    #[serde(rename = "privsep", default, deserialize_with = "crate::de::opt_bool")]
+    pub privsep: Option<bool>,
+    /// `tokenid`.
+    #[serde(
+        rename = "tokenid",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub tokenid: Option<String>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `DELETE /access/users/{userid}/token/{tokenid}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct DeleteAccessUsersUseridTokenTokenidParams {}
+
+impl DeleteAccessUsersUseridTokenTokenidParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// Parameters of `GET /access/users/{userid}/token/{tokenid}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetAccessUsersUseridTokenTokenidParams {}
+
+impl GetAccessUsersUseridTokenTokenidParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetAccessUsersUseridTokenTokenidAnswer {
+    /// `comment`.
+    #[serde(
+        rename = "comment",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub comment: Option<String>,
+    /// `expire`.
+    #[serde(rename = "expire", default, deserialize_with = "crate::de::opt_i64")]
+    pub expire: Option<i64>,
+    /// `privsep`.
+    #[serde(rename = "privsep", default, deserialize_with = "crate::de::opt_bool")]
+    pub privsep: Option<bool>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `POST /access/users/{userid}/token/{tokenid}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostAccessUsersUseridTokenTokenidParams {
+    /// `comment`.
+    pub comment: Option<String>,
+    /// `expire`.
+    pub expire: Option<i64>,
+    /// `privsep`.
+    pub privsep: Option<bool>,
+}
+
+impl PostAccessUsersUseridTokenTokenidParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.comment {
+            p.insert("comment", v);
+        }
+        if let Some(v) = &self.expire {
+            p.insert("expire", v);
+        }
+        if let Some(v) = &self.privsep {
+            p.insert("privsep", v);
+        }
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct PostAccessUsersUseridTokenTokenidAnswer {
+    /// `full-tokenid`.
+    #[serde(
+        rename = "full-tokenid",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub full_tokenid: Option<String>,
+    /// `info`.
+    #[serde(rename = "info", default)]
+    pub info: Option<serde_json::Value>,
+    /// `value`.
+    #[serde(rename = "value", default, deserialize_with = "crate::de::opt_string")]
+    pub value: Option<String>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `PUT /access/users/{userid}/token/{tokenid}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PutAccessUsersUseridTokenTokenidParams {
+    /// `comment`.
+    pub comment: Option<String>,
+    /// `delete`. Format `pve-configid-list`.
+    pub delete: Option<String>,
+    /// `expire`.
+    pub expire: Option<i64>,
+    /// `privsep`.
+    pub privsep: Option<bool>,
+    /// `regenerate`.
+    pub regenerate: Option<bool>,
+}
+
+impl PutAccessUsersUseridTokenTokenidParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.comment {
+            p.insert("comment", v);
+        }
+        if let Some(v) = &self.delete {
+            p.insert("delete", v);
+        }
+        if let Some(v) = &self.expire {
+            p.insert("expire", v);
+        }
+        if let Some(v) = &self.privsep {
+            p.insert("privsep", v);
+        }
+        if let Some(v) = &self.regenerate {
+            p.insert("regenerate", v);
+        }
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct PutAccessUsersUseridTokenTokenidAnswer {
+    /// `comment`.
+    #[serde(
+        rename = "comment",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub comment: Option<String>,
+    /// `expire`.
+    #[serde(rename = "expire", default, deserialize_with = "crate::de::opt_i64")]
+    pub expire: Option<i64>,
+    /// `full-tokenid`.
+    #[serde(
+        rename = "full-tokenid",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub full_tokenid: Option<String>,
+    /// `privsep`.
+    #[serde(rename = "privsep", default, deserialize_with = "crate::de::opt_bool")]
+    pub privsep: Option<bool>,
+    /// `value`.
+    #[serde(rename = "value", default, deserialize_with = "crate::de::opt_string")]
+    pub value: Option<String>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `PUT /access/users/{userid}/unlock-tfa`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PutAccessUsersUseridUnlockTfaParams {}
+
+impl PutAccessUsersUseridUnlockTfaParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
     }
 }
 
@@ -1609,6 +2293,272 @@ impl PutPoolsPoolidParams {
 
 #[cfg(feature = "client")]
 impl Client {
+    /// `GET /access/acl` (generated).
+    pub async fn get_access_acl(
+        &self,
+        params: &GetAccessAclParams,
+    ) -> Result<Vec<GetAccessAclItem>, Error> {
+        let path = "/access/acl".to_owned();
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `PUT /access/acl` (generated).
+    ///
+    /// Required in `params`: `path`, `roles`.
+    pub async fn put_access_acl(&self, params: &PutAccessAclParams) -> Result<(), Error> {
+        let path = "/access/acl".to_owned();
+        let env = self
+            .request_envelope(Method::Put, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "PUT",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /access/permissions` (generated).
+    pub async fn get_access_permissions(
+        &self,
+        params: &GetAccessPermissionsParams,
+    ) -> Result<serde_json::Value, Error> {
+        let path = "/access/permissions".to_owned();
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /access/users` (generated).
+    pub async fn get_access_users(
+        &self,
+        params: &GetAccessUsersParams,
+    ) -> Result<Vec<GetAccessUsersItem>, Error> {
+        let path = "/access/users".to_owned();
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /access/users` (generated).
+    ///
+    /// Required in `params`: `userid`.
+    pub async fn post_access_users(&self, params: &PostAccessUsersParams) -> Result<(), Error> {
+        let path = "/access/users".to_owned();
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
+            path,
+            source,
+        })
+    }
+
+    /// `DELETE /access/users/{userid}` (generated).
+    pub async fn delete_access_users_userid(
+        &self,
+        userid: &str,
+        params: &DeleteAccessUsersUseridParams,
+    ) -> Result<(), Error> {
+        let userid = segment(userid);
+        let path = format!("/access/users/{userid}");
+        let env = self
+            .request_envelope(Method::Delete, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "DELETE",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /access/users/{userid}` (generated).
+    pub async fn get_access_users_userid(
+        &self,
+        userid: &str,
+        params: &GetAccessUsersUseridParams,
+    ) -> Result<GetAccessUsersUseridAnswer, Error> {
+        let userid = segment(userid);
+        let path = format!("/access/users/{userid}");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `PUT /access/users/{userid}` (generated).
+    pub async fn put_access_users_userid(
+        &self,
+        userid: &str,
+        params: &PutAccessUsersUseridParams,
+    ) -> Result<(), Error> {
+        let userid = segment(userid);
+        let path = format!("/access/users/{userid}");
+        let env = self
+            .request_envelope(Method::Put, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "PUT",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /access/users/{userid}/tfa` (generated).
+    pub async fn get_access_users_userid_tfa(
+        &self,
+        userid: &str,
+        params: &GetAccessUsersUseridTfaParams,
+    ) -> Result<GetAccessUsersUseridTfaAnswer, Error> {
+        let userid = segment(userid);
+        let path = format!("/access/users/{userid}/tfa");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /access/users/{userid}/token` (generated).
+    pub async fn get_access_users_userid_token(
+        &self,
+        userid: &str,
+        params: &GetAccessUsersUseridTokenParams,
+    ) -> Result<Vec<GetAccessUsersUseridTokenItem>, Error> {
+        let userid = segment(userid);
+        let path = format!("/access/users/{userid}/token");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `DELETE /access/users/{userid}/token/{tokenid}` (generated).
+    pub async fn delete_access_users_userid_token_tokenid(
+        &self,
+        userid: &str,
+        tokenid: &str,
+        params: &DeleteAccessUsersUseridTokenTokenidParams,
+    ) -> Result<(), Error> {
+        let userid = segment(userid);
+        let tokenid = segment(tokenid);
+        let path = format!("/access/users/{userid}/token/{tokenid}");
+        let env = self
+            .request_envelope(Method::Delete, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "DELETE",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /access/users/{userid}/token/{tokenid}` (generated).
+    pub async fn get_access_users_userid_token_tokenid(
+        &self,
+        userid: &str,
+        tokenid: &str,
+        params: &GetAccessUsersUseridTokenTokenidParams,
+    ) -> Result<GetAccessUsersUseridTokenTokenidAnswer, Error> {
+        let userid = segment(userid);
+        let tokenid = segment(tokenid);
+        let path = format!("/access/users/{userid}/token/{tokenid}");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /access/users/{userid}/token/{tokenid}` (generated).
+    pub async fn post_access_users_userid_token_tokenid(
+        &self,
+        userid: &str,
+        tokenid: &str,
+        params: &PostAccessUsersUseridTokenTokenidParams,
+    ) -> Result<PostAccessUsersUseridTokenTokenidAnswer, Error> {
+        let userid = segment(userid);
+        let tokenid = segment(tokenid);
+        let path = format!("/access/users/{userid}/token/{tokenid}");
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
+            path,
+            source,
+        })
+    }
+
+    /// `PUT /access/users/{userid}/token/{tokenid}` (generated).
+    pub async fn put_access_users_userid_token_tokenid(
+        &self,
+        userid: &str,
+        tokenid: &str,
+        params: &PutAccessUsersUseridTokenTokenidParams,
+    ) -> Result<PutAccessUsersUseridTokenTokenidAnswer, Error> {
+        let userid = segment(userid);
+        let tokenid = segment(tokenid);
+        let path = format!("/access/users/{userid}/token/{tokenid}");
+        let env = self
+            .request_envelope(Method::Put, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "PUT",
+            path,
+            source,
+        })
+    }
+
+    /// `PUT /access/users/{userid}/unlock-tfa` (generated).
+    pub async fn put_access_users_userid_unlock_tfa(
+        &self,
+        userid: &str,
+        params: &PutAccessUsersUseridUnlockTfaParams,
+    ) -> Result<Loose<bool>, Error> {
+        let userid = segment(userid);
+        let path = format!("/access/users/{userid}/unlock-tfa");
+        let env = self
+            .request_envelope(Method::Put, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "PUT",
+            path,
+            source,
+        })
+    }
+
     /// `GET /cluster/ha` (generated).
     pub async fn get_cluster_ha(
         &self,
