@@ -12,9 +12,8 @@ use serde_json::Value;
 /// (made from pve-docs' `api-viewer/apidoc.js` of 2026-10-19: 449 paths, 680 methods).
 pub const SCHEMA_SHA256: &str = "8d3d7781d3d1ea5944d879981213f178b708b05eb8a5a3592199477f7a38b455";
 
-/// The path prefixes covered. `/nodes/{node}/qemu`, `/nodes/{node}/storage`,
-/// `/nodes/{node}/status`, `/nodes/{node}/network` and the rest of `/access` (tickets,
-/// domains, groups, roles, TFA) are not generated yet.
+/// The path prefixes covered. `/nodes/{node}/qemu`, `/nodes/{node}/storage` and the rest
+/// of `/access` (tickets, domains, groups, roles, TFA) are not generated yet.
 pub const COVERED: &[&str] = &[
     "/access/acl",
     "/access/permissions",
@@ -23,6 +22,8 @@ pub const COVERED: &[&str] = &[
     "/cluster/nextid",
     "/cluster/resources",
     "/cluster/status",
+    "/nodes/{node}/network",
+    "/nodes/{node}/status",
     "/nodes/{node}/tasks",
     "/pools",
 ];
@@ -472,6 +473,7 @@ fn sample(key: &str, v: &Value) -> Option<String> {
         ("storage", _) => "Some(\"local\".to_owned())".into(),
         ("digest", _) => return None,
         ("userid", _) => "Some(\"gen@pve\".to_owned())".into(),
+        ("iface", _) => "Some(\"vmbr9\".to_owned())".into(),
         ("tokenid", _) => "Some(\"gentoken\".to_owned())".into(),
         ("path", _) => "Some(\"/vms/100\".to_owned())".into(),
         ("roles", _) => "Some(\"PVEAuditor\".to_owned())".into(),
@@ -600,6 +602,7 @@ pub fn generate_test(schema: &Value) -> String {
                 "upid" => "&upid".to_owned(),
                 "sid" => "\"vm:100\"".to_owned(),
                 "userid" => "\"gen@pve\"".to_owned(),
+                "iface" => "\"vmbr9\"".to_owned(),
                 "tokenid" => "\"gentoken\"".to_owned(),
                 other => format!("\"gen-{other}\""),
             })

@@ -2,7 +2,7 @@
 //!
 //! Schema: fakepve 0.5.0's `pve-api.json.gz` (pve-docs `apidoc.js` of 2026-10-19),
 //! SHA-256 of the JSON `8d3d7781d3d1ea5944d879981213f178b708b05eb8a5a3592199477f7a38b455`.
-//! Paths: `/access/acl`, `/access/permissions`, `/access/users`, `/cluster/ha`, `/cluster/nextid`, `/cluster/resources`, `/cluster/status`, `/nodes/{node}/tasks`, `/pools`.
+//! Paths: `/access/acl`, `/access/permissions`, `/access/users`, `/cluster/ha`, `/cluster/nextid`, `/cluster/resources`, `/cluster/status`, `/nodes/{node}/network`, `/nodes/{node}/status`, `/nodes/{node}/tasks`, `/pools`.
 //! Every parameter is an `Option` (`None`: not sent); the docs say which are required.
 
 #![allow(clippy::all, missing_docs, reason = "generated code")]
@@ -1827,6 +1827,761 @@ pub struct GetClusterStatusItem {
     pub other: BTreeMap<String, serde_json::Value>,
 }
 
+/// Parameters of `DELETE /nodes/{node}/network`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct DeleteNodesNodeNetworkParams {}
+
+impl DeleteNodesNodeNetworkParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// Parameters of `GET /nodes/{node}/network`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeNetworkParams {
+    /// `type`. One of `bridge`, `bond`, `eth`, `alias`, `vlan`, `fabric`, `OVSBridge`, `OVSBond`, `OVSPort`, `OVSIntPort`, `vnet`, `any_bridge`, `any_local_bridge`, `include_sdn`.
+    pub r#type: Option<String>,
+}
+
+impl GetNodesNodeNetworkParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.r#type {
+            p.insert("type", v);
+        }
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetNodesNodeNetworkItem {
+    /// `active`.
+    #[serde(rename = "active", default, deserialize_with = "crate::de::opt_bool")]
+    pub active: Option<bool>,
+    /// `address`. Format `ipv4`.
+    #[serde(
+        rename = "address",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub address: Option<String>,
+    /// `address6`. Format `ipv6`.
+    #[serde(
+        rename = "address6",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub address6: Option<String>,
+    /// `autostart`.
+    #[serde(
+        rename = "autostart",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub autostart: Option<bool>,
+    /// `bond-primary`. Format `pve-iface`.
+    #[serde(
+        rename = "bond-primary",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub bond_primary: Option<String>,
+    /// `bond_mode`. One of `balance-rr`, `active-backup`, `balance-xor`, `broadcast`, `802.3ad`, `balance-tlb`, `balance-alb`, `balance-slb`, `lacp-balance-slb`, `lacp-balance-tcp`.
+    #[serde(
+        rename = "bond_mode",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub bond_mode: Option<String>,
+    /// `bond_xmit_hash_policy`. One of `layer2`, `layer2+3`, `layer3+4`.
+    #[serde(
+        rename = "bond_xmit_hash_policy",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub bond_xmit_hash_policy: Option<String>,
+    /// `bridge-access`.
+    #[serde(
+        rename = "bridge-access",
+        default,
+        deserialize_with = "crate::de::opt_i64"
+    )]
+    pub bridge_access: Option<i64>,
+    /// `bridge-arp-nd-suppress`.
+    #[serde(
+        rename = "bridge-arp-nd-suppress",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub bridge_arp_nd_suppress: Option<bool>,
+    /// `bridge-learning`.
+    #[serde(
+        rename = "bridge-learning",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub bridge_learning: Option<bool>,
+    /// `bridge-multicast-flood`.
+    #[serde(
+        rename = "bridge-multicast-flood",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub bridge_multicast_flood: Option<bool>,
+    /// `bridge-unicast-flood`.
+    #[serde(
+        rename = "bridge-unicast-flood",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub bridge_unicast_flood: Option<bool>,
+    /// `bridge_ports`. Format `pve-iface-list`.
+    #[serde(
+        rename = "bridge_ports",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub bridge_ports: Option<String>,
+    /// `bridge_vids`. Format `pve-vlan-id-or-range-list`.
+    #[serde(
+        rename = "bridge_vids",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub bridge_vids: Option<String>,
+    /// `bridge_vlan_aware`.
+    #[serde(
+        rename = "bridge_vlan_aware",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub bridge_vlan_aware: Option<bool>,
+    /// `cidr`. Format `CIDRv4`.
+    #[serde(rename = "cidr", default, deserialize_with = "crate::de::opt_string")]
+    pub cidr: Option<String>,
+    /// `cidr6`. Format `CIDRv6`.
+    #[serde(rename = "cidr6", default, deserialize_with = "crate::de::opt_string")]
+    pub cidr6: Option<String>,
+    /// `comments`.
+    #[serde(
+        rename = "comments",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub comments: Option<String>,
+    /// `comments6`.
+    #[serde(
+        rename = "comments6",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub comments6: Option<String>,
+    /// `exists`.
+    #[serde(rename = "exists", default, deserialize_with = "crate::de::opt_bool")]
+    pub exists: Option<bool>,
+    /// `families`.
+    #[serde(rename = "families", default)]
+    pub families: Option<serde_json::Value>,
+    /// `gateway`. Format `ipv4`.
+    #[serde(
+        rename = "gateway",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub gateway: Option<String>,
+    /// `gateway6`. Format `ipv6`.
+    #[serde(
+        rename = "gateway6",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub gateway6: Option<String>,
+    /// `iface`. Format `pve-iface`.
+    #[serde(rename = "iface", default, deserialize_with = "crate::de::opt_string")]
+    pub iface: Option<String>,
+    /// `link-type`.
+    #[serde(
+        rename = "link-type",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub link_type: Option<String>,
+    /// `method`. One of `loopback`, `dhcp`, `manual`, `static`, `auto`.
+    #[serde(rename = "method", default, deserialize_with = "crate::de::opt_string")]
+    pub method: Option<String>,
+    /// `method6`. One of `loopback`, `dhcp`, `manual`, `static`, `auto`.
+    #[serde(
+        rename = "method6",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub method6: Option<String>,
+    /// `mtu`.
+    #[serde(rename = "mtu", default, deserialize_with = "crate::de::opt_i64")]
+    pub mtu: Option<i64>,
+    /// `netmask`. Format `ipv4mask`.
+    #[serde(
+        rename = "netmask",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub netmask: Option<String>,
+    /// `netmask6`.
+    #[serde(rename = "netmask6", default, deserialize_with = "crate::de::opt_i64")]
+    pub netmask6: Option<i64>,
+    /// `options`.
+    #[serde(rename = "options", default)]
+    pub options: Option<serde_json::Value>,
+    /// `options6`.
+    #[serde(rename = "options6", default)]
+    pub options6: Option<serde_json::Value>,
+    /// `ovs_bonds`. Format `pve-iface-list`.
+    #[serde(
+        rename = "ovs_bonds",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub ovs_bonds: Option<String>,
+    /// `ovs_bridge`. Format `pve-iface`.
+    #[serde(
+        rename = "ovs_bridge",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub ovs_bridge: Option<String>,
+    /// `ovs_options`.
+    #[serde(
+        rename = "ovs_options",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub ovs_options: Option<String>,
+    /// `ovs_ports`. Format `pve-iface-list`.
+    #[serde(
+        rename = "ovs_ports",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub ovs_ports: Option<String>,
+    /// `ovs_tag`.
+    #[serde(rename = "ovs_tag", default, deserialize_with = "crate::de::opt_i64")]
+    pub ovs_tag: Option<i64>,
+    /// `priority`.
+    #[serde(rename = "priority", default, deserialize_with = "crate::de::opt_i64")]
+    pub priority: Option<i64>,
+    /// `slaves`. Format `pve-iface-list`.
+    #[serde(rename = "slaves", default, deserialize_with = "crate::de::opt_string")]
+    pub slaves: Option<String>,
+    /// `type`. One of `bridge`, `bond`, `eth`, `alias`, `vlan`, `fabric`, `OVSBridge`, `OVSBond`, `OVSPort`, `OVSIntPort`, `vnet`, `unknown`.
+    #[serde(rename = "type", default, deserialize_with = "crate::de::opt_string")]
+    pub r#type: Option<String>,
+    /// `uplink-id`.
+    #[serde(
+        rename = "uplink-id",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub uplink_id: Option<String>,
+    /// `vlan-id`.
+    #[serde(rename = "vlan-id", default, deserialize_with = "crate::de::opt_i64")]
+    pub vlan_id: Option<i64>,
+    /// `vlan-protocol`. One of `802.1ad`, `802.1q`.
+    #[serde(
+        rename = "vlan-protocol",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub vlan_protocol: Option<String>,
+    /// `vlan-raw-device`. Format `pve-iface`.
+    #[serde(
+        rename = "vlan-raw-device",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub vlan_raw_device: Option<String>,
+    /// `vxlan-id`.
+    #[serde(rename = "vxlan-id", default, deserialize_with = "crate::de::opt_i64")]
+    pub vxlan_id: Option<i64>,
+    /// `vxlan-local-tunnelip`.
+    #[serde(
+        rename = "vxlan-local-tunnelip",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub vxlan_local_tunnelip: Option<String>,
+    /// `vxlan-physdev`.
+    #[serde(
+        rename = "vxlan-physdev",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub vxlan_physdev: Option<String>,
+    /// `vxlan-svcnodeip`.
+    #[serde(
+        rename = "vxlan-svcnodeip",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub vxlan_svcnodeip: Option<String>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `POST /nodes/{node}/network`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostNodesNodeNetworkParams {
+    /// `address`. Format `ipv4`.
+    pub address: Option<String>,
+    /// `address6`. Format `ipv6`.
+    pub address6: Option<String>,
+    /// `autostart`.
+    pub autostart: Option<bool>,
+    /// `bond-primary`. Format `pve-iface`.
+    pub bond_primary: Option<String>,
+    /// `bond_mode`. One of `balance-rr`, `active-backup`, `balance-xor`, `broadcast`, `802.3ad`, `balance-tlb`, `balance-alb`, `balance-slb`, `lacp-balance-slb`, `lacp-balance-tcp`.
+    pub bond_mode: Option<String>,
+    /// `bond_xmit_hash_policy`. One of `layer2`, `layer2+3`, `layer3+4`.
+    pub bond_xmit_hash_policy: Option<String>,
+    /// `bridge_ports`. Format `pve-iface-list`.
+    pub bridge_ports: Option<String>,
+    /// `bridge_vids`. Format `pve-vlan-id-or-range-list`.
+    pub bridge_vids: Option<String>,
+    /// `bridge_vlan_aware`.
+    pub bridge_vlan_aware: Option<bool>,
+    /// `cidr`. Format `CIDRv4`.
+    pub cidr: Option<String>,
+    /// `cidr6`. Format `CIDRv6`.
+    pub cidr6: Option<String>,
+    /// `comments`.
+    pub comments: Option<String>,
+    /// `comments6`.
+    pub comments6: Option<String>,
+    /// `gateway`. Format `ipv4`.
+    pub gateway: Option<String>,
+    /// `gateway6`. Format `ipv6`.
+    pub gateway6: Option<String>,
+    /// `iface`. Format `pve-iface`. Required.
+    pub iface: Option<String>,
+    /// `mtu`.
+    pub mtu: Option<i64>,
+    /// `netmask`. Format `ipv4mask`.
+    pub netmask: Option<String>,
+    /// `netmask6`.
+    pub netmask6: Option<i64>,
+    /// `ovs_bonds`. Format `pve-iface-list`.
+    pub ovs_bonds: Option<String>,
+    /// `ovs_bridge`. Format `pve-iface`.
+    pub ovs_bridge: Option<String>,
+    /// `ovs_options`.
+    pub ovs_options: Option<String>,
+    /// `ovs_ports`. Format `pve-iface-list`.
+    pub ovs_ports: Option<String>,
+    /// `ovs_tag`.
+    pub ovs_tag: Option<i64>,
+    /// `slaves`. Format `pve-iface-list`.
+    pub slaves: Option<String>,
+    /// `type`. One of `bridge`, `bond`, `eth`, `alias`, `vlan`, `fabric`, `OVSBridge`, `OVSBond`, `OVSPort`, `OVSIntPort`, `vnet`, `unknown`. Required.
+    pub r#type: Option<String>,
+    /// `vlan-id`.
+    pub vlan_id: Option<i64>,
+    /// `vlan-raw-device`. Format `pve-iface`.
+    pub vlan_raw_device: Option<String>,
+}
+
+impl PostNodesNodeNetworkParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.address {
+            p.insert("address", v);
+        }
+        if let Some(v) = &self.address6 {
+            p.insert("address6", v);
+        }
+        if let Some(v) = &self.autostart {
+            p.insert("autostart", v);
+        }
+        if let Some(v) = &self.bond_primary {
+            p.insert("bond-primary", v);
+        }
+        if let Some(v) = &self.bond_mode {
+            p.insert("bond_mode", v);
+        }
+        if let Some(v) = &self.bond_xmit_hash_policy {
+            p.insert("bond_xmit_hash_policy", v);
+        }
+        if let Some(v) = &self.bridge_ports {
+            p.insert("bridge_ports", v);
+        }
+        if let Some(v) = &self.bridge_vids {
+            p.insert("bridge_vids", v);
+        }
+        if let Some(v) = &self.bridge_vlan_aware {
+            p.insert("bridge_vlan_aware", v);
+        }
+        if let Some(v) = &self.cidr {
+            p.insert("cidr", v);
+        }
+        if let Some(v) = &self.cidr6 {
+            p.insert("cidr6", v);
+        }
+        if let Some(v) = &self.comments {
+            p.insert("comments", v);
+        }
+        if let Some(v) = &self.comments6 {
+            p.insert("comments6", v);
+        }
+        if let Some(v) = &self.gateway {
+            p.insert("gateway", v);
+        }
+        if let Some(v) = &self.gateway6 {
+            p.insert("gateway6", v);
+        }
+        if let Some(v) = &self.iface {
+            p.insert("iface", v);
+        }
+        if let Some(v) = &self.mtu {
+            p.insert("mtu", v);
+        }
+        if let Some(v) = &self.netmask {
+            p.insert("netmask", v);
+        }
+        if let Some(v) = &self.netmask6 {
+            p.insert("netmask6", v);
+        }
+        if let Some(v) = &self.ovs_bonds {
+            p.insert("ovs_bonds", v);
+        }
+        if let Some(v) = &self.ovs_bridge {
+            p.insert("ovs_bridge", v);
+        }
+        if let Some(v) = &self.ovs_options {
+            p.insert("ovs_options", v);
+        }
+        if let Some(v) = &self.ovs_ports {
+            p.insert("ovs_ports", v);
+        }
+        if let Some(v) = &self.ovs_tag {
+            p.insert("ovs_tag", v);
+        }
+        if let Some(v) = &self.slaves {
+            p.insert("slaves", v);
+        }
+        if let Some(v) = &self.r#type {
+            p.insert("type", v);
+        }
+        if let Some(v) = &self.vlan_id {
+            p.insert("vlan-id", v);
+        }
+        if let Some(v) = &self.vlan_raw_device {
+            p.insert("vlan-raw-device", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `PUT /nodes/{node}/network`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PutNodesNodeNetworkParams {
+    /// `regenerate-frr`.
+    pub regenerate_frr: Option<bool>,
+}
+
+impl PutNodesNodeNetworkParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.regenerate_frr {
+            p.insert("regenerate-frr", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `DELETE /nodes/{node}/network/{iface}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct DeleteNodesNodeNetworkIfaceParams {}
+
+impl DeleteNodesNodeNetworkIfaceParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// Parameters of `GET /nodes/{node}/network/{iface}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeNetworkIfaceParams {}
+
+impl GetNodesNodeNetworkIfaceParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetNodesNodeNetworkIfaceAnswer {
+    /// `method`.
+    #[serde(rename = "method", default, deserialize_with = "crate::de::opt_string")]
+    pub method: Option<String>,
+    /// `type`.
+    #[serde(rename = "type", default, deserialize_with = "crate::de::opt_string")]
+    pub r#type: Option<String>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `PUT /nodes/{node}/network/{iface}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PutNodesNodeNetworkIfaceParams {
+    /// `address`. Format `ipv4`.
+    pub address: Option<String>,
+    /// `address6`. Format `ipv6`.
+    pub address6: Option<String>,
+    /// `autostart`.
+    pub autostart: Option<bool>,
+    /// `bond-primary`. Format `pve-iface`.
+    pub bond_primary: Option<String>,
+    /// `bond_mode`. One of `balance-rr`, `active-backup`, `balance-xor`, `broadcast`, `802.3ad`, `balance-tlb`, `balance-alb`, `balance-slb`, `lacp-balance-slb`, `lacp-balance-tcp`.
+    pub bond_mode: Option<String>,
+    /// `bond_xmit_hash_policy`. One of `layer2`, `layer2+3`, `layer3+4`.
+    pub bond_xmit_hash_policy: Option<String>,
+    /// `bridge_ports`. Format `pve-iface-list`.
+    pub bridge_ports: Option<String>,
+    /// `bridge_vids`. Format `pve-vlan-id-or-range-list`.
+    pub bridge_vids: Option<String>,
+    /// `bridge_vlan_aware`.
+    pub bridge_vlan_aware: Option<bool>,
+    /// `cidr`. Format `CIDRv4`.
+    pub cidr: Option<String>,
+    /// `cidr6`. Format `CIDRv6`.
+    pub cidr6: Option<String>,
+    /// `comments`.
+    pub comments: Option<String>,
+    /// `comments6`.
+    pub comments6: Option<String>,
+    /// `delete`. Format `pve-configid-list`.
+    pub delete: Option<String>,
+    /// `gateway`. Format `ipv4`.
+    pub gateway: Option<String>,
+    /// `gateway6`. Format `ipv6`.
+    pub gateway6: Option<String>,
+    /// `mtu`.
+    pub mtu: Option<i64>,
+    /// `netmask`. Format `ipv4mask`.
+    pub netmask: Option<String>,
+    /// `netmask6`.
+    pub netmask6: Option<i64>,
+    /// `ovs_bonds`. Format `pve-iface-list`.
+    pub ovs_bonds: Option<String>,
+    /// `ovs_bridge`. Format `pve-iface`.
+    pub ovs_bridge: Option<String>,
+    /// `ovs_options`.
+    pub ovs_options: Option<String>,
+    /// `ovs_ports`. Format `pve-iface-list`.
+    pub ovs_ports: Option<String>,
+    /// `ovs_tag`.
+    pub ovs_tag: Option<i64>,
+    /// `slaves`. Format `pve-iface-list`.
+    pub slaves: Option<String>,
+    /// `type`. One of `bridge`, `bond`, `eth`, `alias`, `vlan`, `fabric`, `OVSBridge`, `OVSBond`, `OVSPort`, `OVSIntPort`, `vnet`, `unknown`. Required.
+    pub r#type: Option<String>,
+    /// `vlan-id`.
+    pub vlan_id: Option<i64>,
+    /// `vlan-raw-device`. Format `pve-iface`.
+    pub vlan_raw_device: Option<String>,
+}
+
+impl PutNodesNodeNetworkIfaceParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.address {
+            p.insert("address", v);
+        }
+        if let Some(v) = &self.address6 {
+            p.insert("address6", v);
+        }
+        if let Some(v) = &self.autostart {
+            p.insert("autostart", v);
+        }
+        if let Some(v) = &self.bond_primary {
+            p.insert("bond-primary", v);
+        }
+        if let Some(v) = &self.bond_mode {
+            p.insert("bond_mode", v);
+        }
+        if let Some(v) = &self.bond_xmit_hash_policy {
+            p.insert("bond_xmit_hash_policy", v);
+        }
+        if let Some(v) = &self.bridge_ports {
+            p.insert("bridge_ports", v);
+        }
+        if let Some(v) = &self.bridge_vids {
+            p.insert("bridge_vids", v);
+        }
+        if let Some(v) = &self.bridge_vlan_aware {
+            p.insert("bridge_vlan_aware", v);
+        }
+        if let Some(v) = &self.cidr {
+            p.insert("cidr", v);
+        }
+        if let Some(v) = &self.cidr6 {
+            p.insert("cidr6", v);
+        }
+        if let Some(v) = &self.comments {
+            p.insert("comments", v);
+        }
+        if let Some(v) = &self.comments6 {
+            p.insert("comments6", v);
+        }
+        if let Some(v) = &self.delete {
+            p.insert("delete", v);
+        }
+        if let Some(v) = &self.gateway {
+            p.insert("gateway", v);
+        }
+        if let Some(v) = &self.gateway6 {
+            p.insert("gateway6", v);
+        }
+        if let Some(v) = &self.mtu {
+            p.insert("mtu", v);
+        }
+        if let Some(v) = &self.netmask {
+            p.insert("netmask", v);
+        }
+        if let Some(v) = &self.netmask6 {
+            p.insert("netmask6", v);
+        }
+        if let Some(v) = &self.ovs_bonds {
+            p.insert("ovs_bonds", v);
+        }
+        if let Some(v) = &self.ovs_bridge {
+            p.insert("ovs_bridge", v);
+        }
+        if let Some(v) = &self.ovs_options {
+            p.insert("ovs_options", v);
+        }
+        if let Some(v) = &self.ovs_ports {
+            p.insert("ovs_ports", v);
+        }
+        if let Some(v) = &self.ovs_tag {
+            p.insert("ovs_tag", v);
+        }
+        if let Some(v) = &self.slaves {
+            p.insert("slaves", v);
+        }
+        if let Some(v) = &self.r#type {
+            p.insert("type", v);
+        }
+        if let Some(v) = &self.vlan_id {
+            p.insert("vlan-id", v);
+        }
+        if let Some(v) = &self.vlan_raw_device {
+            p.insert("vlan-raw-device", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `GET /nodes/{node}/status`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeStatusParams {}
+
+impl GetNodesNodeStatusParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetNodesNodeStatusAnswer {
+    /// `boot-info`.
+    #[serde(rename = "boot-info", default)]
+    pub boot_info: Option<serde_json::Value>,
+    /// `cpu`.
+    #[serde(rename = "cpu", default, deserialize_with = "crate::de::opt_f64")]
+    pub cpu: Option<f64>,
+    /// `cpuinfo`.
+    #[serde(rename = "cpuinfo", default)]
+    pub cpuinfo: Option<serde_json::Value>,
+    /// `current-kernel`.
+    #[serde(rename = "current-kernel", default)]
+    pub current_kernel: Option<serde_json::Value>,
+    /// `loadavg`.
+    #[serde(rename = "loadavg", default)]
+    pub loadavg: Option<serde_json::Value>,
+    /// `memory`.
+    #[serde(rename = "memory", default)]
+    pub memory: Option<serde_json::Value>,
+    /// `pveversion`.
+    #[serde(
+        rename = "pveversion",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub pveversion: Option<String>,
+    /// `rootfs`.
+    #[serde(rename = "rootfs", default)]
+    pub rootfs: Option<serde_json::Value>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `POST /nodes/{node}/status`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostNodesNodeStatusParams {
+    /// `command`. One of `reboot`, `shutdown`. Required.
+    pub command: Option<String>,
+}
+
+impl PostNodesNodeStatusParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.command {
+            p.insert("command", v);
+        }
+        p
+    }
+}
+
 /// Parameters of `GET /nodes/{node}/tasks`.
 #[derive(Clone, Debug, Default, PartialEq)]
 #[non_exhaustive]
@@ -3006,6 +3761,180 @@ impl Client {
             .await?;
         decode(env.data).map_err(|source| Error::Decode {
             method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `DELETE /nodes/{node}/network` (generated).
+    pub async fn delete_nodes_node_network(
+        &self,
+        node: &str,
+        params: &DeleteNodesNodeNetworkParams,
+    ) -> Result<(), Error> {
+        let node = segment(node);
+        let path = format!("/nodes/{node}/network");
+        let env = self
+            .request_envelope(Method::Delete, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "DELETE",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /nodes/{node}/network` (generated).
+    pub async fn get_nodes_node_network(
+        &self,
+        node: &str,
+        params: &GetNodesNodeNetworkParams,
+    ) -> Result<Vec<GetNodesNodeNetworkItem>, Error> {
+        let node = segment(node);
+        let path = format!("/nodes/{node}/network");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /nodes/{node}/network` (generated).
+    ///
+    /// Required in `params`: `iface`, `type`.
+    pub async fn post_nodes_node_network(
+        &self,
+        node: &str,
+        params: &PostNodesNodeNetworkParams,
+    ) -> Result<(), Error> {
+        let node = segment(node);
+        let path = format!("/nodes/{node}/network");
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
+            path,
+            source,
+        })
+    }
+
+    /// `PUT /nodes/{node}/network` (generated).
+    pub async fn put_nodes_node_network(
+        &self,
+        node: &str,
+        params: &PutNodesNodeNetworkParams,
+    ) -> Result<String, Error> {
+        let node = segment(node);
+        let path = format!("/nodes/{node}/network");
+        let env = self
+            .request_envelope(Method::Put, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "PUT",
+            path,
+            source,
+        })
+    }
+
+    /// `DELETE /nodes/{node}/network/{iface}` (generated).
+    pub async fn delete_nodes_node_network_iface(
+        &self,
+        node: &str,
+        iface: &str,
+        params: &DeleteNodesNodeNetworkIfaceParams,
+    ) -> Result<(), Error> {
+        let node = segment(node);
+        let iface = segment(iface);
+        let path = format!("/nodes/{node}/network/{iface}");
+        let env = self
+            .request_envelope(Method::Delete, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "DELETE",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /nodes/{node}/network/{iface}` (generated).
+    pub async fn get_nodes_node_network_iface(
+        &self,
+        node: &str,
+        iface: &str,
+        params: &GetNodesNodeNetworkIfaceParams,
+    ) -> Result<GetNodesNodeNetworkIfaceAnswer, Error> {
+        let node = segment(node);
+        let iface = segment(iface);
+        let path = format!("/nodes/{node}/network/{iface}");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `PUT /nodes/{node}/network/{iface}` (generated).
+    ///
+    /// Required in `params`: `type`.
+    pub async fn put_nodes_node_network_iface(
+        &self,
+        node: &str,
+        iface: &str,
+        params: &PutNodesNodeNetworkIfaceParams,
+    ) -> Result<(), Error> {
+        let node = segment(node);
+        let iface = segment(iface);
+        let path = format!("/nodes/{node}/network/{iface}");
+        let env = self
+            .request_envelope(Method::Put, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "PUT",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /nodes/{node}/status` (generated).
+    pub async fn get_nodes_node_status(
+        &self,
+        node: &str,
+        params: &GetNodesNodeStatusParams,
+    ) -> Result<GetNodesNodeStatusAnswer, Error> {
+        let node = segment(node);
+        let path = format!("/nodes/{node}/status");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /nodes/{node}/status` (generated).
+    ///
+    /// Required in `params`: `command`.
+    pub async fn post_nodes_node_status(
+        &self,
+        node: &str,
+        params: &PostNodesNodeStatusParams,
+    ) -> Result<(), Error> {
+        let node = segment(node);
+        let path = format!("/nodes/{node}/status");
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
             path,
             source,
         })

@@ -127,6 +127,27 @@ async fn every_generated_method_against_fakepve() {
         );
     }
     {
+        let mut p = PostNodesNodeNetworkParams::default();
+        p.iface = Some("vmbr9".to_owned());
+        p.r#type = Some("bridge".to_owned());
+        check(
+            "POST /nodes/{node}/network",
+            c.post_nodes_node_network("pve1", &p).await,
+            &mut ok,
+            &mut api,
+        );
+    }
+    {
+        let mut p = PostNodesNodeStatusParams::default();
+        p.command = Some("reboot".to_owned());
+        check(
+            "POST /nodes/{node}/status",
+            c.post_nodes_node_status("pve1", &p).await,
+            &mut ok,
+            &mut api,
+        );
+    }
+    {
         let mut p = PostPoolsParams::default();
         p.poolid = Some("gen-poolid".to_owned());
         check("POST /pools", c.post_pools(&p).await, &mut ok, &mut api);
@@ -195,6 +216,25 @@ async fn every_generated_method_against_fakepve() {
         check(
             "PUT /cluster/ha/rules/{rule}",
             c.put_cluster_ha_rules_rule("gen-rule", &p).await,
+            &mut ok,
+            &mut api,
+        );
+    }
+    {
+        let p = PutNodesNodeNetworkParams::default();
+        check(
+            "PUT /nodes/{node}/network",
+            c.put_nodes_node_network("pve1", &p).await,
+            &mut ok,
+            &mut api,
+        );
+    }
+    {
+        let mut p = PutNodesNodeNetworkIfaceParams::default();
+        p.r#type = Some("bridge".to_owned());
+        check(
+            "PUT /nodes/{node}/network/{iface}",
+            c.put_nodes_node_network_iface("pve1", "vmbr9", &p).await,
             &mut ok,
             &mut api,
         );
@@ -395,6 +435,33 @@ async fn every_generated_method_against_fakepve() {
         );
     }
     {
+        let p = GetNodesNodeNetworkParams::default();
+        check(
+            "GET /nodes/{node}/network",
+            c.get_nodes_node_network("pve1", &p).await,
+            &mut ok,
+            &mut api,
+        );
+    }
+    {
+        let p = GetNodesNodeNetworkIfaceParams::default();
+        check(
+            "GET /nodes/{node}/network/{iface}",
+            c.get_nodes_node_network_iface("pve1", "vmbr9", &p).await,
+            &mut ok,
+            &mut api,
+        );
+    }
+    {
+        let p = GetNodesNodeStatusParams::default();
+        check(
+            "GET /nodes/{node}/status",
+            c.get_nodes_node_status("pve1", &p).await,
+            &mut ok,
+            &mut api,
+        );
+    }
+    {
         let p = GetNodesNodeTasksParams::default();
         check(
             "GET /nodes/{node}/tasks",
@@ -454,6 +521,15 @@ async fn every_generated_method_against_fakepve() {
         );
     }
     {
+        let p = DeleteNodesNodeNetworkIfaceParams::default();
+        check(
+            "DELETE /nodes/{node}/network/{iface}",
+            c.delete_nodes_node_network_iface("pve1", "vmbr9", &p).await,
+            &mut ok,
+            &mut api,
+        );
+    }
+    {
         let p = DeleteClusterHaResourcesSidParams::default();
         check(
             "DELETE /cluster/ha/resources/{sid}",
@@ -499,6 +575,15 @@ async fn every_generated_method_against_fakepve() {
         );
     }
     {
+        let p = DeleteNodesNodeNetworkParams::default();
+        check(
+            "DELETE /nodes/{node}/network",
+            c.delete_nodes_node_network("pve1", &p).await,
+            &mut ok,
+            &mut api,
+        );
+    }
+    {
         let p = DeletePoolsPoolidParams::default();
         check(
             "DELETE /pools/{poolid}",
@@ -512,7 +597,7 @@ async fn every_generated_method_against_fakepve() {
         p.poolid = Some("gen-poolid".to_owned());
         check("DELETE /pools", c.delete_pools(&p).await, &mut ok, &mut api);
     }
-    eprintln!("{ok} of 53 generated methods answered 2xx; API errors: {api:#?}");
+    eprintln!("{ok} of 62 generated methods answered 2xx; API errors: {api:#?}");
     assert!(api.iter().all(|e| e.contains("does not exist")), "{api:#?}");
-    assert!(ok as usize + api.len() == 53, "{ok} ok, {api:#?}");
+    assert!(ok as usize + api.len() == 62, "{ok} ok, {api:#?}");
 }
