@@ -45,8 +45,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             s.cloud_init = Some(CloudInit {
                 user: Some("hakube".into()),
                 ssh_keys: vec!["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBenchKey bench@hakube".into()],
+                // 10.20.0.11/16 upwards: room for thousands of VMs.
                 ip: IpConfig::static_v4(
-                    &format!("10.20.0.{}/24", 11 + i),
+                    &format!("10.20.{}.{}/16", (11 + i) / 254, (11 + i) % 254),
                     "10.20.0.1".parse().ok(),
                 )
                 .ok(),

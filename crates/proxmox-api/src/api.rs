@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::wire::{Params, de, segment};
+#[cfg(feature = "client")]
+use crate::wire::segment;
+use crate::wire::{Params, de};
+#[cfg(feature = "client")]
 use crate::{Client, Error, Upid};
 
 /// `GET /version`.
@@ -230,6 +233,21 @@ pub struct VmStatus {
     /// Tags.
     #[serde(default)]
     pub tags: Option<String>,
+    /// HA state, for every VM (`managed: 0` when not HA-managed).
+    #[serde(default)]
+    pub ha: Option<VmHa>,
+}
+
+/// The `ha` member of a VM's status.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct VmHa {
+    /// True when an HA resource manages the VM.
+    #[serde(default, deserialize_with = "de::opt_bool")]
+    pub managed: Option<bool>,
+    /// The HA manager's state of it (`started`, `stopped`, `migrate`, `error`, ...).
+    #[serde(default)]
+    pub state: Option<String>,
 }
 
 /// A VM configuration (`GET .../config`): keys to values, as PVE sends them.
@@ -489,6 +507,54 @@ pub enum HaRuleSpec {
     },
 }
 
+/// Options of `DELETE /nodes/{node}/qemu/{vmid}`; `None` leaves the server's default.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DeleteOptions {
+    /// `purge`: also remove the VM from HA, backup jobs and replication (needed for an
+    /// HA-managed VM). Server default: off.
+    pub purge: Option<bool>,
+    /// `destroy-unreferenced-disks`: also destroy disks on enabled storages that carry the
+    /// VMID but are not in the config. Server default: off.
+    pub destroy_unreferenced_disks: Option<bool>,
+    /// `skiplock` (root only). Server default: off.
+    pub skiplock: Option<bool>,
+}
+
+impl DeleteOptions {
+    /// Sets `purge`.
+    #[must_use]
+    pub fn purge(mut self, on: bool) -> Self {
+        self.purge = Some(on);
+        self
+    }
+
+    /// Sets `destroy-unreferenced-disks`.
+    #[must_use]
+    pub fn destroy_unreferenced_disks(mut self, on: bool) -> Self {
+        self.destroy_unreferenced_disks = Some(on);
+        self
+    }
+
+    /// Sets `skiplock`.
+    #[must_use]
+    pub fn skiplock(mut self, on: bool) -> Self {
+        self.skiplock = Some(on);
+        self
+    }
+
+    /// The query parameters.
+    pub fn to_params(&self) -> Params {
+        Params::new()
+            .opt("purge", self.purge)
+            .opt(
+                "destroy-unreferenced-disks",
+                self.destroy_unreferenced_disks,
+            )
+            .opt("skiplock", self.skiplock)
+    }
+}
+
 /// Options of a clone.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CloneOptions {
@@ -520,11 +586,13 @@ impl CloneOptions {
     }
 }
 
+#[cfg(feature = "client")]
 fn vm_path(node: &str, vmid: u32) -> String {
     format!("/nodes/{}/qemu/{vmid}", segment(node))
 }
 
 /// An answer that is a UPID on new PVE and `null` on old ones.
+#[cfg(feature = "client")]
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum MaybeUpid {
@@ -532,6 +600,7 @@ enum MaybeUpid {
     Null(#[allow(dead_code, reason = "only matches null")] Option<()>),
 }
 
+#[cfg(feature = "client")]
 impl From<MaybeUpid> for Option<Upid> {
     fn from(m: MaybeUpid) -> Self {
         match m {
@@ -541,6 +610,7 @@ impl From<MaybeUpid> for Option<Upid> {
     }
 }
 
+#[cfg(feature = "client")]
 impl Client {
     /// `GET /version`.
     pub async fn version(&self) -> Result<VersionInfo, Error> {
@@ -689,16 +759,15 @@ impl Client {
         Ok(m.into())
     }
 
-    /// `DELETE /nodes/{node}/qemu/{vmid}`; `purge` also removes it from HA, backups and
-    /// replication (needed for HA-managed VMs).
-    pub async fn qemu_delete(&self, node: &str, vmid: u32, purge: bool) -> Result<Upid, Error> {
-        self.delete(
-            &vm_path(node, vmid),
-            &Params::new()
-                .set("purge", purge)
-                .set("destroy-unreferenced-disks", true),
-        )
-        .await
+    /// `DELETE /nodes/{node}/qemu/{vmid}`. Only the options set are sent, so the
+    /// server's defaults apply to the rest (`destroy-unreferenced-disks` is 0 on PVE).
+    pub async fn qemu_delete(
+        &self,
+        node: &str,
+        vmid: u32,
+        opts: &DeleteOptions,
+    ) -> Result<Upid, Error> {
+        self.delete(&vm_path(node, vmid), &opts.to_params()).await
     }
 
     /// `GET /nodes/{node}/qemu/{vmid}/status/current`.
@@ -968,6 +1037,7 @@ mod tests {
         assert_eq!(primary_address(&ifs[..1]), None);
     }
 
+    #[cfg(feature = "client")]
     #[test]
     fn upid_or_null() {
         // Resize answers null before PVE 8.0 and a UPID since.

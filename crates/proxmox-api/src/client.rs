@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
@@ -14,7 +13,7 @@ use tracing::{debug, warn};
 
 use crate::error::is_lock_timeout_text;
 use crate::transport::{
-    HttpRequest, HttpResponse, Method, ReqwestTransport, Transport, TransportError,
+    Body, HttpRequest, HttpResponse, Method, ReqwestTransport, Transport, TransportError,
 };
 use crate::wire::{self, Params};
 use crate::{Error, Secret, TlsTrust};
@@ -45,6 +44,50 @@ pub enum Credentials {
         /// The password.
         password: Secret,
     },
+    /// A user and password with a TOTP second factor: PVE answers the password with a
+    /// half-logged-in ticket (`NeedTFA`), and the client completes the login with a code
+    /// from `totp` (`tfa-challenge` + `password=totp:CODE`). Renewal needs no code; a fresh
+    /// login (after the ticket expired) asks `totp` again.
+    PasswordTotp {
+        /// `user@realm`.
+        user: String,
+        /// The password.
+        password: Secret,
+        /// Gives the current 6-digit code.
+        totp: TotpSource,
+    },
+}
+
+impl Credentials {
+    fn user_and_password(&self) -> Option<(&String, &Secret)> {
+        match self {
+            Self::Token { .. } => None,
+            Self::Password { user, password } | Self::PasswordTotp { user, password, .. } => {
+                Some((user, password))
+            }
+        }
+    }
+}
+
+/// Where the current TOTP code comes from: an authenticator, a prompt, a test.
+#[derive(Clone)]
+pub struct TotpSource(Arc<dyn Fn() -> Secret + Send + Sync>);
+
+impl TotpSource {
+    /// Codes from `f`, called once per fresh login.
+    pub fn new(f: impl Fn() -> Secret + Send + Sync + 'static) -> Self {
+        Self(Arc::new(f))
+    }
+
+    fn code(&self) -> Secret {
+        (self.0)()
+    }
+}
+
+impl core::fmt::Debug for TotpSource {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("TotpSource(***)")
+    }
 }
 
 /// Bounds for retrying requests that failed without being processed.
@@ -71,7 +114,7 @@ impl Default for RetryPolicy {
 /// How task status is polled.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TaskPoll {
-    /// The shortest poll interval.
+    /// The first and shortest poll interval.
     pub min_interval: Duration,
     /// The longest poll interval.
     pub max_interval: Duration,
@@ -81,16 +124,25 @@ pub struct TaskPoll {
     pub unknown_grace: Duration,
     /// Lines of the task log attached to a failure.
     pub log_tail: usize,
+    /// The least time between two status polls of one node, over all the tasks waited on
+    /// there: 100 concurrent waits on a node cost at most `1 / node_gap` requests a second.
+    pub node_gap: Duration,
+    /// Share one `GET /nodes/{node}/tasks?source=active` among the waits on a node: a task
+    /// listed as active needs no status request of its own; one that is not is then asked
+    /// for its status (which also covers a task not listed yet).
+    pub shared_active_list: bool,
 }
 
 impl Default for TaskPoll {
     fn default() -> Self {
         Self {
-            min_interval: Duration::from_millis(20),
+            min_interval: Duration::from_millis(100),
             max_interval: Duration::from_secs(2),
             fraction: 0.05,
             unknown_grace: Duration::from_secs(10),
             log_tail: 20,
+            node_gap: Duration::from_millis(25),
+            shared_active_list: true,
         }
     }
 }
@@ -167,6 +219,21 @@ impl ClientBuilder {
         self
     }
 
+    /// Log in with user, password and a TOTP second factor.
+    pub fn password_totp(
+        mut self,
+        user: impl Into<String>,
+        password: Secret,
+        totp: TotpSource,
+    ) -> Self {
+        self.credentials = Some(Credentials::PasswordTotp {
+            user: user.into(),
+            password,
+            totp,
+        });
+        self
+    }
+
     /// Log in with user and password (ticket auth).
     pub fn password(mut self, user: impl Into<String>, password: Secret) -> Self {
         self.credentials = Some(Credentials::Password {
@@ -220,27 +287,7 @@ impl ClientBuilder {
 
     /// Checks the settings and builds the client (no request is made).
     pub fn build(self) -> Result<Client, Error> {
-        let url = url::Url::parse(self.url.trim()).map_err(|e| Error::Config {
-            field: "url",
-            reason: format!("{:?}: {e}", self.url),
-        })?;
-        if !matches!(url.scheme(), "https" | "http") {
-            return Err(Error::Config {
-                field: "url",
-                reason: format!("scheme must be https, got {}", url.scheme()),
-            });
-        }
-        let host = url.host_str().ok_or_else(|| Error::Config {
-            field: "url",
-            reason: "no host".into(),
-        })?;
-        let port = url.port_or_known_default().unwrap_or(8006);
-        let host_port = if host.contains(':') {
-            format!("[{host}]:{port}")
-        } else {
-            format!("{host}:{port}")
-        };
-        let base = format!("{}://{host_port}/api2/json", url.scheme());
+        let (base, host_port) = api_base(&self.url)?;
         let credentials = self.credentials.ok_or_else(|| Error::Config {
             field: "credentials",
             reason: "give an API token or a user and password".into(),
@@ -260,7 +307,7 @@ impl ClientBuilder {
                     });
                 }
             }
-            Credentials::Password { user, .. } => {
+            Credentials::Password { user, .. } | Credentials::PasswordTotp { user, .. } => {
                 if user.is_empty() {
                     return Err(Error::Config {
                         field: "user",
@@ -290,6 +337,8 @@ impl ClientBuilder {
                 poll: self.poll,
                 node_concurrency: self.node_concurrency,
                 node_limits: StdMutex::new(HashMap::new()),
+                poll_slots: StdMutex::new(HashMap::new()),
+                active_lists: StdMutex::new(HashMap::new()),
                 seq: AtomicU64::new(0),
                 version: Mutex::new(None),
                 renew_after: self.renew_after,
@@ -315,6 +364,8 @@ pub(crate) struct Inner {
     pub(crate) poll: TaskPoll,
     node_concurrency: usize,
     node_limits: StdMutex<HashMap<String, Arc<Semaphore>>>,
+    pub(crate) poll_slots: StdMutex<HashMap<String, tokio::time::Instant>>,
+    pub(crate) active_lists: StdMutex<HashMap<String, Arc<crate::tasks::ActiveList>>>,
     seq: AtomicU64,
     pub(crate) version: Mutex<Option<crate::api::VersionInfo>>,
     renew_after: Duration,
@@ -343,6 +394,63 @@ fn path_node(path: &str) -> Option<&str> {
     (!node.is_empty() && rest.contains('/')).then_some(node)
 }
 
+/// The API base (`https://host:port[/prefix]/api2/json`) and `host:port` of a URL as users
+/// write it: `https://pve1:8006`, `https://[fd00::1]:8006`, `https://pve1` (PVE's port 8006,
+/// not 443, unless the URL names a port), `https://proxy.example/pve/` (a path prefix kept).
+pub(crate) fn api_base(raw: &str) -> Result<(String, String), Error> {
+    let bad = |reason: String| Error::Config {
+        field: "url",
+        reason,
+    };
+    let raw = raw.trim();
+    let url = url::Url::parse(raw).map_err(|e| bad(format!("{raw:?}: {e}")))?;
+    if !matches!(url.scheme(), "https" | "http") {
+        return Err(bad(format!("scheme must be https, got {}", url.scheme())));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad(
+            "credentials in the URL would end up in logs; use the builder's credentials".into(),
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(bad(format!("{raw:?}: no query or fragment allowed")));
+    }
+    let host = match url.host() {
+        Some(url::Host::Domain(d)) => d.to_owned(),
+        Some(url::Host::Ipv4(ip)) => ip.to_string(),
+        Some(url::Host::Ipv6(ip)) => format!("[{ip}]"),
+        None => return Err(bad(format!("{raw:?}: no host"))),
+    };
+    // `Url` forgets a port equal to the scheme's default, so look at what was written.
+    let after_scheme = raw.split_once("://").map_or(raw, |(_, r)| r);
+    let authority = after_scheme
+        .split(['/', '?', '#'])
+        .next()
+        .unwrap_or_default();
+    let host_part = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let port_written = match host_part.rsplit_once(']') {
+        Some((_, rest)) => rest.starts_with(':'),
+        None => host_part.contains(':'),
+    };
+    let port = if port_written {
+        url.port_or_known_default().unwrap_or(8006)
+    } else {
+        8006
+    };
+    let host_port = format!("{host}:{port}");
+    let path = url.path().trim_end_matches('/');
+    let prefix = path.strip_suffix("/api2/json").unwrap_or(path);
+    Ok((
+        format!("{}://{host_port}{prefix}/api2/json", url.scheme()),
+        host_port,
+    ))
+}
+
+tokio::task_local! {
+    /// Nodes whose write permit the current task holds (see [`Client::with_node_permit`]).
+    static HELD_NODES: Vec<String>;
+}
+
 fn invalid_ticket(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
     m.contains("invalid pve ticket") || m.contains("no ticket")
@@ -354,8 +462,24 @@ impl Client {
         &self.inner.base
     }
 
-    /// A permit of the node's concurrency limit; hold it while a write or task runs there.
-    pub async fn node_permit(&self, node: &str) -> OwnedSemaphorePermit {
+    /// Runs `f` holding one of `node`'s write permits (the per-node concurrency limit),
+    /// e.g. across a write and the wait for its task so that at most
+    /// [`ClientBuilder::node_concurrency`] such sequences run on a node at once.
+    ///
+    /// Writes to `node` made inside `f` use the held permit instead of taking another,
+    /// so this cannot deadlock however many permits are held. Spawned tasks do not
+    /// inherit the permit.
+    pub async fn with_node_permit<F: core::future::Future>(&self, node: &str, f: F) -> F::Output {
+        if holds_node(node) {
+            return f.await;
+        }
+        let _permit = self.node_permit(node).await;
+        let mut held = HELD_NODES.try_with(Clone::clone).unwrap_or_default();
+        held.push(node.to_owned());
+        HELD_NODES.scope(held, f).await
+    }
+
+    async fn node_permit(&self, node: &str) -> OwnedSemaphorePermit {
         let sem = {
             let mut map = self
                 .inner
@@ -376,7 +500,7 @@ impl Client {
     /// Logs in now (password credentials); a no-op for tokens. Requests log in on
     /// demand, so calling this is optional; it surfaces bad credentials early.
     pub async fn login(&self) -> Result<(), Error> {
-        if let Credentials::Password { .. } = &self.inner.credentials {
+        if self.inner.credentials.user_and_password().is_some() {
             let mut guard = self.inner.session.lock().await;
             *guard = Some(self.fetch_ticket(None).await?);
         }
@@ -384,89 +508,138 @@ impl Client {
     }
 
     async fn fetch_ticket(&self, current: Option<&Session>) -> Result<Session, Error> {
-        let Credentials::Password { user, password } = &self.inner.credentials else {
+        let Some((user, password)) = self.inner.credentials.user_and_password() else {
             unreachable_closed()
+        };
+        let totp = match &self.inner.credentials {
+            Credentials::PasswordTotp { totp, .. } => Some(totp),
+            _ => None,
         };
         // Renewal posts the current ticket as the password.
         let secret = current.map_or_else(|| password.clone(), |s| s.ticket.clone());
-        let form = format!(
-            "{}&password={}",
-            Params::new().set("username", user.as_str()).encode(),
-            percent_encoding::utf8_percent_encode(
-                secret.expose(),
-                percent_encoding::NON_ALPHANUMERIC
-            )
-        );
-        let req = HttpRequest {
-            method: Method::Post,
-            url: format!("{}/access/ticket", self.inner.base),
-            headers: Vec::new(),
-            form: Some(form),
-        };
-        let path = "/access/ticket";
-        let mut attempt = 0;
-        let resp = loop {
-            attempt += 1;
-            match self.inner.transport.send(req.clone()).await {
-                Ok(r) => break r,
-                Err(e) => {
-                    let err = self.transport_error(Method::Post, path, e);
-                    // A login is safe to repeat: it creates nothing.
-                    if attempt < self.inner.retry.max_attempts
-                        && matches!(err, Error::Connect { .. } | Error::Transport { .. })
-                    {
-                        self.backoff(attempt).await;
-                        continue;
-                    }
-                    return Err(err);
-                }
-            }
-        };
-        if !(200..300).contains(&resp.status) {
-            let body = wire::parse_error(&resp.reason, &resp.body);
-            if current.is_some() {
+        let mut form = Params::new().set("username", user.as_str());
+        if totp.is_some() && current.is_none() {
+            // The PVE 7+ half-logged-in ticket format (the default since PVE 8).
+            form.insert("new-format", true);
+        }
+        let form = format!("{}&password={}", form.encode(), form_secret(&secret));
+        let t = match self.post_ticket(user, form).await {
+            Err(Error::Auth { .. }) if current.is_some() => {
                 // Renewal refused (expired meanwhile): log in afresh.
                 return Box::pin(self.fetch_ticket(None)).await;
             }
-            return Err(Error::Auth {
-                user: user.clone(),
-                message: body.message,
-                status: Some(resp.status),
-            });
-        }
-        #[derive(serde::Deserialize)]
-        struct Ticket {
-            ticket: String,
-            #[serde(rename = "CSRFPreventionToken")]
-            csrf: String,
-            #[serde(rename = "NeedTFA", default)]
-            need_tfa: Option<Value>,
-        }
-        let data = wire::unwrap_envelope(&resp.body).map_err(|source| Error::Decode {
-            method: "POST",
-            path: path.into(),
-            source,
-        })?;
-        let t: Ticket = wire::decode(data).map_err(|source| Error::Decode {
-            method: "POST",
-            path: path.into(),
-            source,
-        })?;
-        if t.need_tfa
-            .is_some_and(|v| wire::de::bool_value(&v).unwrap_or(true))
-        {
-            return Err(Error::Auth {
-                user: user.clone(),
-                message: "the account needs a second factor; use an API token".into(),
-                status: None,
-            });
-        }
+            other => other?,
+        };
+        let need_tfa = t
+            .need_tfa
+            .as_ref()
+            .is_some_and(|v| wire::de::bool_value(v).unwrap_or(true));
+        let t = match (need_tfa, totp) {
+            (false, _) => t,
+            (true, Some(totp)) => {
+                let form = format!(
+                    "{}&tfa-challenge={}&password={}",
+                    Params::new().set("username", user.as_str()).encode(),
+                    form_secret(&Secret::new(t.ticket)),
+                    form_secret(&Secret::new(format!("totp:{}", totp.code().expose()))),
+                );
+                let done = self.post_ticket(user, form).await?;
+                if done
+                    .need_tfa
+                    .as_ref()
+                    .is_some_and(|v| wire::de::bool_value(v).unwrap_or(true))
+                {
+                    return Err(Error::Auth {
+                        user: user.clone(),
+                        message: "the second factor was not accepted".into(),
+                        status: None,
+                    });
+                }
+                done
+            }
+            (true, None) => {
+                return Err(Error::Auth {
+                    user: user.clone(),
+                    message: "the account needs a second factor: give a TOTP source \
+                              (ClientBuilder::password_totp) or use an API token"
+                        .into(),
+                    status: None,
+                });
+            }
+        };
         debug!(user = %user, renewed = current.is_some(), "logged in");
         Ok(Session {
             ticket: Secret::new(t.ticket),
             csrf: Secret::new(t.csrf),
             at: Instant::now(),
         })
+    }
+
+    /// One `POST /access/ticket`. A 401 is a refusal ([`Error::Auth`], never retried: PVE
+    /// delays each by ~3 s and may lock the account); anything else that is not 2xx (a
+    /// pveproxy 5xx, 595 no route, 596 broken pipe) is an [`Error::Api`], retried within the
+    /// [`RetryPolicy`] because a login creates nothing.
+    async fn post_ticket(&self, user: &str, form: String) -> Result<TicketAnswer, Error> {
+        let path = "/access/ticket";
+        let req = HttpRequest {
+            method: Method::Post,
+            url: format!("{}{path}", self.inner.base),
+            headers: Vec::new(),
+            body: Some(Body::form(form)),
+        };
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let err = match self.inner.transport.send(req.clone()).await {
+                Ok(resp) if (200..300).contains(&resp.status) => {
+                    let data =
+                        wire::unwrap_envelope(&resp.body).map_err(|source| Error::Decode {
+                            method: "POST",
+                            path: path.into(),
+                            source,
+                        })?;
+                    return wire::decode(data).map_err(|source| Error::Decode {
+                        method: "POST",
+                        path: path.into(),
+                        source,
+                    });
+                }
+                Ok(resp) => {
+                    let body = wire::parse_error(&resp.reason, &resp.body);
+                    if matches!(resp.status, 401 | 403) {
+                        return Err(Error::Auth {
+                            user: user.to_owned(),
+                            message: body.message,
+                            status: Some(resp.status),
+                        });
+                    }
+                    let err = Error::Api {
+                        method: "POST",
+                        path: path.into(),
+                        status: resp.status,
+                        reason: resp.reason.trim().to_owned(),
+                        message: body.message,
+                        errors: body.errors,
+                    };
+                    if !matches!(resp.status, 500 | 502 | 503 | 504 | 595 | 596) {
+                        return Err(err);
+                    }
+                    err
+                }
+                Err(e) => self.transport_error(Method::Post, path, e),
+            };
+            if attempt < self.inner.retry.max_attempts
+                && matches!(
+                    err,
+                    Error::Connect { .. } | Error::Transport { .. } | Error::Api { .. }
+                )
+            {
+                warn!(path, attempt, error = %err, "login failed; retrying");
+                self.backoff(attempt).await;
+                continue;
+            }
+            return Err(err);
+        }
     }
 
     async fn auth_headers(
@@ -479,7 +652,7 @@ impl Client {
                 "Authorization",
                 Secret::new(format!("PVEAPIToken={id}={}", secret.expose())),
             )]),
-            Credentials::Password { .. } => {
+            Credentials::Password { .. } | Credentials::PasswordTotp { .. } => {
                 let mut guard = self.inner.session.lock().await;
                 let session = match guard.as_ref() {
                     Some(_) if force_new => self.fetch_ticket(None).await?,
@@ -548,16 +721,65 @@ impl Client {
         path: &str,
         params: &Params,
     ) -> Result<Value, Error> {
+        self.request_envelope(method, path, params)
+            .await
+            .map(|e| e.data)
+    }
+
+    /// Sends a request with a JSON body (POST and PUT; PVE accepts
+    /// `Content-Type: application/json` everywhere it accepts a form). Nested values are
+    /// sent as they are, numbers and booleans typed.
+    pub async fn request_json(
+        &self,
+        method: Method,
+        path: &str,
+        body: &Value,
+    ) -> Result<Value, Error> {
+        if method.params_in_query() {
+            return Err(Error::Invalid {
+                field: "body".into(),
+                reason: format!("{} takes its parameters in the query", method.as_str()),
+            });
+        }
+        self.send(method, path, None, Some(Body::json(body)))
+            .await
+            .map(|e| e.data)
+    }
+
+    /// Like [`Client::request`], with the whole envelope: `data` and the result attributes
+    /// beside it, such as the `total` of a paged list.
+    pub async fn request_envelope(
+        &self,
+        method: Method,
+        path: &str,
+        params: &Params,
+    ) -> Result<wire::Envelope, Error> {
+        if method.params_in_query() {
+            let query = (!params.is_empty()).then(|| params.encode());
+            self.send(method, path, query, None).await
+        } else {
+            self.send(method, path, None, Some(Body::form(params.encode())))
+                .await
+        }
+    }
+
+    /// Sends one request with a prepared body (a multipart upload).
+    pub(crate) async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        query: Option<String>,
+        body: Option<Body>,
+    ) -> Result<wire::Envelope, Error> {
         let _permit = match (method, path_node(path)) {
             (Method::Get, _) | (_, None) => None,
+            (_, Some(node)) if holds_node(node) => None,
             (_, Some(node)) => Some(self.node_permit(node).await),
         };
-        let url = if method.params_in_query() && !params.is_empty() {
-            format!("{}{path}?{}", self.inner.base, params.encode())
-        } else {
-            format!("{}{path}", self.inner.base)
+        let url = match query {
+            Some(q) => format!("{}{path}?{q}", self.inner.base),
+            None => format!("{}{path}", self.inner.base),
         };
-        let form = (!method.params_in_query()).then(|| params.encode());
         let mut attempt = 0u32;
         // Logins this request made after its ticket was refused, and retries with a
         // ticket another request had already renewed.
@@ -574,7 +796,7 @@ impl Client {
                 method,
                 url: url.clone(),
                 headers,
-                form: form.clone(),
+                body: body.clone(),
             };
             let started = Instant::now();
             let result = self.inner.transport.send(req).await;
@@ -582,7 +804,7 @@ impl Client {
                 Ok(HttpResponse {
                     status,
                     reason,
-                    body,
+                    body: answer,
                 }) => {
                     debug!(
                         method = method.as_str(),
@@ -592,17 +814,17 @@ impl Client {
                         "pve request"
                     );
                     if (200..300).contains(&status) {
-                        return wire::unwrap_envelope(&body).map_err(|source| Error::Decode {
+                        return wire::parse_envelope(&answer).map_err(|source| Error::Decode {
                             method: method.as_str(),
                             path: path.to_owned(),
                             source,
                         });
                     }
-                    let parsed = wire::parse_error(&reason, &body);
+                    let parsed = wire::parse_error(&reason, &answer);
                     if status == 401
                         && relogins < MAX_RELOGINS
                         && refreshes < MAX_RELOGINS * 4
-                        && matches!(self.inner.credentials, Credentials::Password { .. })
+                        && self.inner.credentials.user_and_password().is_some()
                         && invalid_ticket(&parsed.message)
                     {
                         let mut guard = self.inner.session.lock().await;
@@ -654,8 +876,8 @@ impl Client {
                 } => {
                     is_lock_timeout_text(message)
                         || (method == Method::Get
-                            && matches!(status, 500 | 502 | 503 | 504 | 595 | 596)
-                            && !err.is_not_found())
+                            && (matches!(status, 502 | 503 | 504 | 595 | 596)
+                                || (*status == 500 && transient_500(message))))
                 }
                 _ => false,
             };
@@ -707,45 +929,48 @@ impl Client {
     }
 }
 
-impl Params {
-    /// Parameters from a flat serde struct or map: booleans become `1`/`0`,
-    /// `None` fields are left out, nested values are an error.
-    ///
-    /// ```
-    /// #[derive(serde::Serialize)]
-    /// struct Start { timeout: Option<u32>, skiplock: bool }
-    /// let p = hakube_proxmox_api::Params::from_serialize(&Start { timeout: None, skiplock: true })?;
-    /// assert_eq!(p.encode(), "skiplock=1");
-    /// # Ok::<(), hakube_proxmox_api::Error>(())
-    /// ```
-    pub fn from_serialize<T: Serialize>(value: &T) -> Result<Self, Error> {
-        let v = serde_json::to_value(value).map_err(|e| Error::Invalid {
-            field: "params".into(),
-            reason: e.to_string(),
-        })?;
-        let Value::Object(map) = v else {
-            return Err(Error::Invalid {
-                field: "params".into(),
-                reason: "expected a struct or map".into(),
-            });
-        };
-        let mut p = Self::new();
-        for (k, v) in map {
-            match v {
-                Value::Null => {}
-                Value::Bool(b) => p.insert(&k, b),
-                Value::Number(n) => p.insert(&k, n.to_string()),
-                Value::String(s) => p.insert(&k, s),
-                Value::Array(_) | Value::Object(_) => {
-                    return Err(Error::Invalid {
-                        field: k,
-                        reason: "nested values cannot be form-encoded".into(),
-                    });
-                }
-            }
-        }
-        Ok(p)
-    }
+/// True if this task runs inside [`Client::with_node_permit`] for `node`.
+fn holds_node(node: &str) -> bool {
+    HELD_NODES
+        .try_with(|held| held.iter().any(|n| n == node))
+        .unwrap_or(false)
+}
+
+/// A secret percent-encoded as a form value.
+fn form_secret(s: &Secret) -> String {
+    percent_encoding::utf8_percent_encode(s.expose(), percent_encoding::NON_ALPHANUMERIC)
+        .to_string()
+}
+
+/// What `POST /access/ticket` answers.
+#[derive(serde::Deserialize)]
+struct TicketAnswer {
+    ticket: String,
+    #[serde(rename = "CSRFPreventionToken", default)]
+    csrf: String,
+    #[serde(rename = "NeedTFA", default)]
+    need_tfa: Option<Value>,
+}
+
+/// A 500 to a GET worth repeating. PVE answers 500 for most errors, and most of those
+/// are deterministic ("QEMU guest agent is not running", "VM 100 not running",
+/// "Configuration file ... does not exist"): asking again the same moment gets the same
+/// answer, so only the ones that say something was busy or unreachable are retried.
+fn transient_500(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    [
+        "got timeout",
+        "timed out",
+        "connection refused",
+        "connection reset",
+        "broken pipe",
+        "no quorum",
+        "temporarily unavailable",
+        "try again",
+        "proxy loop",
+    ]
+    .iter()
+    .any(|needle| m.contains(needle))
 }
 
 fn unreachable_closed() -> ! {
@@ -769,7 +994,7 @@ mod tests {
         fn send(
             &self,
             req: HttpRequest,
-        ) -> futures::future::BoxFuture<'_, Result<HttpResponse, TransportError>> {
+        ) -> crate::transport::BoxFuture<'_, Result<HttpResponse, TransportError>> {
             self.seen.lock().unwrap().push(req);
             let a = self
                 .answers
@@ -852,7 +1077,7 @@ mod tests {
             seen[0].url,
             "https://pve.test:8006/api2/json/nodes/pve/qemu/100?purge=1"
         );
-        assert!(seen[0].form.is_none());
+        assert!(seen[0].body.is_none());
         assert_eq!(seen[0].headers[0].0, "Authorization");
         assert_eq!(
             seen[0].headers[0].1.expose(),
@@ -896,13 +1121,13 @@ mod tests {
         assert_eq!(seen.len(), 5);
         assert!(seen[0].url.ends_with("/access/ticket"));
         assert_eq!(
-            seen[0].form.as_deref(),
+            seen[0].form_text(),
             Some("username=root%40pam&password=pa%20ss%26word")
         );
         let names: Vec<_> = seen[1].headers.iter().map(|h| h.0).collect();
         assert_eq!(names, ["Cookie", "CSRFPreventionToken"]);
         assert_eq!(seen[1].headers[1].1.expose(), "CSRF1");
-        assert_eq!(seen[1].form.as_deref(), Some("onboot=1"));
+        assert_eq!(seen[1].form_text(), Some("onboot=1"));
         assert!(seen[3].url.ends_with("/access/ticket"));
         assert!(!format!("{c:?}").contains("pa ss"));
     }
@@ -934,7 +1159,7 @@ mod tests {
         let seen = script.seen.lock().unwrap();
         assert!(seen[1].url.ends_with("/access/ticket"));
         assert_eq!(
-            seen[1].form.as_deref(),
+            seen[1].form_text(),
             Some("username=root%40pam&password=PVE%3Aroot%40pam%3AAAA%3A%3Asig")
         );
         assert_eq!(
@@ -1078,6 +1303,399 @@ mod tests {
             "invalid urlencoded string: ssh-rsa AAAA+x"
         );
         assert_eq!(e.retry(), crate::Retry::Never);
+    }
+
+    #[test]
+    fn urls_as_users_write_them() {
+        let base = |u: &str| api_base(u).unwrap();
+        // IPv6 literal: one pair of brackets.
+        assert_eq!(
+            base("https://[::1]:8006"),
+            ("https://[::1]:8006/api2/json".into(), "[::1]:8006".into())
+        );
+        assert_eq!(
+            base("https://[fd00::1]").0,
+            "https://[fd00::1]:8006/api2/json"
+        );
+        // No port: PVE's 8006, not https' 443; an explicit 443 is kept.
+        assert_eq!(
+            base("https://pve1.lab").0,
+            "https://pve1.lab:8006/api2/json"
+        );
+        assert_eq!(
+            base("https://pve1.lab:443").0,
+            "https://pve1.lab:443/api2/json"
+        );
+        assert_eq!(base("https://[::1]:443/").0, "https://[::1]:443/api2/json");
+        // A reverse proxy's path prefix is kept; a given /api2/json is not doubled.
+        assert_eq!(
+            base("https://proxy.example/pve/").0,
+            "https://proxy.example:8006/pve/api2/json"
+        );
+        assert_eq!(
+            base("https://proxy.example:443/pve/api2/json").0,
+            "https://proxy.example:443/pve/api2/json"
+        );
+        assert_eq!(
+            base("https://10.0.0.1:8006/api2/json/").0,
+            "https://10.0.0.1:8006/api2/json"
+        );
+        for bad in [
+            "https://root:pw@pve1:8006",
+            "https://pve1:8006/?x=1",
+            "pve1:8006",
+            "ftp://pve1",
+        ] {
+            assert!(api_base(bad).is_err(), "{bad}");
+        }
+        assert!(
+            !api_base("https://root:hunter2@pve1")
+                .unwrap_err()
+                .to_string()
+                .contains("hunter2")
+        );
+    }
+
+    #[tokio::test]
+    async fn login_server_errors_are_not_bad_credentials() {
+        // pveproxy answers 596 when pvedaemon is restarting, 595 when it cannot reach it,
+        // 500/503 when overloaded: a login is safe to repeat, and none of them says
+        // anything about the password.
+        let (c, s) = client(
+            password(),
+            vec![
+                err(596, "Broken pipe", ""),
+                err(503, "Service Unavailable", ""),
+                ok(TICKET),
+                ok(r#"{"data":{"version":"9.1.3","release":"9.1","repoid":"x"}}"#),
+            ],
+        );
+        let v: Value = c.get("/version", &Params::new()).await.unwrap();
+        assert_eq!(v["release"], "9.1");
+        assert_eq!(s.seen.lock().unwrap().len(), 4);
+        // Out of attempts: an API error with the status, retryable, not Auth.
+        let (c, _) = client(
+            password(),
+            vec![
+                err(595, "No route to host", ""),
+                err(595, "No route to host", ""),
+                err(595, "No route to host", ""),
+            ],
+        );
+        let e = c.login().await.unwrap_err();
+        assert!(matches!(e, Error::Api { status: 595, .. }), "{e}");
+        assert_eq!(e.retry(), crate::Retry::AfterObserve);
+        // 401 stays "refused", and is asked once.
+        let (c, s) = client(
+            password(),
+            vec![err(401, "authentication failure", r#"{"data":null}"#)],
+        );
+        assert!(matches!(
+            c.login().await.unwrap_err(),
+            Error::Auth {
+                status: Some(401),
+                ..
+            }
+        ));
+        assert_eq!(s.seen.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn totp_second_factor() {
+        // PVE 7+: the password answers a half-logged-in ticket with NeedTFA; the second
+        // POST carries it as tfa-challenge and the code as password=totp:CODE.
+        let creds = Credentials::PasswordTotp {
+            user: "ops@pve".into(),
+            password: Secret::new("pw"),
+            totp: TotpSource::new(|| Secret::new("123456")),
+        };
+        let (c, s) = client(
+            creds,
+            vec![
+                ok(
+                    r#"{"data":{"ticket":"PVE:!tfa!{\"totp\":true}:abc","username":"ops@pve","NeedTFA":1,"CSRFPreventionToken":"x"}}"#,
+                ),
+                ok(TICKET),
+                ok(r#"{"data":null}"#),
+            ],
+        );
+        let () = c
+            .post("/pools", &Params::new().set("poolid", "p"))
+            .await
+            .unwrap();
+        let seen = s.seen.lock().unwrap().clone();
+        assert_eq!(
+            seen[0].form_text(),
+            Some("username=ops%40pve&new-format=1&password=pw")
+        );
+        assert_eq!(
+            seen[1].form_text(),
+            Some(
+                "username=ops%40pve&tfa-challenge=PVE%3A%21tfa%21%7B%22totp%22%3Atrue%7D%3Aabc&password=totp%3A123456"
+            )
+        );
+        assert_eq!(seen[2].headers[1].1.expose(), "CSRF1");
+        // Neither the code nor the password shows in Debug.
+        let dbg = format!("{c:?} {:?}", seen[1]);
+        assert!(!dbg.contains("123456") && !dbg.contains("pw\""), "{dbg}");
+        // Without a TOTP source the account's need for one is said plainly.
+        let (c, _) = client(
+            password(),
+            vec![ok(
+                r#"{"data":{"ticket":"PVE:!tfa!x","NeedTFA":1,"CSRFPreventionToken":"x"}}"#,
+            )],
+        );
+        let e = c.login().await.unwrap_err();
+        assert!(e.to_string().contains("second factor"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn deterministic_500_on_get_is_not_retried() {
+        // The guest agent not running is a 500 that stays a 500 until the guest boots:
+        // one request, the error to the caller (who decides how to wait).
+        let (c, s) = client(
+            token(),
+            vec![err(
+                500,
+                "QEMU guest agent is not running",
+                r#"{"data":null,"message":"QEMU guest agent is not running\n"}"#,
+            )],
+        );
+        let e = c
+            .get::<Value>(
+                "/nodes/pve/qemu/100/agent/network-get-interfaces",
+                &Params::new(),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(e.status(), Some(500));
+        assert_eq!(s.seen.lock().unwrap().len(), 1);
+        // A 500 that says something was busy is retried.
+        let (c, s) = client(
+            token(),
+            vec![
+                err(500, "cluster not ready - no quorum?", ""),
+                ok(r#"{"data":[]}"#),
+            ],
+        );
+        let v: Vec<Value> = c.get("/cluster/resources", &Params::new()).await.unwrap();
+        assert!(v.is_empty());
+        assert_eq!(s.seen.lock().unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn held_node_permit_is_reused_not_taken_twice() {
+        let script = Arc::new(Script {
+            answers: M::new(vec![ok(r#"{"data":null}"#), ok(r#"{"data":null}"#)].into()),
+            seen: M::new(Vec::new()),
+        });
+        let c = ClientBuilder::new("https://pve.test:8006")
+            .credentials(token())
+            .node_concurrency(1)
+            .transport(Arc::clone(&script) as Arc<dyn Transport>)
+            .build()
+            .unwrap();
+        // With one permit per node, a write inside with_node_permit would wait for ever
+        // if it took a second permit. The timeout only turns a hang into a failure.
+        let run = c.with_node_permit("pve", async {
+            let () = c
+                .put(
+                    "/nodes/pve/qemu/100/config",
+                    &Params::new().set("onboot", true),
+                )
+                .await?;
+            // Nested for the same node: still the one permit.
+            c.with_node_permit("pve", async {
+                c.put::<()>(
+                    "/nodes/pve/qemu/100/config",
+                    &Params::new().set("onboot", false),
+                )
+                .await
+            })
+            .await
+        });
+        tokio::time::timeout(Duration::from_secs(30), run)
+            .await
+            .expect("deadlock: a write inside with_node_permit took another permit")
+            .unwrap();
+        assert_eq!(script.seen.lock().unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn delete_sends_only_chosen_options() {
+        let upid = r#"{"data":"UPID:pve:00000001:00000002:00000003:qmdestroy:100:root@pam:"}"#;
+        let (c, s) = client(token(), vec![ok(upid), ok(upid)]);
+        c.qemu_delete("pve", 100, &crate::DeleteOptions::default())
+            .await
+            .unwrap();
+        c.qemu_delete(
+            "pve",
+            100,
+            &crate::DeleteOptions::default()
+                .purge(true)
+                .destroy_unreferenced_disks(false),
+        )
+        .await
+        .unwrap();
+        let seen = s.seen.lock().unwrap();
+        assert!(
+            seen[0].url.ends_with("/nodes/pve/qemu/100"),
+            "{}",
+            seen[0].url
+        );
+        assert!(
+            seen[1]
+                .url
+                .ends_with("/qemu/100?purge=1&destroy-unreferenced-disks=0")
+        );
+    }
+
+    fn log_page(from: u64, to: u64, total: u64) -> Result<HttpResponse, TransportError> {
+        let lines: Vec<Value> = (from..to)
+            .map(|i| serde_json::json!({"n": i + 1, "t": format!("line {}", i + 1)}))
+            .collect();
+        ok(&serde_json::json!({"data": lines, "total": total}).to_string())
+    }
+
+    #[tokio::test]
+    async fn task_log_tail_past_5000_lines() {
+        // A 7000-line log: PVE's read_task_log answers the page asked for and `total`.
+        let upid: crate::Upid = "UPID:pve:00000001:00000002:00000003:qmclone:100:root@pam:"
+            .parse()
+            .unwrap();
+        let (c, s) = client(
+            token(),
+            vec![log_page(0, 3, 7000), log_page(6997, 7000, 7000)],
+        );
+        let tail = c.task_log_tail(&upid, 3).await;
+        assert_eq!(tail, ["line 6998", "line 6999", "line 7000"]);
+        let seen = s.seen.lock().unwrap().clone();
+        assert!(
+            seen[0].url.ends_with("/log?start=0&limit=3"),
+            "{}",
+            seen[0].url
+        );
+        assert!(
+            seen[1].url.ends_with("/log?start=6997&limit=3"),
+            "{}",
+            seen[1].url
+        );
+        drop(seen);
+        // Paging by hand with total.
+        let (c, _) = client(token(), vec![log_page(5000, 5002, 5002)]);
+        let page = c.task_log_page(&upid, 5000, 500).await.unwrap();
+        assert_eq!(
+            (page.total, page.lines.len(), page.lines[1].n),
+            (5002, 2, 5002)
+        );
+        // A short log: one request.
+        let (c, s) = client(token(), vec![log_page(0, 2, 2)]);
+        assert_eq!(c.task_log_tail(&upid, 20).await, ["line 1", "line 2"]);
+        assert_eq!(s.seen.lock().unwrap().len(), 1);
+    }
+
+    const NO_SUCH_TASK: &str = r#"{"data":null,"errors":{"upid":"no such task\n"},"message":"Parameter verification failed.\n"}"#;
+
+    #[tokio::test]
+    async fn fresh_task_answering_no_such_task_is_waited_for() {
+        // What pve-manager's Tasks.pm sends for a UPID whose task file is not there yet.
+        let upid: crate::Upid = "UPID:pve:00000001:00000002:00000003:qmstart:100:root@pam:"
+            .parse()
+            .unwrap();
+        let (c, s) = client(
+            token(),
+            vec![
+                err(400, "Parameter verification failed.", NO_SUCH_TASK),
+                err(400, "Parameter verification failed.", NO_SUCH_TASK),
+                ok(
+                    r#"{"data":{"status":"stopped","exitstatus":"OK","type":"qmstart","node":"pve"}}"#,
+                ),
+            ],
+        );
+        let done = c.wait_task(&upid).await.unwrap();
+        assert_eq!(done.exitstatus, "OK");
+        assert_eq!(s.seen.lock().unwrap().len(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_such_task_past_the_grace_is_an_error_and_polls_are_spaced_per_node() {
+        let upid: crate::Upid = "UPID:pve:00000001:00000002:00000003:qmstart:100:root@pam:"
+            .parse()
+            .unwrap();
+        let answers = (0..400)
+            .map(|_| err(400, "Parameter verification failed.", NO_SUCH_TASK))
+            .collect();
+        let (c, s) = client(token(), answers);
+        let e = c.wait_task(&upid).await.unwrap_err();
+        let Error::Api { errors, .. } = &e else {
+            panic!("{e}")
+        };
+        assert_eq!(errors["upid"], "no such task");
+        let n = s.seen.lock().unwrap().len();
+        // Within the 10 s grace, first poll after 100 ms, then at most one per 100 ms..
+        assert!((5..=100).contains(&n), "{n} polls");
+
+        // 50 waits on one node, all running: status GETs spaced node_gap (25 ms) apart.
+        let running = r#"{"data":{"status":"running","type":"qmstart","node":"pve"}}"#;
+        let script = Arc::new(Script {
+            answers: M::new((0..2000).map(|_| ok(running)).collect()),
+            seen: M::new(Vec::new()),
+        });
+        let c = ClientBuilder::new("https://pve.test:8006")
+            .credentials(token())
+            .task_poll(TaskPoll {
+                shared_active_list: false,
+                ..TaskPoll::default()
+            })
+            .transport(Arc::clone(&script) as Arc<dyn Transport>)
+            .build()
+            .unwrap();
+        let s = script;
+        let waits = (0..50).map(|i| {
+            let c = c.clone();
+            let u: crate::Upid =
+                format!("UPID:pve:00000001:00000002:{i:08X}:qmstart:100:root@pam:")
+                    .parse()
+                    .unwrap();
+            async move { c.wait_task_timeout(&u, Duration::from_secs(10)).await }
+        });
+        let outs = futures::future::join_all(waits).await;
+        assert!(outs.iter().all(|o| matches!(o, Err(Error::Timeout { .. }))));
+        let n = s.seen.lock().unwrap().len();
+        // 10 s of virtual time / 25 ms = at most 400 polls for the node, plus each wait's
+        // last look at its deadline; unthrottled, 50 waits at 100 ms would make 5000.
+        assert!(n <= 400 + 50, "{n} status polls in 10 s on one node");
+    }
+
+    #[tokio::test]
+    async fn hamigrate_waits_until_the_vm_left_its_node() {
+        // PVE answers a migrate of an HA-managed VM with a `hamigrate` task that ends as
+        // soon as the request is queued; the VM moves later.
+        let upid: crate::Upid = "UPID:pve1:00000001:00000002:00000003:hamigrate:100:root@pam:"
+            .parse()
+            .unwrap();
+        let on = |node: &str, lock: &str| {
+            ok(
+                &serde_json::json!({"data": [{"id": "qemu/100", "type": "qemu", "vmid": 100,
+                "node": node, "status": "running", "hastate": "started", "lock": lock}]})
+                .to_string(),
+            )
+        };
+        let (c, s) = client(
+            token(),
+            vec![
+                ok(
+                    r#"{"data":{"status":"stopped","exitstatus":"OK","type":"hamigrate","node":"pve1"}}"#,
+                ),
+                on("pve1", ""),
+                on("pve1", "migrate"),
+                on("pve2", ""),
+            ],
+        );
+        c.wait_task(&upid).await.unwrap();
+        let seen = s.seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 4, "waited until the VM was on pve2, unlocked");
+        assert!(seen[3].url.ends_with("/cluster/resources?type=vm"));
     }
 
     #[test]

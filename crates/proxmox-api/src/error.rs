@@ -155,6 +155,26 @@ pub enum Error {
         tag: String,
     },
 
+    /// An HA resource went into a state it does not leave by itself (`error`): the HA
+    /// manager gave up on the request. Re-observe; fix the cause, then clear the state.
+    #[error("HA resource {sid} is in state {state}")]
+    HaState {
+        /// `vm:ID`.
+        sid: String,
+        /// The HA state.
+        state: String,
+    },
+
+    /// The VMIDs tried were all taken (by other tools allocating at the same time, or
+    /// by existing guests). Safe to retry with a wider range.
+    #[error("no free VMID in {first}..={last}")]
+    NoFreeVmid {
+        /// First VMID tried.
+        first: u32,
+        /// Last VMID allowed.
+        last: u32,
+    },
+
     /// A node the plan needs is offline or unknown. Retry once the node is back.
     #[error("Proxmox node {node} is {state}; needed for {needed_by}")]
     NodeUnavailable {
@@ -270,9 +290,11 @@ impl Error {
                     Retry::Never
                 }
             }
-            Self::Task { .. } | Self::Timeout { .. } | Self::Provision { .. } => {
-                Retry::AfterObserve
-            }
+            Self::Task { .. }
+            | Self::Timeout { .. }
+            | Self::Provision { .. }
+            | Self::HaState { .. } => Retry::AfterObserve,
+            Self::NoFreeVmid { .. } => Retry::Safe,
             Self::NodeUnavailable { .. } => Retry::Safe,
             _ => Retry::Never,
         }

@@ -8,7 +8,20 @@
 //! per-node concurrency limit. The [`provision`] module turns a list of desired
 //! VMs into the calls that make them exist, and makes none when they already do.
 //!
+//! ## Features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `client` | yes | [`Client`]: reqwest over rustls, tokio; waits, uploads, VMID allocation |
+//! | `provision` | yes | the [`provision`] planner (pure); its `Provisioner` also needs `client` |
+//!
+//! Without features the crate is the wire format ([`Params`], [`parse_envelope`],
+//! [`parse_error`], [`de`]), the answer types and the [`transport::Transport`] seam, with
+//! no HTTP stack, TLS or async runtime.
+//!
 //! ```no_run
+//! # #[cfg(feature = "client")]
+//! # mod demo {
 //! use hakube_proxmox_api::{ClientBuilder, CloneOptions, Secret, TlsTrust};
 //!
 //! # async fn demo() -> Result<(), hakube_proxmox_api::Error> {
@@ -22,32 +35,45 @@
 //! let done = client.wait_task(&upid).await?;
 //! println!("{} {}", done.upid, done.exitstatus);
 //! # Ok(()) }
+//! # }
 //! ```
 
 mod api;
+#[cfg(feature = "client")]
 mod client;
 pub mod cloudinit;
 mod error;
+pub mod generated;
+mod ops;
+#[cfg(feature = "provision")]
 pub mod provision;
 mod secret;
 mod tasks;
 mod tls;
 pub mod transport;
 mod upid;
+#[cfg(feature = "client")]
+mod waits;
 mod wire;
 
 pub use api::{
-    CloneOptions, ClusterStatusEntry, GuestAddress, GuestInterface, HaGroup, HaResource, HaRule,
-    HaRuleSpec, NodeInfo, PendingEntry, PoolInfo, QemuListEntry, Resource, ResourceType,
-    StorageInfo, VersionInfo, VmConfig, VmStatus, parse_size, primary_address, split_tags,
+    CloneOptions, ClusterStatusEntry, DeleteOptions, GuestAddress, GuestInterface, HaGroup,
+    HaResource, HaRule, HaRuleSpec, NodeInfo, PendingEntry, PoolInfo, QemuListEntry, Resource,
+    ResourceType, StorageInfo, VersionInfo, VmConfig, VmHa, VmStatus, parse_size, primary_address,
+    split_tags,
 };
+#[cfg(feature = "client")]
 pub use client::{
     Client, ClientBuilder, Credentials, DEFAULT_NODE_CONCURRENCY, RetryPolicy, TICKET_RENEW_AFTER,
-    TaskPoll,
+    TaskPoll, TotpSource,
 };
 pub use error::{Error, Retry};
+pub use ops::{ExecStatus, UploadContent, is_vmid_taken, multipart};
 pub use secret::Secret;
-pub use tasks::{TaskListEntry, TaskLogLine, TaskOutcome, TaskStatus};
+pub use tasks::{TaskListEntry, TaskLogLine, TaskLogPage, TaskOutcome, TaskStatus};
 pub use tls::{Fingerprint, TlsTrust};
 pub use upid::Upid;
-pub use wire::{ErrorBody, ParamValue, Params, de, parse_error, unwrap_envelope};
+pub use wire::{
+    Envelope, ErrorBody, ParamValue, Params, de, decode, parse_envelope, parse_error, segment,
+    unwrap_envelope,
+};

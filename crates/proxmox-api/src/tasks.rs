@@ -1,12 +1,22 @@
 //! Task status, logs and waiting.
 
-use std::time::{Duration, Instant};
+#[cfg(feature = "client")]
+use std::time::Duration;
 
 use serde::Deserialize;
+#[cfg(feature = "client")]
+use tokio::time::Instant;
+#[cfg(feature = "client")]
 use tracing::debug;
 
-use crate::wire::{Params, de, segment};
-use crate::{Client, Error, Upid};
+use crate::Upid;
+#[cfg(feature = "client")]
+use crate::transport::Method;
+use crate::wire::de;
+#[cfg(feature = "client")]
+use crate::wire::{Params, segment};
+#[cfg(feature = "client")]
+use crate::{Client, Error};
 
 /// `GET /nodes/{node}/tasks/{upid}/status`.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -35,6 +45,19 @@ pub struct TaskStatus {
 }
 
 impl TaskStatus {
+    #[cfg(feature = "client")]
+    fn running() -> Self {
+        Self {
+            status: "running".into(),
+            exitstatus: None,
+            task_type: String::new(),
+            id: None,
+            node: String::new(),
+            user: String::new(),
+            starttime: None,
+        }
+    }
+
     /// True while the task runs.
     pub fn is_running(&self) -> bool {
         self.status == "running"
@@ -79,6 +102,21 @@ impl TaskListEntry {
     }
 }
 
+/// The last `GET /nodes/{node}/tasks?source=active` of a node, shared by its waits.
+#[cfg(feature = "client")]
+#[derive(Default)]
+pub(crate) struct ActiveList(tokio::sync::Mutex<Option<(Instant, std::sync::Arc<Vec<String>>)>>);
+
+/// One page of a task log, with the number of lines the log has in all.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TaskLogPage {
+    /// The lines asked for.
+    pub lines: Vec<TaskLogLine>,
+    /// Lines in the whole log (PVE's `total`); the page's length when the server did not say.
+    pub total: u64,
+}
+
 /// A task that ended well.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -92,6 +130,7 @@ pub struct TaskOutcome {
 }
 
 /// How a task's exit status reads.
+#[cfg(feature = "client")]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Exit {
     Ok,
@@ -99,6 +138,7 @@ pub(crate) enum Exit {
     Failed(String),
 }
 
+#[cfg(feature = "client")]
 pub(crate) fn classify_exit(exitstatus: &str) -> Exit {
     let s = exitstatus.trim();
     if s == "OK" {
@@ -110,6 +150,7 @@ pub(crate) fn classify_exit(exitstatus: &str) -> Exit {
     }
 }
 
+#[cfg(feature = "client")]
 fn task_path(upid: &Upid, what: &str) -> String {
     format!(
         "/nodes/{}/tasks/{}/{what}",
@@ -118,6 +159,7 @@ fn task_path(upid: &Upid, what: &str) -> String {
     )
 }
 
+#[cfg(feature = "client")]
 impl Client {
     /// `GET /nodes/{node}/tasks`: the node's tasks, optionally of one guest, optionally only
     /// the active ones.
@@ -153,22 +195,55 @@ impl Client {
         start: u64,
         limit: u64,
     ) -> Result<Vec<TaskLogLine>, Error> {
-        self.get(
-            &task_path(upid, "log"),
-            &Params::new().set("start", start).set("limit", limit),
-        )
-        .await
+        Ok(self.task_log_page(upid, start, limit).await?.lines)
     }
 
-    /// The last `n` lines of the task log (empty if the log cannot be read).
+    /// A page of the task log from `start` (0-based), at most `limit` lines, with the
+    /// log's `total`, so a caller can page through logs of any length.
+    pub async fn task_log_page(
+        &self,
+        upid: &Upid,
+        start: u64,
+        limit: u64,
+    ) -> Result<TaskLogPage, Error> {
+        let path = task_path(upid, "log");
+        let env = self
+            .request_envelope(
+                Method::Get,
+                &path,
+                &Params::new().set("start", start).set("limit", limit),
+            )
+            .await?;
+        let lines: Vec<TaskLogLine> =
+            crate::wire::decode(env.data).map_err(|source| Error::Decode {
+                method: "GET",
+                path: path.clone(),
+                source,
+            })?;
+        let total = env
+            .total
+            .unwrap_or_else(|| start.saturating_add(lines.len() as u64));
+        Ok(TaskLogPage { lines, total })
+    }
+
+    /// The last `n` lines of the task log (empty if the log cannot be read). Reads the
+    /// log's `total` first, so this is right for logs of any length (two requests when the
+    /// log is longer than `n`).
     pub async fn task_log_tail(&self, upid: &Upid, n: usize) -> Vec<String> {
-        match self.task_log(upid, 0, 5000).await {
-            Ok(lines) => {
-                let skip = lines.len().saturating_sub(n);
-                lines.into_iter().skip(skip).map(|l| l.t).collect()
+        let n = n as u64;
+        let Ok(first) = self.task_log_page(upid, 0, n.max(1)).await else {
+            return Vec::new();
+        };
+        let page = if first.total > n {
+            match self.task_log_page(upid, first.total - n, n).await {
+                Ok(p) => p,
+                Err(_) => return Vec::new(),
             }
-            Err(_) => Vec::new(),
-        }
+        } else {
+            first
+        };
+        let skip = (page.lines.len() as u64).saturating_sub(n) as usize;
+        page.lines.into_iter().skip(skip).map(|l| l.t).collect()
     }
 
     /// Waits for a task, with no deadline other than one hour.
@@ -178,17 +253,121 @@ impl Client {
     }
 
     /// Waits for a task to stop: polls its node with an interval growing with the time
-    /// waited (see [`crate::TaskPoll`]); a `no such task` right after creation is retried.
-    /// `WARNINGS: n` is success; any other exit status is [`Error::Task`] with the log tail.
+    /// waited, and never more often than [`crate::TaskPoll::node_gap`] per node over all
+    /// waits; a `no such task` right after creation is retried for
+    /// [`crate::TaskPoll::unknown_grace`]. `WARNINGS: n` is success; any other exit status
+    /// is [`Error::Task`] with the log tail.
+    ///
+    /// The HA tasks (`hastart`, `hastop`, `hamigrate`, `harelocate`) that PVE answers for
+    /// HA-managed guests only queue a request for the HA manager and end at once; for them
+    /// this also waits until the guest reached the requested state (running, stopped, on
+    /// another node), within the same `timeout`.
     pub async fn wait_task_timeout(
         &self,
         upid: &Upid,
         timeout: Duration,
     ) -> Result<TaskOutcome, Error> {
+        let started = Instant::now();
+        let outcome = self.wait_worker(upid, timeout).await?;
+        let left = timeout.saturating_sub(started.elapsed());
+        let vmid = upid.id().parse::<u32>().ok();
+        match (upid.task_type(), vmid) {
+            ("hastart", Some(vmid)) => {
+                self.wait_vm_status(upid.node(), vmid, "running", left)
+                    .await?;
+            }
+            ("hastop", Some(vmid)) => {
+                self.wait_vm_status(upid.node(), vmid, "stopped", left)
+                    .await?;
+            }
+            ("hamigrate" | "harelocate", Some(vmid)) => {
+                self.wait_vm_moved(vmid, upid.node(), left).await?;
+            }
+            _ => {}
+        }
+        Ok(outcome)
+    }
+
+    /// Waits for the next free status-poll slot of `node` (see [`crate::TaskPoll::node_gap`]).
+    async fn poll_slot(&self, node: &str) {
+        let gap = self.inner.poll.node_gap;
+        if gap.is_zero() {
+            return;
+        }
+        let at = {
+            let mut slots = self
+                .inner
+                .poll_slots
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let now = tokio::time::Instant::now();
+            let slot = slots.entry(node.to_owned()).or_insert(now);
+            let at = (*slot).max(now);
+            *slot = at + gap;
+            at
+        };
+        tokio::time::sleep_until(at).await;
+    }
+
+    /// True if a listing of `node`'s active tasks requested after `since` shows `upid`.
+    /// Waits on one node share the listing: who finds one taken after its own last look
+    /// uses it, else it asks (the others queue behind the lock and reuse the answer).
+    /// `None` when the listing cannot be had (then the status is asked directly).
+    async fn listed_active(&self, upid: &Upid, since: Instant) -> Option<bool> {
+        let node = upid.node();
+        let list = {
+            let mut lists = self
+                .inner
+                .active_lists
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            std::sync::Arc::clone(lists.entry(node.to_owned()).or_default())
+        };
+        let mut guard = list.0.lock().await;
+        if let Some((at, upids)) = guard.as_ref()
+            && *at >= since
+        {
+            return Some(upids.iter().any(|u| u == upid.as_str()));
+        }
+        self.poll_slot(node).await;
+        let at = Instant::now();
+        let p = Params::new()
+            .set("source", "active")
+            .set("limit", 10_000u32);
+        let all: Vec<TaskListEntry> = self
+            .get(&format!("/nodes/{}/tasks", segment(node)), &p)
+            .await
+            .ok()?;
+        let upids: Vec<String> = all
+            .into_iter()
+            .filter(TaskListEntry::is_active)
+            .map(|t| t.upid.as_str().to_owned())
+            .collect();
+        let listed = upids.iter().any(|u| u == upid.as_str());
+        *guard = Some((at, std::sync::Arc::new(upids)));
+        Some(listed)
+    }
+
+    async fn wait_worker(&self, upid: &Upid, timeout: Duration) -> Result<TaskOutcome, Error> {
         let poll = self.inner.poll.clone();
         let started = Instant::now();
+        // A task that was just started is still running: the first look waits a little.
+        tokio::time::sleep(poll.min_interval.min(timeout)).await;
+        let mut last_look: Option<Instant> = None;
         loop {
-            match self.task_status(upid).await {
+            let listed = match last_look {
+                Some(since) if poll.shared_active_list => self.listed_active(upid, since).await,
+                _ => None,
+            };
+            let look = Instant::now();
+            let status = if listed == Some(true) {
+                None
+            } else {
+                self.poll_slot(upid.node()).await;
+                Some(self.task_status(upid).await)
+            };
+            last_look = Some(look);
+            match status.unwrap_or_else(|| Ok(TaskStatus::running())) {
                 Ok(st) if !st.is_running() => {
                     let exit = st.exitstatus.unwrap_or_else(|| "unknown".into());
                     debug!(upid = %upid, exit = %exit, "task stopped");
@@ -211,10 +390,11 @@ impl Client {
                     };
                 }
                 Ok(_) => {}
-                Err(e) if e.is_not_found() || is_no_such_task(&e) => {
+                Err(e) if is_no_such_task(&e) => {
                     if started.elapsed() > poll.unknown_grace {
                         return Err(e);
                     }
+                    debug!(upid = %upid, "task not known yet");
                 }
                 Err(e) => return Err(e),
             }
@@ -233,14 +413,33 @@ impl Client {
     }
 }
 
-fn is_no_such_task(e: &Error) -> bool {
-    matches!(e, Error::Api { message, .. } if message.contains("no such task"))
+/// PVE's answer for a UPID whose task file does not exist (yet): a parameter error,
+/// `400 Parameter verification failed.` with `errors.upid = "no such task"`
+/// (pve-manager `PVE/API2/Tasks.pm`, `raise_param_exc({ upid => "no such task" })`).
+/// Older or proxied answers carrying the text in the message are accepted too.
+#[cfg(feature = "client")]
+pub(crate) fn is_no_such_task(e: &Error) -> bool {
+    match e {
+        Error::Api {
+            status,
+            message,
+            errors,
+            ..
+        } => {
+            errors
+                .get("upid")
+                .is_some_and(|m| m.contains("no such task"))
+                || (*status == 400 && message.contains("no such task"))
+        }
+        _ => false,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    #[cfg(feature = "client")]
     #[test]
     fn exit_statuses() {
         assert_eq!(classify_exit("OK"), Exit::Ok);

@@ -2,13 +2,21 @@
 //! [`ReqwestTransport`] is the real one (rustls, no OpenSSL); tests can plug in others.
 
 use core::fmt;
+#[cfg(feature = "client")]
 use std::time::Duration;
 
-use futures::future::BoxFuture;
+use core::future::Future;
+use core::pin::Pin;
 
+#[cfg(feature = "client")]
+use crate::Error;
+use crate::Secret;
 use crate::error::BoxError;
+#[cfg(feature = "client")]
 use crate::tls::{TlsTrust, client_config};
-use crate::{Error, Secret};
+
+/// A boxed, sendable future (what [`Transport::send`] returns).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// An HTTP method used by the PVE API.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -50,8 +58,56 @@ pub struct HttpRequest {
     pub url: String,
     /// Extra headers; values are secrets (cookies, tokens) and never printed.
     pub headers: Vec<(&'static str, Secret)>,
-    /// A form-encoded body (POST and PUT).
-    pub form: Option<String>,
+    /// The body (POST and PUT): form-encoded, JSON or multipart.
+    pub body: Option<Body>,
+}
+
+/// A request body and its content type.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Body {
+    /// `Content-Type` (`application/x-www-form-urlencoded`, `application/json`,
+    /// `multipart/form-data; boundary=...`).
+    pub content_type: String,
+    /// The bytes.
+    pub bytes: Vec<u8>,
+}
+
+impl Body {
+    /// A form-encoded body.
+    pub fn form(text: String) -> Self {
+        Self {
+            content_type: "application/x-www-form-urlencoded".into(),
+            bytes: text.into_bytes(),
+        }
+    }
+
+    /// A JSON body.
+    pub fn json(value: &serde_json::Value) -> Self {
+        Self {
+            content_type: "application/json".into(),
+            bytes: value.to_string().into_bytes(),
+        }
+    }
+}
+
+impl fmt::Debug for Body {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Bodies carry passwords (login, cipassword): only their shape is printed.
+        f.debug_struct("Body")
+            .field("content_type", &self.content_type)
+            .field("len", &self.bytes.len())
+            .finish()
+    }
+}
+
+impl HttpRequest {
+    /// The body as text when it is a form (tests and logging of non-secret calls).
+    pub fn form_text(&self) -> Option<&str> {
+        self.body
+            .as_ref()
+            .filter(|b| b.content_type == "application/x-www-form-urlencoded")
+            .and_then(|b| std::str::from_utf8(&b.bytes).ok())
+    }
 }
 
 impl fmt::Debug for HttpRequest {
@@ -63,7 +119,7 @@ impl fmt::Debug for HttpRequest {
                 "headers",
                 &self.headers.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
             )
-            .field("form_len", &self.form.as_ref().map(String::len))
+            .field("body", &self.body)
             .finish()
     }
 }
@@ -97,12 +153,14 @@ pub trait Transport: Send + Sync + 'static {
     fn send(&self, req: HttpRequest) -> BoxFuture<'_, Result<HttpResponse, TransportError>>;
 }
 
-/// The real transport: reqwest over rustls with the chosen [`TlsTrust`].
+/// The real transport: reqwest over rustls with the chosen [`TlsTrust`] (the `client` feature).
+#[cfg(feature = "client")]
 #[derive(Clone, Debug)]
 pub struct ReqwestTransport {
     client: reqwest::Client,
 }
 
+#[cfg(feature = "client")]
 impl ReqwestTransport {
     /// A transport trusting `trust`, with a per-request `timeout`.
     pub fn new(trust: &TlsTrust, timeout: Duration) -> Result<Self, Error> {
@@ -123,6 +181,7 @@ impl ReqwestTransport {
     }
 }
 
+#[cfg(feature = "client")]
 fn tls_reason(e: &(dyn std::error::Error + 'static)) -> Option<String> {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
@@ -146,6 +205,7 @@ fn tls_reason(e: &(dyn std::error::Error + 'static)) -> Option<String> {
     None
 }
 
+#[cfg(feature = "client")]
 impl Transport for ReqwestTransport {
     fn send(&self, req: HttpRequest) -> BoxFuture<'_, Result<HttpResponse, TransportError>> {
         Box::pin(async move {
@@ -159,10 +219,10 @@ impl Transport for ReqwestTransport {
             for (k, v) in &req.headers {
                 rb = rb.header(*k, v.expose());
             }
-            if let Some(form) = req.form {
+            if let Some(body) = req.body {
                 rb = rb
-                    .header("Content-Type", "application/x-www-form-urlencoded")
-                    .body(form);
+                    .header("Content-Type", body.content_type)
+                    .body(body.bytes);
             }
             let classify = |e: reqwest::Error| {
                 if let Some(r) = tls_reason(&e) {

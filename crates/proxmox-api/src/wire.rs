@@ -5,8 +5,11 @@
 use std::collections::BTreeMap;
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+
+use crate::Error;
 
 /// Characters left as they are in a form or query value: RFC 3986 unreserved.
 const FORM: &AsciiSet = &NON_ALPHANUMERIC
@@ -90,11 +93,56 @@ impl Params {
         }
     }
 
-    /// Adds `key=value` in place, replacing an earlier value of `key`.
+    /// Adds one more `key=value`, keeping earlier values of `key`: how PVE takes array
+    /// parameters (`agent/exec`'s `command`, `delete` lists), as repeated keys.
+    ///
+    /// ```
+    /// use hakube_proxmox_api::Params;
+    /// let p = Params::new().push("command", "ls").push("command", "-l");
+    /// assert_eq!(p.encode(), "command=ls&command=-l");
+    /// ```
+    #[must_use]
+    pub fn push(mut self, key: &str, value: impl ParamValue) -> Self {
+        self.0.push((key.to_owned(), value.to_param()));
+        self
+    }
+
+    /// Sets the array parameter `key` to `values` (repeated keys), replacing earlier values.
+    #[must_use]
+    pub fn set_all<V: ParamValue>(
+        mut self,
+        key: &str,
+        values: impl IntoIterator<Item = V>,
+    ) -> Self {
+        self.0.retain(|(k, _)| k != key);
+        for v in values {
+            self.0.push((key.to_owned(), v.to_param()));
+        }
+        self
+    }
+
+    /// All values of `key`, in order.
+    pub fn get_all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0
+            .iter()
+            .filter(move |(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Adds `key=value` in place, replacing every earlier value of `key`.
     pub fn insert(&mut self, key: &str, value: impl ParamValue) {
         let value = value.to_param();
-        if let Some(slot) = self.0.iter_mut().find(|(k, _)| k == key) {
-            slot.1 = value;
+        if let Some(i) = self.0.iter().position(|(k, _)| k == key) {
+            self.0[i].1 = value;
+            // An array parameter set before: one value now.
+            let mut n = 0;
+            self.0.retain(|(k, _)| {
+                let keep = k != key || n == 0;
+                if k == key {
+                    n += 1;
+                }
+                keep
+            });
         } else {
             self.0.push((key.to_owned(), value));
         }
@@ -130,6 +178,47 @@ impl Params {
             out.extend(utf8_percent_encode(v, FORM));
         }
         out
+    }
+}
+
+impl Params {
+    /// Parameters from a flat serde struct or map: booleans become `1`/`0`,
+    /// `None` fields are left out, nested values are an error.
+    ///
+    /// ```
+    /// #[derive(serde::Serialize)]
+    /// struct Start { timeout: Option<u32>, skiplock: bool }
+    /// let p = hakube_proxmox_api::Params::from_serialize(&Start { timeout: None, skiplock: true })?;
+    /// assert_eq!(p.encode(), "skiplock=1");
+    /// # Ok::<(), hakube_proxmox_api::Error>(())
+    /// ```
+    pub fn from_serialize<T: Serialize>(value: &T) -> Result<Self, Error> {
+        let v = serde_json::to_value(value).map_err(|e| Error::Invalid {
+            field: "params".into(),
+            reason: e.to_string(),
+        })?;
+        let Value::Object(map) = v else {
+            return Err(Error::Invalid {
+                field: "params".into(),
+                reason: "expected a struct or map".into(),
+            });
+        };
+        let mut p = Self::new();
+        for (k, v) in map {
+            match v {
+                Value::Null => {}
+                Value::Bool(b) => p.insert(&k, b),
+                Value::Number(n) => p.insert(&k, n.to_string()),
+                Value::String(s) => p.insert(&k, s),
+                Value::Array(_) | Value::Object(_) => {
+                    return Err(Error::Invalid {
+                        field: k,
+                        reason: "nested values cannot be form-encoded".into(),
+                    });
+                }
+            }
+        }
+        Ok(p)
     }
 }
 
@@ -172,21 +261,63 @@ pub fn parse_error(reason: &str, body: &[u8]) -> ErrorBody {
     out
 }
 
-/// Takes `data` out of a success envelope; a missing or `null` `data` is `Value::Null`.
-pub fn unwrap_envelope(body: &[u8]) -> Result<Value, serde_json::Error> {
+/// A success envelope: `data` and the result attributes PVE puts beside it
+/// (`total` of a paged list such as a task log).
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct Envelope {
+    /// The `data` member (`Value::Null` when missing or `null`).
+    pub data: Value,
+    /// `total`: how many items exist in all, when the method pages (`/tasks/{upid}/log`,
+    /// `/nodes/{node}/tasks`).
+    pub total: Option<u64>,
+    /// Any other member beside `data` (`changes`, `success`, ...).
+    pub attribs: serde_json::Map<String, Value>,
+}
+
+/// Parses a success body; an empty body is `data: null`.
+pub fn parse_envelope(body: &[u8]) -> Result<Envelope, serde_json::Error> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Value::Null);
+        return Ok(Envelope::default());
     }
-    let mut v: Value = serde_json::from_slice(body)?;
-    Ok(match v.get_mut("data") {
-        Some(d) => d.take(),
-        None => Value::Null,
+    let v: Value = serde_json::from_slice(body)?;
+    let Value::Object(mut obj) = v else {
+        // A bare value where an object is expected: not PVE's envelope.
+        return Err(serde::de::Error::custom(
+            "the answer is not a {\"data\": ...} object",
+        ));
+    };
+    let data = obj.remove("data").unwrap_or(Value::Null);
+    let total = obj.remove("total").as_ref().and_then(|t| match t {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    });
+    Ok(Envelope {
+        data,
+        total,
+        attribs: obj,
     })
 }
 
-/// Decodes `data` into `T`; a `null` decodes into `()`, `Option` or an empty default.
+/// Takes `data` out of a success envelope; a missing or `null` `data` is `Value::Null`.
+pub fn unwrap_envelope(body: &[u8]) -> Result<Value, serde_json::Error> {
+    parse_envelope(body).map(|e| e.data)
+}
+
+/// Decodes `data` into `T`. A `null` (PVE's answer for "nothing", also where the schema
+/// promises a list) decodes into `()`, `Option`, an empty sequence or map, or a struct
+/// whose fields all have defaults.
 pub fn decode<T: DeserializeOwned>(data: Value) -> Result<T, serde_json::Error> {
-    serde_json::from_value(data)
+    if !data.is_null() {
+        return serde_json::from_value(data);
+    }
+    match serde_json::from_value(Value::Null) {
+        Ok(t) => Ok(t),
+        Err(e) => serde_json::from_value(Value::Array(Vec::new()))
+            .or_else(|_| serde_json::from_value(Value::Object(serde_json::Map::new())))
+            .map_err(|_| e),
+    }
 }
 
 /// `deserialize_with` helpers for PVE's loosely typed values.
@@ -286,6 +417,18 @@ pub mod de {
                 .and_then(|i| u64::try_from(i).ok())
                 .map(Some)
                 .ok_or_else(|| D::Error::custom(format!("expected an unsigned integer, got {v}"))),
+        }
+    }
+
+    /// An optional signed integer: `null`, missing or `""` is `None`.
+    pub fn opt_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+        let v = Option::<Value>::deserialize(d)?;
+        match v {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+            Some(v) => int(&v)
+                .map(Some)
+                .ok_or_else(|| D::Error::custom(format!("expected an integer, got {v}"))),
         }
     }
 
@@ -404,6 +547,65 @@ mod tests {
         let v = unwrap_envelope(br#"{"data":[{"n":1,"t":"TASK OK"}],"total":1}"#).unwrap();
         assert_eq!(v[0]["t"], "TASK OK");
         assert!(unwrap_envelope(b"<html>").is_err());
+    }
+
+    #[test]
+    fn null_decodes_into_empty_lists_and_maps() {
+        // PVE answers `{"data":null}` where the schema says array, e.g. an empty
+        // `GET /cluster/ha/rules` on some versions, or `/pending` of a VM being created.
+        let v: Vec<u32> = decode(Value::Null).unwrap();
+        assert!(v.is_empty());
+        let m: BTreeMap<String, String> = decode(Value::Null).unwrap();
+        assert!(m.is_empty());
+        let o: Option<Vec<u32>> = decode(Value::Null).unwrap();
+        assert_eq!(o, None);
+        #[derive(serde::Deserialize, Debug, Default, PartialEq)]
+        struct AllDefault {
+            #[serde(default)]
+            a: Option<String>,
+        }
+        assert_eq!(
+            decode::<AllDefault>(Value::Null).unwrap(),
+            AllDefault::default()
+        );
+        // A struct with a required field still refuses null, and says what is missing.
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code, reason = "only decoded")]
+        struct Needs {
+            vmid: u32,
+        }
+        assert!(decode::<Needs>(Value::Null).is_err());
+        assert!(decode::<u32>(Value::Null).is_err());
+    }
+
+    #[test]
+    fn envelope_keeps_total() {
+        // GET /nodes/{node}/tasks/{upid}/log on PVE 9: the JSON formatter puts the result
+        // attribute `total` beside `data` (PVE::API2::Tasks read_task_log, set_result_attrib).
+        let e = parse_envelope(br#"{"data":[{"n":5001,"t":"TASK OK"}],"total":5001}"#).unwrap();
+        assert_eq!(e.total, Some(5001));
+        assert_eq!(e.data[0]["n"], 5001);
+        let e = parse_envelope(br#"{"data":[],"total":"12"}"#).unwrap();
+        assert_eq!(e.total, Some(12));
+        let e = parse_envelope(br#"{"data":null,"changes":"x"}"#).unwrap();
+        assert_eq!((e.total, e.attribs["changes"].as_str()), (None, Some("x")));
+        assert!(parse_envelope(b"[1]").is_err());
+    }
+
+    #[test]
+    fn array_parameters_repeat_the_key() {
+        // PVE reads an `array` parameter from repeated keys (agent/exec `command`).
+        let p = Params::new()
+            .set("node", "pve1")
+            .set_all("command", ["/bin/sh", "-c", "echo a b"]);
+        assert_eq!(
+            p.encode(),
+            "node=pve1&command=%2Fbin%2Fsh&command=-c&command=echo%20a%20b"
+        );
+        assert_eq!(p.get_all("command").count(), 3);
+        // `set` after `push` leaves one value.
+        let p = p.set("command", "true");
+        assert_eq!(p.encode(), "node=pve1&command=true");
     }
 
     #[test]

@@ -8,7 +8,9 @@
 mod common;
 
 use common::Fake;
-use hakube_proxmox_api::{CloneOptions, Error, Fingerprint, Params, Secret, TlsTrust};
+use hakube_proxmox_api::{
+    CloneOptions, DeleteOptions, Error, Fingerprint, Params, Secret, TlsTrust,
+};
 use serde_json::json;
 
 async fn fake_with_template() -> Option<Fake> {
@@ -63,7 +65,10 @@ async fn password_login_ca_trust_and_typed_calls() {
     assert_eq!(cfg.get_str("onboot").as_deref(), Some("1"));
     assert_eq!(cfg.disk_size("scsi0"), Some(4 << 30));
     // DELETE params go in the query; the fake records the path without the query.
-    let del = c.qemu_delete("pve1", 101, true).await.unwrap();
+    let del = c
+        .qemu_delete("pve1", 101, &DeleteOptions::default().purge(true))
+        .await
+        .unwrap();
     c.wait_task(&del).await.unwrap();
     let e = c.qemu_status("pve1", 101).await.unwrap_err();
     assert!(e.is_not_found(), "{e}");
@@ -402,7 +407,10 @@ async fn every_typed_call_decodes_the_fakes_answers() {
         ("node-affinity", Some("pve1:2,pve2"))
     );
     // Delete with purge.
-    let del = c.qemu_delete("pve1", 9000, true).await.unwrap();
+    let del = c
+        .qemu_delete("pve1", 9000, &DeleteOptions::default().purge(true))
+        .await
+        .unwrap();
     c.wait_task(&del).await.unwrap();
 }
 
@@ -424,10 +432,18 @@ async fn task_quirks_warnings_no_such_task_and_transient_gets() {
         (done.exitstatus.as_str(), done.warnings),
         ("WARNINGS: 1", 1)
     );
-    // A fresh task briefly unknown to its node.
-    fake.cmd(json!({"op": "fail", "method": "GET", "suffix": "/status", "status": 400, "message": "no such task", "times": 2})).await;
+    // A fresh task briefly unknown to its node, as PVE says it: 400 "Parameter
+    // verification failed." with the text in errors.upid (pve-manager Tasks.pm).
+    fake.cmd(json!({"op": "fail", "method": "GET", "suffix": "/status", "error": "param_upid_no_such_task", "times": 2})).await;
     let upid = c.qemu_start("pve1", 120).await.unwrap();
     c.wait_task(&upid).await.unwrap();
+    let status_gets = fake
+        .requests(0)
+        .await
+        .iter()
+        .filter(|r| r.0 == "GET" && r.1.contains(upid.as_str()) && r.1.ends_with("/status"))
+        .count();
+    assert!(status_gets >= 3, "{status_gets}");
     // Transient proxy errors on reads are retried.
     fake.cmd(json!({"op": "fail", "method": "GET", "suffix": "/cluster/resources", "status": 596, "message": "Broken pipe", "times": 2})).await;
     let r = c.cluster_resources(None).await.unwrap();

@@ -13,6 +13,8 @@
 //! - a dry run ([`Provisioner::plan`]) makes only GET requests.
 //!
 //! ```no_run
+//! # #[cfg(feature = "client")]
+//! # mod demo {
 //! use hakube_proxmox_api::provision::{Provisioner, ProvisionOptions, VmSpec};
 //! # async fn f(client: hakube_proxmox_api::Client) -> Result<(), hakube_proxmox_api::Error> {
 //! let mut vm = VmSpec::new("k8s-m1", "pve1", 201, 9000);
@@ -24,9 +26,11 @@
 //! let report = p.apply(&[vm]).await?;
 //! print!("{report}");
 //! # Ok(()) }
+//! # }
 //! ```
 
 mod plan;
+#[cfg(feature = "client")]
 mod run;
 
 use core::fmt;
@@ -35,6 +39,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use plan::{Action, ClusterState, ObservedVm, Plan, VmPlan, desired_config, plan_cluster};
+#[cfg(feature = "client")]
 pub use run::{Provisioner, Report, VmOutcome};
 
 use crate::cloudinit::IpConfig;

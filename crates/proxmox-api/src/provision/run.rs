@@ -138,6 +138,9 @@ pub struct Provisioner {
     client: Client,
     opts: ProvisionOptions,
     limits: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// The last `/cluster/resources` listing and when its request was sent; shared by
+    /// the VMs' re-observations (see [`Provisioner::resources_since`]).
+    listing: tokio::sync::Mutex<Option<(Instant, Arc<Vec<crate::Resource>>)>>,
 }
 
 impl fmt::Debug for Provisioner {
@@ -172,7 +175,29 @@ impl Provisioner {
             client,
             opts,
             limits: Mutex::new(HashMap::new()),
+            listing: tokio::sync::Mutex::new(None),
         }
+    }
+
+    /// A `/cluster/resources` listing requested no earlier than `since`. Concurrent
+    /// re-observations share one request: who finds a listing fetched after its own
+    /// step ended uses it; otherwise it fetches one (others queue behind the lock and
+    /// reuse it). 500 VMs re-observing at once cost a few listings, not 500.
+    async fn resources_since(&self, since: Instant) -> Result<Arc<Vec<crate::Resource>>, Error> {
+        let mut guard = self.listing.lock().await;
+        if let Some((at, list)) = guard.as_ref()
+            && *at >= since
+        {
+            return Ok(Arc::clone(list));
+        }
+        let at = Instant::now();
+        let list = Arc::new(
+            self.client
+                .cluster_resources(Some(ResourceType::Vm))
+                .await?,
+        );
+        *guard = Some((at, Arc::clone(&list)));
+        Ok(list)
     }
 
     fn emit(&self, vm: &str, step: &str, phase: Phase) {
@@ -333,12 +358,12 @@ impl Provisioner {
     /// Re-observes one VM.
     async fn observe_vm(&self, vmid: u32) -> Result<Option<ObservedVm>, Error> {
         let found = self
-            .client
-            .cluster_resources(Some(ResourceType::Vm))
+            .resources_since(Instant::now())
             .await?
-            .into_iter()
-            .filter_map(observed_from)
-            .find(|v| v.vmid == vmid);
+            .iter()
+            .find(|r| r.vmid == Some(u64::from(vmid)))
+            .cloned()
+            .and_then(observed_from);
         let Some(mut vm) = found else { return Ok(None) };
         if vm.kind == "qemu" {
             match self.vm_details(&vm.node, vmid, true).await {
@@ -512,7 +537,11 @@ impl Provisioner {
                         .wait_task_timeout(&upid, self.opts.task_timeout)
                         .await?;
                 }
-                let upid = self.client.qemu_delete(node, vmid, true).await?;
+                // The provisioner's VMs are its own: their stray disks go with them.
+                let opts = crate::DeleteOptions::default()
+                    .purge(true)
+                    .destroy_unreferenced_disks(true);
+                let upid = self.client.qemu_delete(node, vmid, &opts).await?;
                 self.client
                     .wait_task_timeout(&upid, self.opts.task_timeout)
                     .await?;
