@@ -85,10 +85,14 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let specs = match hakube_examples::vm_specs(&cluster, args.ha) {
+    let specs = match hakube_plan::vm_specs(&cluster, args.ha) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: {}: {e}", path.display());
+            eprintln!(
+                "error: {}: {}",
+                path.display(),
+                hakube_examples::error_chain(&e)
+            );
             return ExitCode::FAILURE;
         }
     };

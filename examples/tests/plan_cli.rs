@@ -105,7 +105,7 @@ fn re_planning_keeps_secrets_and_gives_the_same_tree() {
 #[test]
 fn provision_specs_follow_the_placed_seed() {
     let cluster = hakube_examples::load_topology(&hakube_examples::default_topology()).unwrap();
-    let specs = hakube_examples::vm_specs(&cluster, true).unwrap();
+    let specs = hakube_plan::vm_specs(&cluster, true).unwrap();
     assert_eq!(specs.len(), cluster.vms.len());
     for (spec, vm) in specs.iter().zip(&cluster.vms) {
         assert_eq!(

@@ -22,12 +22,14 @@ mod base;
 mod haproxy;
 mod kubeadm;
 mod nfs;
+mod proxmox;
 mod rules;
 mod tree;
 
 pub use addons::KUBEADM_ETCD_IMAGE;
 pub use kubeadm::{PlanSecrets, SECRETS_PATH, WORKER_GROUP_LABEL, kubeadm_input};
 pub use nfs::setup as nfs_setup;
+pub use proxmox::vm_specs;
 pub use rules::SECRETS_DIR;
 pub use tree::{HOST_PLAN_FILE, PlanFile, PlanTree, WriteSummary, read_host_plan, read_host_plans};
 
