@@ -1,5 +1,6 @@
 //! Input validation and cross-checks between components that catch real outages.
 
+use hakube_host_state::{is_dns_label, is_dns_name};
 use std::collections::BTreeSet;
 
 use ipnet::Ipv4Net;
@@ -8,21 +9,8 @@ use serde_json::Value;
 use crate::model::{AddonsInput, VaultPlacement, VolumeChoice};
 use crate::{AddonsError, ClusterFile, calico, observability, traefik, vault};
 
-fn is_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-}
-
-fn is_dns_name(s: &str) -> bool {
-    s.len() <= 253 && s.split('.').all(is_dns_label)
-}
-
 fn overlaps(a: Ipv4Net, b: Ipv4Net) -> bool {
-    a.contains(&b.network()) || b.contains(&a.network())
+    hakube_host_state::nets_overlap(a.into(), b.into())
 }
 
 /// Checks the input alone; returns every problem found (empty = valid).

@@ -1,4 +1,5 @@
-//! Pinned chart and image versions (from the project's VERSIONS.md, 2026-08 snapshots).
+//! Pinned chart and image versions (each chart's release as published upstream, checked
+//! 2026-08; the chart rules in `chart_schema` name the file and tag they were read from).
 
 use std::borrow::Cow;
 

@@ -59,4 +59,4 @@ pub use plan::{
     Validate,
 };
 pub use secret::Secret;
-pub use shell::{check_dns_label, shell_quote};
+pub use shell::{check_dns_label, is_dns_label, is_dns_name, shell_quote};

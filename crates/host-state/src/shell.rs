@@ -79,6 +79,24 @@ pub fn check_dns_label(value: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// Whether `value` is an RFC 1123 DNS label ([`check_dns_label`] as a predicate).
+#[must_use]
+pub fn is_dns_label(value: &str) -> bool {
+    check_dns_label(value).is_ok()
+}
+
+/// Whether `value` is a DNS name: dot-separated DNS labels, at most 253 characters.
+///
+/// ```
+/// use hakube_host_state::is_dns_name;
+/// assert!(is_dns_name("k8s-api.example.lan"));
+/// assert!(!is_dns_name("a..b"));
+/// ```
+#[must_use]
+pub fn is_dns_name(value: &str) -> bool {
+    value.len() <= 253 && value.split('.').all(is_dns_label)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -197,7 +197,7 @@ fn local_prefixes() -> Vec<Ipv4Net> {
 }
 
 fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
-    a.contains(&b.network()) || b.contains(&a.network())
+    hakube_host_state::nets_overlap((*a).into(), (*b).into())
 }
 
 fn random_u64() -> u64 {

@@ -20,8 +20,7 @@ fn err(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Error {
 
 /// The etcd image kubeadm runs, whose `etcdctl` takes the snapshots: kubeadm's
 /// `DefaultEtcdVersion` and `SupportedEtcdVersion[34]` in `cmd/kubeadm/app/constants/constants.go`
-/// on kubernetes' release-1.34 branch (Kubernetes 1.34.2, the seed's version); the project's
-/// VERSIONS.md records the same. hakube-kubeadm pins no etcd version, so this is the one place
+/// on kubernetes' release-1.34 branch (Kubernetes 1.34.2, the seed's version). hakube-kubeadm pins no etcd version, so this is the one place
 /// to bump. One image for every Kubernetes version: `etcdctl snapshot save` goes through the
 /// Maintenance API that both etcd 3.5 (kubeadm's for Kubernetes 1.31 to 1.33) and 3.6 serve.
 pub const KUBEADM_ETCD_IMAGE: &str = "registry.k8s.io/etcd:3.6.5-0";

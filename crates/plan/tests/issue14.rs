@@ -3,32 +3,11 @@
 
 #![allow(clippy::unwrap_used)]
 
-use hakube_plan::{PlanSecrets, PlanTree, render};
+mod common;
+
+use common::{CERT_KEY, TOKEN, seed, text};
+use hakube_plan::PlanTree;
 use serde_json::Value;
-
-const TOKEN: &str = "abcdef.0123456789abcdef";
-const CERT_KEY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-
-fn seed() -> PlanTree {
-    let secrets =
-        PlanSecrets::parse(&format!("TOKEN={TOKEN}\nCERTIFICATE_KEY={CERT_KEY}\n")).unwrap();
-    let text = include_str!("../../../examples/seed-cluster.yaml");
-    render(
-        &hakube_topology::load(text, "seed-cluster.yaml").unwrap(),
-        &secrets,
-    )
-    .unwrap()
-}
-
-fn text<'a>(tree: &'a PlanTree, path: &str) -> &'a str {
-    std::str::from_utf8(
-        &tree
-            .get(path)
-            .unwrap_or_else(|| panic!("no {path}"))
-            .contents,
-    )
-    .unwrap()
-}
 
 fn yaml(tree: &PlanTree, path: &str) -> Vec<Value> {
     serde_saphyr::from_multiple(text(tree, path)).unwrap()

@@ -2,31 +2,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-use hakube_plan::{PlanSecrets, PlanTree, render};
+mod common;
 
-/// Fixed secrets, so the snapshots are stable.
-fn secrets() -> PlanSecrets {
-    PlanSecrets::parse("TOKEN=abcdef.0123456789abcdef\nCERTIFICATE_KEY=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n").unwrap()
-}
-
-fn seed() -> PlanTree {
-    let text = include_str!("../../../examples/seed-cluster.yaml");
-    render(
-        &hakube_topology::load(text, "seed-cluster.yaml").unwrap(),
-        &secrets(),
-    )
-    .unwrap()
-}
-
-fn text<'a>(tree: &'a PlanTree, path: &str) -> &'a str {
-    std::str::from_utf8(
-        &tree
-            .get(path)
-            .unwrap_or_else(|| panic!("no {path}"))
-            .contents,
-    )
-    .unwrap()
-}
+use common::{secrets, seed, text};
+use hakube_plan::{PlanSecrets, render};
 
 #[test]
 fn every_vm_gets_its_base_files() {

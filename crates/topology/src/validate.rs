@@ -7,6 +7,7 @@ use ipnet::Ipv4Net;
 
 use crate::error::Rule;
 use crate::model::{EtcdBackup, NfsBackup, Role, TlsMode, Topology, VaultPlacement, VmSize};
+pub use hakube_host_state::{is_dns_label, is_dns_name};
 
 /// Collects problems by path; positions are filled in by the caller.
 #[derive(Debug, Default)]
@@ -31,24 +32,6 @@ pub const VMID_MIN: u32 = 100;
 pub const VMID_MAX: u32 = 999_999_999;
 /// The Kubernetes NodePort range.
 pub const NODE_PORT_RANGE: std::ops::RangeInclusive<u16> = 30000..=32767;
-
-/// Whether `s` is an RFC 1123 DNS label (also a valid Proxmox VM name).
-#[must_use]
-pub fn is_dns_label(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= 63
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-        && b[0] != b'-'
-        && b[b.len() - 1] != b'-'
-}
-
-/// Whether `s` is a DNS name (dot-separated labels, at most 253 characters).
-#[must_use]
-pub fn is_dns_name(s: &str) -> bool {
-    s.len() <= 253 && s.split('.').all(is_dns_label)
-}
 
 /// Whether `s` is a Kubernetes label or taint key (`[prefix/]name`).
 fn is_label_key(s: &str) -> bool {
@@ -131,7 +114,7 @@ fn check_role(f: &mut Findings, path: &str, r: &Role, min_mem: u64) {
 }
 
 fn overlaps(a: Ipv4Net, b: Ipv4Net) -> bool {
-    a.contains(&b.network()) || b.contains(&a.network())
+    hakube_host_state::nets_overlap(a.into(), b.into())
 }
 
 pub(crate) fn check(t: &Topology, f: &mut Findings) {

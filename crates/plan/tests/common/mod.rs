@@ -1,0 +1,38 @@
+//! The seed cluster's plan, rendered with fixed secrets so that runs compare.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use hakube_plan::{PlanSecrets, PlanTree, render};
+use hakube_topology::Cluster;
+
+/// The seed topology file.
+pub const SEED: &str = include_str!("../../../../examples/seed-cluster.yaml");
+/// The fixed bootstrap token.
+pub const TOKEN: &str = "abcdef.0123456789abcdef";
+/// The fixed certificate key.
+pub const CERT_KEY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+/// Fixed secrets, so snapshots are stable.
+pub fn secrets() -> PlanSecrets {
+    PlanSecrets::parse(&format!("TOKEN={TOKEN}\nCERTIFICATE_KEY={CERT_KEY}\n")).unwrap()
+}
+
+/// The placed seed cluster.
+pub fn cluster() -> Cluster {
+    hakube_topology::load(SEED, "seed-cluster.yaml").unwrap()
+}
+
+/// The seed's plan tree.
+pub fn seed() -> PlanTree {
+    render(&cluster(), &secrets()).unwrap()
+}
+
+/// A file of the tree as text.
+pub fn text<'a>(tree: &'a PlanTree, path: &str) -> &'a str {
+    std::str::from_utf8(
+        &tree
+            .get(path)
+            .unwrap_or_else(|| panic!("no {path}"))
+            .contents,
+    )
+    .unwrap()
+}
