@@ -1,8 +1,11 @@
 //! How long rendering the whole add-on layer takes, and the cross-check on its output.
 //! Run: `cargo bench -p hakube-addons --bench render`.
 
+#[path = "../tests/fixture/mod.rs"]
+mod fixture;
 use criterion::{Criterion, criterion_group, criterion_main};
-use hakube_addons::{cross_check, example_input, render};
+use fixture::example_input;
+use hakube_addons::{cross_check, render};
 
 fn bench(c: &mut Criterion) {
     let input = example_input();

@@ -7,7 +7,7 @@
 //! `Established`, resolves kinds (discovery after the CRDs, so freshly created ones resolve),
 //! applies Namespaces, then everything else in file order, all with the component's single
 //! field manager. A server-side apply conflict (HTTP 409: another manager owns a field we set)
-//! is reported as [`AddonsError::ApplyConflict`] naming the object and the managers; we never
+//! is reported as [`Error::ApplyConflict`] naming the object and the managers; we never
 //! force.
 //!
 //! Every API call has a timeout. Helm releases are not handled here: they are command steps
@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use hakube_kube_apply as ka;
 
-use crate::{AddonsError, ClusterFile, Component, InstallStep, Rendered, WorkloadKind};
+use crate::{ClusterFile, Component, Error, InstallStep, Rendered, WorkloadKind};
 
 /// Result of applying a component.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -35,13 +35,13 @@ fn workload(kind: WorkloadKind) -> ka::Workload {
 }
 
 /// The shared applier's error as this crate's.
-fn convert(component: Component, e: ka::Error) -> AddonsError {
+fn convert(component: Component, e: ka::Error) -> Error {
     match e {
         ka::Error::Manifest {
             origin,
             index,
             reason,
-        } => AddonsError::Manifest {
+        } => Error::Manifest {
             path: origin,
             index,
             reason,
@@ -50,7 +50,7 @@ fn convert(component: Component, e: ka::Error) -> AddonsError {
             api_version,
             kind,
             name,
-        } => AddonsError::UnknownKind {
+        } => Error::UnknownKind {
             api_version,
             kind,
             name,
@@ -62,7 +62,7 @@ fn convert(component: Component, e: ka::Error) -> AddonsError {
             ..
         } => {
             let (kind, name) = object.split_once(' ').unwrap_or(("", object.as_str()));
-            AddonsError::ApplyConflict {
+            Error::ApplyConflict {
                 component: component.dir().into(),
                 kind: kind.into(),
                 name: name.into(),
@@ -74,11 +74,11 @@ fn convert(component: Component, e: ka::Error) -> AddonsError {
             action,
             object,
             source,
-        } => AddonsError::Kube {
+        } => Error::Kube {
             action: format!("{action} {object}"),
             source,
         },
-        ka::Error::CrdNotEstablished { name, waited } => AddonsError::CrdNotEstablished {
+        ka::Error::CrdNotEstablished { name, waited } => Error::CrdNotEstablished {
             name,
             waited_secs: waited.as_secs(),
         },
@@ -88,14 +88,14 @@ fn convert(component: Component, e: ka::Error) -> AddonsError {
             name,
             waited,
             state,
-        } => AddonsError::RolloutTimeout {
+        } => Error::RolloutTimeout {
             kind: kind.to_string(),
             namespace,
             name,
             waited_secs: waited.as_secs(),
             state,
         },
-        other => AddonsError::Kube {
+        other => Error::Kube {
             action: other.to_string(),
             source: kube::Error::Service(other.to_string().into()),
         },
@@ -178,14 +178,14 @@ impl Applier {
     /// kinds, Namespaces, then the rest.
     ///
     /// # Errors
-    /// [`AddonsError::Manifest`] before any call for a bad document, otherwise the API's
-    /// answer naming the object ([`AddonsError::ApplyConflict`], [`AddonsError::UnknownKind`],
-    /// [`AddonsError::CrdNotEstablished`], [`AddonsError::Kube`]).
+    /// [`Error::Manifest`] before any call for a bad document, otherwise the API's
+    /// answer naming the object ([`Error::ApplyConflict`], [`Error::UnknownKind`],
+    /// [`Error::CrdNotEstablished`], [`Error::Kube`]).
     pub async fn apply(
         &self,
         component: Component,
         files: &[ClusterFile],
-    ) -> Result<ApplyReport, AddonsError> {
+    ) -> Result<ApplyReport, Error> {
         let mut manifests = Vec::new();
         for f in files {
             manifests.extend(
@@ -214,7 +214,7 @@ impl Applier {
         &self,
         step: &InstallStep,
         rendered: &Rendered,
-    ) -> Result<Option<ApplyReport>, AddonsError> {
+    ) -> Result<Option<ApplyReport>, Error> {
         match step {
             InstallStep::Apply { component, files } => {
                 let mut chosen = Vec::new();
@@ -223,7 +223,7 @@ impl Applier {
                         .cluster_files
                         .iter()
                         .find(|f| &f.path == path)
-                        .ok_or_else(|| AddonsError::Manifest {
+                        .ok_or_else(|| Error::Manifest {
                             path: path.clone(),
                             index: 0,
                             reason: "not among the rendered files".into(),
@@ -261,13 +261,13 @@ impl Applier {
     /// is waited for too.
     ///
     /// # Errors
-    /// [`AddonsError::RolloutTimeout`] with the last state seen.
+    /// [`Error::RolloutTimeout`] with the last state seen.
     pub async fn wait_rollout(
         &self,
         kind: WorkloadKind,
         namespace: &str,
         name: &str,
-    ) -> Result<(), AddonsError> {
+    ) -> Result<(), Error> {
         self.shared(Component::Apps)
             .wait_rollout(workload(kind), namespace, name)
             .await

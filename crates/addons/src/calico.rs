@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use crate::model::{AddonsInput, Encapsulation};
 use crate::steps::{Component, HelmRelease, InstallStep, WorkloadKind};
 use crate::versions::TIGERA_OPERATOR;
-use crate::{AddonsError, ClusterFile, ComponentOutput, yaml};
+use crate::{ClusterFile, ComponentOutput, Error, yaml};
 
 /// Namespace of the tigera operator.
 pub const OPERATOR_NAMESPACE: &str = "tigera-operator";
@@ -162,7 +162,7 @@ pub fn default_deny_policies(namespace: &str) -> Vec<Value> {
 }
 
 /// Files and install steps for Calico.
-pub(crate) fn render(input: &AddonsInput) -> Result<ComponentOutput, AddonsError> {
+pub(crate) fn render(input: &AddonsInput) -> Result<ComponentOutput, Error> {
     let files = vec![
         ClusterFile::new(
             VALUES_FILE,

@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use crate::model::{AddonsInput, VaultInput};
 use crate::steps::{Component, HelmRelease, InstallStep};
 use crate::versions::CERT_MANAGER;
-use crate::{AddonsError, ClusterFile, ComponentOutput, vault, yaml};
+use crate::{ClusterFile, ComponentOutput, Error, vault, yaml};
 
 /// cert-manager's namespace.
 pub const NAMESPACE: &str = "cert-manager";
@@ -147,7 +147,7 @@ pub fn default_certificate(input: &AddonsInput, secret: &str) -> Value {
 }
 
 /// Files and steps for cert-manager.
-pub(crate) fn render(input: &AddonsInput, v: &VaultInput) -> Result<ComponentOutput, AddonsError> {
+pub(crate) fn render(input: &AddonsInput, v: &VaultInput) -> Result<ComponentOutput, Error> {
     let c = Component::CertManager;
     let mut docs = issuer_rbac();
     docs.push(cluster_issuer(input, v));

@@ -6,7 +6,7 @@
 /// input never helps. Apply errors say per variant whether a retry is safe.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum AddonsError {
+pub enum Error {
     /// A field of the input is invalid. Not retryable: fix the input.
     #[error("invalid input at `{field}`: {reason}")]
     InvalidInput {
@@ -107,8 +107,8 @@ pub enum AddonsError {
     },
 }
 
-impl AddonsError {
-    /// Shorthand for [`AddonsError::InvalidInput`].
+impl Error {
+    /// Shorthand for [`Error::InvalidInput`].
     pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
         Self::InvalidInput {
             field: field.into(),

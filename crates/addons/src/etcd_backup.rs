@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use crate::model::EtcdBackupInput;
 use crate::steps::{Component, InstallStep};
 use crate::versions::BUSYBOX_IMAGE;
-use crate::{AddonsError, ClusterFile, ComponentOutput, yaml};
+use crate::{ClusterFile, ComponentOutput, Error, yaml};
 
 /// Manifest path.
 pub const CRONJOB_FILE: &str = "etcd-backup/cronjob.yaml";
@@ -136,7 +136,7 @@ pub fn cronjob(b: &EtcdBackupInput) -> Value {
 }
 
 /// Files and steps for the etcd backup.
-pub(crate) fn render(b: &EtcdBackupInput) -> Result<ComponentOutput, AddonsError> {
+pub(crate) fn render(b: &EtcdBackupInput) -> Result<ComponentOutput, Error> {
     Ok(ComponentOutput {
         component: Component::EtcdBackup,
         files: vec![ClusterFile::new(

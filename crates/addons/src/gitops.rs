@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::model::AddonsInput;
 use crate::steps::{Component, InstallStep};
 use crate::versions::WHOAMI_IMAGE;
-use crate::{AddonsError, ClusterFile, ComponentOutput, calico, traefik, yaml};
+use crate::{ClusterFile, ComponentOutput, Error, calico, traefik, yaml};
 
 /// The README at the root of `cluster/`.
 pub const README: &str = "README.md";
@@ -112,7 +112,7 @@ fn whoami_base(input: &AddonsInput) -> Vec<(String, Vec<Value>)> {
 
 /// The example application (`apps/base`) and one overlay per environment
 /// (`apps/overlays/<env>`: namespace, optional default-deny policies, per-environment host).
-pub(crate) fn render_apps(input: &AddonsInput) -> Result<ComponentOutput, AddonsError> {
+pub(crate) fn render_apps(input: &AddonsInput) -> Result<ComponentOutput, Error> {
     let mut docs = whoami_base(input);
     let mut steps = Vec::new();
     for env in &input.environments {
@@ -191,7 +191,7 @@ pub(crate) fn render_apps(input: &AddonsInput) -> Result<ComponentOutput, Addons
     let files = docs
         .iter()
         .map(|(p, d)| Ok(ClusterFile::new(p.clone(), yaml::file(p, d)?)))
-        .collect::<Result<Vec<_>, AddonsError>>()?;
+        .collect::<Result<Vec<_>, Error>>()?;
     Ok(ComponentOutput {
         component: Component::Apps,
         files,
@@ -286,7 +286,7 @@ fn readme(input: &AddonsInput, outputs: &[ComponentOutput]) -> String {
 pub(crate) fn assemble(
     input: &AddonsInput,
     outputs: &[ComponentOutput],
-) -> Result<Vec<ClusterFile>, AddonsError> {
+) -> Result<Vec<ClusterFile>, Error> {
     let mut files: BTreeMap<String, String> = BTreeMap::new();
     for out in outputs {
         for f in &out.files {

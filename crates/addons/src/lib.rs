@@ -13,7 +13,7 @@
 //! Entry points:
 //! - [`render`]`(&AddonsInput) -> Result<Rendered>`: the GitOps tree ([`Rendered::cluster_files`],
 //!   relative to `cluster/`), per-VM files ([`Rendered::host_files`], Vault VMs) and the ordered
-//!   [`Rendered::steps`] (serializable). [`example_input`] is a complete valid input.
+//!   [`Rendered::steps`] (serializable).
 //! - [`validate`] (input) and [`cross_check`] (rendered or hand-edited files): every problem found,
 //!   including every Helm values file against its chart's rules at the pinned version
 //!   ([`chart_schema`]), every-node DaemonSets tolerating every taint, and Traefik running on
@@ -33,12 +33,13 @@
 //! the pure renderer only.
 //!
 //! ```
-//! use hakube_addons::{render, example_input, Component};
+//! # fn demo(input: &hakube_addons::AddonsInput) {
+//! use hakube_addons::{render, Component};
 //!
-//! let input = example_input();
-//! let out = render(&input).expect("the example input is valid");
+//! let out = render(input).expect("a valid input");
 //! assert!(out.cluster_files.iter().any(|f| f.path == "traefik/values.yaml"));
 //! assert_eq!(out.steps[0].component(), Component::Calico);
+//! # }
 //! ```
 
 #[cfg(feature = "apply")]
@@ -59,8 +60,13 @@ pub mod vault;
 pub mod versions;
 mod yaml;
 
-pub use error::AddonsError;
-pub use model::*;
+pub use error::Error;
+pub use model::{
+    AddonsInput, CalicoInput, Encapsulation, EnvironmentInput, EtcdBackupInput, HaproxyInput, Host,
+    KubeletCsrApproval, LogAgent, LoggingInput, MonitoringInput, NetworkInput, ProvisionerInput,
+    StorageInput, Taint, TaintEffect, TraefikInput, TraefikWorkload, VaultInput, VaultPlacement,
+    VolumeChoice, WorkerGroup,
+};
 pub use steps::{
     Component, HelmRelease, InstallStep, SECRETS_DIR, WorkloadKind, secret_value_path,
 };
@@ -130,7 +136,7 @@ pub(crate) struct ComponentOutput {
 
 /// Render every enabled add-on. Fails on the first problem [`validate`] finds, or when the
 /// rendered output fails [`cross_check`].
-pub fn render(input: &AddonsInput) -> Result<Rendered, AddonsError> {
+pub fn render(input: &AddonsInput) -> Result<Rendered, Error> {
     if let Some(first) = validate(input).into_iter().next() {
         return Err(first);
     }
@@ -186,116 +192,4 @@ pub fn render(input: &AddonsInput) -> Result<Rendered, AddonsError> {
         return Err(first);
     }
     Ok(rendered)
-}
-
-/// A complete, valid example input (three masters, two HAProxy hosts, two worker groups,
-/// monitoring, logging, Vault on three VMs, etcd backups, prod and nonprod): used by docs,
-/// tests and the plan example.
-#[must_use]
-pub fn example_input() -> AddonsInput {
-    use std::net::Ipv4Addr;
-    let ip = |d: u8| Ipv4Addr::new(10, 10, 0, d);
-    let net = |s: &str| s.parse().expect("literal CIDR");
-    AddonsInput {
-        cluster_name: "hakube".into(),
-        network: NetworkInput {
-            pod_subnet: net("10.244.0.0/16"),
-            service_subnet: net("10.96.0.0/12"),
-            node_subnet: net("10.10.0.0/24"),
-            api_vip: ip(10),
-            api_port: 6443,
-            kubelet_server_tls_bootstrap: true,
-        },
-        haproxy: HaproxyInput {
-            hosts: vec![Host::new("lb-1", ip(11)), Host::new("lb-2", ip(12))],
-            http_backend_port: 30080,
-            https_backend_port: 30443,
-            send_proxy: true,
-            exporter_port: 8404,
-        },
-        masters: (1..=3)
-            .map(|i| Host::new(format!("master-{i}"), ip(20 + i)))
-            .collect(),
-        worker_groups: vec![
-            WorkerGroup {
-                name: "general".into(),
-                nodes: (1..=4)
-                    .map(|i| Host::new(format!("worker-{i}"), ip(30 + i)))
-                    .collect(),
-                taints: vec![],
-            },
-            WorkerGroup {
-                name: "edge".into(),
-                nodes: (5..=6)
-                    .map(|i| Host::new(format!("worker-{i}"), ip(30 + i)))
-                    .collect(),
-                taints: vec![],
-            },
-        ],
-        storage: StorageInput {
-            nfs_classes: vec!["nfs-prod".into(), "nfs-nonprod".into()],
-            provisioner: None,
-        },
-        calico: CalicoInput::default(),
-        traefik: TraefikInput {
-            web_node_port: 30080,
-            websecure_node_port: 30443,
-            workload: TraefikWorkload::DaemonSet,
-            worker_groups: vec![],
-            default_certificate_secret: Some("default-tls".into()),
-            apps_domain: "apps.example.org".into(),
-        },
-        monitoring: Some(MonitoringInput {
-            prometheus_volume: VolumeChoice::StorageClass {
-                name: "local-path".into(),
-                size: "50Gi".into(),
-            },
-            retention: "15d".into(),
-            csr_approval: KubeletCsrApproval::Manual,
-            etcd_metrics_port: 2381,
-            grafana_admin_secret: "grafana-admin".into(),
-        }),
-        logging: Some(LoggingInput {
-            loki_volume: VolumeChoice::StorageClass {
-                name: "local-path".into(),
-                size: "50Gi".into(),
-            },
-            retention: "744h".into(),
-            agent: LogAgent::Alloy,
-        }),
-        vault: Some(VaultInput {
-            placement: VaultPlacement::Vms(
-                (1..=3)
-                    .map(|i| Host::new(format!("vault-{i}"), ip(40 + i)))
-                    .collect(),
-            ),
-            allowed_domains: vec!["example.org".into()],
-            pki_role: "hakube".into(),
-            organisation: "hakube".into(),
-            server_url: None,
-        }),
-        etcd_backup: Some(EtcdBackupInput {
-            nfs_server: ip(50),
-            export_path: "/srv/nfs/etcd-backup".into(),
-            schedule: "17 */6 * * *".into(),
-            keep: 28,
-            etcd_image: "registry.k8s.io/etcd:3.6.5-0".into(),
-        }),
-        environments: vec![
-            EnvironmentInput {
-                name: "prod".into(),
-                namespace: "prod".into(),
-                storage_class: "nfs-prod".into(),
-                default_deny: true,
-                worker_group: None,
-            },
-            EnvironmentInput {
-                name: "nonprod".into(),
-                namespace: "nonprod".into(),
-                storage_class: "nfs-nonprod".into(),
-                default_deny: true,
-                worker_group: None,
-            },
-        ],
-    }
 }

@@ -23,7 +23,7 @@ use crate::model::{
 };
 use crate::steps::{Component, HelmRelease, InstallStep};
 use crate::versions::{self, Chart};
-use crate::{AddonsError, ClusterFile, ComponentOutput, yaml};
+use crate::{ClusterFile, ComponentOutput, Error, yaml};
 
 /// Namespace of Prometheus, metrics-server and Grafana.
 pub const MONITORING_NAMESPACE: &str = "monitoring";
@@ -130,7 +130,7 @@ fn local_volume_docs(
 
 /// Prometheus chart values: one server, kube-state-metrics and node-exporter subcharts,
 /// no Alertmanager or Pushgateway, the extra scrape jobs.
-pub fn prometheus_values(input: &AddonsInput, m: &MonitoringInput) -> Result<Value, AddonsError> {
+pub fn prometheus_values(input: &AddonsInput, m: &MonitoringInput) -> Result<Value, Error> {
     let scrape = yaml::to_yaml(PROMETHEUS_VALUES, &scrape_configs(input, m))?;
     Ok(json!({
         "server": {
@@ -362,7 +362,7 @@ fn release(component: Component, name: &str, ns: &str, chart: Chart, values: &st
 pub(crate) fn render_monitoring(
     input: &AddonsInput,
     m: &MonitoringInput,
-) -> Result<ComponentOutput, AddonsError> {
+) -> Result<ComponentOutput, Error> {
     let c = Component::Monitoring;
     let ns = MONITORING_NAMESPACE;
     let mut files = vec![
@@ -480,7 +480,7 @@ pub(crate) fn render_monitoring(
 pub(crate) fn render_logging(
     input: &AddonsInput,
     l: &LoggingInput,
-) -> Result<ComponentOutput, AddonsError> {
+) -> Result<ComponentOutput, Error> {
     let c = Component::Logging;
     let ns = LOGGING_NAMESPACE;
     let mut files = vec![

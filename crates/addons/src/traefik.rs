@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use crate::model::{AddonsInput, TraefikWorkload};
 use crate::steps::{Component, HelmRelease, InstallStep};
 use crate::versions::TRAEFIK;
-use crate::{AddonsError, ClusterFile, ComponentOutput, yaml};
+use crate::{ClusterFile, ComponentOutput, Error, yaml};
 
 /// Traefik's namespace.
 pub const NAMESPACE: &str = "traefik";
@@ -141,7 +141,7 @@ pub fn example_ingress_route(name: &str, host: &str, service: &str, port: u16) -
 }
 
 /// Files and install steps for Traefik.
-pub(crate) fn render(input: &AddonsInput) -> Result<ComponentOutput, AddonsError> {
+pub(crate) fn render(input: &AddonsInput) -> Result<ComponentOutput, Error> {
     let files = vec![ClusterFile::new(
         VALUES_FILE,
         yaml::file(VALUES_FILE, &[chart_values(input)])?,

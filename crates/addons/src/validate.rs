@@ -7,7 +7,7 @@ use ipnet::Ipv4Net;
 use serde_json::Value;
 
 use crate::model::{AddonsInput, VaultPlacement, VolumeChoice};
-use crate::{AddonsError, ClusterFile, calico, observability, traefik, vault};
+use crate::{ClusterFile, Error, calico, observability, traefik, vault};
 
 fn overlaps(a: Ipv4Net, b: Ipv4Net) -> bool {
     hakube_host_state::nets_overlap(a.into(), b.into())
@@ -20,9 +20,9 @@ fn overlaps(a: Ipv4Net, b: Ipv4Net) -> bool {
 /// HAProxy's backends target (otherwise every request fails with 503), Prometheus, Loki and
 /// in-cluster Vault not on an NFS StorageClass (TSDB/raft corruption).
 #[must_use]
-pub fn validate(input: &AddonsInput) -> Vec<AddonsError> {
+pub fn validate(input: &AddonsInput) -> Vec<Error> {
     let mut e = Vec::new();
-    let mut bad = |field: &str, reason: String| e.push(AddonsError::invalid(field, reason));
+    let mut bad = |field: &str, reason: String| e.push(Error::invalid(field, reason));
     let net = &input.network;
 
     if !is_dns_label(&input.cluster_name) {
@@ -413,13 +413,13 @@ pub fn validate(input: &AddonsInput) -> Vec<AddonsError> {
     e
 }
 
-fn docs(files: &[ClusterFile], path: &str) -> Result<Option<Vec<Value>>, AddonsError> {
+fn docs(files: &[ClusterFile], path: &str) -> Result<Option<Vec<Value>>, Error> {
     let Some(f) = files.iter().find(|f| f.path == path) else {
         return Ok(None);
     };
     serde_saphyr::from_multiple::<Value>(&f.contents)
         .map(Some)
-        .map_err(|err| AddonsError::Manifest {
+        .map_err(|err| Error::Manifest {
             path: path.into(),
             index: 0,
             reason: err.to_string(),
@@ -446,10 +446,10 @@ fn agent_chart(input: &AddonsInput) -> std::borrow::Cow<'static, str> {
 /// Cross-checks rendered (or hand-edited) files of the GitOps tree against the input; returns
 /// every mismatch found (empty = consistent). Files that are absent are not checked.
 #[must_use]
-pub fn cross_check(input: &AddonsInput, files: &[ClusterFile]) -> Vec<AddonsError> {
+pub fn cross_check(input: &AddonsInput, files: &[ClusterFile]) -> Vec<Error> {
     let mut e = Vec::new();
     let mut fail =
-        |check: &'static str, reason: String| e.push(AddonsError::CrossCheck { check, reason });
+        |check: &'static str, reason: String| e.push(Error::CrossCheck { check, reason });
     let load = |path: &str| docs(files, path);
 
     match load(calico::INSTALLATION_FILE) {
@@ -718,15 +718,12 @@ const BUILTIN_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "
 /// Namespaces first). `files` are the GitOps tree's files (paths relative to `cluster/`); a file
 /// a step names that is not among them is reported too. Returns every problem (empty = fine).
 #[must_use]
-pub fn check_install_order(
-    steps: &[crate::InstallStep],
-    files: &[ClusterFile],
-) -> Vec<AddonsError> {
+pub fn check_install_order(steps: &[crate::InstallStep], files: &[ClusterFile]) -> Vec<Error> {
     use crate::InstallStep;
     let mut known: BTreeSet<String> = BUILTIN_NAMESPACES.iter().map(|s| (*s).to_owned()).collect();
     let mut e = Vec::new();
     let mut fail = |reason: String| {
-        e.push(AddonsError::CrossCheck {
+        e.push(Error::CrossCheck {
             check: "namespace-before-its-objects",
             reason,
         });

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use crate::model::{AddonsInput, Host, VaultInput, VaultPlacement};
 use crate::steps::{Component, HelmRelease, InstallStep};
 use crate::versions::VAULT;
-use crate::{AddonsError, ClusterFile, ComponentOutput, HostFile, yaml};
+use crate::{ClusterFile, ComponentOutput, Error, HostFile, yaml};
 
 /// OpenBao's config file on a VM.
 pub const VM_CONFIG_PATH: &str = hakube_vault::config::CONFIG_PATH;
@@ -71,11 +71,11 @@ pub fn cluster_spec(input: &AddonsInput, nodes: &[Host]) -> hakube_vault::config
 }
 
 /// OpenBao's server config for one VM (`me`) among `nodes`.
-pub fn vm_config(input: &AddonsInput, nodes: &[Host], me: &Host) -> Result<String, AddonsError> {
+pub fn vm_config(input: &AddonsInput, nodes: &[Host], me: &Host) -> Result<String, Error> {
     let spec = cluster_spec(input, nodes);
     hakube_vault::config::ServerConfig::new(&spec, &me.name)
         .map(|c| c.to_string())
-        .map_err(|e| AddonsError::InvalidInput {
+        .map_err(|e| Error::InvalidInput {
             field: "vault.placement".into(),
             reason: e.to_string(),
         })
@@ -431,7 +431,7 @@ pub fn kubernetes_auth_steps(input: &AddonsInput, v: &VaultInput) -> Vec<PkiStep
 pub(crate) fn render(
     input: &AddonsInput,
     v: &VaultInput,
-) -> Result<(Option<ComponentOutput>, Vec<HostFile>), AddonsError> {
+) -> Result<(Option<ComponentOutput>, Vec<HostFile>), Error> {
     let mut files = vec![ClusterFile::new(PKI_RUNBOOK, runbook(input, v))];
     let mut helm = Vec::new();
     let mut steps = Vec::new();
@@ -446,7 +446,7 @@ pub(crate) fn render(
                     &me.name,
                     &hakube_vault::config::SnapshotSchedule::default(),
                 )
-                .map_err(|e| AddonsError::InvalidInput {
+                .map_err(|e| Error::InvalidInput {
                     field: "vault.placement".into(),
                     reason: e.to_string(),
                 })?;

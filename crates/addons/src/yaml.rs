@@ -4,7 +4,7 @@
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::Value;
 
-use crate::AddonsError;
+use crate::Error;
 
 /// Header written at the top of every rendered YAML file.
 pub const HEADER: &str = "# Rendered by hakube-addons: change the input, not this file.\n";
@@ -37,12 +37,11 @@ impl Serialize for Sorted<'_> {
 }
 
 /// One YAML document (no header).
-pub(crate) fn to_yaml(path: &str, value: &Value) -> Result<String, AddonsError> {
-    let mut out =
-        serde_saphyr::to_string(&Sorted(value)).map_err(|source| AddonsError::Render {
-            path: path.to_owned(),
-            source,
-        })?;
+pub(crate) fn to_yaml(path: &str, value: &Value) -> Result<String, Error> {
+    let mut out = serde_saphyr::to_string(&Sorted(value)).map_err(|source| Error::Render {
+        path: path.to_owned(),
+        source,
+    })?;
     if let Some(rest) = out.strip_prefix("---\n") {
         out = rest.to_owned();
     }
@@ -53,7 +52,7 @@ pub(crate) fn to_yaml(path: &str, value: &Value) -> Result<String, AddonsError> 
 }
 
 /// A YAML file of one or more documents, with the header.
-pub(crate) fn file(path: &str, docs: &[Value]) -> Result<String, AddonsError> {
+pub(crate) fn file(path: &str, docs: &[Value]) -> Result<String, Error> {
     let mut out = String::from(HEADER);
     for (i, doc) in docs.iter().enumerate() {
         if i > 0 {

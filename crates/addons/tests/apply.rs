@@ -2,12 +2,14 @@
 //! CRD ordering, waiting for Established, discovery refresh, SSA conflicts, bad input.
 #![cfg(feature = "apply")]
 
+mod fixture;
+use fixture::example_input;
 use std::pin::pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hakube_addons::apply::Applier;
-use hakube_addons::{AddonsError, ClusterFile, Component};
+use hakube_addons::{ClusterFile, Component, Error};
 use http::{Request, Response};
 use kube::client::Body;
 use serde_json::{Value, json};
@@ -192,7 +194,7 @@ async fn apply_conflict_is_a_clear_error_and_stops() {
         .await
         .expect_err("conflict");
     match &err {
-        AddonsError::ApplyConflict {
+        Error::ApplyConflict {
             component,
             kind,
             name,
@@ -238,7 +240,7 @@ async fn crd_never_established_times_out_before_any_custom_resource() {
         .await
         .expect_err("not established");
     assert!(
-        matches!(&err, AddonsError::CrdNotEstablished { name, .. } if name == "installations.operator.tigera.io"),
+        matches!(&err, Error::CrdNotEstablished { name, .. } if name == "installations.operator.tigera.io"),
         "{err:?}"
     );
     let log = log.lock().expect("log").clone();
@@ -265,7 +267,7 @@ async fn bad_manifest_sends_nothing() {
         .await
         .expect_err("missing name");
     assert!(
-        matches!(&err, AddonsError::Manifest { path, index: 0, reason } if path == "calico/broken.yaml" && reason.contains("metadata.name")),
+        matches!(&err, Error::Manifest { path, index: 0, reason } if path == "calico/broken.yaml" && reason.contains("metadata.name")),
         "{err:?}"
     );
     assert!(
@@ -290,14 +292,14 @@ async fn kind_not_served_is_reported() {
         .await
         .expect_err("CRD missing");
     assert!(
-        matches!(&err, AddonsError::UnknownKind { api_version, kind, .. } if api_version == "traefik.io/v1alpha1" && kind == "IngressRoute"),
+        matches!(&err, Error::UnknownKind { api_version, kind, .. } if api_version == "traefik.io/v1alpha1" && kind == "IngressRoute"),
         "{err:?}"
     );
 }
 
 #[tokio::test]
 async fn rendered_install_steps_run_through_the_applier() {
-    let rendered = hakube_addons::render(&hakube_addons::example_input()).expect("renders");
+    let rendered = hakube_addons::render(&example_input()).expect("renders");
     let (client, log, _task) = client(|method, path, body| match (method, path) {
         ("PATCH", _) => (200, body.clone()),
         ("GET", "/apis/batch/v1") => (200, fixture("batch-v1-resources.json")),
@@ -379,7 +381,7 @@ async fn rollout_wait_covers_absent_then_progressing_workloads() {
         namespace: "calico-system".into(),
         name: "calico-node".into(),
     };
-    let rendered = hakube_addons::render(&hakube_addons::example_input()).expect("renders");
+    let rendered = hakube_addons::render(&example_input()).expect("renders");
     let done = applier(client)
         .run_step(&step, &rendered)
         .await
@@ -405,7 +407,7 @@ async fn rollout_that_never_completes_reports_its_last_state() {
         .await
         .expect_err("never ready");
     match &err {
-        AddonsError::RolloutTimeout {
+        Error::RolloutTimeout {
             kind,
             namespace,
             name,

@@ -3,8 +3,10 @@
 
 mod common;
 
+mod fixture;
 use common::schema::check;
-use hakube_addons::{example_input, render};
+use fixture::example_input;
+use hakube_addons::render;
 use serde_json::{Value, json};
 
 fn schema(file: &str) -> Value {

@@ -10,13 +10,14 @@
 //! Debian 12 ships etcd 3.4, which has no `etcdutl`: its `etcdctl snapshot status` (the same
 //! subcommand, flags and checks that etcd 3.5 moved to `etcdutl`) stands in for it then.
 
+mod fixture;
+use fixture::example_input;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use hakube_addons::etcd_backup::{PKI_DIR, cronjob};
-use hakube_addons::example_input;
 use serde_json::Value;
 
 fn have(tool: &str) -> bool {

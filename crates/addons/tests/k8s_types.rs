@@ -2,7 +2,9 @@
 //! serializing it back gives the same JSON: no misspelled or misplaced field survives (serde
 //! would drop an unknown field, and the round trip would differ).
 
-use hakube_addons::{ClusterFile, example_input, render};
+mod fixture;
+use fixture::example_input;
+use hakube_addons::{ClusterFile, render};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{

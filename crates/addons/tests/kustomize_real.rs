@@ -3,9 +3,11 @@
 //! carry the default-deny policies. Folders with `helmCharts` need `helm` and are not built here.
 //! Skips with a message when kubectl is not installed.
 
+mod fixture;
+use fixture::example_input;
 use std::process::Command;
 
-use hakube_addons::{example_input, render};
+use hakube_addons::render;
 use serde_json::Value;
 
 fn kustomize(dir: &std::path::Path) -> Option<Vec<Value>> {

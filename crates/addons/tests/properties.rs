@@ -1,16 +1,18 @@
 //! Invariants over generated inputs: the outage checks agree with the rendered output.
 
+mod fixture;
+use fixture::example_input;
 use std::net::Ipv4Addr;
 
-use hakube_addons::{AddonsError, Host, cross_check, example_input, render, validate};
+use hakube_addons::{Error, Host, cross_check, render, validate};
 use ipnet::Ipv4Net;
 use proptest::prelude::*;
 
-fn fields(errors: &[AddonsError]) -> Vec<String> {
+fn fields(errors: &[Error]) -> Vec<String> {
     errors
         .iter()
         .filter_map(|e| match e {
-            AddonsError::InvalidInput { field, .. } => Some(field.clone()),
+            Error::InvalidInput { field, .. } => Some(field.clone()),
             _ => None,
         })
         .collect()

@@ -1,6 +1,8 @@
 //! Rendering: snapshots of every file, determinism, and the example input's shape.
 
-use hakube_addons::{Rendered, example_input, render};
+mod fixture;
+use fixture::example_input;
+use hakube_addons::{Rendered, render};
 
 fn rendered() -> Rendered {
     render(&example_input()).expect("example input renders")

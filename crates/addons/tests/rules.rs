@@ -4,23 +4,25 @@
 //! taints, Traefik on other nodes than HAProxy's ingress backends, and stateful add-ons on a
 //! volume that cannot be scheduled.
 
+mod fixture;
+use fixture::example_input;
 use hakube_addons::{
-    AddonsError, AddonsInput, ClusterFile, Component, InstallStep, Taint, TaintEffect,
-    VolumeChoice, check_install_order, cross_check, example_input, render, validate,
+    AddonsInput, ClusterFile, Component, Error, InstallStep, Taint, TaintEffect, VolumeChoice,
+    check_install_order, cross_check, render, validate,
 };
 use serde_json::Value;
 
-fn checks(errors: &[AddonsError]) -> Vec<&'static str> {
+fn checks(errors: &[Error]) -> Vec<&'static str> {
     errors
         .iter()
         .filter_map(|e| match e {
-            AddonsError::CrossCheck { check, .. } => Some(*check),
+            Error::CrossCheck { check, .. } => Some(*check),
             _ => None,
         })
         .collect()
 }
 
-fn reasons(errors: &[AddonsError]) -> String {
+fn reasons(errors: &[Error]) -> String {
     errors
         .iter()
         .map(ToString::to_string)

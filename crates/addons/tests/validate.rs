@@ -1,17 +1,19 @@
 //! Cross-checks that catch real outages, on the input ([`validate`]) and on rendered or
 //! hand-edited files ([`cross_check`]).
 
+mod fixture;
+use fixture::example_input;
 use hakube_addons::{
-    AddonsError, AddonsInput, ClusterFile, Rendered, TraefikWorkload, VaultPlacement, VolumeChoice,
-    cross_check, example_input, render, validate,
+    AddonsInput, ClusterFile, Error, Rendered, TraefikWorkload, VaultPlacement, VolumeChoice,
+    cross_check, render, validate,
 };
 
-fn fields(errors: &[AddonsError]) -> Vec<String> {
+fn fields(errors: &[Error]) -> Vec<String> {
     errors
         .iter()
         .map(|e| match e {
-            AddonsError::InvalidInput { field, .. } => field.clone(),
-            AddonsError::CrossCheck { check, .. } => (*check).to_owned(),
+            Error::InvalidInput { field, .. } => field.clone(),
+            Error::CrossCheck { check, .. } => (*check).to_owned(),
             other => format!("{other:?}"),
         })
         .collect()

@@ -2,9 +2,11 @@
 //! in-cluster raft config, with the structure Vault expects (raft storage with a retry_join
 //! for every peer, api_addr/cluster_addr on the node's own address, a TLS listener).
 
+mod fixture;
+use fixture::example_input;
 use std::collections::BTreeMap;
 
-use hakube_addons::{VaultPlacement, example_input, render, vault};
+use hakube_addons::{VaultPlacement, render, vault};
 use hcl::{Body, Expression};
 
 fn attrs(body: &Body) -> BTreeMap<String, String> {
