@@ -3,6 +3,7 @@
 //! application the binaries that work on VMs share.
 
 pub mod ssh;
+pub mod stage;
 
 use std::path::{Path, PathBuf};
 
@@ -39,6 +40,29 @@ pub fn load_or_create_secrets(path: &Path) -> Result<hakube_plan::PlanSecrets, S
     }
     write_private(path, &s.to_env()).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(s)
+}
+
+/// Writes `body` to `path` with mode 0600, replaced atomically (a temporary file next to it,
+/// renamed): a reader never sees half a file, and a crash leaves the old one.
+///
+/// # Errors
+/// The I/O error.
+pub fn write_private_atomic(path: &Path, body: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(body)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
 }
 
 fn write_private(path: &Path, body: &str) -> std::io::Result<()> {

@@ -118,8 +118,8 @@ impl Cluster {
             "root".into(),
             "--known-hosts".into(),
             path_arg(self.lab.known_hosts_file()),
-            "--secrets-file".into(),
-            path_arg(&self.secrets_file()),
+            "--plan".into(),
+            path_arg(&self.dir.path().join("out")),
         ]
     }
 

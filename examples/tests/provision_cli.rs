@@ -729,7 +729,7 @@ async fn bad_credentials_fail_clearly_without_showing_the_secret() {
                 &fake.url,
                 "--fingerprint",
                 &fake.fingerprint,
-                "--user",
+                "--pve-user",
                 "root@pam",
             ],
             vec![("PVE_PASSWORD", wrong)],

@@ -260,6 +260,58 @@ pub const PACKAGES: &[Package] = &[
         units: &[],
     },
     Package {
+        name: "ca-certificates",
+        programs: &["/usr/sbin/update-ca-certificates"],
+        users: &[],
+        runtime_dirs: &[],
+        units: &[],
+    },
+    Package {
+        name: "curl",
+        programs: &["/usr/bin/curl"],
+        users: &[],
+        runtime_dirs: &[],
+        units: &[],
+    },
+    Package {
+        name: "gpg",
+        programs: &["/usr/bin/gpg"],
+        users: &[],
+        runtime_dirs: &[],
+        units: &[],
+    },
+    // The Kubernetes node packages (Debian's containerd, pkgs.k8s.io's kubelet, kubeadm,
+    // kubectl). This machine has none of their programs: a lab that wants them installable
+    // names stand-ins with `LabBuilder::program` (the local twin does).
+    Package {
+        name: "containerd",
+        programs: &["/usr/bin/containerd"],
+        users: &[],
+        runtime_dirs: &[],
+        units: &["containerd.service"],
+    },
+    Package {
+        name: "kubelet",
+        programs: &["/usr/bin/kubelet"],
+        users: &[],
+        runtime_dirs: &[],
+        units: &["kubelet.service"],
+    },
+    Package {
+        name: "kubeadm",
+        programs: &["/usr/bin/kubeadm"],
+        users: &[],
+        runtime_dirs: &[],
+        units: &[],
+    },
+    Package {
+        name: "kubectl",
+        programs: &["/usr/bin/kubectl"],
+        users: &[],
+        runtime_dirs: &[],
+        units: &[],
+    },
+    Package {
         name: "etcd-client",
         programs: &["/usr/bin/etcdctl"],
         users: &[],
@@ -458,6 +510,7 @@ pub(crate) fn stand_ins(host_dir: &Path, shared: &str) -> Vec<(&'static str, Str
         with("apt-get", include_str!("stand_ins/apt-get.sh")),
         with("apt", include_str!("stand_ins/apt-get.sh")),
         with("dpkg-query", include_str!("stand_ins/dpkg-query.sh")),
+        with("apt-mark", include_str!("stand_ins/apt-mark.sh")),
         with(
             "dpkg",
             &format!(

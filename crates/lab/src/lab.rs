@@ -125,6 +125,8 @@ pub struct LabBuilder {
     pool: Option<Ipv4Net>,
     fresh: bool,
     programs: Vec<(String, PathBuf)>,
+    /// Host name -> the last octet it was given with [`LabBuilder::host_at`].
+    octets: BTreeMap<String, u8>,
 }
 
 impl LabBuilder {
@@ -142,6 +144,17 @@ impl LabBuilder {
     /// Adds one host (see [`LabBuilder::hosts`]).
     pub fn host(mut self, name: impl Into<String>) -> Self {
         self.hosts.push(name.into());
+        self
+    }
+
+    /// Adds one host at a chosen last octet of the lab's /24 instead of the next free one
+    /// (e.g. the address a topology planned for a VM; use it with [`LabBuilder::subnet`]).
+    /// The octet must lie between [`FIRST_HOST_OCTET`] and the spare addresses
+    /// ([`SPARE_FIRST_OCTET`]) and be used once.
+    pub fn host_at(mut self, name: impl Into<String>, octet: u8) -> Self {
+        let name = name.into();
+        self.octets.insert(name.clone(), octet);
+        self.hosts.push(name);
         self
     }
 
@@ -261,6 +274,24 @@ impl LabBuilder {
             }
             if !seen.insert(h) {
                 return bad("hosts", format!("{h:?} appears twice"));
+            }
+        }
+        let mut taken = BTreeMap::new();
+        for (i, h) in self.hosts.iter().enumerate() {
+            let octet = self.octets.get(h).copied().unwrap_or_else(|| {
+                FIRST_HOST_OCTET.saturating_add(u8::try_from(i).unwrap_or(u8::MAX))
+            });
+            if !(FIRST_HOST_OCTET..SPARE_FIRST_OCTET).contains(&octet) {
+                return bad(
+                    "host_at",
+                    format!(
+                        "{h}: .{octet} is outside .{FIRST_HOST_OCTET}-.{}",
+                        SPARE_FIRST_OCTET - 1
+                    ),
+                );
+            }
+            if let Some(other) = taken.insert(octet, h) {
+                return bad("host_at", format!("{h} and {other} both want .{octet}"));
             }
         }
         if self.fresh {
@@ -420,6 +451,7 @@ impl Lab {
             pool: None,
             fresh: false,
             programs: Vec::new(),
+            octets: BTreeMap::new(),
         }
     }
 
@@ -434,7 +466,10 @@ impl Lab {
             .iter()
             .enumerate()
             .map(|(i, name)| {
-                let octet = u32::from(FIRST_HOST_OCTET) + u32::try_from(i).unwrap_or(0);
+                let octet = b.octets.get(name).map_or_else(
+                    || u32::from(FIRST_HOST_OCTET) + u32::try_from(i).unwrap_or(0),
+                    |o| u32::from(*o),
+                );
                 Host {
                     name: name.clone(),
                     addr: Ipv4Addr::from(base + octet),

@@ -8,8 +8,19 @@
 # programs this machine lacks fail with exit 100, naming them. Installs are recorded per host,
 # so installing again is a no-op. `update`, `upgrade` and friends succeed and do nothing.
 PKG_DB="$HOST_DIR/packages/installed"
+# "<package> <version>" for packages installed as `pkg=version` (dpkg-query reports it).
+VER_DB="$HOST_DIR/packages/versions"
 mkdir -p "$HOST_DIR/packages"
-touch "$PKG_DB"
+touch "$PKG_DB" "$VER_DB"
+
+# The version a `pkg=version` argument asks for (empty without one).
+wanted() { case "$1" in *=*) printf '%s\n' "${1#*=}" ;; esac; }
+recorded() { sed -n "s/^$1 //p" "$VER_DB" | tail -n 1; }
+record_version() {
+  grep -v "^$1 " "$VER_DB" > "$VER_DB.new"; mv "$VER_DB.new" "$VER_DB"
+  [ -n "$2" ] && echo "$1 $2" >> "$VER_DB"
+  return 0
+}
 
 installed() {
   case " $BASE_PACKAGES " in *" $1 "*) return 0 ;; esac
@@ -42,8 +53,8 @@ esac
 
 echo "Reading package lists... Done"
 bad=0
-for p in $pkgs; do
-  p=${p%%=*} p=${p%%:*}
+for a in $pkgs; do
+  p=${a%%=*} p=${p%%:*}
   if installed "$p"; then continue; fi
   if ! known "$p"; then
     echo "E: Unable to locate package $p" >&2
@@ -59,10 +70,17 @@ done
 [ $bad -eq 0 ] || exit 100
 
 n=0
-for p in $pkgs; do
-  p=${p%%=*} p=${p%%:*}
+for a in $pkgs; do
+  p=${a%%=*} p=${p%%:*}
+  v=$(wanted "$a")
   if installed "$p"; then
-    echo "$p is already the newest version."
+    if [ -n "$v" ] && [ "$(recorded "$p")" != "$v" ]; then
+      echo "Unpacking $p ($v) over ($(recorded "$p")) ..."
+      record_version "$p" "$v"
+      n=$((n + 1))
+    else
+      echo "$p is already the newest version."
+    fi
     continue
   fi
   echo "Setting up $p ..."
@@ -71,6 +89,7 @@ for p in $pkgs; do
     exit 100
   fi
   echo "$p" >> "$PKG_DB"
+  record_version "$p" "$v"
   n=$((n + 1))
 done
 echo "$n newly installed."

@@ -8,6 +8,8 @@ installed() {
   grep -qxF "$1" "$PKG_DB" 2>/dev/null
 }
 version() {
+  v=$(sed -n "s/^$1 //p" "$HOST_DIR/packages/versions" 2>/dev/null | tail -n 1)
+  [ -n "$v" ] && { echo "$v"; return; }
   v=$(/usr/bin/dpkg-query -W -f='${Version}' "$1" 2>/dev/null)
   echo "${v:-1.0-hakube-lab}"
 }

@@ -1,0 +1,372 @@
+#!/usr/bin/python3
+# hakube twin: kubeadm (v1.33 behaviour as far as hakube's bootstrap flow depends on it).
+#
+# Like real kubeadm it keeps the cluster's state in the cluster: `init` creates a real CA
+# (openssl), an API server certificate with the configured SANs, starts a real etcd member and
+# the API stand-in (kube-apiserver.py) on this master, and stores the bootstrap token
+# (Secret kube-system/bootstrap-token-<id>), the discovery ConfigMap kube-public/cluster-info,
+# the uploaded-certs Secret and the Node. `join` discovers through the control-plane endpoint
+# with the bootstrap token, checks the CA pin and (for control-plane joins) the certificate
+# key, adds an etcd member (stacked etcd: a real multi-member cluster) and registers the Node.
+# Output is shaped like recorded real output.
+import base64, datetime, hashlib, json, os, re, secrets, socket, ssl, subprocess, sys, time
+import urllib.error, urllib.request
+import yaml
+
+PKI = "/etc/kubernetes/pki"
+TWIN = "/etc/kubernetes/hakube-twin"
+HERE = os.path.dirname(os.path.realpath(__file__))
+TOKEN = re.compile(r"^([a-z0-9]{6})\.([a-z0-9]{16})$")
+HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def die(msg, code=1):
+    print(f"error execution phase: {msg}", file=sys.stderr)
+    sys.exit(code)
+
+
+def write(path, text, mode=0o600):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.chmod(tmp, mode)
+    os.rename(tmp, path)
+
+
+def sh(cmd):
+    r = subprocess.run(cmd, shell=True, capture_output=True, text=True)
+    if r.returncode != 0:
+        die(f"{cmd.split()[0]}: {r.stderr.strip() or r.stdout.strip()}")
+    return r.stdout
+
+
+def load(path):
+    try:
+        docs = [d for d in yaml.safe_load_all(open(path)) if d]
+    except (OSError, yaml.YAMLError) as e:
+        die(f"config {path}: {e}")
+    return {d.get("kind"): d for d in docs}
+
+
+def arg(args, flag):
+    return args[args.index(flag) + 1] if flag in args and args.index(flag) + 1 < len(args) else None
+
+
+class Api:
+    """The cluster's API at `endpoint` (HTTPS), as a bearer token."""
+
+    def __init__(self, endpoint, token, ca_pem=None):
+        self.endpoint, self.token = endpoint, token
+        self.ctx = ssl.create_default_context()
+        if ca_pem is None:
+            self.ctx.check_hostname = False
+            self.ctx.verify_mode = ssl.CERT_NONE
+        else:
+            self.ctx.load_verify_locations(cadata=ca_pem)
+            self.ctx.check_hostname = False
+
+    def call(self, method, path, body=None, ctype="application/json", ok404=False, attempts=60):
+        data = None if body is None else json.dumps(body).encode()
+        last = None
+        for _ in range(attempts):
+            req = urllib.request.Request(f"https://{self.endpoint}{path}", data=data, method=method)
+            req.add_header("Authorization", f"Bearer {self.token}")
+            if data is not None:
+                req.add_header("Content-Type", ctype)
+            try:
+                with urllib.request.urlopen(req, context=self.ctx, timeout=10) as r:
+                    return json.loads(r.read() or b"{}")
+            except urllib.error.HTTPError as e:
+                if e.code == 404 and ok404:
+                    return None
+                if e.code in (502, 503):
+                    last = f"{e.code}"
+                    time.sleep(0.5)
+                    continue
+                die(f"{method} {path}: {e.code} {e.read().decode(errors='replace')}")
+            except (OSError, ssl.SSLError) as e:
+                last = e
+                time.sleep(0.5)
+        die(f"couldn't reach the API at {self.endpoint}: {last}")
+
+    def apply(self, path, obj):
+        return self.call("PATCH", path + "?fieldManager=kubeadm&force=true", obj, "application/apply-patch+yaml")
+
+
+def kubeconfig(endpoint, ca_pem, user, token):
+    ca = base64.b64encode(ca_pem.encode()).decode()
+    return (f"apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    certificate-authority-data: {ca}\n"
+            f"    server: https://{endpoint}\n  name: kubernetes\ncontexts:\n- context:\n    cluster: kubernetes\n"
+            f"    user: {user}\n  name: {user}@kubernetes\ncurrent-context: {user}@kubernetes\n"
+            f"users:\n- name: {user}\n  user:\n    token: {token}\n")
+
+
+def ca_hash(pem_path=f"{PKI}/ca.crt"):
+    der = subprocess.run(f"openssl x509 -pubkey -noout -in {pem_path} | openssl pkey -pubin -outform der",
+                         shell=True, capture_output=True, check=True).stdout
+    return "sha256:" + hashlib.sha256(der).hexdigest()
+
+
+def my_addr():
+    out = sh("ip -o -4 addr show dev eth0")
+    return re.search(r"inet (\d+\.\d+\.\d+\.\d+)/", out).group(1)
+
+
+def unit(name, exec_start):
+    write(f"/etc/systemd/system/{name}.service",
+          f"[Unit]\nDescription=hakube twin {name}\n\n[Service]\nExecStart={exec_start}\n", 0o644)
+    sh(f"systemctl start {name}")
+
+
+def wait_local(port, path=None, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            socket.create_connection((my_addr(), port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    die(f"nothing listens on :{port} after {timeout}s")
+
+
+def start_etcd(name, addr, initial_cluster, state):
+    unit("etcd", f"/usr/bin/etcd --name {name} --data-dir /var/lib/etcd/member-data "
+                 f"--listen-client-urls http://127.0.0.1:2379,http://{addr}:2379 "
+                 f"--advertise-client-urls http://{addr}:2379 --listen-peer-urls http://{addr}:2380 "
+                 f"--initial-advertise-peer-urls http://{addr}:2380 --initial-cluster {initial_cluster} "
+                 f"--initial-cluster-state {state} --initial-cluster-token hakube-twin")
+
+
+def server_cert(addr, cc, ic):
+    sans = {"kubernetes", "kubernetes.default", "kubernetes.default.svc", "localhost", addr, "127.0.0.1",
+            ic["nodeRegistration"]["name"]}
+    ep = cc.get("controlPlaneEndpoint", "")
+    sans.add(ep.rsplit(":", 1)[0])
+    sans.update(str(s) for s in (cc.get("apiServer") or {}).get("certSANs") or [])
+    ext = ",".join(("IP:" if re.match(r"^\d+\.\d+\.\d+\.\d+$", s) else "DNS:") + s for s in sorted(sans))
+    sh(f"openssl req -newkey rsa:2048 -nodes -keyout {PKI}/apiserver.key -subj /CN=kube-apiserver "
+       f"-out {PKI}/apiserver.csr 2>/dev/null")
+    write(f"{PKI}/apiserver.ext", f"subjectAltName={ext}\n", 0o644)
+    sh(f"openssl x509 -req -in {PKI}/apiserver.csr -CA {PKI}/ca.crt -CAkey {PKI}/ca.key -CAcreateserial "
+       f"-days 365 -extfile {PKI}/apiserver.ext -out {PKI}/apiserver.crt 2>/dev/null")
+
+
+def token_secret(token, ttl_hours=24):
+    tid, tsec = TOKEN.match(token).groups()
+    exp = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=ttl_hours)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    enc = lambda s: base64.b64encode(s.encode()).decode()
+    return {"apiVersion": "v1", "kind": "Secret", "type": "bootstrap.kubernetes.io/token",
+            "metadata": {"name": f"bootstrap-token-{tid}", "namespace": "kube-system"},
+            "data": {"token-id": enc(tid), "token-secret": enc(tsec), "expiration": enc(exp),
+                     "usage-bootstrap-authentication": enc("true"), "usage-bootstrap-signing": enc("true"),
+                     "auth-extra-groups": enc("system:bootstrappers:kubeadm:default-node-token")}}
+
+
+def certs_secret(key, admin_token):
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "kubeadm-certs", "namespace": "kube-system"},
+            "data": {"certificate-key-sha256": base64.b64encode(hashlib.sha256(key.encode()).hexdigest().encode()).decode(),
+                     "ca.crt": base64.b64encode(open(f"{PKI}/ca.crt", "rb").read()).decode(),
+                     "ca.key": base64.b64encode(open(f"{PKI}/ca.key", "rb").read()).decode(),
+                     "admin-token": base64.b64encode(admin_token.encode()).decode()}}
+
+
+def node_obj(name, cp, labels=None):
+    lab = {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux"}
+    if cp:
+        lab["node-role.kubernetes.io/control-plane"] = ""
+    lab.update(labels or {})
+    o = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": lab}}
+    if cp:
+        o["spec"] = {"taints": [{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]}
+    return o
+
+
+def admin_api():
+    try:
+        cfg = yaml.safe_load(open("/etc/kubernetes/admin.conf"))
+    except OSError:
+        die("couldn't read /etc/kubernetes/admin.conf")
+    c = cfg["clusters"][0]["cluster"]
+    return Api(c["server"].removeprefix("https://"), cfg["users"][0]["user"]["token"],
+               base64.b64decode(c["certificate-authority-data"]).decode())
+
+
+def init(args):
+    cfg = arg(args, "--config") or die("--config is required here")
+    if "--upload-certs" not in args:
+        die("the HA flow needs --upload-certs")
+    docs = load(cfg)
+    ic, cc = docs.get("InitConfiguration") or die("no InitConfiguration"), docs.get("ClusterConfiguration") or die("no ClusterConfiguration")
+    if docs.get("KubeletConfiguration", {}).get("cgroupDriver") != "systemd":
+        die("KubeletConfiguration.cgroupDriver must be systemd")
+    if not re.match(r"^v1\.\d+\.\d+$", str(cc.get("kubernetesVersion", ""))):
+        die("kubernetesVersion must be pinned")
+    ep = cc.get("controlPlaneEndpoint") or die("controlPlaneEndpoint is required for HA")
+    token = ic["bootstrapTokens"][0]["token"]
+    key = str(ic.get("certificateKey", ""))
+    if not TOKEN.match(token) or not HEX64.match(key):
+        die("malformed bootstrap token or certificate key")
+    name = ic["nodeRegistration"]["name"]
+    if os.path.exists("/etc/kubernetes/kubelet.conf"):
+        die("[preflight] Some fatal errors occurred:\n\t[ERROR FileAvailable--etc-kubernetes-kubelet.conf]: /etc/kubernetes/kubelet.conf already exists")
+    addr = my_addr()
+    os.makedirs(PKI, exist_ok=True)
+    sh(f"openssl req -x509 -newkey rsa:2048 -nodes -keyout {PKI}/ca.key -subj /CN=kubernetes -days 3650 -out {PKI}/ca.crt 2>/dev/null")
+    server_cert(addr, cc, ic)
+    ca_pem = open(f"{PKI}/ca.crt").read()
+    admin_token = secrets.token_hex(24)
+    write(f"{TWIN}/tokens", admin_token + "\n")
+    start_etcd(name, addr, f"{name}=http://{addr}:2380", "new")
+    unit("kube-apiserver", f"/usr/bin/python3 {HERE}/kube-apiserver.py --listen {addr}:6443 "
+                           f"--cert {PKI}/apiserver.crt --key {PKI}/apiserver.key --token-file {TWIN}/tokens "
+                           f"--state-dir /var/lib/etcd/hakube-twin-api")
+    wait_local(6443)
+    api = Api(ep, admin_token, ca_pem)
+    api.call("GET", "/readyz", attempts=120)
+    for ns in ("kube-system", "kube-public", "kube-node-lease", "default"):
+        api.apply(f"/api/v1/namespaces/{ns}", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    api.apply("/api/v1/namespaces/kube-public/configmaps/cluster-info", {
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cluster-info", "namespace": "kube-public"},
+        "data": {"kubeconfig": kubeconfig(ep, ca_pem, "", "").split("contexts:")[0]}})
+    api.apply("/api/v1/namespaces/kube-system/configmaps/hakube-twin-etcd", {
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "hakube-twin-etcd", "namespace": "kube-system"},
+        "data": {"endpoints": f"http://{addr}:2379"}})
+    tid = TOKEN.match(token).group(1)
+    api.apply(f"/api/v1/namespaces/kube-system/secrets/bootstrap-token-{tid}", token_secret(token))
+    api.apply("/api/v1/namespaces/kube-system/secrets/kubeadm-certs", certs_secret(key, admin_token))
+    api.apply(f"/api/v1/nodes/{name}", node_obj(name, True))
+    write("/etc/kubernetes/admin.conf", kubeconfig(ep, ca_pem, "kubernetes-admin", admin_token))
+    write("/etc/kubernetes/kubelet.conf", kubeconfig(ep, ca_pem, f"system:node:{name}", admin_token))
+    h = ca_hash()
+    print(f"[init] Using Kubernetes version: {cc['kubernetesVersion']}")
+    print('[upload-certs] Storing the certificates in Secret "kubeadm-certs" in the "kube-system" Namespace')
+    print(f"[upload-certs] Using certificate key:\n{key}")
+    print(f"[bootstrap-token] Using token: {token}\n")
+    print("Your Kubernetes control-plane has initialized successfully!\n")
+    print("You can now join any number of control-plane nodes running the following command on each as root:\n")
+    print(f"  kubeadm join {ep} --token {token} \\\n\t--discovery-token-ca-cert-hash {h} \\\n\t--control-plane --certificate-key {key}\n")
+    print("Then you can join any number of worker nodes by running the following on each as root:\n")
+    print(f"kubeadm join {ep} --token {token} \\\n\t--discovery-token-ca-cert-hash {h} ")
+
+
+def join(args):
+    cfg = arg(args, "--config") or die("--config is required here")
+    jc = load(cfg).get("JoinConfiguration") or die("no JoinConfiguration")
+    bt = jc["discovery"]["bootstrapToken"]
+    ep, token = bt["apiServerEndpoint"], bt["token"]
+    if not TOKEN.match(token):
+        die("malformed token")
+    name = jc["nodeRegistration"]["name"]
+    cp = jc.get("controlPlane")
+    if os.path.exists("/etc/kubernetes/kubelet.conf"):
+        die("[preflight] Some fatal errors occurred:\n\t[ERROR FileAvailable--etc-kubernetes-kubelet.conf]: /etc/kubernetes/kubelet.conf already exists")
+    # Discovery: cluster-info through the endpoint, then the CA pin.
+    api = Api(ep, token)
+    info = api.call("GET", "/api/v1/namespaces/kube-public/configmaps/cluster-info")
+    ca_pem = base64.b64decode(re.search(r"certificate-authority-data: (\S+)", info["data"]["kubeconfig"]).group(1)).decode()
+    write(f"{PKI}/ca.crt", ca_pem, 0o644)
+    pins = bt.get("caCertHashes") or []
+    if not pins and not bt.get("unsafeSkipCAVerification"):
+        die("discovery: none of caCertHashes or unsafeSkipCAVerification is set")
+    if pins and ca_hash() not in pins:
+        os.remove(f"{PKI}/ca.crt")
+        die(f"couldn't validate the identity of the API Server: cluster CA found in cluster-info ConfigMap is invalid: none of the public keys \"{ca_hash()}\" are pinned")
+    api = Api(ep, token, ca_pem)
+    if cp is not None:
+        key = str(cp.get("certificateKey", ""))
+        certs = api.call("GET", "/api/v1/namespaces/kube-system/secrets/kubeadm-certs", ok404=True)
+        if certs is None:
+            die("[download-certs] Secret \"kubeadm-certs\" was not found in the \"kube-system\" Namespace. This Secret might have expired. Please, run `kubeadm init phase upload-certs --upload-certs` on a control plane to generate a new one")
+        want = base64.b64decode(certs["data"]["certificate-key-sha256"]).decode()
+        if hashlib.sha256(key.encode()).hexdigest() != want:
+            die("[download-certs] error decoding certificate key: cipher: message authentication failed")
+        write(f"{PKI}/ca.key", base64.b64decode(certs["data"]["ca.key"]).decode())
+        admin_token = base64.b64decode(certs["data"]["admin-token"]).decode()
+        addr = (cp.get("localAPIEndpoint") or {}).get("advertiseAddress") or my_addr()
+        etcd = api.call("GET", "/api/v1/namespaces/kube-system/configmaps/hakube-twin-etcd")
+        eps = etcd["data"]["endpoints"]
+        out = subprocess.run(["etcdctl", "--endpoints", eps, "member", "add", name, f"--peer-urls=http://{addr}:2380"],
+                             capture_output=True, text=True)
+        if out.returncode != 0:
+            die(f"[etcd] adding member {name}: {out.stderr.strip()}")
+        initial = re.search(r'ETCD_INITIAL_CLUSTER="([^"]*)"', out.stdout).group(1)
+        start_etcd(name, addr, initial, "existing")
+        api.apply("/api/v1/namespaces/kube-system/configmaps/hakube-twin-etcd", {
+            "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "hakube-twin-etcd", "namespace": "kube-system"},
+            "data": {"endpoints": eps + f",http://{addr}:2379"}})
+    api.apply(f"/api/v1/nodes/{name}", node_obj(name, cp is not None))
+    write("/etc/kubernetes/kubelet.conf", kubeconfig(ep, ca_pem, f"system:node:{name}", token))
+    if cp is not None:
+        write("/etc/kubernetes/admin.conf", kubeconfig(ep, ca_pem, "kubernetes-admin", admin_token))
+        print("This node has joined the cluster and a new control plane instance was created:")
+    else:
+        print("This node has joined the cluster:")
+    print("* Certificate signing request was sent to apiserver and a response was received.")
+
+
+def reset(args):
+    if "-f" not in args and "--force" not in args:
+        die("reset needs -f in automation")
+    subprocess.run("systemctl stop kube-apiserver etcd 2>/dev/null; rm -f /etc/systemd/system/kube-apiserver.service "
+                   "/etc/systemd/system/etcd.service", shell=True)
+    for p in ("/etc/kubernetes/kubelet.conf", "/etc/kubernetes/admin.conf"):
+        if os.path.exists(p):
+            os.remove(p)
+    subprocess.run("rm -rf /etc/kubernetes/pki /etc/kubernetes/manifests /var/lib/etcd/member-data", shell=True)
+    print("[reset] Deleting contents of directories: [/etc/kubernetes/manifests /var/lib/kubelet /etc/kubernetes/pki]")
+
+
+def tokens():
+    api = admin_api()
+    rows = ["TOKEN                     TTL         EXPIRES                USAGES                   DESCRIPTION   EXTRA GROUPS"]
+    lst = api.call("GET", "/api/v1/namespaces/kube-system/secrets")
+    for s in lst.get("items", []):
+        if s.get("type") != "bootstrap.kubernetes.io/token":
+            continue
+        d = {k: base64.b64decode(v).decode() for k, v in s.get("data", {}).items()}
+        rows.append(f"{d['token-id']}.{d['token-secret']}   23h         {d.get('expiration', '<forever>')}   "
+                    f"authentication,signing   <none>        {d.get('auth-extra-groups', '<none>')}")
+    print("\n".join(rows))
+
+
+def main(args):
+    if args[:1] == ["init"] and args[1:3] == ["phase", "upload-certs"]:
+        key = arg(args, "--certificate-key")
+        if "--upload-certs" not in args or not key or not HEX64.match(key):
+            die("upload-certs needs --upload-certs and a 64-hex --certificate-key")
+        api = admin_api()
+        api.apply("/api/v1/namespaces/kube-system/secrets/kubeadm-certs", certs_secret(key, api.token))
+        print('[upload-certs] Storing the certificates in Secret "kubeadm-certs" in the "kube-system" Namespace')
+        print(f"[upload-certs] Using certificate key:\n{key}")
+    elif args[:1] == ["init"]:
+        init(args[1:])
+    elif args[:1] == ["join"]:
+        join(args[1:])
+    elif args[:1] == ["reset"]:
+        reset(args[1:])
+    elif args[:2] == ["token", "list"]:
+        tokens()
+    elif args[:2] == ["token", "create"]:
+        if len(args) < 3 or not TOKEN.match(args[2]):
+            die("token create needs a well-formed token")
+        tid = TOKEN.match(args[2]).group(1)
+        admin_api().apply(f"/api/v1/namespaces/kube-system/secrets/bootstrap-token-{tid}", token_secret(args[2]))
+        print(args[2])
+    elif args[:2] == ["token", "delete"]:
+        admin_api().call("DELETE", f"/api/v1/namespaces/kube-system/secrets/bootstrap-token-{args[2].split('.')[0]}", ok404=True)
+        print(f'bootstrap token "{args[2]}" deleted')
+    elif args[:3] == ["config", "images", "pull"]:
+        v = arg(args, "--kubernetes-version") or "v1.33.2"
+        for img in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy"):
+            print(f"[config/images] Pulled registry.k8s.io/{img}:{v}")
+        print("[config/images] Pulled registry.k8s.io/coredns/coredns:v1.12.0")
+        print("[config/images] Pulled registry.k8s.io/pause:3.10")
+        print("[config/images] Pulled registry.k8s.io/etcd:3.5.21-0")
+    elif args[:1] == ["version"]:
+        print('kubeadm version: &version.Info{Major:"1", Minor:"33", GitVersion:"v1.33.2"}')
+    else:
+        die(f"hakube twin kubeadm: unsupported {args}")
+
+
+main(sys.argv[1:])

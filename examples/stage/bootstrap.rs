@@ -1,0 +1,239 @@
+//! The bootstrap stage: node preparation from the plan's host plans, then kubeadm's HA flow
+//! (init on the first master against the VIP, control-plane joins, worker joins), and the
+//! admin kubeconfig fetched next to the plan's secrets.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use hakube_kubeadm::flow::{
+    Bootstrap, BootstrapHooks, BootstrapOptions, BootstrapProgress, BootstrapReport, Host,
+    NodeOutcome, ProgressEvent,
+};
+use hakube_remote::{Command, Mode, RemoteExec, SshPool, Upload, push_file};
+use hakube_topology::{Cluster, RoleKind};
+
+use super::Error;
+use crate::ssh::{SshArgs, apply_plans, plans_from_dir, plans_from_tree};
+
+/// Where the admin kubeconfig is kept, under the plan directory (mode 0600).
+pub const ADMIN_KUBECONFIG: &str = "secrets/admin.conf";
+
+/// Where CNI manifests are copied on the first master.
+const CNI_DIR: &str = "/etc/kubernetes/hakube/cni";
+/// Where kubeadm writes the admin kubeconfig on a master.
+const ADMIN_CONF: &str = "/etc/kubernetes/admin.conf";
+
+/// How to bootstrap.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Apply the nodes' host plans first (swap, modules, sysctls, containerd, the pinned
+    /// kubelet/kubeadm/kubectl, the NFS client).
+    pub prepare: bool,
+    /// Join the extra control-plane nodes at the same time.
+    pub parallel_control_plane: bool,
+    /// CNI manifests applied on the first master right after init (in order).
+    pub cni_manifests: Vec<PathBuf>,
+    /// The plan directory: host plans are read from it (else rendered in memory) and the admin
+    /// kubeconfig is kept in it ([`ADMIN_KUBECONFIG`]).
+    pub plan_dir: PathBuf,
+}
+
+/// What the stage did.
+#[derive(Debug)]
+pub struct Report {
+    /// Changes node preparation made (0 on a re-run).
+    pub prepared: usize,
+    /// The kubeadm flow's report (per node: what ran, what was skipped).
+    pub flow: BootstrapReport,
+    /// Where the admin kubeconfig was written.
+    pub kubeconfig: PathBuf,
+}
+
+impl Report {
+    /// Steps that changed something: preparation changes plus kubeadm steps that ran.
+    #[must_use]
+    pub fn changes(&self) -> usize {
+        self.prepared
+            + self
+                .flow
+                .nodes
+                .iter()
+                .filter(|n| matches!(n.outcome, NodeOutcome::Initialized | NodeOutcome::Joined))
+                .count()
+    }
+}
+
+/// Applies the operator's CNI manifests on the first master with the admin kubeconfig.
+struct CniManifests(Vec<(String, Vec<u8>)>);
+
+#[async_trait::async_trait]
+impl BootstrapHooks for CniManifests {
+    async fn cni(&self, first_master: &dyn RemoteExec) -> Result<(), String> {
+        for (name, contents) in &self.0 {
+            let path = format!("{CNI_DIR}/{name}");
+            push_file(
+                first_master,
+                &Upload::new(path.clone(), contents.clone())
+                    .mode(0o600)
+                    .sudo(true),
+            )
+            .await
+            .map_err(|e| crate::error_chain(&e))?;
+            first_master
+                .run_ok(
+                    &Command::new("kubectl")
+                        .args(["--kubeconfig", ADMIN_CONF, "apply"])
+                        .args(["--server-side", "--force-conflicts", "-f", &path])
+                        .sudo(true),
+                )
+                .await
+                .map_err(|e| crate::error_chain(&e))?;
+        }
+        Ok(())
+    }
+
+    fn applies_cni(&self) -> bool {
+        !self.0.is_empty()
+    }
+}
+
+/// Reads the CNI manifests, named `NN-<file name>` on the master so they apply in order.
+fn read_manifests(paths: &[PathBuf]) -> Result<Vec<(String, Vec<u8>)>, Error> {
+    paths
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let contents = std::fs::read(p)
+                .map_err(|e| Error::Input(format!("--cni-manifest {}: {e}", p.display())))?;
+            let base = p.file_name().map_or_else(
+                || "cni.yaml".to_owned(),
+                |n| n.to_string_lossy().into_owned(),
+            );
+            Ok((format!("{i:02}-{base}"), contents))
+        })
+        .collect()
+}
+
+/// Prints each node's progress with the time since the start.
+struct Printer(Instant);
+
+impl BootstrapProgress for Printer {
+    fn event(&self, node: &str, step: &'static str, event: &ProgressEvent) {
+        let what = match event {
+            ProgressEvent::Started => "started".to_owned(),
+            ProgressEvent::Done => "done".to_owned(),
+            ProgressEvent::Skipped(why) => format!("skipped ({why})"),
+            ProgressEvent::Retrying(why) => format!("failed, resetting and retrying: {why}"),
+            ProgressEvent::Failed(why) => format!("FAILED: {why}"),
+        };
+        println!(
+            "[{:>7.1}s] {node:<18} {step:<13} {what}",
+            self.0.elapsed().as_secs_f64()
+        );
+    }
+}
+
+/// Bootstraps Kubernetes on the topology's masters and workers over SSH (see the module docs).
+/// Safe to re-run: nodes that joined are skipped, and node preparation changes nothing twice.
+///
+/// # Errors
+/// [`Error::Input`] for unreadable manifests or secrets, [`Error::Failed`] naming each node
+/// that failed preparation or its kubeadm step, [`Error::Stage`] when the flow stops.
+pub async fn run(
+    cluster: &Cluster,
+    ssh: &SshArgs,
+    pool: &SshPool,
+    opts: &Options,
+) -> Result<Report, Error> {
+    let manifests = read_manifests(&opts.cni_manifests)?;
+    let secrets_path = opts.plan_dir.join(hakube_plan::SECRETS_PATH);
+    let plan_secrets = crate::load_or_create_secrets(&secrets_path).map_err(Error::Input)?;
+    let nodes: Vec<Host> = ssh.sessions(
+        pool,
+        cluster,
+        cluster
+            .vms
+            .iter()
+            .filter(|vm| matches!(vm.role, RoleKind::ControlPlane | RoleKind::Worker)),
+    );
+    let mut prepared = 0;
+    if opts.prepare {
+        let work = if opts.plan_dir.join("plan.json").is_file() {
+            plans_from_dir(&opts.plan_dir, nodes.clone()).map_err(Error::Input)?
+        } else {
+            let tree =
+                hakube_plan::render(cluster, &plan_secrets).map_err(|e| Error::stage("plan", e))?;
+            plans_from_tree(&tree, nodes.clone()).map_err(Error::Input)?
+        };
+        println!("preparing {} node(s)", nodes.len());
+        let reports = apply_plans(&work, Mode::Apply, 16).await;
+        let failed: Vec<String> = reports
+            .iter()
+            .filter_map(|r| {
+                r.result
+                    .as_ref()
+                    .err()
+                    .map(|e| format!("{}: {}", r.host, crate::error_chain(e)))
+            })
+            .collect();
+        if !failed.is_empty() {
+            return Err(Error::Failed(failed));
+        }
+        prepared = reports.iter().map(|r| r.changes.len()).sum();
+    }
+    let input = hakube_plan::kubeadm_input(cluster);
+    let hosts: BTreeMap<String, Host> = nodes
+        .iter()
+        .map(|h| (h.host().to_owned(), Arc::clone(h)))
+        .collect();
+    println!(
+        "bootstrapping {} ({} masters, {} workers) behind {}",
+        input.cluster_name,
+        input.masters.len(),
+        input.workers.len(),
+        input.control_plane_endpoint()
+    );
+    let first_master = input.masters.first().map(|m| m.name.clone());
+    let wait_for_ready = !manifests.is_empty();
+    let flow = Bootstrap::new(input, plan_secrets.kubeadm.clone(), hosts.clone())
+        .map_err(|e| Error::stage("bootstrap", e))?
+        .options(BootstrapOptions {
+            parallel_control_plane_joins: opts.parallel_control_plane,
+            wait_for_ready,
+            ..BootstrapOptions::default()
+        })
+        .hooks(Arc::new(CniManifests(manifests)))
+        .progress(Arc::new(Printer(Instant::now())))
+        .run()
+        .await
+        .map_err(|e| Error::stage("bootstrap", e))?;
+    let failures: Vec<String> = flow
+        .failures()
+        .iter()
+        .map(|(node, why)| format!("{node}: {why}"))
+        .collect();
+    if !failures.is_empty() {
+        return Err(Error::Failed(failures));
+    }
+    let kubeconfig = opts.plan_dir.join(ADMIN_KUBECONFIG);
+    if let Some(first) = first_master.and_then(|m| hosts.get(&m).cloned()) {
+        fetch_kubeconfig(first.as_ref(), &kubeconfig).await?;
+    }
+    Ok(Report {
+        prepared,
+        flow,
+        kubeconfig,
+    })
+}
+
+/// Copies the first master's admin kubeconfig to `to` (0600, replaced atomically).
+async fn fetch_kubeconfig(master: &dyn RemoteExec, to: &Path) -> Result<(), Error> {
+    let out = master
+        .run_ok(&Command::new("cat").arg(ADMIN_CONF).sudo(true))
+        .await
+        .map_err(|e| Error::stage(format!("reading {ADMIN_CONF} on {}", master.host()), e))?;
+    crate::write_private_atomic(to, &out.stdout)
+        .map_err(|e| Error::Input(format!("{}: {e}", to.display())))
+}
