@@ -26,7 +26,7 @@ pub struct ApplyReport {
     pub applied: Vec<String>,
 }
 
-fn workload(kind: WorkloadKind) -> ka::Workload {
+pub(crate) fn workload(kind: WorkloadKind) -> ka::Workload {
     match kind {
         WorkloadKind::Deployment => ka::Workload::Deployment,
         WorkloadKind::DaemonSet => ka::Workload::DaemonSet,
@@ -35,7 +35,7 @@ fn workload(kind: WorkloadKind) -> ka::Workload {
 }
 
 /// The shared applier's error as this crate's.
-fn convert(component: Component, e: ka::Error) -> Error {
+pub(crate) fn convert(component: Component, e: ka::Error) -> Error {
     match e {
         ka::Error::Manifest {
             origin,

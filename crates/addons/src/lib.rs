@@ -52,6 +52,8 @@ pub mod etcd_backup;
 pub mod gitops;
 pub mod model;
 pub mod observability;
+#[cfg(feature = "apply")]
+pub mod run;
 pub mod steps;
 pub mod storage;
 pub mod traefik;
@@ -68,7 +70,8 @@ pub use model::{
     VolumeChoice, WorkerGroup,
 };
 pub use steps::{
-    Component, HelmRelease, InstallStep, SECRETS_DIR, WorkloadKind, secret_value_path,
+    Component, HelmRelease, InstallStep, SECRETS_DIR, VaultKubernetesAuth, WorkloadKind,
+    secret_value_path, vault_secrets,
 };
 pub use validate::{check_install_order, cross_check, validate};
 pub use yaml::HEADER;
@@ -151,7 +154,7 @@ pub fn render(input: &AddonsInput) -> Result<Rendered, Error> {
     }
     let mut host_files = Vec::new();
     if let Some(v) = &input.vault {
-        let (out, hosts) = vault::render(input, v)?;
+        let (out, hosts) = vault::render(input, v, &certmanager::vault_login())?;
         host_files = hosts;
         if let Some(out) = out {
             outputs.push(out);

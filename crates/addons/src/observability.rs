@@ -404,6 +404,7 @@ pub(crate) fn render_monitoring(
             name: m.grafana_admin_secret.clone(),
             literals: [("admin-user".to_owned(), "admin".to_owned())].into(),
             generated: vec!["admin-password".into()],
+            from_files: std::collections::BTreeMap::new(),
         },
     ];
     if input.network.kubelet_server_tls_bootstrap {
@@ -429,28 +430,6 @@ pub(crate) fn render_monitoring(
                 steps.push(InstallStep::Helm(r.clone()));
                 helm.push(r);
             }
-            KubeletCsrApproval::Manual => steps.push(InstallStep::Manual {
-                component: c,
-                description: "Approve the pending kubelet-serving CSRs (signer \
-                              kubernetes.io/kubelet-serving) after checking each requestor is \
-                              system:node:<a known node>; metrics-server verifies kubelet \
-                              certificates and fails until they are signed."
-                    .into(),
-                commands: vec![
-                    vec![
-                        "kubectl".into(),
-                        "get".into(),
-                        "csr".into(),
-                        "--field-selector=spec.signerName=kubernetes.io/kubelet-serving".into(),
-                    ],
-                    vec![
-                        "kubectl".into(),
-                        "certificate".into(),
-                        "approve".into(),
-                        "<csr-name>".into(),
-                    ],
-                ],
-            }),
         }
     }
     for r in [

@@ -147,7 +147,12 @@ fn alternative_choices_match_their_snapshots() {
         .expect("file")
         .contents;
     assert!(ms.contains("--kubelet-insecure-tls"), "{ms}");
-    assert!(!out.steps.iter().any(|s| matches!(s, hakube_addons::InstallStep::Manual { description, .. } if description.contains("kubelet-serving"))));
+    assert!(
+        !out.steps.iter().any(
+            |s| matches!(s, hakube_addons::InstallStep::Helm(h) if h.release == "kubelet-csr-approver")
+        ),
+        "no approver without kubelet serving certificates"
+    );
 }
 
 #[test]
