@@ -100,7 +100,7 @@ pub fn render(cluster: &Cluster, secrets: &PlanSecrets) -> Result<PlanTree, Erro
     kubeadm::render(cluster, secrets, &mut tree)?;
     haproxy::render(cluster, &mut tree)?;
     nfs::render(cluster, &mut tree)?;
-    addons::render(cluster, &mut tree)?;
+    addons::render(cluster, secrets, &mut tree)?;
     tree.seal_host_plans()?;
     rules::no_secret_in_gitops_tree(&tree, secrets)?;
     Ok(tree)
