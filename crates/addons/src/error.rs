@@ -211,7 +211,7 @@ pub enum Error {
         step: String,
         /// What failed.
         #[source]
-        source: Box<Error>,
+        source: Box<Self>,
     },
 }
 

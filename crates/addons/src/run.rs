@@ -835,10 +835,10 @@ impl Runner {
             args.retain(|a| a != "--atomic" && a != "--wait");
             args.push("--dry-run=server".into());
         }
-        if let Some(t) = args.iter().position(|a| a == "--timeout") {
-            if let Some(v) = args.get_mut(t + 1) {
-                *v = format!("{}s", self.helm_timeout.as_secs());
-            }
+        if let Some(t) = args.iter().position(|a| a == "--timeout")
+            && let Some(v) = args.get_mut(t + 1)
+        {
+            *v = format!("{}s", self.helm_timeout.as_secs());
         }
         args.extend(self.kubeconfig_args());
         timed(&mut o.external, self.command(helm, &args)).await?;

@@ -420,7 +420,7 @@ fn print_timing(what: &str, r: &hakube_addons::run::RunReport, api_ms: f64) {
 async fn every_step_runs_in_order_and_a_rerun_changes_nothing() {
     let w = world().await;
     let rec = Arc::new(Recorder::default());
-    let runner = w.runner(rec.clone()).await;
+    let runner = w.runner(Arc::<Recorder>::clone(&rec)).await;
     let first = runner.run(&w.plan).await.expect("first run");
     print_timing("first run", &first, w.api_millis());
     assert_eq!(first.steps.len(), w.plan.steps.len(), "every step ran");
