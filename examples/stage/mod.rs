@@ -1,0 +1,3 @@
+//! The stages of building a cluster, as library code the thin binaries call.
+
+pub mod addons;
