@@ -27,6 +27,21 @@
 //!
 //! Secret values are never printed, logged or part of an error: errors name the Secret, the
 //! key and the file only.
+//!
+//! ```no_run
+//! # async fn f() -> Result<(), hakube_addons::Error> {
+//! use std::sync::Arc;
+//! use hakube_addons::run::{Lines, Plan, Runner};
+//!
+//! let plan = Plan::read("out".as_ref())?;
+//! let report = Runner::from_kubeconfig("admin.conf".as_ref())
+//!     .await?
+//!     .progress(Arc::new(Lines))
+//!     .run(&plan)
+//!     .await?;
+//! println!("{} changed, {} unchanged", report.changed(), report.unchanged());
+//! # Ok(()) }
+//! ```
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

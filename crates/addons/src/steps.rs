@@ -1,5 +1,5 @@
 //! Install steps: pure data, written to the plan as `cluster/install-steps.json` and executed
-//! in order by [`crate::run::Runner`] (feature `apply`), or by hand with the equivalent
+//! in order by `run::Runner` (feature `apply`), or by hand with the equivalent
 //! `kubectl`/`helm` command lines of [`InstallStep::commands`].
 
 use std::collections::BTreeMap;
