@@ -10,8 +10,8 @@
 //! is reported as [`Error::ApplyConflict`] naming the object and the managers; we never
 //! force.
 //!
-//! Every API call has a timeout. Helm releases are not handled here: they are command steps
-//! ([`crate::InstallStep::Helm`]).
+//! Every API call has a timeout. Helm releases, Kustomize folders, Secrets and Vault are not
+//! handled here: the install runner ([`crate::run::Runner`]) performs every kind of step.
 
 use std::time::Duration;
 
@@ -205,8 +205,8 @@ impl Applier {
 
     /// Run one install step that this applier handles: [`InstallStep::Apply`] (with the files
     /// taken from `rendered`), [`InstallStep::WaitCrds`] and [`InstallStep::WaitRollout`].
-    /// Other steps (Helm, Kustomize folders, Secrets, manual steps) return `Ok(None)`: they
-    /// belong to a command executor.
+    /// Other steps (Helm, Kustomize folders, Secrets, Vault) return `Ok(None)`:
+    /// [`crate::run::Runner`] performs them.
     ///
     /// # Errors
     /// As [`Applier::apply`] and [`Applier::wait_rollout`].

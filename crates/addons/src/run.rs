@@ -445,6 +445,7 @@ impl Runner {
     fn applier(&self, component: Component) -> ka::Applier {
         ka::Applier::new(self.client.clone(), component.field_manager())
             .dry_run(self.dry_run)
+            .track_changes(true)
             .call_timeout(self.call_timeout)
             .crd_timeout(self.crd_timeout)
             .rollout_timeout(self.rollout_timeout)

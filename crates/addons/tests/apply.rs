@@ -155,19 +155,14 @@ async fn crds_first_then_established_then_discovery_then_objects() {
     assert_eq!(
         paths,
         [
-            // Each object is read just before it is applied (the report says what changed).
-            format!("GET {CRD_PATH}").as_str(),
             format!("PATCH {CRD_PATH}").as_str(),
-            // Waiting for Established (the read before the apply saw it not yet Established).
+            format!("GET {CRD_PATH}").as_str(),
             format!("GET {CRD_PATH}").as_str(),
             // Discovery only for the custom resource's group: built-in kinds (Namespace,
             // ConfigMap) resolve from the shared applier's table without a request.
             "GET /apis/operator.tigera.io/v1",
-            "GET /api/v1/namespaces/calico-extra",
             "PATCH /api/v1/namespaces/calico-extra",
-            "GET /apis/operator.tigera.io/v1/installations/default",
             "PATCH /apis/operator.tigera.io/v1/installations/default",
-            "GET /api/v1/namespaces/calico-extra/configmaps/settings",
             "PATCH /api/v1/namespaces/calico-extra/configmaps/settings",
         ]
     );

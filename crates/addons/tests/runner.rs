@@ -294,6 +294,7 @@ async fn every_step_runs_in_order_and_a_rerun_changes_nothing() {
 
     // Second run: nothing changes, no helm upgrade, and the same password.
     let helm_before = w.helm_calls().len();
+    let api_before = w.api.requests().len();
     let second = runner.run(&w.plan).await.expect("second run");
     print_timing("second run", &second, w.api_millis());
     assert_eq!(
@@ -315,6 +316,22 @@ async fn every_step_runs_in_order_and_a_rerun_changes_nothing() {
     );
     assert_eq!(std::fs::read_to_string(&pw_path).unwrap(), pw);
     assert_eq!(w.stored_objects(), objects);
+    // The re-run's API conversation, recorded (method, path, status; durations dropped): only
+    // reads and no-op applies, and exactly these.
+    let conversation: Vec<String> = w.api.requests()[api_before..]
+        .iter()
+        .map(|l| l.rsplit_once(' ').map_or(l.as_str(), |(a, _)| a).to_owned())
+        .filter(|l| !l.contains("/token"))
+        .collect();
+    assert!(
+        conversation
+            .iter()
+            .all(|l| l.starts_with("GET ") || l.starts_with("PATCH ")),
+        "{conversation:#?}"
+    );
+    if common::bao_bin().is_some() {
+        insta::assert_snapshot!("rerun_api_conversation", conversation.join("\n"));
+    }
     println!(
         "objects stored: {objects}; API requests: {}",
         w.api.requests().len()

@@ -12,9 +12,9 @@
 //!   the object, the other managers and the fields; fields are only taken over with
 //!   [`Applier::force`];
 //! - [`Applier::dry_run`] sends everything with `dryRun=All` (nothing changes, nothing waits);
-//! - each object is read just before it is applied, so the [`Report`] says which objects the
-//!   apply created or changed (their `resourceVersion` moved; in a dry run, their content
-//!   would) and a re-run can show that it changed nothing.
+//! - with [`Applier::track_changes`], each object is read just before it is applied, so the
+//!   [`Report`] says which objects the apply created or changed (their `resourceVersion`
+//!   moved; in a dry run, their content would) and a re-run can show that it changed nothing.
 //!
 //! [`Applier::wait_rollout`] waits until a Deployment, DaemonSet or StatefulSet has rolled
 //! out (the controller saw the current generation, every replica updated and available, and
@@ -242,6 +242,7 @@ pub struct Report {
     /// Those of [`applied`](Self::applied) that the apply created or changed (in a dry run:
     /// would create or change): their `resourceVersion` moved, or the object did not exist.
     /// The others were already as applied; a re-run of the same manifests lists none here.
+    /// Without [`Applier::track_changes`] every applied object is listed.
     pub changed: Vec<String>,
 }
 
@@ -408,6 +409,7 @@ pub struct Applier {
     field_manager: String,
     force: bool,
     dry_run: bool,
+    track_changes: bool,
     call_timeout: Duration,
     crd_timeout: Duration,
     rollout_timeout: Duration,
@@ -420,6 +422,7 @@ impl std::fmt::Debug for Applier {
             .field("field_manager", &self.field_manager)
             .field("force", &self.force)
             .field("dry_run", &self.dry_run)
+            .field("track_changes", &self.track_changes)
             .field("call_timeout", &self.call_timeout)
             .field("crd_timeout", &self.crd_timeout)
             .field("rollout_timeout", &self.rollout_timeout)
@@ -438,6 +441,7 @@ impl Applier {
             field_manager: field_manager.into(),
             force: false,
             dry_run: false,
+            track_changes: false,
             call_timeout: Duration::from_secs(30),
             crd_timeout: Duration::from_secs(60),
             rollout_timeout: Duration::from_secs(600),
@@ -462,6 +466,14 @@ impl Applier {
     #[must_use]
     pub fn dry_run(mut self, dry_run: bool) -> Self {
         self.dry_run = dry_run;
+        self
+    }
+
+    /// Read each object just before applying it, so that [`Report::changed`] names only the
+    /// objects the apply created or changed (one GET more per object). Off by default.
+    #[must_use]
+    pub fn track_changes(mut self, track: bool) -> Self {
+        self.track_changes = track;
         self
     }
 
@@ -628,7 +640,8 @@ impl Applier {
     }
 
     /// One server-side apply; `true` when it created or changed the object (compared with the
-    /// object read just before: its `resourceVersion`, or in a dry run its content).
+    /// object read just before: its `resourceVersion`, or in a dry run its content), or when
+    /// changes are not tracked.
     async fn patch(
         &self,
         api: &Api<DynamicObject>,
@@ -640,9 +653,12 @@ impl Applier {
         } else {
             Action::Apply
         };
-        let before = self
-            .call(Action::Get, &d.label(), api.get_opt(&d.name))
-            .await?;
+        let before = if self.track_changes {
+            self.call(Action::Get, &d.label(), api.get_opt(&d.name))
+                .await?
+        } else {
+            None
+        };
         debug!(object = %d.label(), %action, "server-side apply");
         let patch = Patch::Apply(d.body.clone());
         let fut = api.patch(&d.name, params, &patch);

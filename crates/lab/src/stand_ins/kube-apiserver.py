@@ -383,7 +383,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
-        self.status_code = code
 
     def body(self):
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
@@ -401,22 +400,22 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def handle_any(self):
         start = time.time()
-        self.status_code = 0
         raw = self.body()
         try:
             if self.headers.get("Authorization") != f"Bearer {self.server.token}":
-                self.send_json(401, status(401, "Unauthorized", "Unauthorized"))
+                code, body = 401, status(401, "Unauthorized", "Unauthorized")
             else:
                 code, body = self.route(raw)
-                self.send_json(code, body)
         except ApiError as e:
-            self.send_json(e.body["code"], e.body)
+            code, body = e.body["code"], e.body
         except Exception as e:  # a bug of the stand-in: a 500 like the real one's
-            self.send_json(500, status(500, "InternalError",
-                                       f"Internal error occurred: {type(e).__name__}: {e}"))
+            code, body = 500, status(500, "InternalError",
+                                     f"Internal error occurred: {type(e).__name__}: {e}")
+        # Logged before the answer goes out, so the log's order is the order clients saw.
         ms = (time.time() - start) * 1000
         with self.server.log_lock, open(self.server.log_path, "a") as f:
-            f.write(f"{self.command} {self.path} {self.status_code} {ms:.2f}\n")
+            f.write(f"{self.command} {self.path} {code} {ms:.2f}\n")
+        self.send_json(code, body)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = handle_any
 
