@@ -122,6 +122,22 @@ impl ApiServerFiles {
     /// # Errors
     /// When a file cannot be written or openssl fails.
     pub fn create(dir: &Path, addr: SocketAddr) -> Result<Self, StandInError> {
+        Self::create_behind(dir, addr, addr, &[])
+    }
+
+    /// Like [`create`](Self::create) for a stand-in listening on `listen` that clients reach
+    /// at `public` (a VIP in front of it, e.g. HAProxy on `VIP:6443`): the certificate names
+    /// both addresses and `dns_names`, the kubeconfig points at `public`.
+    ///
+    /// # Errors
+    /// When a file cannot be written or openssl fails.
+    pub fn create_behind(
+        dir: &Path,
+        listen: SocketAddr,
+        public: SocketAddr,
+        dns_names: &[&str],
+    ) -> Result<Self, StandInError> {
+        let addr = listen;
         std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
         let f = Self {
             dir: dir.to_owned(),
@@ -169,9 +185,14 @@ impl ApiServerFiles {
             std::fs::write(
                 dir.join("ext"),
                 format!(
-                    "subjectAltName=IP:{},DNS:localhost,DNS:kubernetes.default.svc\n\
+                    "subjectAltName=IP:{},IP:{},DNS:localhost,DNS:kubernetes.default.svc{}\n\
                      basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-                    addr.ip()
+                    addr.ip(),
+                    public.ip(),
+                    dns_names
+                        .iter()
+                        .map(|d| format!(",DNS:{d}"))
+                        .collect::<String>()
                 ),
             )
             .map_err(io("writing ext"))?;
@@ -207,7 +228,7 @@ impl ApiServerFiles {
         let ca = std::fs::read(&f.ca_cert).map_err(io("reading the CA"))?;
         let token = std::fs::read_to_string(&f.token_file).map_err(io("reading the token"))?;
         let kubeconfig = format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: stand-in\n  cluster:\n    server: https://{addr}\n    certificate-authority-data: {}\nusers:\n- name: admin\n  user:\n    token: {}\ncontexts:\n- name: stand-in\n  context:\n    cluster: stand-in\n    user: admin\ncurrent-context: stand-in\n",
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: stand-in\n  cluster:\n    server: https://{public}\n    certificate-authority-data: {}\nusers:\n- name: admin\n  user:\n    token: {}\ncontexts:\n- name: stand-in\n  context:\n    cluster: stand-in\n    user: admin\ncurrent-context: stand-in\n",
             b64(&ca),
             token.trim()
         );
