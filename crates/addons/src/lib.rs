@@ -159,6 +159,7 @@ pub fn render(input: &AddonsInput) -> Result<Rendered, Error> {
     if let Some(m) = &input.monitoring {
         outputs.push(observability::render_monitoring(input, m)?);
     }
+    outputs.extend(observability::render_csr_approver_alone(input)?);
     if let Some(l) = &input.logging {
         outputs.push(observability::render_logging(input, l)?);
     }
