@@ -2,6 +2,7 @@
 //! `configure`, `bootstrap`, `addons`) is a thin command line over one of these, and `up`
 //! runs them in order.
 
+pub mod addons;
 pub mod bootstrap;
 pub mod plan;
 pub mod provision;

@@ -10,8 +10,8 @@
 //! is reported as [`Error::ApplyConflict`] naming the object and the managers; we never
 //! force.
 //!
-//! Every API call has a timeout. Helm releases are not handled here: they are command steps
-//! ([`crate::InstallStep::Helm`]).
+//! Every API call has a timeout. Helm releases, Kustomize folders, Secrets and Vault are not
+//! handled here: the install runner ([`crate::run::Runner`]) performs every kind of step.
 
 use std::time::Duration;
 
@@ -26,7 +26,7 @@ pub struct ApplyReport {
     pub applied: Vec<String>,
 }
 
-fn workload(kind: WorkloadKind) -> ka::Workload {
+pub(crate) fn workload(kind: WorkloadKind) -> ka::Workload {
     match kind {
         WorkloadKind::Deployment => ka::Workload::Deployment,
         WorkloadKind::DaemonSet => ka::Workload::DaemonSet,
@@ -35,7 +35,7 @@ fn workload(kind: WorkloadKind) -> ka::Workload {
 }
 
 /// The shared applier's error as this crate's.
-fn convert(component: Component, e: ka::Error) -> Error {
+pub(crate) fn convert(component: Component, e: ka::Error) -> Error {
     match e {
         ka::Error::Manifest {
             origin,
@@ -205,8 +205,8 @@ impl Applier {
 
     /// Run one install step that this applier handles: [`InstallStep::Apply`] (with the files
     /// taken from `rendered`), [`InstallStep::WaitCrds`] and [`InstallStep::WaitRollout`].
-    /// Other steps (Helm, Kustomize folders, Secrets, manual steps) return `Ok(None)`: they
-    /// belong to a command executor.
+    /// Other steps (Helm, Kustomize folders, Secrets, Vault) return `Ok(None)`:
+    /// [`crate::run::Runner`] performs them.
     ///
     /// # Errors
     /// As [`Applier::apply`] and [`Applier::wait_rollout`].

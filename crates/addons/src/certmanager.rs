@@ -18,7 +18,7 @@
 use serde_json::{Value, json};
 
 use crate::model::{AddonsInput, VaultInput};
-use crate::steps::{Component, HelmRelease, InstallStep};
+use crate::steps::{Component, HelmRelease, InstallStep, VaultKubernetesAuth, vault_secrets};
 use crate::versions::CERT_MANAGER;
 use crate::{ClusterFile, ComponentOutput, Error, vault, yaml};
 
@@ -41,6 +41,43 @@ pub const DEFAULT_CERT_FILE: &str = "cert-manager/default-certificate.yaml";
 #[must_use]
 pub fn issuer_audience() -> String {
     format!("vault://{CLUSTER_ISSUER}")
+}
+
+/// Who logs in to Vault for the ClusterIssuer: its ServiceAccount, namespace and audience.
+#[must_use]
+pub fn vault_login() -> vault::KubernetesLogin {
+    vault::KubernetesLogin {
+        service_account: ISSUER_SERVICE_ACCOUNT.into(),
+        namespace: NAMESPACE.into(),
+        audience: issuer_audience(),
+    }
+}
+
+/// Lifetime of the reviewer token Vault keeps (one year; re-running the add-on stage with a
+/// changed Kubernetes auth config writes a fresh one).
+pub const REVIEWER_TOKEN_SECONDS: i64 = 8760 * 3600;
+
+/// The step configuring Vault's Kubernetes auth for the ClusterIssuer (Vault on VMs).
+#[must_use]
+pub fn kubernetes_auth(input: &AddonsInput, v: &VaultInput) -> VaultKubernetesAuth {
+    VaultKubernetesAuth {
+        component: Component::CertManager,
+        vault_url: vault::server_url(input, v),
+        mount: "kubernetes".into(),
+        kubernetes_host: format!(
+            "https://{}:{}",
+            input.network.api_vip, input.network.api_port
+        ),
+        reviewer_namespace: vault::REVIEWER_NAMESPACE.into(),
+        reviewer_service_account: vault::REVIEWER_SERVICE_ACCOUNT.into(),
+        reviewer_token_seconds: REVIEWER_TOKEN_SECONDS,
+        role: vault::CERT_MANAGER_ROLE.into(),
+        service_accounts: vec![ISSUER_SERVICE_ACCOUNT.into()],
+        namespaces: vec![NAMESPACE.into()],
+        audience: issuer_audience(),
+        policies: vec![vault::CERT_MANAGER_ROLE.into()],
+        ttl: "20m".into(),
+    }
 }
 
 /// Chart values: CRDs installed (and kept on uninstall), metrics on.
@@ -170,8 +207,7 @@ pub(crate) fn render(input: &AddonsInput, v: &VaultInput) -> Result<ComponentOut
         chart: CERT_MANAGER,
         values_file: VALUES_FILE.into(),
     };
-    let s = |x: &str| x.to_owned();
-    let steps = vec![
+    let mut steps = vec![
         InstallStep::Helm(helm.clone()),
         InstallStep::WaitCrds {
             component: c,
@@ -180,34 +216,22 @@ pub(crate) fn render(input: &AddonsInput, v: &VaultInput) -> Result<ComponentOut
                 "clusterissuers.cert-manager.io".into(),
             ],
         },
-        InstallStep::Manual {
+        // Vault's TLS CA, as the configure stage keeps it (`TlsBundle::write_dir`).
+        InstallStep::Secret {
             component: c,
-            description: format!(
-                "Store Vault's TLS CA as Secret {VAULT_CA_SECRET} (key ca.crt) in {NAMESPACE}."
-            ),
-            commands: vec![vec![
-                s("kubectl"),
-                s("create"),
-                s("secret"),
-                s("generic"),
-                s(VAULT_CA_SECRET),
-                s("--namespace"),
-                s(NAMESPACE),
-                s("--from-file=ca.crt=vault-ca.crt"),
-            ]],
+            namespace: NAMESPACE.into(),
+            name: VAULT_CA_SECRET.into(),
+            literals: std::collections::BTreeMap::new(),
+            generated: vec![],
+            from_files: [("ca.crt".to_owned(), vault_secrets::CA_CERT.to_owned())].into(),
         },
         InstallStep::Apply {
             component: c,
             files: resources.clone(),
         },
     ];
-    let mut steps = steps;
-    for p in vault::kubernetes_auth_steps(input, v) {
-        steps.push(InstallStep::Manual {
-            component: c,
-            description: format!("Vault: {}", p.description),
-            commands: vec![p.argv],
-        });
+    if matches!(v.placement, crate::model::VaultPlacement::Vms(_)) {
+        steps.push(InstallStep::VaultKubernetesAuth(kubernetes_auth(input, v)));
     }
     Ok(ComponentOutput {
         component: c,

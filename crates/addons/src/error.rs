@@ -105,6 +105,114 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    /// A file of the plan could not be read (or a generated secret not kept). Retry after
+    /// fixing the file (re-run `plan`).
+    #[error("plan file {path}")]
+    PlanFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The plan's install steps do not read back. Not retryable: re-run `plan`.
+    #[error("{path} is not a list of install steps: {reason}")]
+    PlanSteps {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The parser's message.
+        reason: String,
+    },
+    /// A Secret's value comes from a file of the plan's `secrets/` that cannot be read (an
+    /// earlier stage writes it). Retry after that stage ran.
+    #[error("Secret `{secret}` key `{key}`: cannot read {path}")]
+    SecretFile {
+        /// `namespace/name` (or what the value is for).
+        secret: String,
+        /// The key.
+        key: String,
+        /// The file.
+        path: std::path::PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// No `helm` binary. Retry after installing it.
+    #[error(
+        "no helm binary ({looked_for}): install Helm 3 (the static binary from \
+         https://get.helm.sh, see https://helm.sh/docs/intro/install/) or give its path"
+    )]
+    HelmNotFound {
+        /// Where we looked.
+        looked_for: String,
+    },
+    /// No Kustomize builder. Retry after installing kubectl or kustomize.
+    #[error(
+        "no Kustomize builder ({looked_for}): install kubectl (`kubectl kustomize`) or \
+         kustomize, or give its path"
+    )]
+    KustomizeNotFound {
+        /// Where we looked.
+        looked_for: String,
+    },
+    /// A command could not be started. Retry after fixing the binary.
+    #[error("cannot run {program}")]
+    Spawn {
+        /// The program.
+        program: std::path::PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A command (helm, Kustomize) failed. `helm upgrade --install --atomic` rolled its own
+    /// changes back; safe to retry once the cause is fixed.
+    #[error("`{command}` failed ({status}): {stderr}")]
+    Command {
+        /// The command line (no secret is ever on it).
+        command: String,
+        /// Its exit status.
+        status: String,
+        /// Its standard error.
+        stderr: String,
+    },
+    /// The kubeconfig file cannot be used. Retry after fixing it.
+    #[error("kubeconfig {path}: {reason}")]
+    Kubeconfig {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Vault is not initialised (no kept init secrets). Retry after the configure stage
+    /// bootstrapped Vault.
+    #[error("Vault has no kept init secrets at {path}: bootstrap Vault (configure stage) first")]
+    VaultNotInitialised {
+        /// Where they were looked for.
+        path: std::path::PathBuf,
+    },
+    #[cfg(feature = "apply")]
+    /// A Vault call failed. Safe to retry: the Kubernetes auth is written only where it differs.
+    #[error("Vault: {action}")]
+    Vault {
+        /// What was being done.
+        action: String,
+        /// The cause.
+        #[source]
+        source: hakube_vault::Error,
+    },
+    /// An install step failed; later steps did not run. The source names the object and the
+    /// API's answer (or the command's error). Retry once the cause is fixed: every step is
+    /// idempotent.
+    #[error("install step {number} ({step}) failed")]
+    Step {
+        /// 1-based position among the steps run.
+        number: usize,
+        /// The step ([`crate::InstallStep::label`]).
+        step: String,
+        /// What failed.
+        #[source]
+        source: Box<Self>,
+    },
 }
 
 impl Error {

@@ -248,13 +248,29 @@ fn readme(input: &AddonsInput, outputs: &[ComponentOutput]) -> String {
                     namespace,
                     name,
                     generated,
+                    from_files,
                     ..
-                } => format!(
-                    "Create the Secret `{namespace}/{name}`; its generated keys ({}) are kept \
-                     under `secrets/`, outside this tree",
-                    generated.join(", ")
+                } => {
+                    let kept: Vec<&str> = generated
+                        .iter()
+                        .chain(from_files.keys())
+                        .map(String::as_str)
+                        .collect();
+                    format!(
+                        "Create the Secret `{namespace}/{name}`; its secret keys ({}) are kept \
+                         under `secrets/`, outside this tree",
+                        kept.join(", ")
+                    )
+                }
+                InstallStep::VaultKubernetesAuth(v) => format!(
+                    "Configure Vault's Kubernetes auth (mount `{}`, role `{}`): the API server \
+                     {} with its CA and a token of `{}/{}` as the reviewer JWT",
+                    v.mount,
+                    v.role,
+                    v.kubernetes_host,
+                    v.reviewer_namespace,
+                    v.reviewer_service_account
                 ),
-                InstallStep::Manual { description, .. } => description.clone(),
             };
             s.push_str(&format!("{n}. {what}\n\n"));
             for argv in step.commands("cluster") {

@@ -6,9 +6,13 @@
 //! (relative paths under `cluster/`, plus per-host files for Vault VMs) and an ordered list of
 //! [`InstallStep`]s. [`validate`] and [`cross_check`] catch settings that would cause outages
 //! (a Calico pool outside kubeadm's pod subnet, Traefik NodePorts HAProxy does not target,
-//! PROXY protocol trusted from the wrong addresses, Prometheus on NFS). The effectful part,
-//! [`apply::Applier`], performs server-side apply with kube-rs: CRDs first, wait until
-//! Established, refresh discovery, then the objects, one field manager per component.
+//! PROXY protocol trusted from the wrong addresses, Prometheus on NFS). The effectful part
+//! (feature `apply`) is the install runner, [`run::Runner`]: it performs every step of a
+//! plan in order (server-side apply with one field manager per component, Kustomize builds,
+//! `helm upgrade --install --atomic --wait` at the pinned versions, CRD and rollout waits,
+//! Secrets whose values stay under the plan's `secrets/`, Vault's Kubernetes auth), reports
+//! per step what changed (a re-run: nothing), and stops at the first failing step, named with
+//! the object and the API's answer.
 //!
 //! Entry points:
 //! - [`render`]`(&AddonsInput) -> Result<Rendered>`: the GitOps tree ([`Rendered::cluster_files`],
@@ -19,15 +23,21 @@
 //!   ([`chart_schema`]), every-node DaemonSets tolerating every taint, and Traefik running on
 //!   exactly the nodes HAProxy sends ingress to ([`AddonsInput::ingress_nodes`]).
 //! - [`check_install_order`]: every namespaced object comes after its namespace.
-//! - [`apply::Applier`]: `apply(component, files)`, `run_step(step, rendered)`, `wait_rollout`.
+//! - [`run::Runner`]`::run(&`[`run::Plan`]`)`: every step of a written plan
+//!   (`cluster/install-steps.json`), with progress per step ([`run::Progress`]) and a dry run;
+//!   [`apply::Applier`] applies one component's manifests.
 //! - Per component, the pure builders: [`calico`], [`traefik`], [`observability`], [`vault`],
 //!   [`certmanager`], [`etcd_backup`], [`gitops`], [`storage`] (the NFS provisioner's place in
 //!   the order, node-local volumes); pinned charts in [`versions`].
 //!
 //! Secrets never enter the GitOps tree: a [`InstallStep::Secret`] names the keys whose values
-//! the runner generates and keeps under the plan's [`SECRETS_DIR`].
+//! the runner generates and keeps under the plan's [`SECRETS_DIR`] (or reads from files an
+//! earlier stage keeps there, such as Vault's CA). No step is left to a human: kubelet serving
+//! certificates are approved by kubelet-csr-approver ([`KubeletCsrApproval`]'s default) and
+//! Vault's Kubernetes auth is an [`InstallStep::VaultKubernetesAuth`] step.
 //!
-//! Features: `apply` (default) enables [`apply`] and pulls in kube-rs; like every library using
+//! Features: `apply` (default) enables [`apply`] and [`run`] and pulls in kube-rs (and
+//! hakube-vault's client for the Kubernetes auth step); like every library using
 //! k8s-openapi it then needs the final binary to pick a Kubernetes version feature
 //! (`k8s-openapi = { features = ["latest"] }`). With `default-features = false` the crate is
 //! the pure renderer only.
@@ -52,6 +62,8 @@ pub mod etcd_backup;
 pub mod gitops;
 pub mod model;
 pub mod observability;
+#[cfg(feature = "apply")]
+pub mod run;
 pub mod steps;
 pub mod storage;
 pub mod traefik;
@@ -68,7 +80,8 @@ pub use model::{
     VolumeChoice, WorkerGroup,
 };
 pub use steps::{
-    Component, HelmRelease, InstallStep, SECRETS_DIR, WorkloadKind, secret_value_path,
+    Component, HelmRelease, InstallStep, SECRETS_DIR, VaultKubernetesAuth, WorkloadKind,
+    secret_value_path, vault_secrets,
 };
 pub use validate::{check_install_order, cross_check, validate};
 pub use yaml::HEADER;
@@ -146,12 +159,13 @@ pub fn render(input: &AddonsInput) -> Result<Rendered, Error> {
     if let Some(m) = &input.monitoring {
         outputs.push(observability::render_monitoring(input, m)?);
     }
+    outputs.extend(observability::render_csr_approver_alone(input)?);
     if let Some(l) = &input.logging {
         outputs.push(observability::render_logging(input, l)?);
     }
     let mut host_files = Vec::new();
     if let Some(v) = &input.vault {
-        let (out, hosts) = vault::render(input, v)?;
+        let (out, hosts) = vault::render(input, v, &certmanager::vault_login())?;
         host_files = hosts;
         if let Some(out) = out {
             outputs.push(out);

@@ -378,18 +378,26 @@ pub enum VolumeChoice {
     Ephemeral,
 }
 
-/// How kubelet serving certificates are trusted by metrics-server.
+/// How kubelet serving certificates get approved, so that metrics-server can verify them:
+/// by something deployed for it, never by hand. The default is the pinned approver.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum KubeletCsrApproval {
-    /// Install postfinance/kubelet-csr-approver at this chart version (e.g.
+    /// Install postfinance/kubelet-csr-approver at this chart version (default
     /// [`crate::versions::KUBELET_CSR_APPROVER_VERSION`]): it approves kubelet-serving CSRs of
     /// known node names and addresses only.
     Approver {
         /// Chart version to pin.
         chart_version: String,
     },
-    /// Approve kubelet-serving CSRs by hand (an install step lists the commands).
-    Manual,
+}
+
+impl Default for KubeletCsrApproval {
+    fn default() -> Self {
+        Self::Approver {
+            chart_version: crate::versions::KUBELET_CSR_APPROVER_VERSION.to_owned(),
+        }
+    }
 }
 
 /// Monitoring settings.

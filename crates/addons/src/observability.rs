@@ -358,6 +358,52 @@ fn release(component: Component, name: &str, ns: &str, chart: Chart, values: &st
     }
 }
 
+/// The kubelet-csr-approver release (and its values file) that approves kubelet serving
+/// certificates (`kubelet_server_tls_bootstrap`).
+fn csr_approver(
+    input: &AddonsInput,
+    approval: &KubeletCsrApproval,
+) -> Result<(ClusterFile, HelmRelease), Error> {
+    let KubeletCsrApproval::Approver { chart_version } = approval;
+    let file = ClusterFile::new(
+        CSR_APPROVER_VALUES,
+        yaml::file(CSR_APPROVER_VALUES, &[csr_approver_values(input)])?,
+    );
+    let chart = Chart {
+        repo: versions::KUBELET_CSR_APPROVER_REPO.into(),
+        name: "kubelet-csr-approver".into(),
+        version: chart_version.clone().into(),
+        app_version: "".into(),
+    };
+    let r = release(
+        Component::Monitoring,
+        "kubelet-csr-approver",
+        "kube-system",
+        chart,
+        CSR_APPROVER_VALUES,
+    );
+    Ok((file, r))
+}
+
+/// Without monitoring, kubelet serving certificates still need approving (`kubectl logs` and
+/// `exec` reach the kubelets over TLS): the approver alone, at the default version, in the
+/// monitoring folder. `None` when monitoring renders it or serving certificates are off.
+pub(crate) fn render_csr_approver_alone(
+    input: &AddonsInput,
+) -> Result<Option<ComponentOutput>, Error> {
+    if input.monitoring.is_some() || !input.network.kubelet_server_tls_bootstrap {
+        return Ok(None);
+    }
+    let (file, r) = csr_approver(input, &KubeletCsrApproval::default())?;
+    Ok(Some(ComponentOutput {
+        component: Component::Monitoring,
+        files: vec![file],
+        helm: vec![r.clone()],
+        resources: vec![],
+        steps: vec![InstallStep::Helm(r)],
+    }))
+}
+
 /// Files and install steps for monitoring.
 pub(crate) fn render_monitoring(
     input: &AddonsInput,
@@ -404,54 +450,14 @@ pub(crate) fn render_monitoring(
             name: m.grafana_admin_secret.clone(),
             literals: [("admin-user".to_owned(), "admin".to_owned())].into(),
             generated: vec!["admin-password".into()],
+            from_files: std::collections::BTreeMap::new(),
         },
     ];
     if input.network.kubelet_server_tls_bootstrap {
-        match &m.csr_approval {
-            KubeletCsrApproval::Approver { chart_version } => {
-                files.push(ClusterFile::new(
-                    CSR_APPROVER_VALUES,
-                    yaml::file(CSR_APPROVER_VALUES, &[csr_approver_values(input)])?,
-                ));
-                let chart = Chart {
-                    repo: versions::KUBELET_CSR_APPROVER_REPO.into(),
-                    name: "kubelet-csr-approver".into(),
-                    version: chart_version.clone().into(),
-                    app_version: "".into(),
-                };
-                let r = release(
-                    c,
-                    "kubelet-csr-approver",
-                    "kube-system",
-                    chart,
-                    CSR_APPROVER_VALUES,
-                );
-                steps.push(InstallStep::Helm(r.clone()));
-                helm.push(r);
-            }
-            KubeletCsrApproval::Manual => steps.push(InstallStep::Manual {
-                component: c,
-                description: "Approve the pending kubelet-serving CSRs (signer \
-                              kubernetes.io/kubelet-serving) after checking each requestor is \
-                              system:node:<a known node>; metrics-server verifies kubelet \
-                              certificates and fails until they are signed."
-                    .into(),
-                commands: vec![
-                    vec![
-                        "kubectl".into(),
-                        "get".into(),
-                        "csr".into(),
-                        "--field-selector=spec.signerName=kubernetes.io/kubelet-serving".into(),
-                    ],
-                    vec![
-                        "kubectl".into(),
-                        "certificate".into(),
-                        "approve".into(),
-                        "<csr-name>".into(),
-                    ],
-                ],
-            }),
-        }
+        let (file, r) = csr_approver(input, &m.csr_approval)?;
+        files.push(file);
+        steps.push(InstallStep::Helm(r.clone()));
+        helm.push(r);
     }
     for r in [
         release(c, "prometheus", ns, versions::PROMETHEUS, PROMETHEUS_VALUES),

@@ -1,12 +1,15 @@
-//! Install steps: pure data, executed by whoever runs the plan (kube-rs applier in
-//! [`crate::apply`], or `kubectl`/`helm` via [`InstallStep::commands`]).
+//! Install steps: pure data, written to the plan as `cluster/install-steps.json` and executed
+//! in order by `run::Runner` (feature `apply`), or by hand with the equivalent
+//! `kubectl`/`helm` command lines of [`InstallStep::commands`].
 
-use serde::Serialize;
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
 
 use crate::versions::Chart;
 
 /// The components this crate puts in the install order, in bootstrap order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum Component {
@@ -47,6 +50,25 @@ impl Component {
         }
     }
 
+    /// Every component, in bootstrap order.
+    pub const ALL: [Self; 9] = [
+        Self::Calico,
+        Self::Nfs,
+        Self::Traefik,
+        Self::Monitoring,
+        Self::Logging,
+        Self::Vault,
+        Self::CertManager,
+        Self::EtcdBackup,
+        Self::Apps,
+    ];
+
+    /// The component whose [`dir`](Self::dir) is `name`.
+    #[must_use]
+    pub fn from_dir(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.dir() == name)
+    }
+
     /// The server-side apply field manager for this component (one per component).
     #[must_use]
     pub fn field_manager(self) -> String {
@@ -55,7 +77,7 @@ impl Component {
 }
 
 /// A Helm release installed with `helm upgrade --install` at a pinned chart version.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HelmRelease {
     /// Owning component.
     pub component: Component,
@@ -88,8 +110,9 @@ impl HelmRelease {
             "--namespace".into(),
             self.namespace.clone(),
             "--create-namespace".into(),
-            "--values".into(),
+            "-f".into(),
             format!("{}/{}", cluster_dir.trim_end_matches('/'), self.values_file),
+            "--atomic".into(),
             "--wait".into(),
             "--timeout".into(),
             "10m".into(),
@@ -110,7 +133,7 @@ pub fn secret_value_path(namespace: &str, name: &str, key: &str) -> String {
 }
 
 /// Kinds of workload a readiness wait can target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum WorkloadKind {
     /// apps/v1 Deployment.
     Deployment,
@@ -132,8 +155,52 @@ impl WorkloadKind {
     }
 }
 
+/// Vault's Kubernetes auth for cert-manager, configured by the runner through
+/// `hakube_vault::bootstrap::configure_kubernetes_auth` once the reviewer ServiceAccount
+/// exists: the API server's URL and CA, a token of the reviewer ServiceAccount (TokenRequest,
+/// API server audience), and the role cert-manager logs in as. Vault is reached at `vault_url`
+/// with the CA and root token the configure stage keeps under the plan's `secrets/vault/`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VaultKubernetesAuth {
+    /// Owning component.
+    pub component: Component,
+    /// Vault's URL (the VIP, fronted by the load balancers).
+    pub vault_url: String,
+    /// Auth mount (`kubernetes`).
+    pub mount: String,
+    /// The API server's URL as Vault reaches it (the VIP).
+    pub kubernetes_host: String,
+    /// Namespace of the reviewer ServiceAccount.
+    pub reviewer_namespace: String,
+    /// The reviewer ServiceAccount (bound to `system:auth-delegator`).
+    pub reviewer_service_account: String,
+    /// Lifetime asked for the reviewer's token, in seconds.
+    pub reviewer_token_seconds: i64,
+    /// Vault role cert-manager logs in as.
+    pub role: String,
+    /// ServiceAccounts allowed to log in.
+    pub service_accounts: Vec<String>,
+    /// Their namespaces.
+    pub namespaces: Vec<String>,
+    /// The audience the login tokens carry.
+    pub audience: String,
+    /// Policies the login gets.
+    pub policies: Vec<String>,
+    /// Token lifetime, e.g. `20m`.
+    pub ttl: String,
+}
+
+/// Files of the plan's `secrets/` folder the runner reads for Vault (the configure stage's
+/// layout, `hakube_vault::certs::TlsBundle::write_dir` and `hakube_vault::bootstrap::FileKeyStore`).
+pub mod vault_secrets {
+    /// Vault's TLS CA certificate (PEM), relative to the plan's `secrets/`.
+    pub const CA_CERT: &str = "vault/tls/ca.crt";
+    /// The init secrets (unseal keys, root token), relative to the plan's `secrets/`.
+    pub const INIT: &str = "vault/init.json";
+}
+
 /// One step of the install, in order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "step", rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum InstallStep {
@@ -176,7 +243,8 @@ pub enum InstallStep {
     /// Create a Secret whose values are kept outside the GitOps tree (never in `cluster/`):
     /// `literals` are plain values, each of `generated` is a random value the runner creates
     /// once and keeps at [`secret_value_path`] under the plan's `secrets/` folder (mode 0600),
-    /// so a re-run applies the same Secret.
+    /// so a re-run applies the same Secret; each of `from_files` is the contents of a file
+    /// under `secrets/` that an earlier stage wrote (Vault's CA).
     Secret {
         /// Owning component.
         component: Component,
@@ -188,16 +256,13 @@ pub enum InstallStep {
         literals: std::collections::BTreeMap<String, String>,
         /// Keys whose values are generated and kept outside the GitOps tree.
         generated: Vec<String>,
+        /// Keys whose values are files under the plan's `secrets/` folder (key -> path
+        /// relative to it).
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        from_files: BTreeMap<String, String>,
     },
-    /// Something a human (or a later automation) must do; the commands are given verbatim.
-    Manual {
-        /// Owning component.
-        component: Component,
-        /// What and why.
-        description: String,
-        /// Commands to run, each an argv.
-        commands: Vec<Vec<String>>,
-    },
+    /// Configure Vault's Kubernetes auth for cert-manager.
+    VaultKubernetesAuth(VaultKubernetesAuth),
 }
 
 impl InstallStep {
@@ -206,12 +271,39 @@ impl InstallStep {
     pub fn component(&self) -> Component {
         match self {
             Self::Helm(h) => h.component,
+            Self::VaultKubernetesAuth(v) => v.component,
             Self::WaitCrds { component, .. }
             | Self::Secret { component, .. }
             | Self::Apply { component, .. }
             | Self::ApplyKustomize { component, .. }
-            | Self::WaitRollout { component, .. }
-            | Self::Manual { component, .. } => *component,
+            | Self::WaitRollout { component, .. } => *component,
+        }
+    }
+
+    /// A one-line description (no secret: values of Secrets are never part of a step).
+    #[must_use]
+    pub fn label(&self) -> String {
+        match self {
+            Self::Helm(h) => format!(
+                "helm release {}/{} ({} {})",
+                h.namespace, h.release, h.chart.name, h.chart.version
+            ),
+            Self::WaitCrds { crds, .. } => format!("wait for CRDs {}", crds.join(", ")),
+            Self::Apply { files, .. } => format!("apply {}", files.join(", ")),
+            Self::ApplyKustomize { dir, .. } => format!("apply kustomization {dir}"),
+            Self::WaitRollout {
+                kind,
+                namespace,
+                name,
+                ..
+            } => format!("wait for {} {namespace}/{name}", kind.kubectl_name()),
+            Self::Secret {
+                namespace, name, ..
+            } => format!("secret {namespace}/{name}"),
+            Self::VaultKubernetesAuth(v) => format!(
+                "Vault Kubernetes auth (role {}, reviewer {}/{})",
+                v.role, v.reviewer_namespace, v.reviewer_service_account
+            ),
         }
     }
 
@@ -269,6 +361,7 @@ impl InstallStep {
                 name,
                 literals,
                 generated,
+                from_files,
                 ..
             } => {
                 let mut argv = vec![
@@ -291,9 +384,53 @@ impl InstallStep {
                         secret_value_path(namespace, name, k)
                     )
                 }));
+                argv.extend(
+                    from_files
+                        .iter()
+                        .map(|(k, p)| format!("--from-file={k}={SECRETS_DIR}/{p}")),
+                );
                 vec![argv]
             }
-            Self::Manual { commands, .. } => commands.clone(),
+            Self::VaultKubernetesAuth(v) => {
+                let host = &v.kubernetes_host;
+                vec![
+                    vec![
+                        s("kubectl"),
+                        s("create"),
+                        s("token"),
+                        v.reviewer_service_account.clone(),
+                        s("--namespace"),
+                        v.reviewer_namespace.clone(),
+                        format!("--duration={}s", v.reviewer_token_seconds),
+                    ],
+                    vec![s("bao"), s("auth"), s("enable"), v.mount.clone()],
+                    vec![
+                        s("bao"),
+                        s("write"),
+                        format!("auth/{}/config", v.mount),
+                        format!("kubernetes_host={host}"),
+                        s("kubernetes_ca_cert=@kubernetes-ca.crt"),
+                        s("token_reviewer_jwt=@reviewer.jwt"),
+                        s("disable_local_ca_jwt=true"),
+                    ],
+                    vec![
+                        s("bao"),
+                        s("write"),
+                        format!("auth/{}/role/{}", v.mount, v.role),
+                        format!(
+                            "bound_service_account_names={}",
+                            v.service_accounts.join(",")
+                        ),
+                        format!(
+                            "bound_service_account_namespaces={}",
+                            v.namespaces.join(",")
+                        ),
+                        format!("audience={}", v.audience),
+                        format!("token_policies={}", v.policies.join(",")),
+                        format!("token_ttl={}", v.ttl),
+                    ],
+                ]
+            }
         }
     }
 }

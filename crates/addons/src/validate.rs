@@ -809,7 +809,7 @@ pub fn check_install_order(steps: &[crate::InstallStep], files: &[ClusterFile]) 
             // Waits create nothing (an operator may create the namespace it waits in).
             InstallStep::WaitRollout { .. }
             | InstallStep::WaitCrds { .. }
-            | InstallStep::Manual { .. } => {}
+            | InstallStep::VaultKubernetesAuth(_) => {}
         }
     }
     e

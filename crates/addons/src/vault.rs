@@ -35,6 +35,8 @@ pub const REVIEWER_SERVICE_ACCOUNT: &str = "vault-token-reviewer";
 pub const NAMESPACE: &str = "vault";
 /// Chart values (in-cluster placement).
 pub const VALUES_FILE: &str = "vault/values.yaml";
+/// The Namespace of in-cluster Vault (created before its TLS Secret).
+pub const NAMESPACE_FILE: &str = "vault/namespace.yaml";
 /// The PKI bootstrap runbook.
 pub const PKI_RUNBOOK: &str = "vault/PKI-BOOTSTRAP.md";
 /// Vault mount of the root CA.
@@ -114,6 +116,19 @@ pub fn chart_values(input: &AddonsInput, storage_class: &str) -> Value {
     })
 }
 
+/// Who logs in to Vault through Kubernetes auth (cert-manager's issuer ServiceAccount): given
+/// by the caller, so this module knows nothing of cert-manager (`certmanager` depends on
+/// `vault`, never the other way).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KubernetesLogin {
+    /// The ServiceAccount whose tokens log in.
+    pub service_account: String,
+    /// Its namespace.
+    pub namespace: String,
+    /// The audience of its tokens (`vault://<issuer>`).
+    pub audience: String,
+}
+
 /// One step of the PKI bootstrap.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PkiStep {
@@ -136,9 +151,9 @@ pub fn cert_manager_policy(v: &VaultInput) -> String {
 
 /// The PKI bootstrap: root CA, intermediate signed by it, a role, a policy, Kubernetes auth
 /// and a role for cert-manager's `vault-issuer` ServiceAccount. Run once after the cluster is
-/// initialised and unsealed.
+/// initialised and unsealed. `login` is who may log in through Kubernetes auth.
 #[must_use]
-pub fn pki_steps(input: &AddonsInput, v: &VaultInput) -> Vec<PkiStep> {
+pub fn pki_steps(input: &AddonsInput, v: &VaultInput, login: &KubernetesLogin) -> Vec<PkiStep> {
     let s = |x: &str| x.to_owned();
     let step = |d: &str, argv: Vec<String>| PkiStep {
         description: d.into(),
@@ -334,15 +349,9 @@ pub fn pki_steps(input: &AddonsInput, v: &VaultInput) -> Vec<PkiStep> {
                 s("vault"),
                 s("write"),
                 format!("auth/kubernetes/role/{CERT_MANAGER_ROLE}"),
-                format!(
-                    "bound_service_account_names={}",
-                    crate::certmanager::ISSUER_SERVICE_ACCOUNT
-                ),
-                format!(
-                    "bound_service_account_namespaces={}",
-                    crate::certmanager::NAMESPACE
-                ),
-                format!("audience={}", crate::certmanager::issuer_audience()),
+                format!("bound_service_account_names={}", login.service_account),
+                format!("bound_service_account_namespaces={}", login.namespace),
+                format!("audience={}", login.audience),
                 format!("policies={CERT_MANAGER_ROLE}"),
                 s("ttl=20m"),
             ],
@@ -359,7 +368,7 @@ pub fn pki_steps(input: &AddonsInput, v: &VaultInput) -> Vec<PkiStep> {
     steps
 }
 
-fn runbook(input: &AddonsInput, v: &VaultInput) -> String {
+fn runbook(input: &AddonsInput, v: &VaultInput, login: &KubernetesLogin) -> String {
     let mut s = format!(
         "# Vault PKI bootstrap\n\nRendered by hakube-addons. With Vault on VMs the configure \
          stage does all of this through hakube-vault (idempotently) and the add-on stage the \
@@ -368,7 +377,7 @@ fn runbook(input: &AddonsInput, v: &VaultInput) -> String {
          Vault's TLS CA and a privileged `VAULT_TOKEN`.\n\n",
         server_url(input, v)
     );
-    for (i, p) in pki_steps(input, v).iter().enumerate() {
+    for (i, p) in pki_steps(input, v, login).iter().enumerate() {
         let mut cmd = p
             .argv
             .iter()
@@ -405,38 +414,18 @@ pub(crate) fn shell_quote(a: &str) -> String {
     }
 }
 
-fn manual(description: String, commands: Vec<Vec<String>>) -> InstallStep {
-    InstallStep::Manual {
-        component: Component::Vault,
-        description,
-        commands,
-    }
-}
-
-/// With Vault on VMs: the Kubernetes auth steps (enable, config with the reviewer JWT, the
-/// role with cert-manager's audience), run once the cluster and the reviewer ServiceAccount
-/// exist. `hakube_vault::bootstrap::configure_kubernetes_auth` does the same idempotently.
-pub fn kubernetes_auth_steps(input: &AddonsInput, v: &VaultInput) -> Vec<PkiStep> {
-    if !matches!(v.placement, VaultPlacement::Vms(_)) {
-        return vec![];
-    }
-    pki_steps(input, v)
-        .into_iter()
-        .filter(|p| p.argv.iter().any(|a| a.contains("kubernetes")))
-        .collect()
-}
-
 /// Files, host files and steps for Vault. The component output is `None` for VM placement
 /// (nothing in the cluster) except for steps, which are returned in it anyway.
 pub(crate) fn render(
     input: &AddonsInput,
     v: &VaultInput,
+    login: &KubernetesLogin,
 ) -> Result<(Option<ComponentOutput>, Vec<HostFile>), Error> {
-    let mut files = vec![ClusterFile::new(PKI_RUNBOOK, runbook(input, v))];
+    let mut files = vec![ClusterFile::new(PKI_RUNBOOK, runbook(input, v, login))];
     let mut helm = Vec::new();
     let mut steps = Vec::new();
     let mut host_files = Vec::new();
-    let s = |x: &str| x.to_owned();
+    let mut resources = Vec::new();
     match &v.placement {
         VaultPlacement::Vms(nodes) => {
             let spec = cluster_spec(input, nodes);
@@ -465,23 +454,37 @@ pub(crate) fn render(
                 VALUES_FILE,
                 yaml::file(VALUES_FILE, &[chart_values(input, storage_class)])?,
             ));
-            steps.push(manual(
-                "Create Secret vault-tls (tls.crt, tls.key, ca.crt; SANs vault, \
-                 vault.vault.svc, *.vault-internal) in namespace vault."
-                    .into(),
-                vec![vec![
-                    s("kubectl"),
-                    s("create"),
-                    s("secret"),
-                    s("generic"),
-                    s("vault-tls"),
-                    s("--namespace"),
-                    s(NAMESPACE),
-                    s("--from-file=tls.crt"),
-                    s("--from-file=tls.key"),
-                    s("--from-file=ca.crt"),
-                ]],
+            let ns = json!({
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": { "name": NAMESPACE, "labels": { "app.kubernetes.io/managed-by": "hakube" } },
+            });
+            files.push(ClusterFile::new(
+                NAMESPACE_FILE,
+                yaml::file(NAMESPACE_FILE, &[ns])?,
             ));
+            resources.push(NAMESPACE_FILE.to_owned());
+            steps.push(InstallStep::Apply {
+                component: Component::Vault,
+                files: resources.clone(),
+            });
+            // The TLS material is kept with the plan's secrets, in the layout of
+            // `hakube_vault::certs::TlsBundle::write_dir` (server certificate as `vault.crt`).
+            steps.push(InstallStep::Secret {
+                component: Component::Vault,
+                namespace: NAMESPACE.into(),
+                name: "vault-tls".into(),
+                literals: std::collections::BTreeMap::new(),
+                generated: vec![],
+                from_files: [
+                    ("ca.crt", "vault/tls/ca.crt"),
+                    ("tls.crt", "vault/tls/vault.crt"),
+                    ("tls.key", "vault/tls/vault.key"),
+                ]
+                .into_iter()
+                .map(|(k, p)| (k.to_owned(), p.to_owned()))
+                .collect(),
+            });
             let r = HelmRelease {
                 component: Component::Vault,
                 release: "vault".into(),
@@ -493,43 +496,15 @@ pub(crate) fn render(
             helm.push(r);
         }
     }
-    let vms = matches!(v.placement, VaultPlacement::Vms(_));
-    if !vms {
-        steps.push(manual(
-            "Initialise Vault once (keep the unseal keys and root token offline), then unseal \
-             every node (3 of 5 key shares each)."
-                .into(),
-            vec![
-                vec![
-                    s("vault"),
-                    s("operator"),
-                    s("init"),
-                    s("-key-shares=5"),
-                    s("-key-threshold=3"),
-                ],
-                vec![s("vault"), s("operator"), s("unseal")],
-            ],
-        ));
-    }
     // On VMs the configure stage (hakube_vault::bootstrap) does init, unseal and the PKI; the
     // Kubernetes auth comes with cert-manager, after the reviewer ServiceAccount exists
-    // (certmanager::render).
-    for p in pki_steps(input, v).into_iter().filter(|_| !vms) {
-        let mut d = p.description.clone();
-        if let Some(f) = &p.stdout_to {
-            d.push_str(&format!(" (save standard output to {f})"));
-        }
-        if let Some(f) = &p.stdin_from {
-            d.push_str(&format!(" (standard input from {f}, see {PKI_RUNBOOK})"));
-        }
-        steps.push(manual(d, vec![p.argv]));
-    }
+    // (certmanager::render). In the cluster, init, unseal and the PKI follow the runbook.
     Ok((
         Some(ComponentOutput {
             component: Component::Vault,
             files,
             helm,
-            resources: vec![],
+            resources,
             steps,
         }),
         host_files,

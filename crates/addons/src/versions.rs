@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 
 /// Where a Helm chart comes from.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Chart {
     /// Chart repository URL (`https://...` index or `oci://...` registry path without the name).
     pub repo: Cow<'static, str>,

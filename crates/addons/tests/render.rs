@@ -147,7 +147,12 @@ fn alternative_choices_match_their_snapshots() {
         .expect("file")
         .contents;
     assert!(ms.contains("--kubelet-insecure-tls"), "{ms}");
-    assert!(!out.steps.iter().any(|s| matches!(s, hakube_addons::InstallStep::Manual { description, .. } if description.contains("kubelet-serving"))));
+    assert!(
+        !out.steps.iter().any(
+            |s| matches!(s, hakube_addons::InstallStep::Helm(h) if h.release == "kubelet-csr-approver")
+        ),
+        "no approver without kubelet serving certificates"
+    );
 }
 
 #[test]
@@ -160,4 +165,28 @@ fn install_steps_serialize_for_the_plan() {
     let last = &json[json.as_array().expect("array").len() - 1];
     assert_eq!(last["step"], "apply-kustomize");
     assert_eq!(last["dir"], "apps/overlays/nonprod");
+}
+
+#[test]
+fn kubelet_serving_certificates_are_approved_without_monitoring_too() {
+    let mut input = example_input();
+    input.monitoring = None;
+    let out = render(&input).expect("renders");
+    let approver = out
+        .steps
+        .iter()
+        .find_map(|s| match s {
+            hakube_addons::InstallStep::Helm(h) if h.release == "kubelet-csr-approver" => Some(h),
+            _ => None,
+        })
+        .expect("an approver without monitoring");
+    assert_eq!(
+        approver.chart.version,
+        hakube_addons::versions::KUBELET_CSR_APPROVER_VERSION
+    );
+    assert!(
+        out.cluster_files
+            .iter()
+            .any(|f| f.path == approver.values_file)
+    );
 }

@@ -11,7 +11,10 @@
 //! - a conflict (HTTP 409: another manager owns a field we set) is [`Error::Conflict`] naming
 //!   the object, the other managers and the fields; fields are only taken over with
 //!   [`Applier::force`];
-//! - [`Applier::dry_run`] sends everything with `dryRun=All` (nothing changes, nothing waits).
+//! - [`Applier::dry_run`] sends everything with `dryRun=All` (nothing changes, nothing waits);
+//! - with [`Applier::track_changes`], each object is read just before it is applied, so the
+//!   [`Report`] says which objects the apply created or changed (their `resourceVersion`
+//!   moved; in a dry run, their content would) and a re-run can show that it changed nothing.
 //!
 //! [`Applier::wait_rollout`] waits until a Deployment, DaemonSet or StatefulSet has rolled
 //! out (the controller saw the current generation, every replica updated and available, and
@@ -236,6 +239,19 @@ impl Manifest {
 pub struct Report {
     /// `Kind namespace/name` or `Kind name` of every object sent, in order.
     pub applied: Vec<String>,
+    /// Those of [`applied`](Self::applied) that the apply created or changed (in a dry run:
+    /// would create or change): their `resourceVersion` moved, or the object did not exist.
+    /// The others were already as applied; a re-run of the same manifests lists none here.
+    /// Without [`Applier::track_changes`] every applied object is listed.
+    pub changed: Vec<String>,
+}
+
+impl Report {
+    /// How many applied objects were already as applied.
+    #[must_use]
+    pub fn unchanged(&self) -> usize {
+        self.applied.len().saturating_sub(self.changed.len())
+    }
 }
 
 /// A checked object.
@@ -365,6 +381,18 @@ fn rollout_state(kind: Workload, obj: &Value) -> Result<(), String> {
     if ready { Ok(()) } else { Err(state) }
 }
 
+/// An object without the fields the API server maintains on every write (what a dry run
+/// compares).
+fn content(obj: &DynamicObject) -> Value {
+    let mut v = serde_json::to_value(obj).unwrap_or_default();
+    if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        for k in ["managedFields", "resourceVersion", "generation"] {
+            m.remove(k);
+        }
+    }
+    v
+}
+
 fn established(crd: &Value) -> bool {
     crd.pointer("/status/conditions")
         .and_then(Value::as_array)
@@ -381,6 +409,7 @@ pub struct Applier {
     field_manager: String,
     force: bool,
     dry_run: bool,
+    track_changes: bool,
     call_timeout: Duration,
     crd_timeout: Duration,
     rollout_timeout: Duration,
@@ -393,6 +422,7 @@ impl std::fmt::Debug for Applier {
             .field("field_manager", &self.field_manager)
             .field("force", &self.force)
             .field("dry_run", &self.dry_run)
+            .field("track_changes", &self.track_changes)
             .field("call_timeout", &self.call_timeout)
             .field("crd_timeout", &self.crd_timeout)
             .field("rollout_timeout", &self.rollout_timeout)
@@ -411,6 +441,7 @@ impl Applier {
             field_manager: field_manager.into(),
             force: false,
             dry_run: false,
+            track_changes: false,
             call_timeout: Duration::from_secs(30),
             crd_timeout: Duration::from_secs(60),
             rollout_timeout: Duration::from_secs(600),
@@ -435,6 +466,14 @@ impl Applier {
     #[must_use]
     pub fn dry_run(mut self, dry_run: bool) -> Self {
         self.dry_run = dry_run;
+        self
+    }
+
+    /// Read each object just before applying it, so that [`Report::changed`] names only the
+    /// objects the apply created or changed (one GET more per object). Off by default.
+    #[must_use]
+    pub fn track_changes(mut self, track: bool) -> Self {
+        self.track_changes = track;
         self
     }
 
@@ -509,7 +548,9 @@ impl Applier {
                 self.client.clone(),
                 &ApiResource::erase::<CustomResourceDefinition>(&()),
             );
-            self.patch(&api, crd, &params).await?;
+            if self.patch(&api, crd, &params).await? {
+                report.changed.push(crd.label());
+            }
             report.applied.push(crd.label());
         }
         if !self.dry_run {
@@ -555,12 +596,15 @@ impl Applier {
                 }
                 (false, _) => Api::all_with(self.client.clone(), ar),
             };
-            self.patch(&api, d, &params).await?;
+            if self.patch(&api, d, &params).await? {
+                report.changed.push(d.label());
+            }
             report.applied.push(d.label());
         }
         info!(
             field_manager = %self.field_manager,
             objects = report.applied.len(),
+            changed = report.changed.len(),
             dry_run = self.dry_run,
             "applied"
         );
@@ -595,22 +639,35 @@ impl Applier {
         }
     }
 
+    /// One server-side apply; `true` when it created or changed the object (compared with the
+    /// object read just before: its `resourceVersion`, or in a dry run its content), or when
+    /// changes are not tracked.
     async fn patch(
         &self,
         api: &Api<DynamicObject>,
         d: &Doc,
         params: &PatchParams,
-    ) -> Result<(), Error> {
+    ) -> Result<bool, Error> {
         let action = if params.dry_run {
             Action::DryRunApply
         } else {
             Action::Apply
         };
+        let before = if self.track_changes {
+            self.call(Action::Get, &d.label(), api.get_opt(&d.name))
+                .await?
+        } else {
+            None
+        };
         debug!(object = %d.label(), %action, "server-side apply");
         let patch = Patch::Apply(d.body.clone());
         let fut = api.patch(&d.name, params, &patch);
         match self.call(action, &d.label(), fut).await {
-            Ok(_) => Ok(()),
+            Ok(after) => Ok(match before {
+                None => true,
+                Some(before) if params.dry_run => content(&before) != content(&after),
+                Some(before) => before.metadata.resource_version != after.metadata.resource_version,
+            }),
             Err(Error::Kube {
                 source: kube::Error::Api(status),
                 ..

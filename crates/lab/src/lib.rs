@@ -118,6 +118,7 @@ pub mod fresh;
 mod host;
 mod lab;
 mod registry;
+pub mod stand_ins;
 pub mod twin;
 mod util;
 

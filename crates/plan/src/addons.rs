@@ -227,9 +227,26 @@ fn etcd_backup(cluster: &Cluster) -> Option<EtcdBackupInput> {
     })
 }
 
-pub(crate) fn render(cluster: &Cluster, tree: &mut PlanTree) -> Result<(), Error> {
+pub(crate) fn render(
+    cluster: &Cluster,
+    secrets: &crate::PlanSecrets,
+    tree: &mut PlanTree,
+) -> Result<(), Error> {
     let input = input(cluster);
     let rendered = hakube_addons::render(&input).map_err(err)?;
+    // Grafana's admin password where the add-on runner reads the Secret's generated key.
+    if let Some(m) = &input.monitoring {
+        let path = hakube_addons::secret_value_path(
+            hakube_addons::observability::MONITORING_NAMESPACE,
+            &m.grafana_admin_secret,
+            "admin-password",
+        );
+        tree.insert(
+            format!("{}/{path}", hakube_addons::SECRETS_DIR),
+            secrets.grafana_admin_password.expose().to_owned(),
+            0o600,
+        )?;
+    }
     crate::rules::check_addons(cluster, &input, &rendered, tree)?;
     for f in rendered.cluster_files {
         tree.insert(format!("cluster/{}", f.path), f.contents, 0o644)?;

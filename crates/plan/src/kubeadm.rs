@@ -2,6 +2,7 @@
 //! bootstrap secrets kept in the plan (`secrets/kubeadm.env`, 0600, beside the GitOps tree
 //! `cluster/` and never inside it) so re-planning gives the same files.
 
+use hakube_host_state::Secret;
 use hakube_kubeadm::config::TaintEffect;
 use hakube_kubeadm::prep::{PrepInput, node_prep_plan};
 use hakube_kubeadm::{
@@ -26,11 +27,28 @@ fn err(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Error {
     }
 }
 
-/// The bootstrap token and certificate key of one cluster. `Debug` shows neither.
+/// The bootstrap token and certificate key of one cluster, and the Grafana admin password.
+/// `Debug` shows none of them.
 #[derive(Clone)]
 pub struct PlanSecrets {
     /// The kubeadm secrets (token, certificate key).
     pub kubeadm: ClusterSecrets,
+    /// Grafana's admin password (32 letters and digits), generated once; the plan also keeps
+    /// it where the add-on runner reads the Grafana admin Secret's generated key
+    /// (`secrets/monitoring/<secret>/admin-password`). Never in `cluster/`.
+    pub grafana_admin_password: Secret,
+}
+
+/// 32 letters and digits from the thread-local CSPRNG.
+fn random_password() -> Secret {
+    use rand::RngExt as _;
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    Secret::new(
+        (0..32)
+            .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
+            .collect::<String>(),
+    )
 }
 
 impl std::fmt::Debug for PlanSecrets {
@@ -45,10 +63,13 @@ impl PlanSecrets {
     pub fn generate() -> Self {
         Self {
             kubeadm: ClusterSecrets::generate(),
+            grafana_admin_password: random_password(),
         }
     }
 
-    /// Parses the `secrets.env` text (`TOKEN=...`, `CERTIFICATE_KEY=...`).
+    /// Parses the `secrets.env` text (`TOKEN=...`, `CERTIFICATE_KEY=...`,
+    /// `GRAFANA_ADMIN_PASSWORD=...`; a text without the last, from an older plan, gets a fresh
+    /// password).
     ///
     /// # Errors
     /// [`Error::Component`] naming the missing or malformed key (never its value).
@@ -67,12 +88,24 @@ impl PlanSecrets {
                 "{SECRETS_PATH}: CERTIFICATE_KEY is not 64 hex digits"
             ))
         })?;
+        let grafana_admin_password = match get("GRAFANA_ADMIN_PASSWORD") {
+            Ok(p) if !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric()) => {
+                Secret::new(p)
+            }
+            Ok(_) => {
+                return Err(err(format!(
+                    "{SECRETS_PATH}: GRAFANA_ADMIN_PASSWORD is not letters and digits"
+                )));
+            }
+            Err(_) => random_password(),
+        };
         Ok(Self {
             kubeadm: ClusterSecrets {
                 token,
                 certificate_key,
                 ca_cert_hash: None,
             },
+            grafana_admin_password,
         })
     }
 
@@ -80,9 +113,10 @@ impl PlanSecrets {
     #[must_use]
     pub fn to_env(&self) -> String {
         format!(
-            "TOKEN={}\nCERTIFICATE_KEY={}\n",
+            "TOKEN={}\nCERTIFICATE_KEY={}\nGRAFANA_ADMIN_PASSWORD={}\n",
             self.kubeadm.token.expose(),
-            self.kubeadm.certificate_key.expose()
+            self.kubeadm.certificate_key.expose(),
+            self.grafana_admin_password.expose()
         )
     }
 }

@@ -85,7 +85,8 @@ pub enum Error {
 }
 
 /// Renders every artifact for `cluster`. The secrets (kubeadm's bootstrap token and
-/// certificate key) are an input so that re-planning gives the same tree: keep them with
+/// certificate key, Grafana's admin password) are an input so that re-planning gives the same
+/// tree: keep them with
 /// [`PlanSecrets::to_env`] (the plan itself holds them at [`SECRETS_PATH`], mode 0600, under
 /// [`SECRETS_DIR`], outside the GitOps tree `cluster/`). The plan is refused when a rule
 /// between components breaks (Traefik's nodes and HAProxy's ingress backends, scrape targets
@@ -100,7 +101,7 @@ pub fn render(cluster: &Cluster, secrets: &PlanSecrets) -> Result<PlanTree, Erro
     kubeadm::render(cluster, secrets, &mut tree)?;
     haproxy::render(cluster, &mut tree)?;
     nfs::render(cluster, &mut tree)?;
-    addons::render(cluster, &mut tree)?;
+    addons::render(cluster, secrets, &mut tree)?;
     tree.seal_host_plans()?;
     rules::no_secret_in_gitops_tree(&tree, secrets)?;
     Ok(tree)

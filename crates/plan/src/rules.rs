@@ -220,6 +220,7 @@ pub(crate) fn no_secret_in_gitops_tree(
     let values = [
         secrets.kubeadm.token.expose().to_owned(),
         secrets.kubeadm.certificate_key.expose().to_owned(),
+        secrets.grafana_admin_password.expose().to_owned(),
     ];
     for (path, file) in tree.iter().filter(|(p, _)| p.starts_with("cluster/")) {
         let text = String::from_utf8_lossy(&file.contents);

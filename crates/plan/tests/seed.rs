@@ -238,6 +238,32 @@ fn masters_and_workers_get_kubeadm_configs_and_secrets_stay_private() {
         !format!("{again:?}").contains("abcdef"),
         "Debug must not show secrets"
     );
+    // Grafana's admin password: kept with the secrets and where the add-on runner reads the
+    // Secret's generated key (0600), nowhere in the GitOps tree.
+    let pw = common::GRAFANA_PASSWORD;
+    assert_eq!(again.grafana_admin_password.expose(), pw);
+    assert!(!format!("{again:?}").contains(pw), "Debug must not show it");
+    let kept = tree
+        .get("secrets/monitoring/grafana-admin/admin-password")
+        .unwrap();
+    assert_eq!(
+        (kept.contents.as_slice(), kept.mode),
+        (pw.as_bytes(), 0o600)
+    );
+    for (path, f) in tree.iter().filter(|(p, _)| p.starts_with("cluster/")) {
+        assert!(
+            !String::from_utf8_lossy(&f.contents).contains(pw),
+            "{path} holds the Grafana password"
+        );
+    }
+    // A plan written before the password existed gets one.
+    let old = PlanSecrets::parse(&format!(
+        "TOKEN={}\nCERTIFICATE_KEY={}\n",
+        common::TOKEN,
+        common::CERT_KEY
+    ))
+    .unwrap();
+    assert_eq!(old.grafana_admin_password.expose().len(), 32);
 }
 
 #[test]

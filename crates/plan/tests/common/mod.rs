@@ -11,9 +11,15 @@ pub const TOKEN: &str = "abcdef.0123456789abcdef";
 /// The fixed certificate key.
 pub const CERT_KEY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
+/// The fixed Grafana admin password.
+pub const GRAFANA_PASSWORD: &str = "GrafanaAdminPassword0123456789ab";
+
 /// Fixed secrets, so snapshots are stable.
 pub fn secrets() -> PlanSecrets {
-    PlanSecrets::parse(&format!("TOKEN={TOKEN}\nCERTIFICATE_KEY={CERT_KEY}\n")).unwrap()
+    PlanSecrets::parse(&format!(
+        "TOKEN={TOKEN}\nCERTIFICATE_KEY={CERT_KEY}\nGRAFANA_ADMIN_PASSWORD={GRAFANA_PASSWORD}\n"
+    ))
+    .unwrap()
 }
 
 /// The placed seed cluster.
