@@ -12,17 +12,24 @@ agent that reports the address cloud-init configured.
 
 import argparse
 import asyncio
+import base64
+import hashlib
+import hmac
 import json
 import os
 import re
+import secrets
 import shutil
+import struct
 import sys
 import tempfile
 import time
+import urllib.parse
 
 from fakepve import FakePve
 from fakepve.certs import make_cert
 from fakepve.model import PveError, TaskError
+from fakepve.server import ok, params
 
 SIZE = {'K': 1024, 'M': 1024 ** 2, 'G': 1024 ** 3, 'T': 1024 ** 4}
 
@@ -32,6 +39,19 @@ def parse_size(text):
     if not m:
         return None
     return int(float(m.group(1)) * SIZE[m.group(2)]) if m.group(2) else int(float(m.group(1)))
+
+
+def totp(secret_b32, at, digits=6, step=30):
+    """RFC 6238 TOTP (HMAC-SHA1), as PVE's proxmox-tfa computes it for a base32 secret."""
+    key = base64.b32decode(secret_b32.upper() + '=' * (-len(secret_b32) % 8))
+    mac = hmac.new(key, struct.pack('>Q', int(at) // step), hashlib.sha1).digest()
+    offset = mac[-1] & 0x0F
+    code = (struct.unpack('>I', mac[offset:offset + 4])[0] & 0x7FFFFFFF) % 10 ** digits
+    return '{0:0{1}d}'.format(code, digits)
+
+
+# RFC 6238 appendix B: the SHA-1 secret '12345678901234567890' at T=59 gives 94287082.
+assert totp(base64.b32encode(b'12345678901234567890').decode(), 59, digits=8) == '94287082'
 
 
 def fmt_size(n):
@@ -56,6 +76,13 @@ class HarnessPve(FakePve):
         self.max_running = {}
         self.ha_groups = {}
         self.ha_rules = {}
+        # userid -> base32 TOTP secret: these users log in in two steps (PVE 7+ TFA).
+        self.totp_users = {}
+        # half-logged-in ticket -> (userid, expiry).
+        self.tfa_challenges = {}
+        # Second-factor logins refused / accepted.
+        self.tfa_refused = 0
+        self.tfa_accepted = 0
 
     # ------------------------------------------------------------ durations
 
@@ -104,6 +131,49 @@ class HarnessPve(FakePve):
                 {'name': 'eth0', 'hardware-address': 'bc:24:11:00:00:01',
                  'ip-addresses': [{'ip-address': ip, 'ip-address-type': 'ipv4', 'prefix': 24}]}]}
         return await super()._do_start(vm, user, p)
+
+    # ------------------------------------------------------- TOTP second factor
+
+    async def _ticket(self, request):
+        """POST /access/ticket with PVE 7+'s second factor (pve-access-control
+        PVE/API2/AccessControl.pm create_ticket, PVE/AccessControl.pm authenticate_user):
+
+        - a valid full ticket as the password renews it, without a second factor;
+        - the password of a user with TOTP answers a half-logged-in ticket
+          (`PVE:!tfa!...`, `NeedTFA: 1`) and no session;
+        - `tfa-challenge` (that ticket) plus `password=totp:CODE` completes the login when
+          CODE is the user's TOTP at now +-1 step of 30 s;
+        - every refusal is 401 `authentication failure` (PVE says no more).
+        """
+        p = await params(request)
+        user, password = str(p.get('username', '')), str(p.get('password', ''))
+        if '@' not in user:
+            user += '@pam'
+        challenge = p.get('tfa-challenge')
+        if challenge is not None:
+            pending = self.tfa_challenges.pop(str(challenge), None)
+            code = password[len('totp:'):] if password.startswith('totp:') else None
+            secret = self.totp_users.get(user)
+            now = time.time()
+            good = (pending is not None and pending[0] == user and pending[1] >= now and code is not None
+                    and secret is not None
+                    and any(hmac.compare_digest(code, totp(secret, now + d * 30)) for d in (-1, 0, 1)))
+            if not good:
+                self.tfa_refused += 1
+                raise PveError(401, 'authentication failure')
+            self.tfa_accepted += 1
+            ticket, csrf = self.issue_ticket(user)
+            return ok({'ticket': ticket, 'CSRFPreventionToken': csrf, 'username': user, 'cap': {}})
+        session = self.tickets.get(password)
+        if session is not None and session['user'] == user and session['expires'] >= time.time():
+            ticket, csrf = self.issue_ticket(user)
+            return ok({'ticket': ticket, 'CSRFPreventionToken': csrf, 'username': user, 'cap': {}})
+        if user in self.totp_users and self.check_password(user, password):
+            half = 'PVE:!tfa!{0}:{1:08X}::{2}'.format(urllib.parse.quote(json.dumps({'totp': True}, separators=(',', ':'))),
+                                                     int(time.time()), secrets.token_hex(24))
+            self.tfa_challenges[half] = (user, time.time() + 120)
+            return ok({'ticket': half, 'username': user, 'NeedTFA': 1, 'CSRFPreventionToken': secrets.token_hex(8)})
+        return await super()._ticket(request)
 
     # ------------------------------------------------------- stateful extras
 
@@ -220,6 +290,19 @@ async def command(pve, cmd):
             setattr(vm, key, val)
     elif op == 'add_pool':
         pve.pools.setdefault(cmd['name'], set())
+    elif op == 'add_totp_user':
+        # A user with a password and a TOTP second factor; returns the current code.
+        pve.users[cmd['user']] = cmd['password']
+        pve.totp_users[cmd['user']] = cmd['secret']
+        return totp(cmd['secret'], time.time())
+    elif op == 'totp_now':
+        return totp(pve.totp_users[cmd['user']], time.time())
+    elif op == 'totp_wrong':
+        # Six digits that are not the user's code at any step from -2 to +2.
+        near = {totp(pve.totp_users[cmd['user']], time.time() + d * 30) for d in range(-2, 3)}
+        return next('{0:06d}'.format(n) for n in range(1000000) if '{0:06d}'.format(n) not in near)
+    elif op == 'tfa_counts':
+        return {'accepted': pve.tfa_accepted, 'refused': pve.tfa_refused}
     elif op == 'add_token':
         pve.apitokens[cmd['id']] = cmd['secret']
     elif op == 'time_scale':
