@@ -2,7 +2,7 @@
 //!
 //! Schema: fakepve 0.5.0's `pve-api.json.gz` (pve-docs `apidoc.js` of 2026-10-19),
 //! SHA-256 of the JSON `8d3d7781d3d1ea5944d879981213f178b708b05eb8a5a3592199477f7a38b455`.
-//! Paths: `/access/acl`, `/access/permissions`, `/access/users`, `/cluster/ha`, `/cluster/nextid`, `/cluster/resources`, `/cluster/status`, `/nodes/{node}/network`, `/nodes/{node}/status`, `/nodes/{node}/tasks`, `/pools`.
+//! Paths: `/access`, `/cluster/ha`, `/cluster/nextid`, `/cluster/resources`, `/cluster/status`, `/nodes/{node}/network`, `/nodes/{node}/status`, `/nodes/{node}/storage`, `/nodes/{node}/tasks`, `/pools`.
 //! Every parameter is an `Option` (`None`: not sent); the docs say which are required.
 
 #![allow(clippy::all, missing_docs, reason = "generated code")]
@@ -34,6 +34,32 @@ impl<'de> serde::Deserialize<'de> for Loose<bool> {
             .map(Loose)
             .ok_or_else(|| serde::de::Error::custom(format!("expected a boolean, got {v}")))
     }
+}
+
+/// Parameters of `GET /access`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetAccessParams {}
+
+impl GetAccessParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetAccessItem {
+    /// `subdir`.
+    #[serde(rename = "subdir", default, deserialize_with = "crate::de::opt_string")]
+    pub subdir: Option<String>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
 }
 
 /// Parameters of `GET /access/acl`.
@@ -128,6 +154,816 @@ impl PutAccessAclParams {
     }
 }
 
+/// Parameters of `GET /access/domains`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetAccessDomainsParams {}
+
+impl GetAccessDomainsParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetAccessDomainsItem {
+    /// `comment`.
+    #[serde(
+        rename = "comment",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub comment: Option<String>,
+    /// `realm`.
+    #[serde(rename = "realm", default, deserialize_with = "crate::de::opt_string")]
+    pub realm: Option<String>,
+    /// `tfa`. One of `yubico`, `oath`.
+    #[serde(rename = "tfa", default, deserialize_with = "crate::de::opt_string")]
+    pub tfa: Option<String>,
+    /// `type`.
+    #[serde(rename = "type", default, deserialize_with = "crate::de::opt_string")]
+    pub r#type: Option<String>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `POST /access/domains`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostAccessDomainsParams {
+    /// `acr-values`.
+    pub acr_values: Option<String>,
+    /// `audiences`.
+    pub audiences: Option<String>,
+    /// `autocreate`.
+    pub autocreate: Option<bool>,
+    /// `base_dn`.
+    pub base_dn: Option<String>,
+    /// `bind_dn`.
+    pub bind_dn: Option<String>,
+    /// `capath`.
+    pub capath: Option<String>,
+    /// `case-sensitive`.
+    pub case_sensitive: Option<bool>,
+    /// `cert`.
+    pub cert: Option<String>,
+    /// `certkey`.
+    pub certkey: Option<String>,
+    /// `check-connection`.
+    pub check_connection: Option<bool>,
+    /// `client-id`.
+    pub client_id: Option<String>,
+    /// `client-key`.
+    pub client_key: Option<String>,
+    /// `comment`.
+    pub comment: Option<String>,
+    /// `default`.
+    pub default: Option<bool>,
+    /// `domain`.
+    pub domain: Option<String>,
+    /// `filter`.
+    pub filter: Option<String>,
+    /// `group_classes`. Format `ldap-simple-attr-list`.
+    pub group_classes: Option<String>,
+    /// `group_dn`.
+    pub group_dn: Option<String>,
+    /// `group_filter`.
+    pub group_filter: Option<String>,
+    /// `group_name_attr`. Format `ldap-simple-attr`.
+    pub group_name_attr: Option<String>,
+    /// `groups-autocreate`.
+    pub groups_autocreate: Option<bool>,
+    /// `groups-claim`.
+    pub groups_claim: Option<String>,
+    /// `groups-overwrite`.
+    pub groups_overwrite: Option<bool>,
+    /// `issuer-url`.
+    pub issuer_url: Option<String>,
+    /// `mode`. One of `ldap`, `ldaps`, `ldap+starttls`.
+    pub mode: Option<String>,
+    /// `password`.
+    pub password: Option<String>,
+    /// `port`.
+    pub port: Option<i64>,
+    /// `prompt`.
+    pub prompt: Option<String>,
+    /// `query-userinfo`.
+    pub query_userinfo: Option<bool>,
+    /// `realm`. Format `pve-realm`. Required.
+    pub realm: Option<String>,
+    /// `scopes`.
+    pub scopes: Option<String>,
+    /// `secure`.
+    pub secure: Option<bool>,
+    /// `server1`. Format `address`.
+    pub server1: Option<String>,
+    /// `server2`. Format `address`.
+    pub server2: Option<String>,
+    /// `sslversion`. One of `tlsv1`, `tlsv1_1`, `tlsv1_2`, `tlsv1_3`.
+    pub sslversion: Option<String>,
+    /// `sync-defaults-options`. Format `realm-sync-options`.
+    pub sync_defaults_options: Option<String>,
+    /// `sync_attributes`.
+    pub sync_attributes: Option<String>,
+    /// `tfa`. Format `pve-tfa-config`.
+    pub tfa: Option<String>,
+    /// `type`. One of `ad`, `ldap`, `openid`, `pam`, `pve`. Required.
+    pub r#type: Option<String>,
+    /// `user_attr`.
+    pub user_attr: Option<String>,
+    /// `user_classes`. Format `ldap-simple-attr-list`.
+    pub user_classes: Option<String>,
+    /// `username-claim`.
+    pub username_claim: Option<String>,
+    /// `verify`.
+    pub verify: Option<bool>,
+}
+
+impl PostAccessDomainsParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.acr_values {
+            p.insert("acr-values", v);
+        }
+        if let Some(v) = &self.audiences {
+            p.insert("audiences", v);
+        }
+        if let Some(v) = &self.autocreate {
+            p.insert("autocreate", v);
+        }
+        if let Some(v) = &self.base_dn {
+            p.insert("base_dn", v);
+        }
+        if let Some(v) = &self.bind_dn {
+            p.insert("bind_dn", v);
+        }
+        if let Some(v) = &self.capath {
+            p.insert("capath", v);
+        }
+        if let Some(v) = &self.case_sensitive {
+            p.insert("case-sensitive", v);
+        }
+        if let Some(v) = &self.cert {
+            p.insert("cert", v);
+        }
+        if let Some(v) = &self.certkey {
+            p.insert("certkey", v);
+        }
+        if let Some(v) = &self.check_connection {
+            p.insert("check-connection", v);
+        }
+        if let Some(v) = &self.client_id {
+            p.insert("client-id", v);
+        }
+        if let Some(v) = &self.client_key {
+            p.insert("client-key", v);
+        }
+        if let Some(v) = &self.comment {
+            p.insert("comment", v);
+        }
+        if let Some(v) = &self.default {
+            p.insert("default", v);
+        }
+        if let Some(v) = &self.domain {
+            p.insert("domain", v);
+        }
+        if let Some(v) = &self.filter {
+            p.insert("filter", v);
+        }
+        if let Some(v) = &self.group_classes {
+            p.insert("group_classes", v);
+        }
+        if let Some(v) = &self.group_dn {
+            p.insert("group_dn", v);
+        }
+        if let Some(v) = &self.group_filter {
+            p.insert("group_filter", v);
+        }
+        if let Some(v) = &self.group_name_attr {
+            p.insert("group_name_attr", v);
+        }
+        if let Some(v) = &self.groups_autocreate {
+            p.insert("groups-autocreate", v);
+        }
+        if let Some(v) = &self.groups_claim {
+            p.insert("groups-claim", v);
+        }
+        if let Some(v) = &self.groups_overwrite {
+            p.insert("groups-overwrite", v);
+        }
+        if let Some(v) = &self.issuer_url {
+            p.insert("issuer-url", v);
+        }
+        if let Some(v) = &self.mode {
+            p.insert("mode", v);
+        }
+        if let Some(v) = &self.password {
+            p.insert("password", v);
+        }
+        if let Some(v) = &self.port {
+            p.insert("port", v);
+        }
+        if let Some(v) = &self.prompt {
+            p.insert("prompt", v);
+        }
+        if let Some(v) = &self.query_userinfo {
+            p.insert("query-userinfo", v);
+        }
+        if let Some(v) = &self.realm {
+            p.insert("realm", v);
+        }
+        if let Some(v) = &self.scopes {
+            p.insert("scopes", v);
+        }
+        if let Some(v) = &self.secure {
+            p.insert("secure", v);
+        }
+        if let Some(v) = &self.server1 {
+            p.insert("server1", v);
+        }
+        if let Some(v) = &self.server2 {
+            p.insert("server2", v);
+        }
+        if let Some(v) = &self.sslversion {
+            p.insert("sslversion", v);
+        }
+        if let Some(v) = &self.sync_defaults_options {
+            p.insert("sync-defaults-options", v);
+        }
+        if let Some(v) = &self.sync_attributes {
+            p.insert("sync_attributes", v);
+        }
+        if let Some(v) = &self.tfa {
+            p.insert("tfa", v);
+        }
+        if let Some(v) = &self.r#type {
+            p.insert("type", v);
+        }
+        if let Some(v) = &self.user_attr {
+            p.insert("user_attr", v);
+        }
+        if let Some(v) = &self.user_classes {
+            p.insert("user_classes", v);
+        }
+        if let Some(v) = &self.username_claim {
+            p.insert("username-claim", v);
+        }
+        if let Some(v) = &self.verify {
+            p.insert("verify", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `DELETE /access/domains/{realm}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct DeleteAccessDomainsRealmParams {}
+
+impl DeleteAccessDomainsRealmParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// Parameters of `GET /access/domains/{realm}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetAccessDomainsRealmParams {}
+
+impl GetAccessDomainsRealmParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// Parameters of `PUT /access/domains/{realm}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PutAccessDomainsRealmParams {
+    /// `acr-values`.
+    pub acr_values: Option<String>,
+    /// `audiences`.
+    pub audiences: Option<String>,
+    /// `autocreate`.
+    pub autocreate: Option<bool>,
+    /// `base_dn`.
+    pub base_dn: Option<String>,
+    /// `bind_dn`.
+    pub bind_dn: Option<String>,
+    /// `capath`.
+    pub capath: Option<String>,
+    /// `case-sensitive`.
+    pub case_sensitive: Option<bool>,
+    /// `cert`.
+    pub cert: Option<String>,
+    /// `certkey`.
+    pub certkey: Option<String>,
+    /// `check-connection`.
+    pub check_connection: Option<bool>,
+    /// `client-id`.
+    pub client_id: Option<String>,
+    /// `client-key`.
+    pub client_key: Option<String>,
+    /// `comment`.
+    pub comment: Option<String>,
+    /// `default`.
+    pub default: Option<bool>,
+    /// `delete`. Format `pve-configid-list`.
+    pub delete: Option<String>,
+    /// `digest`.
+    pub digest: Option<String>,
+    /// `domain`.
+    pub domain: Option<String>,
+    /// `filter`.
+    pub filter: Option<String>,
+    /// `group_classes`. Format `ldap-simple-attr-list`.
+    pub group_classes: Option<String>,
+    /// `group_dn`.
+    pub group_dn: Option<String>,
+    /// `group_filter`.
+    pub group_filter: Option<String>,
+    /// `group_name_attr`. Format `ldap-simple-attr`.
+    pub group_name_attr: Option<String>,
+    /// `groups-autocreate`.
+    pub groups_autocreate: Option<bool>,
+    /// `groups-claim`.
+    pub groups_claim: Option<String>,
+    /// `groups-overwrite`.
+    pub groups_overwrite: Option<bool>,
+    /// `issuer-url`.
+    pub issuer_url: Option<String>,
+    /// `mode`. One of `ldap`, `ldaps`, `ldap+starttls`.
+    pub mode: Option<String>,
+    /// `password`.
+    pub password: Option<String>,
+    /// `port`.
+    pub port: Option<i64>,
+    /// `prompt`.
+    pub prompt: Option<String>,
+    /// `query-userinfo`.
+    pub query_userinfo: Option<bool>,
+    /// `scopes`.
+    pub scopes: Option<String>,
+    /// `secure`.
+    pub secure: Option<bool>,
+    /// `server1`. Format `address`.
+    pub server1: Option<String>,
+    /// `server2`. Format `address`.
+    pub server2: Option<String>,
+    /// `sslversion`. One of `tlsv1`, `tlsv1_1`, `tlsv1_2`, `tlsv1_3`.
+    pub sslversion: Option<String>,
+    /// `sync-defaults-options`. Format `realm-sync-options`.
+    pub sync_defaults_options: Option<String>,
+    /// `sync_attributes`.
+    pub sync_attributes: Option<String>,
+    /// `tfa`. Format `pve-tfa-config`.
+    pub tfa: Option<String>,
+    /// `user_attr`.
+    pub user_attr: Option<String>,
+    /// `user_classes`. Format `ldap-simple-attr-list`.
+    pub user_classes: Option<String>,
+    /// `verify`.
+    pub verify: Option<bool>,
+}
+
+impl PutAccessDomainsRealmParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.acr_values {
+            p.insert("acr-values", v);
+        }
+        if let Some(v) = &self.audiences {
+            p.insert("audiences", v);
+        }
+        if let Some(v) = &self.autocreate {
+            p.insert("autocreate", v);
+        }
+        if let Some(v) = &self.base_dn {
+            p.insert("base_dn", v);
+        }
+        if let Some(v) = &self.bind_dn {
+            p.insert("bind_dn", v);
+        }
+        if let Some(v) = &self.capath {
+            p.insert("capath", v);
+        }
+        if let Some(v) = &self.case_sensitive {
+            p.insert("case-sensitive", v);
+        }
+        if let Some(v) = &self.cert {
+            p.insert("cert", v);
+        }
+        if let Some(v) = &self.certkey {
+            p.insert("certkey", v);
+        }
+        if let Some(v) = &self.check_connection {
+            p.insert("check-connection", v);
+        }
+        if let Some(v) = &self.client_id {
+            p.insert("client-id", v);
+        }
+        if let Some(v) = &self.client_key {
+            p.insert("client-key", v);
+        }
+        if let Some(v) = &self.comment {
+            p.insert("comment", v);
+        }
+        if let Some(v) = &self.default {
+            p.insert("default", v);
+        }
+        if let Some(v) = &self.delete {
+            p.insert("delete", v);
+        }
+        if let Some(v) = &self.digest {
+            p.insert("digest", v);
+        }
+        if let Some(v) = &self.domain {
+            p.insert("domain", v);
+        }
+        if let Some(v) = &self.filter {
+            p.insert("filter", v);
+        }
+        if let Some(v) = &self.group_classes {
+            p.insert("group_classes", v);
+        }
+        if let Some(v) = &self.group_dn {
+            p.insert("group_dn", v);
+        }
+        if let Some(v) = &self.group_filter {
+            p.insert("group_filter", v);
+        }
+        if let Some(v) = &self.group_name_attr {
+            p.insert("group_name_attr", v);
+        }
+        if let Some(v) = &self.groups_autocreate {
+            p.insert("groups-autocreate", v);
+        }
+        if let Some(v) = &self.groups_claim {
+            p.insert("groups-claim", v);
+        }
+        if let Some(v) = &self.groups_overwrite {
+            p.insert("groups-overwrite", v);
+        }
+        if let Some(v) = &self.issuer_url {
+            p.insert("issuer-url", v);
+        }
+        if let Some(v) = &self.mode {
+            p.insert("mode", v);
+        }
+        if let Some(v) = &self.password {
+            p.insert("password", v);
+        }
+        if let Some(v) = &self.port {
+            p.insert("port", v);
+        }
+        if let Some(v) = &self.prompt {
+            p.insert("prompt", v);
+        }
+        if let Some(v) = &self.query_userinfo {
+            p.insert("query-userinfo", v);
+        }
+        if let Some(v) = &self.scopes {
+            p.insert("scopes", v);
+        }
+        if let Some(v) = &self.secure {
+            p.insert("secure", v);
+        }
+        if let Some(v) = &self.server1 {
+            p.insert("server1", v);
+        }
+        if let Some(v) = &self.server2 {
+            p.insert("server2", v);
+        }
+        if let Some(v) = &self.sslversion {
+            p.insert("sslversion", v);
+        }
+        if let Some(v) = &self.sync_defaults_options {
+            p.insert("sync-defaults-options", v);
+        }
+        if let Some(v) = &self.sync_attributes {
+            p.insert("sync_attributes", v);
+        }
+        if let Some(v) = &self.tfa {
+            p.insert("tfa", v);
+        }
+        if let Some(v) = &self.user_attr {
+            p.insert("user_attr", v);
+        }
+        if let Some(v) = &self.user_classes {
+            p.insert("user_classes", v);
+        }
+        if let Some(v) = &self.verify {
+            p.insert("verify", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `POST /access/domains/{realm}/sync`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostAccessDomainsRealmSyncParams {
+    /// `dry-run`.
+    pub dry_run: Option<bool>,
+    /// `enable-new`. Required.
+    pub enable_new: Option<bool>,
+    /// `full`. Required.
+    pub full: Option<bool>,
+    /// `purge`. Required.
+    pub purge: Option<bool>,
+    /// `remove-vanished`. Required.
+    pub remove_vanished: Option<String>,
+    /// `scope`. One of `users`, `groups`, `both`. Required.
+    pub scope: Option<String>,
+}
+
+impl PostAccessDomainsRealmSyncParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.dry_run {
+            p.insert("dry-run", v);
+        }
+        if let Some(v) = &self.enable_new {
+            p.insert("enable-new", v);
+        }
+        if let Some(v) = &self.full {
+            p.insert("full", v);
+        }
+        if let Some(v) = &self.purge {
+            p.insert("purge", v);
+        }
+        if let Some(v) = &self.remove_vanished {
+            p.insert("remove-vanished", v);
+        }
+        if let Some(v) = &self.scope {
+            p.insert("scope", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `GET /access/groups`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetAccessGroupsParams {}
+
+impl GetAccessGroupsParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetAccessGroupsItem {
+    /// `comment`.
+    #[serde(
+        rename = "comment",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub comment: Option<String>,
+    /// `groupid`. Format `pve-groupid`.
+    #[serde(
+        rename = "groupid",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub groupid: Option<String>,
+    /// `users`. Format `pve-userid-list`.
+    #[serde(rename = "users", default, deserialize_with = "crate::de::opt_string")]
+    pub users: Option<String>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `POST /access/groups`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostAccessGroupsParams {
+    /// `comment`.
+    pub comment: Option<String>,
+    /// `groupid`. Format `pve-groupid`. Required.
+    pub groupid: Option<String>,
+}
+
+impl PostAccessGroupsParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.comment {
+            p.insert("comment", v);
+        }
+        if let Some(v) = &self.groupid {
+            p.insert("groupid", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `DELETE /access/groups/{groupid}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct DeleteAccessGroupsGroupidParams {}
+
+impl DeleteAccessGroupsGroupidParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// Parameters of `GET /access/groups/{groupid}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetAccessGroupsGroupidParams {}
+
+impl GetAccessGroupsGroupidParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetAccessGroupsGroupidAnswer {
+    /// `comment`.
+    #[serde(
+        rename = "comment",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub comment: Option<String>,
+    /// `members`.
+    #[serde(rename = "members", default)]
+    pub members: Option<serde_json::Value>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `PUT /access/groups/{groupid}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PutAccessGroupsGroupidParams {
+    /// `comment`.
+    pub comment: Option<String>,
+}
+
+impl PutAccessGroupsGroupidParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.comment {
+            p.insert("comment", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `GET /access/openid`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetAccessOpenidParams {}
+
+impl GetAccessOpenidParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetAccessOpenidItem {
+    /// `subdir`.
+    #[serde(rename = "subdir", default, deserialize_with = "crate::de::opt_string")]
+    pub subdir: Option<String>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `POST /access/openid/auth-url`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostAccessOpenidAuthUrlParams {
+    /// `realm`. Format `pve-realm`. Required.
+    pub realm: Option<String>,
+    /// `redirect-url`. Required.
+    pub redirect_url: Option<String>,
+}
+
+impl PostAccessOpenidAuthUrlParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.realm {
+            p.insert("realm", v);
+        }
+        if let Some(v) = &self.redirect_url {
+            p.insert("redirect-url", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `POST /access/openid/login`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostAccessOpenidLoginParams {
+    /// `code`. Required.
+    pub code: Option<String>,
+    /// `redirect-url`. Required.
+    pub redirect_url: Option<String>,
+    /// `state`. Required.
+    pub state: Option<String>,
+}
+
+impl PostAccessOpenidLoginParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.code {
+            p.insert("code", v);
+        }
+        if let Some(v) = &self.redirect_url {
+            p.insert("redirect-url", v);
+        }
+        if let Some(v) = &self.state {
+            p.insert("state", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `PUT /access/password`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PutAccessPasswordParams {
+    /// `confirmation-password`.
+    pub confirmation_password: Option<String>,
+    /// `password`. Required.
+    pub password: Option<String>,
+    /// `userid`. Format `pve-userid`. Required.
+    pub userid: Option<String>,
+}
+
+impl PutAccessPasswordParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.confirmation_password {
+            p.insert("confirmation-password", v);
+        }
+        if let Some(v) = &self.password {
+            p.insert("password", v);
+        }
+        if let Some(v) = &self.userid {
+            p.insert("userid", v);
+        }
+        p
+    }
+}
+
 /// Parameters of `GET /access/permissions`.
 #[derive(Clone, Debug, Default, PartialEq)]
 #[non_exhaustive]
@@ -151,6 +987,788 @@ impl GetAccessPermissionsParams {
         }
         p
     }
+}
+
+/// Parameters of `GET /access/roles`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetAccessRolesParams {}
+
+impl GetAccessRolesParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetAccessRolesItem {
+    /// `privs`. Format `pve-priv-list`.
+    #[serde(rename = "privs", default, deserialize_with = "crate::de::opt_string")]
+    pub privs: Option<String>,
+    /// `roleid`. Format `pve-roleid`.
+    #[serde(rename = "roleid", default, deserialize_with = "crate::de::opt_string")]
+    pub roleid: Option<String>,
+    /// `special`.
+    #[serde(rename = "special", default, deserialize_with = "crate::de::opt_bool")]
+    pub special: Option<bool>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `POST /access/roles`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostAccessRolesParams {
+    /// `privs`. Format `pve-priv-list`.
+    pub privs: Option<String>,
+    /// `roleid`. Format `pve-roleid`. Required.
+    pub roleid: Option<String>,
+}
+
+impl PostAccessRolesParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.privs {
+            p.insert("privs", v);
+        }
+        if let Some(v) = &self.roleid {
+            p.insert("roleid", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `DELETE /access/roles/{roleid}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct DeleteAccessRolesRoleidParams {}
+
+impl DeleteAccessRolesRoleidParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// Parameters of `GET /access/roles/{roleid}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetAccessRolesRoleidParams {}
+
+impl GetAccessRolesRoleidParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetAccessRolesRoleidAnswer {
+    /// `Datastore.Allocate`.
+    #[serde(
+        rename = "Datastore.Allocate",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub datastore_allocate: Option<bool>,
+    /// `Datastore.AllocateSpace`.
+    #[serde(
+        rename = "Datastore.AllocateSpace",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub datastore_allocatespace: Option<bool>,
+    /// `Datastore.AllocateTemplate`.
+    #[serde(
+        rename = "Datastore.AllocateTemplate",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub datastore_allocatetemplate: Option<bool>,
+    /// `Datastore.Audit`.
+    #[serde(
+        rename = "Datastore.Audit",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub datastore_audit: Option<bool>,
+    /// `Group.Allocate`.
+    #[serde(
+        rename = "Group.Allocate",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub group_allocate: Option<bool>,
+    /// `Mapping.Audit`.
+    #[serde(
+        rename = "Mapping.Audit",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub mapping_audit: Option<bool>,
+    /// `Mapping.Modify`.
+    #[serde(
+        rename = "Mapping.Modify",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub mapping_modify: Option<bool>,
+    /// `Mapping.Use`.
+    #[serde(
+        rename = "Mapping.Use",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub mapping_use: Option<bool>,
+    /// `Permissions.Modify`.
+    #[serde(
+        rename = "Permissions.Modify",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub permissions_modify: Option<bool>,
+    /// `Pool.Allocate`.
+    #[serde(
+        rename = "Pool.Allocate",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub pool_allocate: Option<bool>,
+    /// `Pool.Audit`.
+    #[serde(
+        rename = "Pool.Audit",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub pool_audit: Option<bool>,
+    /// `Realm.Allocate`.
+    #[serde(
+        rename = "Realm.Allocate",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub realm_allocate: Option<bool>,
+    /// `Realm.AllocateUser`.
+    #[serde(
+        rename = "Realm.AllocateUser",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub realm_allocateuser: Option<bool>,
+    /// `SDN.Allocate`.
+    #[serde(
+        rename = "SDN.Allocate",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub sdn_allocate: Option<bool>,
+    /// `SDN.Audit`.
+    #[serde(
+        rename = "SDN.Audit",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub sdn_audit: Option<bool>,
+    /// `SDN.Use`.
+    #[serde(rename = "SDN.Use", default, deserialize_with = "crate::de::opt_bool")]
+    pub sdn_use: Option<bool>,
+    /// `Sys.AccessNetwork`.
+    #[serde(
+        rename = "Sys.AccessNetwork",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub sys_accessnetwork: Option<bool>,
+    /// `Sys.Audit`.
+    #[serde(
+        rename = "Sys.Audit",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub sys_audit: Option<bool>,
+    /// `Sys.Console`.
+    #[serde(
+        rename = "Sys.Console",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub sys_console: Option<bool>,
+    /// `Sys.Incoming`.
+    #[serde(
+        rename = "Sys.Incoming",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub sys_incoming: Option<bool>,
+    /// `Sys.Modify`.
+    #[serde(
+        rename = "Sys.Modify",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub sys_modify: Option<bool>,
+    /// `Sys.PowerMgmt`.
+    #[serde(
+        rename = "Sys.PowerMgmt",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub sys_powermgmt: Option<bool>,
+    /// `Sys.Syslog`.
+    #[serde(
+        rename = "Sys.Syslog",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub sys_syslog: Option<bool>,
+    /// `User.Modify`.
+    #[serde(
+        rename = "User.Modify",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub user_modify: Option<bool>,
+    /// `VM.Allocate`.
+    #[serde(
+        rename = "VM.Allocate",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub vm_allocate: Option<bool>,
+    /// `VM.Audit`.
+    #[serde(rename = "VM.Audit", default, deserialize_with = "crate::de::opt_bool")]
+    pub vm_audit: Option<bool>,
+    /// `VM.Backup`.
+    #[serde(
+        rename = "VM.Backup",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub vm_backup: Option<bool>,
+    /// `VM.Clone`.
+    #[serde(rename = "VM.Clone", default, deserialize_with = "crate::de::opt_bool")]
+    pub vm_clone: Option<bool>,
+    /// `VM.Config.CDROM`.
+    #[serde(
+        rename = "VM.Config.CDROM",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub vm_config_cdrom: Option<bool>,
+    /// `VM.Config.CPU`.
+    #[serde(
+        rename = "VM.Config.CPU",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub vm_config_cpu: Option<bool>,
+    /// `VM.Config.Cloudinit`.
+    #[serde(
+        rename = "VM.Config.Cloudinit",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub vm_config_cloudinit: Option<bool>,
+    /// `VM.Config.Disk`.
+    #[serde(
+        rename = "VM.Config.Disk",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub vm_config_disk: Option<bool>,
+    /// `VM.Config.HWType`.
+    #[serde(
+        rename = "VM.Config.HWType",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub vm_config_hwtype: Option<bool>,
+    /// `VM.Config.Memory`.
+    #[serde(
+        rename = "VM.Config.Memory",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub vm_config_memory: Option<bool>,
+    /// `VM.Config.Network`.
+    #[serde(
+        rename = "VM.Config.Network",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub vm_config_network: Option<bool>,
+    /// `VM.Config.Options`.
+    #[serde(
+        rename = "VM.Config.Options",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub vm_config_options: Option<bool>,
+    /// `VM.Console`.
+    #[serde(
+        rename = "VM.Console",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub vm_console: Option<bool>,
+    /// `VM.GuestAgent.Audit`.
+    #[serde(
+        rename = "VM.GuestAgent.Audit",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub vm_guestagent_audit: Option<bool>,
+    /// `VM.GuestAgent.FileRead`.
+    #[serde(
+        rename = "VM.GuestAgent.FileRead",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub vm_guestagent_fileread: Option<bool>,
+    /// `VM.GuestAgent.FileSystemMgmt`.
+    #[serde(
+        rename = "VM.GuestAgent.FileSystemMgmt",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub vm_guestagent_filesystemmgmt: Option<bool>,
+    /// `VM.GuestAgent.FileWrite`.
+    #[serde(
+        rename = "VM.GuestAgent.FileWrite",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub vm_guestagent_filewrite: Option<bool>,
+    /// `VM.GuestAgent.Unrestricted`.
+    #[serde(
+        rename = "VM.GuestAgent.Unrestricted",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub vm_guestagent_unrestricted: Option<bool>,
+    /// `VM.Migrate`.
+    #[serde(
+        rename = "VM.Migrate",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub vm_migrate: Option<bool>,
+    /// `VM.PowerMgmt`.
+    #[serde(
+        rename = "VM.PowerMgmt",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub vm_powermgmt: Option<bool>,
+    /// `VM.Replicate`.
+    #[serde(
+        rename = "VM.Replicate",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub vm_replicate: Option<bool>,
+    /// `VM.Snapshot`.
+    #[serde(
+        rename = "VM.Snapshot",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub vm_snapshot: Option<bool>,
+    /// `VM.Snapshot.Rollback`.
+    #[serde(
+        rename = "VM.Snapshot.Rollback",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub vm_snapshot_rollback: Option<bool>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `PUT /access/roles/{roleid}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PutAccessRolesRoleidParams {
+    /// `append`.
+    pub append: Option<bool>,
+    /// `privs`. Format `pve-priv-list`.
+    pub privs: Option<String>,
+}
+
+impl PutAccessRolesRoleidParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.append {
+            p.insert("append", v);
+        }
+        if let Some(v) = &self.privs {
+            p.insert("privs", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `GET /access/tfa`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetAccessTfaParams {}
+
+impl GetAccessTfaParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetAccessTfaItem {
+    /// `entries`.
+    #[serde(rename = "entries", default)]
+    pub entries: Option<serde_json::Value>,
+    /// `tfa-locked-until`.
+    #[serde(
+        rename = "tfa-locked-until",
+        default,
+        deserialize_with = "crate::de::opt_i64"
+    )]
+    pub tfa_locked_until: Option<i64>,
+    /// `totp-locked`.
+    #[serde(
+        rename = "totp-locked",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub totp_locked: Option<bool>,
+    /// `userid`.
+    #[serde(rename = "userid", default, deserialize_with = "crate::de::opt_string")]
+    pub userid: Option<String>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `GET /access/tfa/{userid}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetAccessTfaUseridParams {}
+
+impl GetAccessTfaUseridParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetAccessTfaUseridItem {
+    /// `created`.
+    #[serde(rename = "created", default, deserialize_with = "crate::de::opt_i64")]
+    pub created: Option<i64>,
+    /// `description`.
+    #[serde(
+        rename = "description",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub description: Option<String>,
+    /// `enable`.
+    #[serde(rename = "enable", default, deserialize_with = "crate::de::opt_bool")]
+    pub enable: Option<bool>,
+    /// `id`.
+    #[serde(rename = "id", default, deserialize_with = "crate::de::opt_string")]
+    pub id: Option<String>,
+    /// `type`. One of `totp`, `u2f`, `webauthn`, `recovery`, `yubico`.
+    #[serde(rename = "type", default, deserialize_with = "crate::de::opt_string")]
+    pub r#type: Option<String>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `POST /access/tfa/{userid}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostAccessTfaUseridParams {
+    /// `challenge`.
+    pub challenge: Option<String>,
+    /// `description`.
+    pub description: Option<String>,
+    /// `password`.
+    pub password: Option<String>,
+    /// `totp`.
+    pub totp: Option<String>,
+    /// `type`. One of `totp`, `u2f`, `webauthn`, `recovery`, `yubico`. Required.
+    pub r#type: Option<String>,
+    /// `value`.
+    pub value: Option<String>,
+}
+
+impl PostAccessTfaUseridParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.challenge {
+            p.insert("challenge", v);
+        }
+        if let Some(v) = &self.description {
+            p.insert("description", v);
+        }
+        if let Some(v) = &self.password {
+            p.insert("password", v);
+        }
+        if let Some(v) = &self.totp {
+            p.insert("totp", v);
+        }
+        if let Some(v) = &self.r#type {
+            p.insert("type", v);
+        }
+        if let Some(v) = &self.value {
+            p.insert("value", v);
+        }
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct PostAccessTfaUseridAnswer {
+    /// `challenge`.
+    #[serde(
+        rename = "challenge",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub challenge: Option<String>,
+    /// `id`.
+    #[serde(rename = "id", default, deserialize_with = "crate::de::opt_string")]
+    pub id: Option<String>,
+    /// `recovery`.
+    #[serde(rename = "recovery", default)]
+    pub recovery: Option<serde_json::Value>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `DELETE /access/tfa/{userid}/{id}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct DeleteAccessTfaUseridIdParams {
+    /// `password`.
+    pub password: Option<String>,
+}
+
+impl DeleteAccessTfaUseridIdParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.password {
+            p.insert("password", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `GET /access/tfa/{userid}/{id}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetAccessTfaUseridIdParams {}
+
+impl GetAccessTfaUseridIdParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetAccessTfaUseridIdAnswer {
+    /// `created`.
+    #[serde(rename = "created", default, deserialize_with = "crate::de::opt_i64")]
+    pub created: Option<i64>,
+    /// `description`.
+    #[serde(
+        rename = "description",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub description: Option<String>,
+    /// `enable`.
+    #[serde(rename = "enable", default, deserialize_with = "crate::de::opt_bool")]
+    pub enable: Option<bool>,
+    /// `id`.
+    #[serde(rename = "id", default, deserialize_with = "crate::de::opt_string")]
+    pub id: Option<String>,
+    /// `type`. One of `totp`, `u2f`, `webauthn`, `recovery`, `yubico`.
+    #[serde(rename = "type", default, deserialize_with = "crate::de::opt_string")]
+    pub r#type: Option<String>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `PUT /access/tfa/{userid}/{id}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PutAccessTfaUseridIdParams {
+    /// `description`.
+    pub description: Option<String>,
+    /// `enable`.
+    pub enable: Option<bool>,
+    /// `password`.
+    pub password: Option<String>,
+}
+
+impl PutAccessTfaUseridIdParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.description {
+            p.insert("description", v);
+        }
+        if let Some(v) = &self.enable {
+            p.insert("enable", v);
+        }
+        if let Some(v) = &self.password {
+            p.insert("password", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `GET /access/ticket`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetAccessTicketParams {}
+
+impl GetAccessTicketParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// Parameters of `POST /access/ticket`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostAccessTicketParams {
+    /// `new-format`.
+    pub new_format: Option<bool>,
+    /// `otp`.
+    pub otp: Option<String>,
+    /// `password`. Required.
+    pub password: Option<String>,
+    /// `path`.
+    pub path: Option<String>,
+    /// `privs`. Format `pve-priv-list`.
+    pub privs: Option<String>,
+    /// `realm`. Format `pve-realm`.
+    pub realm: Option<String>,
+    /// `tfa-challenge`.
+    pub tfa_challenge: Option<String>,
+    /// `username`. Required.
+    pub username: Option<String>,
+}
+
+impl PostAccessTicketParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.new_format {
+            p.insert("new-format", v);
+        }
+        if let Some(v) = &self.otp {
+            p.insert("otp", v);
+        }
+        if let Some(v) = &self.password {
+            p.insert("password", v);
+        }
+        if let Some(v) = &self.path {
+            p.insert("path", v);
+        }
+        if let Some(v) = &self.privs {
+            p.insert("privs", v);
+        }
+        if let Some(v) = &self.realm {
+            p.insert("realm", v);
+        }
+        if let Some(v) = &self.tfa_challenge {
+            p.insert("tfa-challenge", v);
+        }
+        if let Some(v) = &self.username {
+            p.insert("username", v);
+        }
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct PostAccessTicketAnswer {
+    /// `CSRFPreventionToken`.
+    #[serde(
+        rename = "CSRFPreventionToken",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub csrfpreventiontoken: Option<String>,
+    /// `clustername`.
+    #[serde(
+        rename = "clustername",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub clustername: Option<String>,
+    /// `ticket`.
+    #[serde(rename = "ticket", default, deserialize_with = "crate::de::opt_string")]
+    pub ticket: Option<String>,
+    /// `username`.
+    #[serde(
+        rename = "username",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub username: Option<String>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
 }
 
 /// Parameters of `GET /access/users`.
@@ -716,6 +2334,46 @@ impl PutAccessUsersUseridUnlockTfaParams {
     pub fn to_params(&self) -> Params {
         #[allow(unused_mut, reason = "some methods take no parameters")]
         let mut p = Params::new();
+        p
+    }
+}
+
+/// Parameters of `POST /access/vncticket`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostAccessVncticketParams {
+    /// `authid`. Required.
+    pub authid: Option<String>,
+    /// `path`. Required.
+    pub path: Option<String>,
+    /// `port`.
+    pub port: Option<i64>,
+    /// `privs`. Format `pve-priv-list`. Required.
+    pub privs: Option<String>,
+    /// `vncticket`. Required.
+    pub vncticket: Option<String>,
+}
+
+impl PostAccessVncticketParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.authid {
+            p.insert("authid", v);
+        }
+        if let Some(v) = &self.path {
+            p.insert("path", v);
+        }
+        if let Some(v) = &self.port {
+            p.insert("port", v);
+        }
+        if let Some(v) = &self.privs {
+            p.insert("privs", v);
+        }
+        if let Some(v) = &self.vncticket {
+            p.insert("vncticket", v);
+        }
         p
     }
 }
@@ -2582,6 +4240,848 @@ impl PostNodesNodeStatusParams {
     }
 }
 
+/// Parameters of `GET /nodes/{node}/storage`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeStorageParams {
+    /// `content`. Format `pve-storage-content-list`.
+    pub content: Option<String>,
+    /// `enabled`.
+    pub enabled: Option<bool>,
+    /// `format`.
+    pub format: Option<bool>,
+    /// `storage`. Format `pve-storage-id`.
+    pub storage: Option<String>,
+    /// `target`. Format `pve-node`.
+    pub target: Option<String>,
+}
+
+impl GetNodesNodeStorageParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.content {
+            p.insert("content", v);
+        }
+        if let Some(v) = &self.enabled {
+            p.insert("enabled", v);
+        }
+        if let Some(v) = &self.format {
+            p.insert("format", v);
+        }
+        if let Some(v) = &self.storage {
+            p.insert("storage", v);
+        }
+        if let Some(v) = &self.target {
+            p.insert("target", v);
+        }
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetNodesNodeStorageItem {
+    /// `active`.
+    #[serde(rename = "active", default, deserialize_with = "crate::de::opt_bool")]
+    pub active: Option<bool>,
+    /// `avail`.
+    #[serde(rename = "avail", default, deserialize_with = "crate::de::opt_i64")]
+    pub avail: Option<i64>,
+    /// `content`. Format `pve-storage-content-list`.
+    #[serde(
+        rename = "content",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub content: Option<String>,
+    /// `enabled`.
+    #[serde(rename = "enabled", default, deserialize_with = "crate::de::opt_bool")]
+    pub enabled: Option<bool>,
+    /// `formats`.
+    #[serde(rename = "formats", default)]
+    pub formats: Option<serde_json::Value>,
+    /// `select_existing`.
+    #[serde(
+        rename = "select_existing",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub select_existing: Option<bool>,
+    /// `shared`.
+    #[serde(rename = "shared", default, deserialize_with = "crate::de::opt_bool")]
+    pub shared: Option<bool>,
+    /// `storage`. Format `pve-storage-id`.
+    #[serde(
+        rename = "storage",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub storage: Option<String>,
+    /// `total`.
+    #[serde(rename = "total", default, deserialize_with = "crate::de::opt_i64")]
+    pub total: Option<i64>,
+    /// `type`.
+    #[serde(rename = "type", default, deserialize_with = "crate::de::opt_string")]
+    pub r#type: Option<String>,
+    /// `used`.
+    #[serde(rename = "used", default, deserialize_with = "crate::de::opt_i64")]
+    pub used: Option<i64>,
+    /// `used_fraction`.
+    #[serde(
+        rename = "used_fraction",
+        default,
+        deserialize_with = "crate::de::opt_f64"
+    )]
+    pub used_fraction: Option<f64>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `GET /nodes/{node}/storage/{storage}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeStorageStorageParams {}
+
+impl GetNodesNodeStorageStorageParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetNodesNodeStorageStorageItem {
+    /// `subdir`.
+    #[serde(rename = "subdir", default, deserialize_with = "crate::de::opt_string")]
+    pub subdir: Option<String>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `GET /nodes/{node}/storage/{storage}/content`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeStorageStorageContentParams {
+    /// `content`. Format `pve-storage-content`.
+    pub content: Option<String>,
+    /// `vmid`. Format `pve-vmid`.
+    pub vmid: Option<i64>,
+}
+
+impl GetNodesNodeStorageStorageContentParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.content {
+            p.insert("content", v);
+        }
+        if let Some(v) = &self.vmid {
+            p.insert("vmid", v);
+        }
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetNodesNodeStorageStorageContentItem {
+    /// `approximate-size`.
+    #[serde(
+        rename = "approximate-size",
+        default,
+        deserialize_with = "crate::de::opt_i64"
+    )]
+    pub approximate_size: Option<i64>,
+    /// `ctime`.
+    #[serde(rename = "ctime", default, deserialize_with = "crate::de::opt_i64")]
+    pub ctime: Option<i64>,
+    /// `encrypted`.
+    #[serde(
+        rename = "encrypted",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub encrypted: Option<String>,
+    /// `format`.
+    #[serde(rename = "format", default, deserialize_with = "crate::de::opt_string")]
+    pub format: Option<String>,
+    /// `notes`.
+    #[serde(rename = "notes", default, deserialize_with = "crate::de::opt_string")]
+    pub notes: Option<String>,
+    /// `parent`.
+    #[serde(rename = "parent", default, deserialize_with = "crate::de::opt_string")]
+    pub parent: Option<String>,
+    /// `protected`.
+    #[serde(
+        rename = "protected",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub protected: Option<bool>,
+    /// `size`.
+    #[serde(rename = "size", default, deserialize_with = "crate::de::opt_i64")]
+    pub size: Option<i64>,
+    /// `used`.
+    #[serde(rename = "used", default, deserialize_with = "crate::de::opt_i64")]
+    pub used: Option<i64>,
+    /// `verification`.
+    #[serde(rename = "verification", default)]
+    pub verification: Option<serde_json::Value>,
+    /// `vmid`.
+    #[serde(rename = "vmid", default, deserialize_with = "crate::de::opt_i64")]
+    pub vmid: Option<i64>,
+    /// `volid`.
+    #[serde(rename = "volid", default, deserialize_with = "crate::de::opt_string")]
+    pub volid: Option<String>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `POST /nodes/{node}/storage/{storage}/content`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostNodesNodeStorageStorageContentParams {
+    /// `filename`. Required.
+    pub filename: Option<String>,
+    /// `format`. One of `raw`, `qcow2`, `subvol`, `vmdk`.
+    pub format: Option<String>,
+    /// `size`. Required.
+    pub size: Option<String>,
+    /// `vmid`. Format `pve-vmid`. Required.
+    pub vmid: Option<i64>,
+}
+
+impl PostNodesNodeStorageStorageContentParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.filename {
+            p.insert("filename", v);
+        }
+        if let Some(v) = &self.format {
+            p.insert("format", v);
+        }
+        if let Some(v) = &self.size {
+            p.insert("size", v);
+        }
+        if let Some(v) = &self.vmid {
+            p.insert("vmid", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `DELETE /nodes/{node}/storage/{storage}/content/{volume}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct DeleteNodesNodeStorageStorageContentVolumeParams {
+    /// `delay`.
+    pub delay: Option<i64>,
+}
+
+impl DeleteNodesNodeStorageStorageContentVolumeParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.delay {
+            p.insert("delay", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `GET /nodes/{node}/storage/{storage}/content/{volume}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeStorageStorageContentVolumeParams {}
+
+impl GetNodesNodeStorageStorageContentVolumeParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetNodesNodeStorageStorageContentVolumeAnswer {
+    /// `format`.
+    #[serde(rename = "format", default, deserialize_with = "crate::de::opt_string")]
+    pub format: Option<String>,
+    /// `notes`.
+    #[serde(rename = "notes", default, deserialize_with = "crate::de::opt_string")]
+    pub notes: Option<String>,
+    /// `path`.
+    #[serde(rename = "path", default, deserialize_with = "crate::de::opt_string")]
+    pub path: Option<String>,
+    /// `protected`.
+    #[serde(
+        rename = "protected",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub protected: Option<bool>,
+    /// `size`.
+    #[serde(rename = "size", default, deserialize_with = "crate::de::opt_i64")]
+    pub size: Option<i64>,
+    /// `used`.
+    #[serde(rename = "used", default, deserialize_with = "crate::de::opt_i64")]
+    pub used: Option<i64>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `POST /nodes/{node}/storage/{storage}/content/{volume}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostNodesNodeStorageStorageContentVolumeParams {
+    /// `target`. Required.
+    pub target: Option<String>,
+    /// `target_node`. Format `pve-node`.
+    pub target_node: Option<String>,
+}
+
+impl PostNodesNodeStorageStorageContentVolumeParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.target {
+            p.insert("target", v);
+        }
+        if let Some(v) = &self.target_node {
+            p.insert("target_node", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `PUT /nodes/{node}/storage/{storage}/content/{volume}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PutNodesNodeStorageStorageContentVolumeParams {
+    /// `notes`.
+    pub notes: Option<String>,
+    /// `protected`.
+    pub protected: Option<bool>,
+}
+
+impl PutNodesNodeStorageStorageContentVolumeParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.notes {
+            p.insert("notes", v);
+        }
+        if let Some(v) = &self.protected {
+            p.insert("protected", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `POST /nodes/{node}/storage/{storage}/download-url`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostNodesNodeStorageStorageDownloadUrlParams {
+    /// `checksum`.
+    pub checksum: Option<String>,
+    /// `checksum-algorithm`. One of `md5`, `sha1`, `sha224`, `sha256`, `sha384`, `sha512`.
+    pub checksum_algorithm: Option<String>,
+    /// `compression`.
+    pub compression: Option<String>,
+    /// `content`. One of `iso`, `vztmpl`, `import`. Format `pve-storage-content`. Required.
+    pub content: Option<String>,
+    /// `filename`. Required.
+    pub filename: Option<String>,
+    /// `url`. Required.
+    pub url: Option<String>,
+    /// `verify-certificates`.
+    pub verify_certificates: Option<bool>,
+}
+
+impl PostNodesNodeStorageStorageDownloadUrlParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.checksum {
+            p.insert("checksum", v);
+        }
+        if let Some(v) = &self.checksum_algorithm {
+            p.insert("checksum-algorithm", v);
+        }
+        if let Some(v) = &self.compression {
+            p.insert("compression", v);
+        }
+        if let Some(v) = &self.content {
+            p.insert("content", v);
+        }
+        if let Some(v) = &self.filename {
+            p.insert("filename", v);
+        }
+        if let Some(v) = &self.url {
+            p.insert("url", v);
+        }
+        if let Some(v) = &self.verify_certificates {
+            p.insert("verify-certificates", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `GET /nodes/{node}/storage/{storage}/file-restore/download`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeStorageStorageFileRestoreDownloadParams {
+    /// `filepath`. Required.
+    pub filepath: Option<String>,
+    /// `tar`.
+    pub tar: Option<bool>,
+    /// `volume`. Required.
+    pub volume: Option<String>,
+}
+
+impl GetNodesNodeStorageStorageFileRestoreDownloadParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.filepath {
+            p.insert("filepath", v);
+        }
+        if let Some(v) = &self.tar {
+            p.insert("tar", v);
+        }
+        if let Some(v) = &self.volume {
+            p.insert("volume", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `GET /nodes/{node}/storage/{storage}/file-restore/list`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeStorageStorageFileRestoreListParams {
+    /// `filepath`. Required.
+    pub filepath: Option<String>,
+    /// `volume`. Required.
+    pub volume: Option<String>,
+}
+
+impl GetNodesNodeStorageStorageFileRestoreListParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.filepath {
+            p.insert("filepath", v);
+        }
+        if let Some(v) = &self.volume {
+            p.insert("volume", v);
+        }
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetNodesNodeStorageStorageFileRestoreListItem {
+    /// `filepath`.
+    #[serde(
+        rename = "filepath",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub filepath: Option<String>,
+    /// `leaf`.
+    #[serde(rename = "leaf", default, deserialize_with = "crate::de::opt_bool")]
+    pub leaf: Option<bool>,
+    /// `mtime`.
+    #[serde(rename = "mtime", default, deserialize_with = "crate::de::opt_i64")]
+    pub mtime: Option<i64>,
+    /// `size`.
+    #[serde(rename = "size", default, deserialize_with = "crate::de::opt_i64")]
+    pub size: Option<i64>,
+    /// `text`.
+    #[serde(rename = "text", default, deserialize_with = "crate::de::opt_string")]
+    pub text: Option<String>,
+    /// `type`.
+    #[serde(rename = "type", default, deserialize_with = "crate::de::opt_string")]
+    pub r#type: Option<String>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `GET /nodes/{node}/storage/{storage}/identity`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeStorageStorageIdentityParams {}
+
+impl GetNodesNodeStorageStorageIdentityParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetNodesNodeStorageStorageIdentityAnswer {
+    /// `id`.
+    #[serde(rename = "id", default, deserialize_with = "crate::de::opt_string")]
+    pub id: Option<String>,
+    /// `type`. One of `btrfs`, `cephfs`, `cifs`, `dir`, `esxi`, `iscsi`, `iscsidirect`, `lvm`, `lvmthin`, `nfs`, `pbs`, `rbd`, `zfs`, `zfspool`.
+    #[serde(rename = "type", default, deserialize_with = "crate::de::opt_string")]
+    pub r#type: Option<String>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `GET /nodes/{node}/storage/{storage}/import-metadata`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeStorageStorageImportMetadataParams {
+    /// `volume`. Required.
+    pub volume: Option<String>,
+}
+
+impl GetNodesNodeStorageStorageImportMetadataParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.volume {
+            p.insert("volume", v);
+        }
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetNodesNodeStorageStorageImportMetadataAnswer {
+    /// `create-args`.
+    #[serde(rename = "create-args", default)]
+    pub create_args: Option<serde_json::Value>,
+    /// `disks`.
+    #[serde(rename = "disks", default)]
+    pub disks: Option<serde_json::Value>,
+    /// `net`.
+    #[serde(rename = "net", default)]
+    pub net: Option<serde_json::Value>,
+    /// `source`. One of `esxi`.
+    #[serde(rename = "source", default, deserialize_with = "crate::de::opt_string")]
+    pub source: Option<String>,
+    /// `type`. One of `vm`.
+    #[serde(rename = "type", default, deserialize_with = "crate::de::opt_string")]
+    pub r#type: Option<String>,
+    /// `warnings`.
+    #[serde(rename = "warnings", default)]
+    pub warnings: Option<serde_json::Value>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `POST /nodes/{node}/storage/{storage}/oci-registry-pull`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostNodesNodeStorageStorageOciRegistryPullParams {
+    /// `filename`.
+    pub filename: Option<String>,
+    /// `reference`. Required.
+    pub reference: Option<String>,
+}
+
+impl PostNodesNodeStorageStorageOciRegistryPullParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.filename {
+            p.insert("filename", v);
+        }
+        if let Some(v) = &self.reference {
+            p.insert("reference", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `DELETE /nodes/{node}/storage/{storage}/prunebackups`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct DeleteNodesNodeStorageStoragePrunebackupsParams {
+    /// `prune-backups`. Format `prune-backups`.
+    pub prune_backups: Option<String>,
+    /// `type`. One of `qemu`, `lxc`.
+    pub r#type: Option<String>,
+    /// `vmid`. Format `pve-vmid`.
+    pub vmid: Option<i64>,
+}
+
+impl DeleteNodesNodeStorageStoragePrunebackupsParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.prune_backups {
+            p.insert("prune-backups", v);
+        }
+        if let Some(v) = &self.r#type {
+            p.insert("type", v);
+        }
+        if let Some(v) = &self.vmid {
+            p.insert("vmid", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `GET /nodes/{node}/storage/{storage}/prunebackups`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeStorageStoragePrunebackupsParams {
+    /// `prune-backups`. Format `prune-backups`.
+    pub prune_backups: Option<String>,
+    /// `type`. One of `qemu`, `lxc`.
+    pub r#type: Option<String>,
+    /// `vmid`. Format `pve-vmid`.
+    pub vmid: Option<i64>,
+}
+
+impl GetNodesNodeStorageStoragePrunebackupsParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.prune_backups {
+            p.insert("prune-backups", v);
+        }
+        if let Some(v) = &self.r#type {
+            p.insert("type", v);
+        }
+        if let Some(v) = &self.vmid {
+            p.insert("vmid", v);
+        }
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetNodesNodeStorageStoragePrunebackupsItem {
+    /// `ctime`.
+    #[serde(rename = "ctime", default, deserialize_with = "crate::de::opt_i64")]
+    pub ctime: Option<i64>,
+    /// `mark`. One of `keep`, `remove`, `protected`, `renamed`.
+    #[serde(rename = "mark", default, deserialize_with = "crate::de::opt_string")]
+    pub mark: Option<String>,
+    /// `type`.
+    #[serde(rename = "type", default, deserialize_with = "crate::de::opt_string")]
+    pub r#type: Option<String>,
+    /// `vmid`.
+    #[serde(rename = "vmid", default, deserialize_with = "crate::de::opt_i64")]
+    pub vmid: Option<i64>,
+    /// `volid`.
+    #[serde(rename = "volid", default, deserialize_with = "crate::de::opt_string")]
+    pub volid: Option<String>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `GET /nodes/{node}/storage/{storage}/rrd`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeStorageStorageRrdParams {
+    /// `cf`. One of `AVERAGE`, `MAX`.
+    pub cf: Option<String>,
+    /// `ds`. Format `pve-configid-list`. Required.
+    pub ds: Option<String>,
+    /// `timeframe`. One of `hour`, `day`, `week`, `month`, `year`. Required.
+    pub timeframe: Option<String>,
+}
+
+impl GetNodesNodeStorageStorageRrdParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.cf {
+            p.insert("cf", v);
+        }
+        if let Some(v) = &self.ds {
+            p.insert("ds", v);
+        }
+        if let Some(v) = &self.timeframe {
+            p.insert("timeframe", v);
+        }
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetNodesNodeStorageStorageRrdAnswer {
+    /// `filename`.
+    #[serde(
+        rename = "filename",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub filename: Option<String>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `GET /nodes/{node}/storage/{storage}/rrddata`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeStorageStorageRrddataParams {
+    /// `cf`. One of `AVERAGE`, `MAX`.
+    pub cf: Option<String>,
+    /// `timeframe`. One of `hour`, `day`, `week`, `month`, `year`. Required.
+    pub timeframe: Option<String>,
+}
+
+impl GetNodesNodeStorageStorageRrddataParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.cf {
+            p.insert("cf", v);
+        }
+        if let Some(v) = &self.timeframe {
+            p.insert("timeframe", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `GET /nodes/{node}/storage/{storage}/status`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeStorageStorageStatusParams {}
+
+impl GetNodesNodeStorageStorageStatusParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetNodesNodeStorageStorageStatusAnswer {
+    /// `active`.
+    #[serde(rename = "active", default, deserialize_with = "crate::de::opt_bool")]
+    pub active: Option<bool>,
+    /// `avail`.
+    #[serde(rename = "avail", default, deserialize_with = "crate::de::opt_i64")]
+    pub avail: Option<i64>,
+    /// `content`. Format `pve-storage-content-list`.
+    #[serde(
+        rename = "content",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub content: Option<String>,
+    /// `enabled`.
+    #[serde(rename = "enabled", default, deserialize_with = "crate::de::opt_bool")]
+    pub enabled: Option<bool>,
+    /// `shared`.
+    #[serde(rename = "shared", default, deserialize_with = "crate::de::opt_bool")]
+    pub shared: Option<bool>,
+    /// `total`.
+    #[serde(rename = "total", default, deserialize_with = "crate::de::opt_i64")]
+    pub total: Option<i64>,
+    /// `type`.
+    #[serde(rename = "type", default, deserialize_with = "crate::de::opt_string")]
+    pub r#type: Option<String>,
+    /// `used`.
+    #[serde(rename = "used", default, deserialize_with = "crate::de::opt_i64")]
+    pub used: Option<i64>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `POST /nodes/{node}/storage/{storage}/upload`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostNodesNodeStorageStorageUploadParams {
+    /// `checksum`.
+    pub checksum: Option<String>,
+    /// `checksum-algorithm`. One of `md5`, `sha1`, `sha224`, `sha256`, `sha384`, `sha512`.
+    pub checksum_algorithm: Option<String>,
+    /// `content`. One of `iso`, `vztmpl`, `import`. Format `pve-storage-content`. Required.
+    pub content: Option<String>,
+    /// `filename`. Required.
+    pub filename: Option<String>,
+    /// `tmpfilename`.
+    pub tmpfilename: Option<String>,
+}
+
+impl PostNodesNodeStorageStorageUploadParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.checksum {
+            p.insert("checksum", v);
+        }
+        if let Some(v) = &self.checksum_algorithm {
+            p.insert("checksum-algorithm", v);
+        }
+        if let Some(v) = &self.content {
+            p.insert("content", v);
+        }
+        if let Some(v) = &self.filename {
+            p.insert("filename", v);
+        }
+        if let Some(v) = &self.tmpfilename {
+            p.insert("tmpfilename", v);
+        }
+        p
+    }
+}
+
 /// Parameters of `GET /nodes/{node}/tasks`.
 #[derive(Clone, Debug, Default, PartialEq)]
 #[non_exhaustive]
@@ -3048,6 +5548,19 @@ impl PutPoolsPoolidParams {
 
 #[cfg(feature = "client")]
 impl Client {
+    /// `GET /access` (generated).
+    pub async fn get_access(&self, params: &GetAccessParams) -> Result<Vec<GetAccessItem>, Error> {
+        let path = "/access".to_owned();
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
     /// `GET /access/acl` (generated).
     pub async fn get_access_acl(
         &self,
@@ -3079,6 +5592,263 @@ impl Client {
         })
     }
 
+    /// `GET /access/domains` (generated).
+    pub async fn get_access_domains(
+        &self,
+        params: &GetAccessDomainsParams,
+    ) -> Result<Vec<GetAccessDomainsItem>, Error> {
+        let path = "/access/domains".to_owned();
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /access/domains` (generated).
+    ///
+    /// Required in `params`: `realm`, `type`.
+    pub async fn post_access_domains(&self, params: &PostAccessDomainsParams) -> Result<(), Error> {
+        let path = "/access/domains".to_owned();
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
+            path,
+            source,
+        })
+    }
+
+    /// `DELETE /access/domains/{realm}` (generated).
+    pub async fn delete_access_domains_realm(
+        &self,
+        realm: &str,
+        params: &DeleteAccessDomainsRealmParams,
+    ) -> Result<(), Error> {
+        let realm = segment(realm);
+        let path = format!("/access/domains/{realm}");
+        let env = self
+            .request_envelope(Method::Delete, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "DELETE",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /access/domains/{realm}` (generated).
+    pub async fn get_access_domains_realm(
+        &self,
+        realm: &str,
+        params: &GetAccessDomainsRealmParams,
+    ) -> Result<serde_json::Value, Error> {
+        let realm = segment(realm);
+        let path = format!("/access/domains/{realm}");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `PUT /access/domains/{realm}` (generated).
+    pub async fn put_access_domains_realm(
+        &self,
+        realm: &str,
+        params: &PutAccessDomainsRealmParams,
+    ) -> Result<(), Error> {
+        let realm = segment(realm);
+        let path = format!("/access/domains/{realm}");
+        let env = self
+            .request_envelope(Method::Put, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "PUT",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /access/domains/{realm}/sync` (generated).
+    ///
+    /// Required in `params`: `enable-new`, `full`, `purge`, `remove-vanished`, `scope`.
+    pub async fn post_access_domains_realm_sync(
+        &self,
+        realm: &str,
+        params: &PostAccessDomainsRealmSyncParams,
+    ) -> Result<String, Error> {
+        let realm = segment(realm);
+        let path = format!("/access/domains/{realm}/sync");
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /access/groups` (generated).
+    pub async fn get_access_groups(
+        &self,
+        params: &GetAccessGroupsParams,
+    ) -> Result<Vec<GetAccessGroupsItem>, Error> {
+        let path = "/access/groups".to_owned();
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /access/groups` (generated).
+    ///
+    /// Required in `params`: `groupid`.
+    pub async fn post_access_groups(&self, params: &PostAccessGroupsParams) -> Result<(), Error> {
+        let path = "/access/groups".to_owned();
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
+            path,
+            source,
+        })
+    }
+
+    /// `DELETE /access/groups/{groupid}` (generated).
+    pub async fn delete_access_groups_groupid(
+        &self,
+        groupid: &str,
+        params: &DeleteAccessGroupsGroupidParams,
+    ) -> Result<(), Error> {
+        let groupid = segment(groupid);
+        let path = format!("/access/groups/{groupid}");
+        let env = self
+            .request_envelope(Method::Delete, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "DELETE",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /access/groups/{groupid}` (generated).
+    pub async fn get_access_groups_groupid(
+        &self,
+        groupid: &str,
+        params: &GetAccessGroupsGroupidParams,
+    ) -> Result<GetAccessGroupsGroupidAnswer, Error> {
+        let groupid = segment(groupid);
+        let path = format!("/access/groups/{groupid}");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `PUT /access/groups/{groupid}` (generated).
+    pub async fn put_access_groups_groupid(
+        &self,
+        groupid: &str,
+        params: &PutAccessGroupsGroupidParams,
+    ) -> Result<(), Error> {
+        let groupid = segment(groupid);
+        let path = format!("/access/groups/{groupid}");
+        let env = self
+            .request_envelope(Method::Put, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "PUT",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /access/openid` (generated).
+    pub async fn get_access_openid(
+        &self,
+        params: &GetAccessOpenidParams,
+    ) -> Result<Vec<GetAccessOpenidItem>, Error> {
+        let path = "/access/openid".to_owned();
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /access/openid/auth-url` (generated).
+    ///
+    /// Required in `params`: `realm`, `redirect-url`.
+    pub async fn post_access_openid_auth_url(
+        &self,
+        params: &PostAccessOpenidAuthUrlParams,
+    ) -> Result<String, Error> {
+        let path = "/access/openid/auth-url".to_owned();
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /access/openid/login` (generated).
+    ///
+    /// Required in `params`: `code`, `redirect-url`, `state`.
+    pub async fn post_access_openid_login(
+        &self,
+        params: &PostAccessOpenidLoginParams,
+    ) -> Result<serde_json::Value, Error> {
+        let path = "/access/openid/login".to_owned();
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
+            path,
+            source,
+        })
+    }
+
+    /// `PUT /access/password` (generated).
+    ///
+    /// Required in `params`: `password`, `userid`.
+    pub async fn put_access_password(&self, params: &PutAccessPasswordParams) -> Result<(), Error> {
+        let path = "/access/password".to_owned();
+        let env = self
+            .request_envelope(Method::Put, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "PUT",
+            path,
+            source,
+        })
+    }
+
     /// `GET /access/permissions` (generated).
     pub async fn get_access_permissions(
         &self,
@@ -3090,6 +5860,236 @@ impl Client {
             .await?;
         decode(env.data).map_err(|source| Error::Decode {
             method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /access/roles` (generated).
+    pub async fn get_access_roles(
+        &self,
+        params: &GetAccessRolesParams,
+    ) -> Result<Vec<GetAccessRolesItem>, Error> {
+        let path = "/access/roles".to_owned();
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /access/roles` (generated).
+    ///
+    /// Required in `params`: `roleid`.
+    pub async fn post_access_roles(&self, params: &PostAccessRolesParams) -> Result<(), Error> {
+        let path = "/access/roles".to_owned();
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
+            path,
+            source,
+        })
+    }
+
+    /// `DELETE /access/roles/{roleid}` (generated).
+    pub async fn delete_access_roles_roleid(
+        &self,
+        roleid: &str,
+        params: &DeleteAccessRolesRoleidParams,
+    ) -> Result<(), Error> {
+        let roleid = segment(roleid);
+        let path = format!("/access/roles/{roleid}");
+        let env = self
+            .request_envelope(Method::Delete, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "DELETE",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /access/roles/{roleid}` (generated).
+    pub async fn get_access_roles_roleid(
+        &self,
+        roleid: &str,
+        params: &GetAccessRolesRoleidParams,
+    ) -> Result<GetAccessRolesRoleidAnswer, Error> {
+        let roleid = segment(roleid);
+        let path = format!("/access/roles/{roleid}");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `PUT /access/roles/{roleid}` (generated).
+    pub async fn put_access_roles_roleid(
+        &self,
+        roleid: &str,
+        params: &PutAccessRolesRoleidParams,
+    ) -> Result<(), Error> {
+        let roleid = segment(roleid);
+        let path = format!("/access/roles/{roleid}");
+        let env = self
+            .request_envelope(Method::Put, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "PUT",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /access/tfa` (generated).
+    pub async fn get_access_tfa(
+        &self,
+        params: &GetAccessTfaParams,
+    ) -> Result<Vec<GetAccessTfaItem>, Error> {
+        let path = "/access/tfa".to_owned();
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /access/tfa/{userid}` (generated).
+    pub async fn get_access_tfa_userid(
+        &self,
+        userid: &str,
+        params: &GetAccessTfaUseridParams,
+    ) -> Result<Vec<GetAccessTfaUseridItem>, Error> {
+        let userid = segment(userid);
+        let path = format!("/access/tfa/{userid}");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /access/tfa/{userid}` (generated).
+    ///
+    /// Required in `params`: `type`.
+    pub async fn post_access_tfa_userid(
+        &self,
+        userid: &str,
+        params: &PostAccessTfaUseridParams,
+    ) -> Result<PostAccessTfaUseridAnswer, Error> {
+        let userid = segment(userid);
+        let path = format!("/access/tfa/{userid}");
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
+            path,
+            source,
+        })
+    }
+
+    /// `DELETE /access/tfa/{userid}/{id}` (generated).
+    pub async fn delete_access_tfa_userid_id(
+        &self,
+        userid: &str,
+        id: &str,
+        params: &DeleteAccessTfaUseridIdParams,
+    ) -> Result<(), Error> {
+        let userid = segment(userid);
+        let id = segment(id);
+        let path = format!("/access/tfa/{userid}/{id}");
+        let env = self
+            .request_envelope(Method::Delete, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "DELETE",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /access/tfa/{userid}/{id}` (generated).
+    pub async fn get_access_tfa_userid_id(
+        &self,
+        userid: &str,
+        id: &str,
+        params: &GetAccessTfaUseridIdParams,
+    ) -> Result<GetAccessTfaUseridIdAnswer, Error> {
+        let userid = segment(userid);
+        let id = segment(id);
+        let path = format!("/access/tfa/{userid}/{id}");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `PUT /access/tfa/{userid}/{id}` (generated).
+    pub async fn put_access_tfa_userid_id(
+        &self,
+        userid: &str,
+        id: &str,
+        params: &PutAccessTfaUseridIdParams,
+    ) -> Result<(), Error> {
+        let userid = segment(userid);
+        let id = segment(id);
+        let path = format!("/access/tfa/{userid}/{id}");
+        let env = self
+            .request_envelope(Method::Put, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "PUT",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /access/ticket` (generated).
+    pub async fn get_access_ticket(&self, params: &GetAccessTicketParams) -> Result<(), Error> {
+        let path = "/access/ticket".to_owned();
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /access/ticket` (generated).
+    ///
+    /// Required in `params`: `password`, `username`.
+    pub async fn post_access_ticket(
+        &self,
+        params: &PostAccessTicketParams,
+    ) -> Result<PostAccessTicketAnswer, Error> {
+        let path = "/access/ticket".to_owned();
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
             path,
             source,
         })
@@ -3309,6 +6309,24 @@ impl Client {
             .await?;
         decode(env.data).map_err(|source| Error::Decode {
             method: "PUT",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /access/vncticket` (generated).
+    ///
+    /// Required in `params`: `authid`, `path`, `privs`, `vncticket`.
+    pub async fn post_access_vncticket(
+        &self,
+        params: &PostAccessVncticketParams,
+    ) -> Result<(), Error> {
+        let path = "/access/vncticket".to_owned();
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
             path,
             source,
         })
@@ -3930,6 +6948,432 @@ impl Client {
     ) -> Result<(), Error> {
         let node = segment(node);
         let path = format!("/nodes/{node}/status");
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /nodes/{node}/storage` (generated).
+    pub async fn get_nodes_node_storage(
+        &self,
+        node: &str,
+        params: &GetNodesNodeStorageParams,
+    ) -> Result<Vec<GetNodesNodeStorageItem>, Error> {
+        let node = segment(node);
+        let path = format!("/nodes/{node}/storage");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /nodes/{node}/storage/{storage}` (generated).
+    pub async fn get_nodes_node_storage_storage(
+        &self,
+        node: &str,
+        storage: &str,
+        params: &GetNodesNodeStorageStorageParams,
+    ) -> Result<Vec<GetNodesNodeStorageStorageItem>, Error> {
+        let node = segment(node);
+        let storage = segment(storage);
+        let path = format!("/nodes/{node}/storage/{storage}");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /nodes/{node}/storage/{storage}/content` (generated).
+    pub async fn get_nodes_node_storage_storage_content(
+        &self,
+        node: &str,
+        storage: &str,
+        params: &GetNodesNodeStorageStorageContentParams,
+    ) -> Result<Vec<GetNodesNodeStorageStorageContentItem>, Error> {
+        let node = segment(node);
+        let storage = segment(storage);
+        let path = format!("/nodes/{node}/storage/{storage}/content");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /nodes/{node}/storage/{storage}/content` (generated).
+    ///
+    /// Required in `params`: `filename`, `size`, `vmid`.
+    pub async fn post_nodes_node_storage_storage_content(
+        &self,
+        node: &str,
+        storage: &str,
+        params: &PostNodesNodeStorageStorageContentParams,
+    ) -> Result<String, Error> {
+        let node = segment(node);
+        let storage = segment(storage);
+        let path = format!("/nodes/{node}/storage/{storage}/content");
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
+            path,
+            source,
+        })
+    }
+
+    /// `DELETE /nodes/{node}/storage/{storage}/content/{volume}` (generated).
+    pub async fn delete_nodes_node_storage_storage_content_volume(
+        &self,
+        node: &str,
+        storage: &str,
+        volume: &str,
+        params: &DeleteNodesNodeStorageStorageContentVolumeParams,
+    ) -> Result<String, Error> {
+        let node = segment(node);
+        let storage = segment(storage);
+        let volume = segment(volume);
+        let path = format!("/nodes/{node}/storage/{storage}/content/{volume}");
+        let env = self
+            .request_envelope(Method::Delete, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "DELETE",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /nodes/{node}/storage/{storage}/content/{volume}` (generated).
+    pub async fn get_nodes_node_storage_storage_content_volume(
+        &self,
+        node: &str,
+        storage: &str,
+        volume: &str,
+        params: &GetNodesNodeStorageStorageContentVolumeParams,
+    ) -> Result<GetNodesNodeStorageStorageContentVolumeAnswer, Error> {
+        let node = segment(node);
+        let storage = segment(storage);
+        let volume = segment(volume);
+        let path = format!("/nodes/{node}/storage/{storage}/content/{volume}");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /nodes/{node}/storage/{storage}/content/{volume}` (generated).
+    ///
+    /// Required in `params`: `target`.
+    pub async fn post_nodes_node_storage_storage_content_volume(
+        &self,
+        node: &str,
+        storage: &str,
+        volume: &str,
+        params: &PostNodesNodeStorageStorageContentVolumeParams,
+    ) -> Result<String, Error> {
+        let node = segment(node);
+        let storage = segment(storage);
+        let volume = segment(volume);
+        let path = format!("/nodes/{node}/storage/{storage}/content/{volume}");
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
+            path,
+            source,
+        })
+    }
+
+    /// `PUT /nodes/{node}/storage/{storage}/content/{volume}` (generated).
+    pub async fn put_nodes_node_storage_storage_content_volume(
+        &self,
+        node: &str,
+        storage: &str,
+        volume: &str,
+        params: &PutNodesNodeStorageStorageContentVolumeParams,
+    ) -> Result<(), Error> {
+        let node = segment(node);
+        let storage = segment(storage);
+        let volume = segment(volume);
+        let path = format!("/nodes/{node}/storage/{storage}/content/{volume}");
+        let env = self
+            .request_envelope(Method::Put, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "PUT",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /nodes/{node}/storage/{storage}/download-url` (generated).
+    ///
+    /// Required in `params`: `content`, `filename`, `url`.
+    pub async fn post_nodes_node_storage_storage_download_url(
+        &self,
+        node: &str,
+        storage: &str,
+        params: &PostNodesNodeStorageStorageDownloadUrlParams,
+    ) -> Result<String, Error> {
+        let node = segment(node);
+        let storage = segment(storage);
+        let path = format!("/nodes/{node}/storage/{storage}/download-url");
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /nodes/{node}/storage/{storage}/file-restore/download` (generated).
+    ///
+    /// Required in `params`: `filepath`, `volume`.
+    pub async fn get_nodes_node_storage_storage_file_restore_download(
+        &self,
+        node: &str,
+        storage: &str,
+        params: &GetNodesNodeStorageStorageFileRestoreDownloadParams,
+    ) -> Result<serde_json::Value, Error> {
+        let node = segment(node);
+        let storage = segment(storage);
+        let path = format!("/nodes/{node}/storage/{storage}/file-restore/download");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /nodes/{node}/storage/{storage}/file-restore/list` (generated).
+    ///
+    /// Required in `params`: `filepath`, `volume`.
+    pub async fn get_nodes_node_storage_storage_file_restore_list(
+        &self,
+        node: &str,
+        storage: &str,
+        params: &GetNodesNodeStorageStorageFileRestoreListParams,
+    ) -> Result<Vec<GetNodesNodeStorageStorageFileRestoreListItem>, Error> {
+        let node = segment(node);
+        let storage = segment(storage);
+        let path = format!("/nodes/{node}/storage/{storage}/file-restore/list");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /nodes/{node}/storage/{storage}/identity` (generated).
+    pub async fn get_nodes_node_storage_storage_identity(
+        &self,
+        node: &str,
+        storage: &str,
+        params: &GetNodesNodeStorageStorageIdentityParams,
+    ) -> Result<GetNodesNodeStorageStorageIdentityAnswer, Error> {
+        let node = segment(node);
+        let storage = segment(storage);
+        let path = format!("/nodes/{node}/storage/{storage}/identity");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /nodes/{node}/storage/{storage}/import-metadata` (generated).
+    ///
+    /// Required in `params`: `volume`.
+    pub async fn get_nodes_node_storage_storage_import_metadata(
+        &self,
+        node: &str,
+        storage: &str,
+        params: &GetNodesNodeStorageStorageImportMetadataParams,
+    ) -> Result<GetNodesNodeStorageStorageImportMetadataAnswer, Error> {
+        let node = segment(node);
+        let storage = segment(storage);
+        let path = format!("/nodes/{node}/storage/{storage}/import-metadata");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /nodes/{node}/storage/{storage}/oci-registry-pull` (generated).
+    ///
+    /// Required in `params`: `reference`.
+    pub async fn post_nodes_node_storage_storage_oci_registry_pull(
+        &self,
+        node: &str,
+        storage: &str,
+        params: &PostNodesNodeStorageStorageOciRegistryPullParams,
+    ) -> Result<String, Error> {
+        let node = segment(node);
+        let storage = segment(storage);
+        let path = format!("/nodes/{node}/storage/{storage}/oci-registry-pull");
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
+            path,
+            source,
+        })
+    }
+
+    /// `DELETE /nodes/{node}/storage/{storage}/prunebackups` (generated).
+    pub async fn delete_nodes_node_storage_storage_prunebackups(
+        &self,
+        node: &str,
+        storage: &str,
+        params: &DeleteNodesNodeStorageStoragePrunebackupsParams,
+    ) -> Result<String, Error> {
+        let node = segment(node);
+        let storage = segment(storage);
+        let path = format!("/nodes/{node}/storage/{storage}/prunebackups");
+        let env = self
+            .request_envelope(Method::Delete, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "DELETE",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /nodes/{node}/storage/{storage}/prunebackups` (generated).
+    pub async fn get_nodes_node_storage_storage_prunebackups(
+        &self,
+        node: &str,
+        storage: &str,
+        params: &GetNodesNodeStorageStoragePrunebackupsParams,
+    ) -> Result<Vec<GetNodesNodeStorageStoragePrunebackupsItem>, Error> {
+        let node = segment(node);
+        let storage = segment(storage);
+        let path = format!("/nodes/{node}/storage/{storage}/prunebackups");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /nodes/{node}/storage/{storage}/rrd` (generated).
+    ///
+    /// Required in `params`: `ds`, `timeframe`.
+    pub async fn get_nodes_node_storage_storage_rrd(
+        &self,
+        node: &str,
+        storage: &str,
+        params: &GetNodesNodeStorageStorageRrdParams,
+    ) -> Result<GetNodesNodeStorageStorageRrdAnswer, Error> {
+        let node = segment(node);
+        let storage = segment(storage);
+        let path = format!("/nodes/{node}/storage/{storage}/rrd");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /nodes/{node}/storage/{storage}/rrddata` (generated).
+    ///
+    /// Required in `params`: `timeframe`.
+    pub async fn get_nodes_node_storage_storage_rrddata(
+        &self,
+        node: &str,
+        storage: &str,
+        params: &GetNodesNodeStorageStorageRrddataParams,
+    ) -> Result<Vec<serde_json::Value>, Error> {
+        let node = segment(node);
+        let storage = segment(storage);
+        let path = format!("/nodes/{node}/storage/{storage}/rrddata");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /nodes/{node}/storage/{storage}/status` (generated).
+    pub async fn get_nodes_node_storage_storage_status(
+        &self,
+        node: &str,
+        storage: &str,
+        params: &GetNodesNodeStorageStorageStatusParams,
+    ) -> Result<GetNodesNodeStorageStorageStatusAnswer, Error> {
+        let node = segment(node);
+        let storage = segment(storage);
+        let path = format!("/nodes/{node}/storage/{storage}/status");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /nodes/{node}/storage/{storage}/upload` (generated).
+    ///
+    /// Required in `params`: `content`, `filename`.
+    pub async fn post_nodes_node_storage_storage_upload(
+        &self,
+        node: &str,
+        storage: &str,
+        params: &PostNodesNodeStorageStorageUploadParams,
+    ) -> Result<String, Error> {
+        let node = segment(node);
+        let storage = segment(storage);
+        let path = format!("/nodes/{node}/storage/{storage}/upload");
         let env = self
             .request_envelope(Method::Post, &path, &params.to_params())
             .await?;
