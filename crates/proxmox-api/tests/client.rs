@@ -518,10 +518,15 @@ async fn totp_second_factor_against_fakepve() {
         logins[1].contains("tfa-challenge=***") && logins[1].contains("password=***"),
         "{logins:?}"
     );
-    assert!(logins[2..].iter().all(|b| !b.contains("tfa-challenge")), "{logins:?}");
+    assert!(
+        logins[2..].iter().all(|b| !b.contains("tfa-challenge")),
+        "{logins:?}"
+    );
 
     // A wrong code: refused once (401, never retried), the error names the user, not the code.
-    let wrong = fake.cmd(json!({"op": "totp_wrong", "user": "ops@pve"})).await;
+    let wrong = fake
+        .cmd(json!({"op": "totp_wrong", "user": "ops@pve"}))
+        .await;
     set_code(wrong.clone());
     let c = fake
         .builder()
