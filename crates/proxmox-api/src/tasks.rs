@@ -403,19 +403,16 @@ impl Client {
         since: Instant,
     ) -> Result<Vec<String>, Error> {
         let id = vmid.to_string();
-        let upids = match self.active_upids_since(node, since).await {
-            Some(u) => u,
+        let Some(upids) = self.active_upids_since(node, since).await else {
             // The shared listing failed: ask for this guest's tasks alone (and surface
             // that request's error).
-            None => {
-                return Ok(self
-                    .node_tasks(node, Some(vmid), true)
-                    .await?
-                    .into_iter()
-                    .filter(|t| t.id.as_deref() == Some(id.as_str()))
-                    .map(|t| t.upid.to_string())
-                    .collect());
-            }
+            return Ok(self
+                .node_tasks(node, Some(vmid), true)
+                .await?
+                .into_iter()
+                .filter(|t| t.id.as_deref() == Some(id.as_str()))
+                .map(|t| t.upid.to_string())
+                .collect());
         };
         Ok(upids
             .iter()
