@@ -445,7 +445,13 @@ impl Client {
             let status = if listed == Some(true) {
                 None
             } else {
-                self.poll_slot(upid.node()).await;
+                // A task the (throttled) listing no longer shows is asked once for its exit
+                // status, without queueing for a poll slot: that request is one per task,
+                // not per look, and ten tasks ending together on a node would otherwise
+                // wait node_gap each in turn (250 ms for the tenth).
+                if listed.is_none() {
+                    self.poll_slot(upid.node()).await;
+                }
                 Some(self.task_status(upid).await)
             };
             last_look = look;
