@@ -12,18 +12,17 @@ use serde_json::Value;
 /// (made from pve-docs' `api-viewer/apidoc.js` of 2026-10-19: 449 paths, 680 methods).
 pub const SCHEMA_SHA256: &str = "8d3d7781d3d1ea5944d879981213f178b708b05eb8a5a3592199477f7a38b455";
 
-/// The path prefixes covered. `/nodes/{node}/qemu`, `/nodes/{node}/storage` and the rest
-/// of `/access` (tickets, domains, groups, roles, TFA) are not generated yet.
+/// The path prefixes covered.
 pub const COVERED: &[&str] = &[
-    "/access/acl",
-    "/access/permissions",
-    "/access/users",
+    "/access",
     "/cluster/ha",
     "/cluster/nextid",
     "/cluster/resources",
     "/cluster/status",
     "/nodes/{node}/network",
+    "/nodes/{node}/qemu",
     "/nodes/{node}/status",
+    "/nodes/{node}/storage",
     "/nodes/{node}/tasks",
     "/pools",
 ];
@@ -62,7 +61,12 @@ fn snake(s: &str) -> String {
     }
     let out = out.trim_matches('_').to_owned();
     match out.as_str() {
-        "type" | "match" | "ref" | "move" | "fn" | "mod" | "use" | "where" | "self" | "loop" => {
+        "type" | "match" | "ref" | "move" | "fn" | "mod" | "use" | "where" | "self" | "loop"
+        | "macro" | "async" | "await" | "dyn" | "abstract" | "become" | "box" | "do" | "final"
+        | "override" | "priv" | "typeof" | "unsized" | "virtual" | "yield" | "try" | "gen"
+        | "const" | "static" | "struct" | "enum" | "trait" | "impl" | "in" | "for" | "if"
+        | "else" | "while" | "return" | "break" | "continue" | "as" | "extern" | "let" | "mut"
+        | "pub" | "unsafe" | "true" | "false" => {
             format!("r#{out}")
         }
         _ if out.starts_with(|c: char| c.is_ascii_digit()) => format!("n{out}"),
@@ -175,6 +179,208 @@ fn return_field(v: &Value) -> (&'static str, Option<&'static str>) {
     }
 }
 
+/// Formats the schema names instead of spelling out (a string `format`), whose keys come
+/// from the PVE source: `pve-qm-ipconfig` is qemu-server `PVE/QemuServer.pm`'s
+/// `$ipconfig_fmt` (pve-qm-ipconfig, qemu-server 9.x).
+fn named_format(name: &str) -> Option<Value> {
+    match name {
+        "pve-qm-ipconfig" => Some(serde_json::json!({
+            "ip": {"type": "string", "optional": 1, "description": "IPv4 address in CIDR format, or `dhcp`."},
+            "gw": {"type": "string", "optional": 1, "description": "Default IPv4 gateway."},
+            "ip6": {"type": "string", "optional": 1, "description": "IPv6 address in CIDR format, `dhcp` or `auto`."},
+            "gw6": {"type": "string", "optional": 1, "description": "Default IPv6 gateway."},
+        })),
+        _ => None,
+    }
+}
+
+/// The property-string format of a parameter, if it has one (an object `format`, or a
+/// named one listed in [`named_format`]).
+fn prop_format(v: &Value) -> Option<Value> {
+    match v.get("format") {
+        Some(f @ Value::Object(_)) => Some(f.clone()),
+        Some(Value::String(name)) => named_format(name),
+        _ => None,
+    }
+}
+
+/// An indexed key (`net[n]`): its prefix.
+fn indexed(key: &str) -> Option<&str> {
+    key.strip_suffix("[n]")
+}
+
+/// Property-string structs made so far: the format's JSON -> struct name.
+#[derive(Default)]
+pub struct Formats {
+    by_json: BTreeMap<String, String>,
+    code: String,
+}
+
+fn prop_field_type(v: &Value) -> &'static str {
+    match v.get("type").and_then(Value::as_str) {
+        Some("integer") => "i64",
+        Some("number") => "f64",
+        Some("boolean") => "bool",
+        _ => "String",
+    }
+}
+
+/// The struct for a property-string format (made once per distinct format).
+fn prop_struct(formats: &mut Formats, key: &str, fmt: &Value) -> String {
+    let json = fmt.to_string();
+    if let Some(name) = formats.by_json.get(&json) {
+        return name.clone();
+    }
+    let base = camel(
+        indexed(key)
+            .unwrap_or(key)
+            .trim_end_matches(|c: char| c.is_ascii_digit()),
+    );
+    let mut name = format!("{base}Property");
+    let mut n = 2;
+    while formats.by_json.values().any(|v| v == &name) {
+        name = format!("{base}Property{n}");
+        n += 1;
+    }
+    formats.by_json.insert(json, name.clone());
+    let Some(props) = fmt.as_object() else {
+        return name;
+    };
+    // Real keys (not `alias` entries), the key written bare, and `keyAlias` spellings
+    // (`virtio=MAC` for `model=virtio,macaddr=MAC`).
+    let fields: Vec<(&String, &Value)> = props
+        .iter()
+        .filter(|(_, v)| v.get("alias").is_none())
+        .collect();
+    let default_key = fields
+        .iter()
+        .find(|(_, v)| v.get("default_key").is_some_and(|d| d == 1 || d == true))
+        .map(|(k, _)| k.as_str());
+    let key_aliases: Vec<(&String, &str, &str)> = props
+        .iter()
+        .filter_map(|(k, v)| Some((k, v.get("keyAlias")?.as_str()?, v.get("alias")?.as_str()?)))
+        .collect();
+    let aliases: Vec<(&String, &str)> = props
+        .iter()
+        .filter(|(_, v)| v.get("keyAlias").is_none())
+        .filter_map(|(k, v)| Some((k, v.get("alias")?.as_str()?)))
+        .collect();
+    let c = &mut formats.code;
+    let _ = writeln!(
+        c,
+        "/// The `{key}` property string (`key=value,...`), generated from the schema's format."
+    );
+    let _ = writeln!(c, "///");
+    let _ = writeln!(
+        c,
+        "/// `Display` writes it as PVE reads it; `FromStr` reads what PVE answers (bare default key, aliases)."
+    );
+    let _ = writeln!(c, "#[derive(Clone, Debug, Default, PartialEq)]");
+    let _ = writeln!(c, "#[non_exhaustive]");
+    let _ = writeln!(c, "pub struct {name} {{");
+    for (k, v) in &fields {
+        let _ = writeln!(c, "    /// {}", doc_line(v, &format!("`{k}`.")));
+        let _ = writeln!(c, "    pub {}: Option<{}>,", snake(k), prop_field_type(v));
+    }
+    let _ = writeln!(
+        c,
+        "    /// Keys the schema does not list, in the order read."
+    );
+    let _ = writeln!(c, "    pub other: Vec<(String, String)>,");
+    let _ = writeln!(c, "}}\n");
+    let _ = writeln!(c, "impl core::fmt::Display for {name} {{");
+    let _ = writeln!(
+        c,
+        "    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {{"
+    );
+    let _ = writeln!(
+        c,
+        "        #[allow(unused_mut, reason = \"some formats have one key\")]\n        let mut parts: Vec<String> = Vec::new();"
+    );
+    if let Some(d) = default_key {
+        let _ = writeln!(
+            c,
+            "        if let Some(v) = &self.{} {{\n            parts.push(prop_value(v));\n        }}",
+            snake(d)
+        );
+    }
+    for (k, _) in &fields {
+        if Some(k.as_str()) == default_key {
+            continue;
+        }
+        let _ = writeln!(
+            c,
+            "        if let Some(v) = &self.{} {{\n            parts.push(format!(\"{k}={{}}\", prop_value(v)));\n        }}",
+            snake(k)
+        );
+    }
+    let _ = writeln!(
+        c,
+        "        parts.extend(self.other.iter().map(|(k, v)| format!(\"{{k}}={{v}}\")));"
+    );
+    let _ = writeln!(c, "        f.write_str(&parts.join(\",\"))\n    }}\n}}\n");
+    let _ = writeln!(c, "impl core::str::FromStr for {name} {{");
+    let _ = writeln!(c, "    type Err = PropertyStringError;\n");
+    let _ = writeln!(c, "    fn from_str(s: &str) -> Result<Self, Self::Err> {{");
+    let _ = writeln!(c, "        let mut out = Self::default();");
+    let _ = writeln!(
+        c,
+        "        for part in s.split(',').filter(|p| !p.is_empty()) {{"
+    );
+    let _ = writeln!(
+        c,
+        "            let Some((key, value)) = part.split_once('=') else {{"
+    );
+    match default_key {
+        Some(d) => {
+            let _ = writeln!(
+                c,
+                "                out.{} = Some(prop_parse(\"{d}\", part)?);\n                continue;",
+                snake(d)
+            );
+        }
+        None => {
+            let _ = writeln!(
+                c,
+                "                return Err(PropertyStringError {{ key: part.to_owned(), reason: \"no value (key=value expected)\".into() }});"
+            );
+        }
+    }
+    let _ = writeln!(c, "            }};");
+    let _ = writeln!(c, "            match key {{");
+    for (k, _) in &fields {
+        let _ = writeln!(
+            c,
+            "                \"{k}\" => {{\n                    out.{} = Some(prop_parse(key, value)?);\n                }}",
+            snake(k)
+        );
+    }
+    for (k, target) in &aliases {
+        let _ = writeln!(
+            c,
+            "                \"{k}\" => {{\n                    out.{} = Some(prop_parse(\"{target}\", value)?);\n                }}",
+            snake(target)
+        );
+    }
+    for (k, kfield, vfield) in &key_aliases {
+        let _ = writeln!(
+            c,
+            "                \"{k}\" => {{\n                    out.{} = Some(prop_parse(\"{kfield}\", key)?);\n                    out.{} = Some(prop_parse(\"{vfield}\", value)?);\n                }}",
+            snake(kfield),
+            snake(vfield)
+        );
+    }
+    let _ = writeln!(
+        c,
+        "                _ => out.other.push((key.to_owned(), value.to_owned())),"
+    );
+    let _ = writeln!(
+        c,
+        "            }}\n        }}\n        Ok(out)\n    }}\n}}\n"
+    );
+    name
+}
+
 fn path_params(path: &str) -> Vec<String> {
     path.split('/')
         .filter_map(|w| w.strip_prefix('{').and_then(|w| w.strip_suffix('}')))
@@ -201,7 +407,7 @@ fn methods(schema: &Value) -> Vec<Method<'_>> {
     out
 }
 
-fn return_struct(out: &mut String, name: &str, schema: &Value) {
+fn return_struct(out: &mut String, formats: &mut Formats, name: &str, schema: &Value) {
     let _ = writeln!(
         out,
         "/// An item of the answer (generated from the schema's `returns`)."
@@ -212,7 +418,33 @@ fn return_struct(out: &mut String, name: &str, schema: &Value) {
     );
     let _ = writeln!(out, "#[non_exhaustive]");
     let _ = writeln!(out, "pub struct {name} {{");
+    let mut accessors = String::new();
     for (key, (v, _)) in properties(schema) {
+        if let Some(prefix) = indexed(&key) {
+            // `net0`, `net1`, ... arrive as their own keys: read from `other`.
+            let (ty, parse) = match prop_format(&v) {
+                Some(f) => {
+                    let t = prop_struct(formats, &key, &f);
+                    (format!("Result<{t}, PropertyStringError>"), "s.parse()")
+                }
+                None => ("String".to_owned(), "s.to_owned()"),
+            };
+            let _ = writeln!(
+                accessors,
+                "    /// The `{prefix}N` keys by index (the schema's `{key}`).\n    pub fn {}(&self) -> BTreeMap<u32, {ty}> {{\n        indexed(&self.other, \"{prefix}\").map(|(n, s)| (n, {parse})).collect()\n    }}\n",
+                snake(prefix)
+            );
+            continue;
+        }
+        if let Some(f) = prop_format(&v) {
+            let t = prop_struct(formats, &key, &f);
+            let _ = writeln!(
+                accessors,
+                "    /// `{key}` read as its property string.\n    pub fn {}_parsed(&self) -> Option<Result<{t}, PropertyStringError>> {{\n        self.{}.as_deref().map(str::parse)\n    }}\n",
+                snake(&key).trim_start_matches("r#"),
+                snake(&key)
+            );
+        }
         let (ty, de) = return_field(&v);
         let _ = writeln!(out, "    /// {}", doc_line(&v, &format!("`{key}`.")));
         let _ = match de {
@@ -228,10 +460,18 @@ fn return_struct(out: &mut String, name: &str, schema: &Value) {
     let _ = writeln!(out, "    #[serde(flatten)]");
     let _ = writeln!(out, "    pub other: BTreeMap<String, serde_json::Value>,");
     let _ = writeln!(out, "}}\n");
+    if !accessors.is_empty() {
+        let _ = writeln!(out, "impl {name} {{\n{accessors}}}\n");
+    }
 }
 
 /// The Rust type of a method's answer, defining item structs as needed.
-fn return_type(out: &mut String, base: &str, returns: Option<&Value>) -> String {
+fn return_type(
+    out: &mut String,
+    formats: &mut Formats,
+    base: &str,
+    returns: Option<&Value>,
+) -> String {
     let Some(r) = returns else {
         return "serde_json::Value".into();
     };
@@ -243,13 +483,13 @@ fn return_type(out: &mut String, base: &str, returns: Option<&Value>) -> String 
         Some("boolean") => "Loose<bool>".into(),
         Some("object") if has_props(r) => {
             let name = format!("{base}Answer");
-            return_struct(out, &name, r);
+            return_struct(out, formats, &name, r);
             name
         }
         Some("array") => match r.get("items") {
             Some(items) if has_props(items) => {
                 let name = format!("{base}Item");
-                return_struct(out, &name, items);
+                return_struct(out, formats, &name, items);
                 format!("Vec<{name}>")
             }
             _ => "Vec<serde_json::Value>".into(),
@@ -257,6 +497,96 @@ fn return_type(out: &mut String, base: &str, returns: Option<&Value>) -> String 
         _ => "serde_json::Value".into(),
     }
 }
+
+/// Shared by the generated property-string types.
+const PROPERTY_RUNTIME: &str = r#"/// A property string (or one of its values) that does not read as its format says.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("property string key {key}: {reason}")]
+#[non_exhaustive]
+pub struct PropertyStringError {
+    /// The key whose value is wrong.
+    pub key: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// A value of a property string as PVE writes it (booleans as `1`/`0`).
+pub trait PropValue {
+    /// The text.
+    fn prop_text(&self) -> String;
+    /// Reads it back.
+    fn prop_read(s: &str) -> Option<Self>
+    where
+        Self: Sized;
+}
+
+impl PropValue for String {
+    fn prop_text(&self) -> String {
+        self.clone()
+    }
+    fn prop_read(s: &str) -> Option<Self> {
+        Some(s.to_owned())
+    }
+}
+
+impl PropValue for i64 {
+    fn prop_text(&self) -> String {
+        self.to_string()
+    }
+    fn prop_read(s: &str) -> Option<Self> {
+        s.parse().ok()
+    }
+}
+
+impl PropValue for f64 {
+    fn prop_text(&self) -> String {
+        self.to_string()
+    }
+    fn prop_read(s: &str) -> Option<Self> {
+        s.parse().ok().filter(|f: &Self| f.is_finite())
+    }
+}
+
+impl PropValue for bool {
+    fn prop_text(&self) -> String {
+        if *self { "1" } else { "0" }.to_owned()
+    }
+    fn prop_read(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "1" | "on" | "yes" | "true" => Some(true),
+            "0" | "off" | "no" | "false" => Some(false),
+            _ => None,
+        }
+    }
+}
+
+fn prop_value<T: PropValue>(v: &T) -> String {
+    v.prop_text()
+}
+
+fn prop_parse<T: PropValue>(key: &str, value: &str) -> Result<T, PropertyStringError> {
+    T::prop_read(value).ok_or_else(|| PropertyStringError {
+        key: key.to_owned(),
+        reason: format!("{value:?} is not a {}", core::any::type_name::<T>()),
+    })
+}
+
+/// The `{prefix}N` members of an answer, by N, as text.
+#[allow(dead_code, reason = "used by the answers that have indexed keys")]
+fn indexed<'a>(
+    other: &'a BTreeMap<String, serde_json::Value>,
+    prefix: &'a str,
+) -> impl Iterator<Item = (u32, &'a str)> + 'a {
+    other.iter().filter_map(move |(k, v)| {
+        let n = k.strip_prefix(prefix)?;
+        if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        Some((n.parse().ok()?, v.as_str()?))
+    })
+}
+
+"#;
 
 /// Formats generated code with the toolchain's rustfmt (so `cargo fmt --check` agrees).
 pub fn rustfmt(code: &str) -> Result<String, String> {
@@ -285,6 +615,7 @@ pub fn rustfmt(code: &str) -> Result<String, String> {
 
 /// Generates `src/generated.rs`.
 pub fn generate(schema: &Value) -> String {
+    let mut formats = Formats::default();
     let mut types = String::new();
     let mut calls = String::new();
     for m in methods(schema) {
@@ -300,11 +631,50 @@ pub fn generate(schema: &Value) -> String {
         let _ = writeln!(types, "#[derive(Clone, Debug, Default, PartialEq)]");
         let _ = writeln!(types, "#[non_exhaustive]");
         let _ = writeln!(types, "pub struct {pname} {{");
+        // An indexed key whose prefix is also a plain key (`numa` and `numa[n]`): `numa_n`.
+        let plain: Vec<String> = query
+            .iter()
+            .filter(|(k, _)| indexed(k).is_none())
+            .map(|(k, _)| snake(k))
+            .collect();
+        let map_field = |prefix: &str| {
+            let f = snake(prefix);
+            if plain.contains(&f) {
+                format!("{f}_n")
+            } else {
+                f
+            }
+        };
         for (k, (v, opt)) in &query {
-            let ty = param_type(v);
             let req = if *opt { "" } else { " Required." };
             let _ = writeln!(types, "    /// {}{req}", doc_line(v, &format!("`{k}`.")));
-            let _ = writeln!(types, "    pub {}: Option<{ty}>,", snake(k));
+            let prop = prop_format(v).map(|f| prop_struct(&mut formats, k, &f));
+            match (indexed(k), prop) {
+                (Some(prefix), Some(t)) => {
+                    let _ = writeln!(
+                        types,
+                        "    ///\n    /// Sent as `{prefix}N` for each index N."
+                    );
+                    let _ = writeln!(types, "    pub {}: BTreeMap<u32, {t}>,", map_field(prefix));
+                }
+                (Some(prefix), None) => {
+                    let _ = writeln!(
+                        types,
+                        "    ///\n    /// Sent as `{prefix}N` for each index N."
+                    );
+                    let _ = writeln!(
+                        types,
+                        "    pub {}: BTreeMap<u32, String>,",
+                        map_field(prefix)
+                    );
+                }
+                (None, Some(t)) => {
+                    let _ = writeln!(types, "    pub {}: Option<{t}>,", snake(k));
+                }
+                (None, None) => {
+                    let _ = writeln!(types, "    pub {}: Option<{}>,", snake(k), param_type(v));
+                }
+            }
         }
         let _ = writeln!(types, "}}\n");
         let _ = writeln!(types, "impl {pname} {{");
@@ -319,8 +689,21 @@ pub fn generate(schema: &Value) -> String {
         );
         let _ = writeln!(types, "        let mut p = Params::new();");
         for (k, (v, _)) in &query {
+            if let Some(prefix) = indexed(k) {
+                let _ = writeln!(
+                    types,
+                    "        for (n, v) in &self.{} {{\n            p.insert(&format!(\"{prefix}{{n}}\"), v.to_string());\n        }}",
+                    map_field(prefix)
+                );
+                continue;
+            }
             let f = snake(k);
-            if param_type(v) == "Vec<String>" {
+            if prop_format(v).is_some() {
+                let _ = writeln!(
+                    types,
+                    "        if let Some(v) = &self.{f} {{\n            p.insert(\"{k}\", v.to_string());\n        }}"
+                );
+            } else if param_type(v) == "Vec<String>" {
                 let _ = writeln!(
                     types,
                     "        if let Some(v) = &self.{f} {{\n            p = p.set_all(\"{k}\", v.iter());\n        }}"
@@ -338,7 +721,7 @@ pub fn generate(schema: &Value) -> String {
             .filter(|(_, (_, o))| !o)
             .map(|(k, _)| *k)
             .collect();
-        let ret = return_type(&mut types, &base, m.info.get("returns"));
+        let ret = return_type(&mut types, &mut formats, &base, m.info.get("returns"));
         // The method.
         let args: String = pp.iter().map(|p| format!(", {}: &str", snake(p))).collect();
         let mut path_fmt = m.path.to_owned();
@@ -448,6 +831,8 @@ pub fn generate(schema: &Value) -> String {
         out,
         "impl<'de> serde::Deserialize<'de> for Loose<bool> {{\n    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {{\n        let v = <serde_json::Value as serde::Deserialize>::deserialize(d)?;\n        crate::de::bool_value(&v).map(Loose).ok_or_else(|| serde::de::Error::custom(format!(\"expected a boolean, got {{v}}\")))\n    }}\n}}\n"
     );
+    out.push_str(PROPERTY_RUNTIME);
+    out.push_str(&formats.code);
     out.push_str(&types);
     let _ = writeln!(out, "#[cfg(feature = \"client\")]\nimpl Client {{");
     out.push_str(&calls);
@@ -455,8 +840,87 @@ pub fn generate(schema: &Value) -> String {
     out
 }
 
+/// Methods the generated test calls knowing fakepve 0.5.0 refuses them, with the refusal
+/// asserted (the call reached the server and its error decoded): (method, path, the
+/// expected error text, why). A path ending in `/` stands for every path under it.
+pub const EXPECTED_REFUSALS: &[(&str, &str, &str, &str)] = &[
+    (
+        "POST",
+        "/nodes/{node}/storage/{storage}/content/{volume}",
+        "404",
+        "fakepve 0.5.0 does not serve copying a volume",
+    ),
+    (
+        "POST",
+        "/nodes/{node}/storage/{storage}/upload",
+        "bad upload request",
+        "an upload is multipart (Client::upload); the generated method sends a form",
+    ),
+    (
+        "GET",
+        "/nodes/{node}/qemu/{vmid}/agent/",
+        "guest agent is not running",
+        "the POSTs ran first, and POST .../agent/shutdown powered the guest off",
+    ),
+    (
+        "POST",
+        "/nodes/{node}/qemu/{vmid}/status/",
+        "not running",
+        "POST .../snapshot/{snapname}/rollback ran first and stopped the VM (a snapshot without RAM)",
+    ),
+    (
+        "POST",
+        "/nodes/{node}/qemu/{vmid}/template",
+        "contains snapshots",
+        "POST .../snapshot made one first",
+    ),
+    (
+        "POST",
+        "/nodes/{node}/qemu/{vmid}/migrate",
+        "without --online",
+        "a running VM; refused before any work (a second node would take VM 100 away)",
+    ),
+    (
+        "GET",
+        "/nodes/{node}/qemu/{vmid}/vncwebsocket",
+        "invalid PVEVNC ticket",
+        "a websocket upgrade with a ticket from POST .../vncproxy, not a plain GET",
+    ),
+    (
+        "DELETE",
+        "/nodes/{node}/qemu/{vmid}",
+        "used in HA resources",
+        "PVE refuses to remove an HA-managed VM without `purge`",
+    ),
+];
+
 /// A sample value for a parameter the generated test must send.
-fn sample(key: &str, v: &Value) -> Option<String> {
+fn sample(m: &Method<'_>, key: &str, v: &Value) -> Option<String> {
+    // Log in as the user the test runs as (a wrong password would be a 401).
+    if (m.http, m.path) == ("POST", "/access/ticket") {
+        match key {
+            "username" => return Some("Some(\"root@pam\".to_owned())".into()),
+            "password" => return Some("Some(\"secret\".to_owned())".into()),
+            _ => {}
+        }
+    }
+    // A new VM beside the test's VM 100; migrating to the node it is on (a refusal PVE
+    // gives before any work: a second node would take VM 100 away from later calls).
+    match (m.http, m.path, key) {
+        ("POST", "/nodes/{node}/qemu", "vmid") => return Some("Some(101)".into()),
+        (_, _, "newid") => return Some("Some(102)".into()),
+        ("POST", "/nodes/{node}/qemu/{vmid}/migrate", "target") => {
+            return Some("Some(\"pve1\".to_owned())".into());
+        }
+        ("PUT", "/nodes/{node}/qemu/{vmid}/resize", "size") => {
+            return Some("Some(\"+1G\".to_owned())".into());
+        }
+        (_, _, "cidr") => return Some("Some(\"10.0.0.0/24\".to_owned())".into()),
+        (_, _, "action") if v.get("enum").is_none() => {
+            return Some("Some(\"ACCEPT\".to_owned())".into());
+        }
+        _ => {}
+    }
     if let Some(e) = v.get("enum").and_then(Value::as_array) {
         return e
             .first()
@@ -477,6 +941,13 @@ fn sample(key: &str, v: &Value) -> Option<String> {
         ("tokenid", _) => "Some(\"gentoken\".to_owned())".into(),
         ("path", _) => "Some(\"/vms/100\".to_owned())".into(),
         ("roles", _) => "Some(\"PVEAuditor\".to_owned())".into(),
+        ("password", _) => "Some(\"secret-gen\".to_owned())".into(),
+        ("size", _) => "Some(\"4M\".to_owned())".into(),
+        ("remove-vanished", _) => "Some(\"acl\".to_owned())".into(),
+        ("reference", _) => "Some(\"docker.io/library/busybox:latest\".to_owned())".into(),
+        ("filename", _) => "Some(\"vm-100-disk-7\".to_owned())".into(),
+        ("url", _) => "Some(\"https://127.0.0.1/gen.iso\".to_owned())".into(),
+        ("target", _) => "Some(\"local:100/vm-100-disk-8.raw\".to_owned())".into(),
         (k, _) => format!("Some(\"gen-{}\".to_owned())", k.replace('_', "-")),
     })
 }
@@ -541,7 +1012,7 @@ pub fn generate_test(schema: &Value) -> String {
     );
     let _ = writeln!(
         out,
-        "    fake.cmd(serde_json::json!({{\"op\": \"add_vm\", \"vmid\": 100, \"name\": \"v100\", \"node\": \"pve1\", \"config\": {{\"memory\": 512}}}})).await;"
+        "    fake.cmd(serde_json::json!({{\"op\": \"add_vm\", \"vmid\": 100, \"name\": \"v100\", \"node\": \"pve1\", \"config\": {{\"memory\": 512, \"agent\": \"1\", \"ide0\": \"local-lvm:vm-100-disk-0,size=4G\"}}}})).await;"
     );
     let _ = writeln!(out, "    let c = fake.client();");
     let _ = writeln!(
@@ -558,10 +1029,10 @@ pub fn generate_test(schema: &Value) -> String {
         let params = m.info.get("parameters").map(properties).unwrap_or_default();
         let mut fields = String::new();
         for (k, (v, opt)) in &params {
-            if pp.contains(k) || *opt {
+            if pp.contains(k) || *opt || indexed(k).is_some() || prop_format(v).is_some() {
                 continue;
             }
-            if let Some(val) = sample(k, v) {
+            if let Some(val) = sample(m, k, v) {
                 let _ = write!(fields, " p.{} = {val};", snake(k));
             }
         }
@@ -584,7 +1055,7 @@ pub fn generate_test(schema: &Value) -> String {
                 if !opt
                     && !pp.contains(&k)
                     && k != "type"
-                    && let Some(val) = sample(&k, &v)
+                    && let Some(val) = sample(m, &k, &v)
                 {
                     let _ = write!(fields, " p.{} = {val};", snake(&k));
                 }
@@ -604,6 +1075,12 @@ pub fn generate_test(schema: &Value) -> String {
                 "userid" => "\"gen@pve\"".to_owned(),
                 "iface" => "\"vmbr9\"".to_owned(),
                 "tokenid" => "\"gentoken\"".to_owned(),
+                "storage" => "\"local\"".to_owned(),
+                "vmid" => "\"100\"".to_owned(),
+                "pos" => "\"0\"".to_owned(),
+                "cidr" => "\"10.0.0.0/24\"".to_owned(),
+                // The volume the POST to .../content made (filename vm-100-disk-7).
+                "volume" => "\"local:100/vm-100-disk-7.raw\"".to_owned(),
                 other => format!("\"gen-{other}\""),
             })
             .collect();
@@ -621,10 +1098,26 @@ pub fn generate_test(schema: &Value) -> String {
         "    eprintln!(\"{{ok}} of {} generated methods answered 2xx; API errors: {{api:#?}}\");",
         ms.len()
     );
-    // The only refusal allowed: deleting what an earlier call already deleted.
+    // The refusals allowed: deleting what an earlier call already deleted, and the
+    // expected ones (each seen, with its text).
+    let _ = writeln!(out, "    let expected: &[(&str, &str)] = &[");
+    for (http, path, text, why) in EXPECTED_REFUSALS {
+        let _ = writeln!(out, "        // {why}.");
+        let what = if path.ends_with('/') {
+            format!("{http} {path}")
+        } else {
+            format!("{http} {path}: ")
+        };
+        let _ = writeln!(out, "        ({what:?}, {text:?}),");
+    }
+    let _ = writeln!(out, "    ];");
     let _ = writeln!(
         out,
-        "    assert!(api.iter().all(|e| e.contains(\"does not exist\")), \"{{api:#?}}\");"
+        "    for (what, text) in expected {{\n        assert!(api.iter().any(|e| e.starts_with(what) && e.contains(text)), \"{{what}} not refused with {{text}}: {{api:#?}}\");\n    }}"
+    );
+    let _ = writeln!(
+        out,
+        "    assert!(api.iter().all(|e| e.contains(\"does not exist\") || expected.iter().any(|(w, t)| e.starts_with(w) && e.contains(t))), \"{{api:#?}}\");"
     );
     let _ = writeln!(
         out,

@@ -2,7 +2,7 @@
 //!
 //! Schema: fakepve 0.5.0's `pve-api.json.gz` (pve-docs `apidoc.js` of 2026-10-19),
 //! SHA-256 of the JSON `8d3d7781d3d1ea5944d879981213f178b708b05eb8a5a3592199477f7a38b455`.
-//! Paths: `/access/acl`, `/access/permissions`, `/access/users`, `/cluster/ha`, `/cluster/nextid`, `/cluster/resources`, `/cluster/status`, `/nodes/{node}/network`, `/nodes/{node}/status`, `/nodes/{node}/tasks`, `/pools`.
+//! Paths: `/access`, `/cluster/ha`, `/cluster/nextid`, `/cluster/resources`, `/cluster/status`, `/nodes/{node}/network`, `/nodes/{node}/qemu`, `/nodes/{node}/status`, `/nodes/{node}/storage`, `/nodes/{node}/tasks`, `/pools`.
 //! Every parameter is an `Option` (`None`: not sent); the docs say which are required.
 
 #![allow(clippy::all, missing_docs, reason = "generated code")]
@@ -34,6 +34,4434 @@ impl<'de> serde::Deserialize<'de> for Loose<bool> {
             .map(Loose)
             .ok_or_else(|| serde::de::Error::custom(format!("expected a boolean, got {v}")))
     }
+}
+
+/// A property string (or one of its values) that does not read as its format says.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("property string key {key}: {reason}")]
+#[non_exhaustive]
+pub struct PropertyStringError {
+    /// The key whose value is wrong.
+    pub key: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// A value of a property string as PVE writes it (booleans as `1`/`0`).
+pub trait PropValue {
+    /// The text.
+    fn prop_text(&self) -> String;
+    /// Reads it back.
+    fn prop_read(s: &str) -> Option<Self>
+    where
+        Self: Sized;
+}
+
+impl PropValue for String {
+    fn prop_text(&self) -> String {
+        self.clone()
+    }
+    fn prop_read(s: &str) -> Option<Self> {
+        Some(s.to_owned())
+    }
+}
+
+impl PropValue for i64 {
+    fn prop_text(&self) -> String {
+        self.to_string()
+    }
+    fn prop_read(s: &str) -> Option<Self> {
+        s.parse().ok()
+    }
+}
+
+impl PropValue for f64 {
+    fn prop_text(&self) -> String {
+        self.to_string()
+    }
+    fn prop_read(s: &str) -> Option<Self> {
+        s.parse().ok().filter(|f: &Self| f.is_finite())
+    }
+}
+
+impl PropValue for bool {
+    fn prop_text(&self) -> String {
+        if *self { "1" } else { "0" }.to_owned()
+    }
+    fn prop_read(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "1" | "on" | "yes" | "true" => Some(true),
+            "0" | "off" | "no" | "false" => Some(false),
+            _ => None,
+        }
+    }
+}
+
+fn prop_value<T: PropValue>(v: &T) -> String {
+    v.prop_text()
+}
+
+fn prop_parse<T: PropValue>(key: &str, value: &str) -> Result<T, PropertyStringError> {
+    T::prop_read(value).ok_or_else(|| PropertyStringError {
+        key: key.to_owned(),
+        reason: format!("{value:?} is not a {}", core::any::type_name::<T>()),
+    })
+}
+
+/// The `{prefix}N` members of an answer, by N, as text.
+#[allow(dead_code, reason = "used by the answers that have indexed keys")]
+fn indexed<'a>(
+    other: &'a BTreeMap<String, serde_json::Value>,
+    prefix: &'a str,
+) -> impl Iterator<Item = (u32, &'a str)> + 'a {
+    other.iter().filter_map(move |(k, v)| {
+        let n = k.strip_prefix(prefix)?;
+        if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        Some((n.parse().ok()?, v.as_str()?))
+    })
+}
+
+/// The `agent` property string (`key=value,...`), generated from the schema's format.
+///
+/// `Display` writes it as PVE reads it; `FromStr` reads what PVE answers (bare default key, aliases).
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct AgentProperty {
+    /// `enabled`.
+    pub enabled: Option<bool>,
+    /// `freeze-fs`.
+    pub freeze_fs: Option<bool>,
+    /// `fstrim_cloned_disks`.
+    pub fstrim_cloned_disks: Option<bool>,
+    /// `type`. One of `virtio`, `isa`.
+    pub r#type: Option<String>,
+    /// Keys the schema does not list, in the order read.
+    pub other: Vec<(String, String)>,
+}
+
+impl core::fmt::Display for AgentProperty {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        #[allow(unused_mut, reason = "some formats have one key")]
+        let mut parts: Vec<String> = Vec::new();
+        if let Some(v) = &self.enabled {
+            parts.push(prop_value(v));
+        }
+        if let Some(v) = &self.freeze_fs {
+            parts.push(format!("freeze-fs={}", prop_value(v)));
+        }
+        if let Some(v) = &self.fstrim_cloned_disks {
+            parts.push(format!("fstrim_cloned_disks={}", prop_value(v)));
+        }
+        if let Some(v) = &self.r#type {
+            parts.push(format!("type={}", prop_value(v)));
+        }
+        parts.extend(self.other.iter().map(|(k, v)| format!("{k}={v}")));
+        f.write_str(&parts.join(","))
+    }
+}
+
+impl core::str::FromStr for AgentProperty {
+    type Err = PropertyStringError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = Self::default();
+        for part in s.split(',').filter(|p| !p.is_empty()) {
+            let Some((key, value)) = part.split_once('=') else {
+                out.enabled = Some(prop_parse("enabled", part)?);
+                continue;
+            };
+            match key {
+                "enabled" => {
+                    out.enabled = Some(prop_parse(key, value)?);
+                }
+                "freeze-fs" => {
+                    out.freeze_fs = Some(prop_parse(key, value)?);
+                }
+                "fstrim_cloned_disks" => {
+                    out.fstrim_cloned_disks = Some(prop_parse(key, value)?);
+                }
+                "type" => {
+                    out.r#type = Some(prop_parse(key, value)?);
+                }
+                "freeze-fs-on-backup" => {
+                    out.freeze_fs = Some(prop_parse("freeze-fs", value)?);
+                }
+                "guest-fsfreeze" => {
+                    out.freeze_fs = Some(prop_parse("freeze-fs", value)?);
+                }
+                _ => out.other.push((key.to_owned(), value.to_owned())),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The `audio0` property string (`key=value,...`), generated from the schema's format.
+///
+/// `Display` writes it as PVE reads it; `FromStr` reads what PVE answers (bare default key, aliases).
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct AudioProperty {
+    /// `device`. One of `ich9-intel-hda`, `intel-hda`, `AC97`.
+    pub device: Option<String>,
+    /// `driver`. One of `spice`, `none`.
+    pub driver: Option<String>,
+    /// Keys the schema does not list, in the order read.
+    pub other: Vec<(String, String)>,
+}
+
+impl core::fmt::Display for AudioProperty {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        #[allow(unused_mut, reason = "some formats have one key")]
+        let mut parts: Vec<String> = Vec::new();
+        if let Some(v) = &self.device {
+            parts.push(format!("device={}", prop_value(v)));
+        }
+        if let Some(v) = &self.driver {
+            parts.push(format!("driver={}", prop_value(v)));
+        }
+        parts.extend(self.other.iter().map(|(k, v)| format!("{k}={v}")));
+        f.write_str(&parts.join(","))
+    }
+}
+
+impl core::str::FromStr for AudioProperty {
+    type Err = PropertyStringError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = Self::default();
+        for part in s.split(',').filter(|p| !p.is_empty()) {
+            let Some((key, value)) = part.split_once('=') else {
+                return Err(PropertyStringError {
+                    key: part.to_owned(),
+                    reason: "no value (key=value expected)".into(),
+                });
+            };
+            match key {
+                "device" => {
+                    out.device = Some(prop_parse(key, value)?);
+                }
+                "driver" => {
+                    out.driver = Some(prop_parse(key, value)?);
+                }
+                _ => out.other.push((key.to_owned(), value.to_owned())),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The `efidisk0` property string (`key=value,...`), generated from the schema's format.
+///
+/// `Display` writes it as PVE reads it; `FromStr` reads what PVE answers (bare default key, aliases).
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct EfidiskProperty {
+    /// `efitype`. One of `2m`, `4m`.
+    pub efitype: Option<String>,
+    /// `file`. Format `pve-volume-id-or-qm-path`.
+    pub file: Option<String>,
+    /// `format`. One of `raw`, `qcow`, `qed`, `qcow2`, `vmdk`, `cloop`.
+    pub format: Option<String>,
+    /// `import-from`. Format `pve-volume-id-or-absolute-path`.
+    pub import_from: Option<String>,
+    /// `ms-cert`. One of `2011`, `2023`, `2023w`, `2023k`.
+    pub ms_cert: Option<String>,
+    /// `pre-enrolled-keys`.
+    pub pre_enrolled_keys: Option<bool>,
+    /// `size`. Format `disk-size`.
+    pub size: Option<String>,
+    /// Keys the schema does not list, in the order read.
+    pub other: Vec<(String, String)>,
+}
+
+impl core::fmt::Display for EfidiskProperty {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        #[allow(unused_mut, reason = "some formats have one key")]
+        let mut parts: Vec<String> = Vec::new();
+        if let Some(v) = &self.file {
+            parts.push(prop_value(v));
+        }
+        if let Some(v) = &self.efitype {
+            parts.push(format!("efitype={}", prop_value(v)));
+        }
+        if let Some(v) = &self.format {
+            parts.push(format!("format={}", prop_value(v)));
+        }
+        if let Some(v) = &self.import_from {
+            parts.push(format!("import-from={}", prop_value(v)));
+        }
+        if let Some(v) = &self.ms_cert {
+            parts.push(format!("ms-cert={}", prop_value(v)));
+        }
+        if let Some(v) = &self.pre_enrolled_keys {
+            parts.push(format!("pre-enrolled-keys={}", prop_value(v)));
+        }
+        if let Some(v) = &self.size {
+            parts.push(format!("size={}", prop_value(v)));
+        }
+        parts.extend(self.other.iter().map(|(k, v)| format!("{k}={v}")));
+        f.write_str(&parts.join(","))
+    }
+}
+
+impl core::str::FromStr for EfidiskProperty {
+    type Err = PropertyStringError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = Self::default();
+        for part in s.split(',').filter(|p| !p.is_empty()) {
+            let Some((key, value)) = part.split_once('=') else {
+                out.file = Some(prop_parse("file", part)?);
+                continue;
+            };
+            match key {
+                "efitype" => {
+                    out.efitype = Some(prop_parse(key, value)?);
+                }
+                "file" => {
+                    out.file = Some(prop_parse(key, value)?);
+                }
+                "format" => {
+                    out.format = Some(prop_parse(key, value)?);
+                }
+                "import-from" => {
+                    out.import_from = Some(prop_parse(key, value)?);
+                }
+                "ms-cert" => {
+                    out.ms_cert = Some(prop_parse(key, value)?);
+                }
+                "pre-enrolled-keys" => {
+                    out.pre_enrolled_keys = Some(prop_parse(key, value)?);
+                }
+                "size" => {
+                    out.size = Some(prop_parse(key, value)?);
+                }
+                "volume" => {
+                    out.file = Some(prop_parse("file", value)?);
+                }
+                _ => out.other.push((key.to_owned(), value.to_owned())),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The `ide[n]` property string (`key=value,...`), generated from the schema's format.
+///
+/// `Display` writes it as PVE reads it; `FromStr` reads what PVE answers (bare default key, aliases).
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct IdeProperty {
+    /// `aio`. One of `native`, `threads`, `io_uring`.
+    pub aio: Option<String>,
+    /// `backup`.
+    pub backup: Option<bool>,
+    /// `bps`.
+    pub bps: Option<i64>,
+    /// `bps_max_length`.
+    pub bps_max_length: Option<i64>,
+    /// `bps_rd`.
+    pub bps_rd: Option<i64>,
+    /// `bps_rd_max_length`.
+    pub bps_rd_max_length: Option<i64>,
+    /// `bps_wr`.
+    pub bps_wr: Option<i64>,
+    /// `bps_wr_max_length`.
+    pub bps_wr_max_length: Option<i64>,
+    /// `cache`. One of `none`, `writethrough`, `writeback`, `unsafe`, `directsync`.
+    pub cache: Option<String>,
+    /// `detect_zeroes`.
+    pub detect_zeroes: Option<bool>,
+    /// `discard`. One of `ignore`, `on`.
+    pub discard: Option<String>,
+    /// `file`. Format `pve-volume-id-or-qm-path`.
+    pub file: Option<String>,
+    /// `format`. One of `raw`, `qcow`, `qed`, `qcow2`, `vmdk`, `cloop`.
+    pub format: Option<String>,
+    /// `import-from`. Format `pve-volume-id-or-absolute-path`.
+    pub import_from: Option<String>,
+    /// `iops`.
+    pub iops: Option<i64>,
+    /// `iops_max`.
+    pub iops_max: Option<i64>,
+    /// `iops_max_length`.
+    pub iops_max_length: Option<i64>,
+    /// `iops_rd`.
+    pub iops_rd: Option<i64>,
+    /// `iops_rd_max`.
+    pub iops_rd_max: Option<i64>,
+    /// `iops_rd_max_length`.
+    pub iops_rd_max_length: Option<i64>,
+    /// `iops_wr`.
+    pub iops_wr: Option<i64>,
+    /// `iops_wr_max`.
+    pub iops_wr_max: Option<i64>,
+    /// `iops_wr_max_length`.
+    pub iops_wr_max_length: Option<i64>,
+    /// `mbps`.
+    pub mbps: Option<f64>,
+    /// `mbps_max`.
+    pub mbps_max: Option<f64>,
+    /// `mbps_rd`.
+    pub mbps_rd: Option<f64>,
+    /// `mbps_rd_max`.
+    pub mbps_rd_max: Option<f64>,
+    /// `mbps_wr`.
+    pub mbps_wr: Option<f64>,
+    /// `mbps_wr_max`.
+    pub mbps_wr_max: Option<f64>,
+    /// `media`. One of `cdrom`, `disk`.
+    pub media: Option<String>,
+    /// `model`. Format `urlencoded`.
+    pub model: Option<String>,
+    /// `replicate`.
+    pub replicate: Option<bool>,
+    /// `rerror`. One of `ignore`, `report`, `stop`.
+    pub rerror: Option<String>,
+    /// `serial`. Format `urlencoded`.
+    pub serial: Option<String>,
+    /// `shared`.
+    pub shared: Option<bool>,
+    /// `size`. Format `disk-size`.
+    pub size: Option<String>,
+    /// `snapshot`.
+    pub snapshot: Option<bool>,
+    /// `ssd`.
+    pub ssd: Option<bool>,
+    /// `werror`. One of `enospc`, `ignore`, `report`, `stop`.
+    pub werror: Option<String>,
+    /// `wwn`.
+    pub wwn: Option<String>,
+    /// Keys the schema does not list, in the order read.
+    pub other: Vec<(String, String)>,
+}
+
+impl core::fmt::Display for IdeProperty {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        #[allow(unused_mut, reason = "some formats have one key")]
+        let mut parts: Vec<String> = Vec::new();
+        if let Some(v) = &self.file {
+            parts.push(prop_value(v));
+        }
+        if let Some(v) = &self.aio {
+            parts.push(format!("aio={}", prop_value(v)));
+        }
+        if let Some(v) = &self.backup {
+            parts.push(format!("backup={}", prop_value(v)));
+        }
+        if let Some(v) = &self.bps {
+            parts.push(format!("bps={}", prop_value(v)));
+        }
+        if let Some(v) = &self.bps_max_length {
+            parts.push(format!("bps_max_length={}", prop_value(v)));
+        }
+        if let Some(v) = &self.bps_rd {
+            parts.push(format!("bps_rd={}", prop_value(v)));
+        }
+        if let Some(v) = &self.bps_rd_max_length {
+            parts.push(format!("bps_rd_max_length={}", prop_value(v)));
+        }
+        if let Some(v) = &self.bps_wr {
+            parts.push(format!("bps_wr={}", prop_value(v)));
+        }
+        if let Some(v) = &self.bps_wr_max_length {
+            parts.push(format!("bps_wr_max_length={}", prop_value(v)));
+        }
+        if let Some(v) = &self.cache {
+            parts.push(format!("cache={}", prop_value(v)));
+        }
+        if let Some(v) = &self.detect_zeroes {
+            parts.push(format!("detect_zeroes={}", prop_value(v)));
+        }
+        if let Some(v) = &self.discard {
+            parts.push(format!("discard={}", prop_value(v)));
+        }
+        if let Some(v) = &self.format {
+            parts.push(format!("format={}", prop_value(v)));
+        }
+        if let Some(v) = &self.import_from {
+            parts.push(format!("import-from={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops {
+            parts.push(format!("iops={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops_max {
+            parts.push(format!("iops_max={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops_max_length {
+            parts.push(format!("iops_max_length={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops_rd {
+            parts.push(format!("iops_rd={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops_rd_max {
+            parts.push(format!("iops_rd_max={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops_rd_max_length {
+            parts.push(format!("iops_rd_max_length={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops_wr {
+            parts.push(format!("iops_wr={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops_wr_max {
+            parts.push(format!("iops_wr_max={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops_wr_max_length {
+            parts.push(format!("iops_wr_max_length={}", prop_value(v)));
+        }
+        if let Some(v) = &self.mbps {
+            parts.push(format!("mbps={}", prop_value(v)));
+        }
+        if let Some(v) = &self.mbps_max {
+            parts.push(format!("mbps_max={}", prop_value(v)));
+        }
+        if let Some(v) = &self.mbps_rd {
+            parts.push(format!("mbps_rd={}", prop_value(v)));
+        }
+        if let Some(v) = &self.mbps_rd_max {
+            parts.push(format!("mbps_rd_max={}", prop_value(v)));
+        }
+        if let Some(v) = &self.mbps_wr {
+            parts.push(format!("mbps_wr={}", prop_value(v)));
+        }
+        if let Some(v) = &self.mbps_wr_max {
+            parts.push(format!("mbps_wr_max={}", prop_value(v)));
+        }
+        if let Some(v) = &self.media {
+            parts.push(format!("media={}", prop_value(v)));
+        }
+        if let Some(v) = &self.model {
+            parts.push(format!("model={}", prop_value(v)));
+        }
+        if let Some(v) = &self.replicate {
+            parts.push(format!("replicate={}", prop_value(v)));
+        }
+        if let Some(v) = &self.rerror {
+            parts.push(format!("rerror={}", prop_value(v)));
+        }
+        if let Some(v) = &self.serial {
+            parts.push(format!("serial={}", prop_value(v)));
+        }
+        if let Some(v) = &self.shared {
+            parts.push(format!("shared={}", prop_value(v)));
+        }
+        if let Some(v) = &self.size {
+            parts.push(format!("size={}", prop_value(v)));
+        }
+        if let Some(v) = &self.snapshot {
+            parts.push(format!("snapshot={}", prop_value(v)));
+        }
+        if let Some(v) = &self.ssd {
+            parts.push(format!("ssd={}", prop_value(v)));
+        }
+        if let Some(v) = &self.werror {
+            parts.push(format!("werror={}", prop_value(v)));
+        }
+        if let Some(v) = &self.wwn {
+            parts.push(format!("wwn={}", prop_value(v)));
+        }
+        parts.extend(self.other.iter().map(|(k, v)| format!("{k}={v}")));
+        f.write_str(&parts.join(","))
+    }
+}
+
+impl core::str::FromStr for IdeProperty {
+    type Err = PropertyStringError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = Self::default();
+        for part in s.split(',').filter(|p| !p.is_empty()) {
+            let Some((key, value)) = part.split_once('=') else {
+                out.file = Some(prop_parse("file", part)?);
+                continue;
+            };
+            match key {
+                "aio" => {
+                    out.aio = Some(prop_parse(key, value)?);
+                }
+                "backup" => {
+                    out.backup = Some(prop_parse(key, value)?);
+                }
+                "bps" => {
+                    out.bps = Some(prop_parse(key, value)?);
+                }
+                "bps_max_length" => {
+                    out.bps_max_length = Some(prop_parse(key, value)?);
+                }
+                "bps_rd" => {
+                    out.bps_rd = Some(prop_parse(key, value)?);
+                }
+                "bps_rd_max_length" => {
+                    out.bps_rd_max_length = Some(prop_parse(key, value)?);
+                }
+                "bps_wr" => {
+                    out.bps_wr = Some(prop_parse(key, value)?);
+                }
+                "bps_wr_max_length" => {
+                    out.bps_wr_max_length = Some(prop_parse(key, value)?);
+                }
+                "cache" => {
+                    out.cache = Some(prop_parse(key, value)?);
+                }
+                "detect_zeroes" => {
+                    out.detect_zeroes = Some(prop_parse(key, value)?);
+                }
+                "discard" => {
+                    out.discard = Some(prop_parse(key, value)?);
+                }
+                "file" => {
+                    out.file = Some(prop_parse(key, value)?);
+                }
+                "format" => {
+                    out.format = Some(prop_parse(key, value)?);
+                }
+                "import-from" => {
+                    out.import_from = Some(prop_parse(key, value)?);
+                }
+                "iops" => {
+                    out.iops = Some(prop_parse(key, value)?);
+                }
+                "iops_max" => {
+                    out.iops_max = Some(prop_parse(key, value)?);
+                }
+                "iops_max_length" => {
+                    out.iops_max_length = Some(prop_parse(key, value)?);
+                }
+                "iops_rd" => {
+                    out.iops_rd = Some(prop_parse(key, value)?);
+                }
+                "iops_rd_max" => {
+                    out.iops_rd_max = Some(prop_parse(key, value)?);
+                }
+                "iops_rd_max_length" => {
+                    out.iops_rd_max_length = Some(prop_parse(key, value)?);
+                }
+                "iops_wr" => {
+                    out.iops_wr = Some(prop_parse(key, value)?);
+                }
+                "iops_wr_max" => {
+                    out.iops_wr_max = Some(prop_parse(key, value)?);
+                }
+                "iops_wr_max_length" => {
+                    out.iops_wr_max_length = Some(prop_parse(key, value)?);
+                }
+                "mbps" => {
+                    out.mbps = Some(prop_parse(key, value)?);
+                }
+                "mbps_max" => {
+                    out.mbps_max = Some(prop_parse(key, value)?);
+                }
+                "mbps_rd" => {
+                    out.mbps_rd = Some(prop_parse(key, value)?);
+                }
+                "mbps_rd_max" => {
+                    out.mbps_rd_max = Some(prop_parse(key, value)?);
+                }
+                "mbps_wr" => {
+                    out.mbps_wr = Some(prop_parse(key, value)?);
+                }
+                "mbps_wr_max" => {
+                    out.mbps_wr_max = Some(prop_parse(key, value)?);
+                }
+                "media" => {
+                    out.media = Some(prop_parse(key, value)?);
+                }
+                "model" => {
+                    out.model = Some(prop_parse(key, value)?);
+                }
+                "replicate" => {
+                    out.replicate = Some(prop_parse(key, value)?);
+                }
+                "rerror" => {
+                    out.rerror = Some(prop_parse(key, value)?);
+                }
+                "serial" => {
+                    out.serial = Some(prop_parse(key, value)?);
+                }
+                "shared" => {
+                    out.shared = Some(prop_parse(key, value)?);
+                }
+                "size" => {
+                    out.size = Some(prop_parse(key, value)?);
+                }
+                "snapshot" => {
+                    out.snapshot = Some(prop_parse(key, value)?);
+                }
+                "ssd" => {
+                    out.ssd = Some(prop_parse(key, value)?);
+                }
+                "werror" => {
+                    out.werror = Some(prop_parse(key, value)?);
+                }
+                "wwn" => {
+                    out.wwn = Some(prop_parse(key, value)?);
+                }
+                "bps_rd_length" => {
+                    out.bps_rd_max_length = Some(prop_parse("bps_rd_max_length", value)?);
+                }
+                "bps_wr_length" => {
+                    out.bps_wr_max_length = Some(prop_parse("bps_wr_max_length", value)?);
+                }
+                "iops_rd_length" => {
+                    out.iops_rd_max_length = Some(prop_parse("iops_rd_max_length", value)?);
+                }
+                "iops_wr_length" => {
+                    out.iops_wr_max_length = Some(prop_parse("iops_wr_max_length", value)?);
+                }
+                "volume" => {
+                    out.file = Some(prop_parse("file", value)?);
+                }
+                _ => out.other.push((key.to_owned(), value.to_owned())),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The `ipconfig[n]` property string (`key=value,...`), generated from the schema's format.
+///
+/// `Display` writes it as PVE reads it; `FromStr` reads what PVE answers (bare default key, aliases).
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct IpconfigProperty {
+    /// Default IPv4 gateway.
+    pub gw: Option<String>,
+    /// Default IPv6 gateway.
+    pub gw6: Option<String>,
+    /// IPv4 address in CIDR format, or `dhcp`.
+    pub ip: Option<String>,
+    /// IPv6 address in CIDR format, `dhcp` or `auto`.
+    pub ip6: Option<String>,
+    /// Keys the schema does not list, in the order read.
+    pub other: Vec<(String, String)>,
+}
+
+impl core::fmt::Display for IpconfigProperty {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        #[allow(unused_mut, reason = "some formats have one key")]
+        let mut parts: Vec<String> = Vec::new();
+        if let Some(v) = &self.gw {
+            parts.push(format!("gw={}", prop_value(v)));
+        }
+        if let Some(v) = &self.gw6 {
+            parts.push(format!("gw6={}", prop_value(v)));
+        }
+        if let Some(v) = &self.ip {
+            parts.push(format!("ip={}", prop_value(v)));
+        }
+        if let Some(v) = &self.ip6 {
+            parts.push(format!("ip6={}", prop_value(v)));
+        }
+        parts.extend(self.other.iter().map(|(k, v)| format!("{k}={v}")));
+        f.write_str(&parts.join(","))
+    }
+}
+
+impl core::str::FromStr for IpconfigProperty {
+    type Err = PropertyStringError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = Self::default();
+        for part in s.split(',').filter(|p| !p.is_empty()) {
+            let Some((key, value)) = part.split_once('=') else {
+                return Err(PropertyStringError {
+                    key: part.to_owned(),
+                    reason: "no value (key=value expected)".into(),
+                });
+            };
+            match key {
+                "gw" => {
+                    out.gw = Some(prop_parse(key, value)?);
+                }
+                "gw6" => {
+                    out.gw6 = Some(prop_parse(key, value)?);
+                }
+                "ip" => {
+                    out.ip = Some(prop_parse(key, value)?);
+                }
+                "ip6" => {
+                    out.ip6 = Some(prop_parse(key, value)?);
+                }
+                _ => out.other.push((key.to_owned(), value.to_owned())),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The `ivshmem` property string (`key=value,...`), generated from the schema's format.
+///
+/// `Display` writes it as PVE reads it; `FromStr` reads what PVE answers (bare default key, aliases).
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct IvshmemProperty {
+    /// `name`.
+    pub name: Option<String>,
+    /// `size`.
+    pub size: Option<i64>,
+    /// Keys the schema does not list, in the order read.
+    pub other: Vec<(String, String)>,
+}
+
+impl core::fmt::Display for IvshmemProperty {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        #[allow(unused_mut, reason = "some formats have one key")]
+        let mut parts: Vec<String> = Vec::new();
+        if let Some(v) = &self.name {
+            parts.push(format!("name={}", prop_value(v)));
+        }
+        if let Some(v) = &self.size {
+            parts.push(format!("size={}", prop_value(v)));
+        }
+        parts.extend(self.other.iter().map(|(k, v)| format!("{k}={v}")));
+        f.write_str(&parts.join(","))
+    }
+}
+
+impl core::str::FromStr for IvshmemProperty {
+    type Err = PropertyStringError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = Self::default();
+        for part in s.split(',').filter(|p| !p.is_empty()) {
+            let Some((key, value)) = part.split_once('=') else {
+                return Err(PropertyStringError {
+                    key: part.to_owned(),
+                    reason: "no value (key=value expected)".into(),
+                });
+            };
+            match key {
+                "name" => {
+                    out.name = Some(prop_parse(key, value)?);
+                }
+                "size" => {
+                    out.size = Some(prop_parse(key, value)?);
+                }
+                _ => out.other.push((key.to_owned(), value.to_owned())),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The `machine` property string (`key=value,...`), generated from the schema's format.
+///
+/// `Display` writes it as PVE reads it; `FromStr` reads what PVE answers (bare default key, aliases).
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct MachineProperty {
+    /// `aw-bits`.
+    pub aw_bits: Option<f64>,
+    /// `enable-s3`.
+    pub enable_s3: Option<bool>,
+    /// `enable-s4`.
+    pub enable_s4: Option<bool>,
+    /// `type`.
+    pub r#type: Option<String>,
+    /// `viommu`. One of `intel`, `virtio`.
+    pub viommu: Option<String>,
+    /// Keys the schema does not list, in the order read.
+    pub other: Vec<(String, String)>,
+}
+
+impl core::fmt::Display for MachineProperty {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        #[allow(unused_mut, reason = "some formats have one key")]
+        let mut parts: Vec<String> = Vec::new();
+        if let Some(v) = &self.r#type {
+            parts.push(prop_value(v));
+        }
+        if let Some(v) = &self.aw_bits {
+            parts.push(format!("aw-bits={}", prop_value(v)));
+        }
+        if let Some(v) = &self.enable_s3 {
+            parts.push(format!("enable-s3={}", prop_value(v)));
+        }
+        if let Some(v) = &self.enable_s4 {
+            parts.push(format!("enable-s4={}", prop_value(v)));
+        }
+        if let Some(v) = &self.viommu {
+            parts.push(format!("viommu={}", prop_value(v)));
+        }
+        parts.extend(self.other.iter().map(|(k, v)| format!("{k}={v}")));
+        f.write_str(&parts.join(","))
+    }
+}
+
+impl core::str::FromStr for MachineProperty {
+    type Err = PropertyStringError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = Self::default();
+        for part in s.split(',').filter(|p| !p.is_empty()) {
+            let Some((key, value)) = part.split_once('=') else {
+                out.r#type = Some(prop_parse("type", part)?);
+                continue;
+            };
+            match key {
+                "aw-bits" => {
+                    out.aw_bits = Some(prop_parse(key, value)?);
+                }
+                "enable-s3" => {
+                    out.enable_s3 = Some(prop_parse(key, value)?);
+                }
+                "enable-s4" => {
+                    out.enable_s4 = Some(prop_parse(key, value)?);
+                }
+                "type" => {
+                    out.r#type = Some(prop_parse(key, value)?);
+                }
+                "viommu" => {
+                    out.viommu = Some(prop_parse(key, value)?);
+                }
+                _ => out.other.push((key.to_owned(), value.to_owned())),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The `memory` property string (`key=value,...`), generated from the schema's format.
+///
+/// `Display` writes it as PVE reads it; `FromStr` reads what PVE answers (bare default key, aliases).
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct MemoryProperty {
+    /// `current`.
+    pub current: Option<i64>,
+    /// Keys the schema does not list, in the order read.
+    pub other: Vec<(String, String)>,
+}
+
+impl core::fmt::Display for MemoryProperty {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        #[allow(unused_mut, reason = "some formats have one key")]
+        let mut parts: Vec<String> = Vec::new();
+        if let Some(v) = &self.current {
+            parts.push(prop_value(v));
+        }
+        parts.extend(self.other.iter().map(|(k, v)| format!("{k}={v}")));
+        f.write_str(&parts.join(","))
+    }
+}
+
+impl core::str::FromStr for MemoryProperty {
+    type Err = PropertyStringError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = Self::default();
+        for part in s.split(',').filter(|p| !p.is_empty()) {
+            let Some((key, value)) = part.split_once('=') else {
+                out.current = Some(prop_parse("current", part)?);
+                continue;
+            };
+            match key {
+                "current" => {
+                    out.current = Some(prop_parse(key, value)?);
+                }
+                _ => out.other.push((key.to_owned(), value.to_owned())),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The `net[n]` property string (`key=value,...`), generated from the schema's format.
+///
+/// `Display` writes it as PVE reads it; `FromStr` reads what PVE answers (bare default key, aliases).
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct NetProperty {
+    /// `bridge`. Format `pve-bridge-id`.
+    pub bridge: Option<String>,
+    /// `firewall`.
+    pub firewall: Option<bool>,
+    /// `host-tunnel`.
+    pub host_tunnel: Option<bool>,
+    /// `link_down`.
+    pub link_down: Option<bool>,
+    /// `macaddr`. Format `mac-addr`.
+    pub macaddr: Option<String>,
+    /// `model`. One of `e1000`, `e1000-82540em`, `e1000-82544gc`, `e1000-82545em`, `e1000e`, `i82551`, `i82557b`, `i82559er`, `ne2k_isa`, `ne2k_pci`, `pcnet`, `rtl8139`, `virtio`, `vmxnet3`.
+    pub model: Option<String>,
+    /// `mtu`.
+    pub mtu: Option<i64>,
+    /// `queues`.
+    pub queues: Option<i64>,
+    /// `rate`.
+    pub rate: Option<f64>,
+    /// `tag`.
+    pub tag: Option<i64>,
+    /// `trunks`.
+    pub trunks: Option<String>,
+    /// Keys the schema does not list, in the order read.
+    pub other: Vec<(String, String)>,
+}
+
+impl core::fmt::Display for NetProperty {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        #[allow(unused_mut, reason = "some formats have one key")]
+        let mut parts: Vec<String> = Vec::new();
+        if let Some(v) = &self.model {
+            parts.push(prop_value(v));
+        }
+        if let Some(v) = &self.bridge {
+            parts.push(format!("bridge={}", prop_value(v)));
+        }
+        if let Some(v) = &self.firewall {
+            parts.push(format!("firewall={}", prop_value(v)));
+        }
+        if let Some(v) = &self.host_tunnel {
+            parts.push(format!("host-tunnel={}", prop_value(v)));
+        }
+        if let Some(v) = &self.link_down {
+            parts.push(format!("link_down={}", prop_value(v)));
+        }
+        if let Some(v) = &self.macaddr {
+            parts.push(format!("macaddr={}", prop_value(v)));
+        }
+        if let Some(v) = &self.mtu {
+            parts.push(format!("mtu={}", prop_value(v)));
+        }
+        if let Some(v) = &self.queues {
+            parts.push(format!("queues={}", prop_value(v)));
+        }
+        if let Some(v) = &self.rate {
+            parts.push(format!("rate={}", prop_value(v)));
+        }
+        if let Some(v) = &self.tag {
+            parts.push(format!("tag={}", prop_value(v)));
+        }
+        if let Some(v) = &self.trunks {
+            parts.push(format!("trunks={}", prop_value(v)));
+        }
+        parts.extend(self.other.iter().map(|(k, v)| format!("{k}={v}")));
+        f.write_str(&parts.join(","))
+    }
+}
+
+impl core::str::FromStr for NetProperty {
+    type Err = PropertyStringError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = Self::default();
+        for part in s.split(',').filter(|p| !p.is_empty()) {
+            let Some((key, value)) = part.split_once('=') else {
+                out.model = Some(prop_parse("model", part)?);
+                continue;
+            };
+            match key {
+                "bridge" => {
+                    out.bridge = Some(prop_parse(key, value)?);
+                }
+                "firewall" => {
+                    out.firewall = Some(prop_parse(key, value)?);
+                }
+                "host-tunnel" => {
+                    out.host_tunnel = Some(prop_parse(key, value)?);
+                }
+                "link_down" => {
+                    out.link_down = Some(prop_parse(key, value)?);
+                }
+                "macaddr" => {
+                    out.macaddr = Some(prop_parse(key, value)?);
+                }
+                "model" => {
+                    out.model = Some(prop_parse(key, value)?);
+                }
+                "mtu" => {
+                    out.mtu = Some(prop_parse(key, value)?);
+                }
+                "queues" => {
+                    out.queues = Some(prop_parse(key, value)?);
+                }
+                "rate" => {
+                    out.rate = Some(prop_parse(key, value)?);
+                }
+                "tag" => {
+                    out.tag = Some(prop_parse(key, value)?);
+                }
+                "trunks" => {
+                    out.trunks = Some(prop_parse(key, value)?);
+                }
+                "e1000" => {
+                    out.model = Some(prop_parse("model", key)?);
+                    out.macaddr = Some(prop_parse("macaddr", value)?);
+                }
+                "e1000-82540em" => {
+                    out.model = Some(prop_parse("model", key)?);
+                    out.macaddr = Some(prop_parse("macaddr", value)?);
+                }
+                "e1000-82544gc" => {
+                    out.model = Some(prop_parse("model", key)?);
+                    out.macaddr = Some(prop_parse("macaddr", value)?);
+                }
+                "e1000-82545em" => {
+                    out.model = Some(prop_parse("model", key)?);
+                    out.macaddr = Some(prop_parse("macaddr", value)?);
+                }
+                "e1000e" => {
+                    out.model = Some(prop_parse("model", key)?);
+                    out.macaddr = Some(prop_parse("macaddr", value)?);
+                }
+                "i82551" => {
+                    out.model = Some(prop_parse("model", key)?);
+                    out.macaddr = Some(prop_parse("macaddr", value)?);
+                }
+                "i82557b" => {
+                    out.model = Some(prop_parse("model", key)?);
+                    out.macaddr = Some(prop_parse("macaddr", value)?);
+                }
+                "i82559er" => {
+                    out.model = Some(prop_parse("model", key)?);
+                    out.macaddr = Some(prop_parse("macaddr", value)?);
+                }
+                "ne2k_isa" => {
+                    out.model = Some(prop_parse("model", key)?);
+                    out.macaddr = Some(prop_parse("macaddr", value)?);
+                }
+                "ne2k_pci" => {
+                    out.model = Some(prop_parse("model", key)?);
+                    out.macaddr = Some(prop_parse("macaddr", value)?);
+                }
+                "pcnet" => {
+                    out.model = Some(prop_parse("model", key)?);
+                    out.macaddr = Some(prop_parse("macaddr", value)?);
+                }
+                "rtl8139" => {
+                    out.model = Some(prop_parse("model", key)?);
+                    out.macaddr = Some(prop_parse("macaddr", value)?);
+                }
+                "virtio" => {
+                    out.model = Some(prop_parse("model", key)?);
+                    out.macaddr = Some(prop_parse("macaddr", value)?);
+                }
+                "vmxnet3" => {
+                    out.model = Some(prop_parse("model", key)?);
+                    out.macaddr = Some(prop_parse("macaddr", value)?);
+                }
+                _ => out.other.push((key.to_owned(), value.to_owned())),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The `numa[n]` property string (`key=value,...`), generated from the schema's format.
+///
+/// `Display` writes it as PVE reads it; `FromStr` reads what PVE answers (bare default key, aliases).
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct NumaProperty {
+    /// `cpus`.
+    pub cpus: Option<String>,
+    /// `hostnodes`.
+    pub hostnodes: Option<String>,
+    /// `memory`.
+    pub memory: Option<f64>,
+    /// `policy`. One of `preferred`, `bind`, `interleave`.
+    pub policy: Option<String>,
+    /// Keys the schema does not list, in the order read.
+    pub other: Vec<(String, String)>,
+}
+
+impl core::fmt::Display for NumaProperty {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        #[allow(unused_mut, reason = "some formats have one key")]
+        let mut parts: Vec<String> = Vec::new();
+        if let Some(v) = &self.cpus {
+            parts.push(format!("cpus={}", prop_value(v)));
+        }
+        if let Some(v) = &self.hostnodes {
+            parts.push(format!("hostnodes={}", prop_value(v)));
+        }
+        if let Some(v) = &self.memory {
+            parts.push(format!("memory={}", prop_value(v)));
+        }
+        if let Some(v) = &self.policy {
+            parts.push(format!("policy={}", prop_value(v)));
+        }
+        parts.extend(self.other.iter().map(|(k, v)| format!("{k}={v}")));
+        f.write_str(&parts.join(","))
+    }
+}
+
+impl core::str::FromStr for NumaProperty {
+    type Err = PropertyStringError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = Self::default();
+        for part in s.split(',').filter(|p| !p.is_empty()) {
+            let Some((key, value)) = part.split_once('=') else {
+                return Err(PropertyStringError {
+                    key: part.to_owned(),
+                    reason: "no value (key=value expected)".into(),
+                });
+            };
+            match key {
+                "cpus" => {
+                    out.cpus = Some(prop_parse(key, value)?);
+                }
+                "hostnodes" => {
+                    out.hostnodes = Some(prop_parse(key, value)?);
+                }
+                "memory" => {
+                    out.memory = Some(prop_parse(key, value)?);
+                }
+                "policy" => {
+                    out.policy = Some(prop_parse(key, value)?);
+                }
+                _ => out.other.push((key.to_owned(), value.to_owned())),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The `sata[n]` property string (`key=value,...`), generated from the schema's format.
+///
+/// `Display` writes it as PVE reads it; `FromStr` reads what PVE answers (bare default key, aliases).
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct SataProperty {
+    /// `aio`. One of `native`, `threads`, `io_uring`.
+    pub aio: Option<String>,
+    /// `backup`.
+    pub backup: Option<bool>,
+    /// `bps`.
+    pub bps: Option<i64>,
+    /// `bps_max_length`.
+    pub bps_max_length: Option<i64>,
+    /// `bps_rd`.
+    pub bps_rd: Option<i64>,
+    /// `bps_rd_max_length`.
+    pub bps_rd_max_length: Option<i64>,
+    /// `bps_wr`.
+    pub bps_wr: Option<i64>,
+    /// `bps_wr_max_length`.
+    pub bps_wr_max_length: Option<i64>,
+    /// `cache`. One of `none`, `writethrough`, `writeback`, `unsafe`, `directsync`.
+    pub cache: Option<String>,
+    /// `detect_zeroes`.
+    pub detect_zeroes: Option<bool>,
+    /// `discard`. One of `ignore`, `on`.
+    pub discard: Option<String>,
+    /// `file`. Format `pve-volume-id-or-qm-path`.
+    pub file: Option<String>,
+    /// `format`. One of `raw`, `qcow`, `qed`, `qcow2`, `vmdk`, `cloop`.
+    pub format: Option<String>,
+    /// `import-from`. Format `pve-volume-id-or-absolute-path`.
+    pub import_from: Option<String>,
+    /// `iops`.
+    pub iops: Option<i64>,
+    /// `iops_max`.
+    pub iops_max: Option<i64>,
+    /// `iops_max_length`.
+    pub iops_max_length: Option<i64>,
+    /// `iops_rd`.
+    pub iops_rd: Option<i64>,
+    /// `iops_rd_max`.
+    pub iops_rd_max: Option<i64>,
+    /// `iops_rd_max_length`.
+    pub iops_rd_max_length: Option<i64>,
+    /// `iops_wr`.
+    pub iops_wr: Option<i64>,
+    /// `iops_wr_max`.
+    pub iops_wr_max: Option<i64>,
+    /// `iops_wr_max_length`.
+    pub iops_wr_max_length: Option<i64>,
+    /// `mbps`.
+    pub mbps: Option<f64>,
+    /// `mbps_max`.
+    pub mbps_max: Option<f64>,
+    /// `mbps_rd`.
+    pub mbps_rd: Option<f64>,
+    /// `mbps_rd_max`.
+    pub mbps_rd_max: Option<f64>,
+    /// `mbps_wr`.
+    pub mbps_wr: Option<f64>,
+    /// `mbps_wr_max`.
+    pub mbps_wr_max: Option<f64>,
+    /// `media`. One of `cdrom`, `disk`.
+    pub media: Option<String>,
+    /// `replicate`.
+    pub replicate: Option<bool>,
+    /// `rerror`. One of `ignore`, `report`, `stop`.
+    pub rerror: Option<String>,
+    /// `serial`. Format `urlencoded`.
+    pub serial: Option<String>,
+    /// `shared`.
+    pub shared: Option<bool>,
+    /// `size`. Format `disk-size`.
+    pub size: Option<String>,
+    /// `snapshot`.
+    pub snapshot: Option<bool>,
+    /// `ssd`.
+    pub ssd: Option<bool>,
+    /// `werror`. One of `enospc`, `ignore`, `report`, `stop`.
+    pub werror: Option<String>,
+    /// `wwn`.
+    pub wwn: Option<String>,
+    /// Keys the schema does not list, in the order read.
+    pub other: Vec<(String, String)>,
+}
+
+impl core::fmt::Display for SataProperty {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        #[allow(unused_mut, reason = "some formats have one key")]
+        let mut parts: Vec<String> = Vec::new();
+        if let Some(v) = &self.file {
+            parts.push(prop_value(v));
+        }
+        if let Some(v) = &self.aio {
+            parts.push(format!("aio={}", prop_value(v)));
+        }
+        if let Some(v) = &self.backup {
+            parts.push(format!("backup={}", prop_value(v)));
+        }
+        if let Some(v) = &self.bps {
+            parts.push(format!("bps={}", prop_value(v)));
+        }
+        if let Some(v) = &self.bps_max_length {
+            parts.push(format!("bps_max_length={}", prop_value(v)));
+        }
+        if let Some(v) = &self.bps_rd {
+            parts.push(format!("bps_rd={}", prop_value(v)));
+        }
+        if let Some(v) = &self.bps_rd_max_length {
+            parts.push(format!("bps_rd_max_length={}", prop_value(v)));
+        }
+        if let Some(v) = &self.bps_wr {
+            parts.push(format!("bps_wr={}", prop_value(v)));
+        }
+        if let Some(v) = &self.bps_wr_max_length {
+            parts.push(format!("bps_wr_max_length={}", prop_value(v)));
+        }
+        if let Some(v) = &self.cache {
+            parts.push(format!("cache={}", prop_value(v)));
+        }
+        if let Some(v) = &self.detect_zeroes {
+            parts.push(format!("detect_zeroes={}", prop_value(v)));
+        }
+        if let Some(v) = &self.discard {
+            parts.push(format!("discard={}", prop_value(v)));
+        }
+        if let Some(v) = &self.format {
+            parts.push(format!("format={}", prop_value(v)));
+        }
+        if let Some(v) = &self.import_from {
+            parts.push(format!("import-from={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops {
+            parts.push(format!("iops={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops_max {
+            parts.push(format!("iops_max={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops_max_length {
+            parts.push(format!("iops_max_length={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops_rd {
+            parts.push(format!("iops_rd={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops_rd_max {
+            parts.push(format!("iops_rd_max={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops_rd_max_length {
+            parts.push(format!("iops_rd_max_length={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops_wr {
+            parts.push(format!("iops_wr={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops_wr_max {
+            parts.push(format!("iops_wr_max={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops_wr_max_length {
+            parts.push(format!("iops_wr_max_length={}", prop_value(v)));
+        }
+        if let Some(v) = &self.mbps {
+            parts.push(format!("mbps={}", prop_value(v)));
+        }
+        if let Some(v) = &self.mbps_max {
+            parts.push(format!("mbps_max={}", prop_value(v)));
+        }
+        if let Some(v) = &self.mbps_rd {
+            parts.push(format!("mbps_rd={}", prop_value(v)));
+        }
+        if let Some(v) = &self.mbps_rd_max {
+            parts.push(format!("mbps_rd_max={}", prop_value(v)));
+        }
+        if let Some(v) = &self.mbps_wr {
+            parts.push(format!("mbps_wr={}", prop_value(v)));
+        }
+        if let Some(v) = &self.mbps_wr_max {
+            parts.push(format!("mbps_wr_max={}", prop_value(v)));
+        }
+        if let Some(v) = &self.media {
+            parts.push(format!("media={}", prop_value(v)));
+        }
+        if let Some(v) = &self.replicate {
+            parts.push(format!("replicate={}", prop_value(v)));
+        }
+        if let Some(v) = &self.rerror {
+            parts.push(format!("rerror={}", prop_value(v)));
+        }
+        if let Some(v) = &self.serial {
+            parts.push(format!("serial={}", prop_value(v)));
+        }
+        if let Some(v) = &self.shared {
+            parts.push(format!("shared={}", prop_value(v)));
+        }
+        if let Some(v) = &self.size {
+            parts.push(format!("size={}", prop_value(v)));
+        }
+        if let Some(v) = &self.snapshot {
+            parts.push(format!("snapshot={}", prop_value(v)));
+        }
+        if let Some(v) = &self.ssd {
+            parts.push(format!("ssd={}", prop_value(v)));
+        }
+        if let Some(v) = &self.werror {
+            parts.push(format!("werror={}", prop_value(v)));
+        }
+        if let Some(v) = &self.wwn {
+            parts.push(format!("wwn={}", prop_value(v)));
+        }
+        parts.extend(self.other.iter().map(|(k, v)| format!("{k}={v}")));
+        f.write_str(&parts.join(","))
+    }
+}
+
+impl core::str::FromStr for SataProperty {
+    type Err = PropertyStringError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = Self::default();
+        for part in s.split(',').filter(|p| !p.is_empty()) {
+            let Some((key, value)) = part.split_once('=') else {
+                out.file = Some(prop_parse("file", part)?);
+                continue;
+            };
+            match key {
+                "aio" => {
+                    out.aio = Some(prop_parse(key, value)?);
+                }
+                "backup" => {
+                    out.backup = Some(prop_parse(key, value)?);
+                }
+                "bps" => {
+                    out.bps = Some(prop_parse(key, value)?);
+                }
+                "bps_max_length" => {
+                    out.bps_max_length = Some(prop_parse(key, value)?);
+                }
+                "bps_rd" => {
+                    out.bps_rd = Some(prop_parse(key, value)?);
+                }
+                "bps_rd_max_length" => {
+                    out.bps_rd_max_length = Some(prop_parse(key, value)?);
+                }
+                "bps_wr" => {
+                    out.bps_wr = Some(prop_parse(key, value)?);
+                }
+                "bps_wr_max_length" => {
+                    out.bps_wr_max_length = Some(prop_parse(key, value)?);
+                }
+                "cache" => {
+                    out.cache = Some(prop_parse(key, value)?);
+                }
+                "detect_zeroes" => {
+                    out.detect_zeroes = Some(prop_parse(key, value)?);
+                }
+                "discard" => {
+                    out.discard = Some(prop_parse(key, value)?);
+                }
+                "file" => {
+                    out.file = Some(prop_parse(key, value)?);
+                }
+                "format" => {
+                    out.format = Some(prop_parse(key, value)?);
+                }
+                "import-from" => {
+                    out.import_from = Some(prop_parse(key, value)?);
+                }
+                "iops" => {
+                    out.iops = Some(prop_parse(key, value)?);
+                }
+                "iops_max" => {
+                    out.iops_max = Some(prop_parse(key, value)?);
+                }
+                "iops_max_length" => {
+                    out.iops_max_length = Some(prop_parse(key, value)?);
+                }
+                "iops_rd" => {
+                    out.iops_rd = Some(prop_parse(key, value)?);
+                }
+                "iops_rd_max" => {
+                    out.iops_rd_max = Some(prop_parse(key, value)?);
+                }
+                "iops_rd_max_length" => {
+                    out.iops_rd_max_length = Some(prop_parse(key, value)?);
+                }
+                "iops_wr" => {
+                    out.iops_wr = Some(prop_parse(key, value)?);
+                }
+                "iops_wr_max" => {
+                    out.iops_wr_max = Some(prop_parse(key, value)?);
+                }
+                "iops_wr_max_length" => {
+                    out.iops_wr_max_length = Some(prop_parse(key, value)?);
+                }
+                "mbps" => {
+                    out.mbps = Some(prop_parse(key, value)?);
+                }
+                "mbps_max" => {
+                    out.mbps_max = Some(prop_parse(key, value)?);
+                }
+                "mbps_rd" => {
+                    out.mbps_rd = Some(prop_parse(key, value)?);
+                }
+                "mbps_rd_max" => {
+                    out.mbps_rd_max = Some(prop_parse(key, value)?);
+                }
+                "mbps_wr" => {
+                    out.mbps_wr = Some(prop_parse(key, value)?);
+                }
+                "mbps_wr_max" => {
+                    out.mbps_wr_max = Some(prop_parse(key, value)?);
+                }
+                "media" => {
+                    out.media = Some(prop_parse(key, value)?);
+                }
+                "replicate" => {
+                    out.replicate = Some(prop_parse(key, value)?);
+                }
+                "rerror" => {
+                    out.rerror = Some(prop_parse(key, value)?);
+                }
+                "serial" => {
+                    out.serial = Some(prop_parse(key, value)?);
+                }
+                "shared" => {
+                    out.shared = Some(prop_parse(key, value)?);
+                }
+                "size" => {
+                    out.size = Some(prop_parse(key, value)?);
+                }
+                "snapshot" => {
+                    out.snapshot = Some(prop_parse(key, value)?);
+                }
+                "ssd" => {
+                    out.ssd = Some(prop_parse(key, value)?);
+                }
+                "werror" => {
+                    out.werror = Some(prop_parse(key, value)?);
+                }
+                "wwn" => {
+                    out.wwn = Some(prop_parse(key, value)?);
+                }
+                "bps_rd_length" => {
+                    out.bps_rd_max_length = Some(prop_parse("bps_rd_max_length", value)?);
+                }
+                "bps_wr_length" => {
+                    out.bps_wr_max_length = Some(prop_parse("bps_wr_max_length", value)?);
+                }
+                "iops_rd_length" => {
+                    out.iops_rd_max_length = Some(prop_parse("iops_rd_max_length", value)?);
+                }
+                "iops_wr_length" => {
+                    out.iops_wr_max_length = Some(prop_parse("iops_wr_max_length", value)?);
+                }
+                "volume" => {
+                    out.file = Some(prop_parse("file", value)?);
+                }
+                _ => out.other.push((key.to_owned(), value.to_owned())),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The `scsi[n]` property string (`key=value,...`), generated from the schema's format.
+///
+/// `Display` writes it as PVE reads it; `FromStr` reads what PVE answers (bare default key, aliases).
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct ScsiProperty {
+    /// `aio`. One of `native`, `threads`, `io_uring`.
+    pub aio: Option<String>,
+    /// `backup`.
+    pub backup: Option<bool>,
+    /// `bps`.
+    pub bps: Option<i64>,
+    /// `bps_max_length`.
+    pub bps_max_length: Option<i64>,
+    /// `bps_rd`.
+    pub bps_rd: Option<i64>,
+    /// `bps_rd_max_length`.
+    pub bps_rd_max_length: Option<i64>,
+    /// `bps_wr`.
+    pub bps_wr: Option<i64>,
+    /// `bps_wr_max_length`.
+    pub bps_wr_max_length: Option<i64>,
+    /// `cache`. One of `none`, `writethrough`, `writeback`, `unsafe`, `directsync`.
+    pub cache: Option<String>,
+    /// `detect_zeroes`.
+    pub detect_zeroes: Option<bool>,
+    /// `discard`. One of `ignore`, `on`.
+    pub discard: Option<String>,
+    /// `file`. Format `pve-volume-id-or-qm-path`.
+    pub file: Option<String>,
+    /// `format`. One of `raw`, `qcow`, `qed`, `qcow2`, `vmdk`, `cloop`.
+    pub format: Option<String>,
+    /// `import-from`. Format `pve-volume-id-or-absolute-path`.
+    pub import_from: Option<String>,
+    /// `iops`.
+    pub iops: Option<i64>,
+    /// `iops_max`.
+    pub iops_max: Option<i64>,
+    /// `iops_max_length`.
+    pub iops_max_length: Option<i64>,
+    /// `iops_rd`.
+    pub iops_rd: Option<i64>,
+    /// `iops_rd_max`.
+    pub iops_rd_max: Option<i64>,
+    /// `iops_rd_max_length`.
+    pub iops_rd_max_length: Option<i64>,
+    /// `iops_wr`.
+    pub iops_wr: Option<i64>,
+    /// `iops_wr_max`.
+    pub iops_wr_max: Option<i64>,
+    /// `iops_wr_max_length`.
+    pub iops_wr_max_length: Option<i64>,
+    /// `iothread`.
+    pub iothread: Option<bool>,
+    /// `mbps`.
+    pub mbps: Option<f64>,
+    /// `mbps_max`.
+    pub mbps_max: Option<f64>,
+    /// `mbps_rd`.
+    pub mbps_rd: Option<f64>,
+    /// `mbps_rd_max`.
+    pub mbps_rd_max: Option<f64>,
+    /// `mbps_wr`.
+    pub mbps_wr: Option<f64>,
+    /// `mbps_wr_max`.
+    pub mbps_wr_max: Option<f64>,
+    /// `media`. One of `cdrom`, `disk`.
+    pub media: Option<String>,
+    /// `product`.
+    pub product: Option<String>,
+    /// `queues`.
+    pub queues: Option<i64>,
+    /// `replicate`.
+    pub replicate: Option<bool>,
+    /// `rerror`. One of `ignore`, `report`, `stop`.
+    pub rerror: Option<String>,
+    /// `ro`.
+    pub ro: Option<bool>,
+    /// `scsiblock`.
+    pub scsiblock: Option<bool>,
+    /// `serial`. Format `urlencoded`.
+    pub serial: Option<String>,
+    /// `shared`.
+    pub shared: Option<bool>,
+    /// `size`. Format `disk-size`.
+    pub size: Option<String>,
+    /// `snapshot`.
+    pub snapshot: Option<bool>,
+    /// `ssd`.
+    pub ssd: Option<bool>,
+    /// `vendor`.
+    pub vendor: Option<String>,
+    /// `werror`. One of `enospc`, `ignore`, `report`, `stop`.
+    pub werror: Option<String>,
+    /// `wwn`.
+    pub wwn: Option<String>,
+    /// Keys the schema does not list, in the order read.
+    pub other: Vec<(String, String)>,
+}
+
+impl core::fmt::Display for ScsiProperty {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        #[allow(unused_mut, reason = "some formats have one key")]
+        let mut parts: Vec<String> = Vec::new();
+        if let Some(v) = &self.file {
+            parts.push(prop_value(v));
+        }
+        if let Some(v) = &self.aio {
+            parts.push(format!("aio={}", prop_value(v)));
+        }
+        if let Some(v) = &self.backup {
+            parts.push(format!("backup={}", prop_value(v)));
+        }
+        if let Some(v) = &self.bps {
+            parts.push(format!("bps={}", prop_value(v)));
+        }
+        if let Some(v) = &self.bps_max_length {
+            parts.push(format!("bps_max_length={}", prop_value(v)));
+        }
+        if let Some(v) = &self.bps_rd {
+            parts.push(format!("bps_rd={}", prop_value(v)));
+        }
+        if let Some(v) = &self.bps_rd_max_length {
+            parts.push(format!("bps_rd_max_length={}", prop_value(v)));
+        }
+        if let Some(v) = &self.bps_wr {
+            parts.push(format!("bps_wr={}", prop_value(v)));
+        }
+        if let Some(v) = &self.bps_wr_max_length {
+            parts.push(format!("bps_wr_max_length={}", prop_value(v)));
+        }
+        if let Some(v) = &self.cache {
+            parts.push(format!("cache={}", prop_value(v)));
+        }
+        if let Some(v) = &self.detect_zeroes {
+            parts.push(format!("detect_zeroes={}", prop_value(v)));
+        }
+        if let Some(v) = &self.discard {
+            parts.push(format!("discard={}", prop_value(v)));
+        }
+        if let Some(v) = &self.format {
+            parts.push(format!("format={}", prop_value(v)));
+        }
+        if let Some(v) = &self.import_from {
+            parts.push(format!("import-from={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops {
+            parts.push(format!("iops={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops_max {
+            parts.push(format!("iops_max={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops_max_length {
+            parts.push(format!("iops_max_length={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops_rd {
+            parts.push(format!("iops_rd={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops_rd_max {
+            parts.push(format!("iops_rd_max={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops_rd_max_length {
+            parts.push(format!("iops_rd_max_length={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops_wr {
+            parts.push(format!("iops_wr={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops_wr_max {
+            parts.push(format!("iops_wr_max={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops_wr_max_length {
+            parts.push(format!("iops_wr_max_length={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iothread {
+            parts.push(format!("iothread={}", prop_value(v)));
+        }
+        if let Some(v) = &self.mbps {
+            parts.push(format!("mbps={}", prop_value(v)));
+        }
+        if let Some(v) = &self.mbps_max {
+            parts.push(format!("mbps_max={}", prop_value(v)));
+        }
+        if let Some(v) = &self.mbps_rd {
+            parts.push(format!("mbps_rd={}", prop_value(v)));
+        }
+        if let Some(v) = &self.mbps_rd_max {
+            parts.push(format!("mbps_rd_max={}", prop_value(v)));
+        }
+        if let Some(v) = &self.mbps_wr {
+            parts.push(format!("mbps_wr={}", prop_value(v)));
+        }
+        if let Some(v) = &self.mbps_wr_max {
+            parts.push(format!("mbps_wr_max={}", prop_value(v)));
+        }
+        if let Some(v) = &self.media {
+            parts.push(format!("media={}", prop_value(v)));
+        }
+        if let Some(v) = &self.product {
+            parts.push(format!("product={}", prop_value(v)));
+        }
+        if let Some(v) = &self.queues {
+            parts.push(format!("queues={}", prop_value(v)));
+        }
+        if let Some(v) = &self.replicate {
+            parts.push(format!("replicate={}", prop_value(v)));
+        }
+        if let Some(v) = &self.rerror {
+            parts.push(format!("rerror={}", prop_value(v)));
+        }
+        if let Some(v) = &self.ro {
+            parts.push(format!("ro={}", prop_value(v)));
+        }
+        if let Some(v) = &self.scsiblock {
+            parts.push(format!("scsiblock={}", prop_value(v)));
+        }
+        if let Some(v) = &self.serial {
+            parts.push(format!("serial={}", prop_value(v)));
+        }
+        if let Some(v) = &self.shared {
+            parts.push(format!("shared={}", prop_value(v)));
+        }
+        if let Some(v) = &self.size {
+            parts.push(format!("size={}", prop_value(v)));
+        }
+        if let Some(v) = &self.snapshot {
+            parts.push(format!("snapshot={}", prop_value(v)));
+        }
+        if let Some(v) = &self.ssd {
+            parts.push(format!("ssd={}", prop_value(v)));
+        }
+        if let Some(v) = &self.vendor {
+            parts.push(format!("vendor={}", prop_value(v)));
+        }
+        if let Some(v) = &self.werror {
+            parts.push(format!("werror={}", prop_value(v)));
+        }
+        if let Some(v) = &self.wwn {
+            parts.push(format!("wwn={}", prop_value(v)));
+        }
+        parts.extend(self.other.iter().map(|(k, v)| format!("{k}={v}")));
+        f.write_str(&parts.join(","))
+    }
+}
+
+impl core::str::FromStr for ScsiProperty {
+    type Err = PropertyStringError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = Self::default();
+        for part in s.split(',').filter(|p| !p.is_empty()) {
+            let Some((key, value)) = part.split_once('=') else {
+                out.file = Some(prop_parse("file", part)?);
+                continue;
+            };
+            match key {
+                "aio" => {
+                    out.aio = Some(prop_parse(key, value)?);
+                }
+                "backup" => {
+                    out.backup = Some(prop_parse(key, value)?);
+                }
+                "bps" => {
+                    out.bps = Some(prop_parse(key, value)?);
+                }
+                "bps_max_length" => {
+                    out.bps_max_length = Some(prop_parse(key, value)?);
+                }
+                "bps_rd" => {
+                    out.bps_rd = Some(prop_parse(key, value)?);
+                }
+                "bps_rd_max_length" => {
+                    out.bps_rd_max_length = Some(prop_parse(key, value)?);
+                }
+                "bps_wr" => {
+                    out.bps_wr = Some(prop_parse(key, value)?);
+                }
+                "bps_wr_max_length" => {
+                    out.bps_wr_max_length = Some(prop_parse(key, value)?);
+                }
+                "cache" => {
+                    out.cache = Some(prop_parse(key, value)?);
+                }
+                "detect_zeroes" => {
+                    out.detect_zeroes = Some(prop_parse(key, value)?);
+                }
+                "discard" => {
+                    out.discard = Some(prop_parse(key, value)?);
+                }
+                "file" => {
+                    out.file = Some(prop_parse(key, value)?);
+                }
+                "format" => {
+                    out.format = Some(prop_parse(key, value)?);
+                }
+                "import-from" => {
+                    out.import_from = Some(prop_parse(key, value)?);
+                }
+                "iops" => {
+                    out.iops = Some(prop_parse(key, value)?);
+                }
+                "iops_max" => {
+                    out.iops_max = Some(prop_parse(key, value)?);
+                }
+                "iops_max_length" => {
+                    out.iops_max_length = Some(prop_parse(key, value)?);
+                }
+                "iops_rd" => {
+                    out.iops_rd = Some(prop_parse(key, value)?);
+                }
+                "iops_rd_max" => {
+                    out.iops_rd_max = Some(prop_parse(key, value)?);
+                }
+                "iops_rd_max_length" => {
+                    out.iops_rd_max_length = Some(prop_parse(key, value)?);
+                }
+                "iops_wr" => {
+                    out.iops_wr = Some(prop_parse(key, value)?);
+                }
+                "iops_wr_max" => {
+                    out.iops_wr_max = Some(prop_parse(key, value)?);
+                }
+                "iops_wr_max_length" => {
+                    out.iops_wr_max_length = Some(prop_parse(key, value)?);
+                }
+                "iothread" => {
+                    out.iothread = Some(prop_parse(key, value)?);
+                }
+                "mbps" => {
+                    out.mbps = Some(prop_parse(key, value)?);
+                }
+                "mbps_max" => {
+                    out.mbps_max = Some(prop_parse(key, value)?);
+                }
+                "mbps_rd" => {
+                    out.mbps_rd = Some(prop_parse(key, value)?);
+                }
+                "mbps_rd_max" => {
+                    out.mbps_rd_max = Some(prop_parse(key, value)?);
+                }
+                "mbps_wr" => {
+                    out.mbps_wr = Some(prop_parse(key, value)?);
+                }
+                "mbps_wr_max" => {
+                    out.mbps_wr_max = Some(prop_parse(key, value)?);
+                }
+                "media" => {
+                    out.media = Some(prop_parse(key, value)?);
+                }
+                "product" => {
+                    out.product = Some(prop_parse(key, value)?);
+                }
+                "queues" => {
+                    out.queues = Some(prop_parse(key, value)?);
+                }
+                "replicate" => {
+                    out.replicate = Some(prop_parse(key, value)?);
+                }
+                "rerror" => {
+                    out.rerror = Some(prop_parse(key, value)?);
+                }
+                "ro" => {
+                    out.ro = Some(prop_parse(key, value)?);
+                }
+                "scsiblock" => {
+                    out.scsiblock = Some(prop_parse(key, value)?);
+                }
+                "serial" => {
+                    out.serial = Some(prop_parse(key, value)?);
+                }
+                "shared" => {
+                    out.shared = Some(prop_parse(key, value)?);
+                }
+                "size" => {
+                    out.size = Some(prop_parse(key, value)?);
+                }
+                "snapshot" => {
+                    out.snapshot = Some(prop_parse(key, value)?);
+                }
+                "ssd" => {
+                    out.ssd = Some(prop_parse(key, value)?);
+                }
+                "vendor" => {
+                    out.vendor = Some(prop_parse(key, value)?);
+                }
+                "werror" => {
+                    out.werror = Some(prop_parse(key, value)?);
+                }
+                "wwn" => {
+                    out.wwn = Some(prop_parse(key, value)?);
+                }
+                "bps_rd_length" => {
+                    out.bps_rd_max_length = Some(prop_parse("bps_rd_max_length", value)?);
+                }
+                "bps_wr_length" => {
+                    out.bps_wr_max_length = Some(prop_parse("bps_wr_max_length", value)?);
+                }
+                "iops_rd_length" => {
+                    out.iops_rd_max_length = Some(prop_parse("iops_rd_max_length", value)?);
+                }
+                "iops_wr_length" => {
+                    out.iops_wr_max_length = Some(prop_parse("iops_wr_max_length", value)?);
+                }
+                "volume" => {
+                    out.file = Some(prop_parse("file", value)?);
+                }
+                _ => out.other.push((key.to_owned(), value.to_owned())),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The `spice_enhancements` property string (`key=value,...`), generated from the schema's format.
+///
+/// `Display` writes it as PVE reads it; `FromStr` reads what PVE answers (bare default key, aliases).
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct SpiceEnhancementsProperty {
+    /// `foldersharing`.
+    pub foldersharing: Option<bool>,
+    /// `videostreaming`. One of `off`, `all`, `filter`.
+    pub videostreaming: Option<String>,
+    /// Keys the schema does not list, in the order read.
+    pub other: Vec<(String, String)>,
+}
+
+impl core::fmt::Display for SpiceEnhancementsProperty {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        #[allow(unused_mut, reason = "some formats have one key")]
+        let mut parts: Vec<String> = Vec::new();
+        if let Some(v) = &self.foldersharing {
+            parts.push(format!("foldersharing={}", prop_value(v)));
+        }
+        if let Some(v) = &self.videostreaming {
+            parts.push(format!("videostreaming={}", prop_value(v)));
+        }
+        parts.extend(self.other.iter().map(|(k, v)| format!("{k}={v}")));
+        f.write_str(&parts.join(","))
+    }
+}
+
+impl core::str::FromStr for SpiceEnhancementsProperty {
+    type Err = PropertyStringError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = Self::default();
+        for part in s.split(',').filter(|p| !p.is_empty()) {
+            let Some((key, value)) = part.split_once('=') else {
+                return Err(PropertyStringError {
+                    key: part.to_owned(),
+                    reason: "no value (key=value expected)".into(),
+                });
+            };
+            match key {
+                "foldersharing" => {
+                    out.foldersharing = Some(prop_parse(key, value)?);
+                }
+                "videostreaming" => {
+                    out.videostreaming = Some(prop_parse(key, value)?);
+                }
+                _ => out.other.push((key.to_owned(), value.to_owned())),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The `tpmstate0` property string (`key=value,...`), generated from the schema's format.
+///
+/// `Display` writes it as PVE reads it; `FromStr` reads what PVE answers (bare default key, aliases).
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct TpmstateProperty {
+    /// `file`. Format `pve-volume-id-or-qm-path`.
+    pub file: Option<String>,
+    /// `format`. One of `raw`, `qcow2`, `vmdk`.
+    pub format: Option<String>,
+    /// `import-from`. Format `pve-volume-id-or-absolute-path`.
+    pub import_from: Option<String>,
+    /// `size`. Format `disk-size`.
+    pub size: Option<String>,
+    /// `version`. One of `v1.2`, `v2.0`.
+    pub version: Option<String>,
+    /// Keys the schema does not list, in the order read.
+    pub other: Vec<(String, String)>,
+}
+
+impl core::fmt::Display for TpmstateProperty {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        #[allow(unused_mut, reason = "some formats have one key")]
+        let mut parts: Vec<String> = Vec::new();
+        if let Some(v) = &self.file {
+            parts.push(prop_value(v));
+        }
+        if let Some(v) = &self.format {
+            parts.push(format!("format={}", prop_value(v)));
+        }
+        if let Some(v) = &self.import_from {
+            parts.push(format!("import-from={}", prop_value(v)));
+        }
+        if let Some(v) = &self.size {
+            parts.push(format!("size={}", prop_value(v)));
+        }
+        if let Some(v) = &self.version {
+            parts.push(format!("version={}", prop_value(v)));
+        }
+        parts.extend(self.other.iter().map(|(k, v)| format!("{k}={v}")));
+        f.write_str(&parts.join(","))
+    }
+}
+
+impl core::str::FromStr for TpmstateProperty {
+    type Err = PropertyStringError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = Self::default();
+        for part in s.split(',').filter(|p| !p.is_empty()) {
+            let Some((key, value)) = part.split_once('=') else {
+                out.file = Some(prop_parse("file", part)?);
+                continue;
+            };
+            match key {
+                "file" => {
+                    out.file = Some(prop_parse(key, value)?);
+                }
+                "format" => {
+                    out.format = Some(prop_parse(key, value)?);
+                }
+                "import-from" => {
+                    out.import_from = Some(prop_parse(key, value)?);
+                }
+                "size" => {
+                    out.size = Some(prop_parse(key, value)?);
+                }
+                "version" => {
+                    out.version = Some(prop_parse(key, value)?);
+                }
+                "volume" => {
+                    out.file = Some(prop_parse("file", value)?);
+                }
+                _ => out.other.push((key.to_owned(), value.to_owned())),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The `unused[n]` property string (`key=value,...`), generated from the schema's format.
+///
+/// `Display` writes it as PVE reads it; `FromStr` reads what PVE answers (bare default key, aliases).
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct UnusedProperty {
+    /// `file`. Format `pve-volume-id`.
+    pub file: Option<String>,
+    /// Keys the schema does not list, in the order read.
+    pub other: Vec<(String, String)>,
+}
+
+impl core::fmt::Display for UnusedProperty {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        #[allow(unused_mut, reason = "some formats have one key")]
+        let mut parts: Vec<String> = Vec::new();
+        if let Some(v) = &self.file {
+            parts.push(prop_value(v));
+        }
+        parts.extend(self.other.iter().map(|(k, v)| format!("{k}={v}")));
+        f.write_str(&parts.join(","))
+    }
+}
+
+impl core::str::FromStr for UnusedProperty {
+    type Err = PropertyStringError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = Self::default();
+        for part in s.split(',').filter(|p| !p.is_empty()) {
+            let Some((key, value)) = part.split_once('=') else {
+                out.file = Some(prop_parse("file", part)?);
+                continue;
+            };
+            match key {
+                "file" => {
+                    out.file = Some(prop_parse(key, value)?);
+                }
+                "volume" => {
+                    out.file = Some(prop_parse("file", value)?);
+                }
+                _ => out.other.push((key.to_owned(), value.to_owned())),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The `usb[n]` property string (`key=value,...`), generated from the schema's format.
+///
+/// `Display` writes it as PVE reads it; `FromStr` reads what PVE answers (bare default key, aliases).
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct UsbProperty {
+    /// `host`.
+    pub host: Option<String>,
+    /// `mapping`. Format `pve-configid`.
+    pub mapping: Option<String>,
+    /// `usb3`.
+    pub usb3: Option<bool>,
+    /// Keys the schema does not list, in the order read.
+    pub other: Vec<(String, String)>,
+}
+
+impl core::fmt::Display for UsbProperty {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        #[allow(unused_mut, reason = "some formats have one key")]
+        let mut parts: Vec<String> = Vec::new();
+        if let Some(v) = &self.host {
+            parts.push(prop_value(v));
+        }
+        if let Some(v) = &self.mapping {
+            parts.push(format!("mapping={}", prop_value(v)));
+        }
+        if let Some(v) = &self.usb3 {
+            parts.push(format!("usb3={}", prop_value(v)));
+        }
+        parts.extend(self.other.iter().map(|(k, v)| format!("{k}={v}")));
+        f.write_str(&parts.join(","))
+    }
+}
+
+impl core::str::FromStr for UsbProperty {
+    type Err = PropertyStringError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = Self::default();
+        for part in s.split(',').filter(|p| !p.is_empty()) {
+            let Some((key, value)) = part.split_once('=') else {
+                out.host = Some(prop_parse("host", part)?);
+                continue;
+            };
+            match key {
+                "host" => {
+                    out.host = Some(prop_parse(key, value)?);
+                }
+                "mapping" => {
+                    out.mapping = Some(prop_parse(key, value)?);
+                }
+                "usb3" => {
+                    out.usb3 = Some(prop_parse(key, value)?);
+                }
+                _ => out.other.push((key.to_owned(), value.to_owned())),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The `vga` property string (`key=value,...`), generated from the schema's format.
+///
+/// `Display` writes it as PVE reads it; `FromStr` reads what PVE answers (bare default key, aliases).
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct VgaProperty {
+    /// `clipboard`. One of `vnc`.
+    pub clipboard: Option<String>,
+    /// `memory`.
+    pub memory: Option<i64>,
+    /// `type`. One of `cirrus`, `qxl`, `qxl2`, `qxl3`, `qxl4`, `none`, `serial0`, `serial1`, `serial2`, `serial3`, `std`, `virtio`, `virtio-gl`, `vmware`.
+    pub r#type: Option<String>,
+    /// Keys the schema does not list, in the order read.
+    pub other: Vec<(String, String)>,
+}
+
+impl core::fmt::Display for VgaProperty {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        #[allow(unused_mut, reason = "some formats have one key")]
+        let mut parts: Vec<String> = Vec::new();
+        if let Some(v) = &self.r#type {
+            parts.push(prop_value(v));
+        }
+        if let Some(v) = &self.clipboard {
+            parts.push(format!("clipboard={}", prop_value(v)));
+        }
+        if let Some(v) = &self.memory {
+            parts.push(format!("memory={}", prop_value(v)));
+        }
+        parts.extend(self.other.iter().map(|(k, v)| format!("{k}={v}")));
+        f.write_str(&parts.join(","))
+    }
+}
+
+impl core::str::FromStr for VgaProperty {
+    type Err = PropertyStringError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = Self::default();
+        for part in s.split(',').filter(|p| !p.is_empty()) {
+            let Some((key, value)) = part.split_once('=') else {
+                out.r#type = Some(prop_parse("type", part)?);
+                continue;
+            };
+            match key {
+                "clipboard" => {
+                    out.clipboard = Some(prop_parse(key, value)?);
+                }
+                "memory" => {
+                    out.memory = Some(prop_parse(key, value)?);
+                }
+                "type" => {
+                    out.r#type = Some(prop_parse(key, value)?);
+                }
+                _ => out.other.push((key.to_owned(), value.to_owned())),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The `virtio[n]` property string (`key=value,...`), generated from the schema's format.
+///
+/// `Display` writes it as PVE reads it; `FromStr` reads what PVE answers (bare default key, aliases).
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct VirtioProperty {
+    /// `aio`. One of `native`, `threads`, `io_uring`.
+    pub aio: Option<String>,
+    /// `backup`.
+    pub backup: Option<bool>,
+    /// `bps`.
+    pub bps: Option<i64>,
+    /// `bps_max_length`.
+    pub bps_max_length: Option<i64>,
+    /// `bps_rd`.
+    pub bps_rd: Option<i64>,
+    /// `bps_rd_max_length`.
+    pub bps_rd_max_length: Option<i64>,
+    /// `bps_wr`.
+    pub bps_wr: Option<i64>,
+    /// `bps_wr_max_length`.
+    pub bps_wr_max_length: Option<i64>,
+    /// `cache`. One of `none`, `writethrough`, `writeback`, `unsafe`, `directsync`.
+    pub cache: Option<String>,
+    /// `detect_zeroes`.
+    pub detect_zeroes: Option<bool>,
+    /// `discard`. One of `ignore`, `on`.
+    pub discard: Option<String>,
+    /// `file`. Format `pve-volume-id-or-qm-path`.
+    pub file: Option<String>,
+    /// `format`. One of `raw`, `qcow`, `qed`, `qcow2`, `vmdk`, `cloop`.
+    pub format: Option<String>,
+    /// `import-from`. Format `pve-volume-id-or-absolute-path`.
+    pub import_from: Option<String>,
+    /// `iops`.
+    pub iops: Option<i64>,
+    /// `iops_max`.
+    pub iops_max: Option<i64>,
+    /// `iops_max_length`.
+    pub iops_max_length: Option<i64>,
+    /// `iops_rd`.
+    pub iops_rd: Option<i64>,
+    /// `iops_rd_max`.
+    pub iops_rd_max: Option<i64>,
+    /// `iops_rd_max_length`.
+    pub iops_rd_max_length: Option<i64>,
+    /// `iops_wr`.
+    pub iops_wr: Option<i64>,
+    /// `iops_wr_max`.
+    pub iops_wr_max: Option<i64>,
+    /// `iops_wr_max_length`.
+    pub iops_wr_max_length: Option<i64>,
+    /// `iothread`.
+    pub iothread: Option<bool>,
+    /// `mbps`.
+    pub mbps: Option<f64>,
+    /// `mbps_max`.
+    pub mbps_max: Option<f64>,
+    /// `mbps_rd`.
+    pub mbps_rd: Option<f64>,
+    /// `mbps_rd_max`.
+    pub mbps_rd_max: Option<f64>,
+    /// `mbps_wr`.
+    pub mbps_wr: Option<f64>,
+    /// `mbps_wr_max`.
+    pub mbps_wr_max: Option<f64>,
+    /// `media`. One of `cdrom`, `disk`.
+    pub media: Option<String>,
+    /// `replicate`.
+    pub replicate: Option<bool>,
+    /// `rerror`. One of `ignore`, `report`, `stop`.
+    pub rerror: Option<String>,
+    /// `ro`.
+    pub ro: Option<bool>,
+    /// `serial`. Format `urlencoded`.
+    pub serial: Option<String>,
+    /// `shared`.
+    pub shared: Option<bool>,
+    /// `size`. Format `disk-size`.
+    pub size: Option<String>,
+    /// `snapshot`.
+    pub snapshot: Option<bool>,
+    /// `werror`. One of `enospc`, `ignore`, `report`, `stop`.
+    pub werror: Option<String>,
+    /// Keys the schema does not list, in the order read.
+    pub other: Vec<(String, String)>,
+}
+
+impl core::fmt::Display for VirtioProperty {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        #[allow(unused_mut, reason = "some formats have one key")]
+        let mut parts: Vec<String> = Vec::new();
+        if let Some(v) = &self.file {
+            parts.push(prop_value(v));
+        }
+        if let Some(v) = &self.aio {
+            parts.push(format!("aio={}", prop_value(v)));
+        }
+        if let Some(v) = &self.backup {
+            parts.push(format!("backup={}", prop_value(v)));
+        }
+        if let Some(v) = &self.bps {
+            parts.push(format!("bps={}", prop_value(v)));
+        }
+        if let Some(v) = &self.bps_max_length {
+            parts.push(format!("bps_max_length={}", prop_value(v)));
+        }
+        if let Some(v) = &self.bps_rd {
+            parts.push(format!("bps_rd={}", prop_value(v)));
+        }
+        if let Some(v) = &self.bps_rd_max_length {
+            parts.push(format!("bps_rd_max_length={}", prop_value(v)));
+        }
+        if let Some(v) = &self.bps_wr {
+            parts.push(format!("bps_wr={}", prop_value(v)));
+        }
+        if let Some(v) = &self.bps_wr_max_length {
+            parts.push(format!("bps_wr_max_length={}", prop_value(v)));
+        }
+        if let Some(v) = &self.cache {
+            parts.push(format!("cache={}", prop_value(v)));
+        }
+        if let Some(v) = &self.detect_zeroes {
+            parts.push(format!("detect_zeroes={}", prop_value(v)));
+        }
+        if let Some(v) = &self.discard {
+            parts.push(format!("discard={}", prop_value(v)));
+        }
+        if let Some(v) = &self.format {
+            parts.push(format!("format={}", prop_value(v)));
+        }
+        if let Some(v) = &self.import_from {
+            parts.push(format!("import-from={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops {
+            parts.push(format!("iops={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops_max {
+            parts.push(format!("iops_max={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops_max_length {
+            parts.push(format!("iops_max_length={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops_rd {
+            parts.push(format!("iops_rd={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops_rd_max {
+            parts.push(format!("iops_rd_max={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops_rd_max_length {
+            parts.push(format!("iops_rd_max_length={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops_wr {
+            parts.push(format!("iops_wr={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops_wr_max {
+            parts.push(format!("iops_wr_max={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops_wr_max_length {
+            parts.push(format!("iops_wr_max_length={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iothread {
+            parts.push(format!("iothread={}", prop_value(v)));
+        }
+        if let Some(v) = &self.mbps {
+            parts.push(format!("mbps={}", prop_value(v)));
+        }
+        if let Some(v) = &self.mbps_max {
+            parts.push(format!("mbps_max={}", prop_value(v)));
+        }
+        if let Some(v) = &self.mbps_rd {
+            parts.push(format!("mbps_rd={}", prop_value(v)));
+        }
+        if let Some(v) = &self.mbps_rd_max {
+            parts.push(format!("mbps_rd_max={}", prop_value(v)));
+        }
+        if let Some(v) = &self.mbps_wr {
+            parts.push(format!("mbps_wr={}", prop_value(v)));
+        }
+        if let Some(v) = &self.mbps_wr_max {
+            parts.push(format!("mbps_wr_max={}", prop_value(v)));
+        }
+        if let Some(v) = &self.media {
+            parts.push(format!("media={}", prop_value(v)));
+        }
+        if let Some(v) = &self.replicate {
+            parts.push(format!("replicate={}", prop_value(v)));
+        }
+        if let Some(v) = &self.rerror {
+            parts.push(format!("rerror={}", prop_value(v)));
+        }
+        if let Some(v) = &self.ro {
+            parts.push(format!("ro={}", prop_value(v)));
+        }
+        if let Some(v) = &self.serial {
+            parts.push(format!("serial={}", prop_value(v)));
+        }
+        if let Some(v) = &self.shared {
+            parts.push(format!("shared={}", prop_value(v)));
+        }
+        if let Some(v) = &self.size {
+            parts.push(format!("size={}", prop_value(v)));
+        }
+        if let Some(v) = &self.snapshot {
+            parts.push(format!("snapshot={}", prop_value(v)));
+        }
+        if let Some(v) = &self.werror {
+            parts.push(format!("werror={}", prop_value(v)));
+        }
+        parts.extend(self.other.iter().map(|(k, v)| format!("{k}={v}")));
+        f.write_str(&parts.join(","))
+    }
+}
+
+impl core::str::FromStr for VirtioProperty {
+    type Err = PropertyStringError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = Self::default();
+        for part in s.split(',').filter(|p| !p.is_empty()) {
+            let Some((key, value)) = part.split_once('=') else {
+                out.file = Some(prop_parse("file", part)?);
+                continue;
+            };
+            match key {
+                "aio" => {
+                    out.aio = Some(prop_parse(key, value)?);
+                }
+                "backup" => {
+                    out.backup = Some(prop_parse(key, value)?);
+                }
+                "bps" => {
+                    out.bps = Some(prop_parse(key, value)?);
+                }
+                "bps_max_length" => {
+                    out.bps_max_length = Some(prop_parse(key, value)?);
+                }
+                "bps_rd" => {
+                    out.bps_rd = Some(prop_parse(key, value)?);
+                }
+                "bps_rd_max_length" => {
+                    out.bps_rd_max_length = Some(prop_parse(key, value)?);
+                }
+                "bps_wr" => {
+                    out.bps_wr = Some(prop_parse(key, value)?);
+                }
+                "bps_wr_max_length" => {
+                    out.bps_wr_max_length = Some(prop_parse(key, value)?);
+                }
+                "cache" => {
+                    out.cache = Some(prop_parse(key, value)?);
+                }
+                "detect_zeroes" => {
+                    out.detect_zeroes = Some(prop_parse(key, value)?);
+                }
+                "discard" => {
+                    out.discard = Some(prop_parse(key, value)?);
+                }
+                "file" => {
+                    out.file = Some(prop_parse(key, value)?);
+                }
+                "format" => {
+                    out.format = Some(prop_parse(key, value)?);
+                }
+                "import-from" => {
+                    out.import_from = Some(prop_parse(key, value)?);
+                }
+                "iops" => {
+                    out.iops = Some(prop_parse(key, value)?);
+                }
+                "iops_max" => {
+                    out.iops_max = Some(prop_parse(key, value)?);
+                }
+                "iops_max_length" => {
+                    out.iops_max_length = Some(prop_parse(key, value)?);
+                }
+                "iops_rd" => {
+                    out.iops_rd = Some(prop_parse(key, value)?);
+                }
+                "iops_rd_max" => {
+                    out.iops_rd_max = Some(prop_parse(key, value)?);
+                }
+                "iops_rd_max_length" => {
+                    out.iops_rd_max_length = Some(prop_parse(key, value)?);
+                }
+                "iops_wr" => {
+                    out.iops_wr = Some(prop_parse(key, value)?);
+                }
+                "iops_wr_max" => {
+                    out.iops_wr_max = Some(prop_parse(key, value)?);
+                }
+                "iops_wr_max_length" => {
+                    out.iops_wr_max_length = Some(prop_parse(key, value)?);
+                }
+                "iothread" => {
+                    out.iothread = Some(prop_parse(key, value)?);
+                }
+                "mbps" => {
+                    out.mbps = Some(prop_parse(key, value)?);
+                }
+                "mbps_max" => {
+                    out.mbps_max = Some(prop_parse(key, value)?);
+                }
+                "mbps_rd" => {
+                    out.mbps_rd = Some(prop_parse(key, value)?);
+                }
+                "mbps_rd_max" => {
+                    out.mbps_rd_max = Some(prop_parse(key, value)?);
+                }
+                "mbps_wr" => {
+                    out.mbps_wr = Some(prop_parse(key, value)?);
+                }
+                "mbps_wr_max" => {
+                    out.mbps_wr_max = Some(prop_parse(key, value)?);
+                }
+                "media" => {
+                    out.media = Some(prop_parse(key, value)?);
+                }
+                "replicate" => {
+                    out.replicate = Some(prop_parse(key, value)?);
+                }
+                "rerror" => {
+                    out.rerror = Some(prop_parse(key, value)?);
+                }
+                "ro" => {
+                    out.ro = Some(prop_parse(key, value)?);
+                }
+                "serial" => {
+                    out.serial = Some(prop_parse(key, value)?);
+                }
+                "shared" => {
+                    out.shared = Some(prop_parse(key, value)?);
+                }
+                "size" => {
+                    out.size = Some(prop_parse(key, value)?);
+                }
+                "snapshot" => {
+                    out.snapshot = Some(prop_parse(key, value)?);
+                }
+                "werror" => {
+                    out.werror = Some(prop_parse(key, value)?);
+                }
+                "bps_rd_length" => {
+                    out.bps_rd_max_length = Some(prop_parse("bps_rd_max_length", value)?);
+                }
+                "bps_wr_length" => {
+                    out.bps_wr_max_length = Some(prop_parse("bps_wr_max_length", value)?);
+                }
+                "iops_rd_length" => {
+                    out.iops_rd_max_length = Some(prop_parse("iops_rd_max_length", value)?);
+                }
+                "iops_wr_length" => {
+                    out.iops_wr_max_length = Some(prop_parse("iops_wr_max_length", value)?);
+                }
+                "volume" => {
+                    out.file = Some(prop_parse("file", value)?);
+                }
+                _ => out.other.push((key.to_owned(), value.to_owned())),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The `virtiofs[n]` property string (`key=value,...`), generated from the schema's format.
+///
+/// `Display` writes it as PVE reads it; `FromStr` reads what PVE answers (bare default key, aliases).
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct VirtiofsProperty {
+    /// `cache`. One of `auto`, `always`, `metadata`, `never`.
+    pub cache: Option<String>,
+    /// `direct-io`.
+    pub direct_io: Option<bool>,
+    /// `dirid`. Format `pve-configid`.
+    pub dirid: Option<String>,
+    /// `expose-acl`.
+    pub expose_acl: Option<bool>,
+    /// `expose-xattr`.
+    pub expose_xattr: Option<bool>,
+    /// Keys the schema does not list, in the order read.
+    pub other: Vec<(String, String)>,
+}
+
+impl core::fmt::Display for VirtiofsProperty {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        #[allow(unused_mut, reason = "some formats have one key")]
+        let mut parts: Vec<String> = Vec::new();
+        if let Some(v) = &self.dirid {
+            parts.push(prop_value(v));
+        }
+        if let Some(v) = &self.cache {
+            parts.push(format!("cache={}", prop_value(v)));
+        }
+        if let Some(v) = &self.direct_io {
+            parts.push(format!("direct-io={}", prop_value(v)));
+        }
+        if let Some(v) = &self.expose_acl {
+            parts.push(format!("expose-acl={}", prop_value(v)));
+        }
+        if let Some(v) = &self.expose_xattr {
+            parts.push(format!("expose-xattr={}", prop_value(v)));
+        }
+        parts.extend(self.other.iter().map(|(k, v)| format!("{k}={v}")));
+        f.write_str(&parts.join(","))
+    }
+}
+
+impl core::str::FromStr for VirtiofsProperty {
+    type Err = PropertyStringError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = Self::default();
+        for part in s.split(',').filter(|p| !p.is_empty()) {
+            let Some((key, value)) = part.split_once('=') else {
+                out.dirid = Some(prop_parse("dirid", part)?);
+                continue;
+            };
+            match key {
+                "cache" => {
+                    out.cache = Some(prop_parse(key, value)?);
+                }
+                "direct-io" => {
+                    out.direct_io = Some(prop_parse(key, value)?);
+                }
+                "dirid" => {
+                    out.dirid = Some(prop_parse(key, value)?);
+                }
+                "expose-acl" => {
+                    out.expose_acl = Some(prop_parse(key, value)?);
+                }
+                "expose-xattr" => {
+                    out.expose_xattr = Some(prop_parse(key, value)?);
+                }
+                _ => out.other.push((key.to_owned(), value.to_owned())),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The `efidisk0` property string (`key=value,...`), generated from the schema's format.
+///
+/// `Display` writes it as PVE reads it; `FromStr` reads what PVE answers (bare default key, aliases).
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct EfidiskProperty2 {
+    /// `efitype`. One of `2m`, `4m`.
+    pub efitype: Option<String>,
+    /// `file`. Format `pve-volume-id-or-qm-path`.
+    pub file: Option<String>,
+    /// `format`. One of `raw`, `qcow`, `qed`, `qcow2`, `vmdk`, `cloop`.
+    pub format: Option<String>,
+    /// `ms-cert`. One of `2011`, `2023`, `2023w`, `2023k`.
+    pub ms_cert: Option<String>,
+    /// `pre-enrolled-keys`.
+    pub pre_enrolled_keys: Option<bool>,
+    /// `size`. Format `disk-size`.
+    pub size: Option<String>,
+    /// Keys the schema does not list, in the order read.
+    pub other: Vec<(String, String)>,
+}
+
+impl core::fmt::Display for EfidiskProperty2 {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        #[allow(unused_mut, reason = "some formats have one key")]
+        let mut parts: Vec<String> = Vec::new();
+        if let Some(v) = &self.file {
+            parts.push(prop_value(v));
+        }
+        if let Some(v) = &self.efitype {
+            parts.push(format!("efitype={}", prop_value(v)));
+        }
+        if let Some(v) = &self.format {
+            parts.push(format!("format={}", prop_value(v)));
+        }
+        if let Some(v) = &self.ms_cert {
+            parts.push(format!("ms-cert={}", prop_value(v)));
+        }
+        if let Some(v) = &self.pre_enrolled_keys {
+            parts.push(format!("pre-enrolled-keys={}", prop_value(v)));
+        }
+        if let Some(v) = &self.size {
+            parts.push(format!("size={}", prop_value(v)));
+        }
+        parts.extend(self.other.iter().map(|(k, v)| format!("{k}={v}")));
+        f.write_str(&parts.join(","))
+    }
+}
+
+impl core::str::FromStr for EfidiskProperty2 {
+    type Err = PropertyStringError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = Self::default();
+        for part in s.split(',').filter(|p| !p.is_empty()) {
+            let Some((key, value)) = part.split_once('=') else {
+                out.file = Some(prop_parse("file", part)?);
+                continue;
+            };
+            match key {
+                "efitype" => {
+                    out.efitype = Some(prop_parse(key, value)?);
+                }
+                "file" => {
+                    out.file = Some(prop_parse(key, value)?);
+                }
+                "format" => {
+                    out.format = Some(prop_parse(key, value)?);
+                }
+                "ms-cert" => {
+                    out.ms_cert = Some(prop_parse(key, value)?);
+                }
+                "pre-enrolled-keys" => {
+                    out.pre_enrolled_keys = Some(prop_parse(key, value)?);
+                }
+                "size" => {
+                    out.size = Some(prop_parse(key, value)?);
+                }
+                "volume" => {
+                    out.file = Some(prop_parse("file", value)?);
+                }
+                _ => out.other.push((key.to_owned(), value.to_owned())),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The `ide[n]` property string (`key=value,...`), generated from the schema's format.
+///
+/// `Display` writes it as PVE reads it; `FromStr` reads what PVE answers (bare default key, aliases).
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct IdeProperty2 {
+    /// `aio`. One of `native`, `threads`, `io_uring`.
+    pub aio: Option<String>,
+    /// `backup`.
+    pub backup: Option<bool>,
+    /// `bps`.
+    pub bps: Option<i64>,
+    /// `bps_max_length`.
+    pub bps_max_length: Option<i64>,
+    /// `bps_rd`.
+    pub bps_rd: Option<i64>,
+    /// `bps_rd_max_length`.
+    pub bps_rd_max_length: Option<i64>,
+    /// `bps_wr`.
+    pub bps_wr: Option<i64>,
+    /// `bps_wr_max_length`.
+    pub bps_wr_max_length: Option<i64>,
+    /// `cache`. One of `none`, `writethrough`, `writeback`, `unsafe`, `directsync`.
+    pub cache: Option<String>,
+    /// `detect_zeroes`.
+    pub detect_zeroes: Option<bool>,
+    /// `discard`. One of `ignore`, `on`.
+    pub discard: Option<String>,
+    /// `file`. Format `pve-volume-id-or-qm-path`.
+    pub file: Option<String>,
+    /// `format`. One of `raw`, `qcow`, `qed`, `qcow2`, `vmdk`, `cloop`.
+    pub format: Option<String>,
+    /// `iops`.
+    pub iops: Option<i64>,
+    /// `iops_max`.
+    pub iops_max: Option<i64>,
+    /// `iops_max_length`.
+    pub iops_max_length: Option<i64>,
+    /// `iops_rd`.
+    pub iops_rd: Option<i64>,
+    /// `iops_rd_max`.
+    pub iops_rd_max: Option<i64>,
+    /// `iops_rd_max_length`.
+    pub iops_rd_max_length: Option<i64>,
+    /// `iops_wr`.
+    pub iops_wr: Option<i64>,
+    /// `iops_wr_max`.
+    pub iops_wr_max: Option<i64>,
+    /// `iops_wr_max_length`.
+    pub iops_wr_max_length: Option<i64>,
+    /// `mbps`.
+    pub mbps: Option<f64>,
+    /// `mbps_max`.
+    pub mbps_max: Option<f64>,
+    /// `mbps_rd`.
+    pub mbps_rd: Option<f64>,
+    /// `mbps_rd_max`.
+    pub mbps_rd_max: Option<f64>,
+    /// `mbps_wr`.
+    pub mbps_wr: Option<f64>,
+    /// `mbps_wr_max`.
+    pub mbps_wr_max: Option<f64>,
+    /// `media`. One of `cdrom`, `disk`.
+    pub media: Option<String>,
+    /// `model`. Format `urlencoded`.
+    pub model: Option<String>,
+    /// `replicate`.
+    pub replicate: Option<bool>,
+    /// `rerror`. One of `ignore`, `report`, `stop`.
+    pub rerror: Option<String>,
+    /// `serial`. Format `urlencoded`.
+    pub serial: Option<String>,
+    /// `shared`.
+    pub shared: Option<bool>,
+    /// `size`. Format `disk-size`.
+    pub size: Option<String>,
+    /// `snapshot`.
+    pub snapshot: Option<bool>,
+    /// `ssd`.
+    pub ssd: Option<bool>,
+    /// `werror`. One of `enospc`, `ignore`, `report`, `stop`.
+    pub werror: Option<String>,
+    /// `wwn`.
+    pub wwn: Option<String>,
+    /// Keys the schema does not list, in the order read.
+    pub other: Vec<(String, String)>,
+}
+
+impl core::fmt::Display for IdeProperty2 {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        #[allow(unused_mut, reason = "some formats have one key")]
+        let mut parts: Vec<String> = Vec::new();
+        if let Some(v) = &self.file {
+            parts.push(prop_value(v));
+        }
+        if let Some(v) = &self.aio {
+            parts.push(format!("aio={}", prop_value(v)));
+        }
+        if let Some(v) = &self.backup {
+            parts.push(format!("backup={}", prop_value(v)));
+        }
+        if let Some(v) = &self.bps {
+            parts.push(format!("bps={}", prop_value(v)));
+        }
+        if let Some(v) = &self.bps_max_length {
+            parts.push(format!("bps_max_length={}", prop_value(v)));
+        }
+        if let Some(v) = &self.bps_rd {
+            parts.push(format!("bps_rd={}", prop_value(v)));
+        }
+        if let Some(v) = &self.bps_rd_max_length {
+            parts.push(format!("bps_rd_max_length={}", prop_value(v)));
+        }
+        if let Some(v) = &self.bps_wr {
+            parts.push(format!("bps_wr={}", prop_value(v)));
+        }
+        if let Some(v) = &self.bps_wr_max_length {
+            parts.push(format!("bps_wr_max_length={}", prop_value(v)));
+        }
+        if let Some(v) = &self.cache {
+            parts.push(format!("cache={}", prop_value(v)));
+        }
+        if let Some(v) = &self.detect_zeroes {
+            parts.push(format!("detect_zeroes={}", prop_value(v)));
+        }
+        if let Some(v) = &self.discard {
+            parts.push(format!("discard={}", prop_value(v)));
+        }
+        if let Some(v) = &self.format {
+            parts.push(format!("format={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops {
+            parts.push(format!("iops={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops_max {
+            parts.push(format!("iops_max={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops_max_length {
+            parts.push(format!("iops_max_length={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops_rd {
+            parts.push(format!("iops_rd={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops_rd_max {
+            parts.push(format!("iops_rd_max={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops_rd_max_length {
+            parts.push(format!("iops_rd_max_length={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops_wr {
+            parts.push(format!("iops_wr={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops_wr_max {
+            parts.push(format!("iops_wr_max={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops_wr_max_length {
+            parts.push(format!("iops_wr_max_length={}", prop_value(v)));
+        }
+        if let Some(v) = &self.mbps {
+            parts.push(format!("mbps={}", prop_value(v)));
+        }
+        if let Some(v) = &self.mbps_max {
+            parts.push(format!("mbps_max={}", prop_value(v)));
+        }
+        if let Some(v) = &self.mbps_rd {
+            parts.push(format!("mbps_rd={}", prop_value(v)));
+        }
+        if let Some(v) = &self.mbps_rd_max {
+            parts.push(format!("mbps_rd_max={}", prop_value(v)));
+        }
+        if let Some(v) = &self.mbps_wr {
+            parts.push(format!("mbps_wr={}", prop_value(v)));
+        }
+        if let Some(v) = &self.mbps_wr_max {
+            parts.push(format!("mbps_wr_max={}", prop_value(v)));
+        }
+        if let Some(v) = &self.media {
+            parts.push(format!("media={}", prop_value(v)));
+        }
+        if let Some(v) = &self.model {
+            parts.push(format!("model={}", prop_value(v)));
+        }
+        if let Some(v) = &self.replicate {
+            parts.push(format!("replicate={}", prop_value(v)));
+        }
+        if let Some(v) = &self.rerror {
+            parts.push(format!("rerror={}", prop_value(v)));
+        }
+        if let Some(v) = &self.serial {
+            parts.push(format!("serial={}", prop_value(v)));
+        }
+        if let Some(v) = &self.shared {
+            parts.push(format!("shared={}", prop_value(v)));
+        }
+        if let Some(v) = &self.size {
+            parts.push(format!("size={}", prop_value(v)));
+        }
+        if let Some(v) = &self.snapshot {
+            parts.push(format!("snapshot={}", prop_value(v)));
+        }
+        if let Some(v) = &self.ssd {
+            parts.push(format!("ssd={}", prop_value(v)));
+        }
+        if let Some(v) = &self.werror {
+            parts.push(format!("werror={}", prop_value(v)));
+        }
+        if let Some(v) = &self.wwn {
+            parts.push(format!("wwn={}", prop_value(v)));
+        }
+        parts.extend(self.other.iter().map(|(k, v)| format!("{k}={v}")));
+        f.write_str(&parts.join(","))
+    }
+}
+
+impl core::str::FromStr for IdeProperty2 {
+    type Err = PropertyStringError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = Self::default();
+        for part in s.split(',').filter(|p| !p.is_empty()) {
+            let Some((key, value)) = part.split_once('=') else {
+                out.file = Some(prop_parse("file", part)?);
+                continue;
+            };
+            match key {
+                "aio" => {
+                    out.aio = Some(prop_parse(key, value)?);
+                }
+                "backup" => {
+                    out.backup = Some(prop_parse(key, value)?);
+                }
+                "bps" => {
+                    out.bps = Some(prop_parse(key, value)?);
+                }
+                "bps_max_length" => {
+                    out.bps_max_length = Some(prop_parse(key, value)?);
+                }
+                "bps_rd" => {
+                    out.bps_rd = Some(prop_parse(key, value)?);
+                }
+                "bps_rd_max_length" => {
+                    out.bps_rd_max_length = Some(prop_parse(key, value)?);
+                }
+                "bps_wr" => {
+                    out.bps_wr = Some(prop_parse(key, value)?);
+                }
+                "bps_wr_max_length" => {
+                    out.bps_wr_max_length = Some(prop_parse(key, value)?);
+                }
+                "cache" => {
+                    out.cache = Some(prop_parse(key, value)?);
+                }
+                "detect_zeroes" => {
+                    out.detect_zeroes = Some(prop_parse(key, value)?);
+                }
+                "discard" => {
+                    out.discard = Some(prop_parse(key, value)?);
+                }
+                "file" => {
+                    out.file = Some(prop_parse(key, value)?);
+                }
+                "format" => {
+                    out.format = Some(prop_parse(key, value)?);
+                }
+                "iops" => {
+                    out.iops = Some(prop_parse(key, value)?);
+                }
+                "iops_max" => {
+                    out.iops_max = Some(prop_parse(key, value)?);
+                }
+                "iops_max_length" => {
+                    out.iops_max_length = Some(prop_parse(key, value)?);
+                }
+                "iops_rd" => {
+                    out.iops_rd = Some(prop_parse(key, value)?);
+                }
+                "iops_rd_max" => {
+                    out.iops_rd_max = Some(prop_parse(key, value)?);
+                }
+                "iops_rd_max_length" => {
+                    out.iops_rd_max_length = Some(prop_parse(key, value)?);
+                }
+                "iops_wr" => {
+                    out.iops_wr = Some(prop_parse(key, value)?);
+                }
+                "iops_wr_max" => {
+                    out.iops_wr_max = Some(prop_parse(key, value)?);
+                }
+                "iops_wr_max_length" => {
+                    out.iops_wr_max_length = Some(prop_parse(key, value)?);
+                }
+                "mbps" => {
+                    out.mbps = Some(prop_parse(key, value)?);
+                }
+                "mbps_max" => {
+                    out.mbps_max = Some(prop_parse(key, value)?);
+                }
+                "mbps_rd" => {
+                    out.mbps_rd = Some(prop_parse(key, value)?);
+                }
+                "mbps_rd_max" => {
+                    out.mbps_rd_max = Some(prop_parse(key, value)?);
+                }
+                "mbps_wr" => {
+                    out.mbps_wr = Some(prop_parse(key, value)?);
+                }
+                "mbps_wr_max" => {
+                    out.mbps_wr_max = Some(prop_parse(key, value)?);
+                }
+                "media" => {
+                    out.media = Some(prop_parse(key, value)?);
+                }
+                "model" => {
+                    out.model = Some(prop_parse(key, value)?);
+                }
+                "replicate" => {
+                    out.replicate = Some(prop_parse(key, value)?);
+                }
+                "rerror" => {
+                    out.rerror = Some(prop_parse(key, value)?);
+                }
+                "serial" => {
+                    out.serial = Some(prop_parse(key, value)?);
+                }
+                "shared" => {
+                    out.shared = Some(prop_parse(key, value)?);
+                }
+                "size" => {
+                    out.size = Some(prop_parse(key, value)?);
+                }
+                "snapshot" => {
+                    out.snapshot = Some(prop_parse(key, value)?);
+                }
+                "ssd" => {
+                    out.ssd = Some(prop_parse(key, value)?);
+                }
+                "werror" => {
+                    out.werror = Some(prop_parse(key, value)?);
+                }
+                "wwn" => {
+                    out.wwn = Some(prop_parse(key, value)?);
+                }
+                "bps_rd_length" => {
+                    out.bps_rd_max_length = Some(prop_parse("bps_rd_max_length", value)?);
+                }
+                "bps_wr_length" => {
+                    out.bps_wr_max_length = Some(prop_parse("bps_wr_max_length", value)?);
+                }
+                "iops_rd_length" => {
+                    out.iops_rd_max_length = Some(prop_parse("iops_rd_max_length", value)?);
+                }
+                "iops_wr_length" => {
+                    out.iops_wr_max_length = Some(prop_parse("iops_wr_max_length", value)?);
+                }
+                "volume" => {
+                    out.file = Some(prop_parse("file", value)?);
+                }
+                _ => out.other.push((key.to_owned(), value.to_owned())),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The `meta` property string (`key=value,...`), generated from the schema's format.
+///
+/// `Display` writes it as PVE reads it; `FromStr` reads what PVE answers (bare default key, aliases).
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct MetaProperty {
+    /// `creation-qemu`.
+    pub creation_qemu: Option<String>,
+    /// `ctime`.
+    pub ctime: Option<i64>,
+    /// Keys the schema does not list, in the order read.
+    pub other: Vec<(String, String)>,
+}
+
+impl core::fmt::Display for MetaProperty {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        #[allow(unused_mut, reason = "some formats have one key")]
+        let mut parts: Vec<String> = Vec::new();
+        if let Some(v) = &self.creation_qemu {
+            parts.push(format!("creation-qemu={}", prop_value(v)));
+        }
+        if let Some(v) = &self.ctime {
+            parts.push(format!("ctime={}", prop_value(v)));
+        }
+        parts.extend(self.other.iter().map(|(k, v)| format!("{k}={v}")));
+        f.write_str(&parts.join(","))
+    }
+}
+
+impl core::str::FromStr for MetaProperty {
+    type Err = PropertyStringError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = Self::default();
+        for part in s.split(',').filter(|p| !p.is_empty()) {
+            let Some((key, value)) = part.split_once('=') else {
+                return Err(PropertyStringError {
+                    key: part.to_owned(),
+                    reason: "no value (key=value expected)".into(),
+                });
+            };
+            match key {
+                "creation-qemu" => {
+                    out.creation_qemu = Some(prop_parse(key, value)?);
+                }
+                "ctime" => {
+                    out.ctime = Some(prop_parse(key, value)?);
+                }
+                _ => out.other.push((key.to_owned(), value.to_owned())),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The `sata[n]` property string (`key=value,...`), generated from the schema's format.
+///
+/// `Display` writes it as PVE reads it; `FromStr` reads what PVE answers (bare default key, aliases).
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct SataProperty2 {
+    /// `aio`. One of `native`, `threads`, `io_uring`.
+    pub aio: Option<String>,
+    /// `backup`.
+    pub backup: Option<bool>,
+    /// `bps`.
+    pub bps: Option<i64>,
+    /// `bps_max_length`.
+    pub bps_max_length: Option<i64>,
+    /// `bps_rd`.
+    pub bps_rd: Option<i64>,
+    /// `bps_rd_max_length`.
+    pub bps_rd_max_length: Option<i64>,
+    /// `bps_wr`.
+    pub bps_wr: Option<i64>,
+    /// `bps_wr_max_length`.
+    pub bps_wr_max_length: Option<i64>,
+    /// `cache`. One of `none`, `writethrough`, `writeback`, `unsafe`, `directsync`.
+    pub cache: Option<String>,
+    /// `detect_zeroes`.
+    pub detect_zeroes: Option<bool>,
+    /// `discard`. One of `ignore`, `on`.
+    pub discard: Option<String>,
+    /// `file`. Format `pve-volume-id-or-qm-path`.
+    pub file: Option<String>,
+    /// `format`. One of `raw`, `qcow`, `qed`, `qcow2`, `vmdk`, `cloop`.
+    pub format: Option<String>,
+    /// `iops`.
+    pub iops: Option<i64>,
+    /// `iops_max`.
+    pub iops_max: Option<i64>,
+    /// `iops_max_length`.
+    pub iops_max_length: Option<i64>,
+    /// `iops_rd`.
+    pub iops_rd: Option<i64>,
+    /// `iops_rd_max`.
+    pub iops_rd_max: Option<i64>,
+    /// `iops_rd_max_length`.
+    pub iops_rd_max_length: Option<i64>,
+    /// `iops_wr`.
+    pub iops_wr: Option<i64>,
+    /// `iops_wr_max`.
+    pub iops_wr_max: Option<i64>,
+    /// `iops_wr_max_length`.
+    pub iops_wr_max_length: Option<i64>,
+    /// `mbps`.
+    pub mbps: Option<f64>,
+    /// `mbps_max`.
+    pub mbps_max: Option<f64>,
+    /// `mbps_rd`.
+    pub mbps_rd: Option<f64>,
+    /// `mbps_rd_max`.
+    pub mbps_rd_max: Option<f64>,
+    /// `mbps_wr`.
+    pub mbps_wr: Option<f64>,
+    /// `mbps_wr_max`.
+    pub mbps_wr_max: Option<f64>,
+    /// `media`. One of `cdrom`, `disk`.
+    pub media: Option<String>,
+    /// `replicate`.
+    pub replicate: Option<bool>,
+    /// `rerror`. One of `ignore`, `report`, `stop`.
+    pub rerror: Option<String>,
+    /// `serial`. Format `urlencoded`.
+    pub serial: Option<String>,
+    /// `shared`.
+    pub shared: Option<bool>,
+    /// `size`. Format `disk-size`.
+    pub size: Option<String>,
+    /// `snapshot`.
+    pub snapshot: Option<bool>,
+    /// `ssd`.
+    pub ssd: Option<bool>,
+    /// `werror`. One of `enospc`, `ignore`, `report`, `stop`.
+    pub werror: Option<String>,
+    /// `wwn`.
+    pub wwn: Option<String>,
+    /// Keys the schema does not list, in the order read.
+    pub other: Vec<(String, String)>,
+}
+
+impl core::fmt::Display for SataProperty2 {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        #[allow(unused_mut, reason = "some formats have one key")]
+        let mut parts: Vec<String> = Vec::new();
+        if let Some(v) = &self.file {
+            parts.push(prop_value(v));
+        }
+        if let Some(v) = &self.aio {
+            parts.push(format!("aio={}", prop_value(v)));
+        }
+        if let Some(v) = &self.backup {
+            parts.push(format!("backup={}", prop_value(v)));
+        }
+        if let Some(v) = &self.bps {
+            parts.push(format!("bps={}", prop_value(v)));
+        }
+        if let Some(v) = &self.bps_max_length {
+            parts.push(format!("bps_max_length={}", prop_value(v)));
+        }
+        if let Some(v) = &self.bps_rd {
+            parts.push(format!("bps_rd={}", prop_value(v)));
+        }
+        if let Some(v) = &self.bps_rd_max_length {
+            parts.push(format!("bps_rd_max_length={}", prop_value(v)));
+        }
+        if let Some(v) = &self.bps_wr {
+            parts.push(format!("bps_wr={}", prop_value(v)));
+        }
+        if let Some(v) = &self.bps_wr_max_length {
+            parts.push(format!("bps_wr_max_length={}", prop_value(v)));
+        }
+        if let Some(v) = &self.cache {
+            parts.push(format!("cache={}", prop_value(v)));
+        }
+        if let Some(v) = &self.detect_zeroes {
+            parts.push(format!("detect_zeroes={}", prop_value(v)));
+        }
+        if let Some(v) = &self.discard {
+            parts.push(format!("discard={}", prop_value(v)));
+        }
+        if let Some(v) = &self.format {
+            parts.push(format!("format={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops {
+            parts.push(format!("iops={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops_max {
+            parts.push(format!("iops_max={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops_max_length {
+            parts.push(format!("iops_max_length={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops_rd {
+            parts.push(format!("iops_rd={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops_rd_max {
+            parts.push(format!("iops_rd_max={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops_rd_max_length {
+            parts.push(format!("iops_rd_max_length={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops_wr {
+            parts.push(format!("iops_wr={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops_wr_max {
+            parts.push(format!("iops_wr_max={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops_wr_max_length {
+            parts.push(format!("iops_wr_max_length={}", prop_value(v)));
+        }
+        if let Some(v) = &self.mbps {
+            parts.push(format!("mbps={}", prop_value(v)));
+        }
+        if let Some(v) = &self.mbps_max {
+            parts.push(format!("mbps_max={}", prop_value(v)));
+        }
+        if let Some(v) = &self.mbps_rd {
+            parts.push(format!("mbps_rd={}", prop_value(v)));
+        }
+        if let Some(v) = &self.mbps_rd_max {
+            parts.push(format!("mbps_rd_max={}", prop_value(v)));
+        }
+        if let Some(v) = &self.mbps_wr {
+            parts.push(format!("mbps_wr={}", prop_value(v)));
+        }
+        if let Some(v) = &self.mbps_wr_max {
+            parts.push(format!("mbps_wr_max={}", prop_value(v)));
+        }
+        if let Some(v) = &self.media {
+            parts.push(format!("media={}", prop_value(v)));
+        }
+        if let Some(v) = &self.replicate {
+            parts.push(format!("replicate={}", prop_value(v)));
+        }
+        if let Some(v) = &self.rerror {
+            parts.push(format!("rerror={}", prop_value(v)));
+        }
+        if let Some(v) = &self.serial {
+            parts.push(format!("serial={}", prop_value(v)));
+        }
+        if let Some(v) = &self.shared {
+            parts.push(format!("shared={}", prop_value(v)));
+        }
+        if let Some(v) = &self.size {
+            parts.push(format!("size={}", prop_value(v)));
+        }
+        if let Some(v) = &self.snapshot {
+            parts.push(format!("snapshot={}", prop_value(v)));
+        }
+        if let Some(v) = &self.ssd {
+            parts.push(format!("ssd={}", prop_value(v)));
+        }
+        if let Some(v) = &self.werror {
+            parts.push(format!("werror={}", prop_value(v)));
+        }
+        if let Some(v) = &self.wwn {
+            parts.push(format!("wwn={}", prop_value(v)));
+        }
+        parts.extend(self.other.iter().map(|(k, v)| format!("{k}={v}")));
+        f.write_str(&parts.join(","))
+    }
+}
+
+impl core::str::FromStr for SataProperty2 {
+    type Err = PropertyStringError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = Self::default();
+        for part in s.split(',').filter(|p| !p.is_empty()) {
+            let Some((key, value)) = part.split_once('=') else {
+                out.file = Some(prop_parse("file", part)?);
+                continue;
+            };
+            match key {
+                "aio" => {
+                    out.aio = Some(prop_parse(key, value)?);
+                }
+                "backup" => {
+                    out.backup = Some(prop_parse(key, value)?);
+                }
+                "bps" => {
+                    out.bps = Some(prop_parse(key, value)?);
+                }
+                "bps_max_length" => {
+                    out.bps_max_length = Some(prop_parse(key, value)?);
+                }
+                "bps_rd" => {
+                    out.bps_rd = Some(prop_parse(key, value)?);
+                }
+                "bps_rd_max_length" => {
+                    out.bps_rd_max_length = Some(prop_parse(key, value)?);
+                }
+                "bps_wr" => {
+                    out.bps_wr = Some(prop_parse(key, value)?);
+                }
+                "bps_wr_max_length" => {
+                    out.bps_wr_max_length = Some(prop_parse(key, value)?);
+                }
+                "cache" => {
+                    out.cache = Some(prop_parse(key, value)?);
+                }
+                "detect_zeroes" => {
+                    out.detect_zeroes = Some(prop_parse(key, value)?);
+                }
+                "discard" => {
+                    out.discard = Some(prop_parse(key, value)?);
+                }
+                "file" => {
+                    out.file = Some(prop_parse(key, value)?);
+                }
+                "format" => {
+                    out.format = Some(prop_parse(key, value)?);
+                }
+                "iops" => {
+                    out.iops = Some(prop_parse(key, value)?);
+                }
+                "iops_max" => {
+                    out.iops_max = Some(prop_parse(key, value)?);
+                }
+                "iops_max_length" => {
+                    out.iops_max_length = Some(prop_parse(key, value)?);
+                }
+                "iops_rd" => {
+                    out.iops_rd = Some(prop_parse(key, value)?);
+                }
+                "iops_rd_max" => {
+                    out.iops_rd_max = Some(prop_parse(key, value)?);
+                }
+                "iops_rd_max_length" => {
+                    out.iops_rd_max_length = Some(prop_parse(key, value)?);
+                }
+                "iops_wr" => {
+                    out.iops_wr = Some(prop_parse(key, value)?);
+                }
+                "iops_wr_max" => {
+                    out.iops_wr_max = Some(prop_parse(key, value)?);
+                }
+                "iops_wr_max_length" => {
+                    out.iops_wr_max_length = Some(prop_parse(key, value)?);
+                }
+                "mbps" => {
+                    out.mbps = Some(prop_parse(key, value)?);
+                }
+                "mbps_max" => {
+                    out.mbps_max = Some(prop_parse(key, value)?);
+                }
+                "mbps_rd" => {
+                    out.mbps_rd = Some(prop_parse(key, value)?);
+                }
+                "mbps_rd_max" => {
+                    out.mbps_rd_max = Some(prop_parse(key, value)?);
+                }
+                "mbps_wr" => {
+                    out.mbps_wr = Some(prop_parse(key, value)?);
+                }
+                "mbps_wr_max" => {
+                    out.mbps_wr_max = Some(prop_parse(key, value)?);
+                }
+                "media" => {
+                    out.media = Some(prop_parse(key, value)?);
+                }
+                "replicate" => {
+                    out.replicate = Some(prop_parse(key, value)?);
+                }
+                "rerror" => {
+                    out.rerror = Some(prop_parse(key, value)?);
+                }
+                "serial" => {
+                    out.serial = Some(prop_parse(key, value)?);
+                }
+                "shared" => {
+                    out.shared = Some(prop_parse(key, value)?);
+                }
+                "size" => {
+                    out.size = Some(prop_parse(key, value)?);
+                }
+                "snapshot" => {
+                    out.snapshot = Some(prop_parse(key, value)?);
+                }
+                "ssd" => {
+                    out.ssd = Some(prop_parse(key, value)?);
+                }
+                "werror" => {
+                    out.werror = Some(prop_parse(key, value)?);
+                }
+                "wwn" => {
+                    out.wwn = Some(prop_parse(key, value)?);
+                }
+                "bps_rd_length" => {
+                    out.bps_rd_max_length = Some(prop_parse("bps_rd_max_length", value)?);
+                }
+                "bps_wr_length" => {
+                    out.bps_wr_max_length = Some(prop_parse("bps_wr_max_length", value)?);
+                }
+                "iops_rd_length" => {
+                    out.iops_rd_max_length = Some(prop_parse("iops_rd_max_length", value)?);
+                }
+                "iops_wr_length" => {
+                    out.iops_wr_max_length = Some(prop_parse("iops_wr_max_length", value)?);
+                }
+                "volume" => {
+                    out.file = Some(prop_parse("file", value)?);
+                }
+                _ => out.other.push((key.to_owned(), value.to_owned())),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The `scsi[n]` property string (`key=value,...`), generated from the schema's format.
+///
+/// `Display` writes it as PVE reads it; `FromStr` reads what PVE answers (bare default key, aliases).
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct ScsiProperty2 {
+    /// `aio`. One of `native`, `threads`, `io_uring`.
+    pub aio: Option<String>,
+    /// `backup`.
+    pub backup: Option<bool>,
+    /// `bps`.
+    pub bps: Option<i64>,
+    /// `bps_max_length`.
+    pub bps_max_length: Option<i64>,
+    /// `bps_rd`.
+    pub bps_rd: Option<i64>,
+    /// `bps_rd_max_length`.
+    pub bps_rd_max_length: Option<i64>,
+    /// `bps_wr`.
+    pub bps_wr: Option<i64>,
+    /// `bps_wr_max_length`.
+    pub bps_wr_max_length: Option<i64>,
+    /// `cache`. One of `none`, `writethrough`, `writeback`, `unsafe`, `directsync`.
+    pub cache: Option<String>,
+    /// `detect_zeroes`.
+    pub detect_zeroes: Option<bool>,
+    /// `discard`. One of `ignore`, `on`.
+    pub discard: Option<String>,
+    /// `file`. Format `pve-volume-id-or-qm-path`.
+    pub file: Option<String>,
+    /// `format`. One of `raw`, `qcow`, `qed`, `qcow2`, `vmdk`, `cloop`.
+    pub format: Option<String>,
+    /// `iops`.
+    pub iops: Option<i64>,
+    /// `iops_max`.
+    pub iops_max: Option<i64>,
+    /// `iops_max_length`.
+    pub iops_max_length: Option<i64>,
+    /// `iops_rd`.
+    pub iops_rd: Option<i64>,
+    /// `iops_rd_max`.
+    pub iops_rd_max: Option<i64>,
+    /// `iops_rd_max_length`.
+    pub iops_rd_max_length: Option<i64>,
+    /// `iops_wr`.
+    pub iops_wr: Option<i64>,
+    /// `iops_wr_max`.
+    pub iops_wr_max: Option<i64>,
+    /// `iops_wr_max_length`.
+    pub iops_wr_max_length: Option<i64>,
+    /// `iothread`.
+    pub iothread: Option<bool>,
+    /// `mbps`.
+    pub mbps: Option<f64>,
+    /// `mbps_max`.
+    pub mbps_max: Option<f64>,
+    /// `mbps_rd`.
+    pub mbps_rd: Option<f64>,
+    /// `mbps_rd_max`.
+    pub mbps_rd_max: Option<f64>,
+    /// `mbps_wr`.
+    pub mbps_wr: Option<f64>,
+    /// `mbps_wr_max`.
+    pub mbps_wr_max: Option<f64>,
+    /// `media`. One of `cdrom`, `disk`.
+    pub media: Option<String>,
+    /// `product`.
+    pub product: Option<String>,
+    /// `queues`.
+    pub queues: Option<i64>,
+    /// `replicate`.
+    pub replicate: Option<bool>,
+    /// `rerror`. One of `ignore`, `report`, `stop`.
+    pub rerror: Option<String>,
+    /// `ro`.
+    pub ro: Option<bool>,
+    /// `scsiblock`.
+    pub scsiblock: Option<bool>,
+    /// `serial`. Format `urlencoded`.
+    pub serial: Option<String>,
+    /// `shared`.
+    pub shared: Option<bool>,
+    /// `size`. Format `disk-size`.
+    pub size: Option<String>,
+    /// `snapshot`.
+    pub snapshot: Option<bool>,
+    /// `ssd`.
+    pub ssd: Option<bool>,
+    /// `vendor`.
+    pub vendor: Option<String>,
+    /// `werror`. One of `enospc`, `ignore`, `report`, `stop`.
+    pub werror: Option<String>,
+    /// `wwn`.
+    pub wwn: Option<String>,
+    /// Keys the schema does not list, in the order read.
+    pub other: Vec<(String, String)>,
+}
+
+impl core::fmt::Display for ScsiProperty2 {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        #[allow(unused_mut, reason = "some formats have one key")]
+        let mut parts: Vec<String> = Vec::new();
+        if let Some(v) = &self.file {
+            parts.push(prop_value(v));
+        }
+        if let Some(v) = &self.aio {
+            parts.push(format!("aio={}", prop_value(v)));
+        }
+        if let Some(v) = &self.backup {
+            parts.push(format!("backup={}", prop_value(v)));
+        }
+        if let Some(v) = &self.bps {
+            parts.push(format!("bps={}", prop_value(v)));
+        }
+        if let Some(v) = &self.bps_max_length {
+            parts.push(format!("bps_max_length={}", prop_value(v)));
+        }
+        if let Some(v) = &self.bps_rd {
+            parts.push(format!("bps_rd={}", prop_value(v)));
+        }
+        if let Some(v) = &self.bps_rd_max_length {
+            parts.push(format!("bps_rd_max_length={}", prop_value(v)));
+        }
+        if let Some(v) = &self.bps_wr {
+            parts.push(format!("bps_wr={}", prop_value(v)));
+        }
+        if let Some(v) = &self.bps_wr_max_length {
+            parts.push(format!("bps_wr_max_length={}", prop_value(v)));
+        }
+        if let Some(v) = &self.cache {
+            parts.push(format!("cache={}", prop_value(v)));
+        }
+        if let Some(v) = &self.detect_zeroes {
+            parts.push(format!("detect_zeroes={}", prop_value(v)));
+        }
+        if let Some(v) = &self.discard {
+            parts.push(format!("discard={}", prop_value(v)));
+        }
+        if let Some(v) = &self.format {
+            parts.push(format!("format={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops {
+            parts.push(format!("iops={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops_max {
+            parts.push(format!("iops_max={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops_max_length {
+            parts.push(format!("iops_max_length={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops_rd {
+            parts.push(format!("iops_rd={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops_rd_max {
+            parts.push(format!("iops_rd_max={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops_rd_max_length {
+            parts.push(format!("iops_rd_max_length={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops_wr {
+            parts.push(format!("iops_wr={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops_wr_max {
+            parts.push(format!("iops_wr_max={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops_wr_max_length {
+            parts.push(format!("iops_wr_max_length={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iothread {
+            parts.push(format!("iothread={}", prop_value(v)));
+        }
+        if let Some(v) = &self.mbps {
+            parts.push(format!("mbps={}", prop_value(v)));
+        }
+        if let Some(v) = &self.mbps_max {
+            parts.push(format!("mbps_max={}", prop_value(v)));
+        }
+        if let Some(v) = &self.mbps_rd {
+            parts.push(format!("mbps_rd={}", prop_value(v)));
+        }
+        if let Some(v) = &self.mbps_rd_max {
+            parts.push(format!("mbps_rd_max={}", prop_value(v)));
+        }
+        if let Some(v) = &self.mbps_wr {
+            parts.push(format!("mbps_wr={}", prop_value(v)));
+        }
+        if let Some(v) = &self.mbps_wr_max {
+            parts.push(format!("mbps_wr_max={}", prop_value(v)));
+        }
+        if let Some(v) = &self.media {
+            parts.push(format!("media={}", prop_value(v)));
+        }
+        if let Some(v) = &self.product {
+            parts.push(format!("product={}", prop_value(v)));
+        }
+        if let Some(v) = &self.queues {
+            parts.push(format!("queues={}", prop_value(v)));
+        }
+        if let Some(v) = &self.replicate {
+            parts.push(format!("replicate={}", prop_value(v)));
+        }
+        if let Some(v) = &self.rerror {
+            parts.push(format!("rerror={}", prop_value(v)));
+        }
+        if let Some(v) = &self.ro {
+            parts.push(format!("ro={}", prop_value(v)));
+        }
+        if let Some(v) = &self.scsiblock {
+            parts.push(format!("scsiblock={}", prop_value(v)));
+        }
+        if let Some(v) = &self.serial {
+            parts.push(format!("serial={}", prop_value(v)));
+        }
+        if let Some(v) = &self.shared {
+            parts.push(format!("shared={}", prop_value(v)));
+        }
+        if let Some(v) = &self.size {
+            parts.push(format!("size={}", prop_value(v)));
+        }
+        if let Some(v) = &self.snapshot {
+            parts.push(format!("snapshot={}", prop_value(v)));
+        }
+        if let Some(v) = &self.ssd {
+            parts.push(format!("ssd={}", prop_value(v)));
+        }
+        if let Some(v) = &self.vendor {
+            parts.push(format!("vendor={}", prop_value(v)));
+        }
+        if let Some(v) = &self.werror {
+            parts.push(format!("werror={}", prop_value(v)));
+        }
+        if let Some(v) = &self.wwn {
+            parts.push(format!("wwn={}", prop_value(v)));
+        }
+        parts.extend(self.other.iter().map(|(k, v)| format!("{k}={v}")));
+        f.write_str(&parts.join(","))
+    }
+}
+
+impl core::str::FromStr for ScsiProperty2 {
+    type Err = PropertyStringError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = Self::default();
+        for part in s.split(',').filter(|p| !p.is_empty()) {
+            let Some((key, value)) = part.split_once('=') else {
+                out.file = Some(prop_parse("file", part)?);
+                continue;
+            };
+            match key {
+                "aio" => {
+                    out.aio = Some(prop_parse(key, value)?);
+                }
+                "backup" => {
+                    out.backup = Some(prop_parse(key, value)?);
+                }
+                "bps" => {
+                    out.bps = Some(prop_parse(key, value)?);
+                }
+                "bps_max_length" => {
+                    out.bps_max_length = Some(prop_parse(key, value)?);
+                }
+                "bps_rd" => {
+                    out.bps_rd = Some(prop_parse(key, value)?);
+                }
+                "bps_rd_max_length" => {
+                    out.bps_rd_max_length = Some(prop_parse(key, value)?);
+                }
+                "bps_wr" => {
+                    out.bps_wr = Some(prop_parse(key, value)?);
+                }
+                "bps_wr_max_length" => {
+                    out.bps_wr_max_length = Some(prop_parse(key, value)?);
+                }
+                "cache" => {
+                    out.cache = Some(prop_parse(key, value)?);
+                }
+                "detect_zeroes" => {
+                    out.detect_zeroes = Some(prop_parse(key, value)?);
+                }
+                "discard" => {
+                    out.discard = Some(prop_parse(key, value)?);
+                }
+                "file" => {
+                    out.file = Some(prop_parse(key, value)?);
+                }
+                "format" => {
+                    out.format = Some(prop_parse(key, value)?);
+                }
+                "iops" => {
+                    out.iops = Some(prop_parse(key, value)?);
+                }
+                "iops_max" => {
+                    out.iops_max = Some(prop_parse(key, value)?);
+                }
+                "iops_max_length" => {
+                    out.iops_max_length = Some(prop_parse(key, value)?);
+                }
+                "iops_rd" => {
+                    out.iops_rd = Some(prop_parse(key, value)?);
+                }
+                "iops_rd_max" => {
+                    out.iops_rd_max = Some(prop_parse(key, value)?);
+                }
+                "iops_rd_max_length" => {
+                    out.iops_rd_max_length = Some(prop_parse(key, value)?);
+                }
+                "iops_wr" => {
+                    out.iops_wr = Some(prop_parse(key, value)?);
+                }
+                "iops_wr_max" => {
+                    out.iops_wr_max = Some(prop_parse(key, value)?);
+                }
+                "iops_wr_max_length" => {
+                    out.iops_wr_max_length = Some(prop_parse(key, value)?);
+                }
+                "iothread" => {
+                    out.iothread = Some(prop_parse(key, value)?);
+                }
+                "mbps" => {
+                    out.mbps = Some(prop_parse(key, value)?);
+                }
+                "mbps_max" => {
+                    out.mbps_max = Some(prop_parse(key, value)?);
+                }
+                "mbps_rd" => {
+                    out.mbps_rd = Some(prop_parse(key, value)?);
+                }
+                "mbps_rd_max" => {
+                    out.mbps_rd_max = Some(prop_parse(key, value)?);
+                }
+                "mbps_wr" => {
+                    out.mbps_wr = Some(prop_parse(key, value)?);
+                }
+                "mbps_wr_max" => {
+                    out.mbps_wr_max = Some(prop_parse(key, value)?);
+                }
+                "media" => {
+                    out.media = Some(prop_parse(key, value)?);
+                }
+                "product" => {
+                    out.product = Some(prop_parse(key, value)?);
+                }
+                "queues" => {
+                    out.queues = Some(prop_parse(key, value)?);
+                }
+                "replicate" => {
+                    out.replicate = Some(prop_parse(key, value)?);
+                }
+                "rerror" => {
+                    out.rerror = Some(prop_parse(key, value)?);
+                }
+                "ro" => {
+                    out.ro = Some(prop_parse(key, value)?);
+                }
+                "scsiblock" => {
+                    out.scsiblock = Some(prop_parse(key, value)?);
+                }
+                "serial" => {
+                    out.serial = Some(prop_parse(key, value)?);
+                }
+                "shared" => {
+                    out.shared = Some(prop_parse(key, value)?);
+                }
+                "size" => {
+                    out.size = Some(prop_parse(key, value)?);
+                }
+                "snapshot" => {
+                    out.snapshot = Some(prop_parse(key, value)?);
+                }
+                "ssd" => {
+                    out.ssd = Some(prop_parse(key, value)?);
+                }
+                "vendor" => {
+                    out.vendor = Some(prop_parse(key, value)?);
+                }
+                "werror" => {
+                    out.werror = Some(prop_parse(key, value)?);
+                }
+                "wwn" => {
+                    out.wwn = Some(prop_parse(key, value)?);
+                }
+                "bps_rd_length" => {
+                    out.bps_rd_max_length = Some(prop_parse("bps_rd_max_length", value)?);
+                }
+                "bps_wr_length" => {
+                    out.bps_wr_max_length = Some(prop_parse("bps_wr_max_length", value)?);
+                }
+                "iops_rd_length" => {
+                    out.iops_rd_max_length = Some(prop_parse("iops_rd_max_length", value)?);
+                }
+                "iops_wr_length" => {
+                    out.iops_wr_max_length = Some(prop_parse("iops_wr_max_length", value)?);
+                }
+                "volume" => {
+                    out.file = Some(prop_parse("file", value)?);
+                }
+                _ => out.other.push((key.to_owned(), value.to_owned())),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The `tpmstate0` property string (`key=value,...`), generated from the schema's format.
+///
+/// `Display` writes it as PVE reads it; `FromStr` reads what PVE answers (bare default key, aliases).
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct TpmstateProperty2 {
+    /// `file`. Format `pve-volume-id-or-qm-path`.
+    pub file: Option<String>,
+    /// `format`. One of `raw`, `qcow2`, `vmdk`.
+    pub format: Option<String>,
+    /// `size`. Format `disk-size`.
+    pub size: Option<String>,
+    /// `version`. One of `v1.2`, `v2.0`.
+    pub version: Option<String>,
+    /// Keys the schema does not list, in the order read.
+    pub other: Vec<(String, String)>,
+}
+
+impl core::fmt::Display for TpmstateProperty2 {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        #[allow(unused_mut, reason = "some formats have one key")]
+        let mut parts: Vec<String> = Vec::new();
+        if let Some(v) = &self.file {
+            parts.push(prop_value(v));
+        }
+        if let Some(v) = &self.format {
+            parts.push(format!("format={}", prop_value(v)));
+        }
+        if let Some(v) = &self.size {
+            parts.push(format!("size={}", prop_value(v)));
+        }
+        if let Some(v) = &self.version {
+            parts.push(format!("version={}", prop_value(v)));
+        }
+        parts.extend(self.other.iter().map(|(k, v)| format!("{k}={v}")));
+        f.write_str(&parts.join(","))
+    }
+}
+
+impl core::str::FromStr for TpmstateProperty2 {
+    type Err = PropertyStringError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = Self::default();
+        for part in s.split(',').filter(|p| !p.is_empty()) {
+            let Some((key, value)) = part.split_once('=') else {
+                out.file = Some(prop_parse("file", part)?);
+                continue;
+            };
+            match key {
+                "file" => {
+                    out.file = Some(prop_parse(key, value)?);
+                }
+                "format" => {
+                    out.format = Some(prop_parse(key, value)?);
+                }
+                "size" => {
+                    out.size = Some(prop_parse(key, value)?);
+                }
+                "version" => {
+                    out.version = Some(prop_parse(key, value)?);
+                }
+                "volume" => {
+                    out.file = Some(prop_parse("file", value)?);
+                }
+                _ => out.other.push((key.to_owned(), value.to_owned())),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The `virtio[n]` property string (`key=value,...`), generated from the schema's format.
+///
+/// `Display` writes it as PVE reads it; `FromStr` reads what PVE answers (bare default key, aliases).
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct VirtioProperty2 {
+    /// `aio`. One of `native`, `threads`, `io_uring`.
+    pub aio: Option<String>,
+    /// `backup`.
+    pub backup: Option<bool>,
+    /// `bps`.
+    pub bps: Option<i64>,
+    /// `bps_max_length`.
+    pub bps_max_length: Option<i64>,
+    /// `bps_rd`.
+    pub bps_rd: Option<i64>,
+    /// `bps_rd_max_length`.
+    pub bps_rd_max_length: Option<i64>,
+    /// `bps_wr`.
+    pub bps_wr: Option<i64>,
+    /// `bps_wr_max_length`.
+    pub bps_wr_max_length: Option<i64>,
+    /// `cache`. One of `none`, `writethrough`, `writeback`, `unsafe`, `directsync`.
+    pub cache: Option<String>,
+    /// `detect_zeroes`.
+    pub detect_zeroes: Option<bool>,
+    /// `discard`. One of `ignore`, `on`.
+    pub discard: Option<String>,
+    /// `file`. Format `pve-volume-id-or-qm-path`.
+    pub file: Option<String>,
+    /// `format`. One of `raw`, `qcow`, `qed`, `qcow2`, `vmdk`, `cloop`.
+    pub format: Option<String>,
+    /// `iops`.
+    pub iops: Option<i64>,
+    /// `iops_max`.
+    pub iops_max: Option<i64>,
+    /// `iops_max_length`.
+    pub iops_max_length: Option<i64>,
+    /// `iops_rd`.
+    pub iops_rd: Option<i64>,
+    /// `iops_rd_max`.
+    pub iops_rd_max: Option<i64>,
+    /// `iops_rd_max_length`.
+    pub iops_rd_max_length: Option<i64>,
+    /// `iops_wr`.
+    pub iops_wr: Option<i64>,
+    /// `iops_wr_max`.
+    pub iops_wr_max: Option<i64>,
+    /// `iops_wr_max_length`.
+    pub iops_wr_max_length: Option<i64>,
+    /// `iothread`.
+    pub iothread: Option<bool>,
+    /// `mbps`.
+    pub mbps: Option<f64>,
+    /// `mbps_max`.
+    pub mbps_max: Option<f64>,
+    /// `mbps_rd`.
+    pub mbps_rd: Option<f64>,
+    /// `mbps_rd_max`.
+    pub mbps_rd_max: Option<f64>,
+    /// `mbps_wr`.
+    pub mbps_wr: Option<f64>,
+    /// `mbps_wr_max`.
+    pub mbps_wr_max: Option<f64>,
+    /// `media`. One of `cdrom`, `disk`.
+    pub media: Option<String>,
+    /// `replicate`.
+    pub replicate: Option<bool>,
+    /// `rerror`. One of `ignore`, `report`, `stop`.
+    pub rerror: Option<String>,
+    /// `ro`.
+    pub ro: Option<bool>,
+    /// `serial`. Format `urlencoded`.
+    pub serial: Option<String>,
+    /// `shared`.
+    pub shared: Option<bool>,
+    /// `size`. Format `disk-size`.
+    pub size: Option<String>,
+    /// `snapshot`.
+    pub snapshot: Option<bool>,
+    /// `werror`. One of `enospc`, `ignore`, `report`, `stop`.
+    pub werror: Option<String>,
+    /// Keys the schema does not list, in the order read.
+    pub other: Vec<(String, String)>,
+}
+
+impl core::fmt::Display for VirtioProperty2 {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        #[allow(unused_mut, reason = "some formats have one key")]
+        let mut parts: Vec<String> = Vec::new();
+        if let Some(v) = &self.file {
+            parts.push(prop_value(v));
+        }
+        if let Some(v) = &self.aio {
+            parts.push(format!("aio={}", prop_value(v)));
+        }
+        if let Some(v) = &self.backup {
+            parts.push(format!("backup={}", prop_value(v)));
+        }
+        if let Some(v) = &self.bps {
+            parts.push(format!("bps={}", prop_value(v)));
+        }
+        if let Some(v) = &self.bps_max_length {
+            parts.push(format!("bps_max_length={}", prop_value(v)));
+        }
+        if let Some(v) = &self.bps_rd {
+            parts.push(format!("bps_rd={}", prop_value(v)));
+        }
+        if let Some(v) = &self.bps_rd_max_length {
+            parts.push(format!("bps_rd_max_length={}", prop_value(v)));
+        }
+        if let Some(v) = &self.bps_wr {
+            parts.push(format!("bps_wr={}", prop_value(v)));
+        }
+        if let Some(v) = &self.bps_wr_max_length {
+            parts.push(format!("bps_wr_max_length={}", prop_value(v)));
+        }
+        if let Some(v) = &self.cache {
+            parts.push(format!("cache={}", prop_value(v)));
+        }
+        if let Some(v) = &self.detect_zeroes {
+            parts.push(format!("detect_zeroes={}", prop_value(v)));
+        }
+        if let Some(v) = &self.discard {
+            parts.push(format!("discard={}", prop_value(v)));
+        }
+        if let Some(v) = &self.format {
+            parts.push(format!("format={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops {
+            parts.push(format!("iops={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops_max {
+            parts.push(format!("iops_max={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops_max_length {
+            parts.push(format!("iops_max_length={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops_rd {
+            parts.push(format!("iops_rd={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops_rd_max {
+            parts.push(format!("iops_rd_max={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops_rd_max_length {
+            parts.push(format!("iops_rd_max_length={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops_wr {
+            parts.push(format!("iops_wr={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops_wr_max {
+            parts.push(format!("iops_wr_max={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iops_wr_max_length {
+            parts.push(format!("iops_wr_max_length={}", prop_value(v)));
+        }
+        if let Some(v) = &self.iothread {
+            parts.push(format!("iothread={}", prop_value(v)));
+        }
+        if let Some(v) = &self.mbps {
+            parts.push(format!("mbps={}", prop_value(v)));
+        }
+        if let Some(v) = &self.mbps_max {
+            parts.push(format!("mbps_max={}", prop_value(v)));
+        }
+        if let Some(v) = &self.mbps_rd {
+            parts.push(format!("mbps_rd={}", prop_value(v)));
+        }
+        if let Some(v) = &self.mbps_rd_max {
+            parts.push(format!("mbps_rd_max={}", prop_value(v)));
+        }
+        if let Some(v) = &self.mbps_wr {
+            parts.push(format!("mbps_wr={}", prop_value(v)));
+        }
+        if let Some(v) = &self.mbps_wr_max {
+            parts.push(format!("mbps_wr_max={}", prop_value(v)));
+        }
+        if let Some(v) = &self.media {
+            parts.push(format!("media={}", prop_value(v)));
+        }
+        if let Some(v) = &self.replicate {
+            parts.push(format!("replicate={}", prop_value(v)));
+        }
+        if let Some(v) = &self.rerror {
+            parts.push(format!("rerror={}", prop_value(v)));
+        }
+        if let Some(v) = &self.ro {
+            parts.push(format!("ro={}", prop_value(v)));
+        }
+        if let Some(v) = &self.serial {
+            parts.push(format!("serial={}", prop_value(v)));
+        }
+        if let Some(v) = &self.shared {
+            parts.push(format!("shared={}", prop_value(v)));
+        }
+        if let Some(v) = &self.size {
+            parts.push(format!("size={}", prop_value(v)));
+        }
+        if let Some(v) = &self.snapshot {
+            parts.push(format!("snapshot={}", prop_value(v)));
+        }
+        if let Some(v) = &self.werror {
+            parts.push(format!("werror={}", prop_value(v)));
+        }
+        parts.extend(self.other.iter().map(|(k, v)| format!("{k}={v}")));
+        f.write_str(&parts.join(","))
+    }
+}
+
+impl core::str::FromStr for VirtioProperty2 {
+    type Err = PropertyStringError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = Self::default();
+        for part in s.split(',').filter(|p| !p.is_empty()) {
+            let Some((key, value)) = part.split_once('=') else {
+                out.file = Some(prop_parse("file", part)?);
+                continue;
+            };
+            match key {
+                "aio" => {
+                    out.aio = Some(prop_parse(key, value)?);
+                }
+                "backup" => {
+                    out.backup = Some(prop_parse(key, value)?);
+                }
+                "bps" => {
+                    out.bps = Some(prop_parse(key, value)?);
+                }
+                "bps_max_length" => {
+                    out.bps_max_length = Some(prop_parse(key, value)?);
+                }
+                "bps_rd" => {
+                    out.bps_rd = Some(prop_parse(key, value)?);
+                }
+                "bps_rd_max_length" => {
+                    out.bps_rd_max_length = Some(prop_parse(key, value)?);
+                }
+                "bps_wr" => {
+                    out.bps_wr = Some(prop_parse(key, value)?);
+                }
+                "bps_wr_max_length" => {
+                    out.bps_wr_max_length = Some(prop_parse(key, value)?);
+                }
+                "cache" => {
+                    out.cache = Some(prop_parse(key, value)?);
+                }
+                "detect_zeroes" => {
+                    out.detect_zeroes = Some(prop_parse(key, value)?);
+                }
+                "discard" => {
+                    out.discard = Some(prop_parse(key, value)?);
+                }
+                "file" => {
+                    out.file = Some(prop_parse(key, value)?);
+                }
+                "format" => {
+                    out.format = Some(prop_parse(key, value)?);
+                }
+                "iops" => {
+                    out.iops = Some(prop_parse(key, value)?);
+                }
+                "iops_max" => {
+                    out.iops_max = Some(prop_parse(key, value)?);
+                }
+                "iops_max_length" => {
+                    out.iops_max_length = Some(prop_parse(key, value)?);
+                }
+                "iops_rd" => {
+                    out.iops_rd = Some(prop_parse(key, value)?);
+                }
+                "iops_rd_max" => {
+                    out.iops_rd_max = Some(prop_parse(key, value)?);
+                }
+                "iops_rd_max_length" => {
+                    out.iops_rd_max_length = Some(prop_parse(key, value)?);
+                }
+                "iops_wr" => {
+                    out.iops_wr = Some(prop_parse(key, value)?);
+                }
+                "iops_wr_max" => {
+                    out.iops_wr_max = Some(prop_parse(key, value)?);
+                }
+                "iops_wr_max_length" => {
+                    out.iops_wr_max_length = Some(prop_parse(key, value)?);
+                }
+                "iothread" => {
+                    out.iothread = Some(prop_parse(key, value)?);
+                }
+                "mbps" => {
+                    out.mbps = Some(prop_parse(key, value)?);
+                }
+                "mbps_max" => {
+                    out.mbps_max = Some(prop_parse(key, value)?);
+                }
+                "mbps_rd" => {
+                    out.mbps_rd = Some(prop_parse(key, value)?);
+                }
+                "mbps_rd_max" => {
+                    out.mbps_rd_max = Some(prop_parse(key, value)?);
+                }
+                "mbps_wr" => {
+                    out.mbps_wr = Some(prop_parse(key, value)?);
+                }
+                "mbps_wr_max" => {
+                    out.mbps_wr_max = Some(prop_parse(key, value)?);
+                }
+                "media" => {
+                    out.media = Some(prop_parse(key, value)?);
+                }
+                "replicate" => {
+                    out.replicate = Some(prop_parse(key, value)?);
+                }
+                "rerror" => {
+                    out.rerror = Some(prop_parse(key, value)?);
+                }
+                "ro" => {
+                    out.ro = Some(prop_parse(key, value)?);
+                }
+                "serial" => {
+                    out.serial = Some(prop_parse(key, value)?);
+                }
+                "shared" => {
+                    out.shared = Some(prop_parse(key, value)?);
+                }
+                "size" => {
+                    out.size = Some(prop_parse(key, value)?);
+                }
+                "snapshot" => {
+                    out.snapshot = Some(prop_parse(key, value)?);
+                }
+                "werror" => {
+                    out.werror = Some(prop_parse(key, value)?);
+                }
+                "bps_rd_length" => {
+                    out.bps_rd_max_length = Some(prop_parse("bps_rd_max_length", value)?);
+                }
+                "bps_wr_length" => {
+                    out.bps_wr_max_length = Some(prop_parse("bps_wr_max_length", value)?);
+                }
+                "iops_rd_length" => {
+                    out.iops_rd_max_length = Some(prop_parse("iops_rd_max_length", value)?);
+                }
+                "iops_wr_length" => {
+                    out.iops_wr_max_length = Some(prop_parse("iops_wr_max_length", value)?);
+                }
+                "volume" => {
+                    out.file = Some(prop_parse("file", value)?);
+                }
+                _ => out.other.push((key.to_owned(), value.to_owned())),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Parameters of `GET /access`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetAccessParams {}
+
+impl GetAccessParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetAccessItem {
+    /// `subdir`.
+    #[serde(rename = "subdir", default, deserialize_with = "crate::de::opt_string")]
+    pub subdir: Option<String>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
 }
 
 /// Parameters of `GET /access/acl`.
@@ -128,6 +4556,816 @@ impl PutAccessAclParams {
     }
 }
 
+/// Parameters of `GET /access/domains`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetAccessDomainsParams {}
+
+impl GetAccessDomainsParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetAccessDomainsItem {
+    /// `comment`.
+    #[serde(
+        rename = "comment",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub comment: Option<String>,
+    /// `realm`.
+    #[serde(rename = "realm", default, deserialize_with = "crate::de::opt_string")]
+    pub realm: Option<String>,
+    /// `tfa`. One of `yubico`, `oath`.
+    #[serde(rename = "tfa", default, deserialize_with = "crate::de::opt_string")]
+    pub tfa: Option<String>,
+    /// `type`.
+    #[serde(rename = "type", default, deserialize_with = "crate::de::opt_string")]
+    pub r#type: Option<String>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `POST /access/domains`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostAccessDomainsParams {
+    /// `acr-values`.
+    pub acr_values: Option<String>,
+    /// `audiences`.
+    pub audiences: Option<String>,
+    /// `autocreate`.
+    pub autocreate: Option<bool>,
+    /// `base_dn`.
+    pub base_dn: Option<String>,
+    /// `bind_dn`.
+    pub bind_dn: Option<String>,
+    /// `capath`.
+    pub capath: Option<String>,
+    /// `case-sensitive`.
+    pub case_sensitive: Option<bool>,
+    /// `cert`.
+    pub cert: Option<String>,
+    /// `certkey`.
+    pub certkey: Option<String>,
+    /// `check-connection`.
+    pub check_connection: Option<bool>,
+    /// `client-id`.
+    pub client_id: Option<String>,
+    /// `client-key`.
+    pub client_key: Option<String>,
+    /// `comment`.
+    pub comment: Option<String>,
+    /// `default`.
+    pub default: Option<bool>,
+    /// `domain`.
+    pub domain: Option<String>,
+    /// `filter`.
+    pub filter: Option<String>,
+    /// `group_classes`. Format `ldap-simple-attr-list`.
+    pub group_classes: Option<String>,
+    /// `group_dn`.
+    pub group_dn: Option<String>,
+    /// `group_filter`.
+    pub group_filter: Option<String>,
+    /// `group_name_attr`. Format `ldap-simple-attr`.
+    pub group_name_attr: Option<String>,
+    /// `groups-autocreate`.
+    pub groups_autocreate: Option<bool>,
+    /// `groups-claim`.
+    pub groups_claim: Option<String>,
+    /// `groups-overwrite`.
+    pub groups_overwrite: Option<bool>,
+    /// `issuer-url`.
+    pub issuer_url: Option<String>,
+    /// `mode`. One of `ldap`, `ldaps`, `ldap+starttls`.
+    pub mode: Option<String>,
+    /// `password`.
+    pub password: Option<String>,
+    /// `port`.
+    pub port: Option<i64>,
+    /// `prompt`.
+    pub prompt: Option<String>,
+    /// `query-userinfo`.
+    pub query_userinfo: Option<bool>,
+    /// `realm`. Format `pve-realm`. Required.
+    pub realm: Option<String>,
+    /// `scopes`.
+    pub scopes: Option<String>,
+    /// `secure`.
+    pub secure: Option<bool>,
+    /// `server1`. Format `address`.
+    pub server1: Option<String>,
+    /// `server2`. Format `address`.
+    pub server2: Option<String>,
+    /// `sslversion`. One of `tlsv1`, `tlsv1_1`, `tlsv1_2`, `tlsv1_3`.
+    pub sslversion: Option<String>,
+    /// `sync-defaults-options`. Format `realm-sync-options`.
+    pub sync_defaults_options: Option<String>,
+    /// `sync_attributes`.
+    pub sync_attributes: Option<String>,
+    /// `tfa`. Format `pve-tfa-config`.
+    pub tfa: Option<String>,
+    /// `type`. One of `ad`, `ldap`, `openid`, `pam`, `pve`. Required.
+    pub r#type: Option<String>,
+    /// `user_attr`.
+    pub user_attr: Option<String>,
+    /// `user_classes`. Format `ldap-simple-attr-list`.
+    pub user_classes: Option<String>,
+    /// `username-claim`.
+    pub username_claim: Option<String>,
+    /// `verify`.
+    pub verify: Option<bool>,
+}
+
+impl PostAccessDomainsParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.acr_values {
+            p.insert("acr-values", v);
+        }
+        if let Some(v) = &self.audiences {
+            p.insert("audiences", v);
+        }
+        if let Some(v) = &self.autocreate {
+            p.insert("autocreate", v);
+        }
+        if let Some(v) = &self.base_dn {
+            p.insert("base_dn", v);
+        }
+        if let Some(v) = &self.bind_dn {
+            p.insert("bind_dn", v);
+        }
+        if let Some(v) = &self.capath {
+            p.insert("capath", v);
+        }
+        if let Some(v) = &self.case_sensitive {
+            p.insert("case-sensitive", v);
+        }
+        if let Some(v) = &self.cert {
+            p.insert("cert", v);
+        }
+        if let Some(v) = &self.certkey {
+            p.insert("certkey", v);
+        }
+        if let Some(v) = &self.check_connection {
+            p.insert("check-connection", v);
+        }
+        if let Some(v) = &self.client_id {
+            p.insert("client-id", v);
+        }
+        if let Some(v) = &self.client_key {
+            p.insert("client-key", v);
+        }
+        if let Some(v) = &self.comment {
+            p.insert("comment", v);
+        }
+        if let Some(v) = &self.default {
+            p.insert("default", v);
+        }
+        if let Some(v) = &self.domain {
+            p.insert("domain", v);
+        }
+        if let Some(v) = &self.filter {
+            p.insert("filter", v);
+        }
+        if let Some(v) = &self.group_classes {
+            p.insert("group_classes", v);
+        }
+        if let Some(v) = &self.group_dn {
+            p.insert("group_dn", v);
+        }
+        if let Some(v) = &self.group_filter {
+            p.insert("group_filter", v);
+        }
+        if let Some(v) = &self.group_name_attr {
+            p.insert("group_name_attr", v);
+        }
+        if let Some(v) = &self.groups_autocreate {
+            p.insert("groups-autocreate", v);
+        }
+        if let Some(v) = &self.groups_claim {
+            p.insert("groups-claim", v);
+        }
+        if let Some(v) = &self.groups_overwrite {
+            p.insert("groups-overwrite", v);
+        }
+        if let Some(v) = &self.issuer_url {
+            p.insert("issuer-url", v);
+        }
+        if let Some(v) = &self.mode {
+            p.insert("mode", v);
+        }
+        if let Some(v) = &self.password {
+            p.insert("password", v);
+        }
+        if let Some(v) = &self.port {
+            p.insert("port", v);
+        }
+        if let Some(v) = &self.prompt {
+            p.insert("prompt", v);
+        }
+        if let Some(v) = &self.query_userinfo {
+            p.insert("query-userinfo", v);
+        }
+        if let Some(v) = &self.realm {
+            p.insert("realm", v);
+        }
+        if let Some(v) = &self.scopes {
+            p.insert("scopes", v);
+        }
+        if let Some(v) = &self.secure {
+            p.insert("secure", v);
+        }
+        if let Some(v) = &self.server1 {
+            p.insert("server1", v);
+        }
+        if let Some(v) = &self.server2 {
+            p.insert("server2", v);
+        }
+        if let Some(v) = &self.sslversion {
+            p.insert("sslversion", v);
+        }
+        if let Some(v) = &self.sync_defaults_options {
+            p.insert("sync-defaults-options", v);
+        }
+        if let Some(v) = &self.sync_attributes {
+            p.insert("sync_attributes", v);
+        }
+        if let Some(v) = &self.tfa {
+            p.insert("tfa", v);
+        }
+        if let Some(v) = &self.r#type {
+            p.insert("type", v);
+        }
+        if let Some(v) = &self.user_attr {
+            p.insert("user_attr", v);
+        }
+        if let Some(v) = &self.user_classes {
+            p.insert("user_classes", v);
+        }
+        if let Some(v) = &self.username_claim {
+            p.insert("username-claim", v);
+        }
+        if let Some(v) = &self.verify {
+            p.insert("verify", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `DELETE /access/domains/{realm}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct DeleteAccessDomainsRealmParams {}
+
+impl DeleteAccessDomainsRealmParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// Parameters of `GET /access/domains/{realm}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetAccessDomainsRealmParams {}
+
+impl GetAccessDomainsRealmParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// Parameters of `PUT /access/domains/{realm}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PutAccessDomainsRealmParams {
+    /// `acr-values`.
+    pub acr_values: Option<String>,
+    /// `audiences`.
+    pub audiences: Option<String>,
+    /// `autocreate`.
+    pub autocreate: Option<bool>,
+    /// `base_dn`.
+    pub base_dn: Option<String>,
+    /// `bind_dn`.
+    pub bind_dn: Option<String>,
+    /// `capath`.
+    pub capath: Option<String>,
+    /// `case-sensitive`.
+    pub case_sensitive: Option<bool>,
+    /// `cert`.
+    pub cert: Option<String>,
+    /// `certkey`.
+    pub certkey: Option<String>,
+    /// `check-connection`.
+    pub check_connection: Option<bool>,
+    /// `client-id`.
+    pub client_id: Option<String>,
+    /// `client-key`.
+    pub client_key: Option<String>,
+    /// `comment`.
+    pub comment: Option<String>,
+    /// `default`.
+    pub default: Option<bool>,
+    /// `delete`. Format `pve-configid-list`.
+    pub delete: Option<String>,
+    /// `digest`.
+    pub digest: Option<String>,
+    /// `domain`.
+    pub domain: Option<String>,
+    /// `filter`.
+    pub filter: Option<String>,
+    /// `group_classes`. Format `ldap-simple-attr-list`.
+    pub group_classes: Option<String>,
+    /// `group_dn`.
+    pub group_dn: Option<String>,
+    /// `group_filter`.
+    pub group_filter: Option<String>,
+    /// `group_name_attr`. Format `ldap-simple-attr`.
+    pub group_name_attr: Option<String>,
+    /// `groups-autocreate`.
+    pub groups_autocreate: Option<bool>,
+    /// `groups-claim`.
+    pub groups_claim: Option<String>,
+    /// `groups-overwrite`.
+    pub groups_overwrite: Option<bool>,
+    /// `issuer-url`.
+    pub issuer_url: Option<String>,
+    /// `mode`. One of `ldap`, `ldaps`, `ldap+starttls`.
+    pub mode: Option<String>,
+    /// `password`.
+    pub password: Option<String>,
+    /// `port`.
+    pub port: Option<i64>,
+    /// `prompt`.
+    pub prompt: Option<String>,
+    /// `query-userinfo`.
+    pub query_userinfo: Option<bool>,
+    /// `scopes`.
+    pub scopes: Option<String>,
+    /// `secure`.
+    pub secure: Option<bool>,
+    /// `server1`. Format `address`.
+    pub server1: Option<String>,
+    /// `server2`. Format `address`.
+    pub server2: Option<String>,
+    /// `sslversion`. One of `tlsv1`, `tlsv1_1`, `tlsv1_2`, `tlsv1_3`.
+    pub sslversion: Option<String>,
+    /// `sync-defaults-options`. Format `realm-sync-options`.
+    pub sync_defaults_options: Option<String>,
+    /// `sync_attributes`.
+    pub sync_attributes: Option<String>,
+    /// `tfa`. Format `pve-tfa-config`.
+    pub tfa: Option<String>,
+    /// `user_attr`.
+    pub user_attr: Option<String>,
+    /// `user_classes`. Format `ldap-simple-attr-list`.
+    pub user_classes: Option<String>,
+    /// `verify`.
+    pub verify: Option<bool>,
+}
+
+impl PutAccessDomainsRealmParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.acr_values {
+            p.insert("acr-values", v);
+        }
+        if let Some(v) = &self.audiences {
+            p.insert("audiences", v);
+        }
+        if let Some(v) = &self.autocreate {
+            p.insert("autocreate", v);
+        }
+        if let Some(v) = &self.base_dn {
+            p.insert("base_dn", v);
+        }
+        if let Some(v) = &self.bind_dn {
+            p.insert("bind_dn", v);
+        }
+        if let Some(v) = &self.capath {
+            p.insert("capath", v);
+        }
+        if let Some(v) = &self.case_sensitive {
+            p.insert("case-sensitive", v);
+        }
+        if let Some(v) = &self.cert {
+            p.insert("cert", v);
+        }
+        if let Some(v) = &self.certkey {
+            p.insert("certkey", v);
+        }
+        if let Some(v) = &self.check_connection {
+            p.insert("check-connection", v);
+        }
+        if let Some(v) = &self.client_id {
+            p.insert("client-id", v);
+        }
+        if let Some(v) = &self.client_key {
+            p.insert("client-key", v);
+        }
+        if let Some(v) = &self.comment {
+            p.insert("comment", v);
+        }
+        if let Some(v) = &self.default {
+            p.insert("default", v);
+        }
+        if let Some(v) = &self.delete {
+            p.insert("delete", v);
+        }
+        if let Some(v) = &self.digest {
+            p.insert("digest", v);
+        }
+        if let Some(v) = &self.domain {
+            p.insert("domain", v);
+        }
+        if let Some(v) = &self.filter {
+            p.insert("filter", v);
+        }
+        if let Some(v) = &self.group_classes {
+            p.insert("group_classes", v);
+        }
+        if let Some(v) = &self.group_dn {
+            p.insert("group_dn", v);
+        }
+        if let Some(v) = &self.group_filter {
+            p.insert("group_filter", v);
+        }
+        if let Some(v) = &self.group_name_attr {
+            p.insert("group_name_attr", v);
+        }
+        if let Some(v) = &self.groups_autocreate {
+            p.insert("groups-autocreate", v);
+        }
+        if let Some(v) = &self.groups_claim {
+            p.insert("groups-claim", v);
+        }
+        if let Some(v) = &self.groups_overwrite {
+            p.insert("groups-overwrite", v);
+        }
+        if let Some(v) = &self.issuer_url {
+            p.insert("issuer-url", v);
+        }
+        if let Some(v) = &self.mode {
+            p.insert("mode", v);
+        }
+        if let Some(v) = &self.password {
+            p.insert("password", v);
+        }
+        if let Some(v) = &self.port {
+            p.insert("port", v);
+        }
+        if let Some(v) = &self.prompt {
+            p.insert("prompt", v);
+        }
+        if let Some(v) = &self.query_userinfo {
+            p.insert("query-userinfo", v);
+        }
+        if let Some(v) = &self.scopes {
+            p.insert("scopes", v);
+        }
+        if let Some(v) = &self.secure {
+            p.insert("secure", v);
+        }
+        if let Some(v) = &self.server1 {
+            p.insert("server1", v);
+        }
+        if let Some(v) = &self.server2 {
+            p.insert("server2", v);
+        }
+        if let Some(v) = &self.sslversion {
+            p.insert("sslversion", v);
+        }
+        if let Some(v) = &self.sync_defaults_options {
+            p.insert("sync-defaults-options", v);
+        }
+        if let Some(v) = &self.sync_attributes {
+            p.insert("sync_attributes", v);
+        }
+        if let Some(v) = &self.tfa {
+            p.insert("tfa", v);
+        }
+        if let Some(v) = &self.user_attr {
+            p.insert("user_attr", v);
+        }
+        if let Some(v) = &self.user_classes {
+            p.insert("user_classes", v);
+        }
+        if let Some(v) = &self.verify {
+            p.insert("verify", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `POST /access/domains/{realm}/sync`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostAccessDomainsRealmSyncParams {
+    /// `dry-run`.
+    pub dry_run: Option<bool>,
+    /// `enable-new`. Required.
+    pub enable_new: Option<bool>,
+    /// `full`. Required.
+    pub full: Option<bool>,
+    /// `purge`. Required.
+    pub purge: Option<bool>,
+    /// `remove-vanished`. Required.
+    pub remove_vanished: Option<String>,
+    /// `scope`. One of `users`, `groups`, `both`. Required.
+    pub scope: Option<String>,
+}
+
+impl PostAccessDomainsRealmSyncParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.dry_run {
+            p.insert("dry-run", v);
+        }
+        if let Some(v) = &self.enable_new {
+            p.insert("enable-new", v);
+        }
+        if let Some(v) = &self.full {
+            p.insert("full", v);
+        }
+        if let Some(v) = &self.purge {
+            p.insert("purge", v);
+        }
+        if let Some(v) = &self.remove_vanished {
+            p.insert("remove-vanished", v);
+        }
+        if let Some(v) = &self.scope {
+            p.insert("scope", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `GET /access/groups`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetAccessGroupsParams {}
+
+impl GetAccessGroupsParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetAccessGroupsItem {
+    /// `comment`.
+    #[serde(
+        rename = "comment",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub comment: Option<String>,
+    /// `groupid`. Format `pve-groupid`.
+    #[serde(
+        rename = "groupid",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub groupid: Option<String>,
+    /// `users`. Format `pve-userid-list`.
+    #[serde(rename = "users", default, deserialize_with = "crate::de::opt_string")]
+    pub users: Option<String>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `POST /access/groups`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostAccessGroupsParams {
+    /// `comment`.
+    pub comment: Option<String>,
+    /// `groupid`. Format `pve-groupid`. Required.
+    pub groupid: Option<String>,
+}
+
+impl PostAccessGroupsParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.comment {
+            p.insert("comment", v);
+        }
+        if let Some(v) = &self.groupid {
+            p.insert("groupid", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `DELETE /access/groups/{groupid}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct DeleteAccessGroupsGroupidParams {}
+
+impl DeleteAccessGroupsGroupidParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// Parameters of `GET /access/groups/{groupid}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetAccessGroupsGroupidParams {}
+
+impl GetAccessGroupsGroupidParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetAccessGroupsGroupidAnswer {
+    /// `comment`.
+    #[serde(
+        rename = "comment",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub comment: Option<String>,
+    /// `members`.
+    #[serde(rename = "members", default)]
+    pub members: Option<serde_json::Value>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `PUT /access/groups/{groupid}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PutAccessGroupsGroupidParams {
+    /// `comment`.
+    pub comment: Option<String>,
+}
+
+impl PutAccessGroupsGroupidParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.comment {
+            p.insert("comment", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `GET /access/openid`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetAccessOpenidParams {}
+
+impl GetAccessOpenidParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetAccessOpenidItem {
+    /// `subdir`.
+    #[serde(rename = "subdir", default, deserialize_with = "crate::de::opt_string")]
+    pub subdir: Option<String>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `POST /access/openid/auth-url`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostAccessOpenidAuthUrlParams {
+    /// `realm`. Format `pve-realm`. Required.
+    pub realm: Option<String>,
+    /// `redirect-url`. Required.
+    pub redirect_url: Option<String>,
+}
+
+impl PostAccessOpenidAuthUrlParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.realm {
+            p.insert("realm", v);
+        }
+        if let Some(v) = &self.redirect_url {
+            p.insert("redirect-url", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `POST /access/openid/login`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostAccessOpenidLoginParams {
+    /// `code`. Required.
+    pub code: Option<String>,
+    /// `redirect-url`. Required.
+    pub redirect_url: Option<String>,
+    /// `state`. Required.
+    pub state: Option<String>,
+}
+
+impl PostAccessOpenidLoginParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.code {
+            p.insert("code", v);
+        }
+        if let Some(v) = &self.redirect_url {
+            p.insert("redirect-url", v);
+        }
+        if let Some(v) = &self.state {
+            p.insert("state", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `PUT /access/password`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PutAccessPasswordParams {
+    /// `confirmation-password`.
+    pub confirmation_password: Option<String>,
+    /// `password`. Required.
+    pub password: Option<String>,
+    /// `userid`. Format `pve-userid`. Required.
+    pub userid: Option<String>,
+}
+
+impl PutAccessPasswordParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.confirmation_password {
+            p.insert("confirmation-password", v);
+        }
+        if let Some(v) = &self.password {
+            p.insert("password", v);
+        }
+        if let Some(v) = &self.userid {
+            p.insert("userid", v);
+        }
+        p
+    }
+}
+
 /// Parameters of `GET /access/permissions`.
 #[derive(Clone, Debug, Default, PartialEq)]
 #[non_exhaustive]
@@ -151,6 +5389,788 @@ impl GetAccessPermissionsParams {
         }
         p
     }
+}
+
+/// Parameters of `GET /access/roles`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetAccessRolesParams {}
+
+impl GetAccessRolesParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetAccessRolesItem {
+    /// `privs`. Format `pve-priv-list`.
+    #[serde(rename = "privs", default, deserialize_with = "crate::de::opt_string")]
+    pub privs: Option<String>,
+    /// `roleid`. Format `pve-roleid`.
+    #[serde(rename = "roleid", default, deserialize_with = "crate::de::opt_string")]
+    pub roleid: Option<String>,
+    /// `special`.
+    #[serde(rename = "special", default, deserialize_with = "crate::de::opt_bool")]
+    pub special: Option<bool>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `POST /access/roles`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostAccessRolesParams {
+    /// `privs`. Format `pve-priv-list`.
+    pub privs: Option<String>,
+    /// `roleid`. Format `pve-roleid`. Required.
+    pub roleid: Option<String>,
+}
+
+impl PostAccessRolesParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.privs {
+            p.insert("privs", v);
+        }
+        if let Some(v) = &self.roleid {
+            p.insert("roleid", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `DELETE /access/roles/{roleid}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct DeleteAccessRolesRoleidParams {}
+
+impl DeleteAccessRolesRoleidParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// Parameters of `GET /access/roles/{roleid}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetAccessRolesRoleidParams {}
+
+impl GetAccessRolesRoleidParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetAccessRolesRoleidAnswer {
+    /// `Datastore.Allocate`.
+    #[serde(
+        rename = "Datastore.Allocate",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub datastore_allocate: Option<bool>,
+    /// `Datastore.AllocateSpace`.
+    #[serde(
+        rename = "Datastore.AllocateSpace",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub datastore_allocatespace: Option<bool>,
+    /// `Datastore.AllocateTemplate`.
+    #[serde(
+        rename = "Datastore.AllocateTemplate",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub datastore_allocatetemplate: Option<bool>,
+    /// `Datastore.Audit`.
+    #[serde(
+        rename = "Datastore.Audit",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub datastore_audit: Option<bool>,
+    /// `Group.Allocate`.
+    #[serde(
+        rename = "Group.Allocate",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub group_allocate: Option<bool>,
+    /// `Mapping.Audit`.
+    #[serde(
+        rename = "Mapping.Audit",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub mapping_audit: Option<bool>,
+    /// `Mapping.Modify`.
+    #[serde(
+        rename = "Mapping.Modify",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub mapping_modify: Option<bool>,
+    /// `Mapping.Use`.
+    #[serde(
+        rename = "Mapping.Use",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub mapping_use: Option<bool>,
+    /// `Permissions.Modify`.
+    #[serde(
+        rename = "Permissions.Modify",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub permissions_modify: Option<bool>,
+    /// `Pool.Allocate`.
+    #[serde(
+        rename = "Pool.Allocate",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub pool_allocate: Option<bool>,
+    /// `Pool.Audit`.
+    #[serde(
+        rename = "Pool.Audit",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub pool_audit: Option<bool>,
+    /// `Realm.Allocate`.
+    #[serde(
+        rename = "Realm.Allocate",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub realm_allocate: Option<bool>,
+    /// `Realm.AllocateUser`.
+    #[serde(
+        rename = "Realm.AllocateUser",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub realm_allocateuser: Option<bool>,
+    /// `SDN.Allocate`.
+    #[serde(
+        rename = "SDN.Allocate",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub sdn_allocate: Option<bool>,
+    /// `SDN.Audit`.
+    #[serde(
+        rename = "SDN.Audit",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub sdn_audit: Option<bool>,
+    /// `SDN.Use`.
+    #[serde(rename = "SDN.Use", default, deserialize_with = "crate::de::opt_bool")]
+    pub sdn_use: Option<bool>,
+    /// `Sys.AccessNetwork`.
+    #[serde(
+        rename = "Sys.AccessNetwork",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub sys_accessnetwork: Option<bool>,
+    /// `Sys.Audit`.
+    #[serde(
+        rename = "Sys.Audit",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub sys_audit: Option<bool>,
+    /// `Sys.Console`.
+    #[serde(
+        rename = "Sys.Console",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub sys_console: Option<bool>,
+    /// `Sys.Incoming`.
+    #[serde(
+        rename = "Sys.Incoming",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub sys_incoming: Option<bool>,
+    /// `Sys.Modify`.
+    #[serde(
+        rename = "Sys.Modify",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub sys_modify: Option<bool>,
+    /// `Sys.PowerMgmt`.
+    #[serde(
+        rename = "Sys.PowerMgmt",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub sys_powermgmt: Option<bool>,
+    /// `Sys.Syslog`.
+    #[serde(
+        rename = "Sys.Syslog",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub sys_syslog: Option<bool>,
+    /// `User.Modify`.
+    #[serde(
+        rename = "User.Modify",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub user_modify: Option<bool>,
+    /// `VM.Allocate`.
+    #[serde(
+        rename = "VM.Allocate",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub vm_allocate: Option<bool>,
+    /// `VM.Audit`.
+    #[serde(rename = "VM.Audit", default, deserialize_with = "crate::de::opt_bool")]
+    pub vm_audit: Option<bool>,
+    /// `VM.Backup`.
+    #[serde(
+        rename = "VM.Backup",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub vm_backup: Option<bool>,
+    /// `VM.Clone`.
+    #[serde(rename = "VM.Clone", default, deserialize_with = "crate::de::opt_bool")]
+    pub vm_clone: Option<bool>,
+    /// `VM.Config.CDROM`.
+    #[serde(
+        rename = "VM.Config.CDROM",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub vm_config_cdrom: Option<bool>,
+    /// `VM.Config.CPU`.
+    #[serde(
+        rename = "VM.Config.CPU",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub vm_config_cpu: Option<bool>,
+    /// `VM.Config.Cloudinit`.
+    #[serde(
+        rename = "VM.Config.Cloudinit",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub vm_config_cloudinit: Option<bool>,
+    /// `VM.Config.Disk`.
+    #[serde(
+        rename = "VM.Config.Disk",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub vm_config_disk: Option<bool>,
+    /// `VM.Config.HWType`.
+    #[serde(
+        rename = "VM.Config.HWType",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub vm_config_hwtype: Option<bool>,
+    /// `VM.Config.Memory`.
+    #[serde(
+        rename = "VM.Config.Memory",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub vm_config_memory: Option<bool>,
+    /// `VM.Config.Network`.
+    #[serde(
+        rename = "VM.Config.Network",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub vm_config_network: Option<bool>,
+    /// `VM.Config.Options`.
+    #[serde(
+        rename = "VM.Config.Options",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub vm_config_options: Option<bool>,
+    /// `VM.Console`.
+    #[serde(
+        rename = "VM.Console",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub vm_console: Option<bool>,
+    /// `VM.GuestAgent.Audit`.
+    #[serde(
+        rename = "VM.GuestAgent.Audit",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub vm_guestagent_audit: Option<bool>,
+    /// `VM.GuestAgent.FileRead`.
+    #[serde(
+        rename = "VM.GuestAgent.FileRead",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub vm_guestagent_fileread: Option<bool>,
+    /// `VM.GuestAgent.FileSystemMgmt`.
+    #[serde(
+        rename = "VM.GuestAgent.FileSystemMgmt",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub vm_guestagent_filesystemmgmt: Option<bool>,
+    /// `VM.GuestAgent.FileWrite`.
+    #[serde(
+        rename = "VM.GuestAgent.FileWrite",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub vm_guestagent_filewrite: Option<bool>,
+    /// `VM.GuestAgent.Unrestricted`.
+    #[serde(
+        rename = "VM.GuestAgent.Unrestricted",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub vm_guestagent_unrestricted: Option<bool>,
+    /// `VM.Migrate`.
+    #[serde(
+        rename = "VM.Migrate",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub vm_migrate: Option<bool>,
+    /// `VM.PowerMgmt`.
+    #[serde(
+        rename = "VM.PowerMgmt",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub vm_powermgmt: Option<bool>,
+    /// `VM.Replicate`.
+    #[serde(
+        rename = "VM.Replicate",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub vm_replicate: Option<bool>,
+    /// `VM.Snapshot`.
+    #[serde(
+        rename = "VM.Snapshot",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub vm_snapshot: Option<bool>,
+    /// `VM.Snapshot.Rollback`.
+    #[serde(
+        rename = "VM.Snapshot.Rollback",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub vm_snapshot_rollback: Option<bool>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `PUT /access/roles/{roleid}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PutAccessRolesRoleidParams {
+    /// `append`.
+    pub append: Option<bool>,
+    /// `privs`. Format `pve-priv-list`.
+    pub privs: Option<String>,
+}
+
+impl PutAccessRolesRoleidParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.append {
+            p.insert("append", v);
+        }
+        if let Some(v) = &self.privs {
+            p.insert("privs", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `GET /access/tfa`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetAccessTfaParams {}
+
+impl GetAccessTfaParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetAccessTfaItem {
+    /// `entries`.
+    #[serde(rename = "entries", default)]
+    pub entries: Option<serde_json::Value>,
+    /// `tfa-locked-until`.
+    #[serde(
+        rename = "tfa-locked-until",
+        default,
+        deserialize_with = "crate::de::opt_i64"
+    )]
+    pub tfa_locked_until: Option<i64>,
+    /// `totp-locked`.
+    #[serde(
+        rename = "totp-locked",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub totp_locked: Option<bool>,
+    /// `userid`.
+    #[serde(rename = "userid", default, deserialize_with = "crate::de::opt_string")]
+    pub userid: Option<String>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `GET /access/tfa/{userid}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetAccessTfaUseridParams {}
+
+impl GetAccessTfaUseridParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetAccessTfaUseridItem {
+    /// `created`.
+    #[serde(rename = "created", default, deserialize_with = "crate::de::opt_i64")]
+    pub created: Option<i64>,
+    /// `description`.
+    #[serde(
+        rename = "description",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub description: Option<String>,
+    /// `enable`.
+    #[serde(rename = "enable", default, deserialize_with = "crate::de::opt_bool")]
+    pub enable: Option<bool>,
+    /// `id`.
+    #[serde(rename = "id", default, deserialize_with = "crate::de::opt_string")]
+    pub id: Option<String>,
+    /// `type`. One of `totp`, `u2f`, `webauthn`, `recovery`, `yubico`.
+    #[serde(rename = "type", default, deserialize_with = "crate::de::opt_string")]
+    pub r#type: Option<String>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `POST /access/tfa/{userid}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostAccessTfaUseridParams {
+    /// `challenge`.
+    pub challenge: Option<String>,
+    /// `description`.
+    pub description: Option<String>,
+    /// `password`.
+    pub password: Option<String>,
+    /// `totp`.
+    pub totp: Option<String>,
+    /// `type`. One of `totp`, `u2f`, `webauthn`, `recovery`, `yubico`. Required.
+    pub r#type: Option<String>,
+    /// `value`.
+    pub value: Option<String>,
+}
+
+impl PostAccessTfaUseridParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.challenge {
+            p.insert("challenge", v);
+        }
+        if let Some(v) = &self.description {
+            p.insert("description", v);
+        }
+        if let Some(v) = &self.password {
+            p.insert("password", v);
+        }
+        if let Some(v) = &self.totp {
+            p.insert("totp", v);
+        }
+        if let Some(v) = &self.r#type {
+            p.insert("type", v);
+        }
+        if let Some(v) = &self.value {
+            p.insert("value", v);
+        }
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct PostAccessTfaUseridAnswer {
+    /// `challenge`.
+    #[serde(
+        rename = "challenge",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub challenge: Option<String>,
+    /// `id`.
+    #[serde(rename = "id", default, deserialize_with = "crate::de::opt_string")]
+    pub id: Option<String>,
+    /// `recovery`.
+    #[serde(rename = "recovery", default)]
+    pub recovery: Option<serde_json::Value>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `DELETE /access/tfa/{userid}/{id}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct DeleteAccessTfaUseridIdParams {
+    /// `password`.
+    pub password: Option<String>,
+}
+
+impl DeleteAccessTfaUseridIdParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.password {
+            p.insert("password", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `GET /access/tfa/{userid}/{id}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetAccessTfaUseridIdParams {}
+
+impl GetAccessTfaUseridIdParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetAccessTfaUseridIdAnswer {
+    /// `created`.
+    #[serde(rename = "created", default, deserialize_with = "crate::de::opt_i64")]
+    pub created: Option<i64>,
+    /// `description`.
+    #[serde(
+        rename = "description",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub description: Option<String>,
+    /// `enable`.
+    #[serde(rename = "enable", default, deserialize_with = "crate::de::opt_bool")]
+    pub enable: Option<bool>,
+    /// `id`.
+    #[serde(rename = "id", default, deserialize_with = "crate::de::opt_string")]
+    pub id: Option<String>,
+    /// `type`. One of `totp`, `u2f`, `webauthn`, `recovery`, `yubico`.
+    #[serde(rename = "type", default, deserialize_with = "crate::de::opt_string")]
+    pub r#type: Option<String>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `PUT /access/tfa/{userid}/{id}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PutAccessTfaUseridIdParams {
+    /// `description`.
+    pub description: Option<String>,
+    /// `enable`.
+    pub enable: Option<bool>,
+    /// `password`.
+    pub password: Option<String>,
+}
+
+impl PutAccessTfaUseridIdParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.description {
+            p.insert("description", v);
+        }
+        if let Some(v) = &self.enable {
+            p.insert("enable", v);
+        }
+        if let Some(v) = &self.password {
+            p.insert("password", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `GET /access/ticket`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetAccessTicketParams {}
+
+impl GetAccessTicketParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// Parameters of `POST /access/ticket`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostAccessTicketParams {
+    /// `new-format`.
+    pub new_format: Option<bool>,
+    /// `otp`.
+    pub otp: Option<String>,
+    /// `password`. Required.
+    pub password: Option<String>,
+    /// `path`.
+    pub path: Option<String>,
+    /// `privs`. Format `pve-priv-list`.
+    pub privs: Option<String>,
+    /// `realm`. Format `pve-realm`.
+    pub realm: Option<String>,
+    /// `tfa-challenge`.
+    pub tfa_challenge: Option<String>,
+    /// `username`. Required.
+    pub username: Option<String>,
+}
+
+impl PostAccessTicketParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.new_format {
+            p.insert("new-format", v);
+        }
+        if let Some(v) = &self.otp {
+            p.insert("otp", v);
+        }
+        if let Some(v) = &self.password {
+            p.insert("password", v);
+        }
+        if let Some(v) = &self.path {
+            p.insert("path", v);
+        }
+        if let Some(v) = &self.privs {
+            p.insert("privs", v);
+        }
+        if let Some(v) = &self.realm {
+            p.insert("realm", v);
+        }
+        if let Some(v) = &self.tfa_challenge {
+            p.insert("tfa-challenge", v);
+        }
+        if let Some(v) = &self.username {
+            p.insert("username", v);
+        }
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct PostAccessTicketAnswer {
+    /// `CSRFPreventionToken`.
+    #[serde(
+        rename = "CSRFPreventionToken",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub csrfpreventiontoken: Option<String>,
+    /// `clustername`.
+    #[serde(
+        rename = "clustername",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub clustername: Option<String>,
+    /// `ticket`.
+    #[serde(rename = "ticket", default, deserialize_with = "crate::de::opt_string")]
+    pub ticket: Option<String>,
+    /// `username`.
+    #[serde(
+        rename = "username",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub username: Option<String>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
 }
 
 /// Parameters of `GET /access/users`.
@@ -716,6 +6736,46 @@ impl PutAccessUsersUseridUnlockTfaParams {
     pub fn to_params(&self) -> Params {
         #[allow(unused_mut, reason = "some methods take no parameters")]
         let mut p = Params::new();
+        p
+    }
+}
+
+/// Parameters of `POST /access/vncticket`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostAccessVncticketParams {
+    /// `authid`. Required.
+    pub authid: Option<String>,
+    /// `path`. Required.
+    pub path: Option<String>,
+    /// `port`.
+    pub port: Option<i64>,
+    /// `privs`. Format `pve-priv-list`. Required.
+    pub privs: Option<String>,
+    /// `vncticket`. Required.
+    pub vncticket: Option<String>,
+}
+
+impl PostAccessVncticketParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.authid {
+            p.insert("authid", v);
+        }
+        if let Some(v) = &self.path {
+            p.insert("path", v);
+        }
+        if let Some(v) = &self.port {
+            p.insert("port", v);
+        }
+        if let Some(v) = &self.privs {
+            p.insert("privs", v);
+        }
+        if let Some(v) = &self.vncticket {
+            p.insert("vncticket", v);
+        }
         p
     }
 }
@@ -2511,6 +8571,5157 @@ impl PutNodesNodeNetworkIfaceParams {
     }
 }
 
+/// Parameters of `GET /nodes/{node}/qemu`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeQemuParams {
+    /// `full`.
+    pub full: Option<bool>,
+}
+
+impl GetNodesNodeQemuParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.full {
+            p.insert("full", v);
+        }
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetNodesNodeQemuItem {
+    /// `cpu`.
+    #[serde(rename = "cpu", default, deserialize_with = "crate::de::opt_f64")]
+    pub cpu: Option<f64>,
+    /// `cpus`.
+    #[serde(rename = "cpus", default, deserialize_with = "crate::de::opt_f64")]
+    pub cpus: Option<f64>,
+    /// `diskread`.
+    #[serde(rename = "diskread", default, deserialize_with = "crate::de::opt_i64")]
+    pub diskread: Option<i64>,
+    /// `diskwrite`.
+    #[serde(rename = "diskwrite", default, deserialize_with = "crate::de::opt_i64")]
+    pub diskwrite: Option<i64>,
+    /// `lock`.
+    #[serde(rename = "lock", default, deserialize_with = "crate::de::opt_string")]
+    pub lock: Option<String>,
+    /// `maxdisk`.
+    #[serde(rename = "maxdisk", default, deserialize_with = "crate::de::opt_i64")]
+    pub maxdisk: Option<i64>,
+    /// `maxmem`.
+    #[serde(rename = "maxmem", default, deserialize_with = "crate::de::opt_i64")]
+    pub maxmem: Option<i64>,
+    /// `mem`.
+    #[serde(rename = "mem", default, deserialize_with = "crate::de::opt_i64")]
+    pub mem: Option<i64>,
+    /// `memhost`.
+    #[serde(rename = "memhost", default, deserialize_with = "crate::de::opt_i64")]
+    pub memhost: Option<i64>,
+    /// `name`.
+    #[serde(rename = "name", default, deserialize_with = "crate::de::opt_string")]
+    pub name: Option<String>,
+    /// `netin`.
+    #[serde(rename = "netin", default, deserialize_with = "crate::de::opt_i64")]
+    pub netin: Option<i64>,
+    /// `netout`.
+    #[serde(rename = "netout", default, deserialize_with = "crate::de::opt_i64")]
+    pub netout: Option<i64>,
+    /// `pid`.
+    #[serde(rename = "pid", default, deserialize_with = "crate::de::opt_i64")]
+    pub pid: Option<i64>,
+    /// `pressurecpufull`.
+    #[serde(
+        rename = "pressurecpufull",
+        default,
+        deserialize_with = "crate::de::opt_f64"
+    )]
+    pub pressurecpufull: Option<f64>,
+    /// `pressurecpusome`.
+    #[serde(
+        rename = "pressurecpusome",
+        default,
+        deserialize_with = "crate::de::opt_f64"
+    )]
+    pub pressurecpusome: Option<f64>,
+    /// `pressureiofull`.
+    #[serde(
+        rename = "pressureiofull",
+        default,
+        deserialize_with = "crate::de::opt_f64"
+    )]
+    pub pressureiofull: Option<f64>,
+    /// `pressureiosome`.
+    #[serde(
+        rename = "pressureiosome",
+        default,
+        deserialize_with = "crate::de::opt_f64"
+    )]
+    pub pressureiosome: Option<f64>,
+    /// `pressurememoryfull`.
+    #[serde(
+        rename = "pressurememoryfull",
+        default,
+        deserialize_with = "crate::de::opt_f64"
+    )]
+    pub pressurememoryfull: Option<f64>,
+    /// `pressurememorysome`.
+    #[serde(
+        rename = "pressurememorysome",
+        default,
+        deserialize_with = "crate::de::opt_f64"
+    )]
+    pub pressurememorysome: Option<f64>,
+    /// `qmpstatus`.
+    #[serde(
+        rename = "qmpstatus",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub qmpstatus: Option<String>,
+    /// `running-machine`.
+    #[serde(
+        rename = "running-machine",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub running_machine: Option<String>,
+    /// `running-qemu`.
+    #[serde(
+        rename = "running-qemu",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub running_qemu: Option<String>,
+    /// `serial`.
+    #[serde(rename = "serial", default, deserialize_with = "crate::de::opt_bool")]
+    pub serial: Option<bool>,
+    /// `status`. One of `stopped`, `running`.
+    #[serde(rename = "status", default, deserialize_with = "crate::de::opt_string")]
+    pub status: Option<String>,
+    /// `tags`.
+    #[serde(rename = "tags", default, deserialize_with = "crate::de::opt_string")]
+    pub tags: Option<String>,
+    /// `template`.
+    #[serde(rename = "template", default, deserialize_with = "crate::de::opt_bool")]
+    pub template: Option<bool>,
+    /// `uptime`.
+    #[serde(rename = "uptime", default, deserialize_with = "crate::de::opt_i64")]
+    pub uptime: Option<i64>,
+    /// `vmid`. Format `pve-vmid`.
+    #[serde(rename = "vmid", default, deserialize_with = "crate::de::opt_i64")]
+    pub vmid: Option<i64>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `POST /nodes/{node}/qemu`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostNodesNodeQemuParams {
+    /// `acpi`.
+    pub acpi: Option<bool>,
+    /// `affinity`. Format `pve-cpuset`.
+    pub affinity: Option<String>,
+    /// `agent`.
+    pub agent: Option<AgentProperty>,
+    /// `allow-ksm`.
+    pub allow_ksm: Option<bool>,
+    /// `amd-sev`. Format `pve-qemu-sev-fmt`.
+    pub amd_sev: Option<String>,
+    /// `arch`. One of `x86_64`, `aarch64`.
+    pub arch: Option<String>,
+    /// `archive`.
+    pub archive: Option<String>,
+    /// `args`.
+    pub args: Option<String>,
+    /// `audio0`.
+    pub audio0: Option<AudioProperty>,
+    /// `autostart`.
+    pub autostart: Option<bool>,
+    /// `balloon`.
+    pub balloon: Option<i64>,
+    /// `bios`. One of `seabios`, `ovmf`.
+    pub bios: Option<String>,
+    /// `boot`. Format `pve-qm-boot`.
+    pub boot: Option<String>,
+    /// `bootdisk`. Format `pve-qm-bootdisk`.
+    pub bootdisk: Option<String>,
+    /// `bwlimit`.
+    pub bwlimit: Option<i64>,
+    /// `cdrom`. Format `pve-qm-ide`.
+    pub cdrom: Option<String>,
+    /// `cicustom`. Format `pve-qm-cicustom`.
+    pub cicustom: Option<String>,
+    /// `cipassword`.
+    pub cipassword: Option<String>,
+    /// `citype`. One of `configdrive2`, `nocloud`, `opennebula`.
+    pub citype: Option<String>,
+    /// `ciupgrade`.
+    pub ciupgrade: Option<bool>,
+    /// `ciuser`.
+    pub ciuser: Option<String>,
+    /// `cores`.
+    pub cores: Option<i64>,
+    /// `cpu`. Format `pve-vm-cpu-conf`.
+    pub cpu: Option<String>,
+    /// `cpulimit`.
+    pub cpulimit: Option<f64>,
+    /// `cpuunits`.
+    pub cpuunits: Option<i64>,
+    /// `description`.
+    pub description: Option<String>,
+    /// `efidisk0`.
+    pub efidisk0: Option<EfidiskProperty>,
+    /// `force`.
+    pub force: Option<bool>,
+    /// `freeze`.
+    pub freeze: Option<bool>,
+    /// `ha-managed`.
+    pub ha_managed: Option<bool>,
+    /// `hookscript`. Format `pve-volume-id`.
+    pub hookscript: Option<String>,
+    /// `hostpci\[n\]`. Format `pve-qm-hostpci`.
+    ///
+    /// Sent as `hostpciN` for each index N.
+    pub hostpci: BTreeMap<u32, String>,
+    /// `hotplug`. Format `pve-hotplug-features`.
+    pub hotplug: Option<String>,
+    /// `hugepages`. One of `any`, `2`, `1024`.
+    pub hugepages: Option<String>,
+    /// `ide\[n\]`.
+    ///
+    /// Sent as `ideN` for each index N.
+    pub ide: BTreeMap<u32, IdeProperty>,
+    /// `import-working-storage`. Format `pve-storage-id`.
+    pub import_working_storage: Option<String>,
+    /// `intel-tdx`. Format `pve-qemu-tdx-fmt`.
+    pub intel_tdx: Option<String>,
+    /// `ipconfig\[n\]`. Format `pve-qm-ipconfig`.
+    ///
+    /// Sent as `ipconfigN` for each index N.
+    pub ipconfig: BTreeMap<u32, IpconfigProperty>,
+    /// `ivshmem`.
+    pub ivshmem: Option<IvshmemProperty>,
+    /// `keephugepages`.
+    pub keephugepages: Option<bool>,
+    /// `keyboard`. One of `de`, `de-ch`, `da`, `en-gb`, `en-us`, `es`, `fi`, `fr`, `fr-be`, `fr-ca`, `fr-ch`, `hu`, `is`, `it`, `ja`, `lt`, `mk`, `nl`, `no`, `pl`, `pt`, `pt-br`, `sv`, `sl`, `tr`.
+    pub keyboard: Option<String>,
+    /// `kvm`.
+    pub kvm: Option<bool>,
+    /// `live-restore`.
+    pub live_restore: Option<bool>,
+    /// `localtime`.
+    pub localtime: Option<bool>,
+    /// `lock`. One of `backup`, `clone`, `create`, `migrate`, `rollback`, `snapshot`, `snapshot-delete`, `suspending`, `suspended`.
+    pub lock: Option<String>,
+    /// `machine`.
+    pub machine: Option<MachineProperty>,
+    /// `memory`.
+    pub memory: Option<MemoryProperty>,
+    /// `migrate_downtime`.
+    pub migrate_downtime: Option<f64>,
+    /// `migrate_speed`.
+    pub migrate_speed: Option<i64>,
+    /// `name`. Format `dns-name`.
+    pub name: Option<String>,
+    /// `nameserver`. Format `address-list`.
+    pub nameserver: Option<String>,
+    /// `net\[n\]`.
+    ///
+    /// Sent as `netN` for each index N.
+    pub net: BTreeMap<u32, NetProperty>,
+    /// `numa`.
+    pub numa: Option<bool>,
+    /// `numa\[n\]`.
+    ///
+    /// Sent as `numaN` for each index N.
+    pub numa_n: BTreeMap<u32, NumaProperty>,
+    /// `onboot`.
+    pub onboot: Option<bool>,
+    /// `ostype`. One of `other`, `wxp`, `w2k`, `w2k3`, `w2k8`, `wvista`, `win7`, `win8`, `win10`, `win11`, `l24`, `l26`, `solaris`.
+    pub ostype: Option<String>,
+    /// `parallel\[n\]`.
+    ///
+    /// Sent as `parallelN` for each index N.
+    pub parallel: BTreeMap<u32, String>,
+    /// `pool`. Format `pve-poolid`.
+    pub pool: Option<String>,
+    /// `protection`.
+    pub protection: Option<bool>,
+    /// `reboot`.
+    pub reboot: Option<bool>,
+    /// `rng0`. Format `pve-qm-rng`.
+    pub rng0: Option<String>,
+    /// `sata\[n\]`.
+    ///
+    /// Sent as `sataN` for each index N.
+    pub sata: BTreeMap<u32, SataProperty>,
+    /// `scsi\[n\]`.
+    ///
+    /// Sent as `scsiN` for each index N.
+    pub scsi: BTreeMap<u32, ScsiProperty>,
+    /// `scsihw`. One of `lsi`, `lsi53c810`, `virtio-scsi-pci`, `virtio-scsi-single`, `megasas`, `pvscsi`.
+    pub scsihw: Option<String>,
+    /// `searchdomain`.
+    pub searchdomain: Option<String>,
+    /// `serial\[n\]`.
+    ///
+    /// Sent as `serialN` for each index N.
+    pub serial: BTreeMap<u32, String>,
+    /// `shares`.
+    pub shares: Option<i64>,
+    /// `smbios1`. Format `pve-qm-smbios1`.
+    pub smbios1: Option<String>,
+    /// `smp`.
+    pub smp: Option<i64>,
+    /// `sockets`.
+    pub sockets: Option<i64>,
+    /// `spice_enhancements`.
+    pub spice_enhancements: Option<SpiceEnhancementsProperty>,
+    /// `sshkeys`. Format `urlencoded`.
+    pub sshkeys: Option<String>,
+    /// `start`.
+    pub start: Option<bool>,
+    /// `startdate`.
+    pub startdate: Option<String>,
+    /// `startup`. Format `pve-startup-order`.
+    pub startup: Option<String>,
+    /// `storage`. Format `pve-storage-id`.
+    pub storage: Option<String>,
+    /// `tablet`.
+    pub tablet: Option<bool>,
+    /// `tags`. Format `pve-tag-list`.
+    pub tags: Option<String>,
+    /// `tdf`.
+    pub tdf: Option<bool>,
+    /// `template`.
+    pub template: Option<bool>,
+    /// `tpmstate0`.
+    pub tpmstate0: Option<TpmstateProperty>,
+    /// `unique`.
+    pub unique: Option<bool>,
+    /// `unused\[n\]`.
+    ///
+    /// Sent as `unusedN` for each index N.
+    pub unused: BTreeMap<u32, UnusedProperty>,
+    /// `usb\[n\]`.
+    ///
+    /// Sent as `usbN` for each index N.
+    pub usb: BTreeMap<u32, UsbProperty>,
+    /// `vcpus`.
+    pub vcpus: Option<i64>,
+    /// `vga`.
+    pub vga: Option<VgaProperty>,
+    /// `virtio\[n\]`.
+    ///
+    /// Sent as `virtioN` for each index N.
+    pub virtio: BTreeMap<u32, VirtioProperty>,
+    /// `virtiofs\[n\]`.
+    ///
+    /// Sent as `virtiofsN` for each index N.
+    pub virtiofs: BTreeMap<u32, VirtiofsProperty>,
+    /// `vmgenid`.
+    pub vmgenid: Option<String>,
+    /// `vmid`. Format `pve-vmid`. Required.
+    pub vmid: Option<i64>,
+    /// `vmstatestorage`. Format `pve-storage-id`.
+    pub vmstatestorage: Option<String>,
+    /// `watchdog`. Format `pve-qm-watchdog`.
+    pub watchdog: Option<String>,
+}
+
+impl PostNodesNodeQemuParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.acpi {
+            p.insert("acpi", v);
+        }
+        if let Some(v) = &self.affinity {
+            p.insert("affinity", v);
+        }
+        if let Some(v) = &self.agent {
+            p.insert("agent", v.to_string());
+        }
+        if let Some(v) = &self.allow_ksm {
+            p.insert("allow-ksm", v);
+        }
+        if let Some(v) = &self.amd_sev {
+            p.insert("amd-sev", v);
+        }
+        if let Some(v) = &self.arch {
+            p.insert("arch", v);
+        }
+        if let Some(v) = &self.archive {
+            p.insert("archive", v);
+        }
+        if let Some(v) = &self.args {
+            p.insert("args", v);
+        }
+        if let Some(v) = &self.audio0 {
+            p.insert("audio0", v.to_string());
+        }
+        if let Some(v) = &self.autostart {
+            p.insert("autostart", v);
+        }
+        if let Some(v) = &self.balloon {
+            p.insert("balloon", v);
+        }
+        if let Some(v) = &self.bios {
+            p.insert("bios", v);
+        }
+        if let Some(v) = &self.boot {
+            p.insert("boot", v);
+        }
+        if let Some(v) = &self.bootdisk {
+            p.insert("bootdisk", v);
+        }
+        if let Some(v) = &self.bwlimit {
+            p.insert("bwlimit", v);
+        }
+        if let Some(v) = &self.cdrom {
+            p.insert("cdrom", v);
+        }
+        if let Some(v) = &self.cicustom {
+            p.insert("cicustom", v);
+        }
+        if let Some(v) = &self.cipassword {
+            p.insert("cipassword", v);
+        }
+        if let Some(v) = &self.citype {
+            p.insert("citype", v);
+        }
+        if let Some(v) = &self.ciupgrade {
+            p.insert("ciupgrade", v);
+        }
+        if let Some(v) = &self.ciuser {
+            p.insert("ciuser", v);
+        }
+        if let Some(v) = &self.cores {
+            p.insert("cores", v);
+        }
+        if let Some(v) = &self.cpu {
+            p.insert("cpu", v);
+        }
+        if let Some(v) = &self.cpulimit {
+            p.insert("cpulimit", v);
+        }
+        if let Some(v) = &self.cpuunits {
+            p.insert("cpuunits", v);
+        }
+        if let Some(v) = &self.description {
+            p.insert("description", v);
+        }
+        if let Some(v) = &self.efidisk0 {
+            p.insert("efidisk0", v.to_string());
+        }
+        if let Some(v) = &self.force {
+            p.insert("force", v);
+        }
+        if let Some(v) = &self.freeze {
+            p.insert("freeze", v);
+        }
+        if let Some(v) = &self.ha_managed {
+            p.insert("ha-managed", v);
+        }
+        if let Some(v) = &self.hookscript {
+            p.insert("hookscript", v);
+        }
+        for (n, v) in &self.hostpci {
+            p.insert(&format!("hostpci{n}"), v.to_string());
+        }
+        if let Some(v) = &self.hotplug {
+            p.insert("hotplug", v);
+        }
+        if let Some(v) = &self.hugepages {
+            p.insert("hugepages", v);
+        }
+        for (n, v) in &self.ide {
+            p.insert(&format!("ide{n}"), v.to_string());
+        }
+        if let Some(v) = &self.import_working_storage {
+            p.insert("import-working-storage", v);
+        }
+        if let Some(v) = &self.intel_tdx {
+            p.insert("intel-tdx", v);
+        }
+        for (n, v) in &self.ipconfig {
+            p.insert(&format!("ipconfig{n}"), v.to_string());
+        }
+        if let Some(v) = &self.ivshmem {
+            p.insert("ivshmem", v.to_string());
+        }
+        if let Some(v) = &self.keephugepages {
+            p.insert("keephugepages", v);
+        }
+        if let Some(v) = &self.keyboard {
+            p.insert("keyboard", v);
+        }
+        if let Some(v) = &self.kvm {
+            p.insert("kvm", v);
+        }
+        if let Some(v) = &self.live_restore {
+            p.insert("live-restore", v);
+        }
+        if let Some(v) = &self.localtime {
+            p.insert("localtime", v);
+        }
+        if let Some(v) = &self.lock {
+            p.insert("lock", v);
+        }
+        if let Some(v) = &self.machine {
+            p.insert("machine", v.to_string());
+        }
+        if let Some(v) = &self.memory {
+            p.insert("memory", v.to_string());
+        }
+        if let Some(v) = &self.migrate_downtime {
+            p.insert("migrate_downtime", v);
+        }
+        if let Some(v) = &self.migrate_speed {
+            p.insert("migrate_speed", v);
+        }
+        if let Some(v) = &self.name {
+            p.insert("name", v);
+        }
+        if let Some(v) = &self.nameserver {
+            p.insert("nameserver", v);
+        }
+        for (n, v) in &self.net {
+            p.insert(&format!("net{n}"), v.to_string());
+        }
+        if let Some(v) = &self.numa {
+            p.insert("numa", v);
+        }
+        for (n, v) in &self.numa_n {
+            p.insert(&format!("numa{n}"), v.to_string());
+        }
+        if let Some(v) = &self.onboot {
+            p.insert("onboot", v);
+        }
+        if let Some(v) = &self.ostype {
+            p.insert("ostype", v);
+        }
+        for (n, v) in &self.parallel {
+            p.insert(&format!("parallel{n}"), v.to_string());
+        }
+        if let Some(v) = &self.pool {
+            p.insert("pool", v);
+        }
+        if let Some(v) = &self.protection {
+            p.insert("protection", v);
+        }
+        if let Some(v) = &self.reboot {
+            p.insert("reboot", v);
+        }
+        if let Some(v) = &self.rng0 {
+            p.insert("rng0", v);
+        }
+        for (n, v) in &self.sata {
+            p.insert(&format!("sata{n}"), v.to_string());
+        }
+        for (n, v) in &self.scsi {
+            p.insert(&format!("scsi{n}"), v.to_string());
+        }
+        if let Some(v) = &self.scsihw {
+            p.insert("scsihw", v);
+        }
+        if let Some(v) = &self.searchdomain {
+            p.insert("searchdomain", v);
+        }
+        for (n, v) in &self.serial {
+            p.insert(&format!("serial{n}"), v.to_string());
+        }
+        if let Some(v) = &self.shares {
+            p.insert("shares", v);
+        }
+        if let Some(v) = &self.smbios1 {
+            p.insert("smbios1", v);
+        }
+        if let Some(v) = &self.smp {
+            p.insert("smp", v);
+        }
+        if let Some(v) = &self.sockets {
+            p.insert("sockets", v);
+        }
+        if let Some(v) = &self.spice_enhancements {
+            p.insert("spice_enhancements", v.to_string());
+        }
+        if let Some(v) = &self.sshkeys {
+            p.insert("sshkeys", v);
+        }
+        if let Some(v) = &self.start {
+            p.insert("start", v);
+        }
+        if let Some(v) = &self.startdate {
+            p.insert("startdate", v);
+        }
+        if let Some(v) = &self.startup {
+            p.insert("startup", v);
+        }
+        if let Some(v) = &self.storage {
+            p.insert("storage", v);
+        }
+        if let Some(v) = &self.tablet {
+            p.insert("tablet", v);
+        }
+        if let Some(v) = &self.tags {
+            p.insert("tags", v);
+        }
+        if let Some(v) = &self.tdf {
+            p.insert("tdf", v);
+        }
+        if let Some(v) = &self.template {
+            p.insert("template", v);
+        }
+        if let Some(v) = &self.tpmstate0 {
+            p.insert("tpmstate0", v.to_string());
+        }
+        if let Some(v) = &self.unique {
+            p.insert("unique", v);
+        }
+        for (n, v) in &self.unused {
+            p.insert(&format!("unused{n}"), v.to_string());
+        }
+        for (n, v) in &self.usb {
+            p.insert(&format!("usb{n}"), v.to_string());
+        }
+        if let Some(v) = &self.vcpus {
+            p.insert("vcpus", v);
+        }
+        if let Some(v) = &self.vga {
+            p.insert("vga", v.to_string());
+        }
+        for (n, v) in &self.virtio {
+            p.insert(&format!("virtio{n}"), v.to_string());
+        }
+        for (n, v) in &self.virtiofs {
+            p.insert(&format!("virtiofs{n}"), v.to_string());
+        }
+        if let Some(v) = &self.vmgenid {
+            p.insert("vmgenid", v);
+        }
+        if let Some(v) = &self.vmid {
+            p.insert("vmid", v);
+        }
+        if let Some(v) = &self.vmstatestorage {
+            p.insert("vmstatestorage", v);
+        }
+        if let Some(v) = &self.watchdog {
+            p.insert("watchdog", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `DELETE /nodes/{node}/qemu/{vmid}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct DeleteNodesNodeQemuVmidParams {
+    /// `destroy-unreferenced-disks`.
+    pub destroy_unreferenced_disks: Option<bool>,
+    /// `purge`.
+    pub purge: Option<bool>,
+    /// `skiplock`.
+    pub skiplock: Option<bool>,
+}
+
+impl DeleteNodesNodeQemuVmidParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.destroy_unreferenced_disks {
+            p.insert("destroy-unreferenced-disks", v);
+        }
+        if let Some(v) = &self.purge {
+            p.insert("purge", v);
+        }
+        if let Some(v) = &self.skiplock {
+            p.insert("skiplock", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `GET /nodes/{node}/qemu/{vmid}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeQemuVmidParams {}
+
+impl GetNodesNodeQemuVmidParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetNodesNodeQemuVmidItem {
+    /// `subdir`.
+    #[serde(rename = "subdir", default, deserialize_with = "crate::de::opt_string")]
+    pub subdir: Option<String>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `GET /nodes/{node}/qemu/{vmid}/agent`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeQemuVmidAgentParams {}
+
+impl GetNodesNodeQemuVmidAgentParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// Parameters of `POST /nodes/{node}/qemu/{vmid}/agent`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostNodesNodeQemuVmidAgentParams {
+    /// `command`. One of `fsfreeze-freeze`, `fsfreeze-status`, `fsfreeze-thaw`, `fstrim`, `get-fsinfo`, `get-host-name`, `get-memory-block-info`, `get-memory-blocks`, `get-osinfo`, `get-time`, `get-timezone`, `get-users`, `get-vcpus`, `info`, `network-get-interfaces`, `ping`, `shutdown`, `suspend-disk`, `suspend-hybrid`, `suspend-ram`. Required.
+    pub command: Option<String>,
+}
+
+impl PostNodesNodeQemuVmidAgentParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.command {
+            p.insert("command", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `POST /nodes/{node}/qemu/{vmid}/agent/exec`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostNodesNodeQemuVmidAgentExecParams {
+    /// `command`. Required.
+    pub command: Option<Vec<String>>,
+    /// `input-data`.
+    pub input_data: Option<String>,
+}
+
+impl PostNodesNodeQemuVmidAgentExecParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.command {
+            p = p.set_all("command", v.iter());
+        }
+        if let Some(v) = &self.input_data {
+            p.insert("input-data", v);
+        }
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct PostNodesNodeQemuVmidAgentExecAnswer {
+    /// `pid`.
+    #[serde(rename = "pid", default, deserialize_with = "crate::de::opt_i64")]
+    pub pid: Option<i64>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `GET /nodes/{node}/qemu/{vmid}/agent/exec-status`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeQemuVmidAgentExecStatusParams {
+    /// `pid`. Required.
+    pub pid: Option<i64>,
+}
+
+impl GetNodesNodeQemuVmidAgentExecStatusParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.pid {
+            p.insert("pid", v);
+        }
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetNodesNodeQemuVmidAgentExecStatusAnswer {
+    /// `err-data`.
+    #[serde(
+        rename = "err-data",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub err_data: Option<String>,
+    /// `err-truncated`.
+    #[serde(
+        rename = "err-truncated",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub err_truncated: Option<bool>,
+    /// `exitcode`.
+    #[serde(rename = "exitcode", default, deserialize_with = "crate::de::opt_i64")]
+    pub exitcode: Option<i64>,
+    /// `exited`.
+    #[serde(rename = "exited", default, deserialize_with = "crate::de::opt_bool")]
+    pub exited: Option<bool>,
+    /// `out-data`.
+    #[serde(
+        rename = "out-data",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub out_data: Option<String>,
+    /// `out-truncated`.
+    #[serde(
+        rename = "out-truncated",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub out_truncated: Option<bool>,
+    /// `signal`.
+    #[serde(rename = "signal", default, deserialize_with = "crate::de::opt_i64")]
+    pub signal: Option<i64>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `GET /nodes/{node}/qemu/{vmid}/agent/file-read`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeQemuVmidAgentFileReadParams {
+    /// `count`.
+    pub count: Option<i64>,
+    /// `decode`.
+    pub decode: Option<bool>,
+    /// `file`. Required.
+    pub file: Option<String>,
+    /// `offset`.
+    pub offset: Option<i64>,
+}
+
+impl GetNodesNodeQemuVmidAgentFileReadParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.count {
+            p.insert("count", v);
+        }
+        if let Some(v) = &self.decode {
+            p.insert("decode", v);
+        }
+        if let Some(v) = &self.file {
+            p.insert("file", v);
+        }
+        if let Some(v) = &self.offset {
+            p.insert("offset", v);
+        }
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetNodesNodeQemuVmidAgentFileReadAnswer {
+    /// `content`.
+    #[serde(
+        rename = "content",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub content: Option<String>,
+    /// `truncated`.
+    #[serde(
+        rename = "truncated",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub truncated: Option<bool>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `POST /nodes/{node}/qemu/{vmid}/agent/file-write`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostNodesNodeQemuVmidAgentFileWriteParams {
+    /// `content`. Required.
+    pub content: Option<String>,
+    /// `encode`.
+    pub encode: Option<bool>,
+    /// `file`. Required.
+    pub file: Option<String>,
+}
+
+impl PostNodesNodeQemuVmidAgentFileWriteParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.content {
+            p.insert("content", v);
+        }
+        if let Some(v) = &self.encode {
+            p.insert("encode", v);
+        }
+        if let Some(v) = &self.file {
+            p.insert("file", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `POST /nodes/{node}/qemu/{vmid}/agent/fsfreeze-freeze`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostNodesNodeQemuVmidAgentFsfreezeFreezeParams {}
+
+impl PostNodesNodeQemuVmidAgentFsfreezeFreezeParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// Parameters of `POST /nodes/{node}/qemu/{vmid}/agent/fsfreeze-status`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostNodesNodeQemuVmidAgentFsfreezeStatusParams {}
+
+impl PostNodesNodeQemuVmidAgentFsfreezeStatusParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// Parameters of `POST /nodes/{node}/qemu/{vmid}/agent/fsfreeze-thaw`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostNodesNodeQemuVmidAgentFsfreezeThawParams {}
+
+impl PostNodesNodeQemuVmidAgentFsfreezeThawParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// Parameters of `POST /nodes/{node}/qemu/{vmid}/agent/fstrim`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostNodesNodeQemuVmidAgentFstrimParams {}
+
+impl PostNodesNodeQemuVmidAgentFstrimParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// Parameters of `GET /nodes/{node}/qemu/{vmid}/agent/get-fsinfo`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeQemuVmidAgentGetFsinfoParams {}
+
+impl GetNodesNodeQemuVmidAgentGetFsinfoParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// Parameters of `GET /nodes/{node}/qemu/{vmid}/agent/get-host-name`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeQemuVmidAgentGetHostNameParams {}
+
+impl GetNodesNodeQemuVmidAgentGetHostNameParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// Parameters of `GET /nodes/{node}/qemu/{vmid}/agent/get-memory-block-info`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeQemuVmidAgentGetMemoryBlockInfoParams {}
+
+impl GetNodesNodeQemuVmidAgentGetMemoryBlockInfoParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// Parameters of `GET /nodes/{node}/qemu/{vmid}/agent/get-memory-blocks`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeQemuVmidAgentGetMemoryBlocksParams {}
+
+impl GetNodesNodeQemuVmidAgentGetMemoryBlocksParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// Parameters of `GET /nodes/{node}/qemu/{vmid}/agent/get-osinfo`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeQemuVmidAgentGetOsinfoParams {}
+
+impl GetNodesNodeQemuVmidAgentGetOsinfoParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// Parameters of `GET /nodes/{node}/qemu/{vmid}/agent/get-time`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeQemuVmidAgentGetTimeParams {}
+
+impl GetNodesNodeQemuVmidAgentGetTimeParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// Parameters of `GET /nodes/{node}/qemu/{vmid}/agent/get-timezone`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeQemuVmidAgentGetTimezoneParams {}
+
+impl GetNodesNodeQemuVmidAgentGetTimezoneParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// Parameters of `GET /nodes/{node}/qemu/{vmid}/agent/get-users`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeQemuVmidAgentGetUsersParams {}
+
+impl GetNodesNodeQemuVmidAgentGetUsersParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// Parameters of `GET /nodes/{node}/qemu/{vmid}/agent/get-vcpus`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeQemuVmidAgentGetVcpusParams {}
+
+impl GetNodesNodeQemuVmidAgentGetVcpusParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// Parameters of `GET /nodes/{node}/qemu/{vmid}/agent/info`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeQemuVmidAgentInfoParams {}
+
+impl GetNodesNodeQemuVmidAgentInfoParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// Parameters of `GET /nodes/{node}/qemu/{vmid}/agent/network-get-interfaces`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeQemuVmidAgentNetworkGetInterfacesParams {}
+
+impl GetNodesNodeQemuVmidAgentNetworkGetInterfacesParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// Parameters of `POST /nodes/{node}/qemu/{vmid}/agent/ping`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostNodesNodeQemuVmidAgentPingParams {}
+
+impl PostNodesNodeQemuVmidAgentPingParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// Parameters of `POST /nodes/{node}/qemu/{vmid}/agent/set-user-password`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostNodesNodeQemuVmidAgentSetUserPasswordParams {
+    /// `crypted`.
+    pub crypted: Option<bool>,
+    /// `password`. Required.
+    pub password: Option<String>,
+    /// `username`. Required.
+    pub username: Option<String>,
+}
+
+impl PostNodesNodeQemuVmidAgentSetUserPasswordParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.crypted {
+            p.insert("crypted", v);
+        }
+        if let Some(v) = &self.password {
+            p.insert("password", v);
+        }
+        if let Some(v) = &self.username {
+            p.insert("username", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `POST /nodes/{node}/qemu/{vmid}/agent/shutdown`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostNodesNodeQemuVmidAgentShutdownParams {}
+
+impl PostNodesNodeQemuVmidAgentShutdownParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// Parameters of `POST /nodes/{node}/qemu/{vmid}/agent/suspend-disk`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostNodesNodeQemuVmidAgentSuspendDiskParams {}
+
+impl PostNodesNodeQemuVmidAgentSuspendDiskParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// Parameters of `POST /nodes/{node}/qemu/{vmid}/agent/suspend-hybrid`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostNodesNodeQemuVmidAgentSuspendHybridParams {}
+
+impl PostNodesNodeQemuVmidAgentSuspendHybridParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// Parameters of `POST /nodes/{node}/qemu/{vmid}/agent/suspend-ram`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostNodesNodeQemuVmidAgentSuspendRamParams {}
+
+impl PostNodesNodeQemuVmidAgentSuspendRamParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// Parameters of `POST /nodes/{node}/qemu/{vmid}/clone`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostNodesNodeQemuVmidCloneParams {
+    /// `bwlimit`.
+    pub bwlimit: Option<i64>,
+    /// `description`.
+    pub description: Option<String>,
+    /// `format`. One of `raw`, `qcow2`, `vmdk`.
+    pub format: Option<String>,
+    /// `full`.
+    pub full: Option<bool>,
+    /// `name`. Format `dns-name`.
+    pub name: Option<String>,
+    /// `newid`. Format `pve-vmid`. Required.
+    pub newid: Option<i64>,
+    /// `pool`. Format `pve-poolid`.
+    pub pool: Option<String>,
+    /// `snapname`. Format `pve-configid`.
+    pub snapname: Option<String>,
+    /// `storage`. Format `pve-storage-id`.
+    pub storage: Option<String>,
+    /// `target`. Format `pve-node`.
+    pub target: Option<String>,
+}
+
+impl PostNodesNodeQemuVmidCloneParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.bwlimit {
+            p.insert("bwlimit", v);
+        }
+        if let Some(v) = &self.description {
+            p.insert("description", v);
+        }
+        if let Some(v) = &self.format {
+            p.insert("format", v);
+        }
+        if let Some(v) = &self.full {
+            p.insert("full", v);
+        }
+        if let Some(v) = &self.name {
+            p.insert("name", v);
+        }
+        if let Some(v) = &self.newid {
+            p.insert("newid", v);
+        }
+        if let Some(v) = &self.pool {
+            p.insert("pool", v);
+        }
+        if let Some(v) = &self.snapname {
+            p.insert("snapname", v);
+        }
+        if let Some(v) = &self.storage {
+            p.insert("storage", v);
+        }
+        if let Some(v) = &self.target {
+            p.insert("target", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `GET /nodes/{node}/qemu/{vmid}/cloudinit`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeQemuVmidCloudinitParams {}
+
+impl GetNodesNodeQemuVmidCloudinitParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetNodesNodeQemuVmidCloudinitItem {
+    /// `delete`.
+    #[serde(rename = "delete", default, deserialize_with = "crate::de::opt_i64")]
+    pub delete: Option<i64>,
+    /// `key`.
+    #[serde(rename = "key", default, deserialize_with = "crate::de::opt_string")]
+    pub key: Option<String>,
+    /// `pending`.
+    #[serde(
+        rename = "pending",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub pending: Option<String>,
+    /// `value`.
+    #[serde(rename = "value", default, deserialize_with = "crate::de::opt_string")]
+    pub value: Option<String>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `PUT /nodes/{node}/qemu/{vmid}/cloudinit`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PutNodesNodeQemuVmidCloudinitParams {}
+
+impl PutNodesNodeQemuVmidCloudinitParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// Parameters of `GET /nodes/{node}/qemu/{vmid}/cloudinit/dump`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeQemuVmidCloudinitDumpParams {
+    /// `type`. One of `user`, `network`, `meta`. Required.
+    pub r#type: Option<String>,
+}
+
+impl GetNodesNodeQemuVmidCloudinitDumpParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.r#type {
+            p.insert("type", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `GET /nodes/{node}/qemu/{vmid}/config`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeQemuVmidConfigParams {
+    /// `current`.
+    pub current: Option<bool>,
+    /// `snapshot`. Format `pve-configid`.
+    pub snapshot: Option<String>,
+}
+
+impl GetNodesNodeQemuVmidConfigParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.current {
+            p.insert("current", v);
+        }
+        if let Some(v) = &self.snapshot {
+            p.insert("snapshot", v);
+        }
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetNodesNodeQemuVmidConfigAnswer {
+    /// `acpi`.
+    #[serde(rename = "acpi", default, deserialize_with = "crate::de::opt_bool")]
+    pub acpi: Option<bool>,
+    /// `affinity`. Format `pve-cpuset`.
+    #[serde(
+        rename = "affinity",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub affinity: Option<String>,
+    /// `agent`.
+    #[serde(rename = "agent", default, deserialize_with = "crate::de::opt_string")]
+    pub agent: Option<String>,
+    /// `allow-ksm`.
+    #[serde(
+        rename = "allow-ksm",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub allow_ksm: Option<bool>,
+    /// `amd-sev`. Format `pve-qemu-sev-fmt`.
+    #[serde(
+        rename = "amd-sev",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub amd_sev: Option<String>,
+    /// `arch`. One of `x86_64`, `aarch64`.
+    #[serde(rename = "arch", default, deserialize_with = "crate::de::opt_string")]
+    pub arch: Option<String>,
+    /// `args`.
+    #[serde(rename = "args", default, deserialize_with = "crate::de::opt_string")]
+    pub args: Option<String>,
+    /// `audio0`.
+    #[serde(rename = "audio0", default, deserialize_with = "crate::de::opt_string")]
+    pub audio0: Option<String>,
+    /// `autostart`.
+    #[serde(
+        rename = "autostart",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub autostart: Option<bool>,
+    /// `balloon`.
+    #[serde(rename = "balloon", default, deserialize_with = "crate::de::opt_i64")]
+    pub balloon: Option<i64>,
+    /// `bios`. One of `seabios`, `ovmf`.
+    #[serde(rename = "bios", default, deserialize_with = "crate::de::opt_string")]
+    pub bios: Option<String>,
+    /// `boot`. Format `pve-qm-boot`.
+    #[serde(rename = "boot", default, deserialize_with = "crate::de::opt_string")]
+    pub boot: Option<String>,
+    /// `bootdisk`. Format `pve-qm-bootdisk`.
+    #[serde(
+        rename = "bootdisk",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub bootdisk: Option<String>,
+    /// `cdrom`. Format `pve-qm-ide`.
+    #[serde(rename = "cdrom", default, deserialize_with = "crate::de::opt_string")]
+    pub cdrom: Option<String>,
+    /// `cicustom`. Format `pve-qm-cicustom`.
+    #[serde(
+        rename = "cicustom",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub cicustom: Option<String>,
+    /// `cipassword`.
+    #[serde(
+        rename = "cipassword",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub cipassword: Option<String>,
+    /// `citype`. One of `configdrive2`, `nocloud`, `opennebula`.
+    #[serde(rename = "citype", default, deserialize_with = "crate::de::opt_string")]
+    pub citype: Option<String>,
+    /// `ciupgrade`.
+    #[serde(
+        rename = "ciupgrade",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub ciupgrade: Option<bool>,
+    /// `ciuser`.
+    #[serde(rename = "ciuser", default, deserialize_with = "crate::de::opt_string")]
+    pub ciuser: Option<String>,
+    /// `cores`.
+    #[serde(rename = "cores", default, deserialize_with = "crate::de::opt_i64")]
+    pub cores: Option<i64>,
+    /// `cpu`. Format `pve-vm-cpu-conf`.
+    #[serde(rename = "cpu", default, deserialize_with = "crate::de::opt_string")]
+    pub cpu: Option<String>,
+    /// `cpulimit`.
+    #[serde(rename = "cpulimit", default, deserialize_with = "crate::de::opt_f64")]
+    pub cpulimit: Option<f64>,
+    /// `cpuunits`.
+    #[serde(rename = "cpuunits", default, deserialize_with = "crate::de::opt_i64")]
+    pub cpuunits: Option<i64>,
+    /// `description`.
+    #[serde(
+        rename = "description",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub description: Option<String>,
+    /// `digest`.
+    #[serde(rename = "digest", default, deserialize_with = "crate::de::opt_string")]
+    pub digest: Option<String>,
+    /// `efidisk0`.
+    #[serde(
+        rename = "efidisk0",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub efidisk0: Option<String>,
+    /// `freeze`.
+    #[serde(rename = "freeze", default, deserialize_with = "crate::de::opt_bool")]
+    pub freeze: Option<bool>,
+    /// `hookscript`. Format `pve-volume-id`.
+    #[serde(
+        rename = "hookscript",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub hookscript: Option<String>,
+    /// `hotplug`. Format `pve-hotplug-features`.
+    #[serde(
+        rename = "hotplug",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub hotplug: Option<String>,
+    /// `hugepages`. One of `any`, `2`, `1024`.
+    #[serde(
+        rename = "hugepages",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub hugepages: Option<String>,
+    /// `intel-tdx`. Format `pve-qemu-tdx-fmt`.
+    #[serde(
+        rename = "intel-tdx",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub intel_tdx: Option<String>,
+    /// `ivshmem`.
+    #[serde(
+        rename = "ivshmem",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub ivshmem: Option<String>,
+    /// `keephugepages`.
+    #[serde(
+        rename = "keephugepages",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub keephugepages: Option<bool>,
+    /// `keyboard`. One of `de`, `de-ch`, `da`, `en-gb`, `en-us`, `es`, `fi`, `fr`, `fr-be`, `fr-ca`, `fr-ch`, `hu`, `is`, `it`, `ja`, `lt`, `mk`, `nl`, `no`, `pl`, `pt`, `pt-br`, `sv`, `sl`, `tr`.
+    #[serde(
+        rename = "keyboard",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub keyboard: Option<String>,
+    /// `kvm`.
+    #[serde(rename = "kvm", default, deserialize_with = "crate::de::opt_bool")]
+    pub kvm: Option<bool>,
+    /// `localtime`.
+    #[serde(
+        rename = "localtime",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub localtime: Option<bool>,
+    /// `lock`. One of `backup`, `clone`, `create`, `migrate`, `rollback`, `snapshot`, `snapshot-delete`, `suspending`, `suspended`.
+    #[serde(rename = "lock", default, deserialize_with = "crate::de::opt_string")]
+    pub lock: Option<String>,
+    /// `machine`.
+    #[serde(
+        rename = "machine",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub machine: Option<String>,
+    /// `memory`.
+    #[serde(rename = "memory", default, deserialize_with = "crate::de::opt_string")]
+    pub memory: Option<String>,
+    /// `meta`.
+    #[serde(rename = "meta", default, deserialize_with = "crate::de::opt_string")]
+    pub meta: Option<String>,
+    /// `migrate_downtime`.
+    #[serde(
+        rename = "migrate_downtime",
+        default,
+        deserialize_with = "crate::de::opt_f64"
+    )]
+    pub migrate_downtime: Option<f64>,
+    /// `migrate_speed`.
+    #[serde(
+        rename = "migrate_speed",
+        default,
+        deserialize_with = "crate::de::opt_i64"
+    )]
+    pub migrate_speed: Option<i64>,
+    /// `name`. Format `dns-name`.
+    #[serde(rename = "name", default, deserialize_with = "crate::de::opt_string")]
+    pub name: Option<String>,
+    /// `nameserver`. Format `address-list`.
+    #[serde(
+        rename = "nameserver",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub nameserver: Option<String>,
+    /// `numa`.
+    #[serde(rename = "numa", default, deserialize_with = "crate::de::opt_bool")]
+    pub numa: Option<bool>,
+    /// `onboot`.
+    #[serde(rename = "onboot", default, deserialize_with = "crate::de::opt_bool")]
+    pub onboot: Option<bool>,
+    /// `ostype`. One of `other`, `wxp`, `w2k`, `w2k3`, `w2k8`, `wvista`, `win7`, `win8`, `win10`, `win11`, `l24`, `l26`, `solaris`.
+    #[serde(rename = "ostype", default, deserialize_with = "crate::de::opt_string")]
+    pub ostype: Option<String>,
+    /// `parent`. Format `pve-configid`.
+    #[serde(rename = "parent", default, deserialize_with = "crate::de::opt_string")]
+    pub parent: Option<String>,
+    /// `protection`.
+    #[serde(
+        rename = "protection",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub protection: Option<bool>,
+    /// `reboot`.
+    #[serde(rename = "reboot", default, deserialize_with = "crate::de::opt_bool")]
+    pub reboot: Option<bool>,
+    /// `rng0`. Format `pve-qm-rng`.
+    #[serde(rename = "rng0", default, deserialize_with = "crate::de::opt_string")]
+    pub rng0: Option<String>,
+    /// `running-nets-host-mtu`.
+    #[serde(
+        rename = "running-nets-host-mtu",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub running_nets_host_mtu: Option<String>,
+    /// `runningcpu`.
+    #[serde(
+        rename = "runningcpu",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub runningcpu: Option<String>,
+    /// `runningmachine`.
+    #[serde(
+        rename = "runningmachine",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub runningmachine: Option<String>,
+    /// `scsihw`. One of `lsi`, `lsi53c810`, `virtio-scsi-pci`, `virtio-scsi-single`, `megasas`, `pvscsi`.
+    #[serde(rename = "scsihw", default, deserialize_with = "crate::de::opt_string")]
+    pub scsihw: Option<String>,
+    /// `searchdomain`.
+    #[serde(
+        rename = "searchdomain",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub searchdomain: Option<String>,
+    /// `shares`.
+    #[serde(rename = "shares", default, deserialize_with = "crate::de::opt_i64")]
+    pub shares: Option<i64>,
+    /// `smbios1`. Format `pve-qm-smbios1`.
+    #[serde(
+        rename = "smbios1",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub smbios1: Option<String>,
+    /// `smp`.
+    #[serde(rename = "smp", default, deserialize_with = "crate::de::opt_i64")]
+    pub smp: Option<i64>,
+    /// `snaptime`.
+    #[serde(rename = "snaptime", default, deserialize_with = "crate::de::opt_i64")]
+    pub snaptime: Option<i64>,
+    /// `sockets`.
+    #[serde(rename = "sockets", default, deserialize_with = "crate::de::opt_i64")]
+    pub sockets: Option<i64>,
+    /// `spice_enhancements`.
+    #[serde(
+        rename = "spice_enhancements",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub spice_enhancements: Option<String>,
+    /// `sshkeys`. Format `urlencoded`.
+    #[serde(
+        rename = "sshkeys",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub sshkeys: Option<String>,
+    /// `startdate`.
+    #[serde(
+        rename = "startdate",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub startdate: Option<String>,
+    /// `startup`. Format `pve-startup-order`.
+    #[serde(
+        rename = "startup",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub startup: Option<String>,
+    /// `tablet`.
+    #[serde(rename = "tablet", default, deserialize_with = "crate::de::opt_bool")]
+    pub tablet: Option<bool>,
+    /// `tags`. Format `pve-tag-list`.
+    #[serde(rename = "tags", default, deserialize_with = "crate::de::opt_string")]
+    pub tags: Option<String>,
+    /// `tdf`.
+    #[serde(rename = "tdf", default, deserialize_with = "crate::de::opt_bool")]
+    pub tdf: Option<bool>,
+    /// `template`.
+    #[serde(rename = "template", default, deserialize_with = "crate::de::opt_bool")]
+    pub template: Option<bool>,
+    /// `tpmstate0`.
+    #[serde(
+        rename = "tpmstate0",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub tpmstate0: Option<String>,
+    /// `vcpus`.
+    #[serde(rename = "vcpus", default, deserialize_with = "crate::de::opt_i64")]
+    pub vcpus: Option<i64>,
+    /// `vga`.
+    #[serde(rename = "vga", default, deserialize_with = "crate::de::opt_string")]
+    pub vga: Option<String>,
+    /// `vmgenid`.
+    #[serde(
+        rename = "vmgenid",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub vmgenid: Option<String>,
+    /// `vmstate`. Format `pve-volume-id`.
+    #[serde(
+        rename = "vmstate",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub vmstate: Option<String>,
+    /// `vmstatestorage`. Format `pve-storage-id`.
+    #[serde(
+        rename = "vmstatestorage",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub vmstatestorage: Option<String>,
+    /// `watchdog`. Format `pve-qm-watchdog`.
+    #[serde(
+        rename = "watchdog",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub watchdog: Option<String>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+impl GetNodesNodeQemuVmidConfigAnswer {
+    /// `agent` read as its property string.
+    pub fn agent_parsed(&self) -> Option<Result<AgentProperty, PropertyStringError>> {
+        self.agent.as_deref().map(str::parse)
+    }
+
+    /// `audio0` read as its property string.
+    pub fn audio0_parsed(&self) -> Option<Result<AudioProperty, PropertyStringError>> {
+        self.audio0.as_deref().map(str::parse)
+    }
+
+    /// `efidisk0` read as its property string.
+    pub fn efidisk0_parsed(&self) -> Option<Result<EfidiskProperty2, PropertyStringError>> {
+        self.efidisk0.as_deref().map(str::parse)
+    }
+
+    /// The `hostpciN` keys by index (the schema's `hostpci[n]`).
+    pub fn hostpci(&self) -> BTreeMap<u32, String> {
+        indexed(&self.other, "hostpci")
+            .map(|(n, s)| (n, s.to_owned()))
+            .collect()
+    }
+
+    /// The `ideN` keys by index (the schema's `ide[n]`).
+    pub fn ide(&self) -> BTreeMap<u32, Result<IdeProperty2, PropertyStringError>> {
+        indexed(&self.other, "ide")
+            .map(|(n, s)| (n, s.parse()))
+            .collect()
+    }
+
+    /// The `ipconfigN` keys by index (the schema's `ipconfig[n]`).
+    pub fn ipconfig(&self) -> BTreeMap<u32, Result<IpconfigProperty, PropertyStringError>> {
+        indexed(&self.other, "ipconfig")
+            .map(|(n, s)| (n, s.parse()))
+            .collect()
+    }
+
+    /// `ivshmem` read as its property string.
+    pub fn ivshmem_parsed(&self) -> Option<Result<IvshmemProperty, PropertyStringError>> {
+        self.ivshmem.as_deref().map(str::parse)
+    }
+
+    /// `machine` read as its property string.
+    pub fn machine_parsed(&self) -> Option<Result<MachineProperty, PropertyStringError>> {
+        self.machine.as_deref().map(str::parse)
+    }
+
+    /// `memory` read as its property string.
+    pub fn memory_parsed(&self) -> Option<Result<MemoryProperty, PropertyStringError>> {
+        self.memory.as_deref().map(str::parse)
+    }
+
+    /// `meta` read as its property string.
+    pub fn meta_parsed(&self) -> Option<Result<MetaProperty, PropertyStringError>> {
+        self.meta.as_deref().map(str::parse)
+    }
+
+    /// The `netN` keys by index (the schema's `net[n]`).
+    pub fn net(&self) -> BTreeMap<u32, Result<NetProperty, PropertyStringError>> {
+        indexed(&self.other, "net")
+            .map(|(n, s)| (n, s.parse()))
+            .collect()
+    }
+
+    /// The `numaN` keys by index (the schema's `numa[n]`).
+    pub fn numa(&self) -> BTreeMap<u32, Result<NumaProperty, PropertyStringError>> {
+        indexed(&self.other, "numa")
+            .map(|(n, s)| (n, s.parse()))
+            .collect()
+    }
+
+    /// The `parallelN` keys by index (the schema's `parallel[n]`).
+    pub fn parallel(&self) -> BTreeMap<u32, String> {
+        indexed(&self.other, "parallel")
+            .map(|(n, s)| (n, s.to_owned()))
+            .collect()
+    }
+
+    /// `runningmachine` read as its property string.
+    pub fn runningmachine_parsed(&self) -> Option<Result<MachineProperty, PropertyStringError>> {
+        self.runningmachine.as_deref().map(str::parse)
+    }
+
+    /// The `sataN` keys by index (the schema's `sata[n]`).
+    pub fn sata(&self) -> BTreeMap<u32, Result<SataProperty2, PropertyStringError>> {
+        indexed(&self.other, "sata")
+            .map(|(n, s)| (n, s.parse()))
+            .collect()
+    }
+
+    /// The `scsiN` keys by index (the schema's `scsi[n]`).
+    pub fn scsi(&self) -> BTreeMap<u32, Result<ScsiProperty2, PropertyStringError>> {
+        indexed(&self.other, "scsi")
+            .map(|(n, s)| (n, s.parse()))
+            .collect()
+    }
+
+    /// The `serialN` keys by index (the schema's `serial[n]`).
+    pub fn serial(&self) -> BTreeMap<u32, String> {
+        indexed(&self.other, "serial")
+            .map(|(n, s)| (n, s.to_owned()))
+            .collect()
+    }
+
+    /// `spice_enhancements` read as its property string.
+    pub fn spice_enhancements_parsed(
+        &self,
+    ) -> Option<Result<SpiceEnhancementsProperty, PropertyStringError>> {
+        self.spice_enhancements.as_deref().map(str::parse)
+    }
+
+    /// `tpmstate0` read as its property string.
+    pub fn tpmstate0_parsed(&self) -> Option<Result<TpmstateProperty2, PropertyStringError>> {
+        self.tpmstate0.as_deref().map(str::parse)
+    }
+
+    /// The `unusedN` keys by index (the schema's `unused[n]`).
+    pub fn unused(&self) -> BTreeMap<u32, Result<UnusedProperty, PropertyStringError>> {
+        indexed(&self.other, "unused")
+            .map(|(n, s)| (n, s.parse()))
+            .collect()
+    }
+
+    /// The `usbN` keys by index (the schema's `usb[n]`).
+    pub fn usb(&self) -> BTreeMap<u32, Result<UsbProperty, PropertyStringError>> {
+        indexed(&self.other, "usb")
+            .map(|(n, s)| (n, s.parse()))
+            .collect()
+    }
+
+    /// `vga` read as its property string.
+    pub fn vga_parsed(&self) -> Option<Result<VgaProperty, PropertyStringError>> {
+        self.vga.as_deref().map(str::parse)
+    }
+
+    /// The `virtioN` keys by index (the schema's `virtio[n]`).
+    pub fn virtio(&self) -> BTreeMap<u32, Result<VirtioProperty2, PropertyStringError>> {
+        indexed(&self.other, "virtio")
+            .map(|(n, s)| (n, s.parse()))
+            .collect()
+    }
+
+    /// The `virtiofsN` keys by index (the schema's `virtiofs[n]`).
+    pub fn virtiofs(&self) -> BTreeMap<u32, Result<VirtiofsProperty, PropertyStringError>> {
+        indexed(&self.other, "virtiofs")
+            .map(|(n, s)| (n, s.parse()))
+            .collect()
+    }
+}
+
+/// Parameters of `POST /nodes/{node}/qemu/{vmid}/config`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostNodesNodeQemuVmidConfigParams {
+    /// `acpi`.
+    pub acpi: Option<bool>,
+    /// `affinity`. Format `pve-cpuset`.
+    pub affinity: Option<String>,
+    /// `agent`.
+    pub agent: Option<AgentProperty>,
+    /// `allow-ksm`.
+    pub allow_ksm: Option<bool>,
+    /// `amd-sev`. Format `pve-qemu-sev-fmt`.
+    pub amd_sev: Option<String>,
+    /// `arch`. One of `x86_64`, `aarch64`.
+    pub arch: Option<String>,
+    /// `args`.
+    pub args: Option<String>,
+    /// `audio0`.
+    pub audio0: Option<AudioProperty>,
+    /// `autostart`.
+    pub autostart: Option<bool>,
+    /// `background_delay`.
+    pub background_delay: Option<i64>,
+    /// `balloon`.
+    pub balloon: Option<i64>,
+    /// `bios`. One of `seabios`, `ovmf`.
+    pub bios: Option<String>,
+    /// `boot`. Format `pve-qm-boot`.
+    pub boot: Option<String>,
+    /// `bootdisk`. Format `pve-qm-bootdisk`.
+    pub bootdisk: Option<String>,
+    /// `cdrom`. Format `pve-qm-ide`.
+    pub cdrom: Option<String>,
+    /// `cicustom`. Format `pve-qm-cicustom`.
+    pub cicustom: Option<String>,
+    /// `cipassword`.
+    pub cipassword: Option<String>,
+    /// `citype`. One of `configdrive2`, `nocloud`, `opennebula`.
+    pub citype: Option<String>,
+    /// `ciupgrade`.
+    pub ciupgrade: Option<bool>,
+    /// `ciuser`.
+    pub ciuser: Option<String>,
+    /// `cores`.
+    pub cores: Option<i64>,
+    /// `cpu`. Format `pve-vm-cpu-conf`.
+    pub cpu: Option<String>,
+    /// `cpulimit`.
+    pub cpulimit: Option<f64>,
+    /// `cpuunits`.
+    pub cpuunits: Option<i64>,
+    /// `delete`. Format `pve-configid-list`.
+    pub delete: Option<String>,
+    /// `description`.
+    pub description: Option<String>,
+    /// `digest`.
+    pub digest: Option<String>,
+    /// `efidisk0`.
+    pub efidisk0: Option<EfidiskProperty>,
+    /// `force`.
+    pub force: Option<bool>,
+    /// `freeze`.
+    pub freeze: Option<bool>,
+    /// `hookscript`. Format `pve-volume-id`.
+    pub hookscript: Option<String>,
+    /// `hostpci\[n\]`. Format `pve-qm-hostpci`.
+    ///
+    /// Sent as `hostpciN` for each index N.
+    pub hostpci: BTreeMap<u32, String>,
+    /// `hotplug`. Format `pve-hotplug-features`.
+    pub hotplug: Option<String>,
+    /// `hugepages`. One of `any`, `2`, `1024`.
+    pub hugepages: Option<String>,
+    /// `ide\[n\]`.
+    ///
+    /// Sent as `ideN` for each index N.
+    pub ide: BTreeMap<u32, IdeProperty>,
+    /// `import-working-storage`. Format `pve-storage-id`.
+    pub import_working_storage: Option<String>,
+    /// `intel-tdx`. Format `pve-qemu-tdx-fmt`.
+    pub intel_tdx: Option<String>,
+    /// `ipconfig\[n\]`. Format `pve-qm-ipconfig`.
+    ///
+    /// Sent as `ipconfigN` for each index N.
+    pub ipconfig: BTreeMap<u32, IpconfigProperty>,
+    /// `ivshmem`.
+    pub ivshmem: Option<IvshmemProperty>,
+    /// `keephugepages`.
+    pub keephugepages: Option<bool>,
+    /// `keyboard`. One of `de`, `de-ch`, `da`, `en-gb`, `en-us`, `es`, `fi`, `fr`, `fr-be`, `fr-ca`, `fr-ch`, `hu`, `is`, `it`, `ja`, `lt`, `mk`, `nl`, `no`, `pl`, `pt`, `pt-br`, `sv`, `sl`, `tr`.
+    pub keyboard: Option<String>,
+    /// `kvm`.
+    pub kvm: Option<bool>,
+    /// `localtime`.
+    pub localtime: Option<bool>,
+    /// `lock`. One of `backup`, `clone`, `create`, `migrate`, `rollback`, `snapshot`, `snapshot-delete`, `suspending`, `suspended`.
+    pub lock: Option<String>,
+    /// `machine`.
+    pub machine: Option<MachineProperty>,
+    /// `memory`.
+    pub memory: Option<MemoryProperty>,
+    /// `migrate_downtime`.
+    pub migrate_downtime: Option<f64>,
+    /// `migrate_speed`.
+    pub migrate_speed: Option<i64>,
+    /// `name`. Format `dns-name`.
+    pub name: Option<String>,
+    /// `nameserver`. Format `address-list`.
+    pub nameserver: Option<String>,
+    /// `net\[n\]`.
+    ///
+    /// Sent as `netN` for each index N.
+    pub net: BTreeMap<u32, NetProperty>,
+    /// `numa`.
+    pub numa: Option<bool>,
+    /// `numa\[n\]`.
+    ///
+    /// Sent as `numaN` for each index N.
+    pub numa_n: BTreeMap<u32, NumaProperty>,
+    /// `onboot`.
+    pub onboot: Option<bool>,
+    /// `ostype`. One of `other`, `wxp`, `w2k`, `w2k3`, `w2k8`, `wvista`, `win7`, `win8`, `win10`, `win11`, `l24`, `l26`, `solaris`.
+    pub ostype: Option<String>,
+    /// `parallel\[n\]`.
+    ///
+    /// Sent as `parallelN` for each index N.
+    pub parallel: BTreeMap<u32, String>,
+    /// `protection`.
+    pub protection: Option<bool>,
+    /// `reboot`.
+    pub reboot: Option<bool>,
+    /// `revert`. Format `pve-configid-list`.
+    pub revert: Option<String>,
+    /// `rng0`. Format `pve-qm-rng`.
+    pub rng0: Option<String>,
+    /// `sata\[n\]`.
+    ///
+    /// Sent as `sataN` for each index N.
+    pub sata: BTreeMap<u32, SataProperty>,
+    /// `scsi\[n\]`.
+    ///
+    /// Sent as `scsiN` for each index N.
+    pub scsi: BTreeMap<u32, ScsiProperty>,
+    /// `scsihw`. One of `lsi`, `lsi53c810`, `virtio-scsi-pci`, `virtio-scsi-single`, `megasas`, `pvscsi`.
+    pub scsihw: Option<String>,
+    /// `searchdomain`.
+    pub searchdomain: Option<String>,
+    /// `serial\[n\]`.
+    ///
+    /// Sent as `serialN` for each index N.
+    pub serial: BTreeMap<u32, String>,
+    /// `shares`.
+    pub shares: Option<i64>,
+    /// `skiplock`.
+    pub skiplock: Option<bool>,
+    /// `smbios1`. Format `pve-qm-smbios1`.
+    pub smbios1: Option<String>,
+    /// `smp`.
+    pub smp: Option<i64>,
+    /// `sockets`.
+    pub sockets: Option<i64>,
+    /// `spice_enhancements`.
+    pub spice_enhancements: Option<SpiceEnhancementsProperty>,
+    /// `sshkeys`. Format `urlencoded`.
+    pub sshkeys: Option<String>,
+    /// `startdate`.
+    pub startdate: Option<String>,
+    /// `startup`. Format `pve-startup-order`.
+    pub startup: Option<String>,
+    /// `tablet`.
+    pub tablet: Option<bool>,
+    /// `tags`. Format `pve-tag-list`.
+    pub tags: Option<String>,
+    /// `tdf`.
+    pub tdf: Option<bool>,
+    /// `template`.
+    pub template: Option<bool>,
+    /// `tpmstate0`.
+    pub tpmstate0: Option<TpmstateProperty>,
+    /// `unused\[n\]`.
+    ///
+    /// Sent as `unusedN` for each index N.
+    pub unused: BTreeMap<u32, UnusedProperty>,
+    /// `usb\[n\]`.
+    ///
+    /// Sent as `usbN` for each index N.
+    pub usb: BTreeMap<u32, UsbProperty>,
+    /// `vcpus`.
+    pub vcpus: Option<i64>,
+    /// `vga`.
+    pub vga: Option<VgaProperty>,
+    /// `virtio\[n\]`.
+    ///
+    /// Sent as `virtioN` for each index N.
+    pub virtio: BTreeMap<u32, VirtioProperty>,
+    /// `virtiofs\[n\]`.
+    ///
+    /// Sent as `virtiofsN` for each index N.
+    pub virtiofs: BTreeMap<u32, VirtiofsProperty>,
+    /// `vmgenid`.
+    pub vmgenid: Option<String>,
+    /// `vmstatestorage`. Format `pve-storage-id`.
+    pub vmstatestorage: Option<String>,
+    /// `watchdog`. Format `pve-qm-watchdog`.
+    pub watchdog: Option<String>,
+}
+
+impl PostNodesNodeQemuVmidConfigParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.acpi {
+            p.insert("acpi", v);
+        }
+        if let Some(v) = &self.affinity {
+            p.insert("affinity", v);
+        }
+        if let Some(v) = &self.agent {
+            p.insert("agent", v.to_string());
+        }
+        if let Some(v) = &self.allow_ksm {
+            p.insert("allow-ksm", v);
+        }
+        if let Some(v) = &self.amd_sev {
+            p.insert("amd-sev", v);
+        }
+        if let Some(v) = &self.arch {
+            p.insert("arch", v);
+        }
+        if let Some(v) = &self.args {
+            p.insert("args", v);
+        }
+        if let Some(v) = &self.audio0 {
+            p.insert("audio0", v.to_string());
+        }
+        if let Some(v) = &self.autostart {
+            p.insert("autostart", v);
+        }
+        if let Some(v) = &self.background_delay {
+            p.insert("background_delay", v);
+        }
+        if let Some(v) = &self.balloon {
+            p.insert("balloon", v);
+        }
+        if let Some(v) = &self.bios {
+            p.insert("bios", v);
+        }
+        if let Some(v) = &self.boot {
+            p.insert("boot", v);
+        }
+        if let Some(v) = &self.bootdisk {
+            p.insert("bootdisk", v);
+        }
+        if let Some(v) = &self.cdrom {
+            p.insert("cdrom", v);
+        }
+        if let Some(v) = &self.cicustom {
+            p.insert("cicustom", v);
+        }
+        if let Some(v) = &self.cipassword {
+            p.insert("cipassword", v);
+        }
+        if let Some(v) = &self.citype {
+            p.insert("citype", v);
+        }
+        if let Some(v) = &self.ciupgrade {
+            p.insert("ciupgrade", v);
+        }
+        if let Some(v) = &self.ciuser {
+            p.insert("ciuser", v);
+        }
+        if let Some(v) = &self.cores {
+            p.insert("cores", v);
+        }
+        if let Some(v) = &self.cpu {
+            p.insert("cpu", v);
+        }
+        if let Some(v) = &self.cpulimit {
+            p.insert("cpulimit", v);
+        }
+        if let Some(v) = &self.cpuunits {
+            p.insert("cpuunits", v);
+        }
+        if let Some(v) = &self.delete {
+            p.insert("delete", v);
+        }
+        if let Some(v) = &self.description {
+            p.insert("description", v);
+        }
+        if let Some(v) = &self.digest {
+            p.insert("digest", v);
+        }
+        if let Some(v) = &self.efidisk0 {
+            p.insert("efidisk0", v.to_string());
+        }
+        if let Some(v) = &self.force {
+            p.insert("force", v);
+        }
+        if let Some(v) = &self.freeze {
+            p.insert("freeze", v);
+        }
+        if let Some(v) = &self.hookscript {
+            p.insert("hookscript", v);
+        }
+        for (n, v) in &self.hostpci {
+            p.insert(&format!("hostpci{n}"), v.to_string());
+        }
+        if let Some(v) = &self.hotplug {
+            p.insert("hotplug", v);
+        }
+        if let Some(v) = &self.hugepages {
+            p.insert("hugepages", v);
+        }
+        for (n, v) in &self.ide {
+            p.insert(&format!("ide{n}"), v.to_string());
+        }
+        if let Some(v) = &self.import_working_storage {
+            p.insert("import-working-storage", v);
+        }
+        if let Some(v) = &self.intel_tdx {
+            p.insert("intel-tdx", v);
+        }
+        for (n, v) in &self.ipconfig {
+            p.insert(&format!("ipconfig{n}"), v.to_string());
+        }
+        if let Some(v) = &self.ivshmem {
+            p.insert("ivshmem", v.to_string());
+        }
+        if let Some(v) = &self.keephugepages {
+            p.insert("keephugepages", v);
+        }
+        if let Some(v) = &self.keyboard {
+            p.insert("keyboard", v);
+        }
+        if let Some(v) = &self.kvm {
+            p.insert("kvm", v);
+        }
+        if let Some(v) = &self.localtime {
+            p.insert("localtime", v);
+        }
+        if let Some(v) = &self.lock {
+            p.insert("lock", v);
+        }
+        if let Some(v) = &self.machine {
+            p.insert("machine", v.to_string());
+        }
+        if let Some(v) = &self.memory {
+            p.insert("memory", v.to_string());
+        }
+        if let Some(v) = &self.migrate_downtime {
+            p.insert("migrate_downtime", v);
+        }
+        if let Some(v) = &self.migrate_speed {
+            p.insert("migrate_speed", v);
+        }
+        if let Some(v) = &self.name {
+            p.insert("name", v);
+        }
+        if let Some(v) = &self.nameserver {
+            p.insert("nameserver", v);
+        }
+        for (n, v) in &self.net {
+            p.insert(&format!("net{n}"), v.to_string());
+        }
+        if let Some(v) = &self.numa {
+            p.insert("numa", v);
+        }
+        for (n, v) in &self.numa_n {
+            p.insert(&format!("numa{n}"), v.to_string());
+        }
+        if let Some(v) = &self.onboot {
+            p.insert("onboot", v);
+        }
+        if let Some(v) = &self.ostype {
+            p.insert("ostype", v);
+        }
+        for (n, v) in &self.parallel {
+            p.insert(&format!("parallel{n}"), v.to_string());
+        }
+        if let Some(v) = &self.protection {
+            p.insert("protection", v);
+        }
+        if let Some(v) = &self.reboot {
+            p.insert("reboot", v);
+        }
+        if let Some(v) = &self.revert {
+            p.insert("revert", v);
+        }
+        if let Some(v) = &self.rng0 {
+            p.insert("rng0", v);
+        }
+        for (n, v) in &self.sata {
+            p.insert(&format!("sata{n}"), v.to_string());
+        }
+        for (n, v) in &self.scsi {
+            p.insert(&format!("scsi{n}"), v.to_string());
+        }
+        if let Some(v) = &self.scsihw {
+            p.insert("scsihw", v);
+        }
+        if let Some(v) = &self.searchdomain {
+            p.insert("searchdomain", v);
+        }
+        for (n, v) in &self.serial {
+            p.insert(&format!("serial{n}"), v.to_string());
+        }
+        if let Some(v) = &self.shares {
+            p.insert("shares", v);
+        }
+        if let Some(v) = &self.skiplock {
+            p.insert("skiplock", v);
+        }
+        if let Some(v) = &self.smbios1 {
+            p.insert("smbios1", v);
+        }
+        if let Some(v) = &self.smp {
+            p.insert("smp", v);
+        }
+        if let Some(v) = &self.sockets {
+            p.insert("sockets", v);
+        }
+        if let Some(v) = &self.spice_enhancements {
+            p.insert("spice_enhancements", v.to_string());
+        }
+        if let Some(v) = &self.sshkeys {
+            p.insert("sshkeys", v);
+        }
+        if let Some(v) = &self.startdate {
+            p.insert("startdate", v);
+        }
+        if let Some(v) = &self.startup {
+            p.insert("startup", v);
+        }
+        if let Some(v) = &self.tablet {
+            p.insert("tablet", v);
+        }
+        if let Some(v) = &self.tags {
+            p.insert("tags", v);
+        }
+        if let Some(v) = &self.tdf {
+            p.insert("tdf", v);
+        }
+        if let Some(v) = &self.template {
+            p.insert("template", v);
+        }
+        if let Some(v) = &self.tpmstate0 {
+            p.insert("tpmstate0", v.to_string());
+        }
+        for (n, v) in &self.unused {
+            p.insert(&format!("unused{n}"), v.to_string());
+        }
+        for (n, v) in &self.usb {
+            p.insert(&format!("usb{n}"), v.to_string());
+        }
+        if let Some(v) = &self.vcpus {
+            p.insert("vcpus", v);
+        }
+        if let Some(v) = &self.vga {
+            p.insert("vga", v.to_string());
+        }
+        for (n, v) in &self.virtio {
+            p.insert(&format!("virtio{n}"), v.to_string());
+        }
+        for (n, v) in &self.virtiofs {
+            p.insert(&format!("virtiofs{n}"), v.to_string());
+        }
+        if let Some(v) = &self.vmgenid {
+            p.insert("vmgenid", v);
+        }
+        if let Some(v) = &self.vmstatestorage {
+            p.insert("vmstatestorage", v);
+        }
+        if let Some(v) = &self.watchdog {
+            p.insert("watchdog", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `PUT /nodes/{node}/qemu/{vmid}/config`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PutNodesNodeQemuVmidConfigParams {
+    /// `acpi`.
+    pub acpi: Option<bool>,
+    /// `affinity`. Format `pve-cpuset`.
+    pub affinity: Option<String>,
+    /// `agent`.
+    pub agent: Option<AgentProperty>,
+    /// `allow-ksm`.
+    pub allow_ksm: Option<bool>,
+    /// `amd-sev`. Format `pve-qemu-sev-fmt`.
+    pub amd_sev: Option<String>,
+    /// `arch`. One of `x86_64`, `aarch64`.
+    pub arch: Option<String>,
+    /// `args`.
+    pub args: Option<String>,
+    /// `audio0`.
+    pub audio0: Option<AudioProperty>,
+    /// `autostart`.
+    pub autostart: Option<bool>,
+    /// `balloon`.
+    pub balloon: Option<i64>,
+    /// `bios`. One of `seabios`, `ovmf`.
+    pub bios: Option<String>,
+    /// `boot`. Format `pve-qm-boot`.
+    pub boot: Option<String>,
+    /// `bootdisk`. Format `pve-qm-bootdisk`.
+    pub bootdisk: Option<String>,
+    /// `cdrom`. Format `pve-qm-ide`.
+    pub cdrom: Option<String>,
+    /// `cicustom`. Format `pve-qm-cicustom`.
+    pub cicustom: Option<String>,
+    /// `cipassword`.
+    pub cipassword: Option<String>,
+    /// `citype`. One of `configdrive2`, `nocloud`, `opennebula`.
+    pub citype: Option<String>,
+    /// `ciupgrade`.
+    pub ciupgrade: Option<bool>,
+    /// `ciuser`.
+    pub ciuser: Option<String>,
+    /// `cores`.
+    pub cores: Option<i64>,
+    /// `cpu`. Format `pve-vm-cpu-conf`.
+    pub cpu: Option<String>,
+    /// `cpulimit`.
+    pub cpulimit: Option<f64>,
+    /// `cpuunits`.
+    pub cpuunits: Option<i64>,
+    /// `delete`. Format `pve-configid-list`.
+    pub delete: Option<String>,
+    /// `description`.
+    pub description: Option<String>,
+    /// `digest`.
+    pub digest: Option<String>,
+    /// `efidisk0`.
+    pub efidisk0: Option<EfidiskProperty>,
+    /// `force`.
+    pub force: Option<bool>,
+    /// `freeze`.
+    pub freeze: Option<bool>,
+    /// `hookscript`. Format `pve-volume-id`.
+    pub hookscript: Option<String>,
+    /// `hostpci\[n\]`. Format `pve-qm-hostpci`.
+    ///
+    /// Sent as `hostpciN` for each index N.
+    pub hostpci: BTreeMap<u32, String>,
+    /// `hotplug`. Format `pve-hotplug-features`.
+    pub hotplug: Option<String>,
+    /// `hugepages`. One of `any`, `2`, `1024`.
+    pub hugepages: Option<String>,
+    /// `ide\[n\]`.
+    ///
+    /// Sent as `ideN` for each index N.
+    pub ide: BTreeMap<u32, IdeProperty>,
+    /// `intel-tdx`. Format `pve-qemu-tdx-fmt`.
+    pub intel_tdx: Option<String>,
+    /// `ipconfig\[n\]`. Format `pve-qm-ipconfig`.
+    ///
+    /// Sent as `ipconfigN` for each index N.
+    pub ipconfig: BTreeMap<u32, IpconfigProperty>,
+    /// `ivshmem`.
+    pub ivshmem: Option<IvshmemProperty>,
+    /// `keephugepages`.
+    pub keephugepages: Option<bool>,
+    /// `keyboard`. One of `de`, `de-ch`, `da`, `en-gb`, `en-us`, `es`, `fi`, `fr`, `fr-be`, `fr-ca`, `fr-ch`, `hu`, `is`, `it`, `ja`, `lt`, `mk`, `nl`, `no`, `pl`, `pt`, `pt-br`, `sv`, `sl`, `tr`.
+    pub keyboard: Option<String>,
+    /// `kvm`.
+    pub kvm: Option<bool>,
+    /// `localtime`.
+    pub localtime: Option<bool>,
+    /// `lock`. One of `backup`, `clone`, `create`, `migrate`, `rollback`, `snapshot`, `snapshot-delete`, `suspending`, `suspended`.
+    pub lock: Option<String>,
+    /// `machine`.
+    pub machine: Option<MachineProperty>,
+    /// `memory`.
+    pub memory: Option<MemoryProperty>,
+    /// `migrate_downtime`.
+    pub migrate_downtime: Option<f64>,
+    /// `migrate_speed`.
+    pub migrate_speed: Option<i64>,
+    /// `name`. Format `dns-name`.
+    pub name: Option<String>,
+    /// `nameserver`. Format `address-list`.
+    pub nameserver: Option<String>,
+    /// `net\[n\]`.
+    ///
+    /// Sent as `netN` for each index N.
+    pub net: BTreeMap<u32, NetProperty>,
+    /// `numa`.
+    pub numa: Option<bool>,
+    /// `numa\[n\]`.
+    ///
+    /// Sent as `numaN` for each index N.
+    pub numa_n: BTreeMap<u32, NumaProperty>,
+    /// `onboot`.
+    pub onboot: Option<bool>,
+    /// `ostype`. One of `other`, `wxp`, `w2k`, `w2k3`, `w2k8`, `wvista`, `win7`, `win8`, `win10`, `win11`, `l24`, `l26`, `solaris`.
+    pub ostype: Option<String>,
+    /// `parallel\[n\]`.
+    ///
+    /// Sent as `parallelN` for each index N.
+    pub parallel: BTreeMap<u32, String>,
+    /// `protection`.
+    pub protection: Option<bool>,
+    /// `reboot`.
+    pub reboot: Option<bool>,
+    /// `revert`. Format `pve-configid-list`.
+    pub revert: Option<String>,
+    /// `rng0`. Format `pve-qm-rng`.
+    pub rng0: Option<String>,
+    /// `sata\[n\]`.
+    ///
+    /// Sent as `sataN` for each index N.
+    pub sata: BTreeMap<u32, SataProperty>,
+    /// `scsi\[n\]`.
+    ///
+    /// Sent as `scsiN` for each index N.
+    pub scsi: BTreeMap<u32, ScsiProperty>,
+    /// `scsihw`. One of `lsi`, `lsi53c810`, `virtio-scsi-pci`, `virtio-scsi-single`, `megasas`, `pvscsi`.
+    pub scsihw: Option<String>,
+    /// `searchdomain`.
+    pub searchdomain: Option<String>,
+    /// `serial\[n\]`.
+    ///
+    /// Sent as `serialN` for each index N.
+    pub serial: BTreeMap<u32, String>,
+    /// `shares`.
+    pub shares: Option<i64>,
+    /// `skiplock`.
+    pub skiplock: Option<bool>,
+    /// `smbios1`. Format `pve-qm-smbios1`.
+    pub smbios1: Option<String>,
+    /// `smp`.
+    pub smp: Option<i64>,
+    /// `sockets`.
+    pub sockets: Option<i64>,
+    /// `spice_enhancements`.
+    pub spice_enhancements: Option<SpiceEnhancementsProperty>,
+    /// `sshkeys`. Format `urlencoded`.
+    pub sshkeys: Option<String>,
+    /// `startdate`.
+    pub startdate: Option<String>,
+    /// `startup`. Format `pve-startup-order`.
+    pub startup: Option<String>,
+    /// `tablet`.
+    pub tablet: Option<bool>,
+    /// `tags`. Format `pve-tag-list`.
+    pub tags: Option<String>,
+    /// `tdf`.
+    pub tdf: Option<bool>,
+    /// `template`.
+    pub template: Option<bool>,
+    /// `tpmstate0`.
+    pub tpmstate0: Option<TpmstateProperty>,
+    /// `unused\[n\]`.
+    ///
+    /// Sent as `unusedN` for each index N.
+    pub unused: BTreeMap<u32, UnusedProperty>,
+    /// `usb\[n\]`.
+    ///
+    /// Sent as `usbN` for each index N.
+    pub usb: BTreeMap<u32, UsbProperty>,
+    /// `vcpus`.
+    pub vcpus: Option<i64>,
+    /// `vga`.
+    pub vga: Option<VgaProperty>,
+    /// `virtio\[n\]`.
+    ///
+    /// Sent as `virtioN` for each index N.
+    pub virtio: BTreeMap<u32, VirtioProperty>,
+    /// `virtiofs\[n\]`.
+    ///
+    /// Sent as `virtiofsN` for each index N.
+    pub virtiofs: BTreeMap<u32, VirtiofsProperty>,
+    /// `vmgenid`.
+    pub vmgenid: Option<String>,
+    /// `vmstatestorage`. Format `pve-storage-id`.
+    pub vmstatestorage: Option<String>,
+    /// `watchdog`. Format `pve-qm-watchdog`.
+    pub watchdog: Option<String>,
+}
+
+impl PutNodesNodeQemuVmidConfigParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.acpi {
+            p.insert("acpi", v);
+        }
+        if let Some(v) = &self.affinity {
+            p.insert("affinity", v);
+        }
+        if let Some(v) = &self.agent {
+            p.insert("agent", v.to_string());
+        }
+        if let Some(v) = &self.allow_ksm {
+            p.insert("allow-ksm", v);
+        }
+        if let Some(v) = &self.amd_sev {
+            p.insert("amd-sev", v);
+        }
+        if let Some(v) = &self.arch {
+            p.insert("arch", v);
+        }
+        if let Some(v) = &self.args {
+            p.insert("args", v);
+        }
+        if let Some(v) = &self.audio0 {
+            p.insert("audio0", v.to_string());
+        }
+        if let Some(v) = &self.autostart {
+            p.insert("autostart", v);
+        }
+        if let Some(v) = &self.balloon {
+            p.insert("balloon", v);
+        }
+        if let Some(v) = &self.bios {
+            p.insert("bios", v);
+        }
+        if let Some(v) = &self.boot {
+            p.insert("boot", v);
+        }
+        if let Some(v) = &self.bootdisk {
+            p.insert("bootdisk", v);
+        }
+        if let Some(v) = &self.cdrom {
+            p.insert("cdrom", v);
+        }
+        if let Some(v) = &self.cicustom {
+            p.insert("cicustom", v);
+        }
+        if let Some(v) = &self.cipassword {
+            p.insert("cipassword", v);
+        }
+        if let Some(v) = &self.citype {
+            p.insert("citype", v);
+        }
+        if let Some(v) = &self.ciupgrade {
+            p.insert("ciupgrade", v);
+        }
+        if let Some(v) = &self.ciuser {
+            p.insert("ciuser", v);
+        }
+        if let Some(v) = &self.cores {
+            p.insert("cores", v);
+        }
+        if let Some(v) = &self.cpu {
+            p.insert("cpu", v);
+        }
+        if let Some(v) = &self.cpulimit {
+            p.insert("cpulimit", v);
+        }
+        if let Some(v) = &self.cpuunits {
+            p.insert("cpuunits", v);
+        }
+        if let Some(v) = &self.delete {
+            p.insert("delete", v);
+        }
+        if let Some(v) = &self.description {
+            p.insert("description", v);
+        }
+        if let Some(v) = &self.digest {
+            p.insert("digest", v);
+        }
+        if let Some(v) = &self.efidisk0 {
+            p.insert("efidisk0", v.to_string());
+        }
+        if let Some(v) = &self.force {
+            p.insert("force", v);
+        }
+        if let Some(v) = &self.freeze {
+            p.insert("freeze", v);
+        }
+        if let Some(v) = &self.hookscript {
+            p.insert("hookscript", v);
+        }
+        for (n, v) in &self.hostpci {
+            p.insert(&format!("hostpci{n}"), v.to_string());
+        }
+        if let Some(v) = &self.hotplug {
+            p.insert("hotplug", v);
+        }
+        if let Some(v) = &self.hugepages {
+            p.insert("hugepages", v);
+        }
+        for (n, v) in &self.ide {
+            p.insert(&format!("ide{n}"), v.to_string());
+        }
+        if let Some(v) = &self.intel_tdx {
+            p.insert("intel-tdx", v);
+        }
+        for (n, v) in &self.ipconfig {
+            p.insert(&format!("ipconfig{n}"), v.to_string());
+        }
+        if let Some(v) = &self.ivshmem {
+            p.insert("ivshmem", v.to_string());
+        }
+        if let Some(v) = &self.keephugepages {
+            p.insert("keephugepages", v);
+        }
+        if let Some(v) = &self.keyboard {
+            p.insert("keyboard", v);
+        }
+        if let Some(v) = &self.kvm {
+            p.insert("kvm", v);
+        }
+        if let Some(v) = &self.localtime {
+            p.insert("localtime", v);
+        }
+        if let Some(v) = &self.lock {
+            p.insert("lock", v);
+        }
+        if let Some(v) = &self.machine {
+            p.insert("machine", v.to_string());
+        }
+        if let Some(v) = &self.memory {
+            p.insert("memory", v.to_string());
+        }
+        if let Some(v) = &self.migrate_downtime {
+            p.insert("migrate_downtime", v);
+        }
+        if let Some(v) = &self.migrate_speed {
+            p.insert("migrate_speed", v);
+        }
+        if let Some(v) = &self.name {
+            p.insert("name", v);
+        }
+        if let Some(v) = &self.nameserver {
+            p.insert("nameserver", v);
+        }
+        for (n, v) in &self.net {
+            p.insert(&format!("net{n}"), v.to_string());
+        }
+        if let Some(v) = &self.numa {
+            p.insert("numa", v);
+        }
+        for (n, v) in &self.numa_n {
+            p.insert(&format!("numa{n}"), v.to_string());
+        }
+        if let Some(v) = &self.onboot {
+            p.insert("onboot", v);
+        }
+        if let Some(v) = &self.ostype {
+            p.insert("ostype", v);
+        }
+        for (n, v) in &self.parallel {
+            p.insert(&format!("parallel{n}"), v.to_string());
+        }
+        if let Some(v) = &self.protection {
+            p.insert("protection", v);
+        }
+        if let Some(v) = &self.reboot {
+            p.insert("reboot", v);
+        }
+        if let Some(v) = &self.revert {
+            p.insert("revert", v);
+        }
+        if let Some(v) = &self.rng0 {
+            p.insert("rng0", v);
+        }
+        for (n, v) in &self.sata {
+            p.insert(&format!("sata{n}"), v.to_string());
+        }
+        for (n, v) in &self.scsi {
+            p.insert(&format!("scsi{n}"), v.to_string());
+        }
+        if let Some(v) = &self.scsihw {
+            p.insert("scsihw", v);
+        }
+        if let Some(v) = &self.searchdomain {
+            p.insert("searchdomain", v);
+        }
+        for (n, v) in &self.serial {
+            p.insert(&format!("serial{n}"), v.to_string());
+        }
+        if let Some(v) = &self.shares {
+            p.insert("shares", v);
+        }
+        if let Some(v) = &self.skiplock {
+            p.insert("skiplock", v);
+        }
+        if let Some(v) = &self.smbios1 {
+            p.insert("smbios1", v);
+        }
+        if let Some(v) = &self.smp {
+            p.insert("smp", v);
+        }
+        if let Some(v) = &self.sockets {
+            p.insert("sockets", v);
+        }
+        if let Some(v) = &self.spice_enhancements {
+            p.insert("spice_enhancements", v.to_string());
+        }
+        if let Some(v) = &self.sshkeys {
+            p.insert("sshkeys", v);
+        }
+        if let Some(v) = &self.startdate {
+            p.insert("startdate", v);
+        }
+        if let Some(v) = &self.startup {
+            p.insert("startup", v);
+        }
+        if let Some(v) = &self.tablet {
+            p.insert("tablet", v);
+        }
+        if let Some(v) = &self.tags {
+            p.insert("tags", v);
+        }
+        if let Some(v) = &self.tdf {
+            p.insert("tdf", v);
+        }
+        if let Some(v) = &self.template {
+            p.insert("template", v);
+        }
+        if let Some(v) = &self.tpmstate0 {
+            p.insert("tpmstate0", v.to_string());
+        }
+        for (n, v) in &self.unused {
+            p.insert(&format!("unused{n}"), v.to_string());
+        }
+        for (n, v) in &self.usb {
+            p.insert(&format!("usb{n}"), v.to_string());
+        }
+        if let Some(v) = &self.vcpus {
+            p.insert("vcpus", v);
+        }
+        if let Some(v) = &self.vga {
+            p.insert("vga", v.to_string());
+        }
+        for (n, v) in &self.virtio {
+            p.insert(&format!("virtio{n}"), v.to_string());
+        }
+        for (n, v) in &self.virtiofs {
+            p.insert(&format!("virtiofs{n}"), v.to_string());
+        }
+        if let Some(v) = &self.vmgenid {
+            p.insert("vmgenid", v);
+        }
+        if let Some(v) = &self.vmstatestorage {
+            p.insert("vmstatestorage", v);
+        }
+        if let Some(v) = &self.watchdog {
+            p.insert("watchdog", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `POST /nodes/{node}/qemu/{vmid}/dbus-vmstate`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostNodesNodeQemuVmidDbusVmstateParams {
+    /// `action`. One of `start`, `stop`. Required.
+    pub action: Option<String>,
+}
+
+impl PostNodesNodeQemuVmidDbusVmstateParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.action {
+            p.insert("action", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `GET /nodes/{node}/qemu/{vmid}/feature`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeQemuVmidFeatureParams {
+    /// `feature`. One of `snapshot`, `clone`, `copy`. Required.
+    pub feature: Option<String>,
+    /// `snapname`. Format `pve-configid`.
+    pub snapname: Option<String>,
+}
+
+impl GetNodesNodeQemuVmidFeatureParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.feature {
+            p.insert("feature", v);
+        }
+        if let Some(v) = &self.snapname {
+            p.insert("snapname", v);
+        }
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetNodesNodeQemuVmidFeatureAnswer {
+    /// `hasFeature`.
+    #[serde(
+        rename = "hasFeature",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub hasfeature: Option<bool>,
+    /// `nodes`.
+    #[serde(rename = "nodes", default)]
+    pub nodes: Option<serde_json::Value>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `GET /nodes/{node}/qemu/{vmid}/firewall`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeQemuVmidFirewallParams {}
+
+impl GetNodesNodeQemuVmidFirewallParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// Parameters of `GET /nodes/{node}/qemu/{vmid}/firewall/aliases`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeQemuVmidFirewallAliasesParams {}
+
+impl GetNodesNodeQemuVmidFirewallAliasesParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetNodesNodeQemuVmidFirewallAliasesItem {
+    /// `cidr`.
+    #[serde(rename = "cidr", default, deserialize_with = "crate::de::opt_string")]
+    pub cidr: Option<String>,
+    /// `comment`.
+    #[serde(
+        rename = "comment",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub comment: Option<String>,
+    /// `digest`.
+    #[serde(rename = "digest", default, deserialize_with = "crate::de::opt_string")]
+    pub digest: Option<String>,
+    /// `name`.
+    #[serde(rename = "name", default, deserialize_with = "crate::de::opt_string")]
+    pub name: Option<String>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `POST /nodes/{node}/qemu/{vmid}/firewall/aliases`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostNodesNodeQemuVmidFirewallAliasesParams {
+    /// `cidr`. Format `IPorCIDR`. Required.
+    pub cidr: Option<String>,
+    /// `comment`. Format `pve-fw-comment-spec`.
+    pub comment: Option<String>,
+    /// `name`. Required.
+    pub name: Option<String>,
+}
+
+impl PostNodesNodeQemuVmidFirewallAliasesParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.cidr {
+            p.insert("cidr", v);
+        }
+        if let Some(v) = &self.comment {
+            p.insert("comment", v);
+        }
+        if let Some(v) = &self.name {
+            p.insert("name", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `DELETE /nodes/{node}/qemu/{vmid}/firewall/aliases/{name}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct DeleteNodesNodeQemuVmidFirewallAliasesNameParams {
+    /// `digest`.
+    pub digest: Option<String>,
+}
+
+impl DeleteNodesNodeQemuVmidFirewallAliasesNameParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.digest {
+            p.insert("digest", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `GET /nodes/{node}/qemu/{vmid}/firewall/aliases/{name}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeQemuVmidFirewallAliasesNameParams {}
+
+impl GetNodesNodeQemuVmidFirewallAliasesNameParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// Parameters of `PUT /nodes/{node}/qemu/{vmid}/firewall/aliases/{name}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PutNodesNodeQemuVmidFirewallAliasesNameParams {
+    /// `cidr`. Format `IPorCIDR`. Required.
+    pub cidr: Option<String>,
+    /// `comment`. Format `pve-fw-comment-spec`.
+    pub comment: Option<String>,
+    /// `digest`.
+    pub digest: Option<String>,
+    /// `rename`.
+    pub rename: Option<String>,
+}
+
+impl PutNodesNodeQemuVmidFirewallAliasesNameParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.cidr {
+            p.insert("cidr", v);
+        }
+        if let Some(v) = &self.comment {
+            p.insert("comment", v);
+        }
+        if let Some(v) = &self.digest {
+            p.insert("digest", v);
+        }
+        if let Some(v) = &self.rename {
+            p.insert("rename", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `GET /nodes/{node}/qemu/{vmid}/firewall/ipset`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeQemuVmidFirewallIpsetParams {}
+
+impl GetNodesNodeQemuVmidFirewallIpsetParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetNodesNodeQemuVmidFirewallIpsetItem {
+    /// `comment`.
+    #[serde(
+        rename = "comment",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub comment: Option<String>,
+    /// `digest`.
+    #[serde(rename = "digest", default, deserialize_with = "crate::de::opt_string")]
+    pub digest: Option<String>,
+    /// `name`.
+    #[serde(rename = "name", default, deserialize_with = "crate::de::opt_string")]
+    pub name: Option<String>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `POST /nodes/{node}/qemu/{vmid}/firewall/ipset`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostNodesNodeQemuVmidFirewallIpsetParams {
+    /// `comment`. Format `pve-fw-comment-spec`.
+    pub comment: Option<String>,
+    /// `digest`.
+    pub digest: Option<String>,
+    /// `name`. Required.
+    pub name: Option<String>,
+    /// `rename`.
+    pub rename: Option<String>,
+}
+
+impl PostNodesNodeQemuVmidFirewallIpsetParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.comment {
+            p.insert("comment", v);
+        }
+        if let Some(v) = &self.digest {
+            p.insert("digest", v);
+        }
+        if let Some(v) = &self.name {
+            p.insert("name", v);
+        }
+        if let Some(v) = &self.rename {
+            p.insert("rename", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `DELETE /nodes/{node}/qemu/{vmid}/firewall/ipset/{name}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct DeleteNodesNodeQemuVmidFirewallIpsetNameParams {
+    /// `force`.
+    pub force: Option<bool>,
+}
+
+impl DeleteNodesNodeQemuVmidFirewallIpsetNameParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.force {
+            p.insert("force", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `GET /nodes/{node}/qemu/{vmid}/firewall/ipset/{name}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeQemuVmidFirewallIpsetNameParams {}
+
+impl GetNodesNodeQemuVmidFirewallIpsetNameParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetNodesNodeQemuVmidFirewallIpsetNameItem {
+    /// `cidr`.
+    #[serde(rename = "cidr", default, deserialize_with = "crate::de::opt_string")]
+    pub cidr: Option<String>,
+    /// `comment`.
+    #[serde(
+        rename = "comment",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub comment: Option<String>,
+    /// `digest`.
+    #[serde(rename = "digest", default, deserialize_with = "crate::de::opt_string")]
+    pub digest: Option<String>,
+    /// `nomatch`.
+    #[serde(rename = "nomatch", default, deserialize_with = "crate::de::opt_bool")]
+    pub nomatch: Option<bool>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `POST /nodes/{node}/qemu/{vmid}/firewall/ipset/{name}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostNodesNodeQemuVmidFirewallIpsetNameParams {
+    /// `cidr`. Format `IPorCIDRorAlias`. Required.
+    pub cidr: Option<String>,
+    /// `comment`. Format `pve-fw-comment-spec`.
+    pub comment: Option<String>,
+    /// `nomatch`.
+    pub nomatch: Option<bool>,
+}
+
+impl PostNodesNodeQemuVmidFirewallIpsetNameParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.cidr {
+            p.insert("cidr", v);
+        }
+        if let Some(v) = &self.comment {
+            p.insert("comment", v);
+        }
+        if let Some(v) = &self.nomatch {
+            p.insert("nomatch", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `DELETE /nodes/{node}/qemu/{vmid}/firewall/ipset/{name}/{cidr}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct DeleteNodesNodeQemuVmidFirewallIpsetNameCidrParams {
+    /// `digest`.
+    pub digest: Option<String>,
+}
+
+impl DeleteNodesNodeQemuVmidFirewallIpsetNameCidrParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.digest {
+            p.insert("digest", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `GET /nodes/{node}/qemu/{vmid}/firewall/ipset/{name}/{cidr}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeQemuVmidFirewallIpsetNameCidrParams {}
+
+impl GetNodesNodeQemuVmidFirewallIpsetNameCidrParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// Parameters of `PUT /nodes/{node}/qemu/{vmid}/firewall/ipset/{name}/{cidr}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PutNodesNodeQemuVmidFirewallIpsetNameCidrParams {
+    /// `comment`. Format `pve-fw-comment-spec`.
+    pub comment: Option<String>,
+    /// `digest`.
+    pub digest: Option<String>,
+    /// `nomatch`.
+    pub nomatch: Option<bool>,
+}
+
+impl PutNodesNodeQemuVmidFirewallIpsetNameCidrParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.comment {
+            p.insert("comment", v);
+        }
+        if let Some(v) = &self.digest {
+            p.insert("digest", v);
+        }
+        if let Some(v) = &self.nomatch {
+            p.insert("nomatch", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `GET /nodes/{node}/qemu/{vmid}/firewall/log`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeQemuVmidFirewallLogParams {
+    /// `limit`.
+    pub limit: Option<i64>,
+    /// `since`.
+    pub since: Option<i64>,
+    /// `start`.
+    pub start: Option<i64>,
+    /// `until`.
+    pub until: Option<i64>,
+}
+
+impl GetNodesNodeQemuVmidFirewallLogParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.limit {
+            p.insert("limit", v);
+        }
+        if let Some(v) = &self.since {
+            p.insert("since", v);
+        }
+        if let Some(v) = &self.start {
+            p.insert("start", v);
+        }
+        if let Some(v) = &self.until {
+            p.insert("until", v);
+        }
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetNodesNodeQemuVmidFirewallLogItem {
+    /// `n`.
+    #[serde(rename = "n", default, deserialize_with = "crate::de::opt_i64")]
+    pub n: Option<i64>,
+    /// `t`.
+    #[serde(rename = "t", default, deserialize_with = "crate::de::opt_string")]
+    pub t: Option<String>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `GET /nodes/{node}/qemu/{vmid}/firewall/options`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeQemuVmidFirewallOptionsParams {}
+
+impl GetNodesNodeQemuVmidFirewallOptionsParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetNodesNodeQemuVmidFirewallOptionsAnswer {
+    /// `dhcp`.
+    #[serde(rename = "dhcp", default, deserialize_with = "crate::de::opt_bool")]
+    pub dhcp: Option<bool>,
+    /// `enable`.
+    #[serde(rename = "enable", default, deserialize_with = "crate::de::opt_bool")]
+    pub enable: Option<bool>,
+    /// `ipfilter`.
+    #[serde(rename = "ipfilter", default, deserialize_with = "crate::de::opt_bool")]
+    pub ipfilter: Option<bool>,
+    /// `log_level_in`. One of `emerg`, `alert`, `crit`, `err`, `warning`, `notice`, `info`, `debug`, `nolog`.
+    #[serde(
+        rename = "log_level_in",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub log_level_in: Option<String>,
+    /// `log_level_out`. One of `emerg`, `alert`, `crit`, `err`, `warning`, `notice`, `info`, `debug`, `nolog`.
+    #[serde(
+        rename = "log_level_out",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub log_level_out: Option<String>,
+    /// `macfilter`.
+    #[serde(
+        rename = "macfilter",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub macfilter: Option<bool>,
+    /// `ndp`.
+    #[serde(rename = "ndp", default, deserialize_with = "crate::de::opt_bool")]
+    pub ndp: Option<bool>,
+    /// `policy_in`. One of `ACCEPT`, `REJECT`, `DROP`.
+    #[serde(
+        rename = "policy_in",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub policy_in: Option<String>,
+    /// `policy_out`. One of `ACCEPT`, `REJECT`, `DROP`.
+    #[serde(
+        rename = "policy_out",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub policy_out: Option<String>,
+    /// `radv`.
+    #[serde(rename = "radv", default, deserialize_with = "crate::de::opt_bool")]
+    pub radv: Option<bool>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `PUT /nodes/{node}/qemu/{vmid}/firewall/options`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PutNodesNodeQemuVmidFirewallOptionsParams {
+    /// `delete`. Format `pve-configid-list`.
+    pub delete: Option<String>,
+    /// `dhcp`.
+    pub dhcp: Option<bool>,
+    /// `digest`.
+    pub digest: Option<String>,
+    /// `enable`.
+    pub enable: Option<bool>,
+    /// `ipfilter`.
+    pub ipfilter: Option<bool>,
+    /// `log_level_in`. One of `emerg`, `alert`, `crit`, `err`, `warning`, `notice`, `info`, `debug`, `nolog`.
+    pub log_level_in: Option<String>,
+    /// `log_level_out`. One of `emerg`, `alert`, `crit`, `err`, `warning`, `notice`, `info`, `debug`, `nolog`.
+    pub log_level_out: Option<String>,
+    /// `macfilter`.
+    pub macfilter: Option<bool>,
+    /// `ndp`.
+    pub ndp: Option<bool>,
+    /// `policy_in`. One of `ACCEPT`, `REJECT`, `DROP`.
+    pub policy_in: Option<String>,
+    /// `policy_out`. One of `ACCEPT`, `REJECT`, `DROP`.
+    pub policy_out: Option<String>,
+    /// `radv`.
+    pub radv: Option<bool>,
+}
+
+impl PutNodesNodeQemuVmidFirewallOptionsParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.delete {
+            p.insert("delete", v);
+        }
+        if let Some(v) = &self.dhcp {
+            p.insert("dhcp", v);
+        }
+        if let Some(v) = &self.digest {
+            p.insert("digest", v);
+        }
+        if let Some(v) = &self.enable {
+            p.insert("enable", v);
+        }
+        if let Some(v) = &self.ipfilter {
+            p.insert("ipfilter", v);
+        }
+        if let Some(v) = &self.log_level_in {
+            p.insert("log_level_in", v);
+        }
+        if let Some(v) = &self.log_level_out {
+            p.insert("log_level_out", v);
+        }
+        if let Some(v) = &self.macfilter {
+            p.insert("macfilter", v);
+        }
+        if let Some(v) = &self.ndp {
+            p.insert("ndp", v);
+        }
+        if let Some(v) = &self.policy_in {
+            p.insert("policy_in", v);
+        }
+        if let Some(v) = &self.policy_out {
+            p.insert("policy_out", v);
+        }
+        if let Some(v) = &self.radv {
+            p.insert("radv", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `GET /nodes/{node}/qemu/{vmid}/firewall/refs`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeQemuVmidFirewallRefsParams {
+    /// `type`. One of `alias`, `ipset`.
+    pub r#type: Option<String>,
+}
+
+impl GetNodesNodeQemuVmidFirewallRefsParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.r#type {
+            p.insert("type", v);
+        }
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetNodesNodeQemuVmidFirewallRefsItem {
+    /// `comment`.
+    #[serde(
+        rename = "comment",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub comment: Option<String>,
+    /// `name`.
+    #[serde(rename = "name", default, deserialize_with = "crate::de::opt_string")]
+    pub name: Option<String>,
+    /// `ref`.
+    #[serde(rename = "ref", default, deserialize_with = "crate::de::opt_string")]
+    pub r#ref: Option<String>,
+    /// `scope`.
+    #[serde(rename = "scope", default, deserialize_with = "crate::de::opt_string")]
+    pub scope: Option<String>,
+    /// `type`. One of `alias`, `ipset`.
+    #[serde(rename = "type", default, deserialize_with = "crate::de::opt_string")]
+    pub r#type: Option<String>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `GET /nodes/{node}/qemu/{vmid}/firewall/rules`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeQemuVmidFirewallRulesParams {}
+
+impl GetNodesNodeQemuVmidFirewallRulesParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetNodesNodeQemuVmidFirewallRulesItem {
+    /// `action`.
+    #[serde(rename = "action", default, deserialize_with = "crate::de::opt_string")]
+    pub action: Option<String>,
+    /// `comment`.
+    #[serde(
+        rename = "comment",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub comment: Option<String>,
+    /// `dest`.
+    #[serde(rename = "dest", default, deserialize_with = "crate::de::opt_string")]
+    pub dest: Option<String>,
+    /// `dport`.
+    #[serde(rename = "dport", default, deserialize_with = "crate::de::opt_string")]
+    pub dport: Option<String>,
+    /// `enable`.
+    #[serde(rename = "enable", default, deserialize_with = "crate::de::opt_i64")]
+    pub enable: Option<i64>,
+    /// `icmp-type`.
+    #[serde(
+        rename = "icmp-type",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub icmp_type: Option<String>,
+    /// `iface`.
+    #[serde(rename = "iface", default, deserialize_with = "crate::de::opt_string")]
+    pub iface: Option<String>,
+    /// `ipversion`.
+    #[serde(rename = "ipversion", default, deserialize_with = "crate::de::opt_i64")]
+    pub ipversion: Option<i64>,
+    /// `log`. One of `emerg`, `alert`, `crit`, `err`, `warning`, `notice`, `info`, `debug`, `nolog`.
+    #[serde(rename = "log", default, deserialize_with = "crate::de::opt_string")]
+    pub log: Option<String>,
+    /// `macro`.
+    #[serde(rename = "macro", default, deserialize_with = "crate::de::opt_string")]
+    pub r#macro: Option<String>,
+    /// `pos`.
+    #[serde(rename = "pos", default, deserialize_with = "crate::de::opt_i64")]
+    pub pos: Option<i64>,
+    /// `proto`.
+    #[serde(rename = "proto", default, deserialize_with = "crate::de::opt_string")]
+    pub proto: Option<String>,
+    /// `source`.
+    #[serde(rename = "source", default, deserialize_with = "crate::de::opt_string")]
+    pub source: Option<String>,
+    /// `sport`.
+    #[serde(rename = "sport", default, deserialize_with = "crate::de::opt_string")]
+    pub sport: Option<String>,
+    /// `type`.
+    #[serde(rename = "type", default, deserialize_with = "crate::de::opt_string")]
+    pub r#type: Option<String>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `POST /nodes/{node}/qemu/{vmid}/firewall/rules`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostNodesNodeQemuVmidFirewallRulesParams {
+    /// `action`. Required.
+    pub action: Option<String>,
+    /// `comment`. Format `pve-fw-comment-spec`.
+    pub comment: Option<String>,
+    /// `dest`. Format `pve-fw-addr-spec`.
+    pub dest: Option<String>,
+    /// `digest`.
+    pub digest: Option<String>,
+    /// `dport`. Format `pve-fw-dport-spec`.
+    pub dport: Option<String>,
+    /// `enable`.
+    pub enable: Option<i64>,
+    /// `icmp-type`. Format `pve-fw-icmp-type-spec`.
+    pub icmp_type: Option<String>,
+    /// `iface`. Format `pve-iface`.
+    pub iface: Option<String>,
+    /// `log`. One of `emerg`, `alert`, `crit`, `err`, `warning`, `notice`, `info`, `debug`, `nolog`.
+    pub log: Option<String>,
+    /// `macro`.
+    pub r#macro: Option<String>,
+    /// `pos`.
+    pub pos: Option<i64>,
+    /// `proto`. Format `pve-fw-protocol-spec`.
+    pub proto: Option<String>,
+    /// `source`. Format `pve-fw-addr-spec`.
+    pub source: Option<String>,
+    /// `sport`. Format `pve-fw-sport-spec`.
+    pub sport: Option<String>,
+    /// `type`. One of `in`, `out`, `forward`, `group`. Required.
+    pub r#type: Option<String>,
+}
+
+impl PostNodesNodeQemuVmidFirewallRulesParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.action {
+            p.insert("action", v);
+        }
+        if let Some(v) = &self.comment {
+            p.insert("comment", v);
+        }
+        if let Some(v) = &self.dest {
+            p.insert("dest", v);
+        }
+        if let Some(v) = &self.digest {
+            p.insert("digest", v);
+        }
+        if let Some(v) = &self.dport {
+            p.insert("dport", v);
+        }
+        if let Some(v) = &self.enable {
+            p.insert("enable", v);
+        }
+        if let Some(v) = &self.icmp_type {
+            p.insert("icmp-type", v);
+        }
+        if let Some(v) = &self.iface {
+            p.insert("iface", v);
+        }
+        if let Some(v) = &self.log {
+            p.insert("log", v);
+        }
+        if let Some(v) = &self.r#macro {
+            p.insert("macro", v);
+        }
+        if let Some(v) = &self.pos {
+            p.insert("pos", v);
+        }
+        if let Some(v) = &self.proto {
+            p.insert("proto", v);
+        }
+        if let Some(v) = &self.source {
+            p.insert("source", v);
+        }
+        if let Some(v) = &self.sport {
+            p.insert("sport", v);
+        }
+        if let Some(v) = &self.r#type {
+            p.insert("type", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `DELETE /nodes/{node}/qemu/{vmid}/firewall/rules/{pos}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct DeleteNodesNodeQemuVmidFirewallRulesPosParams {
+    /// `digest`.
+    pub digest: Option<String>,
+}
+
+impl DeleteNodesNodeQemuVmidFirewallRulesPosParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.digest {
+            p.insert("digest", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `GET /nodes/{node}/qemu/{vmid}/firewall/rules/{pos}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeQemuVmidFirewallRulesPosParams {}
+
+impl GetNodesNodeQemuVmidFirewallRulesPosParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetNodesNodeQemuVmidFirewallRulesPosAnswer {
+    /// `action`.
+    #[serde(rename = "action", default, deserialize_with = "crate::de::opt_string")]
+    pub action: Option<String>,
+    /// `comment`.
+    #[serde(
+        rename = "comment",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub comment: Option<String>,
+    /// `dest`.
+    #[serde(rename = "dest", default, deserialize_with = "crate::de::opt_string")]
+    pub dest: Option<String>,
+    /// `dport`.
+    #[serde(rename = "dport", default, deserialize_with = "crate::de::opt_string")]
+    pub dport: Option<String>,
+    /// `enable`.
+    #[serde(rename = "enable", default, deserialize_with = "crate::de::opt_i64")]
+    pub enable: Option<i64>,
+    /// `icmp-type`.
+    #[serde(
+        rename = "icmp-type",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub icmp_type: Option<String>,
+    /// `iface`.
+    #[serde(rename = "iface", default, deserialize_with = "crate::de::opt_string")]
+    pub iface: Option<String>,
+    /// `ipversion`.
+    #[serde(rename = "ipversion", default, deserialize_with = "crate::de::opt_i64")]
+    pub ipversion: Option<i64>,
+    /// `log`. One of `emerg`, `alert`, `crit`, `err`, `warning`, `notice`, `info`, `debug`, `nolog`.
+    #[serde(rename = "log", default, deserialize_with = "crate::de::opt_string")]
+    pub log: Option<String>,
+    /// `macro`.
+    #[serde(rename = "macro", default, deserialize_with = "crate::de::opt_string")]
+    pub r#macro: Option<String>,
+    /// `pos`.
+    #[serde(rename = "pos", default, deserialize_with = "crate::de::opt_i64")]
+    pub pos: Option<i64>,
+    /// `proto`.
+    #[serde(rename = "proto", default, deserialize_with = "crate::de::opt_string")]
+    pub proto: Option<String>,
+    /// `source`.
+    #[serde(rename = "source", default, deserialize_with = "crate::de::opt_string")]
+    pub source: Option<String>,
+    /// `sport`.
+    #[serde(rename = "sport", default, deserialize_with = "crate::de::opt_string")]
+    pub sport: Option<String>,
+    /// `type`.
+    #[serde(rename = "type", default, deserialize_with = "crate::de::opt_string")]
+    pub r#type: Option<String>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `PUT /nodes/{node}/qemu/{vmid}/firewall/rules/{pos}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PutNodesNodeQemuVmidFirewallRulesPosParams {
+    /// `action`.
+    pub action: Option<String>,
+    /// `comment`. Format `pve-fw-comment-spec`.
+    pub comment: Option<String>,
+    /// `delete`. Format `pve-configid-list`.
+    pub delete: Option<String>,
+    /// `dest`. Format `pve-fw-addr-spec`.
+    pub dest: Option<String>,
+    /// `digest`.
+    pub digest: Option<String>,
+    /// `dport`. Format `pve-fw-dport-spec`.
+    pub dport: Option<String>,
+    /// `enable`.
+    pub enable: Option<i64>,
+    /// `icmp-type`. Format `pve-fw-icmp-type-spec`.
+    pub icmp_type: Option<String>,
+    /// `iface`. Format `pve-iface`.
+    pub iface: Option<String>,
+    /// `log`. One of `emerg`, `alert`, `crit`, `err`, `warning`, `notice`, `info`, `debug`, `nolog`.
+    pub log: Option<String>,
+    /// `macro`.
+    pub r#macro: Option<String>,
+    /// `moveto`.
+    pub moveto: Option<i64>,
+    /// `proto`. Format `pve-fw-protocol-spec`.
+    pub proto: Option<String>,
+    /// `source`. Format `pve-fw-addr-spec`.
+    pub source: Option<String>,
+    /// `sport`. Format `pve-fw-sport-spec`.
+    pub sport: Option<String>,
+    /// `type`. One of `in`, `out`, `forward`, `group`.
+    pub r#type: Option<String>,
+}
+
+impl PutNodesNodeQemuVmidFirewallRulesPosParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.action {
+            p.insert("action", v);
+        }
+        if let Some(v) = &self.comment {
+            p.insert("comment", v);
+        }
+        if let Some(v) = &self.delete {
+            p.insert("delete", v);
+        }
+        if let Some(v) = &self.dest {
+            p.insert("dest", v);
+        }
+        if let Some(v) = &self.digest {
+            p.insert("digest", v);
+        }
+        if let Some(v) = &self.dport {
+            p.insert("dport", v);
+        }
+        if let Some(v) = &self.enable {
+            p.insert("enable", v);
+        }
+        if let Some(v) = &self.icmp_type {
+            p.insert("icmp-type", v);
+        }
+        if let Some(v) = &self.iface {
+            p.insert("iface", v);
+        }
+        if let Some(v) = &self.log {
+            p.insert("log", v);
+        }
+        if let Some(v) = &self.r#macro {
+            p.insert("macro", v);
+        }
+        if let Some(v) = &self.moveto {
+            p.insert("moveto", v);
+        }
+        if let Some(v) = &self.proto {
+            p.insert("proto", v);
+        }
+        if let Some(v) = &self.source {
+            p.insert("source", v);
+        }
+        if let Some(v) = &self.sport {
+            p.insert("sport", v);
+        }
+        if let Some(v) = &self.r#type {
+            p.insert("type", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `GET /nodes/{node}/qemu/{vmid}/migrate`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeQemuVmidMigrateParams {
+    /// `target`. Format `pve-node`.
+    pub target: Option<String>,
+}
+
+impl GetNodesNodeQemuVmidMigrateParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.target {
+            p.insert("target", v);
+        }
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetNodesNodeQemuVmidMigrateAnswer {
+    /// `allowed_nodes`.
+    #[serde(rename = "allowed_nodes", default)]
+    pub allowed_nodes: Option<serde_json::Value>,
+    /// `dependent-ha-resources`.
+    #[serde(rename = "dependent-ha-resources", default)]
+    pub dependent_ha_resources: Option<serde_json::Value>,
+    /// `has-dbus-vmstate`.
+    #[serde(
+        rename = "has-dbus-vmstate",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub has_dbus_vmstate: Option<bool>,
+    /// `local_disks`.
+    #[serde(rename = "local_disks", default)]
+    pub local_disks: Option<serde_json::Value>,
+    /// `local_resources`.
+    #[serde(rename = "local_resources", default)]
+    pub local_resources: Option<serde_json::Value>,
+    /// `mapped-resource-info`.
+    #[serde(rename = "mapped-resource-info", default)]
+    pub mapped_resource_info: Option<serde_json::Value>,
+    /// `mapped-resources`.
+    #[serde(rename = "mapped-resources", default)]
+    pub mapped_resources: Option<serde_json::Value>,
+    /// `not_allowed_nodes`.
+    #[serde(rename = "not_allowed_nodes", default)]
+    pub not_allowed_nodes: Option<serde_json::Value>,
+    /// `running`.
+    #[serde(rename = "running", default, deserialize_with = "crate::de::opt_bool")]
+    pub running: Option<bool>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `POST /nodes/{node}/qemu/{vmid}/migrate`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostNodesNodeQemuVmidMigrateParams {
+    /// `bwlimit`.
+    pub bwlimit: Option<i64>,
+    /// `force`.
+    pub force: Option<bool>,
+    /// `migration_network`. Format `CIDR`.
+    pub migration_network: Option<String>,
+    /// `migration_type`. One of `secure`, `insecure`.
+    pub migration_type: Option<String>,
+    /// `online`.
+    pub online: Option<bool>,
+    /// `target`. Format `pve-node`. Required.
+    pub target: Option<String>,
+    /// `targetstorage`. Format `storage-pair-list`.
+    pub targetstorage: Option<String>,
+    /// `with-conntrack-state`.
+    pub with_conntrack_state: Option<bool>,
+    /// `with-local-disks`.
+    pub with_local_disks: Option<bool>,
+}
+
+impl PostNodesNodeQemuVmidMigrateParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.bwlimit {
+            p.insert("bwlimit", v);
+        }
+        if let Some(v) = &self.force {
+            p.insert("force", v);
+        }
+        if let Some(v) = &self.migration_network {
+            p.insert("migration_network", v);
+        }
+        if let Some(v) = &self.migration_type {
+            p.insert("migration_type", v);
+        }
+        if let Some(v) = &self.online {
+            p.insert("online", v);
+        }
+        if let Some(v) = &self.target {
+            p.insert("target", v);
+        }
+        if let Some(v) = &self.targetstorage {
+            p.insert("targetstorage", v);
+        }
+        if let Some(v) = &self.with_conntrack_state {
+            p.insert("with-conntrack-state", v);
+        }
+        if let Some(v) = &self.with_local_disks {
+            p.insert("with-local-disks", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `POST /nodes/{node}/qemu/{vmid}/monitor`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostNodesNodeQemuVmidMonitorParams {
+    /// `command`. Required.
+    pub command: Option<String>,
+}
+
+impl PostNodesNodeQemuVmidMonitorParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.command {
+            p.insert("command", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `POST /nodes/{node}/qemu/{vmid}/move_disk`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostNodesNodeQemuVmidMoveDiskParams {
+    /// `bwlimit`.
+    pub bwlimit: Option<i64>,
+    /// `delete`.
+    pub delete: Option<bool>,
+    /// `digest`.
+    pub digest: Option<String>,
+    /// `disk`. One of `ide0`, `ide1`, `ide2`, `ide3`, `scsi0`, `scsi1`, `scsi2`, `scsi3`, `scsi4`, `scsi5`, `scsi6`, `scsi7`, `scsi8`, `scsi9`, `scsi10`, `scsi11`, `scsi12`, `scsi13`, `scsi14`, `scsi15`, `scsi16`, `scsi17`, `scsi18`, `scsi19`, `scsi20`, `scsi21`, `scsi22`, `scsi23`, `scsi24`, `scsi25`, `scsi26`, `scsi27`, `scsi28`, `scsi29`, `scsi30`, `virtio0`, `virtio1`, `virtio2`, `virtio3`, `virtio4`, `virtio5`, `virtio6`, `virtio7`, `virtio8`, `virtio9`, `virtio10`, `virtio11`, `virtio12`, `virtio13`, `virtio14`, `virtio15`, `sata0`, `sata1`, `sata2`, `sata3`, `sata4`, `sata5`, `efidisk0`, `tpmstate0`, `unused0`, `unused1`, `unused2`, `unused3`, `unused4`, `unused5`, `unused6`, `unused7`, `unused8`, `unused9`, `unused10`, `unused11`, `unused12`, `unused13`, `unused14`, `unused15`, `unused16`, `unused17`, `unused18`, `unused19`, `unused20`, `unused21`, `unused22`, `unused23`, `unused24`, `unused25`, `unused26`, `unused27`, `unused28`, `unused29`, `unused30`, `unused31`, `unused32`, `unused33`, `unused34`, `unused35`, `unused36`, `unused37`, `unused38`, `unused39`, `unused40`, `unused41`, `unused42`, `unused43`, `unused44`, `unused45`, `unused46`, `unused47`, `unused48`, `unused49`, `unused50`, `unused51`, `unused52`, `unused53`, `unused54`, `unused55`, `unused56`, `unused57`, `unused58`, `unused59`, `unused60`, `unused61`, `unused62`, `unused63`, `unused64`, `unused65`, `unused66`, `unused67`, `unused68`, `unused69`, `unused70`, `unused71`, `unused72`, `unused73`, `unused74`, `unused75`, `unused76`, `unused77`, `unused78`, `unused79`, `unused80`, `unused81`, `unused82`, `unused83`, `unused84`, `unused85`, `unused86`, `unused87`, `unused88`, `unused89`, `unused90`, `unused91`, `unused92`, `unused93`, `unused94`, `unused95`, `unused96`, `unused97`, `unused98`, `unused99`, `unused100`, `unused101`, `unused102`, `unused103`, `unused104`, `unused105`, `unused106`, `unused107`, `unused108`, `unused109`, `unused110`, `unused111`, `unused112`, `unused113`, `unused114`, `unused115`, `unused116`, `unused117`, `unused118`, `unused119`, `unused120`, `unused121`, `unused122`, `unused123`, `unused124`, `unused125`, `unused126`, `unused127`, `unused128`, `unused129`, `unused130`, `unused131`, `unused132`, `unused133`, `unused134`, `unused135`, `unused136`, `unused137`, `unused138`, `unused139`, `unused140`, `unused141`, `unused142`, `unused143`, `unused144`, `unused145`, `unused146`, `unused147`, `unused148`, `unused149`, `unused150`, `unused151`, `unused152`, `unused153`, `unused154`, `unused155`, `unused156`, `unused157`, `unused158`, `unused159`, `unused160`, `unused161`, `unused162`, `unused163`, `unused164`, `unused165`, `unused166`, `unused167`, `unused168`, `unused169`, `unused170`, `unused171`, `unused172`, `unused173`, `unused174`, `unused175`, `unused176`, `unused177`, `unused178`, `unused179`, `unused180`, `unused181`, `unused182`, `unused183`, `unused184`, `unused185`, `unused186`, `unused187`, `unused188`, `unused189`, `unused190`, `unused191`, `unused192`, `unused193`, `unused194`, `unused195`, `unused196`, `unused197`, `unused198`, `unused199`, `unused200`, `unused201`, `unused202`, `unused203`, `unused204`, `unused205`, `unused206`, `unused207`, `unused208`, `unused209`, `unused210`, `unused211`, `unused212`, `unused213`, `unused214`, `unused215`, `unused216`, `unused217`, `unused218`, `unused219`, `unused220`, `unused221`, `unused222`, `unused223`, `unused224`, `unused225`, `unused226`, `unused227`, `unused228`, `unused229`, `unused230`, `unused231`, `unused232`, `unused233`, `unused234`, `unused235`, `unused236`, `unused237`, `unused238`, `unused239`, `unused240`, `unused241`, `unused242`, `unused243`, `unused244`, `unused245`, `unused246`, `unused247`, `unused248`, `unused249`, `unused250`, `unused251`, `unused252`, `unused253`, `unused254`, `unused255`. Required.
+    pub disk: Option<String>,
+    /// `format`. One of `raw`, `qcow2`, `vmdk`.
+    pub format: Option<String>,
+    /// `storage`. Format `pve-storage-id`.
+    pub storage: Option<String>,
+    /// `target-digest`.
+    pub target_digest: Option<String>,
+    /// `target-disk`. One of `ide0`, `ide1`, `ide2`, `ide3`, `scsi0`, `scsi1`, `scsi2`, `scsi3`, `scsi4`, `scsi5`, `scsi6`, `scsi7`, `scsi8`, `scsi9`, `scsi10`, `scsi11`, `scsi12`, `scsi13`, `scsi14`, `scsi15`, `scsi16`, `scsi17`, `scsi18`, `scsi19`, `scsi20`, `scsi21`, `scsi22`, `scsi23`, `scsi24`, `scsi25`, `scsi26`, `scsi27`, `scsi28`, `scsi29`, `scsi30`, `virtio0`, `virtio1`, `virtio2`, `virtio3`, `virtio4`, `virtio5`, `virtio6`, `virtio7`, `virtio8`, `virtio9`, `virtio10`, `virtio11`, `virtio12`, `virtio13`, `virtio14`, `virtio15`, `sata0`, `sata1`, `sata2`, `sata3`, `sata4`, `sata5`, `efidisk0`, `tpmstate0`, `unused0`, `unused1`, `unused2`, `unused3`, `unused4`, `unused5`, `unused6`, `unused7`, `unused8`, `unused9`, `unused10`, `unused11`, `unused12`, `unused13`, `unused14`, `unused15`, `unused16`, `unused17`, `unused18`, `unused19`, `unused20`, `unused21`, `unused22`, `unused23`, `unused24`, `unused25`, `unused26`, `unused27`, `unused28`, `unused29`, `unused30`, `unused31`, `unused32`, `unused33`, `unused34`, `unused35`, `unused36`, `unused37`, `unused38`, `unused39`, `unused40`, `unused41`, `unused42`, `unused43`, `unused44`, `unused45`, `unused46`, `unused47`, `unused48`, `unused49`, `unused50`, `unused51`, `unused52`, `unused53`, `unused54`, `unused55`, `unused56`, `unused57`, `unused58`, `unused59`, `unused60`, `unused61`, `unused62`, `unused63`, `unused64`, `unused65`, `unused66`, `unused67`, `unused68`, `unused69`, `unused70`, `unused71`, `unused72`, `unused73`, `unused74`, `unused75`, `unused76`, `unused77`, `unused78`, `unused79`, `unused80`, `unused81`, `unused82`, `unused83`, `unused84`, `unused85`, `unused86`, `unused87`, `unused88`, `unused89`, `unused90`, `unused91`, `unused92`, `unused93`, `unused94`, `unused95`, `unused96`, `unused97`, `unused98`, `unused99`, `unused100`, `unused101`, `unused102`, `unused103`, `unused104`, `unused105`, `unused106`, `unused107`, `unused108`, `unused109`, `unused110`, `unused111`, `unused112`, `unused113`, `unused114`, `unused115`, `unused116`, `unused117`, `unused118`, `unused119`, `unused120`, `unused121`, `unused122`, `unused123`, `unused124`, `unused125`, `unused126`, `unused127`, `unused128`, `unused129`, `unused130`, `unused131`, `unused132`, `unused133`, `unused134`, `unused135`, `unused136`, `unused137`, `unused138`, `unused139`, `unused140`, `unused141`, `unused142`, `unused143`, `unused144`, `unused145`, `unused146`, `unused147`, `unused148`, `unused149`, `unused150`, `unused151`, `unused152`, `unused153`, `unused154`, `unused155`, `unused156`, `unused157`, `unused158`, `unused159`, `unused160`, `unused161`, `unused162`, `unused163`, `unused164`, `unused165`, `unused166`, `unused167`, `unused168`, `unused169`, `unused170`, `unused171`, `unused172`, `unused173`, `unused174`, `unused175`, `unused176`, `unused177`, `unused178`, `unused179`, `unused180`, `unused181`, `unused182`, `unused183`, `unused184`, `unused185`, `unused186`, `unused187`, `unused188`, `unused189`, `unused190`, `unused191`, `unused192`, `unused193`, `unused194`, `unused195`, `unused196`, `unused197`, `unused198`, `unused199`, `unused200`, `unused201`, `unused202`, `unused203`, `unused204`, `unused205`, `unused206`, `unused207`, `unused208`, `unused209`, `unused210`, `unused211`, `unused212`, `unused213`, `unused214`, `unused215`, `unused216`, `unused217`, `unused218`, `unused219`, `unused220`, `unused221`, `unused222`, `unused223`, `unused224`, `unused225`, `unused226`, `unused227`, `unused228`, `unused229`, `unused230`, `unused231`, `unused232`, `unused233`, `unused234`, `unused235`, `unused236`, `unused237`, `unused238`, `unused239`, `unused240`, `unused241`, `unused242`, `unused243`, `unused244`, `unused245`, `unused246`, `unused247`, `unused248`, `unused249`, `unused250`, `unused251`, `unused252`, `unused253`, `unused254`, `unused255`.
+    pub target_disk: Option<String>,
+    /// `target-vmid`. Format `pve-vmid`.
+    pub target_vmid: Option<i64>,
+}
+
+impl PostNodesNodeQemuVmidMoveDiskParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.bwlimit {
+            p.insert("bwlimit", v);
+        }
+        if let Some(v) = &self.delete {
+            p.insert("delete", v);
+        }
+        if let Some(v) = &self.digest {
+            p.insert("digest", v);
+        }
+        if let Some(v) = &self.disk {
+            p.insert("disk", v);
+        }
+        if let Some(v) = &self.format {
+            p.insert("format", v);
+        }
+        if let Some(v) = &self.storage {
+            p.insert("storage", v);
+        }
+        if let Some(v) = &self.target_digest {
+            p.insert("target-digest", v);
+        }
+        if let Some(v) = &self.target_disk {
+            p.insert("target-disk", v);
+        }
+        if let Some(v) = &self.target_vmid {
+            p.insert("target-vmid", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `POST /nodes/{node}/qemu/{vmid}/mtunnel`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostNodesNodeQemuVmidMtunnelParams {
+    /// `bridges`. Format `pve-bridge-id-list`.
+    pub bridges: Option<String>,
+    /// `storages`. Format `pve-storage-id-list`.
+    pub storages: Option<String>,
+}
+
+impl PostNodesNodeQemuVmidMtunnelParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.bridges {
+            p.insert("bridges", v);
+        }
+        if let Some(v) = &self.storages {
+            p.insert("storages", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `GET /nodes/{node}/qemu/{vmid}/mtunnelwebsocket`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeQemuVmidMtunnelwebsocketParams {
+    /// `socket`. Required.
+    pub socket: Option<String>,
+    /// `ticket`. Required.
+    pub ticket: Option<String>,
+}
+
+impl GetNodesNodeQemuVmidMtunnelwebsocketParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.socket {
+            p.insert("socket", v);
+        }
+        if let Some(v) = &self.ticket {
+            p.insert("ticket", v);
+        }
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetNodesNodeQemuVmidMtunnelwebsocketAnswer {
+    /// `port`.
+    #[serde(rename = "port", default, deserialize_with = "crate::de::opt_string")]
+    pub port: Option<String>,
+    /// `socket`.
+    #[serde(rename = "socket", default, deserialize_with = "crate::de::opt_string")]
+    pub socket: Option<String>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `GET /nodes/{node}/qemu/{vmid}/pending`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeQemuVmidPendingParams {}
+
+impl GetNodesNodeQemuVmidPendingParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetNodesNodeQemuVmidPendingItem {
+    /// `delete`.
+    #[serde(rename = "delete", default, deserialize_with = "crate::de::opt_i64")]
+    pub delete: Option<i64>,
+    /// `key`.
+    #[serde(rename = "key", default, deserialize_with = "crate::de::opt_string")]
+    pub key: Option<String>,
+    /// `pending`.
+    #[serde(
+        rename = "pending",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub pending: Option<String>,
+    /// `value`.
+    #[serde(rename = "value", default, deserialize_with = "crate::de::opt_string")]
+    pub value: Option<String>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `POST /nodes/{node}/qemu/{vmid}/remote_migrate`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostNodesNodeQemuVmidRemoteMigrateParams {
+    /// `bwlimit`.
+    pub bwlimit: Option<i64>,
+    /// `delete`.
+    pub delete: Option<bool>,
+    /// `online`.
+    pub online: Option<bool>,
+    /// `target-bridge`. Format `bridge-pair-list`. Required.
+    pub target_bridge: Option<String>,
+    /// `target-endpoint`. Format `proxmox-remote`. Required.
+    pub target_endpoint: Option<String>,
+    /// `target-storage`. Format `storage-pair-list`. Required.
+    pub target_storage: Option<String>,
+    /// `target-vmid`. Format `pve-vmid`.
+    pub target_vmid: Option<i64>,
+}
+
+impl PostNodesNodeQemuVmidRemoteMigrateParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.bwlimit {
+            p.insert("bwlimit", v);
+        }
+        if let Some(v) = &self.delete {
+            p.insert("delete", v);
+        }
+        if let Some(v) = &self.online {
+            p.insert("online", v);
+        }
+        if let Some(v) = &self.target_bridge {
+            p.insert("target-bridge", v);
+        }
+        if let Some(v) = &self.target_endpoint {
+            p.insert("target-endpoint", v);
+        }
+        if let Some(v) = &self.target_storage {
+            p.insert("target-storage", v);
+        }
+        if let Some(v) = &self.target_vmid {
+            p.insert("target-vmid", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `PUT /nodes/{node}/qemu/{vmid}/resize`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PutNodesNodeQemuVmidResizeParams {
+    /// `digest`.
+    pub digest: Option<String>,
+    /// `disk`. One of `ide0`, `ide1`, `ide2`, `ide3`, `scsi0`, `scsi1`, `scsi2`, `scsi3`, `scsi4`, `scsi5`, `scsi6`, `scsi7`, `scsi8`, `scsi9`, `scsi10`, `scsi11`, `scsi12`, `scsi13`, `scsi14`, `scsi15`, `scsi16`, `scsi17`, `scsi18`, `scsi19`, `scsi20`, `scsi21`, `scsi22`, `scsi23`, `scsi24`, `scsi25`, `scsi26`, `scsi27`, `scsi28`, `scsi29`, `scsi30`, `virtio0`, `virtio1`, `virtio2`, `virtio3`, `virtio4`, `virtio5`, `virtio6`, `virtio7`, `virtio8`, `virtio9`, `virtio10`, `virtio11`, `virtio12`, `virtio13`, `virtio14`, `virtio15`, `sata0`, `sata1`, `sata2`, `sata3`, `sata4`, `sata5`, `efidisk0`, `tpmstate0`. Required.
+    pub disk: Option<String>,
+    /// `size`. Required.
+    pub size: Option<String>,
+    /// `skiplock`.
+    pub skiplock: Option<bool>,
+}
+
+impl PutNodesNodeQemuVmidResizeParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.digest {
+            p.insert("digest", v);
+        }
+        if let Some(v) = &self.disk {
+            p.insert("disk", v);
+        }
+        if let Some(v) = &self.size {
+            p.insert("size", v);
+        }
+        if let Some(v) = &self.skiplock {
+            p.insert("skiplock", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `GET /nodes/{node}/qemu/{vmid}/rrd`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeQemuVmidRrdParams {
+    /// `cf`. One of `AVERAGE`, `MAX`.
+    pub cf: Option<String>,
+    /// `ds`. Format `pve-configid-list`. Required.
+    pub ds: Option<String>,
+    /// `timeframe`. One of `hour`, `day`, `week`, `month`, `year`. Required.
+    pub timeframe: Option<String>,
+}
+
+impl GetNodesNodeQemuVmidRrdParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.cf {
+            p.insert("cf", v);
+        }
+        if let Some(v) = &self.ds {
+            p.insert("ds", v);
+        }
+        if let Some(v) = &self.timeframe {
+            p.insert("timeframe", v);
+        }
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetNodesNodeQemuVmidRrdAnswer {
+    /// `filename`.
+    #[serde(
+        rename = "filename",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub filename: Option<String>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `GET /nodes/{node}/qemu/{vmid}/rrddata`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeQemuVmidRrddataParams {
+    /// `cf`. One of `AVERAGE`, `MAX`.
+    pub cf: Option<String>,
+    /// `timeframe`. One of `hour`, `day`, `week`, `month`, `year`. Required.
+    pub timeframe: Option<String>,
+}
+
+impl GetNodesNodeQemuVmidRrddataParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.cf {
+            p.insert("cf", v);
+        }
+        if let Some(v) = &self.timeframe {
+            p.insert("timeframe", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `PUT /nodes/{node}/qemu/{vmid}/sendkey`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PutNodesNodeQemuVmidSendkeyParams {
+    /// `key`. Required.
+    pub key: Option<String>,
+    /// `skiplock`.
+    pub skiplock: Option<bool>,
+}
+
+impl PutNodesNodeQemuVmidSendkeyParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.key {
+            p.insert("key", v);
+        }
+        if let Some(v) = &self.skiplock {
+            p.insert("skiplock", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `GET /nodes/{node}/qemu/{vmid}/snapshot`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeQemuVmidSnapshotParams {}
+
+impl GetNodesNodeQemuVmidSnapshotParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetNodesNodeQemuVmidSnapshotItem {
+    /// `description`.
+    #[serde(
+        rename = "description",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub description: Option<String>,
+    /// `name`.
+    #[serde(rename = "name", default, deserialize_with = "crate::de::opt_string")]
+    pub name: Option<String>,
+    /// `parent`.
+    #[serde(rename = "parent", default, deserialize_with = "crate::de::opt_string")]
+    pub parent: Option<String>,
+    /// `snaptime`.
+    #[serde(rename = "snaptime", default, deserialize_with = "crate::de::opt_i64")]
+    pub snaptime: Option<i64>,
+    /// `vmstate`.
+    #[serde(rename = "vmstate", default, deserialize_with = "crate::de::opt_bool")]
+    pub vmstate: Option<bool>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `POST /nodes/{node}/qemu/{vmid}/snapshot`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostNodesNodeQemuVmidSnapshotParams {
+    /// `description`.
+    pub description: Option<String>,
+    /// `snapname`. Format `pve-configid`. Required.
+    pub snapname: Option<String>,
+    /// `vmstate`.
+    pub vmstate: Option<bool>,
+}
+
+impl PostNodesNodeQemuVmidSnapshotParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.description {
+            p.insert("description", v);
+        }
+        if let Some(v) = &self.snapname {
+            p.insert("snapname", v);
+        }
+        if let Some(v) = &self.vmstate {
+            p.insert("vmstate", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `DELETE /nodes/{node}/qemu/{vmid}/snapshot/{snapname}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct DeleteNodesNodeQemuVmidSnapshotSnapnameParams {
+    /// `force`.
+    pub force: Option<bool>,
+}
+
+impl DeleteNodesNodeQemuVmidSnapshotSnapnameParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.force {
+            p.insert("force", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `GET /nodes/{node}/qemu/{vmid}/snapshot/{snapname}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeQemuVmidSnapshotSnapnameParams {}
+
+impl GetNodesNodeQemuVmidSnapshotSnapnameParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// Parameters of `GET /nodes/{node}/qemu/{vmid}/snapshot/{snapname}/config`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeQemuVmidSnapshotSnapnameConfigParams {}
+
+impl GetNodesNodeQemuVmidSnapshotSnapnameConfigParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// Parameters of `PUT /nodes/{node}/qemu/{vmid}/snapshot/{snapname}/config`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PutNodesNodeQemuVmidSnapshotSnapnameConfigParams {
+    /// `description`.
+    pub description: Option<String>,
+}
+
+impl PutNodesNodeQemuVmidSnapshotSnapnameConfigParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.description {
+            p.insert("description", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `POST /nodes/{node}/qemu/{vmid}/snapshot/{snapname}/rollback`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostNodesNodeQemuVmidSnapshotSnapnameRollbackParams {
+    /// `start`.
+    pub start: Option<bool>,
+}
+
+impl PostNodesNodeQemuVmidSnapshotSnapnameRollbackParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.start {
+            p.insert("start", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `POST /nodes/{node}/qemu/{vmid}/spiceproxy`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostNodesNodeQemuVmidSpiceproxyParams {
+    /// `proxy`. Format `address`.
+    pub proxy: Option<String>,
+}
+
+impl PostNodesNodeQemuVmidSpiceproxyParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.proxy {
+            p.insert("proxy", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `GET /nodes/{node}/qemu/{vmid}/status`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeQemuVmidStatusParams {}
+
+impl GetNodesNodeQemuVmidStatusParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetNodesNodeQemuVmidStatusItem {
+    /// `subdir`.
+    #[serde(rename = "subdir", default, deserialize_with = "crate::de::opt_string")]
+    pub subdir: Option<String>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `GET /nodes/{node}/qemu/{vmid}/status/current`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeQemuVmidStatusCurrentParams {}
+
+impl GetNodesNodeQemuVmidStatusCurrentParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetNodesNodeQemuVmidStatusCurrentAnswer {
+    /// `agent`.
+    #[serde(rename = "agent", default, deserialize_with = "crate::de::opt_bool")]
+    pub agent: Option<bool>,
+    /// `clipboard`. One of `vnc`.
+    #[serde(
+        rename = "clipboard",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub clipboard: Option<String>,
+    /// `cpu`.
+    #[serde(rename = "cpu", default, deserialize_with = "crate::de::opt_f64")]
+    pub cpu: Option<f64>,
+    /// `cpus`.
+    #[serde(rename = "cpus", default, deserialize_with = "crate::de::opt_f64")]
+    pub cpus: Option<f64>,
+    /// `diskread`.
+    #[serde(rename = "diskread", default, deserialize_with = "crate::de::opt_i64")]
+    pub diskread: Option<i64>,
+    /// `diskwrite`.
+    #[serde(rename = "diskwrite", default, deserialize_with = "crate::de::opt_i64")]
+    pub diskwrite: Option<i64>,
+    /// `ha`.
+    #[serde(rename = "ha", default)]
+    pub ha: Option<serde_json::Value>,
+    /// `lock`.
+    #[serde(rename = "lock", default, deserialize_with = "crate::de::opt_string")]
+    pub lock: Option<String>,
+    /// `maxdisk`.
+    #[serde(rename = "maxdisk", default, deserialize_with = "crate::de::opt_i64")]
+    pub maxdisk: Option<i64>,
+    /// `maxmem`.
+    #[serde(rename = "maxmem", default, deserialize_with = "crate::de::opt_i64")]
+    pub maxmem: Option<i64>,
+    /// `mem`.
+    #[serde(rename = "mem", default, deserialize_with = "crate::de::opt_i64")]
+    pub mem: Option<i64>,
+    /// `memhost`.
+    #[serde(rename = "memhost", default, deserialize_with = "crate::de::opt_i64")]
+    pub memhost: Option<i64>,
+    /// `name`.
+    #[serde(rename = "name", default, deserialize_with = "crate::de::opt_string")]
+    pub name: Option<String>,
+    /// `netin`.
+    #[serde(rename = "netin", default, deserialize_with = "crate::de::opt_i64")]
+    pub netin: Option<i64>,
+    /// `netout`.
+    #[serde(rename = "netout", default, deserialize_with = "crate::de::opt_i64")]
+    pub netout: Option<i64>,
+    /// `pid`.
+    #[serde(rename = "pid", default, deserialize_with = "crate::de::opt_i64")]
+    pub pid: Option<i64>,
+    /// `pressurecpufull`.
+    #[serde(
+        rename = "pressurecpufull",
+        default,
+        deserialize_with = "crate::de::opt_f64"
+    )]
+    pub pressurecpufull: Option<f64>,
+    /// `pressurecpusome`.
+    #[serde(
+        rename = "pressurecpusome",
+        default,
+        deserialize_with = "crate::de::opt_f64"
+    )]
+    pub pressurecpusome: Option<f64>,
+    /// `pressureiofull`.
+    #[serde(
+        rename = "pressureiofull",
+        default,
+        deserialize_with = "crate::de::opt_f64"
+    )]
+    pub pressureiofull: Option<f64>,
+    /// `pressureiosome`.
+    #[serde(
+        rename = "pressureiosome",
+        default,
+        deserialize_with = "crate::de::opt_f64"
+    )]
+    pub pressureiosome: Option<f64>,
+    /// `pressurememoryfull`.
+    #[serde(
+        rename = "pressurememoryfull",
+        default,
+        deserialize_with = "crate::de::opt_f64"
+    )]
+    pub pressurememoryfull: Option<f64>,
+    /// `pressurememorysome`.
+    #[serde(
+        rename = "pressurememorysome",
+        default,
+        deserialize_with = "crate::de::opt_f64"
+    )]
+    pub pressurememorysome: Option<f64>,
+    /// `qmpstatus`.
+    #[serde(
+        rename = "qmpstatus",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub qmpstatus: Option<String>,
+    /// `running-machine`.
+    #[serde(
+        rename = "running-machine",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub running_machine: Option<String>,
+    /// `running-qemu`.
+    #[serde(
+        rename = "running-qemu",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub running_qemu: Option<String>,
+    /// `serial`.
+    #[serde(rename = "serial", default, deserialize_with = "crate::de::opt_bool")]
+    pub serial: Option<bool>,
+    /// `spice`.
+    #[serde(rename = "spice", default, deserialize_with = "crate::de::opt_bool")]
+    pub spice: Option<bool>,
+    /// `status`. One of `stopped`, `running`.
+    #[serde(rename = "status", default, deserialize_with = "crate::de::opt_string")]
+    pub status: Option<String>,
+    /// `tags`.
+    #[serde(rename = "tags", default, deserialize_with = "crate::de::opt_string")]
+    pub tags: Option<String>,
+    /// `template`.
+    #[serde(rename = "template", default, deserialize_with = "crate::de::opt_bool")]
+    pub template: Option<bool>,
+    /// `uptime`.
+    #[serde(rename = "uptime", default, deserialize_with = "crate::de::opt_i64")]
+    pub uptime: Option<i64>,
+    /// `vmid`. Format `pve-vmid`.
+    #[serde(rename = "vmid", default, deserialize_with = "crate::de::opt_i64")]
+    pub vmid: Option<i64>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `POST /nodes/{node}/qemu/{vmid}/status/reboot`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostNodesNodeQemuVmidStatusRebootParams {
+    /// `timeout`.
+    pub timeout: Option<i64>,
+}
+
+impl PostNodesNodeQemuVmidStatusRebootParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.timeout {
+            p.insert("timeout", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `POST /nodes/{node}/qemu/{vmid}/status/reset`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostNodesNodeQemuVmidStatusResetParams {
+    /// `skiplock`.
+    pub skiplock: Option<bool>,
+}
+
+impl PostNodesNodeQemuVmidStatusResetParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.skiplock {
+            p.insert("skiplock", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `POST /nodes/{node}/qemu/{vmid}/status/resume`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostNodesNodeQemuVmidStatusResumeParams {
+    /// `nocheck`.
+    pub nocheck: Option<bool>,
+    /// `skiplock`.
+    pub skiplock: Option<bool>,
+}
+
+impl PostNodesNodeQemuVmidStatusResumeParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.nocheck {
+            p.insert("nocheck", v);
+        }
+        if let Some(v) = &self.skiplock {
+            p.insert("skiplock", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `POST /nodes/{node}/qemu/{vmid}/status/shutdown`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostNodesNodeQemuVmidStatusShutdownParams {
+    /// `forceStop`.
+    pub forcestop: Option<bool>,
+    /// `keepActive`.
+    pub keepactive: Option<bool>,
+    /// `skiplock`.
+    pub skiplock: Option<bool>,
+    /// `timeout`.
+    pub timeout: Option<i64>,
+}
+
+impl PostNodesNodeQemuVmidStatusShutdownParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.forcestop {
+            p.insert("forceStop", v);
+        }
+        if let Some(v) = &self.keepactive {
+            p.insert("keepActive", v);
+        }
+        if let Some(v) = &self.skiplock {
+            p.insert("skiplock", v);
+        }
+        if let Some(v) = &self.timeout {
+            p.insert("timeout", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `POST /nodes/{node}/qemu/{vmid}/status/start`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostNodesNodeQemuVmidStatusStartParams {
+    /// `force-cpu`.
+    pub force_cpu: Option<String>,
+    /// `machine`.
+    pub machine: Option<MachineProperty>,
+    /// `migratedfrom`. Format `pve-node`.
+    pub migratedfrom: Option<String>,
+    /// `migration_network`. Format `CIDR`.
+    pub migration_network: Option<String>,
+    /// `migration_type`. One of `secure`, `insecure`.
+    pub migration_type: Option<String>,
+    /// `nets-host-mtu`.
+    pub nets_host_mtu: Option<String>,
+    /// `skiplock`.
+    pub skiplock: Option<bool>,
+    /// `stateuri`.
+    pub stateuri: Option<String>,
+    /// `targetstorage`. Format `storage-pair-list`.
+    pub targetstorage: Option<String>,
+    /// `timeout`.
+    pub timeout: Option<i64>,
+    /// `with-conntrack-state`.
+    pub with_conntrack_state: Option<bool>,
+}
+
+impl PostNodesNodeQemuVmidStatusStartParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.force_cpu {
+            p.insert("force-cpu", v);
+        }
+        if let Some(v) = &self.machine {
+            p.insert("machine", v.to_string());
+        }
+        if let Some(v) = &self.migratedfrom {
+            p.insert("migratedfrom", v);
+        }
+        if let Some(v) = &self.migration_network {
+            p.insert("migration_network", v);
+        }
+        if let Some(v) = &self.migration_type {
+            p.insert("migration_type", v);
+        }
+        if let Some(v) = &self.nets_host_mtu {
+            p.insert("nets-host-mtu", v);
+        }
+        if let Some(v) = &self.skiplock {
+            p.insert("skiplock", v);
+        }
+        if let Some(v) = &self.stateuri {
+            p.insert("stateuri", v);
+        }
+        if let Some(v) = &self.targetstorage {
+            p.insert("targetstorage", v);
+        }
+        if let Some(v) = &self.timeout {
+            p.insert("timeout", v);
+        }
+        if let Some(v) = &self.with_conntrack_state {
+            p.insert("with-conntrack-state", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `POST /nodes/{node}/qemu/{vmid}/status/stop`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostNodesNodeQemuVmidStatusStopParams {
+    /// `keepActive`.
+    pub keepactive: Option<bool>,
+    /// `migratedfrom`. Format `pve-node`.
+    pub migratedfrom: Option<String>,
+    /// `overrule-shutdown`.
+    pub overrule_shutdown: Option<bool>,
+    /// `skiplock`.
+    pub skiplock: Option<bool>,
+    /// `timeout`.
+    pub timeout: Option<i64>,
+}
+
+impl PostNodesNodeQemuVmidStatusStopParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.keepactive {
+            p.insert("keepActive", v);
+        }
+        if let Some(v) = &self.migratedfrom {
+            p.insert("migratedfrom", v);
+        }
+        if let Some(v) = &self.overrule_shutdown {
+            p.insert("overrule-shutdown", v);
+        }
+        if let Some(v) = &self.skiplock {
+            p.insert("skiplock", v);
+        }
+        if let Some(v) = &self.timeout {
+            p.insert("timeout", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `POST /nodes/{node}/qemu/{vmid}/status/suspend`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostNodesNodeQemuVmidStatusSuspendParams {
+    /// `skiplock`.
+    pub skiplock: Option<bool>,
+    /// `statestorage`. Format `pve-storage-id`.
+    pub statestorage: Option<String>,
+    /// `todisk`.
+    pub todisk: Option<bool>,
+}
+
+impl PostNodesNodeQemuVmidStatusSuspendParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.skiplock {
+            p.insert("skiplock", v);
+        }
+        if let Some(v) = &self.statestorage {
+            p.insert("statestorage", v);
+        }
+        if let Some(v) = &self.todisk {
+            p.insert("todisk", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `POST /nodes/{node}/qemu/{vmid}/template`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostNodesNodeQemuVmidTemplateParams {
+    /// `disk`. One of `ide0`, `ide1`, `ide2`, `ide3`, `scsi0`, `scsi1`, `scsi2`, `scsi3`, `scsi4`, `scsi5`, `scsi6`, `scsi7`, `scsi8`, `scsi9`, `scsi10`, `scsi11`, `scsi12`, `scsi13`, `scsi14`, `scsi15`, `scsi16`, `scsi17`, `scsi18`, `scsi19`, `scsi20`, `scsi21`, `scsi22`, `scsi23`, `scsi24`, `scsi25`, `scsi26`, `scsi27`, `scsi28`, `scsi29`, `scsi30`, `virtio0`, `virtio1`, `virtio2`, `virtio3`, `virtio4`, `virtio5`, `virtio6`, `virtio7`, `virtio8`, `virtio9`, `virtio10`, `virtio11`, `virtio12`, `virtio13`, `virtio14`, `virtio15`, `sata0`, `sata1`, `sata2`, `sata3`, `sata4`, `sata5`, `efidisk0`, `tpmstate0`.
+    pub disk: Option<String>,
+}
+
+impl PostNodesNodeQemuVmidTemplateParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.disk {
+            p.insert("disk", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `POST /nodes/{node}/qemu/{vmid}/termproxy`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostNodesNodeQemuVmidTermproxyParams {
+    /// `serial`. One of `serial0`, `serial1`, `serial2`, `serial3`.
+    pub serial: Option<String>,
+}
+
+impl PostNodesNodeQemuVmidTermproxyParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.serial {
+            p.insert("serial", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `PUT /nodes/{node}/qemu/{vmid}/unlink`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PutNodesNodeQemuVmidUnlinkParams {
+    /// `force`.
+    pub force: Option<bool>,
+    /// `idlist`. Format `pve-configid-list`. Required.
+    pub idlist: Option<String>,
+}
+
+impl PutNodesNodeQemuVmidUnlinkParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.force {
+            p.insert("force", v);
+        }
+        if let Some(v) = &self.idlist {
+            p.insert("idlist", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `POST /nodes/{node}/qemu/{vmid}/vncproxy`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostNodesNodeQemuVmidVncproxyParams {
+    /// `generate-password`.
+    pub generate_password: Option<bool>,
+    /// `websocket`.
+    pub websocket: Option<bool>,
+}
+
+impl PostNodesNodeQemuVmidVncproxyParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.generate_password {
+            p.insert("generate-password", v);
+        }
+        if let Some(v) = &self.websocket {
+            p.insert("websocket", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `GET /nodes/{node}/qemu/{vmid}/vncwebsocket`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeQemuVmidVncwebsocketParams {
+    /// `port`. Required.
+    pub port: Option<i64>,
+    /// `vncticket`. Required.
+    pub vncticket: Option<String>,
+}
+
+impl GetNodesNodeQemuVmidVncwebsocketParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.port {
+            p.insert("port", v);
+        }
+        if let Some(v) = &self.vncticket {
+            p.insert("vncticket", v);
+        }
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetNodesNodeQemuVmidVncwebsocketAnswer {
+    /// `port`.
+    #[serde(rename = "port", default, deserialize_with = "crate::de::opt_string")]
+    pub port: Option<String>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
 /// Parameters of `GET /nodes/{node}/status`.
 #[derive(Clone, Debug, Default, PartialEq)]
 #[non_exhaustive]
@@ -2577,6 +13788,848 @@ impl PostNodesNodeStatusParams {
         let mut p = Params::new();
         if let Some(v) = &self.command {
             p.insert("command", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `GET /nodes/{node}/storage`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeStorageParams {
+    /// `content`. Format `pve-storage-content-list`.
+    pub content: Option<String>,
+    /// `enabled`.
+    pub enabled: Option<bool>,
+    /// `format`.
+    pub format: Option<bool>,
+    /// `storage`. Format `pve-storage-id`.
+    pub storage: Option<String>,
+    /// `target`. Format `pve-node`.
+    pub target: Option<String>,
+}
+
+impl GetNodesNodeStorageParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.content {
+            p.insert("content", v);
+        }
+        if let Some(v) = &self.enabled {
+            p.insert("enabled", v);
+        }
+        if let Some(v) = &self.format {
+            p.insert("format", v);
+        }
+        if let Some(v) = &self.storage {
+            p.insert("storage", v);
+        }
+        if let Some(v) = &self.target {
+            p.insert("target", v);
+        }
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetNodesNodeStorageItem {
+    /// `active`.
+    #[serde(rename = "active", default, deserialize_with = "crate::de::opt_bool")]
+    pub active: Option<bool>,
+    /// `avail`.
+    #[serde(rename = "avail", default, deserialize_with = "crate::de::opt_i64")]
+    pub avail: Option<i64>,
+    /// `content`. Format `pve-storage-content-list`.
+    #[serde(
+        rename = "content",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub content: Option<String>,
+    /// `enabled`.
+    #[serde(rename = "enabled", default, deserialize_with = "crate::de::opt_bool")]
+    pub enabled: Option<bool>,
+    /// `formats`.
+    #[serde(rename = "formats", default)]
+    pub formats: Option<serde_json::Value>,
+    /// `select_existing`.
+    #[serde(
+        rename = "select_existing",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub select_existing: Option<bool>,
+    /// `shared`.
+    #[serde(rename = "shared", default, deserialize_with = "crate::de::opt_bool")]
+    pub shared: Option<bool>,
+    /// `storage`. Format `pve-storage-id`.
+    #[serde(
+        rename = "storage",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub storage: Option<String>,
+    /// `total`.
+    #[serde(rename = "total", default, deserialize_with = "crate::de::opt_i64")]
+    pub total: Option<i64>,
+    /// `type`.
+    #[serde(rename = "type", default, deserialize_with = "crate::de::opt_string")]
+    pub r#type: Option<String>,
+    /// `used`.
+    #[serde(rename = "used", default, deserialize_with = "crate::de::opt_i64")]
+    pub used: Option<i64>,
+    /// `used_fraction`.
+    #[serde(
+        rename = "used_fraction",
+        default,
+        deserialize_with = "crate::de::opt_f64"
+    )]
+    pub used_fraction: Option<f64>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `GET /nodes/{node}/storage/{storage}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeStorageStorageParams {}
+
+impl GetNodesNodeStorageStorageParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetNodesNodeStorageStorageItem {
+    /// `subdir`.
+    #[serde(rename = "subdir", default, deserialize_with = "crate::de::opt_string")]
+    pub subdir: Option<String>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `GET /nodes/{node}/storage/{storage}/content`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeStorageStorageContentParams {
+    /// `content`. Format `pve-storage-content`.
+    pub content: Option<String>,
+    /// `vmid`. Format `pve-vmid`.
+    pub vmid: Option<i64>,
+}
+
+impl GetNodesNodeStorageStorageContentParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.content {
+            p.insert("content", v);
+        }
+        if let Some(v) = &self.vmid {
+            p.insert("vmid", v);
+        }
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetNodesNodeStorageStorageContentItem {
+    /// `approximate-size`.
+    #[serde(
+        rename = "approximate-size",
+        default,
+        deserialize_with = "crate::de::opt_i64"
+    )]
+    pub approximate_size: Option<i64>,
+    /// `ctime`.
+    #[serde(rename = "ctime", default, deserialize_with = "crate::de::opt_i64")]
+    pub ctime: Option<i64>,
+    /// `encrypted`.
+    #[serde(
+        rename = "encrypted",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub encrypted: Option<String>,
+    /// `format`.
+    #[serde(rename = "format", default, deserialize_with = "crate::de::opt_string")]
+    pub format: Option<String>,
+    /// `notes`.
+    #[serde(rename = "notes", default, deserialize_with = "crate::de::opt_string")]
+    pub notes: Option<String>,
+    /// `parent`.
+    #[serde(rename = "parent", default, deserialize_with = "crate::de::opt_string")]
+    pub parent: Option<String>,
+    /// `protected`.
+    #[serde(
+        rename = "protected",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub protected: Option<bool>,
+    /// `size`.
+    #[serde(rename = "size", default, deserialize_with = "crate::de::opt_i64")]
+    pub size: Option<i64>,
+    /// `used`.
+    #[serde(rename = "used", default, deserialize_with = "crate::de::opt_i64")]
+    pub used: Option<i64>,
+    /// `verification`.
+    #[serde(rename = "verification", default)]
+    pub verification: Option<serde_json::Value>,
+    /// `vmid`.
+    #[serde(rename = "vmid", default, deserialize_with = "crate::de::opt_i64")]
+    pub vmid: Option<i64>,
+    /// `volid`.
+    #[serde(rename = "volid", default, deserialize_with = "crate::de::opt_string")]
+    pub volid: Option<String>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `POST /nodes/{node}/storage/{storage}/content`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostNodesNodeStorageStorageContentParams {
+    /// `filename`. Required.
+    pub filename: Option<String>,
+    /// `format`. One of `raw`, `qcow2`, `subvol`, `vmdk`.
+    pub format: Option<String>,
+    /// `size`. Required.
+    pub size: Option<String>,
+    /// `vmid`. Format `pve-vmid`. Required.
+    pub vmid: Option<i64>,
+}
+
+impl PostNodesNodeStorageStorageContentParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.filename {
+            p.insert("filename", v);
+        }
+        if let Some(v) = &self.format {
+            p.insert("format", v);
+        }
+        if let Some(v) = &self.size {
+            p.insert("size", v);
+        }
+        if let Some(v) = &self.vmid {
+            p.insert("vmid", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `DELETE /nodes/{node}/storage/{storage}/content/{volume}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct DeleteNodesNodeStorageStorageContentVolumeParams {
+    /// `delay`.
+    pub delay: Option<i64>,
+}
+
+impl DeleteNodesNodeStorageStorageContentVolumeParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.delay {
+            p.insert("delay", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `GET /nodes/{node}/storage/{storage}/content/{volume}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeStorageStorageContentVolumeParams {}
+
+impl GetNodesNodeStorageStorageContentVolumeParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetNodesNodeStorageStorageContentVolumeAnswer {
+    /// `format`.
+    #[serde(rename = "format", default, deserialize_with = "crate::de::opt_string")]
+    pub format: Option<String>,
+    /// `notes`.
+    #[serde(rename = "notes", default, deserialize_with = "crate::de::opt_string")]
+    pub notes: Option<String>,
+    /// `path`.
+    #[serde(rename = "path", default, deserialize_with = "crate::de::opt_string")]
+    pub path: Option<String>,
+    /// `protected`.
+    #[serde(
+        rename = "protected",
+        default,
+        deserialize_with = "crate::de::opt_bool"
+    )]
+    pub protected: Option<bool>,
+    /// `size`.
+    #[serde(rename = "size", default, deserialize_with = "crate::de::opt_i64")]
+    pub size: Option<i64>,
+    /// `used`.
+    #[serde(rename = "used", default, deserialize_with = "crate::de::opt_i64")]
+    pub used: Option<i64>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `POST /nodes/{node}/storage/{storage}/content/{volume}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostNodesNodeStorageStorageContentVolumeParams {
+    /// `target`. Required.
+    pub target: Option<String>,
+    /// `target_node`. Format `pve-node`.
+    pub target_node: Option<String>,
+}
+
+impl PostNodesNodeStorageStorageContentVolumeParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.target {
+            p.insert("target", v);
+        }
+        if let Some(v) = &self.target_node {
+            p.insert("target_node", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `PUT /nodes/{node}/storage/{storage}/content/{volume}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PutNodesNodeStorageStorageContentVolumeParams {
+    /// `notes`.
+    pub notes: Option<String>,
+    /// `protected`.
+    pub protected: Option<bool>,
+}
+
+impl PutNodesNodeStorageStorageContentVolumeParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.notes {
+            p.insert("notes", v);
+        }
+        if let Some(v) = &self.protected {
+            p.insert("protected", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `POST /nodes/{node}/storage/{storage}/download-url`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostNodesNodeStorageStorageDownloadUrlParams {
+    /// `checksum`.
+    pub checksum: Option<String>,
+    /// `checksum-algorithm`. One of `md5`, `sha1`, `sha224`, `sha256`, `sha384`, `sha512`.
+    pub checksum_algorithm: Option<String>,
+    /// `compression`.
+    pub compression: Option<String>,
+    /// `content`. One of `iso`, `vztmpl`, `import`. Format `pve-storage-content`. Required.
+    pub content: Option<String>,
+    /// `filename`. Required.
+    pub filename: Option<String>,
+    /// `url`. Required.
+    pub url: Option<String>,
+    /// `verify-certificates`.
+    pub verify_certificates: Option<bool>,
+}
+
+impl PostNodesNodeStorageStorageDownloadUrlParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.checksum {
+            p.insert("checksum", v);
+        }
+        if let Some(v) = &self.checksum_algorithm {
+            p.insert("checksum-algorithm", v);
+        }
+        if let Some(v) = &self.compression {
+            p.insert("compression", v);
+        }
+        if let Some(v) = &self.content {
+            p.insert("content", v);
+        }
+        if let Some(v) = &self.filename {
+            p.insert("filename", v);
+        }
+        if let Some(v) = &self.url {
+            p.insert("url", v);
+        }
+        if let Some(v) = &self.verify_certificates {
+            p.insert("verify-certificates", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `GET /nodes/{node}/storage/{storage}/file-restore/download`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeStorageStorageFileRestoreDownloadParams {
+    /// `filepath`. Required.
+    pub filepath: Option<String>,
+    /// `tar`.
+    pub tar: Option<bool>,
+    /// `volume`. Required.
+    pub volume: Option<String>,
+}
+
+impl GetNodesNodeStorageStorageFileRestoreDownloadParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.filepath {
+            p.insert("filepath", v);
+        }
+        if let Some(v) = &self.tar {
+            p.insert("tar", v);
+        }
+        if let Some(v) = &self.volume {
+            p.insert("volume", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `GET /nodes/{node}/storage/{storage}/file-restore/list`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeStorageStorageFileRestoreListParams {
+    /// `filepath`. Required.
+    pub filepath: Option<String>,
+    /// `volume`. Required.
+    pub volume: Option<String>,
+}
+
+impl GetNodesNodeStorageStorageFileRestoreListParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.filepath {
+            p.insert("filepath", v);
+        }
+        if let Some(v) = &self.volume {
+            p.insert("volume", v);
+        }
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetNodesNodeStorageStorageFileRestoreListItem {
+    /// `filepath`.
+    #[serde(
+        rename = "filepath",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub filepath: Option<String>,
+    /// `leaf`.
+    #[serde(rename = "leaf", default, deserialize_with = "crate::de::opt_bool")]
+    pub leaf: Option<bool>,
+    /// `mtime`.
+    #[serde(rename = "mtime", default, deserialize_with = "crate::de::opt_i64")]
+    pub mtime: Option<i64>,
+    /// `size`.
+    #[serde(rename = "size", default, deserialize_with = "crate::de::opt_i64")]
+    pub size: Option<i64>,
+    /// `text`.
+    #[serde(rename = "text", default, deserialize_with = "crate::de::opt_string")]
+    pub text: Option<String>,
+    /// `type`.
+    #[serde(rename = "type", default, deserialize_with = "crate::de::opt_string")]
+    pub r#type: Option<String>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `GET /nodes/{node}/storage/{storage}/identity`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeStorageStorageIdentityParams {}
+
+impl GetNodesNodeStorageStorageIdentityParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetNodesNodeStorageStorageIdentityAnswer {
+    /// `id`.
+    #[serde(rename = "id", default, deserialize_with = "crate::de::opt_string")]
+    pub id: Option<String>,
+    /// `type`. One of `btrfs`, `cephfs`, `cifs`, `dir`, `esxi`, `iscsi`, `iscsidirect`, `lvm`, `lvmthin`, `nfs`, `pbs`, `rbd`, `zfs`, `zfspool`.
+    #[serde(rename = "type", default, deserialize_with = "crate::de::opt_string")]
+    pub r#type: Option<String>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `GET /nodes/{node}/storage/{storage}/import-metadata`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeStorageStorageImportMetadataParams {
+    /// `volume`. Required.
+    pub volume: Option<String>,
+}
+
+impl GetNodesNodeStorageStorageImportMetadataParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.volume {
+            p.insert("volume", v);
+        }
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetNodesNodeStorageStorageImportMetadataAnswer {
+    /// `create-args`.
+    #[serde(rename = "create-args", default)]
+    pub create_args: Option<serde_json::Value>,
+    /// `disks`.
+    #[serde(rename = "disks", default)]
+    pub disks: Option<serde_json::Value>,
+    /// `net`.
+    #[serde(rename = "net", default)]
+    pub net: Option<serde_json::Value>,
+    /// `source`. One of `esxi`.
+    #[serde(rename = "source", default, deserialize_with = "crate::de::opt_string")]
+    pub source: Option<String>,
+    /// `type`. One of `vm`.
+    #[serde(rename = "type", default, deserialize_with = "crate::de::opt_string")]
+    pub r#type: Option<String>,
+    /// `warnings`.
+    #[serde(rename = "warnings", default)]
+    pub warnings: Option<serde_json::Value>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `POST /nodes/{node}/storage/{storage}/oci-registry-pull`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostNodesNodeStorageStorageOciRegistryPullParams {
+    /// `filename`.
+    pub filename: Option<String>,
+    /// `reference`. Required.
+    pub reference: Option<String>,
+}
+
+impl PostNodesNodeStorageStorageOciRegistryPullParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.filename {
+            p.insert("filename", v);
+        }
+        if let Some(v) = &self.reference {
+            p.insert("reference", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `DELETE /nodes/{node}/storage/{storage}/prunebackups`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct DeleteNodesNodeStorageStoragePrunebackupsParams {
+    /// `prune-backups`. Format `prune-backups`.
+    pub prune_backups: Option<String>,
+    /// `type`. One of `qemu`, `lxc`.
+    pub r#type: Option<String>,
+    /// `vmid`. Format `pve-vmid`.
+    pub vmid: Option<i64>,
+}
+
+impl DeleteNodesNodeStorageStoragePrunebackupsParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.prune_backups {
+            p.insert("prune-backups", v);
+        }
+        if let Some(v) = &self.r#type {
+            p.insert("type", v);
+        }
+        if let Some(v) = &self.vmid {
+            p.insert("vmid", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `GET /nodes/{node}/storage/{storage}/prunebackups`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeStorageStoragePrunebackupsParams {
+    /// `prune-backups`. Format `prune-backups`.
+    pub prune_backups: Option<String>,
+    /// `type`. One of `qemu`, `lxc`.
+    pub r#type: Option<String>,
+    /// `vmid`. Format `pve-vmid`.
+    pub vmid: Option<i64>,
+}
+
+impl GetNodesNodeStorageStoragePrunebackupsParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.prune_backups {
+            p.insert("prune-backups", v);
+        }
+        if let Some(v) = &self.r#type {
+            p.insert("type", v);
+        }
+        if let Some(v) = &self.vmid {
+            p.insert("vmid", v);
+        }
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetNodesNodeStorageStoragePrunebackupsItem {
+    /// `ctime`.
+    #[serde(rename = "ctime", default, deserialize_with = "crate::de::opt_i64")]
+    pub ctime: Option<i64>,
+    /// `mark`. One of `keep`, `remove`, `protected`, `renamed`.
+    #[serde(rename = "mark", default, deserialize_with = "crate::de::opt_string")]
+    pub mark: Option<String>,
+    /// `type`.
+    #[serde(rename = "type", default, deserialize_with = "crate::de::opt_string")]
+    pub r#type: Option<String>,
+    /// `vmid`.
+    #[serde(rename = "vmid", default, deserialize_with = "crate::de::opt_i64")]
+    pub vmid: Option<i64>,
+    /// `volid`.
+    #[serde(rename = "volid", default, deserialize_with = "crate::de::opt_string")]
+    pub volid: Option<String>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `GET /nodes/{node}/storage/{storage}/rrd`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeStorageStorageRrdParams {
+    /// `cf`. One of `AVERAGE`, `MAX`.
+    pub cf: Option<String>,
+    /// `ds`. Format `pve-configid-list`. Required.
+    pub ds: Option<String>,
+    /// `timeframe`. One of `hour`, `day`, `week`, `month`, `year`. Required.
+    pub timeframe: Option<String>,
+}
+
+impl GetNodesNodeStorageStorageRrdParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.cf {
+            p.insert("cf", v);
+        }
+        if let Some(v) = &self.ds {
+            p.insert("ds", v);
+        }
+        if let Some(v) = &self.timeframe {
+            p.insert("timeframe", v);
+        }
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetNodesNodeStorageStorageRrdAnswer {
+    /// `filename`.
+    #[serde(
+        rename = "filename",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub filename: Option<String>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `GET /nodes/{node}/storage/{storage}/rrddata`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeStorageStorageRrddataParams {
+    /// `cf`. One of `AVERAGE`, `MAX`.
+    pub cf: Option<String>,
+    /// `timeframe`. One of `hour`, `day`, `week`, `month`, `year`. Required.
+    pub timeframe: Option<String>,
+}
+
+impl GetNodesNodeStorageStorageRrddataParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.cf {
+            p.insert("cf", v);
+        }
+        if let Some(v) = &self.timeframe {
+            p.insert("timeframe", v);
+        }
+        p
+    }
+}
+
+/// Parameters of `GET /nodes/{node}/storage/{storage}/status`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GetNodesNodeStorageStorageStatusParams {}
+
+impl GetNodesNodeStorageStorageStatusParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        p
+    }
+}
+
+/// An item of the answer (generated from the schema's `returns`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct GetNodesNodeStorageStorageStatusAnswer {
+    /// `active`.
+    #[serde(rename = "active", default, deserialize_with = "crate::de::opt_bool")]
+    pub active: Option<bool>,
+    /// `avail`.
+    #[serde(rename = "avail", default, deserialize_with = "crate::de::opt_i64")]
+    pub avail: Option<i64>,
+    /// `content`. Format `pve-storage-content-list`.
+    #[serde(
+        rename = "content",
+        default,
+        deserialize_with = "crate::de::opt_string"
+    )]
+    pub content: Option<String>,
+    /// `enabled`.
+    #[serde(rename = "enabled", default, deserialize_with = "crate::de::opt_bool")]
+    pub enabled: Option<bool>,
+    /// `shared`.
+    #[serde(rename = "shared", default, deserialize_with = "crate::de::opt_bool")]
+    pub shared: Option<bool>,
+    /// `total`.
+    #[serde(rename = "total", default, deserialize_with = "crate::de::opt_i64")]
+    pub total: Option<i64>,
+    /// `type`.
+    #[serde(rename = "type", default, deserialize_with = "crate::de::opt_string")]
+    pub r#type: Option<String>,
+    /// `used`.
+    #[serde(rename = "used", default, deserialize_with = "crate::de::opt_i64")]
+    pub used: Option<i64>,
+    /// Members the schema does not list.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parameters of `POST /nodes/{node}/storage/{storage}/upload`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PostNodesNodeStorageStorageUploadParams {
+    /// `checksum`.
+    pub checksum: Option<String>,
+    /// `checksum-algorithm`. One of `md5`, `sha1`, `sha224`, `sha256`, `sha384`, `sha512`.
+    pub checksum_algorithm: Option<String>,
+    /// `content`. One of `iso`, `vztmpl`, `import`. Format `pve-storage-content`. Required.
+    pub content: Option<String>,
+    /// `filename`. Required.
+    pub filename: Option<String>,
+    /// `tmpfilename`.
+    pub tmpfilename: Option<String>,
+}
+
+impl PostNodesNodeStorageStorageUploadParams {
+    /// The request parameters (booleans as `1`/`0`, arrays as repeated keys).
+    pub fn to_params(&self) -> Params {
+        #[allow(unused_mut, reason = "some methods take no parameters")]
+        let mut p = Params::new();
+        if let Some(v) = &self.checksum {
+            p.insert("checksum", v);
+        }
+        if let Some(v) = &self.checksum_algorithm {
+            p.insert("checksum-algorithm", v);
+        }
+        if let Some(v) = &self.content {
+            p.insert("content", v);
+        }
+        if let Some(v) = &self.filename {
+            p.insert("filename", v);
+        }
+        if let Some(v) = &self.tmpfilename {
+            p.insert("tmpfilename", v);
         }
         p
     }
@@ -3048,6 +15101,19 @@ impl PutPoolsPoolidParams {
 
 #[cfg(feature = "client")]
 impl Client {
+    /// `GET /access` (generated).
+    pub async fn get_access(&self, params: &GetAccessParams) -> Result<Vec<GetAccessItem>, Error> {
+        let path = "/access".to_owned();
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
     /// `GET /access/acl` (generated).
     pub async fn get_access_acl(
         &self,
@@ -3079,6 +15145,263 @@ impl Client {
         })
     }
 
+    /// `GET /access/domains` (generated).
+    pub async fn get_access_domains(
+        &self,
+        params: &GetAccessDomainsParams,
+    ) -> Result<Vec<GetAccessDomainsItem>, Error> {
+        let path = "/access/domains".to_owned();
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /access/domains` (generated).
+    ///
+    /// Required in `params`: `realm`, `type`.
+    pub async fn post_access_domains(&self, params: &PostAccessDomainsParams) -> Result<(), Error> {
+        let path = "/access/domains".to_owned();
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
+            path,
+            source,
+        })
+    }
+
+    /// `DELETE /access/domains/{realm}` (generated).
+    pub async fn delete_access_domains_realm(
+        &self,
+        realm: &str,
+        params: &DeleteAccessDomainsRealmParams,
+    ) -> Result<(), Error> {
+        let realm = segment(realm);
+        let path = format!("/access/domains/{realm}");
+        let env = self
+            .request_envelope(Method::Delete, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "DELETE",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /access/domains/{realm}` (generated).
+    pub async fn get_access_domains_realm(
+        &self,
+        realm: &str,
+        params: &GetAccessDomainsRealmParams,
+    ) -> Result<serde_json::Value, Error> {
+        let realm = segment(realm);
+        let path = format!("/access/domains/{realm}");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `PUT /access/domains/{realm}` (generated).
+    pub async fn put_access_domains_realm(
+        &self,
+        realm: &str,
+        params: &PutAccessDomainsRealmParams,
+    ) -> Result<(), Error> {
+        let realm = segment(realm);
+        let path = format!("/access/domains/{realm}");
+        let env = self
+            .request_envelope(Method::Put, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "PUT",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /access/domains/{realm}/sync` (generated).
+    ///
+    /// Required in `params`: `enable-new`, `full`, `purge`, `remove-vanished`, `scope`.
+    pub async fn post_access_domains_realm_sync(
+        &self,
+        realm: &str,
+        params: &PostAccessDomainsRealmSyncParams,
+    ) -> Result<String, Error> {
+        let realm = segment(realm);
+        let path = format!("/access/domains/{realm}/sync");
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /access/groups` (generated).
+    pub async fn get_access_groups(
+        &self,
+        params: &GetAccessGroupsParams,
+    ) -> Result<Vec<GetAccessGroupsItem>, Error> {
+        let path = "/access/groups".to_owned();
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /access/groups` (generated).
+    ///
+    /// Required in `params`: `groupid`.
+    pub async fn post_access_groups(&self, params: &PostAccessGroupsParams) -> Result<(), Error> {
+        let path = "/access/groups".to_owned();
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
+            path,
+            source,
+        })
+    }
+
+    /// `DELETE /access/groups/{groupid}` (generated).
+    pub async fn delete_access_groups_groupid(
+        &self,
+        groupid: &str,
+        params: &DeleteAccessGroupsGroupidParams,
+    ) -> Result<(), Error> {
+        let groupid = segment(groupid);
+        let path = format!("/access/groups/{groupid}");
+        let env = self
+            .request_envelope(Method::Delete, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "DELETE",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /access/groups/{groupid}` (generated).
+    pub async fn get_access_groups_groupid(
+        &self,
+        groupid: &str,
+        params: &GetAccessGroupsGroupidParams,
+    ) -> Result<GetAccessGroupsGroupidAnswer, Error> {
+        let groupid = segment(groupid);
+        let path = format!("/access/groups/{groupid}");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `PUT /access/groups/{groupid}` (generated).
+    pub async fn put_access_groups_groupid(
+        &self,
+        groupid: &str,
+        params: &PutAccessGroupsGroupidParams,
+    ) -> Result<(), Error> {
+        let groupid = segment(groupid);
+        let path = format!("/access/groups/{groupid}");
+        let env = self
+            .request_envelope(Method::Put, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "PUT",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /access/openid` (generated).
+    pub async fn get_access_openid(
+        &self,
+        params: &GetAccessOpenidParams,
+    ) -> Result<Vec<GetAccessOpenidItem>, Error> {
+        let path = "/access/openid".to_owned();
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /access/openid/auth-url` (generated).
+    ///
+    /// Required in `params`: `realm`, `redirect-url`.
+    pub async fn post_access_openid_auth_url(
+        &self,
+        params: &PostAccessOpenidAuthUrlParams,
+    ) -> Result<String, Error> {
+        let path = "/access/openid/auth-url".to_owned();
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /access/openid/login` (generated).
+    ///
+    /// Required in `params`: `code`, `redirect-url`, `state`.
+    pub async fn post_access_openid_login(
+        &self,
+        params: &PostAccessOpenidLoginParams,
+    ) -> Result<serde_json::Value, Error> {
+        let path = "/access/openid/login".to_owned();
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
+            path,
+            source,
+        })
+    }
+
+    /// `PUT /access/password` (generated).
+    ///
+    /// Required in `params`: `password`, `userid`.
+    pub async fn put_access_password(&self, params: &PutAccessPasswordParams) -> Result<(), Error> {
+        let path = "/access/password".to_owned();
+        let env = self
+            .request_envelope(Method::Put, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "PUT",
+            path,
+            source,
+        })
+    }
+
     /// `GET /access/permissions` (generated).
     pub async fn get_access_permissions(
         &self,
@@ -3090,6 +15413,236 @@ impl Client {
             .await?;
         decode(env.data).map_err(|source| Error::Decode {
             method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /access/roles` (generated).
+    pub async fn get_access_roles(
+        &self,
+        params: &GetAccessRolesParams,
+    ) -> Result<Vec<GetAccessRolesItem>, Error> {
+        let path = "/access/roles".to_owned();
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /access/roles` (generated).
+    ///
+    /// Required in `params`: `roleid`.
+    pub async fn post_access_roles(&self, params: &PostAccessRolesParams) -> Result<(), Error> {
+        let path = "/access/roles".to_owned();
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
+            path,
+            source,
+        })
+    }
+
+    /// `DELETE /access/roles/{roleid}` (generated).
+    pub async fn delete_access_roles_roleid(
+        &self,
+        roleid: &str,
+        params: &DeleteAccessRolesRoleidParams,
+    ) -> Result<(), Error> {
+        let roleid = segment(roleid);
+        let path = format!("/access/roles/{roleid}");
+        let env = self
+            .request_envelope(Method::Delete, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "DELETE",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /access/roles/{roleid}` (generated).
+    pub async fn get_access_roles_roleid(
+        &self,
+        roleid: &str,
+        params: &GetAccessRolesRoleidParams,
+    ) -> Result<GetAccessRolesRoleidAnswer, Error> {
+        let roleid = segment(roleid);
+        let path = format!("/access/roles/{roleid}");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `PUT /access/roles/{roleid}` (generated).
+    pub async fn put_access_roles_roleid(
+        &self,
+        roleid: &str,
+        params: &PutAccessRolesRoleidParams,
+    ) -> Result<(), Error> {
+        let roleid = segment(roleid);
+        let path = format!("/access/roles/{roleid}");
+        let env = self
+            .request_envelope(Method::Put, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "PUT",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /access/tfa` (generated).
+    pub async fn get_access_tfa(
+        &self,
+        params: &GetAccessTfaParams,
+    ) -> Result<Vec<GetAccessTfaItem>, Error> {
+        let path = "/access/tfa".to_owned();
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /access/tfa/{userid}` (generated).
+    pub async fn get_access_tfa_userid(
+        &self,
+        userid: &str,
+        params: &GetAccessTfaUseridParams,
+    ) -> Result<Vec<GetAccessTfaUseridItem>, Error> {
+        let userid = segment(userid);
+        let path = format!("/access/tfa/{userid}");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /access/tfa/{userid}` (generated).
+    ///
+    /// Required in `params`: `type`.
+    pub async fn post_access_tfa_userid(
+        &self,
+        userid: &str,
+        params: &PostAccessTfaUseridParams,
+    ) -> Result<PostAccessTfaUseridAnswer, Error> {
+        let userid = segment(userid);
+        let path = format!("/access/tfa/{userid}");
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
+            path,
+            source,
+        })
+    }
+
+    /// `DELETE /access/tfa/{userid}/{id}` (generated).
+    pub async fn delete_access_tfa_userid_id(
+        &self,
+        userid: &str,
+        id: &str,
+        params: &DeleteAccessTfaUseridIdParams,
+    ) -> Result<(), Error> {
+        let userid = segment(userid);
+        let id = segment(id);
+        let path = format!("/access/tfa/{userid}/{id}");
+        let env = self
+            .request_envelope(Method::Delete, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "DELETE",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /access/tfa/{userid}/{id}` (generated).
+    pub async fn get_access_tfa_userid_id(
+        &self,
+        userid: &str,
+        id: &str,
+        params: &GetAccessTfaUseridIdParams,
+    ) -> Result<GetAccessTfaUseridIdAnswer, Error> {
+        let userid = segment(userid);
+        let id = segment(id);
+        let path = format!("/access/tfa/{userid}/{id}");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `PUT /access/tfa/{userid}/{id}` (generated).
+    pub async fn put_access_tfa_userid_id(
+        &self,
+        userid: &str,
+        id: &str,
+        params: &PutAccessTfaUseridIdParams,
+    ) -> Result<(), Error> {
+        let userid = segment(userid);
+        let id = segment(id);
+        let path = format!("/access/tfa/{userid}/{id}");
+        let env = self
+            .request_envelope(Method::Put, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "PUT",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /access/ticket` (generated).
+    pub async fn get_access_ticket(&self, params: &GetAccessTicketParams) -> Result<(), Error> {
+        let path = "/access/ticket".to_owned();
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /access/ticket` (generated).
+    ///
+    /// Required in `params`: `password`, `username`.
+    pub async fn post_access_ticket(
+        &self,
+        params: &PostAccessTicketParams,
+    ) -> Result<PostAccessTicketAnswer, Error> {
+        let path = "/access/ticket".to_owned();
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
             path,
             source,
         })
@@ -3309,6 +15862,24 @@ impl Client {
             .await?;
         decode(env.data).map_err(|source| Error::Decode {
             method: "PUT",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /access/vncticket` (generated).
+    ///
+    /// Required in `params`: `authid`, `path`, `privs`, `vncticket`.
+    pub async fn post_access_vncticket(
+        &self,
+        params: &PostAccessVncticketParams,
+    ) -> Result<(), Error> {
+        let path = "/access/vncticket".to_owned();
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
             path,
             source,
         })
@@ -3902,6 +16473,2038 @@ impl Client {
         })
     }
 
+    /// `GET /nodes/{node}/qemu` (generated).
+    pub async fn get_nodes_node_qemu(
+        &self,
+        node: &str,
+        params: &GetNodesNodeQemuParams,
+    ) -> Result<Vec<GetNodesNodeQemuItem>, Error> {
+        let node = segment(node);
+        let path = format!("/nodes/{node}/qemu");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /nodes/{node}/qemu` (generated).
+    ///
+    /// Required in `params`: `vmid`.
+    pub async fn post_nodes_node_qemu(
+        &self,
+        node: &str,
+        params: &PostNodesNodeQemuParams,
+    ) -> Result<String, Error> {
+        let node = segment(node);
+        let path = format!("/nodes/{node}/qemu");
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
+            path,
+            source,
+        })
+    }
+
+    /// `DELETE /nodes/{node}/qemu/{vmid}` (generated).
+    pub async fn delete_nodes_node_qemu_vmid(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &DeleteNodesNodeQemuVmidParams,
+    ) -> Result<String, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}");
+        let env = self
+            .request_envelope(Method::Delete, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "DELETE",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /nodes/{node}/qemu/{vmid}` (generated).
+    pub async fn get_nodes_node_qemu_vmid(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &GetNodesNodeQemuVmidParams,
+    ) -> Result<Vec<GetNodesNodeQemuVmidItem>, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /nodes/{node}/qemu/{vmid}/agent` (generated).
+    pub async fn get_nodes_node_qemu_vmid_agent(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &GetNodesNodeQemuVmidAgentParams,
+    ) -> Result<Vec<serde_json::Value>, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/agent");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /nodes/{node}/qemu/{vmid}/agent` (generated).
+    ///
+    /// Required in `params`: `command`.
+    pub async fn post_nodes_node_qemu_vmid_agent(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &PostNodesNodeQemuVmidAgentParams,
+    ) -> Result<serde_json::Value, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/agent");
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /nodes/{node}/qemu/{vmid}/agent/exec` (generated).
+    ///
+    /// Required in `params`: `command`.
+    pub async fn post_nodes_node_qemu_vmid_agent_exec(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &PostNodesNodeQemuVmidAgentExecParams,
+    ) -> Result<PostNodesNodeQemuVmidAgentExecAnswer, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/agent/exec");
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /nodes/{node}/qemu/{vmid}/agent/exec-status` (generated).
+    ///
+    /// Required in `params`: `pid`.
+    pub async fn get_nodes_node_qemu_vmid_agent_exec_status(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &GetNodesNodeQemuVmidAgentExecStatusParams,
+    ) -> Result<GetNodesNodeQemuVmidAgentExecStatusAnswer, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/agent/exec-status");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /nodes/{node}/qemu/{vmid}/agent/file-read` (generated).
+    ///
+    /// Required in `params`: `file`.
+    pub async fn get_nodes_node_qemu_vmid_agent_file_read(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &GetNodesNodeQemuVmidAgentFileReadParams,
+    ) -> Result<GetNodesNodeQemuVmidAgentFileReadAnswer, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/agent/file-read");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /nodes/{node}/qemu/{vmid}/agent/file-write` (generated).
+    ///
+    /// Required in `params`: `content`, `file`.
+    pub async fn post_nodes_node_qemu_vmid_agent_file_write(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &PostNodesNodeQemuVmidAgentFileWriteParams,
+    ) -> Result<(), Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/agent/file-write");
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /nodes/{node}/qemu/{vmid}/agent/fsfreeze-freeze` (generated).
+    pub async fn post_nodes_node_qemu_vmid_agent_fsfreeze_freeze(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &PostNodesNodeQemuVmidAgentFsfreezeFreezeParams,
+    ) -> Result<serde_json::Value, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/agent/fsfreeze-freeze");
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /nodes/{node}/qemu/{vmid}/agent/fsfreeze-status` (generated).
+    pub async fn post_nodes_node_qemu_vmid_agent_fsfreeze_status(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &PostNodesNodeQemuVmidAgentFsfreezeStatusParams,
+    ) -> Result<serde_json::Value, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/agent/fsfreeze-status");
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /nodes/{node}/qemu/{vmid}/agent/fsfreeze-thaw` (generated).
+    pub async fn post_nodes_node_qemu_vmid_agent_fsfreeze_thaw(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &PostNodesNodeQemuVmidAgentFsfreezeThawParams,
+    ) -> Result<serde_json::Value, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/agent/fsfreeze-thaw");
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /nodes/{node}/qemu/{vmid}/agent/fstrim` (generated).
+    pub async fn post_nodes_node_qemu_vmid_agent_fstrim(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &PostNodesNodeQemuVmidAgentFstrimParams,
+    ) -> Result<serde_json::Value, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/agent/fstrim");
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /nodes/{node}/qemu/{vmid}/agent/get-fsinfo` (generated).
+    pub async fn get_nodes_node_qemu_vmid_agent_get_fsinfo(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &GetNodesNodeQemuVmidAgentGetFsinfoParams,
+    ) -> Result<serde_json::Value, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/agent/get-fsinfo");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /nodes/{node}/qemu/{vmid}/agent/get-host-name` (generated).
+    pub async fn get_nodes_node_qemu_vmid_agent_get_host_name(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &GetNodesNodeQemuVmidAgentGetHostNameParams,
+    ) -> Result<serde_json::Value, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/agent/get-host-name");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /nodes/{node}/qemu/{vmid}/agent/get-memory-block-info` (generated).
+    pub async fn get_nodes_node_qemu_vmid_agent_get_memory_block_info(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &GetNodesNodeQemuVmidAgentGetMemoryBlockInfoParams,
+    ) -> Result<serde_json::Value, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/agent/get-memory-block-info");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /nodes/{node}/qemu/{vmid}/agent/get-memory-blocks` (generated).
+    pub async fn get_nodes_node_qemu_vmid_agent_get_memory_blocks(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &GetNodesNodeQemuVmidAgentGetMemoryBlocksParams,
+    ) -> Result<serde_json::Value, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/agent/get-memory-blocks");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /nodes/{node}/qemu/{vmid}/agent/get-osinfo` (generated).
+    pub async fn get_nodes_node_qemu_vmid_agent_get_osinfo(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &GetNodesNodeQemuVmidAgentGetOsinfoParams,
+    ) -> Result<serde_json::Value, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/agent/get-osinfo");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /nodes/{node}/qemu/{vmid}/agent/get-time` (generated).
+    pub async fn get_nodes_node_qemu_vmid_agent_get_time(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &GetNodesNodeQemuVmidAgentGetTimeParams,
+    ) -> Result<serde_json::Value, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/agent/get-time");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /nodes/{node}/qemu/{vmid}/agent/get-timezone` (generated).
+    pub async fn get_nodes_node_qemu_vmid_agent_get_timezone(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &GetNodesNodeQemuVmidAgentGetTimezoneParams,
+    ) -> Result<serde_json::Value, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/agent/get-timezone");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /nodes/{node}/qemu/{vmid}/agent/get-users` (generated).
+    pub async fn get_nodes_node_qemu_vmid_agent_get_users(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &GetNodesNodeQemuVmidAgentGetUsersParams,
+    ) -> Result<serde_json::Value, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/agent/get-users");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /nodes/{node}/qemu/{vmid}/agent/get-vcpus` (generated).
+    pub async fn get_nodes_node_qemu_vmid_agent_get_vcpus(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &GetNodesNodeQemuVmidAgentGetVcpusParams,
+    ) -> Result<serde_json::Value, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/agent/get-vcpus");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /nodes/{node}/qemu/{vmid}/agent/info` (generated).
+    pub async fn get_nodes_node_qemu_vmid_agent_info(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &GetNodesNodeQemuVmidAgentInfoParams,
+    ) -> Result<serde_json::Value, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/agent/info");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /nodes/{node}/qemu/{vmid}/agent/network-get-interfaces` (generated).
+    pub async fn get_nodes_node_qemu_vmid_agent_network_get_interfaces(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &GetNodesNodeQemuVmidAgentNetworkGetInterfacesParams,
+    ) -> Result<serde_json::Value, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/agent/network-get-interfaces");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /nodes/{node}/qemu/{vmid}/agent/ping` (generated).
+    pub async fn post_nodes_node_qemu_vmid_agent_ping(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &PostNodesNodeQemuVmidAgentPingParams,
+    ) -> Result<serde_json::Value, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/agent/ping");
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /nodes/{node}/qemu/{vmid}/agent/set-user-password` (generated).
+    ///
+    /// Required in `params`: `password`, `username`.
+    pub async fn post_nodes_node_qemu_vmid_agent_set_user_password(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &PostNodesNodeQemuVmidAgentSetUserPasswordParams,
+    ) -> Result<serde_json::Value, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/agent/set-user-password");
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /nodes/{node}/qemu/{vmid}/agent/shutdown` (generated).
+    pub async fn post_nodes_node_qemu_vmid_agent_shutdown(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &PostNodesNodeQemuVmidAgentShutdownParams,
+    ) -> Result<serde_json::Value, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/agent/shutdown");
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /nodes/{node}/qemu/{vmid}/agent/suspend-disk` (generated).
+    pub async fn post_nodes_node_qemu_vmid_agent_suspend_disk(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &PostNodesNodeQemuVmidAgentSuspendDiskParams,
+    ) -> Result<serde_json::Value, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/agent/suspend-disk");
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /nodes/{node}/qemu/{vmid}/agent/suspend-hybrid` (generated).
+    pub async fn post_nodes_node_qemu_vmid_agent_suspend_hybrid(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &PostNodesNodeQemuVmidAgentSuspendHybridParams,
+    ) -> Result<serde_json::Value, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/agent/suspend-hybrid");
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /nodes/{node}/qemu/{vmid}/agent/suspend-ram` (generated).
+    pub async fn post_nodes_node_qemu_vmid_agent_suspend_ram(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &PostNodesNodeQemuVmidAgentSuspendRamParams,
+    ) -> Result<serde_json::Value, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/agent/suspend-ram");
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /nodes/{node}/qemu/{vmid}/clone` (generated).
+    ///
+    /// Required in `params`: `newid`.
+    pub async fn post_nodes_node_qemu_vmid_clone(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &PostNodesNodeQemuVmidCloneParams,
+    ) -> Result<String, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/clone");
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /nodes/{node}/qemu/{vmid}/cloudinit` (generated).
+    pub async fn get_nodes_node_qemu_vmid_cloudinit(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &GetNodesNodeQemuVmidCloudinitParams,
+    ) -> Result<Vec<GetNodesNodeQemuVmidCloudinitItem>, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/cloudinit");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `PUT /nodes/{node}/qemu/{vmid}/cloudinit` (generated).
+    pub async fn put_nodes_node_qemu_vmid_cloudinit(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &PutNodesNodeQemuVmidCloudinitParams,
+    ) -> Result<(), Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/cloudinit");
+        let env = self
+            .request_envelope(Method::Put, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "PUT",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /nodes/{node}/qemu/{vmid}/cloudinit/dump` (generated).
+    ///
+    /// Required in `params`: `type`.
+    pub async fn get_nodes_node_qemu_vmid_cloudinit_dump(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &GetNodesNodeQemuVmidCloudinitDumpParams,
+    ) -> Result<String, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/cloudinit/dump");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /nodes/{node}/qemu/{vmid}/config` (generated).
+    pub async fn get_nodes_node_qemu_vmid_config(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &GetNodesNodeQemuVmidConfigParams,
+    ) -> Result<GetNodesNodeQemuVmidConfigAnswer, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/config");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /nodes/{node}/qemu/{vmid}/config` (generated).
+    pub async fn post_nodes_node_qemu_vmid_config(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &PostNodesNodeQemuVmidConfigParams,
+    ) -> Result<String, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/config");
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
+            path,
+            source,
+        })
+    }
+
+    /// `PUT /nodes/{node}/qemu/{vmid}/config` (generated).
+    pub async fn put_nodes_node_qemu_vmid_config(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &PutNodesNodeQemuVmidConfigParams,
+    ) -> Result<(), Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/config");
+        let env = self
+            .request_envelope(Method::Put, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "PUT",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /nodes/{node}/qemu/{vmid}/dbus-vmstate` (generated).
+    ///
+    /// Required in `params`: `action`.
+    pub async fn post_nodes_node_qemu_vmid_dbus_vmstate(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &PostNodesNodeQemuVmidDbusVmstateParams,
+    ) -> Result<(), Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/dbus-vmstate");
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /nodes/{node}/qemu/{vmid}/feature` (generated).
+    ///
+    /// Required in `params`: `feature`.
+    pub async fn get_nodes_node_qemu_vmid_feature(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &GetNodesNodeQemuVmidFeatureParams,
+    ) -> Result<GetNodesNodeQemuVmidFeatureAnswer, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/feature");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /nodes/{node}/qemu/{vmid}/firewall` (generated).
+    pub async fn get_nodes_node_qemu_vmid_firewall(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &GetNodesNodeQemuVmidFirewallParams,
+    ) -> Result<Vec<serde_json::Value>, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/firewall");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /nodes/{node}/qemu/{vmid}/firewall/aliases` (generated).
+    pub async fn get_nodes_node_qemu_vmid_firewall_aliases(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &GetNodesNodeQemuVmidFirewallAliasesParams,
+    ) -> Result<Vec<GetNodesNodeQemuVmidFirewallAliasesItem>, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/firewall/aliases");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /nodes/{node}/qemu/{vmid}/firewall/aliases` (generated).
+    ///
+    /// Required in `params`: `cidr`, `name`.
+    pub async fn post_nodes_node_qemu_vmid_firewall_aliases(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &PostNodesNodeQemuVmidFirewallAliasesParams,
+    ) -> Result<(), Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/firewall/aliases");
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
+            path,
+            source,
+        })
+    }
+
+    /// `DELETE /nodes/{node}/qemu/{vmid}/firewall/aliases/{name}` (generated).
+    pub async fn delete_nodes_node_qemu_vmid_firewall_aliases_name(
+        &self,
+        node: &str,
+        vmid: &str,
+        name: &str,
+        params: &DeleteNodesNodeQemuVmidFirewallAliasesNameParams,
+    ) -> Result<(), Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let name = segment(name);
+        let path = format!("/nodes/{node}/qemu/{vmid}/firewall/aliases/{name}");
+        let env = self
+            .request_envelope(Method::Delete, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "DELETE",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /nodes/{node}/qemu/{vmid}/firewall/aliases/{name}` (generated).
+    pub async fn get_nodes_node_qemu_vmid_firewall_aliases_name(
+        &self,
+        node: &str,
+        vmid: &str,
+        name: &str,
+        params: &GetNodesNodeQemuVmidFirewallAliasesNameParams,
+    ) -> Result<serde_json::Value, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let name = segment(name);
+        let path = format!("/nodes/{node}/qemu/{vmid}/firewall/aliases/{name}");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `PUT /nodes/{node}/qemu/{vmid}/firewall/aliases/{name}` (generated).
+    ///
+    /// Required in `params`: `cidr`.
+    pub async fn put_nodes_node_qemu_vmid_firewall_aliases_name(
+        &self,
+        node: &str,
+        vmid: &str,
+        name: &str,
+        params: &PutNodesNodeQemuVmidFirewallAliasesNameParams,
+    ) -> Result<(), Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let name = segment(name);
+        let path = format!("/nodes/{node}/qemu/{vmid}/firewall/aliases/{name}");
+        let env = self
+            .request_envelope(Method::Put, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "PUT",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /nodes/{node}/qemu/{vmid}/firewall/ipset` (generated).
+    pub async fn get_nodes_node_qemu_vmid_firewall_ipset(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &GetNodesNodeQemuVmidFirewallIpsetParams,
+    ) -> Result<Vec<GetNodesNodeQemuVmidFirewallIpsetItem>, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/firewall/ipset");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /nodes/{node}/qemu/{vmid}/firewall/ipset` (generated).
+    ///
+    /// Required in `params`: `name`.
+    pub async fn post_nodes_node_qemu_vmid_firewall_ipset(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &PostNodesNodeQemuVmidFirewallIpsetParams,
+    ) -> Result<(), Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/firewall/ipset");
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
+            path,
+            source,
+        })
+    }
+
+    /// `DELETE /nodes/{node}/qemu/{vmid}/firewall/ipset/{name}` (generated).
+    pub async fn delete_nodes_node_qemu_vmid_firewall_ipset_name(
+        &self,
+        node: &str,
+        vmid: &str,
+        name: &str,
+        params: &DeleteNodesNodeQemuVmidFirewallIpsetNameParams,
+    ) -> Result<(), Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let name = segment(name);
+        let path = format!("/nodes/{node}/qemu/{vmid}/firewall/ipset/{name}");
+        let env = self
+            .request_envelope(Method::Delete, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "DELETE",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /nodes/{node}/qemu/{vmid}/firewall/ipset/{name}` (generated).
+    pub async fn get_nodes_node_qemu_vmid_firewall_ipset_name(
+        &self,
+        node: &str,
+        vmid: &str,
+        name: &str,
+        params: &GetNodesNodeQemuVmidFirewallIpsetNameParams,
+    ) -> Result<Vec<GetNodesNodeQemuVmidFirewallIpsetNameItem>, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let name = segment(name);
+        let path = format!("/nodes/{node}/qemu/{vmid}/firewall/ipset/{name}");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /nodes/{node}/qemu/{vmid}/firewall/ipset/{name}` (generated).
+    ///
+    /// Required in `params`: `cidr`.
+    pub async fn post_nodes_node_qemu_vmid_firewall_ipset_name(
+        &self,
+        node: &str,
+        vmid: &str,
+        name: &str,
+        params: &PostNodesNodeQemuVmidFirewallIpsetNameParams,
+    ) -> Result<(), Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let name = segment(name);
+        let path = format!("/nodes/{node}/qemu/{vmid}/firewall/ipset/{name}");
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
+            path,
+            source,
+        })
+    }
+
+    /// `DELETE /nodes/{node}/qemu/{vmid}/firewall/ipset/{name}/{cidr}` (generated).
+    pub async fn delete_nodes_node_qemu_vmid_firewall_ipset_name_cidr(
+        &self,
+        node: &str,
+        vmid: &str,
+        name: &str,
+        cidr: &str,
+        params: &DeleteNodesNodeQemuVmidFirewallIpsetNameCidrParams,
+    ) -> Result<(), Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let name = segment(name);
+        let cidr = segment(cidr);
+        let path = format!("/nodes/{node}/qemu/{vmid}/firewall/ipset/{name}/{cidr}");
+        let env = self
+            .request_envelope(Method::Delete, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "DELETE",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /nodes/{node}/qemu/{vmid}/firewall/ipset/{name}/{cidr}` (generated).
+    pub async fn get_nodes_node_qemu_vmid_firewall_ipset_name_cidr(
+        &self,
+        node: &str,
+        vmid: &str,
+        name: &str,
+        cidr: &str,
+        params: &GetNodesNodeQemuVmidFirewallIpsetNameCidrParams,
+    ) -> Result<serde_json::Value, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let name = segment(name);
+        let cidr = segment(cidr);
+        let path = format!("/nodes/{node}/qemu/{vmid}/firewall/ipset/{name}/{cidr}");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `PUT /nodes/{node}/qemu/{vmid}/firewall/ipset/{name}/{cidr}` (generated).
+    pub async fn put_nodes_node_qemu_vmid_firewall_ipset_name_cidr(
+        &self,
+        node: &str,
+        vmid: &str,
+        name: &str,
+        cidr: &str,
+        params: &PutNodesNodeQemuVmidFirewallIpsetNameCidrParams,
+    ) -> Result<(), Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let name = segment(name);
+        let cidr = segment(cidr);
+        let path = format!("/nodes/{node}/qemu/{vmid}/firewall/ipset/{name}/{cidr}");
+        let env = self
+            .request_envelope(Method::Put, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "PUT",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /nodes/{node}/qemu/{vmid}/firewall/log` (generated).
+    pub async fn get_nodes_node_qemu_vmid_firewall_log(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &GetNodesNodeQemuVmidFirewallLogParams,
+    ) -> Result<Vec<GetNodesNodeQemuVmidFirewallLogItem>, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/firewall/log");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /nodes/{node}/qemu/{vmid}/firewall/options` (generated).
+    pub async fn get_nodes_node_qemu_vmid_firewall_options(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &GetNodesNodeQemuVmidFirewallOptionsParams,
+    ) -> Result<GetNodesNodeQemuVmidFirewallOptionsAnswer, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/firewall/options");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `PUT /nodes/{node}/qemu/{vmid}/firewall/options` (generated).
+    pub async fn put_nodes_node_qemu_vmid_firewall_options(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &PutNodesNodeQemuVmidFirewallOptionsParams,
+    ) -> Result<(), Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/firewall/options");
+        let env = self
+            .request_envelope(Method::Put, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "PUT",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /nodes/{node}/qemu/{vmid}/firewall/refs` (generated).
+    pub async fn get_nodes_node_qemu_vmid_firewall_refs(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &GetNodesNodeQemuVmidFirewallRefsParams,
+    ) -> Result<Vec<GetNodesNodeQemuVmidFirewallRefsItem>, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/firewall/refs");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /nodes/{node}/qemu/{vmid}/firewall/rules` (generated).
+    pub async fn get_nodes_node_qemu_vmid_firewall_rules(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &GetNodesNodeQemuVmidFirewallRulesParams,
+    ) -> Result<Vec<GetNodesNodeQemuVmidFirewallRulesItem>, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/firewall/rules");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /nodes/{node}/qemu/{vmid}/firewall/rules` (generated).
+    ///
+    /// Required in `params`: `action`, `type`.
+    pub async fn post_nodes_node_qemu_vmid_firewall_rules(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &PostNodesNodeQemuVmidFirewallRulesParams,
+    ) -> Result<(), Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/firewall/rules");
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
+            path,
+            source,
+        })
+    }
+
+    /// `DELETE /nodes/{node}/qemu/{vmid}/firewall/rules/{pos}` (generated).
+    pub async fn delete_nodes_node_qemu_vmid_firewall_rules_pos(
+        &self,
+        node: &str,
+        vmid: &str,
+        pos: &str,
+        params: &DeleteNodesNodeQemuVmidFirewallRulesPosParams,
+    ) -> Result<(), Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let pos = segment(pos);
+        let path = format!("/nodes/{node}/qemu/{vmid}/firewall/rules/{pos}");
+        let env = self
+            .request_envelope(Method::Delete, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "DELETE",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /nodes/{node}/qemu/{vmid}/firewall/rules/{pos}` (generated).
+    pub async fn get_nodes_node_qemu_vmid_firewall_rules_pos(
+        &self,
+        node: &str,
+        vmid: &str,
+        pos: &str,
+        params: &GetNodesNodeQemuVmidFirewallRulesPosParams,
+    ) -> Result<GetNodesNodeQemuVmidFirewallRulesPosAnswer, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let pos = segment(pos);
+        let path = format!("/nodes/{node}/qemu/{vmid}/firewall/rules/{pos}");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `PUT /nodes/{node}/qemu/{vmid}/firewall/rules/{pos}` (generated).
+    pub async fn put_nodes_node_qemu_vmid_firewall_rules_pos(
+        &self,
+        node: &str,
+        vmid: &str,
+        pos: &str,
+        params: &PutNodesNodeQemuVmidFirewallRulesPosParams,
+    ) -> Result<(), Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let pos = segment(pos);
+        let path = format!("/nodes/{node}/qemu/{vmid}/firewall/rules/{pos}");
+        let env = self
+            .request_envelope(Method::Put, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "PUT",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /nodes/{node}/qemu/{vmid}/migrate` (generated).
+    pub async fn get_nodes_node_qemu_vmid_migrate(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &GetNodesNodeQemuVmidMigrateParams,
+    ) -> Result<GetNodesNodeQemuVmidMigrateAnswer, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/migrate");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /nodes/{node}/qemu/{vmid}/migrate` (generated).
+    ///
+    /// Required in `params`: `target`.
+    pub async fn post_nodes_node_qemu_vmid_migrate(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &PostNodesNodeQemuVmidMigrateParams,
+    ) -> Result<String, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/migrate");
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /nodes/{node}/qemu/{vmid}/monitor` (generated).
+    ///
+    /// Required in `params`: `command`.
+    pub async fn post_nodes_node_qemu_vmid_monitor(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &PostNodesNodeQemuVmidMonitorParams,
+    ) -> Result<String, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/monitor");
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /nodes/{node}/qemu/{vmid}/move_disk` (generated).
+    ///
+    /// Required in `params`: `disk`.
+    pub async fn post_nodes_node_qemu_vmid_move_disk(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &PostNodesNodeQemuVmidMoveDiskParams,
+    ) -> Result<String, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/move_disk");
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /nodes/{node}/qemu/{vmid}/mtunnel` (generated).
+    pub async fn post_nodes_node_qemu_vmid_mtunnel(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &PostNodesNodeQemuVmidMtunnelParams,
+    ) -> Result<serde_json::Value, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/mtunnel");
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /nodes/{node}/qemu/{vmid}/mtunnelwebsocket` (generated).
+    ///
+    /// Required in `params`: `socket`, `ticket`.
+    pub async fn get_nodes_node_qemu_vmid_mtunnelwebsocket(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &GetNodesNodeQemuVmidMtunnelwebsocketParams,
+    ) -> Result<GetNodesNodeQemuVmidMtunnelwebsocketAnswer, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/mtunnelwebsocket");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /nodes/{node}/qemu/{vmid}/pending` (generated).
+    pub async fn get_nodes_node_qemu_vmid_pending(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &GetNodesNodeQemuVmidPendingParams,
+    ) -> Result<Vec<GetNodesNodeQemuVmidPendingItem>, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/pending");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /nodes/{node}/qemu/{vmid}/remote_migrate` (generated).
+    ///
+    /// Required in `params`: `target-bridge`, `target-endpoint`, `target-storage`.
+    pub async fn post_nodes_node_qemu_vmid_remote_migrate(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &PostNodesNodeQemuVmidRemoteMigrateParams,
+    ) -> Result<String, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/remote_migrate");
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
+            path,
+            source,
+        })
+    }
+
+    /// `PUT /nodes/{node}/qemu/{vmid}/resize` (generated).
+    ///
+    /// Required in `params`: `disk`, `size`.
+    pub async fn put_nodes_node_qemu_vmid_resize(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &PutNodesNodeQemuVmidResizeParams,
+    ) -> Result<String, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/resize");
+        let env = self
+            .request_envelope(Method::Put, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "PUT",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /nodes/{node}/qemu/{vmid}/rrd` (generated).
+    ///
+    /// Required in `params`: `ds`, `timeframe`.
+    pub async fn get_nodes_node_qemu_vmid_rrd(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &GetNodesNodeQemuVmidRrdParams,
+    ) -> Result<GetNodesNodeQemuVmidRrdAnswer, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/rrd");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /nodes/{node}/qemu/{vmid}/rrddata` (generated).
+    ///
+    /// Required in `params`: `timeframe`.
+    pub async fn get_nodes_node_qemu_vmid_rrddata(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &GetNodesNodeQemuVmidRrddataParams,
+    ) -> Result<Vec<serde_json::Value>, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/rrddata");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `PUT /nodes/{node}/qemu/{vmid}/sendkey` (generated).
+    ///
+    /// Required in `params`: `key`.
+    pub async fn put_nodes_node_qemu_vmid_sendkey(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &PutNodesNodeQemuVmidSendkeyParams,
+    ) -> Result<(), Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/sendkey");
+        let env = self
+            .request_envelope(Method::Put, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "PUT",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /nodes/{node}/qemu/{vmid}/snapshot` (generated).
+    pub async fn get_nodes_node_qemu_vmid_snapshot(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &GetNodesNodeQemuVmidSnapshotParams,
+    ) -> Result<Vec<GetNodesNodeQemuVmidSnapshotItem>, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/snapshot");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /nodes/{node}/qemu/{vmid}/snapshot` (generated).
+    ///
+    /// Required in `params`: `snapname`.
+    pub async fn post_nodes_node_qemu_vmid_snapshot(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &PostNodesNodeQemuVmidSnapshotParams,
+    ) -> Result<String, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/snapshot");
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
+            path,
+            source,
+        })
+    }
+
+    /// `DELETE /nodes/{node}/qemu/{vmid}/snapshot/{snapname}` (generated).
+    pub async fn delete_nodes_node_qemu_vmid_snapshot_snapname(
+        &self,
+        node: &str,
+        vmid: &str,
+        snapname: &str,
+        params: &DeleteNodesNodeQemuVmidSnapshotSnapnameParams,
+    ) -> Result<String, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let snapname = segment(snapname);
+        let path = format!("/nodes/{node}/qemu/{vmid}/snapshot/{snapname}");
+        let env = self
+            .request_envelope(Method::Delete, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "DELETE",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /nodes/{node}/qemu/{vmid}/snapshot/{snapname}` (generated).
+    pub async fn get_nodes_node_qemu_vmid_snapshot_snapname(
+        &self,
+        node: &str,
+        vmid: &str,
+        snapname: &str,
+        params: &GetNodesNodeQemuVmidSnapshotSnapnameParams,
+    ) -> Result<Vec<serde_json::Value>, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let snapname = segment(snapname);
+        let path = format!("/nodes/{node}/qemu/{vmid}/snapshot/{snapname}");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /nodes/{node}/qemu/{vmid}/snapshot/{snapname}/config` (generated).
+    pub async fn get_nodes_node_qemu_vmid_snapshot_snapname_config(
+        &self,
+        node: &str,
+        vmid: &str,
+        snapname: &str,
+        params: &GetNodesNodeQemuVmidSnapshotSnapnameConfigParams,
+    ) -> Result<serde_json::Value, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let snapname = segment(snapname);
+        let path = format!("/nodes/{node}/qemu/{vmid}/snapshot/{snapname}/config");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `PUT /nodes/{node}/qemu/{vmid}/snapshot/{snapname}/config` (generated).
+    pub async fn put_nodes_node_qemu_vmid_snapshot_snapname_config(
+        &self,
+        node: &str,
+        vmid: &str,
+        snapname: &str,
+        params: &PutNodesNodeQemuVmidSnapshotSnapnameConfigParams,
+    ) -> Result<(), Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let snapname = segment(snapname);
+        let path = format!("/nodes/{node}/qemu/{vmid}/snapshot/{snapname}/config");
+        let env = self
+            .request_envelope(Method::Put, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "PUT",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /nodes/{node}/qemu/{vmid}/snapshot/{snapname}/rollback` (generated).
+    pub async fn post_nodes_node_qemu_vmid_snapshot_snapname_rollback(
+        &self,
+        node: &str,
+        vmid: &str,
+        snapname: &str,
+        params: &PostNodesNodeQemuVmidSnapshotSnapnameRollbackParams,
+    ) -> Result<String, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let snapname = segment(snapname);
+        let path = format!("/nodes/{node}/qemu/{vmid}/snapshot/{snapname}/rollback");
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /nodes/{node}/qemu/{vmid}/spiceproxy` (generated).
+    pub async fn post_nodes_node_qemu_vmid_spiceproxy(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &PostNodesNodeQemuVmidSpiceproxyParams,
+    ) -> Result<serde_json::Value, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/spiceproxy");
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /nodes/{node}/qemu/{vmid}/status` (generated).
+    pub async fn get_nodes_node_qemu_vmid_status(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &GetNodesNodeQemuVmidStatusParams,
+    ) -> Result<Vec<GetNodesNodeQemuVmidStatusItem>, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/status");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /nodes/{node}/qemu/{vmid}/status/current` (generated).
+    pub async fn get_nodes_node_qemu_vmid_status_current(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &GetNodesNodeQemuVmidStatusCurrentParams,
+    ) -> Result<GetNodesNodeQemuVmidStatusCurrentAnswer, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/status/current");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /nodes/{node}/qemu/{vmid}/status/reboot` (generated).
+    pub async fn post_nodes_node_qemu_vmid_status_reboot(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &PostNodesNodeQemuVmidStatusRebootParams,
+    ) -> Result<String, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/status/reboot");
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /nodes/{node}/qemu/{vmid}/status/reset` (generated).
+    pub async fn post_nodes_node_qemu_vmid_status_reset(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &PostNodesNodeQemuVmidStatusResetParams,
+    ) -> Result<String, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/status/reset");
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /nodes/{node}/qemu/{vmid}/status/resume` (generated).
+    pub async fn post_nodes_node_qemu_vmid_status_resume(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &PostNodesNodeQemuVmidStatusResumeParams,
+    ) -> Result<String, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/status/resume");
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /nodes/{node}/qemu/{vmid}/status/shutdown` (generated).
+    pub async fn post_nodes_node_qemu_vmid_status_shutdown(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &PostNodesNodeQemuVmidStatusShutdownParams,
+    ) -> Result<String, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/status/shutdown");
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /nodes/{node}/qemu/{vmid}/status/start` (generated).
+    pub async fn post_nodes_node_qemu_vmid_status_start(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &PostNodesNodeQemuVmidStatusStartParams,
+    ) -> Result<String, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/status/start");
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /nodes/{node}/qemu/{vmid}/status/stop` (generated).
+    pub async fn post_nodes_node_qemu_vmid_status_stop(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &PostNodesNodeQemuVmidStatusStopParams,
+    ) -> Result<String, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/status/stop");
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /nodes/{node}/qemu/{vmid}/status/suspend` (generated).
+    pub async fn post_nodes_node_qemu_vmid_status_suspend(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &PostNodesNodeQemuVmidStatusSuspendParams,
+    ) -> Result<String, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/status/suspend");
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /nodes/{node}/qemu/{vmid}/template` (generated).
+    pub async fn post_nodes_node_qemu_vmid_template(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &PostNodesNodeQemuVmidTemplateParams,
+    ) -> Result<String, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/template");
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /nodes/{node}/qemu/{vmid}/termproxy` (generated).
+    pub async fn post_nodes_node_qemu_vmid_termproxy(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &PostNodesNodeQemuVmidTermproxyParams,
+    ) -> Result<serde_json::Value, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/termproxy");
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
+            path,
+            source,
+        })
+    }
+
+    /// `PUT /nodes/{node}/qemu/{vmid}/unlink` (generated).
+    ///
+    /// Required in `params`: `idlist`.
+    pub async fn put_nodes_node_qemu_vmid_unlink(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &PutNodesNodeQemuVmidUnlinkParams,
+    ) -> Result<(), Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/unlink");
+        let env = self
+            .request_envelope(Method::Put, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "PUT",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /nodes/{node}/qemu/{vmid}/vncproxy` (generated).
+    pub async fn post_nodes_node_qemu_vmid_vncproxy(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &PostNodesNodeQemuVmidVncproxyParams,
+    ) -> Result<serde_json::Value, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/vncproxy");
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /nodes/{node}/qemu/{vmid}/vncwebsocket` (generated).
+    ///
+    /// Required in `params`: `port`, `vncticket`.
+    pub async fn get_nodes_node_qemu_vmid_vncwebsocket(
+        &self,
+        node: &str,
+        vmid: &str,
+        params: &GetNodesNodeQemuVmidVncwebsocketParams,
+    ) -> Result<GetNodesNodeQemuVmidVncwebsocketAnswer, Error> {
+        let node = segment(node);
+        let vmid = segment(vmid);
+        let path = format!("/nodes/{node}/qemu/{vmid}/vncwebsocket");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
     /// `GET /nodes/{node}/status` (generated).
     pub async fn get_nodes_node_status(
         &self,
@@ -3930,6 +18533,432 @@ impl Client {
     ) -> Result<(), Error> {
         let node = segment(node);
         let path = format!("/nodes/{node}/status");
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /nodes/{node}/storage` (generated).
+    pub async fn get_nodes_node_storage(
+        &self,
+        node: &str,
+        params: &GetNodesNodeStorageParams,
+    ) -> Result<Vec<GetNodesNodeStorageItem>, Error> {
+        let node = segment(node);
+        let path = format!("/nodes/{node}/storage");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /nodes/{node}/storage/{storage}` (generated).
+    pub async fn get_nodes_node_storage_storage(
+        &self,
+        node: &str,
+        storage: &str,
+        params: &GetNodesNodeStorageStorageParams,
+    ) -> Result<Vec<GetNodesNodeStorageStorageItem>, Error> {
+        let node = segment(node);
+        let storage = segment(storage);
+        let path = format!("/nodes/{node}/storage/{storage}");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /nodes/{node}/storage/{storage}/content` (generated).
+    pub async fn get_nodes_node_storage_storage_content(
+        &self,
+        node: &str,
+        storage: &str,
+        params: &GetNodesNodeStorageStorageContentParams,
+    ) -> Result<Vec<GetNodesNodeStorageStorageContentItem>, Error> {
+        let node = segment(node);
+        let storage = segment(storage);
+        let path = format!("/nodes/{node}/storage/{storage}/content");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /nodes/{node}/storage/{storage}/content` (generated).
+    ///
+    /// Required in `params`: `filename`, `size`, `vmid`.
+    pub async fn post_nodes_node_storage_storage_content(
+        &self,
+        node: &str,
+        storage: &str,
+        params: &PostNodesNodeStorageStorageContentParams,
+    ) -> Result<String, Error> {
+        let node = segment(node);
+        let storage = segment(storage);
+        let path = format!("/nodes/{node}/storage/{storage}/content");
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
+            path,
+            source,
+        })
+    }
+
+    /// `DELETE /nodes/{node}/storage/{storage}/content/{volume}` (generated).
+    pub async fn delete_nodes_node_storage_storage_content_volume(
+        &self,
+        node: &str,
+        storage: &str,
+        volume: &str,
+        params: &DeleteNodesNodeStorageStorageContentVolumeParams,
+    ) -> Result<String, Error> {
+        let node = segment(node);
+        let storage = segment(storage);
+        let volume = segment(volume);
+        let path = format!("/nodes/{node}/storage/{storage}/content/{volume}");
+        let env = self
+            .request_envelope(Method::Delete, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "DELETE",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /nodes/{node}/storage/{storage}/content/{volume}` (generated).
+    pub async fn get_nodes_node_storage_storage_content_volume(
+        &self,
+        node: &str,
+        storage: &str,
+        volume: &str,
+        params: &GetNodesNodeStorageStorageContentVolumeParams,
+    ) -> Result<GetNodesNodeStorageStorageContentVolumeAnswer, Error> {
+        let node = segment(node);
+        let storage = segment(storage);
+        let volume = segment(volume);
+        let path = format!("/nodes/{node}/storage/{storage}/content/{volume}");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /nodes/{node}/storage/{storage}/content/{volume}` (generated).
+    ///
+    /// Required in `params`: `target`.
+    pub async fn post_nodes_node_storage_storage_content_volume(
+        &self,
+        node: &str,
+        storage: &str,
+        volume: &str,
+        params: &PostNodesNodeStorageStorageContentVolumeParams,
+    ) -> Result<String, Error> {
+        let node = segment(node);
+        let storage = segment(storage);
+        let volume = segment(volume);
+        let path = format!("/nodes/{node}/storage/{storage}/content/{volume}");
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
+            path,
+            source,
+        })
+    }
+
+    /// `PUT /nodes/{node}/storage/{storage}/content/{volume}` (generated).
+    pub async fn put_nodes_node_storage_storage_content_volume(
+        &self,
+        node: &str,
+        storage: &str,
+        volume: &str,
+        params: &PutNodesNodeStorageStorageContentVolumeParams,
+    ) -> Result<(), Error> {
+        let node = segment(node);
+        let storage = segment(storage);
+        let volume = segment(volume);
+        let path = format!("/nodes/{node}/storage/{storage}/content/{volume}");
+        let env = self
+            .request_envelope(Method::Put, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "PUT",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /nodes/{node}/storage/{storage}/download-url` (generated).
+    ///
+    /// Required in `params`: `content`, `filename`, `url`.
+    pub async fn post_nodes_node_storage_storage_download_url(
+        &self,
+        node: &str,
+        storage: &str,
+        params: &PostNodesNodeStorageStorageDownloadUrlParams,
+    ) -> Result<String, Error> {
+        let node = segment(node);
+        let storage = segment(storage);
+        let path = format!("/nodes/{node}/storage/{storage}/download-url");
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /nodes/{node}/storage/{storage}/file-restore/download` (generated).
+    ///
+    /// Required in `params`: `filepath`, `volume`.
+    pub async fn get_nodes_node_storage_storage_file_restore_download(
+        &self,
+        node: &str,
+        storage: &str,
+        params: &GetNodesNodeStorageStorageFileRestoreDownloadParams,
+    ) -> Result<serde_json::Value, Error> {
+        let node = segment(node);
+        let storage = segment(storage);
+        let path = format!("/nodes/{node}/storage/{storage}/file-restore/download");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /nodes/{node}/storage/{storage}/file-restore/list` (generated).
+    ///
+    /// Required in `params`: `filepath`, `volume`.
+    pub async fn get_nodes_node_storage_storage_file_restore_list(
+        &self,
+        node: &str,
+        storage: &str,
+        params: &GetNodesNodeStorageStorageFileRestoreListParams,
+    ) -> Result<Vec<GetNodesNodeStorageStorageFileRestoreListItem>, Error> {
+        let node = segment(node);
+        let storage = segment(storage);
+        let path = format!("/nodes/{node}/storage/{storage}/file-restore/list");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /nodes/{node}/storage/{storage}/identity` (generated).
+    pub async fn get_nodes_node_storage_storage_identity(
+        &self,
+        node: &str,
+        storage: &str,
+        params: &GetNodesNodeStorageStorageIdentityParams,
+    ) -> Result<GetNodesNodeStorageStorageIdentityAnswer, Error> {
+        let node = segment(node);
+        let storage = segment(storage);
+        let path = format!("/nodes/{node}/storage/{storage}/identity");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /nodes/{node}/storage/{storage}/import-metadata` (generated).
+    ///
+    /// Required in `params`: `volume`.
+    pub async fn get_nodes_node_storage_storage_import_metadata(
+        &self,
+        node: &str,
+        storage: &str,
+        params: &GetNodesNodeStorageStorageImportMetadataParams,
+    ) -> Result<GetNodesNodeStorageStorageImportMetadataAnswer, Error> {
+        let node = segment(node);
+        let storage = segment(storage);
+        let path = format!("/nodes/{node}/storage/{storage}/import-metadata");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /nodes/{node}/storage/{storage}/oci-registry-pull` (generated).
+    ///
+    /// Required in `params`: `reference`.
+    pub async fn post_nodes_node_storage_storage_oci_registry_pull(
+        &self,
+        node: &str,
+        storage: &str,
+        params: &PostNodesNodeStorageStorageOciRegistryPullParams,
+    ) -> Result<String, Error> {
+        let node = segment(node);
+        let storage = segment(storage);
+        let path = format!("/nodes/{node}/storage/{storage}/oci-registry-pull");
+        let env = self
+            .request_envelope(Method::Post, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "POST",
+            path,
+            source,
+        })
+    }
+
+    /// `DELETE /nodes/{node}/storage/{storage}/prunebackups` (generated).
+    pub async fn delete_nodes_node_storage_storage_prunebackups(
+        &self,
+        node: &str,
+        storage: &str,
+        params: &DeleteNodesNodeStorageStoragePrunebackupsParams,
+    ) -> Result<String, Error> {
+        let node = segment(node);
+        let storage = segment(storage);
+        let path = format!("/nodes/{node}/storage/{storage}/prunebackups");
+        let env = self
+            .request_envelope(Method::Delete, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "DELETE",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /nodes/{node}/storage/{storage}/prunebackups` (generated).
+    pub async fn get_nodes_node_storage_storage_prunebackups(
+        &self,
+        node: &str,
+        storage: &str,
+        params: &GetNodesNodeStorageStoragePrunebackupsParams,
+    ) -> Result<Vec<GetNodesNodeStorageStoragePrunebackupsItem>, Error> {
+        let node = segment(node);
+        let storage = segment(storage);
+        let path = format!("/nodes/{node}/storage/{storage}/prunebackups");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /nodes/{node}/storage/{storage}/rrd` (generated).
+    ///
+    /// Required in `params`: `ds`, `timeframe`.
+    pub async fn get_nodes_node_storage_storage_rrd(
+        &self,
+        node: &str,
+        storage: &str,
+        params: &GetNodesNodeStorageStorageRrdParams,
+    ) -> Result<GetNodesNodeStorageStorageRrdAnswer, Error> {
+        let node = segment(node);
+        let storage = segment(storage);
+        let path = format!("/nodes/{node}/storage/{storage}/rrd");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /nodes/{node}/storage/{storage}/rrddata` (generated).
+    ///
+    /// Required in `params`: `timeframe`.
+    pub async fn get_nodes_node_storage_storage_rrddata(
+        &self,
+        node: &str,
+        storage: &str,
+        params: &GetNodesNodeStorageStorageRrddataParams,
+    ) -> Result<Vec<serde_json::Value>, Error> {
+        let node = segment(node);
+        let storage = segment(storage);
+        let path = format!("/nodes/{node}/storage/{storage}/rrddata");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `GET /nodes/{node}/storage/{storage}/status` (generated).
+    pub async fn get_nodes_node_storage_storage_status(
+        &self,
+        node: &str,
+        storage: &str,
+        params: &GetNodesNodeStorageStorageStatusParams,
+    ) -> Result<GetNodesNodeStorageStorageStatusAnswer, Error> {
+        let node = segment(node);
+        let storage = segment(storage);
+        let path = format!("/nodes/{node}/storage/{storage}/status");
+        let env = self
+            .request_envelope(Method::Get, &path, &params.to_params())
+            .await?;
+        decode(env.data).map_err(|source| Error::Decode {
+            method: "GET",
+            path,
+            source,
+        })
+    }
+
+    /// `POST /nodes/{node}/storage/{storage}/upload` (generated).
+    ///
+    /// Required in `params`: `content`, `filename`.
+    pub async fn post_nodes_node_storage_storage_upload(
+        &self,
+        node: &str,
+        storage: &str,
+        params: &PostNodesNodeStorageStorageUploadParams,
+    ) -> Result<String, Error> {
+        let node = segment(node);
+        let storage = segment(storage);
+        let path = format!("/nodes/{node}/storage/{storage}/upload");
         let env = self
             .request_envelope(Method::Post, &path, &params.to_params())
             .await?;

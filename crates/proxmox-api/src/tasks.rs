@@ -105,7 +105,38 @@ impl TaskListEntry {
 /// The last `GET /nodes/{node}/tasks?source=active` of a node, shared by its waits.
 #[cfg(feature = "client")]
 #[derive(Default)]
-pub(crate) struct ActiveList(tokio::sync::Mutex<Option<(Instant, std::sync::Arc<Vec<String>>)>>);
+pub(crate) struct ActiveList {
+    last: tokio::sync::Mutex<Option<(Instant, std::sync::Arc<Vec<String>>)>>,
+    /// Task waits on the node now.
+    waiters: std::sync::atomic::AtomicUsize,
+}
+
+/// Counts a wait on a node while it lives.
+#[cfg(feature = "client")]
+struct Waiting(std::sync::Arc<ActiveList>);
+
+#[cfg(feature = "client")]
+impl Waiting {
+    fn new(list: std::sync::Arc<ActiveList>) -> Self {
+        list.waiters
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self(list)
+    }
+
+    /// True if other waits run on the node too.
+    fn shared(&self) -> bool {
+        self.0.waiters.load(std::sync::atomic::Ordering::Relaxed) > 1
+    }
+}
+
+#[cfg(feature = "client")]
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0
+            .waiters
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
 
 /// One page of a task log, with the number of lines the log has in all.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -309,25 +340,39 @@ impl Client {
         tokio::time::sleep_until(at).await;
     }
 
-    /// True if a listing of `node`'s active tasks requested after `since` shows `upid`.
-    /// Waits on one node share the listing: who finds one taken after its own last look
-    /// uses it, else it asks (the others queue behind the lock and reuse the answer).
+    /// True if a listing of `upid`'s node's active tasks requested after `since` shows it;
     /// `None` when the listing cannot be had (then the status is asked directly).
     async fn listed_active(&self, upid: &Upid, since: Instant) -> Option<bool> {
-        let node = upid.node();
-        let list = {
-            let mut lists = self
-                .inner
-                .active_lists
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            std::sync::Arc::clone(lists.entry(node.to_owned()).or_default())
-        };
-        let mut guard = list.0.lock().await;
+        let upids = self.active_upids_since(upid.node(), since).await?;
+        Some(upids.iter().any(|u| u == upid.as_str()))
+    }
+
+    /// The shared active-task listing of `node`.
+    fn active_list(&self, node: &str) -> std::sync::Arc<ActiveList> {
+        let mut lists = self
+            .inner
+            .active_lists
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        std::sync::Arc::clone(lists.entry(node.to_owned()).or_default())
+    }
+
+    /// The UPIDs of `node`'s active tasks, from a `GET /nodes/{node}/tasks?source=active`
+    /// requested no earlier than `since`. Waits and re-observations on one node share the
+    /// listing: who finds one taken after `since` uses it, else it asks (the others queue
+    /// behind the lock and reuse the answer), within the node's poll gap
+    /// ([`crate::TaskPoll::node_gap`]). `None` when the listing cannot be had.
+    pub(crate) async fn active_upids_since(
+        &self,
+        node: &str,
+        since: Instant,
+    ) -> Option<std::sync::Arc<Vec<String>>> {
+        let list = self.active_list(node);
+        let mut guard = list.last.lock().await;
         if let Some((at, upids)) = guard.as_ref()
             && *at >= since
         {
-            return Some(upids.iter().any(|u| u == upid.as_str()));
+            return Some(std::sync::Arc::clone(upids));
         }
         self.poll_slot(node).await;
         let at = Instant::now();
@@ -338,14 +383,42 @@ impl Client {
             .get(&format!("/nodes/{}/tasks", segment(node)), &p)
             .await
             .ok()?;
-        let upids: Vec<String> = all
-            .into_iter()
-            .filter(TaskListEntry::is_active)
-            .map(|t| t.upid.as_str().to_owned())
-            .collect();
-        let listed = upids.iter().any(|u| u == upid.as_str());
-        *guard = Some((at, std::sync::Arc::new(upids)));
-        Some(listed)
+        let upids: std::sync::Arc<Vec<String>> = std::sync::Arc::new(
+            all.into_iter()
+                .filter(TaskListEntry::is_active)
+                .map(|t| t.upid.as_str().to_owned())
+                .collect(),
+        );
+        *guard = Some((at, std::sync::Arc::clone(&upids)));
+        Some(upids)
+    }
+
+    /// The UPIDs of the active tasks of guest `vmid` on `node`, from the node's listing
+    /// shared as in [`Client::wait_task`] (one request for all the guests of a node that
+    /// ask at about the same time), requested no earlier than `since`.
+    pub(crate) async fn guest_active_tasks_since(
+        &self,
+        node: &str,
+        vmid: u32,
+        since: Instant,
+    ) -> Result<Vec<String>, Error> {
+        let id = vmid.to_string();
+        let Some(upids) = self.active_upids_since(node, since).await else {
+            // The shared listing failed: ask for this guest's tasks alone (and surface
+            // that request's error).
+            return Ok(self
+                .node_tasks(node, Some(vmid), true)
+                .await?
+                .into_iter()
+                .filter(|t| t.id.as_deref() == Some(id.as_str()))
+                .map(|t| t.upid.to_string())
+                .collect());
+        };
+        Ok(upids
+            .iter()
+            .filter(|u| u.parse::<Upid>().is_ok_and(|u| u.id() == id))
+            .cloned()
+            .collect())
     }
 
     async fn wait_worker(&self, upid: &Upid, timeout: Duration) -> Result<TaskOutcome, Error> {
@@ -353,20 +426,35 @@ impl Client {
         let started = Instant::now();
         // A task that was just started is still running: the first look waits a little.
         tokio::time::sleep(poll.min_interval.min(timeout)).await;
-        let mut last_look: Option<Instant> = None;
+        let waiting = Waiting::new(self.active_list(upid.node()));
+        // Later looks go through the node's shared listing. So does the first one when other
+        // waits run on the node: a listing requested after the task was created shows it
+        // while it runs (PVE adds a worker to the active list before answering its UPID),
+        // so a running task costs no status request of its own (500 VMs on 50 nodes: 4 -> 2
+        // status requests per VM). A lone wait asks its task's status at once.
+        let mut last_look = started;
+        let mut first = true;
         loop {
-            let listed = match last_look {
-                Some(since) if poll.shared_active_list => self.listed_active(upid, since).await,
-                _ => None,
+            let listed = if poll.shared_active_list && (!first || waiting.shared()) {
+                self.listed_active(upid, last_look).await
+            } else {
+                None
             };
+            first = false;
             let look = Instant::now();
             let status = if listed == Some(true) {
                 None
             } else {
-                self.poll_slot(upid.node()).await;
+                // A task the (throttled) listing no longer shows is asked once for its exit
+                // status, without queueing for a poll slot: that request is one per task,
+                // not per look, and ten tasks ending together on a node would otherwise
+                // wait node_gap each in turn (250 ms for the tenth).
+                if listed.is_none() {
+                    self.poll_slot(upid.node()).await;
+                }
                 Some(self.task_status(upid).await)
             };
-            last_look = Some(look);
+            last_look = look;
             match status.unwrap_or_else(|| Ok(TaskStatus::running())) {
                 Ok(st) if !st.is_running() => {
                     let exit = st.exitstatus.unwrap_or_else(|| "unknown".into());

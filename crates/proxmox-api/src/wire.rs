@@ -59,7 +59,7 @@ macro_rules! num_param {
         }
     )*};
 }
-num_param!(u8, u16, u32, u64, i32, i64, usize);
+num_param!(u8, u16, u32, u64, i32, i64, usize, f64);
 
 /// Request parameters, in order, sent form-encoded (or in the query for GET and DELETE).
 ///

@@ -460,3 +460,100 @@ async fn task_quirks_warnings_no_such_task_and_transient_gets() {
         .count();
     assert_eq!(stops, 1);
 }
+
+/// The TOTP login against the harness's fakepve, which completes PVE 7+'s two-step login
+/// (fakepve 0.5.0 only answers the first step, `NeedTFA`): the code is checked as RFC 6238
+/// at now +-1 step, a full ticket renews without a code, every refusal is 401.
+#[tokio::test]
+async fn totp_second_factor_against_fakepve() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use hakube_proxmox_api::TotpSource;
+
+    let Some(fake) = fake_with_template().await else {
+        return;
+    };
+    let user = json!({"op": "add_totp_user", "user": "ops@pve", "password": "pw-ops",
+                      "secret": "JBSWY3DPEHPK3PXP"});
+    fake.cmd(user).await;
+    let code = Arc::new(Mutex::new(String::new()));
+    let asked = Arc::new(AtomicU32::new(0));
+    let source = {
+        let (code, asked) = (Arc::clone(&code), Arc::clone(&asked));
+        TotpSource::new(move || {
+            asked.fetch_add(1, Ordering::SeqCst);
+            Secret::new(code.lock().unwrap().clone())
+        })
+    };
+    let set_code = |c: serde_json::Value| *code.lock().unwrap() = c.as_str().unwrap().to_owned();
+    set_code(fake.cmd(json!({"op": "totp_now", "user": "ops@pve"})).await);
+    let since = fake.request_count().await;
+    let c = fake
+        .builder()
+        .password_totp("ops@pve", Secret::new("pw-ops"), source.clone())
+        .ticket_renew_after(std::time::Duration::ZERO)
+        .build()
+        .unwrap();
+    c.login().await.unwrap();
+    // Logged in: calls work, and each renews the ticket (renew_after 0) without a code.
+    c.version().await.unwrap();
+    c.nodes().await.unwrap();
+    assert_eq!(asked.load(Ordering::SeqCst), 1, "one code per fresh login");
+    let counts = fake.cmd(json!({"op": "tfa_counts"})).await;
+    assert_eq!(counts, json!({"accepted": 1, "refused": 0}));
+    let logins: Vec<String> = fake
+        .requests(since)
+        .await
+        .into_iter()
+        .filter(|r| r.1.ends_with("/access/ticket"))
+        .map(|r| r.2)
+        .collect();
+    assert!(logins.len() >= 3, "{logins:?}");
+    assert!(
+        logins[0].contains("new-format=1") && !logins[0].contains("tfa-challenge"),
+        "{logins:?}"
+    );
+    assert!(
+        logins[1].contains("tfa-challenge=***") && logins[1].contains("password=***"),
+        "{logins:?}"
+    );
+    assert!(
+        logins[2..].iter().all(|b| !b.contains("tfa-challenge")),
+        "{logins:?}"
+    );
+
+    // A wrong code: refused once (401, never retried), the error names the user, not the code.
+    let wrong = fake
+        .cmd(json!({"op": "totp_wrong", "user": "ops@pve"}))
+        .await;
+    set_code(wrong.clone());
+    let c = fake
+        .builder()
+        .password_totp("ops@pve", Secret::new("pw-ops"), source)
+        .build()
+        .unwrap();
+    let err = c.version().await.unwrap_err();
+    let Error::Auth { user, status, .. } = &err else {
+        panic!("{err:?}");
+    };
+    assert_eq!((user.as_str(), *status), ("ops@pve", Some(401)));
+    let shown = format!("{err} {err:?}");
+    assert!(
+        !shown.contains(wrong.as_str().unwrap()) && !shown.contains("pw-ops"),
+        "{shown}"
+    );
+    let counts = fake.cmd(json!({"op": "tfa_counts"})).await;
+    assert_eq!(counts, json!({"accepted": 1, "refused": 1}));
+
+    // No TOTP source for an account that needs one: said plainly, nothing sent after step one.
+    let c = fake
+        .builder()
+        .password("ops@pve", Secret::new("pw-ops"))
+        .build()
+        .unwrap();
+    let err = c.version().await.unwrap_err();
+    assert!(err.to_string().contains("second factor"), "{err}");
+    let counts = fake.cmd(json!({"op": "tfa_counts"})).await;
+    assert_eq!(counts, json!({"accepted": 1, "refused": 1}));
+}

@@ -240,26 +240,25 @@ impl Provisioner {
         Ok(VmConfig(map))
     }
 
-    /// The effective config and (for wanted VMs) the active tasks of a VM.
+    /// The effective config and (for wanted VMs) the active tasks of a VM, the tasks from
+    /// a listing of the node's active tasks requested no earlier than `since` and shared
+    /// with the other VMs of the node that look at about the same time.
     async fn vm_details(
         &self,
         node: &str,
         vmid: u32,
         tasks: bool,
+        since: Instant,
     ) -> Result<(VmConfig, Vec<String>), Error> {
-        let cfg = self.effective_config(node, vmid).await?;
-        let active = if tasks {
+        if !tasks {
+            return Ok((self.effective_config(node, vmid).await?, Vec::new()));
+        }
+        // Both at once: the config and the node's shared task listing.
+        tokio::try_join!(
+            self.effective_config(node, vmid),
             self.client
-                .node_tasks(node, Some(vmid), true)
-                .await?
-                .into_iter()
-                .filter(|t| t.id.as_deref() == Some(vmid.to_string().as_str()))
-                .map(|t| t.upid.to_string())
-                .collect()
-        } else {
-            Vec::new()
-        };
-        Ok((cfg, active))
+                .guest_active_tasks_since(node, vmid, tokio::time::Instant::from_std(since)),
+        )
     }
 
     /// Reads everything a plan needs (GET requests only).
@@ -299,10 +298,11 @@ impl Provisioner {
             .filter(|(_, node)| state.nodes.get(node).is_some_and(|s| s == "online"))
             .collect();
         let wanted: BTreeSet<u32> = specs.iter().map(|s| s.vmid).collect();
+        let since = Instant::now();
         let configs: Vec<(u32, Result<VmDetails, Error>)> = futures::stream::iter(targets)
             .map(|(id, node)| {
                 let wanted = wanted.contains(&id);
-                async move { (id, self.vm_details(&node, id, wanted).await) }
+                async move { (id, self.vm_details(&node, id, wanted, since).await) }
             })
             .buffer_unordered(8)
             .collect()
@@ -357,16 +357,41 @@ impl Provisioner {
 
     /// Re-observes one VM.
     async fn observe_vm(&self, vmid: u32) -> Result<Option<ObservedVm>, Error> {
-        let found = self
-            .resources_since(Instant::now())
-            .await?
-            .iter()
-            .find(|r| r.vmid == Some(u64::from(vmid)))
-            .cloned()
-            .and_then(observed_from);
+        self.observe_vm_on(vmid, None).await
+    }
+
+    /// Re-observes one VM expected on `node`: the cluster listing and the VM's details on
+    /// that node are read at once (one round trip instead of two); when the listing puts
+    /// the VM elsewhere the details are read again there.
+    async fn observe_vm_on(
+        &self,
+        vmid: u32,
+        node: Option<&str>,
+    ) -> Result<Option<ObservedVm>, Error> {
+        let since = Instant::now();
+        let find = |list: &[crate::Resource]| {
+            list.iter()
+                .find(|r| r.vmid == Some(u64::from(vmid)))
+                .cloned()
+                .and_then(observed_from)
+        };
+        let (found, guessed) = match node {
+            Some(node) => {
+                let (list, details) = tokio::join!(
+                    self.resources_since(since),
+                    self.vm_details(node, vmid, true, since)
+                );
+                (find(&list?), Some((node, details)))
+            }
+            None => (find(&self.resources_since(since).await?), None),
+        };
         let Some(mut vm) = found else { return Ok(None) };
         if vm.kind == "qemu" {
-            match self.vm_details(&vm.node, vmid, true).await {
+            let details = match guessed {
+                Some((node, details)) if node == vm.node => details,
+                _ => self.vm_details(&vm.node, vmid, true, since).await,
+            };
+            match details {
                 Ok((c, t)) => {
                     vm.config = Some(c);
                     vm.active_tasks = t;
@@ -574,7 +599,7 @@ impl Provisioner {
         let result: Result<(), Error> = async {
             for _round in 0..32 {
                 if observed_once {
-                    match self.observe_vm(spec.vmid).await? {
+                    match self.observe_vm_on(spec.vmid, Some(&spec.node)).await? {
                         Some(vm) => {
                             local.vms.insert(spec.vmid, vm);
                         }

@@ -12,17 +12,26 @@ agent that reports the address cloud-init configured.
 
 import argparse
 import asyncio
+import base64
+import collections.abc
+import hashlib
+import hmac
 import json
 import os
 import re
+import secrets
 import shutil
+import struct
 import sys
 import tempfile
 import time
+import urllib.parse
 
 from fakepve import FakePve
 from fakepve.certs import make_cert
 from fakepve.model import PveError, TaskError
+from fakepve.server import ok, params
+from fakepve.storage import _is_file
 
 SIZE = {'K': 1024, 'M': 1024 ** 2, 'G': 1024 ** 3, 'T': 1024 ** 4}
 
@@ -34,11 +43,64 @@ def parse_size(text):
     return int(float(m.group(1)) * SIZE[m.group(2)]) if m.group(2) else int(float(m.group(1)))
 
 
+def totp(secret_b32, at, digits=6, step=30):
+    """RFC 6238 TOTP (HMAC-SHA1), as PVE's proxmox-tfa computes it for a base32 secret."""
+    key = base64.b32decode(secret_b32.upper() + '=' * (-len(secret_b32) % 8))
+    mac = hmac.new(key, struct.pack('>Q', int(at) // step), hashlib.sha1).digest()
+    offset = mac[-1] & 0x0F
+    code = (struct.unpack('>I', mac[offset:offset + 4])[0] & 0x7FFFFFFF) % 10 ** digits
+    return '{0:0{1}d}'.format(code, digits)
+
+
+# RFC 6238 appendix B: the SHA-1 secret '12345678901234567890' at T=59 gives 94287082.
+assert totp(base64.b32encode(b'12345678901234567890').decode(), 59, digits=8) == '94287082'
+
+
 def fmt_size(n):
     for unit in ('T', 'G', 'M', 'K'):
         if n % SIZE[unit] == 0:
             return '{0}{1}'.format(n // SIZE[unit], unit)
     return str(n)
+
+
+class Volumes(collections.abc.Mapping):
+    """FakePve._volumes(name), computed only as far as it is used: looking one volume up
+    scans the guest configs that mention it; listing builds fakepve's whole dict.
+
+    fakepve 0.5.0 rebuilds the listing of a storage from every guest config on each lookup,
+    and a clone does two (its source volume, a free disk name): with 500 VMs that is 10 ms
+    per clone, run inside the event loop, so every other request waits (cProfile of
+    scripts/bench-scale: 47 % of the fake's time). PVE looks at one node's LVM volume group.
+    """
+
+    def __init__(self, pve, name):
+        self.pve, self.name, self.all = pve, name, None
+
+    def _full(self):
+        if self.all is None:
+            self.all = FakePve._volumes(self.pve, self.name)
+        return self.all
+
+    def __iter__(self):
+        return iter(self._full())
+
+    def __len__(self):
+        return len(self._full())
+
+    def __getitem__(self, volname):
+        if self.all is not None:
+            return self.all[volname]
+        store = self.pve.storages[self.name]
+        if volname in store.get('volumes', {}):
+            return store['volumes'][volname]
+        if volname.startswith('iso/') and volname[4:] in store['files']:
+            return {'content': 'iso', 'format': 'iso', 'size': 0, 'ctime': 0}
+        guests = [g for g in self.pve._guests() if any(volname in str(v) for v in getattr(g, 'config', {}).values())]
+        found = FakePve._guest_volumes(guests, self.name).get(volname)
+        if found is None:
+            raise KeyError(volname)
+        vmid, content, size = found
+        return {'content': content, 'format': self.pve._ext_format(volname), 'size': size, 'vmid': vmid, 'ctime': 0}
 
 
 class HarnessPve(FakePve):
@@ -56,6 +118,39 @@ class HarnessPve(FakePve):
         self.max_running = {}
         self.ha_groups = {}
         self.ha_rules = {}
+        # userid -> base32 TOTP secret: these users log in in two steps (PVE 7+ TFA).
+        self.totp_users = {}
+        # half-logged-in ticket -> (userid, expiry).
+        self.tfa_challenges = {}
+        # Per worker task and config write: type, id, node and monotonic times (requested,
+        # body started, ended), for scripts/bench-scale's breakdown of a run.
+        self.spans = []
+        # Second-factor logins refused / accepted.
+        self.tfa_refused = 0
+        self.tfa_accepted = 0
+
+    # -------------------------------------------------------------- volumes
+
+    def _volumes(self, name):
+        return Volumes(self, name)
+
+    def _qm_free_name(self, sid, vmid, fmt):
+        """fakepve's _qm_free_name, reading only the volumes that can carry vmid's disk names."""
+        needle = '-{0}-disk-'.format(vmid)
+        store = self.storages[sid]
+        names = ['iso/' + f for f in store['files']] + list(store.get('volumes', {}))
+        guests = [g for g in self._guests() if any(needle in str(v) for v in getattr(g, 'config', {}).values())]
+        names += list(FakePve._guest_volumes(guests, sid))
+        taken = set()
+        for volname in names:
+            found = re.search(r'(?:^|/)(?:vm|base|subvol|basevol)-{0}-disk-(\d+)'.format(vmid), volname)
+            if found:
+                taken.add(int(found.group(1)))
+        n = 0
+        while n in taken:
+            n += 1
+        name = 'vm-{0}-disk-{1}'.format(vmid, n)
+        return name if not _is_file(store) else '{0}.{1}'.format(name, fmt)
 
     # ------------------------------------------------------------ durations
 
@@ -83,11 +178,27 @@ class HarnessPve(FakePve):
             async def body():
                 await plain()
                 raise TaskError('WARNINGS: 1')
+        span = {'type': ttype, 'id': str(tid), 'node': node, 'asked': time.monotonic(), 'start': None, 'end': None}
+        self.spans.append(span)
+        timed = body
+
+        async def body():
+            span['start'] = time.monotonic()
+            try:
+                return await timed()
+            finally:
+                span['end'] = time.monotonic()
         return await super().task(node, ttype, tid, user, body, vm=vm, lock=lock, log=log)
 
     async def _apply_config(self, vm, user, p):
-        await self.pause(self.durations.get('config', 0))
-        return await super()._apply_config(vm, user, p)
+        span = {'type': 'config', 'id': str(vm.vmid), 'node': vm.node, 'asked': time.monotonic()}
+        span['start'] = span['asked']
+        self.spans.append(span)
+        try:
+            await self.pause(self.durations.get('config', 0))
+            return await super()._apply_config(vm, user, p)
+        finally:
+            span['end'] = time.monotonic()
 
     async def _do_start(self, vm, user, p):
         if vm.vmid in self.start_errors:
@@ -104,6 +215,49 @@ class HarnessPve(FakePve):
                 {'name': 'eth0', 'hardware-address': 'bc:24:11:00:00:01',
                  'ip-addresses': [{'ip-address': ip, 'ip-address-type': 'ipv4', 'prefix': 24}]}]}
         return await super()._do_start(vm, user, p)
+
+    # ------------------------------------------------------- TOTP second factor
+
+    async def _ticket(self, request):
+        """POST /access/ticket with PVE 7+'s second factor (pve-access-control
+        PVE/API2/AccessControl.pm create_ticket, PVE/AccessControl.pm authenticate_user):
+
+        - a valid full ticket as the password renews it, without a second factor;
+        - the password of a user with TOTP answers a half-logged-in ticket
+          (`PVE:!tfa!...`, `NeedTFA: 1`) and no session;
+        - `tfa-challenge` (that ticket) plus `password=totp:CODE` completes the login when
+          CODE is the user's TOTP at now +-1 step of 30 s;
+        - every refusal is 401 `authentication failure` (PVE says no more).
+        """
+        p = await params(request)
+        user, password = str(p.get('username', '')), str(p.get('password', ''))
+        if '@' not in user:
+            user += '@pam'
+        challenge = p.get('tfa-challenge')
+        if challenge is not None:
+            pending = self.tfa_challenges.pop(str(challenge), None)
+            code = password[len('totp:'):] if password.startswith('totp:') else None
+            secret = self.totp_users.get(user)
+            now = time.time()
+            good = (pending is not None and pending[0] == user and pending[1] >= now and code is not None
+                    and secret is not None
+                    and any(hmac.compare_digest(code, totp(secret, now + d * 30)) for d in (-1, 0, 1)))
+            if not good:
+                self.tfa_refused += 1
+                raise PveError(401, 'authentication failure')
+            self.tfa_accepted += 1
+            ticket, csrf = self.issue_ticket(user)
+            return ok({'ticket': ticket, 'CSRFPreventionToken': csrf, 'username': user, 'cap': {}})
+        session = self.tickets.get(password)
+        if session is not None and session['user'] == user and session['expires'] >= time.time():
+            ticket, csrf = self.issue_ticket(user)
+            return ok({'ticket': ticket, 'CSRFPreventionToken': csrf, 'username': user, 'cap': {}})
+        if user in self.totp_users and self.check_password(user, password):
+            half = 'PVE:!tfa!{0}:{1:08X}::{2}'.format(urllib.parse.quote(json.dumps({'totp': True}, separators=(',', ':'))),
+                                                     int(time.time()), secrets.token_hex(24))
+            self.tfa_challenges[half] = (user, time.time() + 120)
+            return ok({'ticket': half, 'username': user, 'NeedTFA': 1, 'CSRFPreventionToken': secrets.token_hex(8)})
+        return await super()._ticket(request)
 
     # ------------------------------------------------------- stateful extras
 
@@ -220,6 +374,19 @@ async def command(pve, cmd):
             setattr(vm, key, val)
     elif op == 'add_pool':
         pve.pools.setdefault(cmd['name'], set())
+    elif op == 'add_totp_user':
+        # A user with a password and a TOTP second factor; returns the current code.
+        pve.users[cmd['user']] = cmd['password']
+        pve.totp_users[cmd['user']] = cmd['secret']
+        return totp(cmd['secret'], time.time())
+    elif op == 'totp_now':
+        return totp(pve.totp_users[cmd['user']], time.time())
+    elif op == 'totp_wrong':
+        # Six digits that are not the user's code at any step from -2 to +2.
+        near = {totp(pve.totp_users[cmd['user']], time.time() + d * 30) for d in range(-2, 3)}
+        return next('{0:06d}'.format(n) for n in range(1000000) if '{0:06d}'.format(n) not in near)
+    elif op == 'tfa_counts':
+        return {'accepted': pve.tfa_accepted, 'refused': pve.tfa_refused}
     elif op == 'add_token':
         pve.apitokens[cmd['id']] = cmd['secret']
     elif op == 'time_scale':
@@ -250,6 +417,10 @@ async def command(pve, cmd):
         since = cmd.get('since', 0)
         return [{'method': m, 'path': p, 'body': b.decode('utf-8', 'replace') if isinstance(b, bytes) else str(b)}
                 for m, p, b in pve.requests[since:]]
+    elif op == 'spans':
+        return pve.spans[cmd.get('since', 0):]
+    elif op == 'monotonic':
+        return time.monotonic()
     elif op == 'request_count':
         return len(pve.requests)
     elif op == 'vms':
