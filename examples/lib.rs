@@ -4,6 +4,7 @@
 
 pub mod ssh;
 pub mod stage;
+pub mod twin;
 
 use std::path::{Path, PathBuf};
 

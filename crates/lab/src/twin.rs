@@ -30,6 +30,8 @@ use crate::{Lab, LabBuilder};
 
 /// The fakepve server the twin runs (python3 with fakepve importable).
 const PVE_PY: &str = include_str!("twin/pve.py");
+/// hakube-proxmox-api's fakepve test harness, which the twin's server builds on.
+const PVE_HARNESS_PY: &str = include_str!("../../proxmox-api/tests/harness/fakepve_harness.py");
 /// `kubeadm` for twin hosts.
 const KUBEADM_PY: &str = include_str!("twin/kubeadm.py");
 /// `kubectl` for twin hosts.
@@ -114,7 +116,8 @@ impl Twin {
             ));
         }
         let python = python_with_fakepve()?;
-        let bin = std::env::temp_dir().join(format!("hakube-twin-{}", std::process::id()));
+        // Outside the hosts' private /tmp, so the programs linked into their /usr/local/bin resolve.
+        let bin = PathBuf::from(format!("/var/tmp/hakube-twin-{}", std::process::id()));
         std::fs::create_dir_all(&bin).map_err(|e| io(&bin, e))?;
         let programs = [
             ("kubeadm", KUBEADM_PY),
@@ -125,6 +128,12 @@ impl Twin {
         for (name, text) in programs {
             write_exec(&bin.join(name), text)?;
         }
+        // kubeadm's stand-in runs the API stand-in from its own directory.
+        std::fs::copy(
+            crate::stand_ins::kube_apiserver(),
+            bin.join("kube-apiserver.py"),
+        )
+        .map_err(|e| io(&bin.join("kube-apiserver.py"), e))?;
         let mut builder: LabBuilder = Lab::builder(&spec.tag).fresh_hosts().subnet(spec.subnet);
         for (name, _) in programs {
             builder = builder.program(format!("/usr/bin/{name}"), bin.join(name));
@@ -178,6 +187,8 @@ impl Twin {
         let spec_path = bin.join("pve.json");
         let script = bin.join("pve.py");
         std::fs::write(&script, PVE_PY).map_err(|e| io(&script, e))?;
+        let harness = bin.join("fakepve_harness.py");
+        std::fs::write(&harness, PVE_HARNESS_PY).map_err(|e| io(&harness, e))?;
         write_private(&spec_path, &pve_spec.to_string())?;
         let mut child = Command::new(&python)
             .arg(&script)

@@ -31,7 +31,9 @@ pub use kubeadm::{PlanSecrets, SECRETS_PATH, WORKER_GROUP_LABEL, kubeadm_input};
 pub use nfs::setup as nfs_setup;
 pub use proxmox::vm_specs;
 pub use rules::SECRETS_DIR;
-pub use tree::{HOST_PLAN_FILE, PlanFile, PlanTree, WriteSummary, read_host_plan, read_host_plans};
+pub use tree::{
+    HOST_PLAN_FILE, PlanFile, PlanTree, STATE_DIR, WriteSummary, read_host_plan, read_host_plans,
+};
 
 use hakube_topology::Cluster;
 

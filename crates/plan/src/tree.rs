@@ -200,7 +200,9 @@ impl PlanTree {
             .filter_map(move |(k, v)| k.strip_prefix(&prefix).map(|rest| (format!("/{rest}"), v)))
     }
 
-    /// Writes the plan to `dir`, replacing a previous plan there as a whole.
+    /// Writes the plan to `dir`, replacing a previous plan there as a whole, except for what
+    /// later stages keep beside it: files under `secrets/` the plan does not write itself
+    /// (e.g. Vault's init keys, the admin kubeconfig) and `state/` ([`STATE_DIR`]).
     ///
     /// The tree is written to a sibling temporary directory first and renamed into place, so
     /// `dir` holds either the old plan or the new one, never a mix. An existing `dir` is only
@@ -232,7 +234,14 @@ impl PlanTree {
             .map_or_else(|| "plan".into(), |n| n.to_string_lossy().into_owned());
         let staging = parent.join(format!(".{name}.new-{}", std::process::id()));
         let old = parent.join(format!(".{name}.old-{}", std::process::id()));
-        let result = self.write_tree(&staging);
+        let result = self.write_tree(&staging).and_then(|()| {
+            // What later stages keep next to the plan (secrets they generated, e.g. the Vault
+            // init keys, the admin kubeconfig; `state/`, what `up` finished) survives a re-plan.
+            for keep in [crate::rules::SECRETS_DIR, STATE_DIR] {
+                carry_over(&dir.join(keep), &staging.join(keep))?;
+            }
+            Ok(())
+        });
         if let Err(e) = result {
             let _ = fs::remove_dir_all(&staging);
             return Err(e);
@@ -330,6 +339,39 @@ fn set_mode(_: &Path, _: u32) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The directory of a plan directory where runners record what they finished (`up`'s stages).
+/// Like the secrets it is kept when the plan is written again.
+pub const STATE_DIR: &str = "state";
+
+/// Copies every file under `from` that `to` lacks into `to` (same relative path and mode).
+fn carry_over(from: &Path, to: &Path) -> Result<(), Error> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| Error::Io { path, source }
+    };
+    let Ok(entries) = fs::read_dir(from) else {
+        return Ok(());
+    };
+    for entry in entries {
+        let entry = entry.map_err(io(from))?;
+        let src = entry.path();
+        let dst = to.join(entry.file_name());
+        let ty = entry.file_type().map_err(io(&src))?;
+        if ty.is_dir() {
+            if !dst.exists() {
+                fs::create_dir_all(&dst).map_err(io(&dst))?;
+                let mode = entry.metadata().map_err(io(&src))?.permissions();
+                fs::set_permissions(&dst, mode).map_err(io(&dst))?;
+            }
+            carry_over(&src, &dst)?;
+        } else if ty.is_file() && !dst.exists() {
+            fs::create_dir_all(to).map_err(io(to))?;
+            fs::copy(&src, &dst).map_err(io(&src))?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -383,5 +425,29 @@ mod tests {
         fs::write(other.join("precious"), "x").unwrap();
         assert!(matches!(t.write_to(&other), Err(Error::NotAPlanDir { .. })));
         assert!(other.join("precious").exists());
+    }
+
+    #[test]
+    fn secrets_and_state_of_later_stages_survive_a_replan() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let mut t = PlanTree::default();
+        t.insert("plan.json".into(), "{}", 0o644).unwrap();
+        t.insert("secrets/kubeadm.env".into(), "TOKEN=new", 0o600)
+            .unwrap();
+        t.write_to(&out).unwrap();
+        fs::create_dir_all(out.join("secrets/vault")).unwrap();
+        fs::write(out.join("secrets/vault/init.json"), "{}").unwrap();
+        fs::write(out.join("secrets/kubeadm.env"), "TOKEN=old").unwrap();
+        fs::create_dir_all(out.join("state")).unwrap();
+        fs::write(out.join("state/up.json"), "{}").unwrap();
+        t.write_to(&out).unwrap();
+        assert!(out.join("secrets/vault/init.json").is_file());
+        assert!(out.join("state/up.json").is_file());
+        // What the plan writes itself is the plan's.
+        assert_eq!(
+            fs::read_to_string(out.join("secrets/kubeadm.env")).unwrap(),
+            "TOKEN=new"
+        );
     }
 }

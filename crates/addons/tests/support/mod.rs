@@ -200,7 +200,7 @@ pub fn helm_wrapper(dir: &Path, objects: &Path) -> (PathBuf, PathBuf) {
     std::fs::write(
         &helm,
         format!(
-            "#!/bin/sh\nexport HAKUBE_HELM_LOG='{}' HAKUBE_HELM_OBJECTS='{}'\nexec python3 '{}' \"$@\"\n",
+            "#!/bin/sh\nexport HAKUBE_HELM_LOG='{}' HAKUBE_HELM_OBJECTS='{}'\nexec /usr/bin/python3 '{}' \"$@\"\n",
             log.display(),
             objects.display(),
             hakube_lab::stand_ins::helm().display()

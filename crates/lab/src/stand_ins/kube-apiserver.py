@@ -34,6 +34,7 @@ import datetime
 import http.server
 import json
 import os
+import re
 import socket
 import socketserver
 import ssl
@@ -402,7 +403,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         start = time.time()
         raw = self.body()
         try:
-            if self.headers.get("Authorization") != f"Bearer {self.server.token}":
+            path = urllib.parse.urlsplit(self.path).path
+            if self.command == "GET" and path in ("/readyz", "/livez", "/healthz"):
+                # Health endpoints answer anonymous requests, as the real server's do.
+                code, body = 200, "ok"
+            elif not self.authorized():
                 code, body = 401, status(401, "Unauthorized", "Unauthorized")
             else:
                 code, body = self.route(raw)
@@ -418,6 +423,27 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_json(code, body)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = handle_any
+
+    def authorized(self):
+        """The server's token, or a bootstrap token (`<id>.<secret>`) whose Secret
+        `kube-system/bootstrap-token-<id>` holds that secret and has not expired, as the
+        real server's bootstrap token authenticator accepts."""
+        got = self.headers.get("Authorization") or ""
+        if got == f"Bearer {self.server.token}":
+            return True
+        m = re.fullmatch(r"Bearer ([a-z0-9]{6})\.([a-z0-9]{16})", got)
+        if not m:
+            return False
+        st = self.server.state
+        with st.lock:
+            sec = st.objects.get(f"|secrets|kube-system|bootstrap-token-{m.group(1)}")
+        if not sec or sec.get("type") != "bootstrap.kubernetes.io/token":
+            return False
+        data = {k: base64.b64decode(v).decode(errors="replace") for k, v in (sec.get("data") or {}).items()}
+        if data.get("token-secret") != m.group(2) or data.get("usage-bootstrap-authentication") != "true":
+            return False
+        exp = data.get("expiration")
+        return not exp or exp > time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
     def route(self, raw):
         url = urllib.parse.urlsplit(self.path)

@@ -286,12 +286,27 @@ def join(args):
         addr = (cp.get("localAPIEndpoint") or {}).get("advertiseAddress") or my_addr()
         etcd = api.call("GET", "/api/v1/namespaces/kube-system/configmaps/hakube-twin-etcd")
         eps = etcd["data"]["endpoints"]
-        out = subprocess.run(["etcdctl", "--endpoints", eps, "member", "add", name, f"--peer-urls=http://{addr}:2380"],
-                             capture_output=True, text=True)
+        # etcd refuses a new member while the last one added has not caught up
+        # ("unhealthy cluster"); kubeadm retries, as here.
+        for _ in range(120):
+            out = subprocess.run(["etcdctl", "--endpoints", eps, "member", "add", name, f"--peer-urls=http://{addr}:2380"],
+                                 capture_output=True, text=True)
+            if out.returncode == 0 or "unhealthy cluster" not in out.stderr:
+                break
+            time.sleep(0.5)
         if out.returncode != 0:
-            die(f"[etcd] adding member {name}: {out.stderr.strip()}")
+            die(f"[etcd] adding member {name}: {out.stderr.strip().splitlines()[-1]}")
         initial = re.search(r'ETCD_INITIAL_CLUSTER="([^"]*)"', out.stdout).group(1)
         start_etcd(name, addr, initial, "existing")
+        print("[etcd] Waiting for the new etcd member to join the cluster. This can take up to 40s")
+        for _ in range(80):
+            ok = subprocess.run(["etcdctl", "--endpoints", "http://127.0.0.1:2379", "endpoint", "health"],
+                                capture_output=True, text=True)
+            if ok.returncode == 0:
+                break
+            time.sleep(0.5)
+        else:
+            die(f"[etcd] the new member {name} did not become healthy: {ok.stderr.strip()}")
         api.apply("/api/v1/namespaces/kube-system/configmaps/hakube-twin-etcd", {
             "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "hakube-twin-etcd", "namespace": "kube-system"},
             "data": {"endpoints": eps + f",http://{addr}:2379"}})

@@ -17,18 +17,21 @@ import asyncio
 import hashlib
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 
-from fakepve import FakePve
 from fakepve.certs import make_cert
 
+# hakube-proxmox-api's test harness (written next to this file by the twin): fakepve plus the
+# state a provisioner's re-run must see (disk sizes, HA resources and rules, the agent address).
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fakepve_harness import HarnessPve  # noqa: E402
 
-class TwinPve(FakePve):
+
+class TwinPve(HarnessPve):
     def __init__(self, power, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.power = power
@@ -43,16 +46,6 @@ class TwinPve(FakePve):
         if vm.status == 'running':
             self._run(vm, 'up')
             self.powered.add(vm.name)
-            ip = None
-            m = re.search(r'ip=([0-9.]+)/(\d+)', str(vm.config.get('ipconfig0', '')))
-            if m:
-                ip, prefix = m.group(1), int(m.group(2))
-            if str(vm.config.get('agent', '0')).split(',')[0].split('=')[-1] == '1' and ip:
-                vm.agent = {'interfaces': [
-                    {'name': 'lo', 'hardware-address': '00:00:00:00:00:00',
-                     'ip-addresses': [{'ip-address': '127.0.0.1', 'ip-address-type': 'ipv4', 'prefix': 8}]},
-                    {'name': 'eth0', 'hardware-address': 'bc:24:11:00:00:01',
-                     'ip-addresses': [{'ip-address': ip, 'ip-address-type': 'ipv4', 'prefix': prefix}]}]}
         return result
 
     async def watch_power(self):

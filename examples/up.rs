@@ -1,0 +1,443 @@
+//! `cargo run --example up -- [TOPOLOGY] --pve-url URL (--token-id ID --token-secret S | --pve-user U --password P)
+//! [--fingerprint FP | --ca PEM | --danger-accept-invalid-certs] --ssh-key KEY [--user U] [--known-hosts FILE | --accept-new]
+//! [--out DIR] [--from STAGE] [--until STAGE] [--dry-run]`, or `up --lab` (root) for the local twin.
+//!
+//! The whole cluster from one command (default topology: the seed cluster), in stages:
+//! `plan` (render and write the plan tree), `provision` (the VMs on Proxmox VE), `configure`
+//! (load balancers holding the VIP, the NFS server, the Vault VMs), `bootstrap` (node
+//! preparation, kubeadm init against the VIP, joins), `addons` (every install step: CNI, NFS
+//! provisioner, Traefik, observability, cert-manager with Vault, etcd backup) and `verify`.
+//! Each stage is the library code of its own binary (`hakube_examples::stage`); `up` only
+//! orders them, records what finished and reports.
+//!
+//! State: each finished stage is recorded in `DIR/state/up.json` (next to the secrets, outside
+//! the GitOps tree, kept when the plan is rewritten). A run that stopped (killed, or a stage
+//! failed) resumes at the first unfinished stage; after a complete run, `up` runs every stage
+//! again, which then changes nothing. Every stage is idempotent, so a run killed anywhere
+//! converges on the next: no second VM, no half-written file live, no second `kubeadm init`.
+//! `--from`/`--until` choose the stages explicitly.
+//!
+//! `--lab` builds the local twin of the topology first (see `hakube_examples::twin`): fakepve
+//! with the topology's Proxmox nodes and templates, each VM a network-namespace host at its
+//! planned address with a real sshd (root login by the twin's key), real HAProxy, keepalived,
+//! NFS, OpenBao and etcd, stand-ins for kubeadm, kubectl, helm and the Kubernetes API. The
+//! twin is torn down when `up` ends; every stage runs (the twin starts empty).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, ValueEnum};
+use hakube_examples::ssh::{SshArgs, apply_plans, plans_from_dir};
+use hakube_examples::stage::{self, provision::PveArgs};
+use hakube_remote::Mode;
+use hakube_topology::{Cluster, RoleKind};
+use serde::{Deserialize, Serialize};
+
+/// Build the whole cluster: plan, provision, configure, bootstrap, add-ons, verify.
+#[derive(Parser)]
+#[command(version, about)]
+struct Args {
+    /// The topology file (default: the seed cluster).
+    topology: Option<PathBuf>,
+    /// The plan directory (plan tree, secrets, state).
+    #[arg(long, default_value = "out")]
+    out: PathBuf,
+    #[command(flatten)]
+    pve: PveArgs,
+    #[command(flatten)]
+    ssh: SshArgs,
+    /// Start at this stage (default: the first unfinished one).
+    #[arg(long, value_enum)]
+    from: Option<Stage>,
+    /// Stop after this stage.
+    #[arg(long, value_enum)]
+    until: Option<Stage>,
+    /// Show what each stage would do; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Build the local twin of the topology and run against it (root).
+    #[arg(long)]
+    lab: bool,
+}
+
+/// The stages, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Stage {
+    Plan,
+    Provision,
+    Configure,
+    Bootstrap,
+    Addons,
+    Verify,
+}
+
+const STAGES: [Stage; 6] = [
+    Stage::Plan,
+    Stage::Provision,
+    Stage::Configure,
+    Stage::Bootstrap,
+    Stage::Addons,
+    Stage::Verify,
+];
+
+impl Stage {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Plan => "plan",
+            Self::Provision => "provision",
+            Self::Configure => "configure",
+            Self::Bootstrap => "bootstrap",
+            Self::Addons => "addons",
+            Self::Verify => "verify",
+        }
+    }
+}
+
+/// What `up` recorded in `state/up.json`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct State {
+    /// Stages finished by the current (or last) run, in order.
+    finished: Vec<Stage>,
+}
+
+fn state_path(out: &Path) -> PathBuf {
+    out.join(hakube_plan::STATE_DIR).join("up.json")
+}
+
+fn read_state(out: &Path) -> Result<State, String> {
+    let path = state_path(out);
+    match std::fs::read(&path) {
+        Ok(b) => serde_json::from_slice(&b).map_err(|e| format!("{}: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+fn write_state(out: &Path, state: &State) -> Result<(), String> {
+    let path = state_path(out);
+    let body = serde_json::to_vec_pretty(state).map_err(|e| e.to_string())?;
+    hakube_examples::write_private_atomic(&path, &body)
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// One stage's line in the final report.
+struct Done {
+    stage: Stage,
+    changes: usize,
+    seconds: f64,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match try_main().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn try_main() -> Result<(), String> {
+    let mut args = Args::parse();
+    let started = Instant::now();
+    let path = args
+        .topology
+        .clone()
+        .unwrap_or_else(hakube_examples::default_topology);
+    let cluster = hakube_examples::load_topology(&path)?;
+    // The twin lives as long as this run.
+    let twin = if args.lab {
+        if args.dry_run {
+            return Err("--lab builds a twin to change: it cannot be a --dry-run".into());
+        }
+        println!("== local twin of {}", path.display());
+        let t0 = Instant::now();
+        let twin = tokio::task::spawn_blocking({
+            let cluster = cluster.clone();
+            move || hakube_examples::twin::start(&cluster)
+        })
+        .await
+        .map_err(|e| e.to_string())??;
+        println!(
+            "twin: {} hosts on {}, Proxmox VE at {} ({:.1}s)",
+            twin.lab().hosts().len(),
+            twin.lab().subnet(),
+            twin.pve_url(),
+            t0.elapsed().as_secs_f64()
+        );
+        args.pve = PveArgs {
+            pve_url: Some(twin.pve_url().to_owned()),
+            pve_user: Some(hakube_lab::twin::TWIN_USER.to_owned()),
+            password: Some(twin.pve_password().to_owned()),
+            fingerprint: Some(twin.pve_fingerprint().to_owned()),
+            tasks_per_node: args.pve.tasks_per_node,
+            ..PveArgs::default()
+        };
+        args.ssh = SshArgs {
+            ssh_key: Some(twin.lab().ssh_private_key().to_owned()),
+            user: Some("root".into()),
+            known_hosts: Some(twin.lab().known_hosts_file().to_owned()),
+            accept_new: false,
+            danger_accept_any: false,
+        };
+        // A fresh twin has none of what an earlier run finished.
+        let _ = std::fs::remove_file(state_path(&args.out));
+        Some(twin)
+    } else {
+        None
+    };
+    let mut state = read_state(&args.out)?;
+    let complete = state.finished.len() == STAGES.len();
+    let first = args.from.unwrap_or_else(|| {
+        if complete {
+            Stage::Plan
+        } else {
+            STAGES
+                .into_iter()
+                .find(|s| !state.finished.contains(s))
+                .unwrap_or(Stage::Plan)
+        }
+    });
+    let last = args.until.unwrap_or(Stage::Verify);
+    if first > last {
+        return Err(format!(
+            "--from {} comes after --until {}",
+            first.name(),
+            last.name()
+        ));
+    }
+    if complete || args.from.is_some() {
+        state.finished.retain(|s| *s < first);
+    }
+    if first > Stage::Plan {
+        println!(
+            "resuming at {} (finished before: {:?})",
+            first.name(),
+            state.finished
+        );
+    }
+    let mut done: Vec<Done> = Vec::new();
+    for stage in STAGES.into_iter().filter(|s| (first..=last).contains(s)) {
+        println!("\n== {}", stage.name());
+        let t0 = Instant::now();
+        let changes = run_stage(stage, &cluster, &args, twin.as_ref())
+            .await
+            .map_err(|e| format!("stage {}: {e}", stage.name()))?;
+        let seconds = t0.elapsed().as_secs_f64();
+        println!(
+            "== {} done: {changes} change(s), {seconds:.1}s",
+            stage.name()
+        );
+        if !args.dry_run {
+            if !state.finished.contains(&stage) {
+                state.finished.push(stage);
+            }
+            write_state(&args.out, &state)?;
+        }
+        done.push(Done {
+            stage,
+            changes,
+            seconds,
+        });
+    }
+    report(&cluster, &args, &done, started.elapsed());
+    drop(twin);
+    Ok(())
+}
+
+async fn run_stage(
+    stage: Stage,
+    cluster: &Cluster,
+    args: &Args,
+    twin: Option<&hakube_lab::twin::Twin>,
+) -> Result<usize, String> {
+    let chain = |e: &dyn std::error::Error| hakube_examples::error_chain(e);
+    match stage {
+        Stage::Plan => {
+            if args.dry_run {
+                let secrets = hakube_examples::plan_secrets(&args.out)?;
+                let tree = hakube_plan::render(cluster, &secrets).map_err(|e| chain(&e))?;
+                println!(
+                    "would write {} files to {}",
+                    tree.iter().count(),
+                    args.out.display()
+                );
+                return Ok(0);
+            }
+            let r = stage::plan::run(cluster, &args.out).map_err(|e| chain(&e))?;
+            println!(
+                "wrote {} files ({} bytes) to {}, {} new or changed",
+                r.files,
+                r.bytes,
+                args.out.display(),
+                r.changed
+            );
+            Ok(r.changed)
+        }
+        Stage::Provision => {
+            let client = args.pve.client(cluster).map_err(|e| chain(&e))?;
+            let opts = stage::provision::Options {
+                dry_run: args.dry_run,
+                tasks_per_node: args.pve.tasks_per_node,
+                ..stage::provision::Options::default()
+            };
+            let outcome = stage::provision::run(cluster, client, &opts)
+                .await
+                .map_err(|e| chain(&e))?;
+            match &outcome {
+                stage::provision::Outcome::Planned(p) => print!("{p}"),
+                stage::provision::Outcome::Applied(r) => print!("{r}"),
+            }
+            Ok(outcome.changes())
+        }
+        Stage::Configure => configure(cluster, args).await,
+        Stage::Bootstrap => {
+            if args.dry_run {
+                println!("would bootstrap (kubeadm has no dry run here)");
+                return Ok(0);
+            }
+            let pool = args.ssh.pool()?;
+            let opts = stage::bootstrap::Options {
+                prepare: true,
+                parallel_control_plane: false,
+                cni_manifests: Vec::new(),
+                plan_dir: args.out.clone(),
+            };
+            let r = stage::bootstrap::run(cluster, &args.ssh, &pool, &opts).await;
+            pool.close_all().await;
+            let r = r.map_err(|e| chain(&e))?;
+            println!("{}", r.flow);
+            Ok(r.changes())
+        }
+        Stage::Addons => {
+            let kubeconfig = args.out.join(stage::bootstrap::ADMIN_KUBECONFIG);
+            let mut opts = stage::addons::Options::new(&args.out, &kubeconfig);
+            opts.dry_run = args.dry_run;
+            if twin.is_some() {
+                let dir = args.out.join(hakube_plan::STATE_DIR).join("twin-helm");
+                opts.helm = Some(hakube_examples::twin::helm(&args.out, &dir)?);
+            }
+            let r = stage::addons::run(&opts).await.map_err(|e| chain(&e))?;
+            Ok(r.changed())
+        }
+        Stage::Verify => verify(cluster, args).await.map(|()| 0),
+    }
+}
+
+/// The host tiers: load balancers, NFS server, Vault VMs, from the plan's host plans.
+async fn configure(cluster: &Cluster, args: &Args) -> Result<usize, String> {
+    let pool = args.ssh.pool()?;
+    let vms = cluster.vms.iter().filter(|v| {
+        matches!(
+            v.role,
+            RoleKind::LoadBalancer | RoleKind::Nfs | RoleKind::Vault
+        )
+    });
+    let hosts = args.ssh.sessions(&pool, cluster, vms);
+    let work = plans_from_dir(&args.out, hosts)?;
+    let mode = if args.dry_run {
+        Mode::DryRun
+    } else {
+        Mode::Apply
+    };
+    let reports = apply_plans(&work, mode, 16).await;
+    pool.close_all().await;
+    let failed: Vec<String> = reports
+        .iter()
+        .filter_map(|r| {
+            r.result
+                .as_ref()
+                .err()
+                .map(|e| format!("{}: {}", r.host, hakube_examples::error_chain(e)))
+        })
+        .collect();
+    if !failed.is_empty() {
+        return Err(failed.join("; "));
+    }
+    Ok(reports.iter().map(|r| r.changes.len()).sum())
+}
+
+/// What the cluster must do, checked from here: the API answers through the VIP, every node
+/// is registered.
+async fn verify(cluster: &Cluster, args: &Args) -> Result<(), String> {
+    if args.dry_run {
+        println!("would verify the API through the VIP");
+        return Ok(());
+    }
+    let kubeconfig = args.out.join(stage::bootstrap::ADMIN_KUBECONFIG);
+    let kc = kube::config::Kubeconfig::read_from(&kubeconfig)
+        .map_err(|e| format!("{}: {e}", kubeconfig.display()))?;
+    let config =
+        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+            .await
+            .map_err(|e| format!("{}: {e}", kubeconfig.display()))?;
+    let client =
+        kube::Client::try_from(config).map_err(|e| format!("{}: {e}", kubeconfig.display()))?;
+    let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client);
+    let list = tokio::time::timeout(Duration::from_secs(30), nodes.list(&Default::default()))
+        .await
+        .map_err(|_| "listing nodes through the VIP: no answer within 30 s".to_owned())?
+        .map_err(|e| format!("listing nodes through the VIP: {e}"))?;
+    let want: Vec<&str> = cluster
+        .vms
+        .iter()
+        .filter(|v| matches!(v.role, RoleKind::ControlPlane | RoleKind::Worker))
+        .map(|v| v.name.as_str())
+        .collect();
+    let have: Vec<String> = list
+        .items
+        .iter()
+        .filter_map(|n| n.metadata.name.clone())
+        .collect();
+    let missing: Vec<&&str> = want
+        .iter()
+        .filter(|w| !have.iter().any(|h| h == **w))
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!("nodes not registered: {missing:?}"));
+    }
+    println!(
+        "verify: the API answers through {}:6443; {} nodes registered",
+        cluster.topology.network.vip,
+        have.len()
+    );
+    Ok(())
+}
+
+fn report(cluster: &Cluster, args: &Args, done: &[Done], wall: Duration) {
+    let vip = cluster.topology.network.vip;
+    println!("\n== {} is up", cluster.topology.cluster.name);
+    println!("API server     https://{vip}:6443");
+    println!("ingress        http://{vip}/  https://{vip}/ (Traefik behind HAProxy)");
+    println!("Vault          https://{vip}:8200");
+    println!(
+        "kubeconfig     {}",
+        args.out.join(stage::bootstrap::ADMIN_KUBECONFIG).display()
+    );
+    println!(
+        "secrets        {}",
+        args.out.join(hakube_plan::SECRETS_DIR).display()
+    );
+    println!("\n{:<10} {:>8} {:>8}", "STAGE", "CHANGES", "TIME");
+    for d in done {
+        println!(
+            "{:<10} {:>8} {:>7.1}s",
+            d.stage.name(),
+            d.changes,
+            d.seconds
+        );
+    }
+    let sum: f64 = done.iter().map(|d| d.seconds).sum();
+    println!(
+        "total {:.1}s (stages {sum:.1}s){}",
+        wall.as_secs_f64(),
+        if args.dry_run {
+            ", dry run: nothing changed"
+        } else {
+            ""
+        }
+    );
+}
