@@ -59,6 +59,9 @@ struct Args {
     /// Build the local twin of the topology and run against it (root).
     #[arg(long)]
     lab: bool,
+    /// The `helm` binary for the add-ons (default: `helm` on PATH; the twin brings its own).
+    #[arg(long)]
+    helm: Option<PathBuf>,
 }
 
 /// The stages, in order.
@@ -316,6 +319,7 @@ async fn run_stage(
             let kubeconfig = args.out.join(stage::bootstrap::ADMIN_KUBECONFIG);
             let mut opts = stage::addons::Options::new(&args.out, &kubeconfig);
             opts.dry_run = args.dry_run;
+            opts.helm.clone_from(&args.helm);
             if twin.is_some() {
                 let dir = args.out.join(hakube_plan::STATE_DIR).join("twin-helm");
                 opts.helm = Some(hakube_examples::twin::helm(&args.out, &dir)?);
