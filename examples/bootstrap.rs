@@ -236,6 +236,7 @@ async fn main() -> ExitCode {
         // writes them, applied by the host-plan executor.
         let plan_secrets = PlanSecrets {
             kubeadm: secrets.clone(),
+            ..PlanSecrets::generate()
         };
         let tree = match hakube_plan::render(&cluster, &plan_secrets) {
             Ok(t) => t,

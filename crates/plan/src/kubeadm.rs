@@ -26,11 +26,16 @@ fn err(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Error {
     }
 }
 
-/// The bootstrap token and certificate key of one cluster. `Debug` shows neither.
+/// The plan's secrets: kubeadm's bootstrap token and certificate key, and the Vault VMs' TLS
+/// bundle. `Debug` shows none of them.
 #[derive(Clone)]
 pub struct PlanSecrets {
     /// The kubeadm secrets (token, certificate key).
     pub kubeadm: ClusterSecrets,
+    /// The Vault VMs' CA and server certificates kept from an earlier plan
+    /// (`TlsBundle::read_dir` of [`crate::VAULT_TLS_DIR`]); reconciled by [`crate::render`],
+    /// which issues what is missing (a new CA when `None`).
+    pub vault_tls: Option<hakube_vault::certs::TlsBundle>,
 }
 
 impl std::fmt::Debug for PlanSecrets {
@@ -45,10 +50,11 @@ impl PlanSecrets {
     pub fn generate() -> Self {
         Self {
             kubeadm: ClusterSecrets::generate(),
+            vault_tls: None,
         }
     }
 
-    /// Parses the `secrets.env` text (`TOKEN=...`, `CERTIFICATE_KEY=...`).
+    /// Parses the `secrets.env` text (`TOKEN=...`, `CERTIFICATE_KEY=...`); no Vault bundle.
     ///
     /// # Errors
     /// [`Error::Component`] naming the missing or malformed key (never its value).
@@ -73,7 +79,30 @@ impl PlanSecrets {
                 certificate_key,
                 ca_cert_hash: None,
             },
+            vault_tls: None,
         })
+    }
+
+    /// The secrets kept in a plan written to `dir`: [`SECRETS_PATH`] (fresh kubeadm secrets
+    /// when it is absent) and the Vault TLS bundle under [`crate::VAULT_TLS_DIR`] (`None`
+    /// when absent). Rendering with them gives the same tree again.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when a kept file cannot be read, [`Error::Component`] when one is
+    /// malformed (naming the file, never a value).
+    pub fn load(dir: &std::path::Path) -> Result<Self, Error> {
+        let path = dir.join(SECRETS_PATH);
+        let mut s = match std::fs::read_to_string(&path) {
+            Ok(text) => Self::parse(&text)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Self::generate(),
+            Err(source) => return Err(Error::Io { path, source }),
+        };
+        s.vault_tls = hakube_vault::certs::TlsBundle::read_dir(&dir.join(crate::VAULT_TLS_DIR))
+            .map_err(|e| Error::Component {
+                component: "vault",
+                source: e.into(),
+            })?;
+        Ok(s)
     }
 
     /// The `secrets.env` text.
