@@ -3,6 +3,7 @@
 //! application the binaries that work on VMs share.
 
 pub mod ssh;
+pub mod stage;
 
 use std::path::{Path, PathBuf};
 

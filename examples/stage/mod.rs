@@ -1,0 +1,3 @@
+//! The stages the `configure` and `up` binaries run, as library code.
+
+pub mod configure;
