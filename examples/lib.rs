@@ -146,19 +146,12 @@ pub fn summary(cluster: &Cluster) -> String {
     s
 }
 
-/// The plan's secrets: those kept in an earlier plan in `out`, or fresh ones.
+/// The plan's secrets: those kept in an earlier plan in `out` (kubeadm's, the Vault TLS
+/// bundle), or fresh ones.
 ///
 /// # Errors
 /// A printable message when a kept secrets file exists but cannot be read or parsed.
 pub fn plan_secrets(out: &Path) -> Result<hakube_plan::PlanSecrets, String> {
-    let path = out.join(hakube_plan::SECRETS_PATH);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            hakube_plan::PlanSecrets::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            Ok(hakube_plan::PlanSecrets::generate())
-        }
-        Err(e) => Err(format!("{}: {e}", path.display())),
-    }
+    hakube_plan::PlanSecrets::load(out)
+        .map_err(|e| format!("{}: {}", out.display(), error_chain(&e)))
 }

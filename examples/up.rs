@@ -28,9 +28,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
-use hakube_examples::ssh::{SshArgs, apply_plans, plans_from_dir};
+use hakube_examples::ssh::SshArgs;
 use hakube_examples::stage::{self, provision::PveArgs};
-use hakube_remote::Mode;
 use hakube_topology::{Cluster, RoleKind};
 use serde::{Deserialize, Serialize};
 
@@ -331,37 +330,28 @@ async fn run_stage(
     }
 }
 
-/// The host tiers: load balancers, NFS server, Vault VMs, from the plan's host plans.
+/// The host tiers (load balancers, NFS server, Vault VMs) from the written plan, the Vault
+/// bootstrap, and their checks: `configure`'s stage.
 async fn configure(cluster: &Cluster, args: &Args) -> Result<usize, String> {
     let pool = args.ssh.pool()?;
-    let vms = cluster.vms.iter().filter(|v| {
-        matches!(
-            v.role,
-            RoleKind::LoadBalancer | RoleKind::Nfs | RoleKind::Vault
-        )
-    });
-    let hosts = args.ssh.sessions(&pool, cluster, vms);
-    let work = plans_from_dir(&args.out, hosts)?;
-    let mode = if args.dry_run {
-        Mode::DryRun
-    } else {
-        Mode::Apply
+    let opts = stage::configure::Options {
+        plan_dir: Some(args.out.clone()),
+        out: args.out.clone(),
+        tiers: Vec::new(),
+        dry_run: args.dry_run,
+        concurrency: 16,
+        user: args.ssh.user(cluster),
     };
-    let reports = apply_plans(&work, mode, 16).await;
+    let r = stage::configure::run(cluster, &pool, &opts).await;
     pool.close_all().await;
-    let failed: Vec<String> = reports
-        .iter()
-        .filter_map(|r| {
-            r.result
-                .as_ref()
-                .err()
-                .map(|e| format!("{}: {}", r.host, hakube_examples::error_chain(e)))
-        })
-        .collect();
-    if !failed.is_empty() {
-        return Err(failed.join("; "));
+    let r = r.map_err(|e| hakube_examples::error_chain(&e))?;
+    for v in &r.verified {
+        println!("verified: {v}");
     }
-    Ok(reports.iter().map(|r| r.changes.len()).sum())
+    for n in &r.notes {
+        println!("note: {n}");
+    }
+    Ok(r.host_changes() + r.vault_changes.len())
 }
 
 /// What the cluster must do, checked from here: the API answers through the VIP, every node

@@ -18,7 +18,7 @@ use super::Error;
 use crate::ssh::{SshArgs, apply_plans, plans_from_dir, plans_from_tree};
 
 /// Where the admin kubeconfig is kept, under the plan directory (mode 0600).
-pub const ADMIN_KUBECONFIG: &str = "secrets/admin.conf";
+pub const ADMIN_KUBECONFIG: &str = "secrets/kubernetes/admin.conf";
 
 /// Where CNI manifests are copied on the first master.
 const CNI_DIR: &str = "/etc/kubernetes/hakube/cni";

@@ -4,6 +4,7 @@
 
 pub mod addons;
 pub mod bootstrap;
+pub mod configure;
 pub mod plan;
 pub mod provision;
 

@@ -9,6 +9,14 @@
 //! changes nothing and restarts nothing; a rendered `haproxy.cfg` that HAProxy rejects never
 //! replaces the live one (the VIP keeps answering); an unknown host key and a host that is
 //! gone are named while the others finish. Prints each run's wall time.
+//!
+//! With the Vault VMs (`configure_seed_seven_hosts_with_vault`: the seed's 3 LBs, NFS server
+//! and 3 Vault VMs running the real OpenBao): configured, bootstrapped and verified (Vault's
+//! health through the VIP, a TLS handshake on 6443 once a TLS stand-in answers on a master's
+//! address); a re-run changes and restarts nothing; a CSR signed the way cert-manager's issuer
+//! does it through the VIP chains to the root CA, also after the Vault leader was killed; a
+//! Vault whose keys are not ours is refused with nothing changed; no unseal key or root token
+//! ever in the output.
 
 #![allow(clippy::unwrap_used)]
 
@@ -25,6 +33,9 @@ use hakube_lab::{Lab, require_root};
 use lab_topology::{Roles, lab_topology};
 
 const LBS: [&str; 3] = ["lb-1", "lb-2", "lb-3"];
+
+/// The lab tests here share the kernel's NFS server and two cores: one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn binary() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
@@ -72,6 +83,9 @@ fn configure_fresh_lbs_and_nfs_then_rerun() {
     if !require_root("configure_fresh_lbs_and_nfs_then_rerun") {
         return;
     }
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if Path::new("/proc/fs/nfsd/exports").exists() {
         // Lab hosts share the kernel: exportfs would change the machine's live exports.
         println!("SKIP configure_fresh_lbs_and_nfs_then_rerun: a kernel NFS server is active here");
@@ -249,4 +263,326 @@ fn configure_fresh_lbs_and_nfs_then_rerun() {
     for h in LBS {
         assert_eq!(summary(&gone, h)[3], "ok", "{}", gone.stdout);
     }
+}
+
+const VAULTS: [&str; 3] = ["vault-1", "vault-2", "vault-3"];
+
+fn csr(name: &str) -> hakube_vault::client::SignRequest {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut p = rcgen::CertificateParams::new(vec![name.to_owned()]).unwrap();
+    p.distinguished_name = rcgen::DistinguishedName::new();
+    hakube_vault::client::SignRequest {
+        csr_pem: p.serialize_request(&key).unwrap().pem().unwrap(),
+        common_name: None,
+        alt_names: vec![name.to_owned()],
+        ttl: "1h".into(),
+    }
+}
+
+fn der(pem: &str) -> Vec<u8> {
+    x509_parser::pem::parse_x509_pem(pem.as_bytes())
+        .unwrap()
+        .1
+        .contents
+}
+
+/// leaf -> chain -> root, by names and signatures; the root self-signed.
+fn assert_chains_to(leaf_pem: &str, chain: &[String], root_pem: &str) {
+    use x509_parser::prelude::{FromDer as _, X509Certificate};
+    let mut certs: Vec<Vec<u8>> = vec![der(leaf_pem)];
+    certs.extend(chain.iter().map(|c| der(c)));
+    let root = der(root_pem);
+    if certs.last() != Some(&root) {
+        certs.push(root);
+    }
+    assert!(certs.len() >= 3, "leaf, intermediate, root");
+    for w in certs.windows(2) {
+        let (_, child) = X509Certificate::from_der(&w[0]).unwrap();
+        let (_, parent) = X509Certificate::from_der(&w[1]).unwrap();
+        assert_eq!(child.issuer(), parent.subject());
+        child.verify_signature(Some(parent.public_key())).unwrap();
+    }
+    let (_, root) = X509Certificate::from_der(certs.last().unwrap()).unwrap();
+    root.verify_signature(None).unwrap();
+}
+
+fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn configure_seed_seven_hosts_with_vault() {
+    if !require_root("configure_seed_seven_hosts_with_vault") {
+        return;
+    }
+    if Path::new("/proc/fs/nfsd/exports").exists() {
+        println!("SKIP configure_seed_seven_hosts_with_vault: a kernel NFS server is active here");
+        return;
+    }
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let lab = Lab::builder("configvault")
+        .hosts(
+            LBS.iter()
+                .copied()
+                .chain(["nfs-1"])
+                .chain(VAULTS)
+                .chain(["master-1"]),
+        )
+        .fresh_hosts()
+        .private_dir("/var/lib/nfs")
+        .private_dir("/opt/openbao")
+        .private_dir("/usr/local/sbin")
+        .build()
+        .unwrap();
+    if !lab
+        .host("master-1")
+        .exec("apt-get install -y openbao")
+        .unwrap()
+        .status
+        .success()
+    {
+        println!(
+            "SKIP configure_seed_seven_hosts_with_vault: no OpenBao `bao` (scripts/install-test-deps)"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let topology = dir.path().join("lab-cluster.yaml");
+    let roles = Roles {
+        lbs: &LBS,
+        nfs: Some("nfs-1"),
+        vaults: &VAULTS,
+        ..Roles::default()
+    };
+    std::fs::write(&topology, lab_topology(&lab, &roles)).unwrap();
+    let out = dir.path().join("out");
+    let key = lab.ssh_private_key().to_str().unwrap().to_owned();
+    let known = lab.known_hosts_file().to_str().unwrap().to_owned();
+    let args: Vec<String> = [
+        topology.to_str().unwrap(),
+        "--ssh-key",
+        &key,
+        "--user",
+        "root",
+        "--known-hosts",
+        &known,
+        "--out",
+        out.to_str().unwrap(),
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut outputs = String::new();
+
+    // First run: 7 hosts configured, Vault bootstrapped, everything verified.
+    let t = Instant::now();
+    let first = run(&argv);
+    let first_time = t.elapsed();
+    outputs.push_str(&first.stdout);
+    outputs.push_str(&first.stderr);
+    assert!(first.ok, "{}\n{}", first.stdout, first.stderr);
+    for h in LBS.iter().chain(&["nfs-1"]).chain(&VAULTS) {
+        assert_eq!(summary(&first, h)[3], "ok", "{h}");
+    }
+    for want in [
+        "7 host(s)",
+        "holds the VIP",
+        ":6443 accepts connections",
+        "no API server answers behind the VIP yet",
+        "answers Vault's health through HAProxy",
+        "initialised (5 key shares, threshold 3)",
+        "intermediate CA generated",
+        "file /etc/openbao/snapshot.token: created",
+        "exports live on nfs-1 as planned",
+    ] {
+        assert!(first.stdout.contains(want), "{want}:\n{}", first.stdout);
+    }
+    let keys = out.join(hakube_plan::VAULT_KEYS_PATH);
+    assert_eq!(mode(&keys), 0o600);
+    assert_eq!(
+        mode(&out.join(hakube_plan::VAULT_TLS_DIR).join("ca.key")),
+        0o600
+    );
+    let v1 = lab.host("vault-1");
+    assert_eq!(
+        v1.run("stat -c '%a %U' /opt/openbao/tls/tls.key")
+            .unwrap()
+            .trim(),
+        "600 openbao"
+    );
+    assert!(v1.read_to_string("/etc/openbao/snapshot.token").is_ok());
+
+    // A TLS server on master-1's planned address (an API server stand-in, on the lab host
+    // master-1 as a second address): 6443 through the VIP now completes a handshake.
+    let cluster = hakube_topology::load(&std::fs::read_to_string(&topology).unwrap(), "t").unwrap();
+    let planned = cluster
+        .vms
+        .iter()
+        .find(|v| v.name == "master-1")
+        .unwrap()
+        .address;
+    let m1 = lab.host("master-1");
+    m1.run(&format!(
+        "ip addr add {planned}/{} dev $(ip -o link | awk -F': ' '$2 !~ /^lo/ {{print $2; exit}}' | cut -d@ -f1)",
+        lab.subnet().prefix_len()
+    ))
+    .unwrap();
+    m1.run(
+        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+         -subj /CN=master-1 -keyout /tmp/api.key -out /tmp/api.crt 2>/dev/null",
+    )
+    .unwrap();
+    m1.spawn(
+        "apiserver",
+        "exec openssl s_server -accept 6443 -cert /tmp/api.crt -key /tmp/api.key -www -quiet",
+    )
+    .unwrap();
+    m1.wait_for_port(6443, std::time::Duration::from_secs(10))
+        .unwrap();
+    assert!(
+        std::net::TcpStream::connect((planned, 6443)).is_ok(),
+        "the stand-in answers on {planned}"
+    );
+
+    // Second run: nothing changes, nothing restarts, the TLS path is checked.
+    let pids: Vec<Option<u32>> = VAULTS
+        .iter()
+        .map(|h| lab.host(h).service_pid("openbao"))
+        .collect();
+    assert!(pids.iter().all(Option::is_some), "{pids:?}");
+    for h in LBS.iter().chain(&["nfs-1"]).chain(&VAULTS) {
+        lab.host(h).clear_calls("systemctl");
+    }
+    let t = Instant::now();
+    let second = run(&argv);
+    let second_time = t.elapsed();
+    outputs.push_str(&second.stdout);
+    outputs.push_str(&second.stderr);
+    assert!(second.ok, "{}\n{}", second.stdout, second.stderr);
+    assert!(
+        second.stdout.contains("7 host(s), 0 change(s), 0 failed"),
+        "{}",
+        second.stdout
+    );
+    assert!(
+        second.stdout.contains("vault: 0 change(s)"),
+        "{}",
+        second.stdout
+    );
+    assert!(
+        second
+            .stdout
+            .contains(":6443 accepts connections and completes a TLS handshake"),
+        "{}",
+        second.stdout
+    );
+    for h in LBS.iter().chain(&["nfs-1"]).chain(&VAULTS) {
+        let calls = lab.host(h).calls("systemctl");
+        assert!(
+            calls.iter().all(|c| c[0].starts_with("is-")),
+            "{h}: {calls:?}"
+        );
+    }
+    let again: Vec<Option<u32>> = VAULTS
+        .iter()
+        .map(|h| lab.host(h).service_pid("openbao"))
+        .collect();
+    assert_eq!(again, pids, "OpenBao restarted");
+
+    // cert-manager's way (`pki_int/sign/<role>` through the VIP): a chain to the root CA,
+    // also right after the leader died.
+    let kept: serde_json::Value = serde_json::from_slice(&std::fs::read(&keys).unwrap()).unwrap();
+    let root_token = hakube_vault::Secret::new(kept["root_token"].as_str().unwrap());
+    let unseal: Vec<String> = kept["unseal_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap().to_owned())
+        .collect();
+    let ca = std::fs::read_to_string(out.join(hakube_plan::VAULT_TLS_DIR).join("ca.crt")).unwrap();
+    let setup = hakube_plan::vault_setup(&cluster).unwrap().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let vip = hakube_vault::client::Client::new(
+        vec![hakube_vault::client::Endpoint {
+            name: "VIP".into(),
+            url: setup.server_url.clone(),
+        }],
+        &ca,
+        std::time::Duration::from_secs(5),
+    )
+    .unwrap()
+    // The leader killed: the next certificate must come within 10 s.
+    .retry_for(std::time::Duration::from_secs(10));
+    let name = format!("app.{}", setup.allowed_domains[0]);
+    let root_ca = rt.block_on(async {
+        let v = vip.read(&root_token, "pki/cert/ca").await.unwrap().unwrap();
+        v["data"]["certificate"].as_str().unwrap().to_owned()
+    });
+    let signed = rt
+        .block_on(vip.sign(&root_token, &setup.int_mount, &setup.pki_role, &csr(&name)))
+        .unwrap();
+    assert_chains_to(&signed.certificate, &signed.ca_chain, &root_ca);
+    let nodes = hakube_vault::client::Client::for_nodes(
+        &setup.cluster.nodes,
+        &ca,
+        std::time::Duration::from_secs(5),
+    )
+    .unwrap();
+    let leader = rt
+        .block_on(nodes.raft_peers(&root_token))
+        .unwrap()
+        .into_iter()
+        .find(|p| p.leader)
+        .unwrap()
+        .node_id;
+    lab.host(&leader).kill_service("openbao").unwrap();
+    let t = Instant::now();
+    let after = rt
+        .block_on(vip.sign(&root_token, &setup.int_mount, &setup.pki_role, &csr(&name)))
+        .unwrap();
+    let failover = t.elapsed();
+    assert_chains_to(&after.certificate, &after.ca_chain, &root_ca);
+
+    // A Vault whose keys we do not hold (initialised by someone else, as far as our store
+    // knows): refused, nothing changed, the store not recreated.
+    let away = dir.path().join("init.json.away");
+    std::fs::rename(&keys, &away).unwrap();
+    let refused = run(&argv);
+    outputs.push_str(&refused.stdout);
+    outputs.push_str(&refused.stderr);
+    assert!(!refused.ok);
+    assert!(
+        refused
+            .stderr
+            .contains("already initialised, but not with the keys kept at"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!keys.exists(), "nothing written");
+    assert!(
+        !refused.stdout.contains("  vault: "),
+        "no Vault change: {}",
+        refused.stdout
+    );
+    std::fs::rename(&away, &keys).unwrap();
+
+    // Secrets never in any output.
+    for secret in unseal
+        .iter()
+        .map(String::as_str)
+        .chain([root_token.expose()])
+    {
+        assert!(!outputs.contains(secret), "a Vault secret was printed");
+    }
+    println!(
+        "configure, 7 fresh hosts (3 LB, NFS, 3 Vault): first run {:.1}s, re-run {:.1}s; \
+         Vault leader {leader} killed: next certificate through the VIP after {:.2}s",
+        first_time.as_secs_f64(),
+        second_time.as_secs_f64(),
+        failover.as_secs_f64()
+    );
 }

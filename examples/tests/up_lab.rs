@@ -130,7 +130,11 @@ fn seed_on_the_twin_then_rerun_and_bad_input() {
     );
     let c1 = changes(&t1);
     assert!(c1.iter().all(|(s, n)| s == "verify" || *n > 0), "{c1:?}");
-    assert!(Path::new(&out).join("secrets/admin.conf").is_file());
+    assert!(
+        Path::new(&out)
+            .join("secrets/kubernetes/admin.conf")
+            .is_file()
+    );
     assert!(!t1.contains(twin.pve_password()));
 
     // Run 2: every stage again, nothing changes.

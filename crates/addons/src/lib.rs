@@ -3,8 +3,8 @@
 //! Vault, an etcd backup CronJob, and the GitOps repository layout that holds them.
 //!
 //! The core is pure: [`render`] turns an [`AddonsInput`] into a [`Rendered`] set of files
-//! (relative paths under `cluster/`, plus per-host files for Vault VMs) and an ordered list of
-//! [`InstallStep`]s. [`validate`] and [`cross_check`] catch settings that would cause outages
+//! (relative paths under `cluster/`) and an ordered list of [`InstallStep`]s; the Vault VMs'
+//! host plans come from `hakube_vault::host`, composed by `hakube-plan`. [`validate`] and [`cross_check`] catch settings that would cause outages
 //! (a Calico pool outside kubeadm's pod subnet, Traefik NodePorts HAProxy does not target,
 //! PROXY protocol trusted from the wrong addresses, Prometheus on NFS). The effectful part
 //! (feature `apply`) is the install runner, [`run::Runner`]: it performs every step of a
@@ -16,8 +16,7 @@
 //!
 //! Entry points:
 //! - [`render`]`(&AddonsInput) -> Result<Rendered>`: the GitOps tree ([`Rendered::cluster_files`],
-//!   relative to `cluster/`), per-VM files ([`Rendered::host_files`], Vault VMs) and the ordered
-//!   [`Rendered::steps`] (serializable).
+//!   relative to `cluster/`) and the ordered [`Rendered::steps`] (serializable).
 //! - [`validate`] (input) and [`cross_check`] (rendered or hand-edited files): every problem found,
 //!   including every Helm values file against its chart's rules at the pinned version
 //!   ([`chart_schema`]), every-node DaemonSets tolerating every taint, and Traefik running on
@@ -104,31 +103,12 @@ impl ClusterFile {
     }
 }
 
-/// A file one VM receives (Vault VM placement).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct HostFile {
-    /// Host name (as in the input).
-    pub host: String,
-    /// Absolute path on that host, e.g. `/etc/vault.d/vault.hcl`.
-    pub path: String,
-    /// Unix mode, e.g. `0o640`.
-    pub mode: u32,
-    /// Owner user.
-    pub owner: String,
-    /// Owner group.
-    pub group: String,
-    /// File contents.
-    pub contents: String,
-}
-
 /// Everything [`render`] produces. Deterministic: rendering the same input twice gives
 /// byte-identical files in the same (sorted) order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rendered {
     /// The GitOps tree, sorted by path; the plan writes it under `cluster/`.
     pub cluster_files: Vec<ClusterFile>,
-    /// Per-host files (Vault VMs), sorted by host then path.
-    pub host_files: Vec<HostFile>,
     /// Install steps in bootstrap order.
     pub steps: Vec<InstallStep>,
 }
@@ -163,11 +143,8 @@ pub fn render(input: &AddonsInput) -> Result<Rendered, Error> {
     if let Some(l) = &input.logging {
         outputs.push(observability::render_logging(input, l)?);
     }
-    let mut host_files = Vec::new();
     if let Some(v) = &input.vault {
-        let (out, hosts) = vault::render(input, v, &certmanager::vault_login())?;
-        host_files = hosts;
-        if let Some(out) = out {
+        if let Some(out) = vault::render(input, v, &certmanager::vault_login())? {
             outputs.push(out);
         }
         outputs.push(certmanager::render(input, v)?);
@@ -179,10 +156,8 @@ pub fn render(input: &AddonsInput) -> Result<Rendered, Error> {
 
     let steps = outputs.iter().flat_map(|o| o.steps.clone()).collect();
     let cluster_files = gitops::assemble(input, &outputs)?;
-    host_files.sort();
     let rendered = Rendered {
         cluster_files,
-        host_files,
         steps,
     };
     if let Some(first) = cross_check(input, &rendered.cluster_files)

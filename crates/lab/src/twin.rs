@@ -134,7 +134,14 @@ impl Twin {
             bin.join("kube-apiserver.py"),
         )
         .map_err(|e| io(&bin.join("kube-apiserver.py"), e))?;
-        let mut builder: LabBuilder = Lab::builder(&spec.tag).fresh_hosts().subnet(spec.subnet);
+        // Beyond the lab's defaults, what the host plans write outside them: NFS state, OpenBao's
+        // directory, /usr/local/sbin (scripts the timers run).
+        let mut builder: LabBuilder = Lab::builder(&spec.tag)
+            .fresh_hosts()
+            .subnet(spec.subnet)
+            .private_dir("/var/lib/nfs")
+            .private_dir("/opt/openbao")
+            .private_dir("/usr/local/sbin");
         for (name, _) in programs {
             builder = builder.program(format!("/usr/bin/{name}"), bin.join(name));
         }

@@ -1,5 +1,5 @@
 //! Calico, Traefik, observability, Vault + cert-manager, etcd backups and the GitOps layout
-//! under `cluster/`, plus the Vault VMs' configs.
+//! under `cluster/` (the Vault VMs' host plans are `crate::vault`'s).
 
 use hakube_addons::{
     AddonsInput, CalicoInput, EnvironmentInput, EtcdBackupInput, HaproxyInput, Host,
@@ -250,9 +250,6 @@ pub(crate) fn render(
     crate::rules::check_addons(cluster, &input, &rendered, tree)?;
     for f in rendered.cluster_files {
         tree.insert(format!("cluster/{}", f.path), f.contents, 0o644)?;
-    }
-    for f in rendered.host_files {
-        tree.host_file(&f.host, &f.path, f.contents, f.mode)?;
     }
     let mut steps = serde_json::to_string_pretty(&rendered.steps).map_err(err)?;
     steps.push('\n');

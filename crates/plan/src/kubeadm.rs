@@ -27,8 +27,8 @@ fn err(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Error {
     }
 }
 
-/// The bootstrap token and certificate key of one cluster, and the Grafana admin password.
-/// `Debug` shows none of them.
+/// The plan's secrets: kubeadm's bootstrap token and certificate key, the Grafana admin
+/// password, and the Vault VMs' TLS bundle. `Debug` shows none of them.
 #[derive(Clone)]
 pub struct PlanSecrets {
     /// The kubeadm secrets (token, certificate key).
@@ -37,6 +37,10 @@ pub struct PlanSecrets {
     /// it where the add-on runner reads the Grafana admin Secret's generated key
     /// (`secrets/monitoring/<secret>/admin-password`). Never in `cluster/`.
     pub grafana_admin_password: Secret,
+    /// The Vault VMs' CA and server certificates kept from an earlier plan
+    /// (`TlsBundle::read_dir` of [`crate::VAULT_TLS_DIR`]); reconciled by [`crate::render`],
+    /// which issues what is missing (a new CA when `None`).
+    pub vault_tls: Option<hakube_vault::certs::TlsBundle>,
 }
 
 /// 32 letters and digits from the thread-local CSPRNG.
@@ -64,6 +68,7 @@ impl PlanSecrets {
         Self {
             kubeadm: ClusterSecrets::generate(),
             grafana_admin_password: random_password(),
+            vault_tls: None,
         }
     }
 
@@ -106,7 +111,30 @@ impl PlanSecrets {
                 ca_cert_hash: None,
             },
             grafana_admin_password,
+            vault_tls: None,
         })
+    }
+
+    /// The secrets kept in a plan written to `dir`: [`SECRETS_PATH`] (fresh kubeadm secrets
+    /// when it is absent) and the Vault TLS bundle under [`crate::VAULT_TLS_DIR`] (`None`
+    /// when absent). Rendering with them gives the same tree again.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when a kept file cannot be read, [`Error::Component`] when one is
+    /// malformed (naming the file, never a value).
+    pub fn load(dir: &std::path::Path) -> Result<Self, Error> {
+        let path = dir.join(SECRETS_PATH);
+        let mut s = match std::fs::read_to_string(&path) {
+            Ok(text) => Self::parse(&text)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Self::generate(),
+            Err(source) => return Err(Error::Io { path, source }),
+        };
+        s.vault_tls = hakube_vault::certs::TlsBundle::read_dir(&dir.join(crate::VAULT_TLS_DIR))
+            .map_err(|e| Error::Component {
+                component: "vault",
+                source: e.into(),
+            })?;
+        Ok(s)
     }
 
     /// The `secrets.env` text.

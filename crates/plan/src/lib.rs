@@ -25,6 +25,7 @@ mod nfs;
 mod proxmox;
 mod rules;
 mod tree;
+mod vault;
 
 pub use addons::KUBEADM_ETCD_IMAGE;
 pub use kubeadm::{PlanSecrets, SECRETS_PATH, WORKER_GROUP_LABEL, kubeadm_input};
@@ -34,6 +35,7 @@ pub use rules::SECRETS_DIR;
 pub use tree::{
     HOST_PLAN_FILE, PlanFile, PlanTree, STATE_DIR, WriteSummary, read_host_plan, read_host_plans,
 };
+pub use vault::{VAULT_KEYS_PATH, VAULT_SECRETS_DIR, VAULT_TLS_DIR, VaultSetup, vault_setup};
 
 use hakube_topology::Cluster;
 
@@ -87,10 +89,13 @@ pub enum Error {
 }
 
 /// Renders every artifact for `cluster`. The secrets (kubeadm's bootstrap token and
-/// certificate key, Grafana's admin password) are an input so that re-planning gives the same
-/// tree: keep them with
-/// [`PlanSecrets::to_env`] (the plan itself holds them at [`SECRETS_PATH`], mode 0600, under
-/// [`SECRETS_DIR`], outside the GitOps tree `cluster/`). The plan is refused when a rule
+/// certificate key, Grafana's admin password, the Vault VMs' TLS bundle) are an input so that
+/// re-planning gives the same tree: keep them with [`PlanSecrets::to_env`] and the tree's
+/// [`VAULT_TLS_DIR`] (the plan itself holds them at [`SECRETS_PATH`] and under
+/// [`VAULT_TLS_DIR`], keys mode 0600, under [`SECRETS_DIR`], outside the GitOps tree
+/// `cluster/`). A Vault TLS bundle that is missing or no longer fits (another VIP, a new Vault
+/// VM) is completed here: its CA is kept, only what is missing is issued. The plan is refused
+/// when a rule
 /// between components breaks (Traefik's nodes and HAProxy's ingress backends, scrape targets
 /// and what their targets bind, namespaces before their objects, no secret in `cluster/`).
 ///
@@ -104,7 +109,8 @@ pub fn render(cluster: &Cluster, secrets: &PlanSecrets) -> Result<PlanTree, Erro
     haproxy::render(cluster, &mut tree)?;
     nfs::render(cluster, &mut tree)?;
     addons::render(cluster, secrets, &mut tree)?;
+    let vault_tls = vault::render(cluster, secrets, &mut tree)?;
     tree.seal_host_plans()?;
-    rules::no_secret_in_gitops_tree(&tree, secrets)?;
+    rules::no_secret_in_gitops_tree(&tree, secrets, vault_tls.as_ref())?;
     Ok(tree)
 }

@@ -216,12 +216,17 @@ fn namespaces_first(rendered: &Rendered, tree: &PlanTree) -> Result<(), Error> {
 pub(crate) fn no_secret_in_gitops_tree(
     tree: &PlanTree,
     secrets: &PlanSecrets,
+    vault_tls: Option<&hakube_vault::certs::TlsBundle>,
 ) -> Result<(), Error> {
-    let values = [
+    let mut values = vec![
         secrets.kubeadm.token.expose().to_owned(),
         secrets.kubeadm.certificate_key.expose().to_owned(),
         secrets.grafana_admin_password.expose().to_owned(),
     ];
+    if let Some(tls) = vault_tls {
+        values.push(tls.ca_key.expose().trim().to_owned());
+        values.extend(tls.nodes.values().map(|c| c.key.expose().trim().to_owned()));
+    }
     for (path, file) in tree.iter().filter(|(p, _)| p.starts_with("cluster/")) {
         let text = String::from_utf8_lossy(&file.contents);
         if values
@@ -326,7 +331,7 @@ mod tests {
     #[test]
     fn a_secret_in_the_gitops_tree_is_refused() {
         let (_, secrets, tree) = seed();
-        assert!(no_secret_in_gitops_tree(&tree, &secrets).is_ok());
+        assert!(no_secret_in_gitops_tree(&tree, &secrets, None).is_ok());
         // Where kubeadm's secrets used to be.
         let mut old = tree.clone();
         old.insert(
@@ -335,7 +340,7 @@ mod tests {
             0o600,
         )
         .unwrap();
-        let err = no_secret_in_gitops_tree(&old, &secrets)
+        let err = no_secret_in_gitops_tree(&old, &secrets, None)
             .map_err(|e| chain(&e))
             .unwrap_err();
         assert!(err.contains("cluster/kubeadm/secrets.env"), "{err}");
@@ -347,6 +352,6 @@ mod tests {
             0o644,
         )
         .unwrap();
-        assert!(no_secret_in_gitops_tree(&obj, &secrets).is_err());
+        assert!(no_secret_in_gitops_tree(&obj, &secrets, None).is_err());
     }
 }

@@ -208,6 +208,12 @@ impl PlanTree {
     /// `dir` holds either the old plan or the new one, never a mix. An existing `dir` is only
     /// replaced when it is empty or holds a `plan.json` (a previous plan).
     ///
+    /// Secrets other stages keep beside the plan's are carried over: a file under
+    /// [`SECRETS_DIR`](crate::SECRETS_DIR) of the old plan is kept (with its mode) when the new
+    /// plan writes no file in its directory, e.g. OpenBao's unseal keys at
+    /// [`VAULT_KEYS_PATH`](crate::VAULT_KEYS_PATH), which no re-plan could give back. A
+    /// directory the plan writes into is the plan's: a file it no longer holds there goes.
+    ///
     /// # Errors
     /// [`Error::NotAPlanDir`] when `dir` holds something else, [`Error::Io`] on I/O failure
     /// (the old plan is then left as it was).
@@ -234,14 +240,12 @@ impl PlanTree {
             .map_or_else(|| "plan".into(), |n| n.to_string_lossy().into_owned());
         let staging = parent.join(format!(".{name}.new-{}", std::process::id()));
         let old = parent.join(format!(".{name}.old-{}", std::process::id()));
-        let result = self.write_tree(&staging).and_then(|()| {
-            // What later stages keep next to the plan (secrets they generated, e.g. the Vault
-            // init keys, the admin kubeconfig; `state/`, what `up` finished) survives a re-plan.
-            for keep in [crate::rules::SECRETS_DIR, STATE_DIR] {
-                carry_over(&dir.join(keep), &staging.join(keep))?;
-            }
-            Ok(())
-        });
+        // What later stages keep next to the plan survives a re-plan: secrets they generated
+        // (the Vault init keys, the admin kubeconfig) and `state/` (what `up` finished).
+        let result = self
+            .write_tree(&staging)
+            .and_then(|()| self.carry_over_kept(dir, &staging))
+            .and_then(|()| carry_over(&dir.join(STATE_DIR), &staging.join(STATE_DIR)));
         if let Err(e) = result {
             let _ = fs::remove_dir_all(&staging);
             return Err(e);
@@ -261,6 +265,45 @@ impl PlanTree {
         })
     }
 
+    /// Copies the old plan's kept secrets (see [`PlanTree::write_to`]) into `staging`.
+    fn carry_over_kept(&self, old: &Path, staging: &Path) -> Result<(), Error> {
+        let io = |path: PathBuf| move |source| Error::Io { path, source };
+        let secrets = crate::rules::SECRETS_DIR;
+        let plan_dirs: std::collections::BTreeSet<&str> = self
+            .files
+            .keys()
+            .filter_map(|p| p.rsplit_once('/').map(|(d, _)| d))
+            .collect();
+        let mut stack = vec![secrets.to_owned()];
+        while let Some(rel) = stack.pop() {
+            let entries = match fs::read_dir(old.join(&rel)) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io(old.join(&rel))(e)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(io(old.join(&rel)))?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let child = format!("{rel}/{name}");
+                let kind = entry.file_type().map_err(io(entry.path()))?;
+                if kind.is_dir() {
+                    stack.push(child);
+                } else if kind.is_file() && !plan_dirs.contains(rel.as_str()) {
+                    let to = staging.join(&child);
+                    let mut parent = to.parent();
+                    while let Some(p) = parent.filter(|p| !p.exists()) {
+                        fs::create_dir_all(p).map_err(io(p.to_path_buf()))?;
+                        set_mode(p, 0o700).map_err(io(p.to_path_buf()))?;
+                        parent = p.parent();
+                    }
+                    // fs::copy keeps the permission bits.
+                    fs::copy(entry.path(), &to).map_err(io(to.clone()))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn write_tree(&self, root: &Path) -> Result<(), Error> {
         let io = |path: PathBuf| move |source| Error::Io { path, source };
         let _ = fs::remove_dir_all(root);
@@ -273,10 +316,19 @@ impl PlanTree {
             fs::write(&path, &file.contents).map_err(io(path.clone()))?;
             set_mode(&path, file.mode).map_err(io(path.clone()))?;
         }
-        // Secrets live in their own folder, readable by the owner only.
+        // Secrets live in their own folder, readable by the owner only (subfolders too).
         let secrets = root.join(crate::rules::SECRETS_DIR);
-        if secrets.is_dir() {
-            set_mode(&secrets, 0o700).map_err(io(secrets.clone()))?;
+        let mut dirs = vec![secrets];
+        while let Some(d) = dirs.pop() {
+            if !d.is_dir() {
+                continue;
+            }
+            set_mode(&d, 0o700).map_err(io(d.clone()))?;
+            for e in fs::read_dir(&d).map_err(io(d.clone()))?.flatten() {
+                if e.path().is_dir() {
+                    dirs.push(e.path());
+                }
+            }
         }
         Ok(())
     }
@@ -419,6 +471,25 @@ mod tests {
         fs::write(out.join("stale"), "x").unwrap();
         t.write_to(&out).unwrap();
         assert!(!out.join("stale").exists());
+        // Secrets another stage keeps beside the plan's survive a re-plan; a file in a
+        // directory the plan writes into does not.
+        t.insert("secrets/kubeadm.env".into(), "T=1", 0o600)
+            .unwrap();
+        t.write_to(&out).unwrap();
+        fs::create_dir_all(out.join("secrets/vault")).unwrap();
+        fs::write(out.join("secrets/vault/init.json"), "{}").unwrap();
+        set_mode(&out.join("secrets/vault/init.json"), 0o600).unwrap();
+        fs::write(out.join("secrets/stale.env"), "x").unwrap();
+        t.write_to(&out).unwrap();
+        let kept = out.join("secrets/vault/init.json");
+        assert_eq!(fs::read_to_string(&kept).unwrap(), "{}");
+        let mode = |p: &Path| {
+            use std::os::unix::fs::PermissionsExt;
+            fs::metadata(p).unwrap().permissions().mode() & 0o777
+        };
+        assert_eq!(mode(&kept), 0o600);
+        assert_eq!(mode(&out.join("secrets/vault")), 0o700);
+        assert!(!out.join("secrets/stale.env").exists());
         // A directory that is not a plan is never replaced.
         let other = dir.path().join("home");
         fs::create_dir(&other).unwrap();

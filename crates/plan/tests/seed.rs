@@ -227,8 +227,10 @@ fn masters_and_workers_get_kubeadm_configs_and_secrets_stay_private() {
     );
     let secrets = tree.get(hakube_plan::SECRETS_PATH).unwrap();
     assert_eq!(secrets.mode, 0o600);
-    // Re-reading the kept secrets renders the same tree.
-    let again = PlanSecrets::parse(std::str::from_utf8(&secrets.contents).unwrap()).unwrap();
+    // Re-reading the kept secrets (kubeadm's and the Vault TLS bundle) renders the same tree.
+    let dir = tempfile::tempdir().unwrap();
+    tree.write_to(&dir.path().join("out")).unwrap();
+    let again = PlanSecrets::load(&dir.path().join("out")).unwrap();
     let text_src = include_str!("../../../examples/seed-cluster.yaml");
     assert_eq!(
         render(&hakube_topology::load(text_src, "s").unwrap(), &again).unwrap(),
@@ -286,4 +288,73 @@ fn addons_render_into_cluster_and_agree_with_haproxy() {
         assert!(traefik.contains(lb), "Traefik must trust {lb}");
     }
     assert!(text(&tree, "cluster/calico/installation.yaml").contains("10.244.0.0/16"));
+}
+
+#[test]
+fn vault_vms_get_host_plans_with_tls_from_the_plans_ca() {
+    let tree = seed();
+    let ca = text(&tree, &format!("{}/ca.crt", hakube_plan::VAULT_TLS_DIR)).to_owned();
+    for vm in ["vault-1", "vault-2", "vault-3"] {
+        let plan = tree.host_plan(vm).unwrap();
+        let json = plan.to_json();
+        for want in [
+            "\"name\": \"openbao\"",
+            "\"path\": \"/opt/openbao/data\"",
+            "\"path\": \"/etc/systemd/system/openbao.service\"",
+            "\"name\": \"openbao-snapshot.timer\"",
+        ] {
+            assert!(json.contains(want), "{vm} lacks {want}:\n{json}");
+        }
+        assert_eq!(
+            text(&tree, &format!("hosts/{vm}/opt/openbao/tls/ca.crt")),
+            ca
+        );
+        let key = tree
+            .get(&format!("hosts/{vm}/opt/openbao/tls/tls.key"))
+            .unwrap();
+        assert_eq!(key.mode, 0o600);
+        // The node's key is the one kept with the plan's secrets.
+        let kept = tree
+            .get(&format!("{}/{vm}.key", hakube_plan::VAULT_TLS_DIR))
+            .unwrap();
+        assert_eq!((kept.mode, &kept.contents), (0o600, &key.contents));
+        assert!(!json.contains("PRIVATE KEY"));
+    }
+    let key = tree
+        .get(&format!("{}/ca.key", hakube_plan::VAULT_TLS_DIR))
+        .unwrap();
+    assert_eq!(key.mode, 0o600);
+    // The setup configure bootstraps with: the VIP, the add-ons' PKI names.
+    let setup = hakube_plan::vault_setup(&common::cluster())
+        .unwrap()
+        .unwrap();
+    assert_eq!(setup.server_url, "https://10.20.0.10:8200");
+    assert_eq!(setup.cluster.nodes.len(), 3);
+    assert_eq!(
+        (setup.int_mount.as_str(), setup.pki_role.as_str()),
+        ("pki_int", "seed")
+    );
+}
+
+#[test]
+fn a_new_vault_vm_keeps_the_ca_and_the_other_certificates() {
+    let before = seed();
+    let src = common::SEED.replace("vault-{n}", "bao-{n}");
+    let renamed = render(&hakube_topology::load(&src, "s").unwrap(), &secrets()).unwrap();
+    let path = format!("{}/ca.crt", hakube_plan::VAULT_TLS_DIR);
+    assert_eq!(
+        text(&before, &path),
+        text(&renamed, &path),
+        "the CA is kept"
+    );
+    assert!(
+        renamed
+            .get(&format!("{}/vault-1.key", hakube_plan::VAULT_TLS_DIR))
+            .is_none()
+    );
+    assert!(
+        renamed
+            .get(&format!("{}/bao-1.key", hakube_plan::VAULT_TLS_DIR))
+            .is_some()
+    );
 }

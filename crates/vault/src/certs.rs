@@ -23,9 +23,10 @@ use time::{Duration, OffsetDateTime};
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer as _, X509Certificate};
 
-use crate::config::{ClusterSpec, HostFile, SERVICE_USER, TLS_DIR, check_name};
+use crate::config::{ClusterSpec, check_name};
 use crate::fsutil::io;
 pub use crate::fsutil::write_file;
+use crate::host::NodeTls;
 use crate::{Error, Secret};
 
 /// Lifetime of the CA.
@@ -256,29 +257,17 @@ impl TlsBundle {
         ))
     }
 
-    /// The files a node receives under [`TLS_DIR`]: `tls.crt` (leaf then CA), `tls.key`
-    /// (0600, owner `openbao`), `ca.crt`.
-    pub fn host_files(&self, node: &str) -> Result<Vec<HostFile>, Error> {
+    /// Node `node`'s TLS material for its host plan ([`crate::host::node_plan`]).
+    pub fn node_tls(&self, node: &str) -> Result<NodeTls, Error> {
         let c = self.nodes.get(node).ok_or_else(|| Error::Invalid {
             field: "node".into(),
             reason: format!("no certificate for {node}"),
         })?;
-        let f = |name: &str, mode: u32, contents: String| HostFile {
-            path: format!("{TLS_DIR}/{name}"),
-            mode,
-            owner: SERVICE_USER.into(),
-            group: SERVICE_USER.into(),
-            contents,
-        };
-        Ok(vec![
-            f(
-                "tls.crt",
-                0o644,
-                format!("{}{}", c.cert_pem, self.ca_cert_pem),
-            ),
-            f("tls.key", 0o600, c.key.expose().to_owned()),
-            f("ca.crt", 0o644, self.ca_cert_pem.clone()),
-        ])
+        Ok(NodeTls {
+            ca_cert_pem: self.ca_cert_pem.clone(),
+            cert_pem: c.cert_pem.clone(),
+            key: c.key.clone(),
+        })
     }
 
     /// Writes the bundle under `dir` (created 0700): `ca.crt`, `ca.key`, `<node>.crt`,
@@ -303,26 +292,33 @@ impl TlsBundle {
         Ok(())
     }
 
-    /// Reads a bundle written by [`write_dir`](Self::write_dir) for the nodes of `cluster`;
-    /// `None` when `dir` has no CA. A node without files is simply absent.
-    pub fn read_dir(dir: &Path, cluster: &ClusterSpec) -> Result<Option<Self>, Error> {
+    /// Reads a bundle written by [`write_dir`](Self::write_dir): the CA and every
+    /// `<node>.crt` with its `<node>.key`; `None` when `dir` has no CA. A certificate without
+    /// its key is left out (and so reissued by [`reconcile`](Self::reconcile)).
+    pub fn read_dir(dir: &Path) -> Result<Option<Self>, Error> {
         let ca = dir.join("ca.crt");
         if !ca.exists() {
             return Ok(None);
         }
         let read = |p: &Path| fs::read_to_string(p).map_err(|e| io(p, e));
         let mut nodes = BTreeMap::new();
-        for n in &cluster.nodes {
-            let (c, k) = (
-                dir.join(format!("{}.crt", n.name)),
-                dir.join(format!("{}.key", n.name)),
-            );
-            if c.exists() && k.exists() {
+        for entry in fs::read_dir(dir).map_err(|e| io(dir, e))? {
+            let path = entry.map_err(|e| io(dir, e))?.path();
+            let Some(name) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".crt"))
+                .filter(|n| *n != "ca")
+            else {
+                continue;
+            };
+            let key = dir.join(format!("{name}.key"));
+            if key.exists() {
                 nodes.insert(
-                    n.name.clone(),
+                    name.to_owned(),
                     ServerCert {
-                        cert_pem: read(&c)?,
-                        key: Secret::new(read(&k)?),
+                        cert_pem: read(&path)?,
+                        key: Secret::new(read(&key)?),
                     },
                 );
             }
@@ -400,9 +396,7 @@ mod tests {
         let t = tempfile::tempdir().expect("tmp");
         let dir = t.path().join("tls");
         a.write_dir(&dir).expect("writes");
-        let b = TlsBundle::read_dir(&dir, &s.cluster)
-            .expect("reads")
-            .expect("some");
+        let b = TlsBundle::read_dir(&dir).expect("reads").expect("some");
         assert_eq!(a, b);
         for f in ["ca.key", "vault-1.key"] {
             let m = fs::metadata(dir.join(f))
@@ -414,11 +408,10 @@ mod tests {
         }
         assert!(format!("{a:?}").contains("***"));
         assert!(!format!("{a:?}").contains("PRIVATE KEY"));
-        let files = a.host_files("vault-1").expect("files");
-        assert!(!format!("{files:?}").contains("PRIVATE KEY"));
-        assert_eq!(files[1].mode, 0o600);
+        let node = a.node_tls("vault-1").expect("node");
+        assert!(!format!("{node:?}").contains("PRIVATE KEY"));
         assert!(
-            TlsBundle::read_dir(&t.path().join("none"), &s.cluster)
+            TlsBundle::read_dir(&t.path().join("none"))
                 .expect("ok")
                 .is_none()
         );

@@ -294,52 +294,6 @@ impl fmt::Display for ServerConfig<'_> {
     }
 }
 
-/// A file for a host: absolute path, mode, owner and contents. `Debug` shows the size of the
-/// contents, never the contents (a key or a token may be in them).
-#[derive(Clone, PartialEq, Eq)]
-pub struct HostFile {
-    /// Absolute path on the host.
-    pub path: String,
-    /// Unix mode.
-    pub mode: u32,
-    /// Owner user.
-    pub owner: String,
-    /// Owner group.
-    pub group: String,
-    /// Contents.
-    pub contents: String,
-}
-
-impl fmt::Debug for HostFile {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HostFile")
-            .field("path", &self.path)
-            .field("mode", &format_args!("{:o}", self.mode))
-            .field("owner", &self.owner)
-            .field("group", &self.group)
-            .field("contents", &format_args!("<{} bytes>", self.contents.len()))
-            .finish()
-    }
-}
-
-/// The snapshot job's token file ([`SNAPSHOT_TOKEN_PATH`], 0600, root: the job runs as root).
-#[must_use]
-pub fn snapshot_token_file(token: &crate::Secret) -> HostFile {
-    HostFile::root(SNAPSHOT_TOKEN_PATH, 0o600, format!("{}\n", token.expose()))
-}
-
-impl HostFile {
-    fn root(path: &str, mode: u32, contents: String) -> Self {
-        Self {
-            path: path.into(),
-            mode,
-            owner: "root".into(),
-            group: "root".into(),
-            contents,
-        }
-    }
-}
-
 /// The server's systemd unit: runs `bao server` as [`SERVICE_USER`], reloads on `HUP`, stops
 /// with `SIGINT` (a clean raft shutdown), restarts on failure.
 #[must_use]
@@ -492,35 +446,6 @@ impl SnapshotSchedule {
     }
 }
 
-/// Every file one node needs except the TLS material and the snapshot token (secrets, placed
-/// from the kept secrets): the server config, the unit, and the snapshot script and units.
-pub fn node_files(
-    cluster: &ClusterSpec,
-    me: &str,
-    schedule: &SnapshotSchedule,
-) -> Result<Vec<HostFile>, Error> {
-    schedule.validate()?;
-    let cfg = ServerConfig::new(cluster, me)?;
-    let node = cluster.node(me)?;
-    Ok(vec![
-        HostFile {
-            path: CONFIG_PATH.into(),
-            mode: 0o640,
-            owner: "root".into(),
-            group: SERVICE_USER.into(),
-            contents: cfg.to_string(),
-        },
-        HostFile::root(UNIT_PATH, 0o644, server_unit()),
-        HostFile::root(
-            SNAPSHOT_SCRIPT_PATH,
-            0o755,
-            schedule.script(node.api_port, TLS_DIR, SNAPSHOT_TOKEN_PATH),
-        ),
-        HostFile::root(SNAPSHOT_SERVICE_PATH, 0o644, schedule.service()),
-        HostFile::root(SNAPSHOT_TIMER_PATH, 0o644, schedule.timer()),
-    ])
-}
-
 /// ACL policy letting a Kubernetes-auth login sign (and issue) with `role` of `mount`.
 #[must_use]
 pub fn signer_policy(mount: &str, role: &str) -> String {
@@ -580,18 +505,5 @@ mod tests {
         let c = cluster();
         let cfg = ServerConfig::new(&c, "vault-2").expect("valid");
         insta::assert_snapshot!(cfg.to_string());
-    }
-
-    #[test]
-    fn node_files_snapshot() {
-        let files = node_files(&cluster(), "vault-1", &SnapshotSchedule::default()).expect("ok");
-        let mut s = String::new();
-        for f in &files {
-            s.push_str(&format!(
-                "=== {} ({:o} {}:{})\n{}",
-                f.path, f.mode, f.owner, f.group, f.contents
-            ));
-        }
-        insta::assert_snapshot!(s);
     }
 }

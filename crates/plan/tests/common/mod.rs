@@ -14,12 +14,25 @@ pub const CERT_KEY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123
 /// The fixed Grafana admin password.
 pub const GRAFANA_PASSWORD: &str = "GrafanaAdminPassword0123456789ab";
 
-/// Fixed secrets, so snapshots are stable.
+/// Fixed secrets, so snapshots are stable and renders compare: the kubeadm secrets and Grafana
+/// password above and one Vault TLS bundle per test process (kept, as a re-plan keeps it).
 pub fn secrets() -> PlanSecrets {
-    PlanSecrets::parse(&format!(
+    static TLS: std::sync::LazyLock<hakube_vault::certs::TlsBundle> =
+        std::sync::LazyLock::new(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let first = render(&cluster(), &PlanSecrets::generate()).unwrap();
+            first.write_to(&dir.path().join("out")).unwrap();
+            PlanSecrets::load(&dir.path().join("out"))
+                .unwrap()
+                .vault_tls
+                .unwrap()
+        });
+    let mut s = PlanSecrets::parse(&format!(
         "TOKEN={TOKEN}\nCERTIFICATE_KEY={CERT_KEY}\nGRAFANA_ADMIN_PASSWORD={GRAFANA_PASSWORD}\n"
     ))
-    .unwrap()
+    .unwrap();
+    s.vault_tls = Some(TLS.clone());
+    s
 }
 
 /// The placed seed cluster.

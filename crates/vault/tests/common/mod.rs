@@ -126,10 +126,11 @@ impl LocalCluster {
         std::fs::create_dir_all(&data).expect("mkdir");
         std::fs::create_dir_all(&tls).expect("mkdir");
         let name = &self.spec.nodes[i].name;
-        for f in self.tls.host_files(name).expect("tls files") {
-            let base = f.path.rsplit('/').next().expect("name");
-            write_file(&tls.join(base), f.contents.as_bytes(), f.mode).expect("write");
-        }
+        let node = self.tls.node_tls(name).expect("tls");
+        let chain = format!("{}{}", node.cert_pem, node.ca_cert_pem);
+        write_file(&tls.join("ca.crt"), node.ca_cert_pem.as_bytes(), 0o644).expect("write");
+        write_file(&tls.join("tls.crt"), chain.as_bytes(), 0o644).expect("write");
+        write_file(&tls.join("tls.key"), node.key.expose().as_bytes(), 0o600).expect("write");
         let cfg = ServerConfig::new(&self.spec, name)
             .expect("cfg")
             .bind(LOOPBACK)

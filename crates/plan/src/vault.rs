@@ -1,0 +1,146 @@
+//! The Vault VMs (`vault.placement: vms`): each VM's host plan from `hakube_vault::host`
+//! (OpenBao's package, user, directories, TLS files, server config, unit, service, snapshot
+//! timer), and the TLS bundle (the cluster's own CA and a server certificate per node) kept
+//! under [`VAULT_TLS_DIR`] with the plan's other secrets, outside the GitOps tree.
+//!
+//! The bundle is an input ([`PlanSecrets::vault_tls`]) reconciled on every render
+//! (`TlsBundle::reconcile`): the CA is kept, a node certificate is kept while it still has the
+//! wanted names and 30 days left, and only the rest is issued, so re-planning gives the same
+//! tree. Without a kept bundle a new CA is generated.
+
+use hakube_addons::vault::{CERT_MANAGER_ROLE, INT_MOUNT, ROOT_MOUNT};
+use hakube_topology::{Cluster, RoleKind, VaultPlacement};
+use hakube_vault::certs::{TlsBundle, TlsSpec};
+use hakube_vault::config::{ClusterSpec, Node, SnapshotSchedule};
+use hakube_vault::host::{Install, node_plan};
+
+use crate::{Error, PlanSecrets, PlanTree};
+
+/// The Vault secrets' folder in the plan (beside `cluster/`, never in it).
+pub const VAULT_SECRETS_DIR: &str = "secrets/vault";
+/// The TLS bundle in the plan, as `TlsBundle::write_dir` lays it out: `ca.crt`, `ca.key`,
+/// `<node>.crt`, `<node>.key` (keys 0600).
+pub const VAULT_TLS_DIR: &str = "secrets/vault/tls";
+/// Where the configure stage keeps OpenBao's unseal keys and root token (0600). Not written by
+/// the plan; [`PlanTree::write_to`](crate::PlanTree::write_to) keeps it across re-plans.
+pub const VAULT_KEYS_PATH: &str = "secrets/vault/init.json";
+
+fn err(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Error {
+    Error::Component {
+        component: "vault",
+        source: e.into(),
+    }
+}
+
+/// What the configure stage needs to bootstrap the Vault VMs: the raft cluster, the URL
+/// clients use (the VIP), and the PKI the add-ons' cert-manager issuer signs with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VaultSetup {
+    /// The raft cluster: the Vault VMs, in topology order.
+    pub cluster: ClusterSpec,
+    /// The URL every client uses, `https://<VIP>:8200` (the load balancers front the nodes).
+    pub server_url: String,
+    /// Organisation on the PKI's CAs.
+    pub organisation: String,
+    /// Mount of the root CA.
+    pub root_mount: String,
+    /// Mount of the intermediate CA.
+    pub int_mount: String,
+    /// The role cert-manager's issuer signs with (`<int_mount>/sign/<role>`).
+    pub pki_role: String,
+    /// The domains the role issues for.
+    pub allowed_domains: Vec<String>,
+    /// The ACL policy allowing `sign`/`issue` with the role.
+    pub signer_policy: String,
+}
+
+/// The Vault VMs' setup, `None` unless the topology places Vault on VMs.
+///
+/// # Errors
+/// [`Error::Component`] when the add-ons refuse the cluster.
+pub fn vault_setup(cluster: &Cluster) -> Result<Option<VaultSetup>, Error> {
+    let Some(spec) = cluster_spec(cluster) else {
+        return Ok(None);
+    };
+    let input = crate::addons::input(cluster);
+    let Some(v) = input.vault.as_ref() else {
+        return Ok(None);
+    };
+    Ok(Some(VaultSetup {
+        cluster: spec,
+        server_url: hakube_addons::vault::server_url(&input, v),
+        organisation: v.organisation.clone(),
+        root_mount: ROOT_MOUNT.to_owned(),
+        int_mount: INT_MOUNT.to_owned(),
+        pki_role: v.pki_role.clone(),
+        allowed_domains: v.allowed_domains.clone(),
+        signer_policy: CERT_MANAGER_ROLE.to_owned(),
+    }))
+}
+
+fn cluster_spec(cluster: &Cluster) -> Option<ClusterSpec> {
+    let v = cluster.topology.vault.as_ref()?;
+    if v.placement != VaultPlacement::Vms {
+        return None;
+    }
+    let nodes: Vec<Node> = cluster
+        .vms_with_role(RoleKind::Vault)
+        .map(|vm| Node::new(vm.name.clone(), vm.address.into()))
+        .collect();
+    (!nodes.is_empty()).then(|| ClusterSpec {
+        name: cluster.topology.cluster.name.clone(),
+        nodes,
+    })
+}
+
+/// What the Vault VMs' certificates must cover: their names and addresses, the VIP and the
+/// VIP's names (clients reach Vault through the load balancers).
+fn tls_spec(cluster: &Cluster, spec: ClusterSpec) -> TlsSpec {
+    TlsSpec {
+        cluster: spec,
+        organisation: cluster.topology.cluster.name.clone(),
+        vip: Some(cluster.topology.network.vip.into()),
+        vip_dns: crate::base::api_names(cluster),
+    }
+}
+
+/// Adds the Vault VMs' host plans and the TLS bundle to `tree`; the bundle used (for the
+/// no-secret-in-GitOps rule), `None` without Vault VMs.
+pub(crate) fn render(
+    cluster: &Cluster,
+    secrets: &PlanSecrets,
+    tree: &mut PlanTree,
+) -> Result<Option<TlsBundle>, Error> {
+    let Some(spec) = cluster_spec(cluster) else {
+        return Ok(None);
+    };
+    let (tls, _) =
+        TlsBundle::reconcile(secrets.vault_tls.as_ref(), &tls_spec(cluster, spec.clone()))
+            .map_err(err)?;
+    let schedule = SnapshotSchedule::default();
+    for n in &spec.nodes {
+        let node_tls = tls.node_tls(&n.name).map_err(err)?;
+        let plan =
+            node_plan(&spec, &n.name, &schedule, &node_tls, &Install::default()).map_err(err)?;
+        tree.host_items(plan)?;
+    }
+    tree.insert(
+        format!("{VAULT_TLS_DIR}/ca.crt"),
+        tls.ca_cert_pem.clone(),
+        0o644,
+    )?;
+    tree.insert(
+        format!("{VAULT_TLS_DIR}/ca.key"),
+        tls.ca_key.expose(),
+        0o600,
+    )?;
+    for (name, c) in &tls.nodes {
+        tree.insert(
+            format!("{VAULT_TLS_DIR}/{name}.crt"),
+            c.cert_pem.clone(),
+            0o644,
+        )?;
+        tree.insert(format!("{VAULT_TLS_DIR}/{name}.key"), c.key.expose(), 0o600)?;
+    }
+    Ok(Some(tls))
+}
