@@ -2,7 +2,8 @@
 //!
 //! Validates and places a topology (default: the seed cluster, `examples/seed-cluster.yaml`),
 //! prints a summary of every VM and Proxmox node, and writes the plan to DIR (default `out/`):
-//! `plan.json`, `hosts/<vm>/<absolute path>` and `cluster/<component>/...`. Invalid input exits
+//! `plan.json`, `hosts/<vm>/<absolute path>`, `cluster/<component>/...` and pictures of the
+//! placed topology (`diagrams/topology.svg`, `diagrams/topology.mmd`). Invalid input exits
 //! non-zero with the file, line, field and rule, and writes nothing.
 //!
 //! The kubeadm bootstrap token and certificate key are generated on the first run and kept in
@@ -59,6 +60,11 @@ fn main() -> ExitCode {
                 s.files,
                 s.bytes,
                 args.out.display()
+            );
+            println!(
+                "pictures of what will be built: {} (any browser) and {} (Mermaid)",
+                args.out.join(hakube_plan::diagram::SVG_PATH).display(),
+                args.out.join(hakube_plan::diagram::MERMAID_PATH).display()
             );
             ExitCode::SUCCESS
         }

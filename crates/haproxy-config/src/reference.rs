@@ -522,144 +522,339 @@ fn check_unicast(ip: IpAddr, field: &str) -> Result<()> {
     Ok(())
 }
 
+/// The VIP: unicast, inside the LB subnet and neither its network nor broadcast address. Returns
+/// it with the subnet's prefix (the form keepalived's `virtual_ipaddress` takes).
+fn check_vip(input: &HaInput) -> Result<IpNet> {
+    check_unicast(input.vip, "vip")?;
+    if let Some(subnet) = input.lb_subnet {
+        if !subnet.contains(&input.vip) {
+            return Err(Error::conflict(
+                "vip",
+                format!("{} is not inside lb_subnet {subnet}", input.vip),
+            ));
+        }
+        if subnet.prefix_len() < subnet.max_prefix_len() - 1
+            && (input.vip == subnet.network() || input.vip == subnet.broadcast())
+        {
+            return Err(Error::invalid(
+                "vip",
+                input.vip.to_string(),
+                format!("is the network or broadcast address of lb_subnet {subnet}"),
+            ));
+        }
+    }
+    let prefix = input
+        .lb_subnet
+        .map_or(if input.vip.is_ipv4() { 32 } else { 128 }, |s| {
+            s.prefix_len()
+        });
+    IpNet::new(input.vip, prefix)
+        .map_err(|_| Error::invalid("lb_subnet", format!("{prefix}"), "bad prefix length"))
+}
+
+/// The LB nodes: at least one; names, addresses and priorities unique; addresses unicast, in
+/// the VIP's family and subnet and not the VIP.
+fn lb_nodes(input: &HaInput) -> Result<Vec<Node>> {
+    if input.lb_nodes.is_empty() {
+        return Err(Error::missing(
+            "lb_nodes",
+            "at least one LB node is required",
+        ));
+    }
+    let mut names = BTreeSet::new();
+    let mut addrs = BTreeSet::new();
+    let mut priorities = BTreeSet::new();
+    let mut nodes = Vec::new();
+    for (i, n) in input.lb_nodes.iter().enumerate() {
+        let at = |f: &str| format!("lb_nodes[{i}].{f}");
+        let name = Name::new(n.name.clone()).map_err(|e| e.at(at("name")))?;
+        if !names.insert(n.name.clone()) {
+            return Err(Error::duplicate(at("name"), &n.name));
+        }
+        check_unicast(n.address, &at("address"))?;
+        if !addrs.insert(n.address) {
+            return Err(Error::duplicate(at("address"), n.address.to_string()));
+        }
+        check_lb_address(input, n, &at("address"))?;
+        let interface = Interface::new(n.interface.clone()).map_err(|e| e.at(at("interface")))?;
+        let priority = n
+            .priority
+            .unwrap_or_else(|| default_priority(i, input.lb_nodes.len()));
+        if !(1..=254).contains(&priority) {
+            return Err(Error::invalid(
+                at("priority"),
+                priority.to_string(),
+                "must be 1 to 254",
+            ));
+        }
+        if !priorities.insert(priority) {
+            return Err(Error::duplicate(at("priority"), priority.to_string()));
+        }
+        let stats_address = stats_address(input, n, &at("stats_address"))?;
+        nodes.push(Node {
+            name,
+            address: n.address,
+            interface,
+            priority,
+            stats_address,
+        });
+    }
+    Ok(nodes)
+}
+
+/// One LB node's address: not the VIP, in the VIP's family and inside the LB subnet.
+fn check_lb_address(input: &HaInput, n: &LbNode, field: &str) -> Result<()> {
+    if n.address == input.vip {
+        return Err(Error::conflict(
+            "vip",
+            format!("{} is also the address of LB node {}", input.vip, n.name),
+        ));
+    }
+    if n.address.is_ipv4() != input.vip.is_ipv4() {
+        return Err(Error::conflict(
+            field,
+            format!(
+                "{} and the VIP {} differ in address family",
+                n.address, input.vip
+            ),
+        ));
+    }
+    if let Some(subnet) = input.lb_subnet
+        && !subnet.contains(&n.address)
+    {
+        return Err(Error::conflict(
+            field,
+            format!("{} is not inside lb_subnet {subnet}", n.address),
+        ));
+    }
+    Ok(())
+}
+
+/// Where an LB node serves stats: its own address unless set; never `*`, multicast or the VIP.
+fn stats_address(input: &HaInput, n: &LbNode, field: &str) -> Result<IpAddr> {
+    match n.stats_address {
+        None => Ok(n.address),
+        Some(a) if a.is_unspecified() || a.is_multicast() => Err(Error::invalid(
+            field,
+            a.to_string(),
+            "stats must bind to localhost or one management address",
+        )),
+        Some(a) if a == input.vip => Err(Error::conflict(
+            field,
+            "stats must not be served on the VIP",
+        )),
+        Some(a) => Ok(a),
+    }
+}
+
+/// The control-plane nodes (at least one) and the workers, neither on the VIP.
+fn cluster_backends(input: &HaInput) -> Result<(Vec<Backend>, Vec<Backend>)> {
+    if input.control_plane.is_empty() {
+        return Err(Error::missing(
+            "control_plane",
+            "the apiserver backend needs at least one control-plane node",
+        ));
+    }
+    let control_plane = members(&input.control_plane, "control_plane")?;
+    let workers = members(&input.workers, "workers")?;
+    not_the_vip(input, "control_plane", &input.control_plane)?;
+    not_the_vip(input, "workers", &input.workers)?;
+    Ok((control_plane, workers))
+}
+
+/// No member of `list` has the VIP's address.
+fn not_the_vip(input: &HaInput, field: &str, list: &[Member]) -> Result<()> {
+    match list
+        .iter()
+        .enumerate()
+        .find(|(_, m)| m.address == input.vip)
+    {
+        Some((i, m)) => Err(Error::conflict(
+            format!("{field}[{i}].address"),
+            format!("{} is the VIP", m.address),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Who may read the metrics: the input's networks (none open to every address), or by default
+/// every LB, control-plane and worker address.
+fn metrics_sources(
+    input: &HaInput,
+    nodes: &[Node],
+    control_plane: &[Backend],
+    workers: &[Backend],
+) -> Result<Vec<IpNet>> {
+    if input.metrics_sources.is_empty() {
+        return Ok(nodes
+            .iter()
+            .map(|n| n.address)
+            .chain(control_plane.iter().map(|m| m.address))
+            .chain(workers.iter().map(|m| m.address))
+            .map(IpNet::from)
+            .collect());
+    }
+    for (i, net) in input.metrics_sources.iter().enumerate() {
+        if net.prefix_len() == 0 {
+            return Err(Error::invalid(
+                format!("metrics_sources[{i}]"),
+                net.to_string(),
+                "would open the metrics to every address",
+            ));
+        }
+    }
+    Ok(input.metrics_sources.clone())
+}
+
+/// Ingress: workers to send it to, two distinct NodePorts, an API port off 80/443, the TLS mode.
+fn ingress(ing: &Ingress, workers: &[Backend], api_port: Port) -> Result<IngressV> {
+    if workers.is_empty() {
+        return Err(Error::missing(
+            "workers",
+            "ingress is on, so its backends need at least one worker",
+        ));
+    }
+    let http = Port::new(ing.http_node_port).map_err(|e| e.at("ingress.http_node_port"))?;
+    let https = Port::new(ing.https_node_port).map_err(|e| e.at("ingress.https_node_port"))?;
+    if http == https {
+        return Err(Error::conflict(
+            "ingress.https_node_port",
+            "must differ from ingress.http_node_port",
+        ));
+    }
+    if [80, 443].contains(&api_port.get()) {
+        return Err(Error::conflict(
+            "api_port",
+            "clashes with the ingress ports 80/443",
+        ));
+    }
+    let tls = match &ing.tls {
+        IngressTls::Passthrough => Tls::Passthrough,
+        IngressTls::Terminate { cert_path } => Tls::Terminate(
+            AbsPath::new(cert_path.clone()).map_err(|e| e.at("ingress.tls.cert_path"))?,
+        ),
+    };
+    Ok(IngressV { http, https, tls })
+}
+
+/// keepalived's `advert_int`: 10 ms steps, from 10 ms to 40.95 s.
+fn check_advert_interval(interval: Duration) -> Result<()> {
+    let ms = interval.as_millis();
+    if ms == 0
+        || !ms.is_multiple_of(10)
+        || ms > 40_950
+        || !interval.subsec_nanos().is_multiple_of(1_000_000)
+    {
+        return Err(Error::invalid(
+            "advert_interval",
+            format!("{interval:?}"),
+            "must be a multiple of 10 ms between 10 ms and 40.95 s",
+        ));
+    }
+    Ok(())
+}
+
+/// Client, server and tunnel timeouts of long-lived streams (watches, `kubectl logs -f`).
+const LONG_TIMEOUT: Duration = Duration::from_secs(3600);
+
+fn haproxy_global() -> Result<Global> {
+    Ok(Global {
+        logs: vec![Log {
+            target: Token::new("/dev/log")?,
+            facility: Name::new("local0")?,
+        }],
+        chroot: Some(AbsPath::new("/var/lib/haproxy")?),
+        user: Some(Name::new("haproxy")?),
+        group: Some(Name::new("haproxy")?),
+        daemon: false,
+        // Needs about 2 x maxconn file descriptors; 8000 stays below the 20000 hard limit
+        // some hosts and containers set, and is ample for the API plus ingress of a
+        // Proxmox-sized cluster.
+        maxconn: Some(8_000),
+        stats_socket: Some(StatsSocket {
+            path: AbsPath::new("/run/haproxy/admin.sock")?,
+            mode: 0o660,
+            level: StatsLevel::Admin,
+        }),
+        ssl_min_version: Some(TlsVersion::Tls12),
+        extra: Vec::new(),
+    })
+}
+
+fn haproxy_defaults() -> Defaults {
+    let secs = Duration::from_secs;
+    Defaults {
+        mode: Some(Mode::Tcp),
+        log_global: true,
+        options: vec![ProxyOption::Dontlognull, ProxyOption::Redispatch(Some(1))],
+        retries: Some(2),
+        timeouts: vec![
+            // A LAN connect takes well under a millisecond; after 1 s the server is
+            // treated as dead and the connection redispatched to another one, before a
+            // client's own timeout fires.
+            (TimeoutKind::Connect, secs(1)),
+            (TimeoutKind::Client, secs(60)),
+            (TimeoutKind::Server, secs(60)),
+            (TimeoutKind::Queue, secs(20)),
+            // Read timeout of a health check (its connect timeout is `timeout connect`):
+            // a slow /readyz gets 2 s, a blackholed host fails after 1 s.
+            (TimeoutKind::Check, secs(2)),
+        ],
+        maxconn: None,
+        extra: Vec::new(),
+    }
+}
+
+/// The `default-server` every backend shares: active checks (fast once a server fails), and
+/// passive ones that take a server out after one more failed check.
+fn checked_server(send_proxy_v2: bool) -> ServerOptions {
+    ServerOptions {
+        check: true,
+        inter: Some(Duration::from_secs(2)),
+        fastinter: Some(Duration::from_millis(500)),
+        downinter: Some(Duration::from_secs(2)),
+        fall: Some(2),
+        rise: Some(2),
+        send_proxy_v2,
+        observe: Some(Observe::Layer4),
+        error_limit: Some(1),
+        on_error: Some(OnError::SuddenDeath),
+        ..ServerOptions::default()
+    }
+}
+
+/// An L7 ingress frontend (TLS ended here): drops the client's `X-Forwarded-For`, sets
+/// `X-Forwarded-For/Proto/Port`, sends to Traefik's web backend.
+fn http_frontend(name: &str, bind: Bind, proto: &str, port: &str) -> Result<Proxy> {
+    let header = |name: &str, value: &str| -> Result<HttpRequestRule> {
+        Ok(HttpRequestRule::SetHeader {
+            name: Name::new(name)?,
+            value: Token::new(value)?,
+        })
+    };
+    Proxy::frontend(name)
+        .mode(Mode::Http)
+        .bind(bind)
+        .option(ProxyOption::Httplog)
+        .option(ProxyOption::Forwardfor { except: None })
+        .timeout(TimeoutKind::HttpRequest, Duration::from_secs(10))
+        .timeout(TimeoutKind::HttpKeepAlive, Duration::from_secs(10))
+        .http_request(HttpRequestRule::DelHeader {
+            name: Name::new("X-Forwarded-For")?,
+        })
+        .http_request(header("X-Forwarded-Proto", proto)?)
+        .http_request(header("X-Forwarded-Port", port)?)
+        .default_backend(Name::new("ingress_web")?)
+        .build()
+}
+
 impl Validated {
-    #[allow(clippy::too_many_lines)]
+    /// Checks the whole input, field by field in the order users most often get them wrong;
+    /// the first problem is returned.
     fn new(input: &HaInput) -> Result<Self> {
-        // VIP first: it is the field users most often get wrong.
-        check_unicast(input.vip, "vip")?;
-        if let Some(subnet) = input.lb_subnet {
-            if !subnet.contains(&input.vip) {
-                return Err(Error::conflict(
-                    "vip",
-                    format!("{} is not inside lb_subnet {subnet}", input.vip),
-                ));
-            }
-            if subnet.prefix_len() < subnet.max_prefix_len() - 1
-                && (input.vip == subnet.network() || input.vip == subnet.broadcast())
-            {
-                return Err(Error::invalid(
-                    "vip",
-                    input.vip.to_string(),
-                    format!("is the network or broadcast address of lb_subnet {subnet}"),
-                ));
-            }
-        }
-        let prefix = input
-            .lb_subnet
-            .map_or(if input.vip.is_ipv4() { 32 } else { 128 }, |s| {
-                s.prefix_len()
-            });
-        let vip = IpNet::new(input.vip, prefix)
-            .map_err(|_| Error::invalid("lb_subnet", format!("{prefix}"), "bad prefix length"))?;
-
-        if input.lb_nodes.is_empty() {
-            return Err(Error::missing(
-                "lb_nodes",
-                "at least one LB node is required",
-            ));
-        }
-        let mut names = BTreeSet::new();
-        let mut addrs = BTreeSet::new();
-        let mut priorities = BTreeSet::new();
-        let mut nodes = Vec::new();
-        for (i, n) in input.lb_nodes.iter().enumerate() {
-            let at = |f: &str| format!("lb_nodes[{i}].{f}");
-            let name = Name::new(n.name.clone()).map_err(|e| e.at(at("name")))?;
-            if !names.insert(n.name.clone()) {
-                return Err(Error::duplicate(at("name"), &n.name));
-            }
-            check_unicast(n.address, &at("address"))?;
-            if !addrs.insert(n.address) {
-                return Err(Error::duplicate(at("address"), n.address.to_string()));
-            }
-            if n.address == input.vip {
-                return Err(Error::conflict(
-                    "vip",
-                    format!("{} is also the address of LB node {}", input.vip, n.name),
-                ));
-            }
-            if n.address.is_ipv4() != input.vip.is_ipv4() {
-                return Err(Error::conflict(
-                    at("address"),
-                    format!(
-                        "{} and the VIP {} differ in address family",
-                        n.address, input.vip
-                    ),
-                ));
-            }
-            if let Some(subnet) = input.lb_subnet
-                && !subnet.contains(&n.address)
-            {
-                return Err(Error::conflict(
-                    at("address"),
-                    format!("{} is not inside lb_subnet {subnet}", n.address),
-                ));
-            }
-            let interface =
-                Interface::new(n.interface.clone()).map_err(|e| e.at(at("interface")))?;
-            let priority = n
-                .priority
-                .unwrap_or_else(|| default_priority(i, input.lb_nodes.len()));
-            if !(1..=254).contains(&priority) {
-                return Err(Error::invalid(
-                    at("priority"),
-                    priority.to_string(),
-                    "must be 1 to 254",
-                ));
-            }
-            if !priorities.insert(priority) {
-                return Err(Error::duplicate(at("priority"), priority.to_string()));
-            }
-            let stats_address = match n.stats_address {
-                None => n.address,
-                Some(a) if a.is_unspecified() || a.is_multicast() => {
-                    return Err(Error::invalid(
-                        at("stats_address"),
-                        a.to_string(),
-                        "stats must bind to localhost or one management address",
-                    ));
-                }
-                Some(a) if a == input.vip => {
-                    return Err(Error::conflict(
-                        at("stats_address"),
-                        "stats must not be served on the VIP",
-                    ));
-                }
-                Some(a) => a,
-            };
-            nodes.push(Node {
-                name,
-                address: n.address,
-                interface,
-                priority,
-                stats_address,
-            });
-        }
-
-        if input.control_plane.is_empty() {
-            return Err(Error::missing(
-                "control_plane",
-                "the apiserver backend needs at least one control-plane node",
-            ));
-        }
-        let control_plane = members(&input.control_plane, "control_plane")?;
-        let workers = members(&input.workers, "workers")?;
-        for (field, list) in [
-            ("control_plane", &input.control_plane),
-            ("workers", &input.workers),
-        ] {
-            if let Some((i, m)) = list
-                .iter()
-                .enumerate()
-                .find(|(_, m)| m.address == input.vip)
-            {
-                return Err(Error::conflict(
-                    format!("{field}[{i}].address"),
-                    format!("{} is the VIP", m.address),
-                ));
-            }
-        }
-
+        let vip = check_vip(input)?;
+        let nodes = lb_nodes(input)?;
+        let (control_plane, workers) = cluster_backends(input)?;
         let api_port = Port::new(input.api_port).map_err(|e| e.at("api_port"))?;
         if [STATS_PORT, HEALTH_PORT, VAULT_PORT].contains(&api_port.get()) {
             return Err(Error::conflict(
@@ -671,71 +866,11 @@ impl Validated {
             ));
         }
         let vault = members(&input.vault, "vault")?;
-        if let Some((i, m)) = input
-            .vault
-            .iter()
-            .enumerate()
-            .find(|(_, m)| m.address == input.vip)
-        {
-            return Err(Error::conflict(
-                format!("vault[{i}].address"),
-                format!("{} is the VIP", m.address),
-            ));
-        }
-        let metrics_sources = if input.metrics_sources.is_empty() {
-            nodes
-                .iter()
-                .map(|n| n.address)
-                .chain(control_plane.iter().map(|m| m.address))
-                .chain(workers.iter().map(|m| m.address))
-                .map(IpNet::from)
-                .collect()
-        } else {
-            for (i, net) in input.metrics_sources.iter().enumerate() {
-                if net.prefix_len() == 0 {
-                    return Err(Error::invalid(
-                        format!("metrics_sources[{i}]"),
-                        net.to_string(),
-                        "would open the metrics to every address",
-                    ));
-                }
-            }
-            input.metrics_sources.clone()
-        };
+        not_the_vip(input, "vault", &input.vault)?;
+        let metrics_sources = metrics_sources(input, &nodes, &control_plane, &workers)?;
         let ingress = match &input.ingress {
             None => None,
-            Some(ing) => {
-                if workers.is_empty() {
-                    return Err(Error::missing(
-                        "workers",
-                        "ingress is on, so its backends need at least one worker",
-                    ));
-                }
-                let http =
-                    Port::new(ing.http_node_port).map_err(|e| e.at("ingress.http_node_port"))?;
-                let https =
-                    Port::new(ing.https_node_port).map_err(|e| e.at("ingress.https_node_port"))?;
-                if http == https {
-                    return Err(Error::conflict(
-                        "ingress.https_node_port",
-                        "must differ from ingress.http_node_port",
-                    ));
-                }
-                if [80, 443].contains(&api_port.get()) {
-                    return Err(Error::conflict(
-                        "api_port",
-                        "clashes with the ingress ports 80/443",
-                    ));
-                }
-                let tls = match &ing.tls {
-                    IngressTls::Passthrough => Tls::Passthrough,
-                    IngressTls::Terminate { cert_path } => Tls::Terminate(
-                        AbsPath::new(cert_path.clone())
-                            .map_err(|e| e.at("ingress.tls.cert_path"))?,
-                    ),
-                };
-                Some(IngressV { http, https, tls })
-            }
+            Some(ing) => Some(ingress(ing, &workers, api_port)?),
         };
         if input.virtual_router_id == 0 {
             return Err(Error::invalid("virtual_router_id", "0", "must be 1 to 255"));
@@ -743,21 +878,7 @@ impl Validated {
         let health_path =
             UriPath::new(input.api_health_path.clone()).map_err(|e| e.at("api_health_path"))?;
         let script_user = Name::new(input.script_user.clone()).map_err(|e| e.at("script_user"))?;
-        let ms = input.advert_interval.as_millis();
-        if ms == 0
-            || !ms.is_multiple_of(10)
-            || ms > 40_950
-            || !input
-                .advert_interval
-                .subsec_nanos()
-                .is_multiple_of(1_000_000)
-        {
-            return Err(Error::invalid(
-                "advert_interval",
-                format!("{:?}", input.advert_interval),
-                "must be a multiple of 10 ms between 10 ms and 40.95 s",
-            ));
-        }
+        check_advert_interval(input.advert_interval)?;
         Ok(Self {
             nodes,
             vip,
@@ -775,93 +896,53 @@ impl Validated {
     }
 
     fn haproxy(&self, node: &Node) -> Result<HaproxyConfig> {
-        let n = |s: &str| Name::new(s);
-        let port = |p: u16| Port::new(p);
-        let secs = Duration::from_secs;
-        let global = Global {
-            logs: vec![Log {
-                target: Token::new("/dev/log")?,
-                facility: n("local0")?,
-            }],
-            chroot: Some(AbsPath::new("/var/lib/haproxy")?),
-            user: Some(n("haproxy")?),
-            group: Some(n("haproxy")?),
-            daemon: false,
-            // Needs about 2 x maxconn file descriptors; 8000 stays below the 20000 hard limit
-            // some hosts and containers set, and is ample for the API plus ingress of a
-            // Proxmox-sized cluster.
-            maxconn: Some(8_000),
-            stats_socket: Some(StatsSocket {
-                path: AbsPath::new("/run/haproxy/admin.sock")?,
-                mode: 0o660,
-                level: StatsLevel::Admin,
-            }),
-            ssl_min_version: Some(TlsVersion::Tls12),
-            extra: Vec::new(),
-        };
-        let defaults = Defaults {
-            mode: Some(Mode::Tcp),
-            log_global: true,
-            options: vec![ProxyOption::Dontlognull, ProxyOption::Redispatch(Some(1))],
-            retries: Some(2),
-            timeouts: vec![
-                // A LAN connect takes well under a millisecond; after 1 s the server is
-                // treated as dead and the connection redispatched to another one, before a
-                // client's own timeout fires.
-                (TimeoutKind::Connect, secs(1)),
-                (TimeoutKind::Client, secs(60)),
-                (TimeoutKind::Server, secs(60)),
-                (TimeoutKind::Queue, secs(20)),
-                // Read timeout of a health check (its connect timeout is `timeout connect`):
-                // a slow /readyz gets 2 s, a blackholed host fails after 1 s.
-                (TimeoutKind::Check, secs(2)),
-            ],
-            maxconn: None,
-            extra: Vec::new(),
-        };
         let mut cfg = HaproxyConfig::builder()
             .comment(format!(
                 "Rendered by hakube-haproxy-config for LB node {}. Do not edit by hand.",
                 node.name
             ))
-            .global(global)
-            .defaults(defaults);
+            .global(haproxy_global()?)
+            .defaults(haproxy_defaults());
+        let mut proxies = self.api_proxies()?;
+        if let Some(ing) = &self.ingress {
+            proxies.extend(self.ingress_proxies(ing)?);
+        }
+        if !self.vault.is_empty() {
+            proxies.extend(self.vault_proxies()?);
+        }
+        proxies.extend(self.stats_proxies(node)?);
+        for p in proxies {
+            cfg = cfg.proxy(p);
+        }
+        cfg.build()
+    }
 
-        // Kubernetes API.
-        let long = secs(3600);
-        cfg = cfg.proxy(
-            Proxy::frontend("apiserver")
-                .mode(Mode::Tcp)
-                .bind(Bind::any(self.api_port))
-                .option(ProxyOption::Tcplog)
-                .timeout(TimeoutKind::Client, long)
-                .default_backend(n("apiserver")?)
-                .build()?,
-        );
+    /// The Kubernetes API: a TCP frontend on the API port and the control-plane backend with
+    /// its HTTPS `/readyz` check.
+    fn api_proxies(&self) -> Result<Vec<Proxy>> {
+        let long = LONG_TIMEOUT;
+        let frontend = Proxy::frontend("apiserver")
+            .mode(Mode::Tcp)
+            .bind(Bind::any(self.api_port))
+            .option(ProxyOption::Tcplog)
+            .timeout(TimeoutKind::Client, long)
+            .default_backend(Name::new("apiserver")?)
+            .build()?;
         let mut api = Proxy::backend("apiserver")
             .mode(Mode::Tcp)
             .balance(Balance::RoundRobin)
             .timeout(TimeoutKind::Server, long)
             .timeout(TimeoutKind::Tunnel, long)
             .http_check(HttpCheck {
-                method: n("GET")?,
+                method: Name::new("GET")?,
                 uri: self.health_path.clone(),
                 expect_status: 200,
             })
             .default_server(ServerOptions {
-                check: true,
                 check_ssl: true,
                 verify: Some(Verify::DangerNone),
-                inter: Some(secs(2)),
-                fastinter: Some(Duration::from_millis(500)),
-                downinter: Some(secs(2)),
-                fall: Some(2),
-                rise: Some(2),
-                slowstart: Some(secs(10)),
-                observe: Some(Observe::Layer4),
-                error_limit: Some(1),
-                on_error: Some(OnError::SuddenDeath),
-                ..ServerOptions::default()
+                slowstart: Some(Duration::from_secs(10)),
+                ..checked_server(false)
             });
         for cp in &self.control_plane {
             api = api.server(Server {
@@ -871,179 +952,133 @@ impl Validated {
                 options: ServerOptions::default(),
             });
         }
-        cfg = cfg.proxy(api.build()?);
+        Ok(vec![frontend, api.build()?])
+    }
 
-        // Ingress.
-        if let Some(ing) = &self.ingress {
-            let workers = |backend: &str, node_port: Port, proxy: bool, mode: Mode| {
-                let mut b = Proxy::backend(backend)
-                    .mode(mode)
-                    .balance(Balance::RoundRobin)
-                    .default_server(ServerOptions {
-                        check: true,
-                        inter: Some(secs(2)),
-                        fastinter: Some(Duration::from_millis(500)),
-                        downinter: Some(secs(2)),
-                        fall: Some(2),
-                        rise: Some(2),
-                        send_proxy_v2: proxy,
-                        observe: Some(Observe::Layer4),
-                        error_limit: Some(1),
-                        on_error: Some(OnError::SuddenDeath),
-                        ..ServerOptions::default()
-                    })
-                    .timeout(TimeoutKind::Tunnel, long);
-                for w in &self.workers {
-                    b = b.server(Server {
-                        name: w.name.clone(),
-                        addr: w.address,
-                        port: node_port,
-                        options: ServerOptions::default(),
-                    });
-                }
-                b.build()
-            };
-            match &ing.tls {
-                Tls::Passthrough => {
-                    for (name, listen, node_port) in [
-                        ("ingress_http", 80, ing.http),
-                        ("ingress_https", 443, ing.https),
-                    ] {
-                        cfg = cfg
-                            .proxy(
-                                Proxy::frontend(name)
-                                    .mode(Mode::Tcp)
-                                    .bind(Bind::any(port(listen)?))
-                                    .option(ProxyOption::Tcplog)
-                                    .default_backend(n(name)?)
-                                    .build()?,
-                            )
-                            .proxy(workers(name, node_port, true, Mode::Tcp)?);
-                    }
-                }
-                Tls::Terminate(cert) => {
-                    let header = |name: &str, value: &str| -> Result<HttpRequestRule> {
-                        Ok(HttpRequestRule::SetHeader {
-                            name: n(name)?,
-                            value: Token::new(value)?,
-                        })
-                    };
-                    let mut https_bind = Bind::any(port(443)?);
-                    https_bind.tls = Some(BindTls {
-                        cert: cert.clone(),
-                        alpn: vec![Token::new("h2")?, Token::new("http/1.1")?],
-                    });
-                    cfg = cfg
-                        .proxy(
-                            Proxy::frontend("ingress_http")
-                                .mode(Mode::Http)
-                                .bind(Bind::any(port(80)?))
-                                .option(ProxyOption::Httplog)
-                                .option(ProxyOption::Forwardfor { except: None })
-                                .timeout(TimeoutKind::HttpRequest, secs(10))
-                                .timeout(TimeoutKind::HttpKeepAlive, secs(10))
-                                .http_request(HttpRequestRule::DelHeader {
-                                    name: n("X-Forwarded-For")?,
-                                })
-                                .http_request(header("X-Forwarded-Proto", "http")?)
-                                .http_request(header("X-Forwarded-Port", "80")?)
-                                .default_backend(n("ingress_web")?)
-                                .build()?,
-                        )
-                        .proxy(
-                            Proxy::frontend("ingress_https")
-                                .mode(Mode::Http)
-                                .bind(https_bind)
-                                .option(ProxyOption::Httplog)
-                                .option(ProxyOption::Forwardfor { except: None })
-                                .timeout(TimeoutKind::HttpRequest, secs(10))
-                                .timeout(TimeoutKind::HttpKeepAlive, secs(10))
-                                .http_request(HttpRequestRule::DelHeader {
-                                    name: n("X-Forwarded-For")?,
-                                })
-                                .http_request(header("X-Forwarded-Proto", "https")?)
-                                .http_request(header("X-Forwarded-Port", "443")?)
-                                .default_backend(n("ingress_web")?)
-                                .build()?,
-                        )
-                        .proxy(workers("ingress_web", ing.http, false, Mode::Http)?);
+    /// The workers' backend for one ingress NodePort.
+    fn ingress_backend(
+        &self,
+        backend: &str,
+        node_port: Port,
+        send_proxy: bool,
+        mode: Mode,
+    ) -> Result<Proxy> {
+        let mut b = Proxy::backend(backend)
+            .mode(mode)
+            .balance(Balance::RoundRobin)
+            .default_server(checked_server(send_proxy))
+            .timeout(TimeoutKind::Tunnel, LONG_TIMEOUT);
+        for w in &self.workers {
+            b = b.server(Server {
+                name: w.name.clone(),
+                addr: w.address,
+                port: node_port,
+                options: ServerOptions::default(),
+            });
+        }
+        b.build()
+    }
+
+    /// Ingress on 80/443: TCP relayed with PROXY v2 (passthrough), or TLS ended here and HTTP
+    /// sent to Traefik's web NodePort (terminate).
+    fn ingress_proxies(&self, ing: &IngressV) -> Result<Vec<Proxy>> {
+        let mut proxies = Vec::new();
+        match &ing.tls {
+            Tls::Passthrough => {
+                for (name, listen, node_port) in [
+                    ("ingress_http", 80_u16, ing.http),
+                    ("ingress_https", 443, ing.https),
+                ] {
+                    proxies.push(
+                        Proxy::frontend(name)
+                            .mode(Mode::Tcp)
+                            .bind(Bind::any(Port::new(listen)?))
+                            .option(ProxyOption::Tcplog)
+                            .default_backend(Name::new(name)?)
+                            .build()?,
+                    );
+                    proxies.push(self.ingress_backend(name, node_port, true, Mode::Tcp)?);
                 }
             }
-        }
-
-        // Vault API: TLS passes through to the Vault nodes (clients verify Vault's own
-        // certificate, which must name the VIP); the health check speaks TLS to each node.
-        if !self.vault.is_empty() {
-            cfg = cfg.proxy(
-                Proxy::frontend("vault")
-                    .mode(Mode::Tcp)
-                    .bind(Bind::any(port(VAULT_PORT)?))
-                    .option(ProxyOption::Tcplog)
-                    .default_backend(n("vault")?)
-                    .build()?,
-            );
-            let mut b = Proxy::backend("vault")
-                .mode(Mode::Tcp)
-                .balance(Balance::RoundRobin)
-                .http_check(HttpCheck {
-                    method: n("GET")?,
-                    uri: UriPath::new("/v1/sys/health?standbyok=true")?,
-                    expect_status: 200,
-                })
-                .default_server(ServerOptions {
-                    check: true,
-                    check_ssl: true,
-                    verify: Some(Verify::DangerNone),
-                    inter: Some(secs(2)),
-                    fastinter: Some(Duration::from_millis(500)),
-                    downinter: Some(secs(2)),
-                    fall: Some(2),
-                    rise: Some(2),
-                    observe: Some(Observe::Layer4),
-                    error_limit: Some(1),
-                    on_error: Some(OnError::SuddenDeath),
-                    ..ServerOptions::default()
+            Tls::Terminate(cert) => {
+                let mut https_bind = Bind::any(Port::new(443_u16)?);
+                https_bind.tls = Some(BindTls {
+                    cert: cert.clone(),
+                    alpn: vec![Token::new("h2")?, Token::new("http/1.1")?],
                 });
-            for v in &self.vault {
-                b = b.server(Server {
-                    name: v.name.clone(),
-                    addr: v.address,
-                    port: port(VAULT_PORT)?,
-                    options: ServerOptions::default(),
-                });
+                proxies.push(http_frontend(
+                    "ingress_http",
+                    Bind::any(Port::new(80_u16)?),
+                    "http",
+                    "80",
+                )?);
+                proxies.push(http_frontend("ingress_https", https_bind, "https", "443")?);
+                proxies.push(self.ingress_backend("ingress_web", ing.http, false, Mode::Http)?);
             }
-            cfg = cfg.proxy(b.build()?);
         }
+        Ok(proxies)
+    }
 
-        // Stats and metrics, then the liveness endpoint keepalived checks.
-        cfg = cfg
-            .proxy(
-                Proxy::frontend("stats")
-                    .mode(Mode::Http)
-                    .bind(Bind::ip(node.stats_address, port(STATS_PORT)?))
-                    .http_request(HttpRequestRule::DenyUnlessSource {
-                        sources: self.metrics_sources.clone(),
-                    })
-                    .http_request(HttpRequestRule::PrometheusExporter {
-                        path: UriPath::new("/metrics")?,
-                    })
-                    .stats(Stats {
-                        uri: UriPath::new("/stats")?,
-                        refresh: Some(secs(10)),
-                    })
-                    .build()?,
-            )
-            .proxy(
-                Proxy::frontend("healthz")
-                    .mode(Mode::Http)
-                    .bind(Bind::ip(
-                        IpAddr::V4(Ipv4Addr::LOCALHOST),
-                        port(HEALTH_PORT)?,
-                    ))
-                    .monitor_uri(UriPath::new("/healthz")?)
-                    .build()?,
-            );
-        cfg.build()
+    /// Vault API: TLS passes through to the Vault nodes (clients verify Vault's own
+    /// certificate, which must name the VIP); the health check speaks TLS to each node.
+    fn vault_proxies(&self) -> Result<Vec<Proxy>> {
+        let port = Port::new(VAULT_PORT)?;
+        let frontend = Proxy::frontend("vault")
+            .mode(Mode::Tcp)
+            .bind(Bind::any(port))
+            .option(ProxyOption::Tcplog)
+            .default_backend(Name::new("vault")?)
+            .build()?;
+        let mut b = Proxy::backend("vault")
+            .mode(Mode::Tcp)
+            .balance(Balance::RoundRobin)
+            .http_check(HttpCheck {
+                method: Name::new("GET")?,
+                uri: UriPath::new("/v1/sys/health?standbyok=true")?,
+                expect_status: 200,
+            })
+            .default_server(ServerOptions {
+                check_ssl: true,
+                verify: Some(Verify::DangerNone),
+                ..checked_server(false)
+            });
+        for v in &self.vault {
+            b = b.server(Server {
+                name: v.name.clone(),
+                addr: v.address,
+                port,
+                options: ServerOptions::default(),
+            });
+        }
+        Ok(vec![frontend, b.build()?])
+    }
+
+    /// Stats and metrics on the node's stats address, then the liveness endpoint keepalived
+    /// checks on localhost.
+    fn stats_proxies(&self, node: &Node) -> Result<Vec<Proxy>> {
+        let stats = Proxy::frontend("stats")
+            .mode(Mode::Http)
+            .bind(Bind::ip(node.stats_address, Port::new(STATS_PORT)?))
+            .http_request(HttpRequestRule::DenyUnlessSource {
+                sources: self.metrics_sources.clone(),
+            })
+            .http_request(HttpRequestRule::PrometheusExporter {
+                path: UriPath::new("/metrics")?,
+            })
+            .stats(Stats {
+                uri: UriPath::new("/stats")?,
+                refresh: Some(Duration::from_secs(10)),
+            })
+            .build()?;
+        let healthz = Proxy::frontend("healthz")
+            .mode(Mode::Http)
+            .bind(Bind::ip(
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+                Port::new(HEALTH_PORT)?,
+            ))
+            .monitor_uri(UriPath::new("/healthz")?)
+            .build()?;
+        Ok(vec![stats, healthz])
     }
 
     fn keepalived(&self, node: &Node) -> Result<KeepalivedConfig> {

@@ -2,8 +2,9 @@
 //! object, rendered from one [`Cluster`] (a placed topology).
 //!
 //! The plan is a file tree: `hosts/<vm>/<absolute path on that VM>` and
-//! `cluster/<component>/...`, plus `plan.json` (the placed topology, machine-readable). One
-//! picture serves review (`diff -r`), dry runs, tests and the real run.
+//! `cluster/<component>/...`, plus `plan.json` (the placed topology, machine-readable) and
+//! drawings of it for people (`diagrams/`, see [`diagram`]). One picture serves review
+//! (`diff -r`), dry runs, tests and the real run.
 //!
 //! Rendering is pure ([`render`] returns a [`PlanTree`] in memory); [`PlanTree::write_to`] is
 //! the only effect, and it replaces the output directory as a whole, so an error never leaves a
@@ -19,6 +20,7 @@
 
 mod addons;
 mod base;
+pub mod diagram;
 mod haproxy;
 mod kubeadm;
 mod nfs;
@@ -105,6 +107,7 @@ pub enum Error {
 pub fn render(cluster: &Cluster, secrets: &PlanSecrets) -> Result<PlanTree, Error> {
     let mut tree = PlanTree::default();
     base::render(cluster, &mut tree)?;
+    diagram::render(cluster, &mut tree)?;
     kubeadm::render(cluster, secrets, &mut tree)?;
     haproxy::render(cluster, &mut tree)?;
     nfs::render(cluster, &mut tree)?;

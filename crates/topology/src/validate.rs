@@ -117,8 +117,23 @@ fn overlaps(a: Ipv4Net, b: Ipv4Net) -> bool {
     hakube_host_state::nets_overlap(a.into(), b.into())
 }
 
+/// Every static rule, section by section in the file's order.
 pub(crate) fn check(t: &Topology, f: &mut Findings) {
-    // cluster
+    check_cluster(t, f);
+    check_proxmox(t, f);
+    check_network(t, f);
+    check_roles(t, f);
+    check_workers(t, f);
+    check_storage(t, f);
+    check_kubernetes(t, f);
+    check_ingress(t, f);
+    check_addons(t, f);
+    check_vault(t, f);
+    check_ssh(t, f);
+}
+
+/// `cluster`: the name.
+fn check_cluster(t: &Topology, f: &mut Findings) {
     if !is_dns_label(&t.cluster.name) {
         f.error(
             Rule::InvalidName,
@@ -129,8 +144,10 @@ pub(crate) fn check(t: &Topology, f: &mut Findings) {
             ),
         );
     }
+}
 
-    // proxmox
+/// `proxmox`: the API URL, nodes, templates, VLAN, storage and bridge, the VMID range.
+fn check_proxmox(t: &Topology, f: &mut Findings) {
     let px = &t.proxmox;
     if !(px.api_url.starts_with("https://") && px.api_url.len() > "https://".len()) {
         f.error(
@@ -232,8 +249,10 @@ pub(crate) fn check(t: &Topology, f: &mut Findings) {
             ),
         );
     }
+}
 
-    // network
+/// `network`: no overlap between the node, pod and service networks; the gateway, VIP, interface, VRRP id and allocation pool.
+fn check_network(t: &Topology, f: &mut Findings) {
     let net = &t.network;
     let k = &t.kubernetes;
     let nets = [
@@ -316,8 +335,10 @@ pub(crate) fn check(t: &Topology, f: &mut Findings) {
             ),
         );
     }
+}
 
-    // roles
+/// `loadbalancers` and `control_plane`: counts (etcd quorum) and sizes.
+fn check_roles(t: &Topology, f: &mut Findings) {
     if t.loadbalancers.count == 0 {
         f.error(
             Rule::Count,
@@ -345,6 +366,10 @@ pub(crate) fn check(t: &Topology, f: &mut Findings) {
         f.error(Rule::ControlPlaneQuorum, "control_plane.count", format!("{cp} control-plane nodes: etcd needs a majority ({}) for quorum, so {cp} survive {} failure(s), no more than {}; use an odd count (3 or 5)", cp / 2 + 1, (cp - 1) / 2, cp - 1));
     }
     check_role(f, "control_plane", &t.control_plane, 2048);
+}
+
+/// `workers`: at least one, sizes, unique group names, addresses, labels and taints.
+fn check_workers(t: &Topology, f: &mut Findings) {
     let w = &t.workers;
     if w.groups.is_empty() || w.groups.iter().all(|g| g.count == 0) {
         f.error(
@@ -402,8 +427,32 @@ pub(crate) fn check(t: &Topology, f: &mut Findings) {
             }
         }
     }
+}
 
-    // NFS and StorageClasses
+/// `nfs`, `storage_classes` and `backup`.
+fn check_storage(t: &Topology, f: &mut Findings) {
+    let export_paths = check_exports(t, f);
+    let defaults = check_storage_classes(t, f, &export_paths);
+    check_export_use(t, f);
+    if let Some(b) = t.backup.as_ref().and_then(|b| b.etcd.as_ref()) {
+        check_etcd_backup(f, t, b);
+    }
+    if let Some(b) = t.backup.as_ref().and_then(|b| b.nfs.as_ref()) {
+        check_nfs_backup(f, t, b);
+    }
+    if defaults > 1 {
+        f.error(
+            Rule::StorageClass,
+            "storage_classes",
+            "more than one StorageClass is marked default",
+        );
+    }
+}
+
+/// `nfs`: size and exports (absolute, clean, neither twice nor nested, clients on the node
+/// network). Returns the export paths without trailing `/`.
+fn check_exports(t: &Topology, f: &mut Findings) -> BTreeSet<String> {
+    let net = &t.network;
     let mut export_paths = BTreeSet::new();
     if let Some(nfs) = &t.nfs {
         check_size(f, "nfs.size", &nfs.size, 512, 8);
@@ -470,6 +519,11 @@ pub(crate) fn check(t: &Topology, f: &mut Findings) {
             );
         }
     }
+    export_paths
+}
+
+/// `storage_classes`: names, unique, each on an export. Returns how many are marked default.
+fn check_storage_classes(t: &Topology, f: &mut Findings, export_paths: &BTreeSet<String>) -> usize {
     let mut classes = BTreeSet::new();
     let mut defaults = 0;
     for (i, sc) in t.storage_classes.iter().enumerate() {
@@ -497,6 +551,11 @@ pub(crate) fn check(t: &Topology, f: &mut Findings) {
         }
         defaults += usize::from(sc.default);
     }
+    defaults
+}
+
+/// Each export backs exactly one StorageClass, or holds the etcd backups.
+fn check_export_use(t: &Topology, f: &mut Findings) {
     let etcd_backup = t.backup.as_ref().and_then(|b| b.etcd.as_ref());
     let backup_export = etcd_backup.map(|b| b.export.trim_end_matches('/'));
     if let Some(nfs) = &t.nfs {
@@ -513,21 +572,12 @@ pub(crate) fn check(t: &Topology, f: &mut Findings) {
             }
         }
     }
-    if let Some(b) = etcd_backup {
-        check_etcd_backup(f, t, b);
-    }
-    if let Some(b) = t.backup.as_ref().and_then(|b| b.nfs.as_ref()) {
-        check_nfs_backup(f, t, b);
-    }
-    if defaults > 1 {
-        f.error(
-            Rule::StorageClass,
-            "storage_classes",
-            "more than one StorageClass is marked default",
-        );
-    }
+}
 
-    // kubernetes
+/// `kubernetes`: version, DNS domain, service network size.
+fn check_kubernetes(t: &Topology, f: &mut Findings) {
+    let net = &t.network;
+    let k = &t.kubernetes;
     if let Err(m) = parse_k8s_version(&k.version) {
         f.error(Rule::KubernetesVersion, "kubernetes.version", m);
     }
@@ -545,8 +595,10 @@ pub(crate) fn check(t: &Topology, f: &mut Findings) {
             format!("{} is too small for cluster services", k.service_cidr),
         );
     }
+}
 
-    // ingress
+/// `ingress`: NodePorts and TLS.
+fn check_ingress(t: &Topology, f: &mut Findings) {
     let ing = &t.ingress;
     for (name, port) in [
         ("ingress.http_node_port", ing.http_node_port),
@@ -587,8 +639,10 @@ pub(crate) fn check(t: &Topology, f: &mut Findings) {
         ),
         _ => {}
     }
+}
 
-    // add-ons
+/// `addons`: domains and the local StorageClass.
+fn check_addons(t: &Topology, f: &mut Findings) {
     if let Some(d) = &t.addons.apps_domain
         && !is_dns_name(d)
     {
@@ -620,8 +674,10 @@ pub(crate) fn check(t: &Topology, f: &mut Findings) {
             "in_cluster Vault needs addons.local_storage_class for its raft data",
         );
     }
+}
 
-    // vault
+/// `vault`: placement and the VMs' count.
+fn check_vault(t: &Topology, f: &mut Findings) {
     if let Some(v) = &t.vault {
         match (v.placement, &v.vms) {
             (VaultPlacement::Vms, None) => f.error(
@@ -647,8 +703,10 @@ pub(crate) fn check(t: &Topology, f: &mut Findings) {
             (VaultPlacement::InCluster, None) => {}
         }
     }
+}
 
-    // ssh
+/// `ssh`: the user and the public keys.
+fn check_ssh(t: &Topology, f: &mut Findings) {
     if !is_dns_label(&t.ssh.user) && t.ssh.user != "root" {
         f.error(
             Rule::Ssh,
