@@ -5,8 +5,9 @@
 //! reads the etcd client certificate kubeadm generates (`healthcheck-client`) from
 //! `/etc/kubernetes/pki/etcd`, read-only. A first init container (kubeadm's own etcd image,
 //! no shell needed) saves the snapshot into a per-run partial name; a second one checks what
-//! was written with `etcdutl snapshot status` (it opens the bolt database and hashes it: a
-//! truncated or corrupt file fails the job instead of replacing a good backup). The main
+//! was written with a trial `etcdutl snapshot restore` into an emptyDir (it checks the SHA-256
+//! `snapshot save` appends: a truncated or corrupt file fails the job instead of replacing a
+//! good backup; `snapshot status` alone accepts a file cut after bolt's meta pages). The main
 //! container (busybox) archives `/etc/kubernetes/pki` (the cluster CA and service-account keys:
 //! without them a restored etcd is useless, every kubeconfig and token would have to be
 //! re-issued), checks the archive reads back, gives both timestamped final names and deletes
@@ -98,14 +99,20 @@ pub fn cronjob(b: &EtcdBackupInput) -> Value {
                                 "name": "verify",
                                 "image": b.etcd_image,
                                 "env": [node_env.clone()],
+                                // A trial restore: it checks the SHA-256 that `snapshot save`
+                                // appends, so a truncated file fails; `snapshot status` alone
+                                // accepts a file cut after bolt's meta pages (etcd 3.5).
                                 "command": [
                                     "etcdutl",
                                     "snapshot",
-                                    "status",
+                                    "restore",
                                     "/backup/.partial-$(NODE_NAME).db",
-                                    "--write-out=json",
+                                    "--data-dir=/scratch/restore-check",
                                 ],
-                                "volumeMounts": [{ "name": "backup", "mountPath": "/backup" }],
+                                "volumeMounts": [
+                                    { "name": "backup", "mountPath": "/backup" },
+                                    { "name": "scratch", "mountPath": "/scratch" },
+                                ],
                             }],
                             "containers": [{
                                 "name": "rotate",
@@ -118,6 +125,7 @@ pub fn cronjob(b: &EtcdBackupInput) -> Value {
                                 ],
                             }],
                             "volumes": [
+                                { "name": "scratch", "emptyDir": {} },
                                 {
                                     "name": "pki",
                                     "hostPath": { "path": PKI_DIR, "type": "Directory" },

@@ -186,7 +186,9 @@ fn start_etcd(dir: &Path, pki: &Path) -> (Etcd, String) {
 /// Map the pod's paths to the test's directories, and expand `$(NODE_NAME)`. `pki` stands for
 /// the host's `/etc/kubernetes/pki` (etcd's PKI is its `etcd/` folder).
 fn map(arg: &str, endpoint: &str, pki: &Path, backup: &Path) -> String {
+    let scratch = backup.with_file_name("scratch");
     arg.replace("https://127.0.0.1:2379", endpoint)
+        .replace("/scratch", &scratch.display().to_string())
         .replace(PKI_DIR, &pki.display().to_string())
         .replace("/backup", &backup.display().to_string())
         .replace("$(NODE_NAME)", "master-1")
@@ -271,15 +273,20 @@ fn rendered_snapshot_and_rotation_work_against_real_etcd() {
         .filter_map(Value::as_str)
         .map(|a| map(a, &endpoint, &pki, &backup))
         .collect();
-    assert_eq!(verify[..3], ["etcdutl", "snapshot", "status"]);
+    assert_eq!(verify[..3], ["etcdutl", "snapshot", "restore"]);
     if !have("etcdutl") {
         verify[0] = "etcdctl".into();
     }
-    let status = run(Command::new(&verify[0])
+    run(Command::new(&verify[0])
         .args(&verify[1..])
         .env("ETCDCTL_API", "3"));
-    let status: Value = serde_json::from_str(status.trim()).expect("status JSON");
-    assert!(status["totalKey"].as_u64().unwrap_or(0) >= 1, "{status}");
+    let scratch = backup.with_file_name("scratch");
+    assert!(
+        scratch.join("restore-check/member").is_dir(),
+        "the trial restore ran"
+    );
+    // (each job's pod starts with an empty scratch directory)
+    std::fs::remove_dir_all(&scratch).expect("empty scratch");
     // ...and fails the job on a truncated one (so no rotation replaces a good backup).
     let good = std::fs::read(backup.join(".partial-master-1.db")).expect("snapshot");
     let broken = tmp.path().join("broken");
@@ -298,6 +305,11 @@ fn rendered_snapshot_and_rotation_work_against_real_etcd() {
         !out.status.success(),
         "a truncated snapshot passed verification: {}",
         String::from_utf8_lossy(&out.stdout)
+    );
+    let why = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !why.contains("exist"),
+        "it failed on the truncation, not on a leftover directory: {why}"
     );
 
     let rotate = pod["containers"][0]["command"]
