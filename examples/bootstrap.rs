@@ -114,9 +114,13 @@ async fn main() -> ExitCode {
     pool.close_all().await;
     match result {
         Ok(report) => {
+            if report.kubeconfig.is_file() {
+                println!("admin kubeconfig: {}", report.kubeconfig.display());
+            }
             println!("\n{}", report.flow);
-            println!("admin kubeconfig: {}", report.kubeconfig.display());
-            if report.flow.all_ready || !report.flow.ready_awaited {
+            if report.flow.failures().is_empty()
+                && (report.flow.all_ready || !report.flow.ready_awaited)
+            {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE

@@ -312,6 +312,19 @@ async fn run_stage(
             pool.close_all().await;
             let r = r.map_err(|e| chain(&e))?;
             println!("{}", r.flow);
+            let failed: Vec<String> = r
+                .flow
+                .failures()
+                .iter()
+                .map(|(node, why)| format!("{node}: {why}"))
+                .collect();
+            if !failed.is_empty() {
+                return Err(format!(
+                    "{} node(s) failed: {}",
+                    failed.len(),
+                    failed.join("; ")
+                ));
+            }
             Ok(r.changes())
         }
         Stage::Addons => {

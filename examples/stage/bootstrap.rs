@@ -138,9 +138,11 @@ impl BootstrapProgress for Printer {
 /// Bootstraps Kubernetes on the topology's masters and workers over SSH (see the module docs).
 /// Safe to re-run: nodes that joined are skipped, and node preparation changes nothing twice.
 ///
+/// Nodes whose init or join failed are in the report (`flow.failures()`), the others joined.
+///
 /// # Errors
 /// [`Error::Input`] for unreadable manifests or secrets, [`Error::Failed`] naming each node
-/// that failed preparation or its kubeadm step, [`Error::Stage`] when the flow stops.
+/// that failed preparation, [`Error::Kubeadm`] when the flow stops.
 pub async fn run(
     cluster: &Cluster,
     ssh: &SshArgs,
@@ -197,8 +199,7 @@ pub async fn run(
     );
     let first_master = input.masters.first().map(|m| m.name.clone());
     let wait_for_ready = !manifests.is_empty();
-    let flow = Bootstrap::new(input, plan_secrets.kubeadm.clone(), hosts.clone())
-        .map_err(|e| Error::stage("bootstrap", e))?
+    let flow = Bootstrap::new(input, plan_secrets.kubeadm.clone(), hosts.clone())?
         .options(BootstrapOptions {
             parallel_control_plane_joins: opts.parallel_control_plane,
             wait_for_ready,
@@ -207,18 +208,18 @@ pub async fn run(
         .hooks(Arc::new(CniManifests(manifests)))
         .progress(Arc::new(Printer(Instant::now())))
         .run()
-        .await
-        .map_err(|e| Error::stage("bootstrap", e))?;
-    let failures: Vec<String> = flow
-        .failures()
-        .iter()
-        .map(|(node, why)| format!("{node}: {why}"))
-        .collect();
-    if !failures.is_empty() {
-        return Err(Error::Failed(failures));
-    }
+        .await?;
     let kubeconfig = opts.plan_dir.join(ADMIN_KUBECONFIG);
-    if let Some(first) = first_master.and_then(|m| hosts.get(&m).cloned()) {
+    let first_ok = first_master.as_ref().is_some_and(|m| {
+        flow.nodes.iter().any(|n| {
+            &n.node == m
+                && matches!(
+                    n.outcome,
+                    NodeOutcome::Initialized | NodeOutcome::AlreadyMember
+                )
+        })
+    });
+    if first_ok && let Some(first) = first_master.and_then(|m| hosts.get(&m).cloned()) {
         fetch_kubeconfig(first.as_ref(), &kubeconfig).await?;
     }
     Ok(Report {

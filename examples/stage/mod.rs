@@ -23,6 +23,9 @@ pub enum Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The kubeadm flow stopped (its message names the node and step).
+    #[error(transparent)]
+    Kubeadm(#[from] hakube_kubeadm::Error),
     /// Some hosts or VMs failed (each named with its cause) while the others finished.
     #[error("{} failed: {}", .0.len(), .0.join("; "))]
     Failed(Vec<String>),
