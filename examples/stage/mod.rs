@@ -26,6 +26,9 @@ pub enum Error {
     /// The kubeadm flow stopped (its message names the node and step).
     #[error(transparent)]
     Kubeadm(#[from] hakube_kubeadm::Error),
+    /// The Proxmox API refused or failed (its message names the server or VM).
+    #[error(transparent)]
+    Proxmox(#[from] hakube_proxmox_api::Error),
     /// Some hosts or VMs failed (each named with its cause) while the others finished.
     #[error("{} failed: {}", .0.len(), .0.join("; "))]
     Failed(Vec<String>),

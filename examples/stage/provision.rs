@@ -199,12 +199,9 @@ pub async fn run(cluster: &Cluster, client: Client, opts: &Options) -> Result<Ou
             .plan(&specs)
             .await
             .map(Outcome::Planned)
-            .map_err(|e| Error::stage("provision plan", e));
+            .map_err(Error::from);
     }
-    let report = p
-        .apply(&specs)
-        .await
-        .map_err(|e| Error::stage("provision", e))?;
+    let report = p.apply(&specs).await?;
     if !report.is_success() {
         let mut failed: Vec<String> = report
             .vms
