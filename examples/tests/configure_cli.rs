@@ -8,7 +8,7 @@
 //! VIP, the VIP accepts connections on 6443 and the live exports match the plan; a second run
 //! changes nothing and restarts nothing; a rendered `haproxy.cfg` that HAProxy rejects never
 //! replaces the live one (the VIP keeps answering); an unknown host key and a host that is
-//! gone are named while the others finish. Prints each run's wall time.
+//! gone are named while the others finish; a changed host key is refused. Prints each run's wall time.
 //!
 //! With the Vault VMs (`configure_seed_seven_hosts_with_vault`: the seed's 3 LBs, NFS server
 //! and 3 Vault VMs running the real OpenBao): configured, bootstrapped and verified (Vault's
@@ -254,6 +254,21 @@ fn configure_fresh_lbs_and_nfs_then_rerun() {
             untrusted.stderr
         );
     }
+
+    // lb-2 reinstalled (a new host key): refused and named, nothing changed on it, the others
+    // finish.
+    lab.host("lb-2").rotate_ssh_host_key().unwrap();
+    let changed = run_with(&[]);
+    assert!(!changed.ok);
+    assert!(
+        changed.stderr.contains("lb-2: HOST KEY CHANGED"),
+        "{}",
+        changed.stderr
+    );
+    for h in ["lb-1", "lb-3", "nfs-1"] {
+        assert_eq!(summary(&changed, h)[3], "ok", "{}", changed.stdout);
+    }
+    lab.refresh_known_hosts().unwrap();
 
     // The NFS VM is gone: it is named, the load balancers still finish.
     lab.remove_host("nfs-1").unwrap();
