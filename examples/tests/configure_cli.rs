@@ -583,7 +583,40 @@ fn configure_seed_seven_hosts_with_vault() {
         "no Vault change: {}",
         refused.stdout
     );
-    std::fs::rename(&away, &keys).unwrap();
+
+    // The same, but with the mark a run leaves when it is killed between sending `sys/init` and
+    // keeping its answer: the cluster nobody can unseal is wiped and initialised again (last:
+    // it replaces this test's cluster).
+    let mut mark = keys.clone().into_os_string();
+    mark.push(".init-pending");
+    std::fs::write(&mark, "").unwrap();
+    let recovered = run(&argv);
+    outputs.push_str(&recovered.stdout);
+    outputs.push_str(&recovered.stderr);
+    assert!(recovered.ok, "{}", recovered.stderr);
+    assert!(
+        recovered
+            .stdout
+            .contains("the cluster an interrupted init left without keys was wiped"),
+        "{}",
+        recovered.stdout
+    );
+    assert!(keys.exists(), "the new keys are kept");
+    assert!(!Path::new(&mark).exists(), "the mark is gone");
+    let new_keys: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&keys).unwrap()).unwrap();
+    let old_keys: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&away).unwrap()).unwrap();
+    assert_ne!(new_keys["root_token"], old_keys["root_token"]);
+    let new_secrets = new_keys["unseal_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain([&new_keys["root_token"]])
+        .map(|v| v.as_str().unwrap().to_owned());
+    for secret in new_secrets {
+        assert!(!outputs.contains(&secret), "a new Vault secret was printed");
+    }
 
     // Secrets never in any output.
     for secret in unseal
