@@ -285,17 +285,23 @@ fn private_dirs(out: &Path, dir: &Path) -> Result<(), Error> {
 /// ([`hakube_vault::Error::InitAnswerLost`]).
 async fn wipe_vault(setup: &VaultSetup, work: &[HostWork], client: &Client) -> Result<(), Error> {
     let data = hakube_vault::config::DATA_DIR;
-    let script = format!(
-        "systemctl stop {svc} && find {data} -mindepth 1 -delete && systemctl start {svc}",
-        svc = hakube_vault::host::SERVICE
-    );
-    for (h, _) in work
+    let svc = hakube_vault::host::SERVICE;
+    let hosts: Vec<&Arc<dyn RemoteExec>> = work
         .iter()
         .filter(|(h, _)| setup.cluster.nodes.iter().any(|n| n.name == h.host()))
-    {
-        h.run_ok(&Command::new("sh").args(["-c", &script]).sudo(true))
-            .await
-            .map_err(|e| Error::HostsFailed(vec![crate::error_chain(&e)]))?;
+        .map(|(h, _)| h)
+        .collect();
+    // Every node stopped before any starts again: a fresh node would otherwise join a peer
+    // that still runs the old cluster (retry_join).
+    for script in [
+        format!("systemctl stop {svc}"),
+        format!("find {data} -mindepth 1 -delete && systemctl start {svc}"),
+    ] {
+        for h in &hosts {
+            h.run_ok(&Command::new("sh").args(["-c", &script]).sudo(true))
+                .await
+                .map_err(|e| Error::HostsFailed(vec![crate::error_chain(&e)]))?;
+        }
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     for i in 0..client.endpoints().len() {

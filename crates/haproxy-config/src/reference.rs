@@ -35,11 +35,15 @@
 //! - **Vault API** ([`VAULT_PORT`], when [`HaInput::vault`] names nodes): `mode tcp`, TLS
 //!   passes through, so clients verify Vault's own certificate (which must name the VIP) and
 //!   HAProxy holds no key. The health check speaks TLS to each node (`check-ssl verify none`)
-//!   and asks `/v1/sys/health?standbyok=true`: 200 from the active node and unsealed standbys
-//!   (which forward requests to the active one), 501/503 from uninitialised or sealed nodes,
-//!   which leave the rotation. Not verifying the check's certificate costs nothing: the check
-//!   only steers traffic, and a client's TLS session still ends at a real Vault node or
-//!   fails; it spares the LBs the Vault CA.
+//!   and asks `/v1/sys/health`: 200 from the active node only (429 from standbys, 501/503 from
+//!   uninitialised or sealed nodes), so every request through the VIP reaches the active node.
+//!   Standbys are not trusted to forward: on the local twin, OpenBao 2.7.2 standbys answered
+//!   404 for a Kubernetes auth role and config written through the active node minutes before,
+//!   so a cert-manager login landing on a standby would fail. A standby that becomes active is
+//!   checked every 500 ms while down (`downinter`), so it takes the traffic within about 1 s
+//!   of its election. Not verifying the check's certificate costs nothing: the check only
+//!   steers traffic, and a client's TLS session still ends at a real Vault node or fails; it
+//!   spares the LBs the Vault CA.
 //! - **keepalived**: unicast peers (works where multicast is filtered), distinct priorities,
 //!   every node starts as BACKUP; among the nodes competing in an election the highest
 //!   priority wins, so there is exactly one MASTER and a failed MASTER is always replaced by
@@ -1034,12 +1038,14 @@ impl Validated {
             .balance(Balance::RoundRobin)
             .http_check(HttpCheck {
                 method: Name::new("GET")?,
-                uri: UriPath::new("/v1/sys/health?standbyok=true")?,
+                uri: UriPath::new("/v1/sys/health")?,
                 expect_status: 200,
             })
             .default_server(ServerOptions {
                 check_ssl: true,
                 verify: Some(Verify::DangerNone),
+                // Standbys are down here by design: a new active node is found quickly.
+                downinter: Some(Duration::from_millis(500)),
                 ..checked_server(false)
             });
         for v in &self.vault {
