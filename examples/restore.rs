@@ -11,11 +11,10 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
 
 use clap::Parser;
 use hakube_examples::ssh::SshArgs;
-use hakube_examples::stage::restore::{Options, Part, nfs, vault};
+use hakube_examples::stage::restore::{Options, Part, run};
 
 /// Restore NFS export data and Vault (and etcd) from the cluster's own backups.
 #[derive(Parser)]
@@ -96,17 +95,6 @@ async fn try_main() -> Result<(), String> {
             return Err(format!("--snapshot {s}: {part} is not restored (--only)"));
         }
     }
-    if !opts.confirm_replace {
-        let names: Vec<&str> = parts.iter().map(|p| p.name()).collect();
-        return Err(format!(
-            "restoring {} replaces the live data with the snapshots': refusing without \
-             --yes-replace-data",
-            names.join(", ")
-        ));
-    }
-    if parts.contains(&Part::Etcd) {
-        return Err("etcd restore: not in this build".into());
-    }
     let pool = args.ssh.pool()?;
     let result = restore(&cluster, &pool, &opts, &parts).await;
     pool.close_all().await;
@@ -119,54 +107,38 @@ async fn restore(
     opts: &Options,
     parts: &[Part],
 ) -> Result<(), String> {
-    let started = Instant::now();
-    let mut lines = Vec::new();
-    for part in parts {
-        match part {
-            Part::Nfs => {
-                let r = nfs::run(cluster, pool, opts)
-                    .await
-                    .map_err(|e| format!("nfs restore: {}", hakube_examples::error_chain(&e)))?;
-                for s in &r.skipped {
-                    println!("  nfs: skipped {s}");
-                }
-                for e in &r.exports {
-                    println!("  nfs: restored {e}");
-                }
-                lines.push(format!(
-                    "nfs: {} snapshot {} restored into {} export(s), {} live as planned, in {:.1}s",
-                    r.host,
-                    r.snapshot,
-                    r.exports.len(),
-                    r.live_exports,
-                    r.elapsed.as_secs_f64()
-                ));
-            }
-            Part::Vault => {
-                let r = vault::run(cluster, pool, opts)
-                    .await
-                    .map_err(|e| format!("vault restore: {}", hakube_examples::error_chain(&e)))?;
-                lines.push(format!(
-                    "vault: {}:{} ({} bytes, taken {}) restored, voters {}, PKI CA {}, in {:.1}s",
-                    r.snapshot.host,
-                    r.snapshot.path,
-                    r.snapshot.bytes,
-                    r.snapshot.taken,
-                    r.voters.join(", "),
-                    if r.root_ca_unchanged {
-                        "unchanged"
-                    } else {
-                        "restored (no CA before to compare)"
-                    },
-                    r.elapsed.as_secs_f64()
-                ));
-            }
-            Part::Etcd => return Err("etcd restore: not in this build".into()),
+    let r = run(cluster, pool, opts, parts)
+        .await
+        .map_err(|e| hakube_examples::error_chain(&e))?;
+    if let Some(r) = &r.nfs {
+        for e in &r.exports {
+            println!("  nfs: restored {e}");
         }
+        println!(
+            "restore: nfs: {} snapshot {} restored into {} export(s), {} live as planned, in {:.1}s",
+            r.host,
+            r.snapshot,
+            r.exports.len(),
+            r.live_exports,
+            r.elapsed.as_secs_f64()
+        );
     }
-    for l in &lines {
-        println!("restore: {l}");
+    if let Some(r) = &r.vault {
+        println!(
+            "restore: vault: {}:{} ({} bytes, taken {}) restored, voters {}, PKI CA {}, in {:.1}s",
+            r.snapshot.host,
+            r.snapshot.path,
+            r.snapshot.bytes,
+            r.snapshot.taken,
+            r.voters.join(", "),
+            if r.root_ca_unchanged {
+                "unchanged"
+            } else {
+                "restored (no CA from before to compare)"
+            },
+            r.elapsed.as_secs_f64()
+        );
     }
-    println!("restore: done in {:.1}s", started.elapsed().as_secs_f64());
+    println!("restore: done in {:.1}s", r.elapsed.as_secs_f64());
     Ok(())
 }

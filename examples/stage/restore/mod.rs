@@ -16,7 +16,10 @@ pub mod nfs;
 pub mod vault;
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use hakube_remote::SshPool;
+use hakube_topology::Cluster;
 
 /// A part of the cluster the restore can bring back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,12 +104,12 @@ pub enum Error {
     /// Live data would be replaced and the operator did not confirm. Nothing was touched; not
     /// retryable as is: confirm.
     #[error(
-        "{part} restore replaces the live data with a snapshot's: refusing without \
+        "restoring {parts} replaces the live data with the snapshots': refusing without \
          --yes-replace-data (Options::confirm_replace)"
     )]
     NotConfirmed {
-        /// The part (`nfs`, `vault`).
-        part: &'static str,
+        /// The parts (`nfs`, `vault`, comma-separated).
+        parts: String,
     },
     /// The topology, the plan directory or an option cannot serve the restore (named).
     /// Nothing was touched; not retryable: fix the input.
@@ -151,6 +154,51 @@ impl Error {
             source: source.into(),
         }
     }
+}
+
+/// What [`run`] restored.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// The NFS part, when restored.
+    pub nfs: Option<nfs::Report>,
+    /// The Vault part, when restored.
+    pub vault: Option<vault::Report>,
+    /// Wall time of the whole restore.
+    pub elapsed: Duration,
+}
+
+/// Restores `parts` of `cluster` in order (each from the newest verified snapshot or the one
+/// named in `opts`), stopping at the first that fails.
+///
+/// # Errors
+/// The first part's [`Error`]; [`Error::Input`] for [`Part::Etcd`], which this build does not
+/// restore.
+pub async fn run(
+    cluster: &Cluster,
+    pool: &SshPool,
+    opts: &Options,
+    parts: &[Part],
+) -> Result<Report, Error> {
+    if !opts.confirm_replace {
+        let names: Vec<&str> = parts.iter().map(|p| p.name()).collect();
+        return Err(Error::NotConfirmed {
+            parts: names.join(", "),
+        });
+    }
+    if parts.contains(&Part::Etcd) {
+        return Err(Error::Input("etcd restore: not in this build".into()));
+    }
+    let started = Instant::now();
+    let mut report = Report::default();
+    for part in parts {
+        match part {
+            Part::Etcd => return Err(Error::Input("etcd restore: not in this build".into())),
+            Part::Nfs => report.nfs = Some(nfs::run(cluster, pool, opts).await?),
+            Part::Vault => report.vault = Some(vault::run(cluster, pool, opts).await?),
+        }
+    }
+    report.elapsed = started.elapsed();
+    Ok(report)
 }
 
 /// Whether `s` is a snapshot timestamp as the backup jobs write them (`YYYYMMDDTHHMMSSZ`).

@@ -49,7 +49,9 @@ pub struct Report {
 /// [`Error::NoSnapshot`]; [`Error::Step`] naming the VM and step.
 pub async fn run(cluster: &Cluster, pool: &SshPool, opts: &Options) -> Result<Report, Error> {
     if !opts.confirm_replace {
-        return Err(Error::NotConfirmed { part: "nfs" });
+        return Err(Error::NotConfirmed {
+            parts: "nfs".into(),
+        });
     }
     let (setup, backup) = setup(cluster)?;
     let vm = cluster
@@ -94,7 +96,9 @@ pub async fn restore_on(
     opts: &Options,
 ) -> Result<Report, Error> {
     if !opts.confirm_replace {
-        return Err(Error::NotConfirmed { part: "nfs" });
+        return Err(Error::NotConfirmed {
+            parts: "nfs".into(),
+        });
     }
     let started = Instant::now();
     let target = backup.target.as_str();

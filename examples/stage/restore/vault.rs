@@ -83,7 +83,9 @@ pub struct Report {
 /// back whole or the PKI signs with another CA.
 pub async fn run(cluster: &Cluster, pool: &SshPool, opts: &Options) -> Result<Report, Error> {
     if !opts.confirm_replace {
-        return Err(Error::NotConfirmed { part: "vault" });
+        return Err(Error::NotConfirmed {
+            parts: "vault".into(),
+        });
     }
     let started = Instant::now();
     let setup = hakube_plan::vault_setup(cluster)
