@@ -16,7 +16,8 @@
 //!   gone, every node is unsealed and a raft voter, the PKI's root CA is the one from before
 //!   and a CSR signed the way cert-manager does chains to it; no Vault secret in the output.
 //!
-//! Then Vault's data is lost altogether (every node's raft directory wiped, OpenBao restarted
+//! A Vault node that is down is named and nothing is restored. Then Vault's data is lost
+//! altogether (every node's raft directory wiped, OpenBao restarted
 //! uninitialised): `restore --only vault --expect-root-ca FILE` brings the cluster back from the
 //! same snapshot, with the same root CA. Prints each restore's wall time.
 
@@ -414,6 +415,22 @@ fn restore_nfs_and_vault_from_their_backups() {
         }
     });
     let first_restore = restored.took;
+
+    // A Vault node down: named, nothing restored.
+    lab.host("vault-3").run("systemctl stop openbao").unwrap();
+    let down = run(&restore, &with(&["--only", "vault", "--yes-replace-data"]));
+    assert!(!down.ok);
+    assert!(
+        down.stderr
+            .contains("vault-3: GET sys/seal-status: cannot reach the API"),
+        "{}",
+        down.stderr
+    );
+    assert!(
+        !down.stdout.contains("snapshot restored"),
+        "{}",
+        down.stdout
+    );
 
     // Vault's data lost altogether: every node's raft data wiped, OpenBao uninitialised. The
     // snapshots on the VMs survive (another disk): the same snapshot brings the cluster back.

@@ -136,6 +136,10 @@ pub enum Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// An OpenBao API call failed; the message names the node and the operation. Retryable
+    /// when the cause is (a node down, sealed or electing).
+    #[error(transparent)]
+    Vault(#[from] hakube_vault::Error),
     /// The restored part does not do what it must (named). Retryable when it is still settling.
     #[error("verify: {0}")]
     Verify(String),

@@ -124,23 +124,20 @@ pub async fn run(cluster: &Cluster, pool: &SshPool, opts: &Options) -> Result<Re
         .collect();
     let dir = hakube_plan::vault_snapshot_schedule(cluster).dir;
 
+    let client = Client::for_nodes(&setup.cluster.nodes, &ca, Duration::from_secs(10))
+        .map_err(|e| Error::Input(format!("vault: {}", crate::error_chain(&e))))?;
+    let mut any_init = false;
+    // Every node answers first: a node that is down is named, nothing is restored.
+    for i in 0..setup.cluster.nodes.len() {
+        any_init |= client.seal_status(i).await?.initialized;
+    }
     let (snapshot, bytes, skipped) =
         fetch_snapshot(&hosts, &dir, opts.vault_snapshot.as_deref()).await?;
     println!(
         "vault: restoring {}:{} ({} bytes, taken {})",
         snapshot.host, snapshot.path, snapshot.bytes, snapshot.taken
     );
-    let client = Client::for_nodes(&setup.cluster.nodes, &ca, Duration::from_secs(10))
-        .map_err(|e| Error::Input(format!("vault: {}", crate::error_chain(&e))))?;
     let mut steps = Vec::new();
-    let mut any_init = false;
-    for (i, n) in setup.cluster.nodes.iter().enumerate() {
-        let st = client
-            .seal_status(i)
-            .await
-            .map_err(|e| Error::step(&n.name, "GET sys/seal-status", e))?;
-        any_init |= st.initialized;
-    }
     let root_ca_before = if any_init {
         restore_running(&client, &setup, &kept, &store, bytes, opts.wait, &mut steps).await?
     } else {
@@ -397,7 +394,7 @@ async fn restore_running(
                 store.path().display()
             )));
         }
-        Err(e) => return Err(Error::step("vault", "GET auth/token/lookup-self", e)),
+        Err(e) => return Err(Error::Vault(e)),
     }
     let before = match read_cas(client, setup, token).await {
         Ok(cas) => Some(cas),
@@ -406,10 +403,7 @@ async fn restore_running(
             None
         }
     };
-    let peers = client
-        .raft_peers(token)
-        .await
-        .map_err(|e| Error::step("vault", "GET sys/storage/raft/configuration", e))?;
+    let peers = client.raft_peers(token).await.map_err(Error::Vault)?;
     let leader = peers
         .iter()
         .find(|p| p.leader)
@@ -419,7 +413,7 @@ async fn restore_running(
     client
         .snapshot_restore(leader, token, snapshot, true)
         .await
-        .map_err(|e| Error::step(leader_name, "POST sys/storage/raft/snapshot-force", e))?;
+        .map_err(Error::Vault)?;
     steps.push(format!(
         "{leader_name}: snapshot restored through the raft leader (forced)"
     ));
