@@ -1,5 +1,5 @@
 //! The stages of building a cluster, as library code: each binary (`plan`, `provision`,
-//! `configure`, `bootstrap`, `addons`) is a thin command line over one of these, and `up`
+//! `configure`, `bootstrap`, `addons`, `restore`) is a thin command line over one of these, and `up`
 //! runs them in order.
 
 pub mod addons;
@@ -7,6 +7,7 @@ pub mod bootstrap;
 pub mod configure;
 pub mod plan;
 pub mod provision;
+pub mod restore;
 
 /// A stage's failure.
 #[derive(Debug, thiserror::Error)]

@@ -133,21 +133,33 @@ pub(crate) fn provisioner(cluster: &Cluster) -> Option<hakube_addons::Provisione
     })
 }
 
+/// The NFS export backup's settings (`backup.nfs`: target, retention, schedule), as the NFS
+/// VM's backup host plan uses them; `None` without `backup.nfs`. Executors use it to find the
+/// snapshots and restore one.
+///
+/// # Errors
+/// [`Error::Component`] when the target is not a usable path.
+pub fn backup_options(cluster: &Cluster) -> Result<Option<BackupOptions>, Error> {
+    let Some(b) = cluster
+        .topology
+        .backup
+        .as_ref()
+        .and_then(|b| b.nfs.as_ref())
+    else {
+        return Ok(None);
+    };
+    Ok(Some(BackupOptions {
+        schedule: b.schedule.clone(),
+        ..BackupOptions::new(ExportPath::new(&b.target).map_err(err)?, b.keep.into())
+    }))
+}
+
 pub(crate) fn render(cluster: &Cluster, tree: &mut PlanTree) -> Result<(), Error> {
     let Some(setup) = setup(cluster)? else {
         return Ok(());
     };
     tree.host_items(setup.server_host_plan())?;
-    if let Some(b) = cluster
-        .topology
-        .backup
-        .as_ref()
-        .and_then(|b| b.nfs.as_ref())
-    {
-        let options = BackupOptions {
-            schedule: b.schedule.clone(),
-            ..BackupOptions::new(ExportPath::new(&b.target).map_err(err)?, b.keep.into())
-        };
+    if let Some(options) = backup_options(cluster)? {
         tree.host_items(setup.backup_host_plan(&options).map_err(err)?)?;
     }
     for f in setup.plan_files().map_err(err)? {

@@ -78,6 +78,14 @@ pub fn vault_setup(cluster: &Cluster) -> Result<Option<VaultSetup>, Error> {
     }))
 }
 
+/// The Vault VMs' raft snapshot schedule (where each node's snapshot timer writes
+/// `raft-<host>-<UTC timestamp>.snap`, how many it keeps): OpenBao's defaults for every
+/// cluster so far. Executors use it to find the snapshots.
+#[must_use]
+pub fn snapshot_schedule(_cluster: &Cluster) -> SnapshotSchedule {
+    SnapshotSchedule::default()
+}
+
 fn cluster_spec(cluster: &Cluster) -> Option<ClusterSpec> {
     let v = cluster.topology.vault.as_ref()?;
     if v.placement != VaultPlacement::Vms {
@@ -117,7 +125,7 @@ pub(crate) fn render(
     let (tls, _) =
         TlsBundle::reconcile(secrets.vault_tls.as_ref(), &tls_spec(cluster, spec.clone()))
             .map_err(err)?;
-    let schedule = SnapshotSchedule::default();
+    let schedule = snapshot_schedule(cluster);
     for n in &spec.nodes {
         let node_tls = tls.node_tls(&n.name).map_err(err)?;
         let plan =
