@@ -10,7 +10,8 @@
 //! worker that never answers SSH in between (named, the others join), converging on one VM
 //! each and one `kubeadm init`; and `up --lab --keep`, a run continuing on the kept twin,
 //! `up --lab-down`. Twins of the seed share its subnet: they wait for each other (the twin's
-//! subnet lock).
+//! subnet lock). After the killed runs, the DR drill: data in an NFS export and in Vault,
+//! the backups the timers make, the data destroyed, `restore`, the data compared.
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
@@ -405,6 +406,91 @@ fn killed_at_three_points_and_an_unreachable_worker() {
         .run("etcdctl --endpoints http://127.0.0.1:2379 member list")
         .unwrap();
     assert_eq!(members.lines().count(), 3, "{members}");
+
+    dr_drill(&seed);
+}
+
+/// `curl` against Vault through the VIP with the kept root token (never printed).
+fn vault(seed: &Seed, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    let kept: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(seed.out.join("secrets/vault/init.json")).unwrap())
+            .unwrap();
+    let token = kept["root_token"].as_str().unwrap();
+    let mut cmd = Command::new("curl");
+    cmd.args(["-s", "-o", "-", "-w", "\n%{http_code}", "-X", method])
+        .arg("--cacert")
+        .arg(seed.out.join("secrets/vault/tls/ca.crt"));
+    // The token header comes from a curl config on stdin, so it never shows in `ps`.
+    cmd.args(["-K", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
+    if let Some(b) = body {
+        cmd.args(["-H", "Content-Type: application/json", "-d", b]);
+    }
+    cmd.arg(format!(
+        "https://{}:8200/v1/{path}",
+        seed.cluster.topology.network.vip
+    ));
+    let mut child = cmd.spawn().unwrap();
+    std::io::Write::write_all(
+        child.stdin.as_mut().unwrap(),
+        format!("header = \"X-Vault-Token: {token}\"\n").as_bytes(),
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (code.trim().parse().unwrap(), body.to_owned())
+}
+
+/// The DR drill on the twin: data written to an NFS export and to Vault, the backups the
+/// cluster's own timers make, the data destroyed, the `restore` binary, the data compared.
+fn dr_drill(seed: &Seed) {
+    let lab = seed.twin.lab();
+    let nfs = lab.host("nfs-1");
+    let file = "/srv/nfs/k8s-prod/drill/data.txt";
+    let data = format!("written before the backup at {:?}\n", Instant::now());
+    nfs.write_file(file, &data, 0o644).unwrap();
+    let role = r#"{"allowed_domains":"drill.example","allow_subdomains":true,"max_ttl":"1h"}"#;
+    let (code, body) = vault(seed, "POST", "pki_int/roles/drill", Some(role));
+    assert!(code / 100 == 2, "{code} {body}");
+    let (_, root_before) = vault(seed, "GET", "pki/ca/pem", None);
+
+    // The backups, as the timers run them.
+    nfs.run("systemctl start hakube-nfs-backup.service")
+        .unwrap();
+    lab.host("vault-2")
+        .run("systemctl start openbao-snapshot.service")
+        .unwrap();
+
+    // Destroyed.
+    nfs.run(&format!("rm -f {file}")).unwrap();
+    let (code, _) = vault(seed, "DELETE", "pki_int/roles/drill", None);
+    assert!(code / 100 == 2);
+    assert_eq!(vault(seed, "GET", "pki_int/roles/drill", None).0, 404);
+
+    let t0 = Instant::now();
+    let mut cmd = Command::new(support::example_binary("restore"));
+    cmd.args(["--out", seed.out.to_str().unwrap()])
+        .args(["--ssh-key", lab.ssh_private_key().to_str().unwrap()])
+        .args(["--user", "root"])
+        .args(["--known-hosts", lab.known_hosts_file().to_str().unwrap()])
+        .args(["--only", "nfs,vault", "--yes-replace-data"]);
+    let o = cmd.output().unwrap();
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    let secs = t0.elapsed().as_secs_f64();
+
+    // Compared.
+    assert_eq!(nfs.read_to_string(file).unwrap(), data);
+    let (code, body) = vault(seed, "GET", "pki_int/roles/drill", None);
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("drill.example"), "{body}");
+    assert_eq!(vault(seed, "GET", "pki/ca/pem", None).1, root_before);
+    let kept = std::fs::read_to_string(seed.out.join("secrets/vault/init.json")).unwrap();
+    let kept: serde_json::Value = serde_json::from_str(&kept).unwrap();
+    assert!(!t.contains(kept["root_token"].as_str().unwrap()));
+    println!("DR drill on the twin: restore of NFS data and Vault {secs:.1}s\n{t}");
 }
 
 /// `up --lab --keep` leaves the twin running (and says how to reach it), the next
