@@ -66,7 +66,7 @@ struct Args {
     /// and let the next `up --lab` continue on it.
     #[arg(long)]
     keep: bool,
-    /// Remove the twin a `up --lab --keep` left running (same `--out`), then exit.
+    /// Remove the twin an `up --lab --keep` left running (same `--out`), then exit.
     #[arg(long, conflicts_with_all = ["lab", "from", "until", "dry_run"])]
     lab_down: bool,
     /// Internal: hold the twin in this process (`up --lab` starts it so).
