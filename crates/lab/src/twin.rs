@@ -15,6 +15,12 @@
 //! - stand-ins for the Kubernetes node programs this machine lacks (`kubeadm`, `kubectl`,
 //!   `kubelet`, `containerd`), installable by the hosts' `apt-get` like the real packages,
 //!   and for the downloads node preparation makes (`curl` of the pkgs.k8s.io key, `gpg`).
+//!   As with real kubeadm, every master runs etcd and the API server (the stand-in, keeping
+//!   its objects in that etcd) as static Pods: kubeadm's stand-in writes their manifests to
+//!   `/etc/kubernetes/manifests` and starts the kubelet, whose stand-in runs them (restarts a
+//!   container that exits, stops a Pod whose manifest goes, restarts one whose manifest
+//!   changes), so the etcd restore procedure (manifests aside, `etcdutl snapshot restore`,
+//!   manifests back) works on the twin as on a real cluster.
 //!
 //! Dropping the twin stops fakepve and tears the lab down.
 
@@ -38,9 +44,10 @@ const KUBEADM_PY: &str = include_str!("twin/kubeadm.py");
 const KUBECTL_PY: &str = include_str!("twin/kubectl.py");
 /// `containerd` for twin hosts.
 const CONTAINERD_SH: &str = include_str!("twin/containerd.sh");
-/// `kubelet` for twin hosts.
-const KUBELET_SH: &str = "#!/bin/sh\n# hakube twin: kubelet is not run; kubeadm's stand-in \
-                          registers the node.\nexec sleep infinity\n";
+/// `kubelet` for twin hosts: runs the static Pods of `/etc/kubernetes/manifests`.
+const KUBELET_PY: &str = include_str!("twin/kubelet.py");
+/// `etcdutl` (etcd 3.5's snapshot tool) on a machine with etcd 3.4, for etcd images' commands.
+const ETCDUTL_SH: &str = include_str!("twin/etcdutl.sh");
 /// `curl` for twin hosts: the pkgs.k8s.io key, nothing else.
 const CURL_SH: &str = include_str!("twin/curl.sh");
 /// `gpg` for twin hosts: `--dearmor` only.
@@ -123,12 +130,14 @@ impl Twin {
             ("kubeadm", KUBEADM_PY),
             ("kubectl", KUBECTL_PY),
             ("containerd", CONTAINERD_SH),
-            ("kubelet", KUBELET_SH),
+            ("kubelet", KUBELET_PY),
         ];
         for (name, text) in programs {
             write_exec(&bin.join(name), text)?;
         }
-        // kubeadm's stand-in runs the API stand-in from its own directory.
+        // The kubelet's stand-in runs what an etcd image's `etcdutl` names from its directory.
+        write_exec(&bin.join("etcdutl"), ETCDUTL_SH)?;
+        // The kubelet's stand-in runs the API stand-in from its own directory.
         std::fs::copy(
             crate::stand_ins::kube_apiserver(),
             bin.join("kube-apiserver.py"),
