@@ -34,6 +34,9 @@ use ipnet::Ipv4Net;
 use crate::error::{Error, Result};
 use crate::{Lab, LabBuilder};
 
+mod pod;
+pub use pod::{ContainerRun, PodRun};
+
 /// The fakepve server the twin runs (python3 with fakepve importable).
 const PVE_PY: &str = include_str!("twin/pve.py");
 /// hakube-proxmox-api's fakepve test harness, which the twin's server builds on.
