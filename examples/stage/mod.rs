@@ -7,6 +7,7 @@ pub mod bootstrap;
 pub mod configure;
 pub mod plan;
 pub mod provision;
+pub mod restore_etcd;
 
 /// A stage's failure.
 #[derive(Debug, thiserror::Error)]
