@@ -18,7 +18,9 @@
 //!    `--initial-advertise-peer-urls` into a new directory next to the data, then swap the
 //!    restored `member` directory in (the old one is kept as `member.before-restore-<time>`,
 //!    never deleted; the data directory may be a mount point, so it is not renamed itself);
-//! 5. restore `/etc/kubernetes/pki` from the PKI archive, only the files that are missing;
+//! 5. restore `/etc/kubernetes/pki` from the PKI archive, only the files that are missing
+//!    (on other masters than the one the archive comes from, only the files control-plane
+//!    nodes share, [`SHARED_PKI`]: the others are that node's own);
 //! 6. move the manifests back and wait for a healthy cluster of every master
 //!    (`etcdctl endpoint health --cluster`, `member list`) and for the API through the VIP.
 //!
@@ -454,7 +456,13 @@ pub async fn run(
             )
             .await?;
             let pki_restored = match &archive {
-                Some((a, _)) => restore_missing_pki(h, &format!("{dir}/{a}")).await?,
+                Some((a, _)) => {
+                    // The archive's node-specific certificates are its node's: elsewhere only
+                    // the files every control-plane node shares come from it.
+                    let own = snapshot_node(&snapshot) == Some(h.host());
+                    let only = if own { None } else { Some(SHARED_PKI) };
+                    restore_missing_pki(h, &format!("{dir}/{a}"), only).await?
+                }
                 None => Vec::new(),
             };
             members.push(MemberReport {
@@ -494,6 +502,14 @@ pub async fn run(
 }
 
 /// The `<time>` of `etcd-snapshot-<time>-<node>.db` (for ordering across nodes).
+/// The `<node>` of `etcd-snapshot-<time>-<node>.db`.
+fn snapshot_node(name: &str) -> Option<&str> {
+    name.strip_prefix(hakube_addons::etcd_backup::SNAPSHOT_PREFIX)?
+        .strip_suffix(".db")?
+        .split_once('-')
+        .map(|(_, node)| node)
+}
+
 fn snapshot_time(name: &str) -> &str {
     name.strip_prefix(hakube_addons::etcd_backup::SNAPSHOT_PREFIX)
         .and_then(|r| r.split('-').next())
@@ -618,16 +634,41 @@ async fn start_control_plane(masters: &[Host]) -> Result<(), Error> {
     first_err.map_or(Ok(()), Err)
 }
 
-/// Extracts the files of the PKI archive that are missing under [`PKI_DIR`]; their names.
-async fn restore_missing_pki(h: &Host, archive: &str) -> Result<Vec<String>, Error> {
+/// The PKI files every control-plane node has the same copy of (kubeadm's "certificates
+/// shared between control-plane nodes"); the others are per node.
+pub const SHARED_PKI: &[&str] = &[
+    "ca.crt",
+    "ca.key",
+    "sa.key",
+    "sa.pub",
+    "front-proxy-ca.crt",
+    "front-proxy-ca.key",
+    "etcd/ca.crt",
+    "etcd/ca.key",
+];
+
+/// Extracts the files of the PKI archive that are missing under [`PKI_DIR`] (of `only`, when
+/// given); their names.
+async fn restore_missing_pki(
+    h: &Host,
+    archive: &str,
+    only: Option<&[&str]>,
+) -> Result<Vec<String>, Error> {
+    let filter = only.map_or_else(String::new, |names| {
+        format!(
+            "case \"${{f#./}}\" in {}) ;; *) continue ;; esac; ",
+            names.join("|")
+        )
+    });
     let out = run_ok(
         h,
         "restore missing PKI files",
         format!(
             "set -e; mkdir -p -m 755 {PKI_DIR}; tar -tzf {archive} | while IFS= read -r f; do \
-             case \"$f\" in */) continue ;; esac; \
+             case \"$f\" in */) continue ;; esac; {filter}\
              [ -e \"{PKI_DIR}/$f\" ] || echo \"$f\"; done > {archive}.missing; \
-             if [ -s {archive}.missing ]; then tar -xzf {archive} -C {PKI_DIR} --skip-old-files; fi; \
+             if [ -s {archive}.missing ]; then \
+             tar -xzf {archive} -C {PKI_DIR} --skip-old-files -T {archive}.missing; fi; \
              cat {archive}.missing; rm -f {archive}.missing"
         ),
         Duration::from_secs(60),
@@ -785,6 +826,10 @@ spec:
         assert_eq!(
             snapshot_time("etcd-snapshot-20261206T090000Z-master-2.db"),
             "20261206T090000Z"
+        );
+        assert_eq!(
+            snapshot_node("etcd-snapshot-20261206T090000Z-master-2.db"),
+            Some("master-2")
         );
     }
 }

@@ -1,9 +1,10 @@
 //! The etcd DR drill on the local twin of the seed cluster (root): `up`, write an object
 //! through the VIP, run the cluster's own etcd backup Job (the CronJob's commands, on a master,
 //! writing to the NFS export), then "destroy" (delete that object, create another), put a
-//! newer but truncated snapshot on the export, and restore: the truncated snapshot is named and
-//! skipped, the first object is back, the second is gone, etcd has its three healthy members
-//! and the API answers through the VIP. Prints the restore's wall time (no timing assertions).
+//! newer but truncated snapshot on the export, remove the CA key on a master) and restore:
+//! the truncated snapshot is named and skipped, the first object is back, the second is gone,
+//! the CA key is back from the PKI archive, etcd has its three healthy members and the API
+//! answers through the VIP. Prints the restore's wall time (no timing assertions).
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
@@ -141,6 +142,11 @@ fn etcd_backup_destroy_restore_on_the_twin() {
         let good = std::fs::read(export_dir.join(&snapshot)).unwrap();
         let broken = "etcd-snapshot-29991231T235959Z-master-9.db";
         std::fs::write(export_dir.join(broken), &good[..good.len() / 2]).unwrap();
+        // A master that lost the cluster CA's key (a shared PKI file).
+        let third = twin.lab().host(&masters[2]);
+        let ca_key = "/etc/kubernetes/pki/ca.key";
+        let want_key = twin.lab().host(&masters[0]).read_file(ca_key).unwrap();
+        std::fs::remove_file(third.host_path(ca_key).unwrap()).unwrap();
 
         let ssh = SshArgs {
             ssh_key: Some(key.clone()),
@@ -173,6 +179,19 @@ fn etcd_backup_destroy_restore_on_the_twin() {
         assert_eq!(report.rejected.len(), 1, "{report:?}");
         assert_eq!(report.rejected[0].0, broken, "{report:?}");
         assert_eq!(report.members.len(), 3, "{report:?}");
+        for m in &report.members {
+            let want: &[&str] = if m.host == masters[2] {
+                &["ca.key"]
+            } else {
+                &[]
+            };
+            assert_eq!(m.pki_restored, want, "{m:?}");
+        }
+        assert_eq!(
+            third.read_file(ca_key).unwrap(),
+            want_key,
+            "the CA key from the archive"
+        );
 
         // Compare: the state of the backup, through the VIP.
         let before = cms.get_opt("dr-before").await.unwrap();
