@@ -95,6 +95,13 @@ pub struct TwinSpec {
     pub vms: Vec<TwinVm>,
 }
 
+/// The twin's `kubelet` stand-in (python3 with PyYAML): runs the static Pods of
+/// `--pod-manifest-path=DIR` (default `/etc/kubernetes/manifests`), see the script's docs.
+#[must_use]
+pub fn kubelet_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("src/twin/kubelet.py")
+}
+
 /// A running twin; dropping it tears everything down.
 #[derive(Debug)]
 pub struct Twin {

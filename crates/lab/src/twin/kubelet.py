@@ -13,12 +13,18 @@
 # real program of that name on PATH, `etcdutl` the twin's etcdutl next to this program when the
 # machine has none (etcd 3.4's `etcdctl snapshot` does the same work).
 # Container output goes to /var/log/pods/<namespace>_<pod>/<container>.log as the kubelet
-# keeps it (here /var/lib/kubelet/pods-log/..., inside the host's private directories).
+# keeps it (here /var/lib/kubelet/pods-log/..., inside the host's private directories, or
+# $HAKUBE_KUBELET_LOG_DIR). `--pod-manifest-path=DIR` reads another directory (for tests).
 import hashlib, json, os, shutil, signal, subprocess, sys, time
 import yaml
 
 MANIFESTS = "/etc/kubernetes/manifests"
 LOGS = "/var/lib/kubelet/pods-log"
+for a in sys.argv[1:]:
+    # The real kubelet's flag for the static Pod directory (its config file's staticPodPath).
+    if a.startswith("--pod-manifest-path="):
+        MANIFESTS = a.split("=", 1)[1]
+LOGS = os.environ.get("HAKUBE_KUBELET_LOG_DIR", LOGS)
 HERE = os.path.dirname(os.path.realpath(__file__))
 POLL = 0.5
 
