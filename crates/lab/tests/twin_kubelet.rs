@@ -53,14 +53,17 @@ impl Drop for Kill {
 
 #[test]
 fn static_pods_start_restart_change_and_stop() {
-    if Command::new("python3")
-        .args(["-c", "import yaml"])
-        .status()
-        .map_or(true, |s| !s.success())
-    {
+    // The twin runs it as /usr/bin/python3 (its shebang); a venv's python3 may lack PyYAML.
+    let Some(python) = ["/usr/bin/python3", "python3"].into_iter().find(|p| {
+        Command::new(p)
+            .args(["-c", "import yaml"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }) else {
         eprintln!("SKIP: python3 with PyYAML is needed (scripts/install-test-deps)");
         return;
-    }
+    };
     let tmp = std::env::temp_dir().join(format!("hakube-twin-kubelet-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     let manifests = tmp.join("manifests");
@@ -70,7 +73,7 @@ fn static_pods_start_restart_change_and_stop() {
     std::fs::write(manifests.join(".hidden.yaml"), manifest(&out, "hidden")).unwrap();
     std::fs::write(manifests.join("sleeper.yaml"), manifest(&out, "a")).unwrap();
     let kubelet = Kill(
-        Command::new("python3")
+        Command::new(python)
             .arg(hakube_lab::twin::kubelet_script())
             .arg(format!("--pod-manifest-path={}", manifests.display()))
             .env("HAKUBE_KUBELET_LOG_DIR", tmp.join("logs"))
