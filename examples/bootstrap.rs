@@ -118,8 +118,10 @@ async fn main() -> ExitCode {
                 println!("admin kubeconfig: {}", report.kubeconfig.display());
             }
             println!("\n{}", report.flow);
-            if report.flow.failures().is_empty()
-                && (report.flow.all_ready || !report.flow.ready_awaited)
+            for (node, why) in &report.unprepared {
+                eprintln!("error: {node}: {why}");
+            }
+            if report.failures().is_empty() && (report.flow.all_ready || !report.flow.ready_awaited)
             {
                 ExitCode::SUCCESS
             } else {

@@ -2,6 +2,7 @@
 //! operator can act on, the summary table, and (module [`ssh`]) the SSH flags and host-plan
 //! application the binaries that work on VMs share.
 
+pub mod progress;
 pub mod ssh;
 pub mod stage;
 pub mod twin;

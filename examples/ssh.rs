@@ -1,7 +1,7 @@
 //! What the binaries that work on VMs over SSH share: the SSH flags, the sessions, and
 //! applying host plans with progress and a summary.
 
-use std::io::Write as _;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,6 +13,8 @@ use hakube_remote::{
     Target, apply_host_plans,
 };
 use hakube_topology::{Cluster, Vm};
+
+use crate::progress::State;
 
 /// The SSH flags every binary that talks to VMs takes.
 #[derive(clap::Args, Debug, Clone)]
@@ -90,16 +92,32 @@ impl SshArgs {
     }
 }
 
-/// Prints a line when a host starts its plan.
+/// Shows each host as it starts its plan (and, on a terminal, as it finishes).
 struct HostStarted(Instant);
 
 impl Progress for HostStarted {
     fn started(&self, step: &str, host: &str) {
         if step == "host-plan" {
-            println!(
+            let line = format!(
                 "[{:>6.1}s] {host:<18} started",
                 self.0.elapsed().as_secs_f64()
             );
+            crate::progress::host(host, "applying its host plan", State::Working, line);
+        }
+    }
+
+    fn finished(&self, step: &str, host: &str, error: Option<&hakube_remote::Error>) {
+        // The plain view prints each host's changes and result when all are done.
+        if step == "host-plan" && crate::progress::bars() {
+            match error {
+                None => crate::progress::host(host, "host plan", State::Done, ""),
+                Some(e) => crate::progress::host(
+                    host,
+                    "host plan",
+                    State::Failed,
+                    format!("{host}: {}", crate::error_chain(e)),
+                ),
+            }
         }
     }
 }
@@ -153,7 +171,7 @@ pub async fn apply_plans(work: &[HostWork], mode: Mode, concurrency: usize) -> V
     let started = Instant::now();
     let reports =
         apply_host_plans(work, mode, &FanOut::new(concurrency), &HostStarted(started)).await;
-    let mut out = std::io::stdout().lock();
+    let mut out = String::new();
     for r in &reports {
         for c in &r.changes {
             let _ = writeln!(out, "  {:<18} {c}", r.host);
@@ -190,5 +208,6 @@ pub async fn apply_plans(work: &[HostWork], mode: Mode, concurrency: usize) -> V
         if mode == Mode::DryRun { " due" } else { "" },
         started.elapsed().as_secs_f64()
     );
+    crate::progress::say(out.trim_end());
     reports
 }

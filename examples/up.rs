@@ -21,13 +21,17 @@
 //! with the topology's Proxmox nodes and templates, each VM a network-namespace host at its
 //! planned address with a real sshd (root login by the twin's key), real HAProxy, keepalived,
 //! NFS, OpenBao and etcd, stand-ins for kubeadm, kubectl, helm and the Kubernetes API. The
-//! twin is torn down when `up` ends; every stage runs (the twin starts empty).
+//! twin runs in a process of its own and is torn down when `up` ends (also when `up` is
+//! killed); every stage runs (the twin starts empty). `--lab --keep` leaves it running and
+//! prints how to reach each host and the VIP; the next `up --lab` continues on it (resuming
+//! where the last run stopped); `up --lab-down` removes it.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
+use hakube_examples::progress::say;
 use hakube_examples::ssh::SshArgs;
 use hakube_examples::stage::{self, provision::PveArgs};
 use hakube_topology::{Cluster, RoleKind};
@@ -58,6 +62,16 @@ struct Args {
     /// Build the local twin of the topology and run against it (root).
     #[arg(long)]
     lab: bool,
+    /// With `--lab`: leave the twin running after this run (it prints how to reach each host),
+    /// and let the next `up --lab` continue on it.
+    #[arg(long)]
+    keep: bool,
+    /// Remove the twin a `up --lab --keep` left running (same `--out`), then exit.
+    #[arg(long, conflicts_with_all = ["lab", "from", "until", "dry_run"])]
+    lab_down: bool,
+    /// Internal: hold the twin in this process (`up --lab` starts it so).
+    #[arg(long, hide = true)]
+    twin_daemon: bool,
     /// The `helm` binary for the add-ons (default: `helm` on PATH; the twin brings its own).
     #[arg(long)]
     helm: Option<PathBuf>,
@@ -150,47 +164,91 @@ async fn try_main() -> Result<(), String> {
         .clone()
         .unwrap_or_else(hakube_examples::default_topology);
     let cluster = hakube_examples::load_topology(&path)?;
-    // The twin lives as long as this run.
+    if args.twin_daemon {
+        return hakube_examples::twin::serve(&cluster, &args.out, args.keep).await;
+    }
+    if args.keep && !args.lab {
+        return Err("--keep keeps the local twin: it needs --lab".into());
+    }
+    if args.lab_down {
+        return match hakube_examples::twin::Running::find(&args.out)? {
+            Some(t) => {
+                t.stop()?;
+                // What the stages finished was on the twin, which is gone.
+                let _ = std::fs::remove_file(state_path(&args.out));
+                say(format!("removed the twin ({} hosts)", t.hosts.len()));
+                Ok(())
+            }
+            None => {
+                say(format!("no twin is running for {}", args.out.display()));
+                Ok(())
+            }
+        };
+    }
+    // The twin runs in its own process (so that `--keep` can leave it behind); without
+    // `--keep` it ends with this run, and also when this run is killed.
     let twin = if args.lab {
         if args.dry_run {
             return Err("--lab builds a twin to change: it cannot be a --dry-run".into());
         }
-        println!("== local twin of {}", path.display());
         let t0 = Instant::now();
-        let twin = tokio::task::spawn_blocking({
-            let cluster = cluster.clone();
-            move || hakube_examples::twin::start(&cluster)
-        })
-        .await
-        .map_err(|e| e.to_string())??;
-        println!(
+        let twin = match hakube_examples::twin::Running::find(&args.out)? {
+            Some(t) => {
+                say(format!(
+                    "== the local twin kept by an earlier run (process {})",
+                    t.pid
+                ));
+                t
+            }
+            None => {
+                say(format!("== local twin of {}", path.display()));
+                // A fresh twin has none of what an earlier run finished.
+                let _ = std::fs::remove_file(state_path(&args.out));
+                let (p, o, keep) = (path.clone(), args.out.clone(), args.keep);
+                tokio::task::spawn_blocking(move || hakube_examples::twin::spawn(&p, &o, keep))
+                    .await
+                    .map_err(|e| e.to_string())??
+            }
+        };
+        say(format!(
             "twin: {} hosts on {}, Proxmox VE at {} ({:.1}s)",
-            twin.lab().hosts().len(),
-            twin.lab().subnet(),
-            twin.pve_url(),
+            twin.hosts.len(),
+            cluster.topology.network.cidr,
+            twin.pve_url,
             t0.elapsed().as_secs_f64()
-        );
+        ));
         args.pve = PveArgs {
-            pve_url: Some(twin.pve_url().to_owned()),
+            pve_url: Some(twin.pve_url.clone()),
             pve_user: Some(hakube_lab::twin::TWIN_USER.to_owned()),
-            password: Some(twin.pve_password().to_owned()),
-            fingerprint: Some(twin.pve_fingerprint().to_owned()),
+            password: Some(twin.pve_password.clone()),
+            fingerprint: Some(twin.pve_fingerprint.clone()),
             tasks_per_node: args.pve.tasks_per_node,
             ..PveArgs::default()
         };
         args.ssh = SshArgs {
-            ssh_key: Some(twin.lab().ssh_private_key().to_owned()),
+            ssh_key: Some(twin.ssh_key.clone()),
             user: Some("root".into()),
-            known_hosts: Some(twin.lab().known_hosts_file().to_owned()),
+            known_hosts: Some(twin.known_hosts.clone()),
             accept_new: false,
             danger_accept_any: false,
         };
-        // A fresh twin has none of what an earlier run finished.
-        let _ = std::fs::remove_file(state_path(&args.out));
         Some(twin)
     } else {
         None
     };
+    let result = run(&cluster, &args, twin.is_some(), started).await;
+    if let Some(t) = &twin {
+        if args.keep {
+            print!("\n{}", t.access(cluster.topology.network.vip));
+        } else {
+            t.stop()?;
+        }
+    }
+    result
+}
+
+/// The stages from the first to run to the last asked for, recorded as they finish.
+async fn run(cluster: &Cluster, args: &Args, lab: bool, started: Instant) -> Result<(), String> {
     let mut state = read_state(&args.out)?;
     let complete = state.finished.len() == STAGES.len();
     let first = args.from.unwrap_or_else(|| {
@@ -215,24 +273,24 @@ async fn try_main() -> Result<(), String> {
         state.finished.retain(|s| *s < first);
     }
     if first > Stage::Plan {
-        println!(
+        say(format!(
             "resuming at {} (finished before: {:?})",
             first.name(),
             state.finished
-        );
+        ));
     }
     let mut done: Vec<Done> = Vec::new();
     for stage in STAGES.into_iter().filter(|s| (first..=last).contains(s)) {
-        println!("\n== {}", stage.name());
+        hakube_examples::progress::stage(stage.name());
         let t0 = Instant::now();
-        let changes = run_stage(stage, &cluster, &args, twin.as_ref())
+        let changes = run_stage(stage, cluster, args, lab)
             .await
             .map_err(|e| format!("stage {}: {e}", stage.name()))?;
         let seconds = t0.elapsed().as_secs_f64();
-        println!(
+        hakube_examples::progress::stage_done(&format!(
             "== {} done: {changes} change(s), {seconds:.1}s",
             stage.name()
-        );
+        ));
         if !args.dry_run {
             if !state.finished.contains(&stage) {
                 state.finished.push(stage);
@@ -245,8 +303,7 @@ async fn try_main() -> Result<(), String> {
             seconds,
         });
     }
-    report(&cluster, &args, &done, started.elapsed());
-    drop(twin);
+    report(cluster, args, &done, started.elapsed());
     Ok(())
 }
 
@@ -254,7 +311,7 @@ async fn run_stage(
     stage: Stage,
     cluster: &Cluster,
     args: &Args,
-    twin: Option<&hakube_lab::twin::Twin>,
+    lab: bool,
 ) -> Result<usize, String> {
     let chain = |e: &dyn std::error::Error| hakube_examples::error_chain(e);
     match stage {
@@ -262,21 +319,21 @@ async fn run_stage(
             if args.dry_run {
                 let secrets = hakube_examples::plan_secrets(&args.out)?;
                 let tree = hakube_plan::render(cluster, &secrets).map_err(|e| chain(&e))?;
-                println!(
+                say(format!(
                     "would write {} files to {}",
                     tree.iter().count(),
                     args.out.display()
-                );
+                ));
                 return Ok(0);
             }
             let r = stage::plan::run(cluster, &args.out).map_err(|e| chain(&e))?;
-            println!(
+            say(format!(
                 "wrote {} files ({} bytes) to {}, {} new or changed",
                 r.files,
                 r.bytes,
                 args.out.display(),
                 r.changed
-            );
+            ));
             Ok(r.changed)
         }
         Stage::Provision => {
@@ -290,15 +347,15 @@ async fn run_stage(
                 .await
                 .map_err(|e| chain(&e))?;
             match &outcome {
-                stage::provision::Outcome::Planned(p) => print!("{p}"),
-                stage::provision::Outcome::Applied(r) => print!("{r}"),
+                stage::provision::Outcome::Planned(p) => say(p.to_string().trim_end()),
+                stage::provision::Outcome::Applied(r) => say(r.to_string().trim_end()),
             }
             Ok(outcome.changes())
         }
         Stage::Configure => configure(cluster, args).await,
         Stage::Bootstrap => {
             if args.dry_run {
-                println!("would bootstrap (kubeadm has no dry run here)");
+                say("would bootstrap (kubeadm has no dry run here)");
                 return Ok(0);
             }
             let pool = args.ssh.pool()?;
@@ -311,9 +368,8 @@ async fn run_stage(
             let r = stage::bootstrap::run(cluster, &args.ssh, &pool, &opts).await;
             pool.close_all().await;
             let r = r.map_err(|e| chain(&e))?;
-            println!("{}", r.flow);
+            say(r.flow.to_string().trim_end());
             let failed: Vec<String> = r
-                .flow
                 .failures()
                 .iter()
                 .map(|(node, why)| format!("{node}: {why}"))
@@ -332,7 +388,7 @@ async fn run_stage(
             let mut opts = stage::addons::Options::new(&args.out, &kubeconfig);
             opts.dry_run = args.dry_run;
             opts.helm.clone_from(&args.helm);
-            if twin.is_some() {
+            if lab {
                 let dir = args.out.join(hakube_plan::STATE_DIR).join("twin-helm");
                 opts.helm = Some(hakube_examples::twin::helm(&args.out, &dir)?);
             }
@@ -359,10 +415,10 @@ async fn configure(cluster: &Cluster, args: &Args) -> Result<usize, String> {
     pool.close_all().await;
     let r = r.map_err(|e| hakube_examples::error_chain(&e))?;
     for v in &r.verified {
-        println!("verified: {v}");
+        say(format!("verified: {v}"));
     }
     for n in &r.notes {
-        println!("note: {n}");
+        say(format!("note: {n}"));
     }
     Ok(r.host_changes() + r.vault_changes.len())
 }
@@ -371,7 +427,7 @@ async fn configure(cluster: &Cluster, args: &Args) -> Result<usize, String> {
 /// is registered.
 async fn verify(cluster: &Cluster, args: &Args) -> Result<(), String> {
     if args.dry_run {
-        println!("would verify the API through the VIP");
+        say("would verify the API through the VIP");
         return Ok(());
     }
     let kubeconfig = args.out.join(stage::bootstrap::ADMIN_KUBECONFIG);
@@ -406,39 +462,41 @@ async fn verify(cluster: &Cluster, args: &Args) -> Result<(), String> {
     if !missing.is_empty() {
         return Err(format!("nodes not registered: {missing:?}"));
     }
-    println!(
+    say(format!(
         "verify: the API answers through {}:6443; {} nodes registered",
         cluster.topology.network.vip,
         have.len()
-    );
+    ));
     Ok(())
 }
 
 fn report(cluster: &Cluster, args: &Args, done: &[Done], wall: Duration) {
     let vip = cluster.topology.network.vip;
-    println!("\n== {} is up", cluster.topology.cluster.name);
-    println!("API server     https://{vip}:6443");
-    println!("ingress        http://{vip}/  https://{vip}/ (Traefik behind HAProxy)");
-    println!("Vault          https://{vip}:8200");
-    println!(
+    say(format!("\n== {} is up", cluster.topology.cluster.name));
+    say(format!("API server     https://{vip}:6443"));
+    say(format!(
+        "ingress        http://{vip}/  https://{vip}/ (Traefik behind HAProxy)"
+    ));
+    say(format!("Vault          https://{vip}:8200"));
+    say(format!(
         "kubeconfig     {}",
         args.out.join(stage::bootstrap::ADMIN_KUBECONFIG).display()
-    );
-    println!(
+    ));
+    say(format!(
         "secrets        {}",
         args.out.join(hakube_plan::SECRETS_DIR).display()
-    );
-    println!("\n{:<10} {:>8} {:>8}", "STAGE", "CHANGES", "TIME");
+    ));
+    say(format!("\n{:<10} {:>8} {:>8}", "STAGE", "CHANGES", "TIME"));
     for d in done {
-        println!(
+        say(format!(
             "{:<10} {:>8} {:>7.1}s",
             d.stage.name(),
             d.changes,
             d.seconds
-        );
+        ));
     }
     let sum: f64 = done.iter().map(|d| d.seconds).sum();
-    println!(
+    say(format!(
         "total {:.1}s (stages {sum:.1}s){}",
         wall.as_secs_f64(),
         if args.dry_run {
@@ -446,5 +504,5 @@ fn report(cluster: &Cluster, args: &Args, done: &[Done], wall: Duration) {
         } else {
             ""
         }
-    );
+    ));
 }

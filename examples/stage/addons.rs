@@ -55,7 +55,7 @@ impl std::fmt::Debug for Options {
 
 impl Options {
     /// Options for `plan_dir` and `kubeconfig`: every component, no dry run, `helm` from
-    /// `PATH`, a line per step on standard output.
+    /// `PATH`, progress in the one view ([`Steps`]).
     #[must_use]
     pub fn new(plan_dir: impl Into<PathBuf>, kubeconfig: impl Into<PathBuf>) -> Self {
         Self {
@@ -65,8 +65,30 @@ impl Options {
             only: Vec::new(),
             dry_run: false,
             helm: None,
-            progress: Arc::new(hakube_addons::run::Lines),
+            progress: Arc::new(Steps),
         }
+    }
+}
+
+/// The add-on steps in the one progress view: a line per finished step (as
+/// [`hakube_addons::run::Lines`] prints it), and on a terminal each component's current step.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Steps;
+
+impl hakube_addons::run::Progress for Steps {
+    fn started(&self, number: usize, total: usize, step: &hakube_addons::InstallStep) {
+        if crate::progress::bars() {
+            crate::progress::host(
+                step.component().dir(),
+                &format!("[{number}/{total}] {}", step.label()),
+                crate::progress::State::Working,
+                "",
+            );
+        }
+    }
+
+    fn finished(&self, total: usize, o: &hakube_addons::run::StepOutcome) {
+        crate::progress::say(hakube_addons::run::line(total, o));
     }
 }
 

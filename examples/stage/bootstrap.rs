@@ -15,6 +15,7 @@ use hakube_remote::{Command, Mode, RemoteExec, SshPool, Upload, push_file};
 use hakube_topology::{Cluster, RoleKind};
 
 use super::Error;
+use crate::progress::State;
 use crate::ssh::{SshArgs, apply_plans, plans_from_dir, plans_from_tree};
 
 /// Where the admin kubeconfig is kept, under the plan directory (mode 0600).
@@ -45,6 +46,8 @@ pub struct Options {
 pub struct Report {
     /// Changes node preparation made (0 on a re-run).
     pub prepared: usize,
+    /// Workers whose preparation failed (name, cause): the flow ran without them.
+    pub unprepared: Vec<(String, String)>,
     /// The kubeadm flow's report (per node: what ran, what was skipped).
     pub flow: BootstrapReport,
     /// Where the admin kubeconfig was written.
@@ -52,6 +55,16 @@ pub struct Report {
 }
 
 impl Report {
+    /// Every node that failed, preparation or kubeadm, with its cause (empty when all joined).
+    #[must_use]
+    pub fn failures(&self) -> Vec<(&str, &str)> {
+        self.unprepared
+            .iter()
+            .map(|(n, why)| (n.as_str(), why.as_str()))
+            .chain(self.flow.failures())
+            .collect()
+    }
+
     /// Steps that changed something: preparation changes plus kubeadm steps that ran.
     #[must_use]
     pub fn changes(&self) -> usize {
@@ -128,9 +141,21 @@ impl BootstrapProgress for Printer {
             ProgressEvent::Retrying(why) => format!("failed, resetting and retrying: {why}"),
             ProgressEvent::Failed(why) => format!("FAILED: {why}"),
         };
-        println!(
-            "[{:>7.1}s] {node:<18} {step:<13} {what}",
-            self.0.elapsed().as_secs_f64()
+        // A node is done when it initialised, joined or was a member already.
+        let last = matches!(step, "init" | "join");
+        let state = match event {
+            ProgressEvent::Failed(_) => State::Failed,
+            ProgressEvent::Done | ProgressEvent::Skipped(_) if last => State::Done,
+            _ => State::Working,
+        };
+        crate::progress::host(
+            node,
+            &format!("{step} {what}"),
+            state,
+            format!(
+                "[{:>7.1}s] {node:<18} {step:<13} {what}",
+                self.0.elapsed().as_secs_f64()
+            ),
         );
     }
 }
@@ -138,11 +163,14 @@ impl BootstrapProgress for Printer {
 /// Bootstraps Kubernetes on the topology's masters and workers over SSH (see the module docs).
 /// Safe to re-run: nodes that joined are skipped, and node preparation changes nothing twice.
 ///
-/// Nodes whose init or join failed are in the report (`flow.failures()`), the others joined.
+/// Nodes whose preparation, init or join failed are in the report ([`Report::failures`]), the
+/// others joined: a worker that cannot be prepared (unreachable, a package that fails) is left
+/// out of the flow and named.
 ///
 /// # Errors
-/// [`Error::Input`] for unreadable manifests or secrets, [`Error::Failed`] naming each node
-/// that failed preparation, [`Error::Kubeadm`] when the flow stops.
+/// [`Error::Input`] for unreadable manifests or secrets, [`Error::Failed`] naming each master
+/// that failed preparation (the flow does not start without all of them), [`Error::Kubeadm`]
+/// when the flow stops.
 pub async fn run(
     cluster: &Cluster,
     ssh: &SshArgs,
@@ -161,6 +189,8 @@ pub async fn run(
             .filter(|vm| matches!(vm.role, RoleKind::ControlPlane | RoleKind::Worker)),
     );
     let mut prepared = 0;
+    let mut input = hakube_plan::kubeadm_input(cluster);
+    let mut unprepared = Vec::new();
     if opts.prepare {
         let work = if opts.plan_dir.join("plan.json").is_file() {
             plans_from_dir(&opts.plan_dir, nodes.clone()).map_err(Error::Input)?
@@ -169,34 +199,45 @@ pub async fn run(
                 hakube_plan::render(cluster, &plan_secrets).map_err(|e| Error::stage("plan", e))?;
             plans_from_tree(&tree, nodes.clone()).map_err(Error::Input)?
         };
-        println!("preparing {} node(s)", nodes.len());
+        crate::progress::say(format!("preparing {} node(s)", nodes.len()));
         let reports = apply_plans(&work, Mode::Apply, 16).await;
-        let failed: Vec<String> = reports
-            .iter()
-            .filter_map(|r| {
-                r.result
-                    .as_ref()
-                    .err()
-                    .map(|e| format!("{}: {}", r.host, crate::error_chain(e)))
-            })
-            .collect();
-        if !failed.is_empty() {
-            return Err(Error::Failed(failed));
+        for r in &reports {
+            if let Err(e) = &r.result {
+                let why = format!("preparation: {}", crate::error_chain(e));
+                crate::progress::say(format!("{:<18} FAILED: {why}", r.host));
+                unprepared.push((r.host.clone(), why));
+            }
         }
-        prepared = reports.iter().map(|r| r.changes.len()).sum();
+        // A master that is not prepared stops the flow (the control plane needs all three);
+        // a worker that is not prepared is left out, and named, while the others join.
+        let masters: Vec<String> = unprepared
+            .iter()
+            .filter(|(n, _)| input.masters.iter().any(|m| &m.name == n))
+            .map(|(n, why)| format!("{n}: {why}"))
+            .collect();
+        if !masters.is_empty() {
+            return Err(Error::Failed(masters));
+        }
+        input
+            .workers
+            .retain(|w| !unprepared.iter().any(|(n, _)| n == &w.name));
+        prepared = reports
+            .iter()
+            .filter(|r| r.result.is_ok())
+            .map(|r| r.changes.len())
+            .sum();
     }
-    let input = hakube_plan::kubeadm_input(cluster);
     let hosts: BTreeMap<String, Host> = nodes
         .iter()
         .map(|h| (h.host().to_owned(), Arc::clone(h)))
         .collect();
-    println!(
+    crate::progress::say(format!(
         "bootstrapping {} ({} masters, {} workers) behind {}",
         input.cluster_name,
         input.masters.len(),
         input.workers.len(),
         input.control_plane_endpoint()
-    );
+    ));
     let first_master = input.masters.first().map(|m| m.name.clone());
     let wait_for_ready = !manifests.is_empty();
     let flow = Bootstrap::new(input, plan_secrets.kubeadm.clone(), hosts.clone())?
@@ -224,6 +265,7 @@ pub async fn run(
     }
     Ok(Report {
         prepared,
+        unprepared,
         flow,
         kubeconfig,
     })

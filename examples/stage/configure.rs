@@ -196,11 +196,11 @@ pub async fn run(cluster: &Cluster, pool: &SshPool, opts: &Options) -> Result<Re
     } else {
         Mode::Apply
     };
-    println!(
+    crate::progress::say(format!(
         "configuring {} host(s){}",
         work.len(),
         if opts.dry_run { " (dry run)" } else { "" }
-    );
+    ));
     let started = Instant::now();
     let reports = apply_plans(&work, mode, opts.concurrency.max(1)).await;
     let mut report = Report {
@@ -280,6 +280,35 @@ fn private_dirs(out: &Path, dir: &Path) -> Result<(), Error> {
     Ok(())
 }
 
+/// Stops OpenBao on every Vault VM, empties its data directory and starts it again, then waits
+/// until every node's API answers. Only for a cluster nobody can have unsealed
+/// ([`hakube_vault::Error::InitAnswerLost`]).
+async fn wipe_vault(setup: &VaultSetup, work: &[HostWork], client: &Client) -> Result<(), Error> {
+    let data = hakube_vault::config::DATA_DIR;
+    let script = format!(
+        "systemctl stop {svc} && find {data} -mindepth 1 -delete && systemctl start {svc}",
+        svc = hakube_vault::host::SERVICE
+    );
+    for (h, _) in work
+        .iter()
+        .filter(|(h, _)| setup.cluster.nodes.iter().any(|n| n.name == h.host()))
+    {
+        h.run_ok(&Command::new("sh").args(["-c", &script]).sudo(true))
+            .await
+            .map_err(|e| Error::HostsFailed(vec![crate::error_chain(&e)]))?;
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    for i in 0..client.endpoints().len() {
+        while let Err(e) = client.seal_status(i).await {
+            if std::time::Instant::now() > deadline {
+                return Err(Error::Vault(e));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    Ok(())
+}
+
 async fn vault_tier(
     setup: &VaultSetup,
     ca: &str,
@@ -300,10 +329,29 @@ async fn vault_tier(
     pki.root_mount.clone_from(&setup.root_mount);
     pki.int_mount.clone_from(&setup.int_mount);
     pki.signer_policy.clone_from(&setup.signer_policy);
-    println!("vault: bootstrapping {} node(s)", setup.cluster.nodes.len());
-    let done = bootstrap(&client, &store, &BootstrapSpec::new(Some(pki)))
-        .await
-        .map_err(Error::Vault)?;
+    crate::progress::say(format!(
+        "vault: bootstrapping {} node(s)",
+        setup.cluster.nodes.len()
+    ));
+    let spec = BootstrapSpec::new(Some(pki));
+    let done = match bootstrap(&client, &store, &spec).await {
+        Err(hakube_vault::Error::InitAnswerLost { node, .. }) => {
+            // An earlier run was killed while `sys/init` was answering: nobody has the keys,
+            // so the cluster was never unsealed and holds nothing. Start it anew.
+            crate::progress::say(format!(
+                "vault: {node} was initialised by a run killed before it kept the keys; \
+                 wiping the never-unsealed cluster and initialising again"
+            ));
+            wipe_vault(setup, work, &client).await?;
+            report.vault_changes.push(format!(
+                "{node}: the cluster an interrupted init left without keys was wiped"
+            ));
+            bootstrap(&client, &store, &spec)
+                .await
+                .map_err(Error::Vault)?
+        }
+        r => r.map_err(Error::Vault)?,
+    };
     report
         .vault_changes
         .extend(done.changes.iter().map(ToString::to_string));
@@ -340,14 +388,14 @@ async fn vault_tier(
         }
     }
     for c in &report.vault_changes {
-        println!("  vault: {c}");
+        crate::progress::say(format!("  vault: {c}"));
     }
-    println!("vault: {} change(s)", report.vault_changes.len());
+    crate::progress::say(format!("vault: {} change(s)", report.vault_changes.len()));
     Ok(())
 }
 
 fn say(report: &mut Report, line: String) {
-    println!("verify: {line}");
+    crate::progress::say(format!("verify: {line}"));
     report.verified.push(line);
 }
 
@@ -383,7 +431,7 @@ async fn verify(
             let note = format!(
                 "{addr}: no API server answers behind the VIP yet (before kubeadm): TLS not checked"
             );
-            println!("note: {note}");
+            crate::progress::say(format!("note: {note}"));
             report.notes.push(note);
         } else {
             let certs = tls_handshake(addr).await.map_err(Error::Verify)?;

@@ -10,6 +10,7 @@ use hakube_proxmox_api::{Client, ClientBuilder, Secret, TlsTrust};
 use hakube_topology::Cluster;
 
 use super::Error;
+use crate::progress::State;
 
 /// The Proxmox flags (`provision`, `up`). Secrets are best given in the environment.
 #[derive(clap::Args, Clone, Default)]
@@ -178,18 +179,36 @@ pub async fn run(cluster: &Cluster, client: Client, opts: &Options) -> Result<Ou
     popts.prune = opts.prune;
     popts.tasks_per_node = opts.tasks_per_node.max(1);
     popts.agent_timeout = opts.agent_timeout;
-    if opts.verbose {
+    if opts.verbose || crate::progress::bars() {
         let started = Instant::now();
+        let lines = opts.verbose;
         popts.progress = Some(Arc::new(move |e: &Event| {
             let t = started.elapsed().as_secs_f64();
-            match &e.phase {
-                Phase::Started => println!("[{t:7.2}s] {:<20} {:<12} ...", e.vm, e.step),
-                Phase::Done => println!("[{t:7.2}s] {:<20} {:<12} done", e.vm, e.step),
-                Phase::Retrying(m) => {
-                    println!("[{t:7.2}s] {:<20} {:<12} retrying: {m}", e.vm, e.step);
-                }
-                Phase::Failed(m) => println!("[{t:7.2}s] {:<20} {:<12} FAILED: {m}", e.vm, e.step),
-                _ => {}
+            let (state, what, line) = match &e.phase {
+                Phase::Started => (
+                    State::Working,
+                    format!("{} ...", e.step),
+                    format!("[{t:7.2}s] {:<20} {:<12} ...", e.vm, e.step),
+                ),
+                Phase::Done => (
+                    State::Working,
+                    format!("{} done", e.step),
+                    format!("[{t:7.2}s] {:<20} {:<12} done", e.vm, e.step),
+                ),
+                Phase::Retrying(m) => (
+                    State::Working,
+                    format!("{} retrying: {m}", e.step),
+                    format!("[{t:7.2}s] {:<20} {:<12} retrying: {m}", e.vm, e.step),
+                ),
+                Phase::Failed(m) => (
+                    State::Failed,
+                    format!("{}: {m}", e.step),
+                    format!("[{t:7.2}s] {:<20} {:<12} FAILED: {m}", e.vm, e.step),
+                ),
+                _ => return,
+            };
+            if lines || crate::progress::bars() {
+                crate::progress::host(&e.vm, &what, state, line);
             }
         }));
     }

@@ -8,7 +8,7 @@
 //! VIP, the VIP accepts connections on 6443 and the live exports match the plan; a second run
 //! changes nothing and restarts nothing; a rendered `haproxy.cfg` that HAProxy rejects never
 //! replaces the live one (the VIP keeps answering); an unknown host key and a host that is
-//! gone are named while the others finish. Prints each run's wall time.
+//! gone are named while the others finish; a changed host key is refused. Prints each run's wall time.
 //!
 //! With the Vault VMs (`configure_seed_seven_hosts_with_vault`: the seed's 3 LBs, NFS server
 //! and 3 Vault VMs running the real OpenBao): configured, bootstrapped and verified (Vault's
@@ -254,6 +254,21 @@ fn configure_fresh_lbs_and_nfs_then_rerun() {
             untrusted.stderr
         );
     }
+
+    // lb-2 reinstalled (a new host key): refused and named, nothing changed on it, the others
+    // finish.
+    lab.host("lb-2").rotate_ssh_host_key().unwrap();
+    let changed = run_with(&[]);
+    assert!(!changed.ok);
+    assert!(
+        changed.stderr.contains("lb-2: HOST KEY CHANGED"),
+        "{}",
+        changed.stderr
+    );
+    for h in ["lb-1", "lb-3", "nfs-1"] {
+        assert_eq!(summary(&changed, h)[3], "ok", "{}", changed.stdout);
+    }
+    lab.refresh_known_hosts().unwrap();
 
     // The NFS VM is gone: it is named, the load balancers still finish.
     lab.remove_host("nfs-1").unwrap();
@@ -568,7 +583,40 @@ fn configure_seed_seven_hosts_with_vault() {
         "no Vault change: {}",
         refused.stdout
     );
-    std::fs::rename(&away, &keys).unwrap();
+
+    // The same, but with the mark a run leaves when it is killed between sending `sys/init` and
+    // keeping its answer: the cluster nobody can unseal is wiped and initialised again (last:
+    // it replaces this test's cluster).
+    let mut mark = keys.clone().into_os_string();
+    mark.push(".init-pending");
+    std::fs::write(&mark, "").unwrap();
+    let recovered = run(&argv);
+    outputs.push_str(&recovered.stdout);
+    outputs.push_str(&recovered.stderr);
+    assert!(recovered.ok, "{}", recovered.stderr);
+    assert!(
+        recovered
+            .stdout
+            .contains("the cluster an interrupted init left without keys was wiped"),
+        "{}",
+        recovered.stdout
+    );
+    assert!(keys.exists(), "the new keys are kept");
+    assert!(!Path::new(&mark).exists(), "the mark is gone");
+    let new_keys: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&keys).unwrap()).unwrap();
+    let old_keys: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&away).unwrap()).unwrap();
+    assert_ne!(new_keys["root_token"], old_keys["root_token"]);
+    let new_secrets = new_keys["unseal_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain([&new_keys["root_token"]])
+        .map(|v| v.as_str().unwrap().to_owned());
+    for secret in new_secrets {
+        assert!(!outputs.contains(&secret), "a new Vault secret was printed");
+    }
 
     // Secrets never in any output.
     for secret in unseal

@@ -112,6 +112,9 @@ pub struct Twin {
     fingerprint: String,
     password: String,
     bin: PathBuf,
+    /// Held while the twin lives (see [`Twin::start`]); declared last, so it is released
+    /// after the lab is torn down.
+    _subnet: std::fs::File,
 }
 
 /// The Proxmox login the twin's fakepve accepts.
@@ -119,6 +122,9 @@ pub const TWIN_USER: &str = "root@pam";
 
 impl Twin {
     /// Builds the lab and starts fakepve (see the module docs).
+    ///
+    /// Twins of one topology share its subnet, so a second twin on the same subnet (another
+    /// test, another `up --lab`) waits, saying so, until the first is gone.
     ///
     /// # Errors
     /// [`Error::InvalidConfig`] for a spec the lab cannot build (not a /24, an address outside
@@ -133,6 +139,7 @@ impl Twin {
             ));
         }
         let python = python_with_fakepve()?;
+        let subnet = lock_subnet(spec.subnet)?;
         // Outside the hosts' private /tmp, so the programs linked into their /usr/local/bin resolve.
         let bin = PathBuf::from(format!("/var/tmp/hakube-twin-{}", std::process::id()));
         std::fs::create_dir_all(&bin).map_err(|e| io(&bin, e))?;
@@ -247,6 +254,7 @@ impl Twin {
             pve_stdin: stdin,
             password,
             bin,
+            _subnet: subnet,
         })
     }
 
@@ -290,6 +298,23 @@ impl Drop for Twin {
         let _ = self.pve.wait();
         let _ = std::fs::remove_dir_all(&self.bin);
     }
+}
+
+/// Takes the machine-wide lock of `subnet` for a twin, waiting while another twin holds it.
+fn lock_subnet(subnet: Ipv4Net) -> Result<std::fs::File> {
+    let dir = Path::new(crate::registry::REGISTRY_DIR);
+    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+    let path = dir.join(format!("twin-{}.lock", subnet.network()));
+    let file = std::fs::File::create(&path).map_err(|e| io(&path, e))?;
+    match file.try_lock() {
+        Ok(()) => return Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            eprintln!("twin: another twin uses {subnet}; waiting until it is gone");
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(io(&path, e)),
+    }
+    file.lock().map_err(|e| io(&path, e))?;
+    Ok(file)
 }
 
 fn io(path: &Path, source: std::io::Error) -> Error {

@@ -206,7 +206,7 @@ impl PlanTree {
     ///
     /// The tree is written to a sibling temporary directory first and renamed into place, so
     /// `dir` holds either the old plan or the new one, never a mix. An existing `dir` is only
-    /// replaced when it is empty or holds a `plan.json` (a previous plan).
+    /// replaced when it is empty (but for `state/`) or holds a `plan.json` (a previous plan).
     ///
     /// Secrets other stages keep beside the plan's are carried over: a file under
     /// [`SECRETS_DIR`](crate::SECRETS_DIR) of the old plan is kept (with its mode) when the new
@@ -223,7 +223,10 @@ impl PlanTree {
             move |source| Error::Io { path, source }
         };
         if dir.exists() {
-            let empty = fs::read_dir(dir).map_err(io(dir))?.next().is_none();
+            // Empty, or holding only the state a run keeps before its first plan (`up --lab`
+            // describes its twin there).
+            let mut entries = fs::read_dir(dir).map_err(io(dir))?;
+            let empty = entries.all(|e| e.is_ok_and(|e| e.file_name() == STATE_DIR));
             if !empty && !dir.join("plan.json").is_file() {
                 return Err(Error::NotAPlanDir {
                     path: dir.to_path_buf(),
@@ -495,6 +498,17 @@ mod tests {
         fs::create_dir(&other).unwrap();
         fs::write(other.join("precious"), "x").unwrap();
         assert!(matches!(t.write_to(&other), Err(Error::NotAPlanDir { .. })));
+        // A directory holding only a run's state (before its first plan) gets the plan, and
+        // keeps the state.
+        let fresh = dir.path().join("fresh");
+        fs::create_dir_all(fresh.join(STATE_DIR)).unwrap();
+        fs::write(fresh.join(STATE_DIR).join("twin.json"), "{}").unwrap();
+        t.write_to(&fresh).unwrap();
+        assert!(fresh.join("plan.json").is_file());
+        assert_eq!(
+            fs::read_to_string(fresh.join(STATE_DIR).join("twin.json")).unwrap(),
+            "{}"
+        );
         assert!(other.join("precious").exists());
     }
 

@@ -28,6 +28,19 @@ pub trait KeyStore: Send + Sync {
     fn save(&self, secrets: &InitSecrets) -> Result<(), Error>;
     /// Where, for messages (never the contents).
     fn describe(&self) -> String;
+    /// Records, durably, that `sys/init` is about to be sent (`true`), or that its answer was
+    /// kept (`false`). The answer is the only copy of the keys: a run killed between the two
+    /// leaves the mark, which tells the next run that the initialised cluster it finds is the
+    /// one whose keys were lost, so it can never have held data ([`Error::InitAnswerLost`]).
+    /// The default keeps no mark.
+    fn mark_init(&self, pending: bool) -> Result<(), Error> {
+        let _ = pending;
+        Ok(())
+    }
+    /// Whether [`KeyStore::mark_init`] left a mark.
+    fn init_pending(&self) -> Result<bool, Error> {
+        Ok(false)
+    }
 }
 
 /// A JSON file, mode 0600, replaced atomically: keep it with the plan's other secrets,
@@ -76,6 +89,32 @@ impl KeyStore for FileKeyStore {
 
     fn describe(&self) -> String {
         self.path.display().to_string()
+    }
+
+    fn mark_init(&self, pending: bool) -> Result<(), Error> {
+        let mark = self.pending_path();
+        if pending {
+            write_file(&mark, b"sys/init sent; its answer not kept yet\n", 0o600)
+        } else {
+            match std::fs::remove_file(&mark) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(io(&mark, e)),
+            }
+        }
+    }
+
+    fn init_pending(&self) -> Result<bool, Error> {
+        Ok(self.pending_path().is_file())
+    }
+}
+
+impl FileKeyStore {
+    /// The mark [`KeyStore::mark_init`] keeps: `<file>.init-pending`.
+    fn pending_path(&self) -> PathBuf {
+        let mut p = self.path.clone().into_os_string();
+        p.push(".init-pending");
+        PathBuf::from(p)
     }
 }
 
@@ -289,12 +328,20 @@ pub async fn bootstrap(
     let stored = store.load()?;
     let mut secrets = if let Some(i) = status.iter().position(|s| s.initialized) {
         let Some(s) = stored else {
+            if store.init_pending()? {
+                return Err(Error::InitAnswerLost {
+                    node: name(client, i),
+                    store: store.describe(),
+                });
+            }
             return Err(Error::NotOurs {
                 node: name(client, i),
                 store: store.describe(),
             });
         };
         check_ours(client, store, &status, &s).await?;
+        // Killed after the keys were kept but before the mark went: it is stale.
+        store.mark_init(false)?;
         s
     } else {
         if stored.is_some() {
@@ -305,8 +352,10 @@ pub async fn bootstrap(
                     .into(),
             });
         }
+        store.mark_init(true)?;
         let s = client.init(0, spec.key_shares, spec.key_threshold).await?;
         store.save(&s)?;
+        store.mark_init(false)?;
         report.node(
             &name(client, 0),
             format!(

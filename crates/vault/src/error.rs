@@ -65,6 +65,19 @@ pub enum Error {
         /// Where the keys were looked for.
         store: String,
     },
+    /// The node is initialised by an earlier run of ours that was stopped before the answer to
+    /// `sys/init` (the only copy of the keys) was kept: nobody holds its keys, so it was never
+    /// unsealed and holds nothing. Wipe its data (every node's) and initialise again.
+    #[error(
+        "{node}: initialised by an earlier run that was stopped before it kept the keys (the \
+         mark next to {store} says so): nobody can unseal it; wipe its data and initialise again"
+    )]
+    InitAnswerLost {
+        /// The node found initialised.
+        node: String,
+        /// Where the keys were looked for.
+        store: String,
+    },
     /// The cluster did not reach the wanted state in time (e.g. no active node). Retryable.
     #[error("{what}: not ready after {secs} s")]
     Timeout {
