@@ -1,10 +1,12 @@
 //! `cargo run --example restore -- [TOPOLOGY] --out DIR --ssh-key KEY [--user U] [--known-hosts FILE | --accept-new] [--only etcd,nfs,vault] [--snapshot PART=NAME ...] [--expect-root-ca PEM] --yes-replace-data`
 //!
-//! The disaster-recovery restore from the backups the cluster made (default: the NFS exports'
-//! data and the Vault cluster; etcd with `--only etcd`): the newest verified snapshot of each,
-//! or the one `--snapshot nfs=20261206T083000Z` / `--snapshot vault=raft-vault-1-….snap`
-//! names, put back and checked (`--expect-root-ca FILE`: the Vault PKI's root from before the
-//! loss, which the restored one must equal). It replaces live data, so it refuses without
+//! The disaster-recovery restore from the backups the cluster made (default: etcd onto the
+//! three masters, the NFS exports' data and the Vault cluster; `--only` picks): the newest
+//! verified snapshot of each, or the one `--snapshot etcd=etcd-snapshot-….db` /
+//! `--snapshot nfs=20261206T083000Z` / `--snapshot vault=raft-vault-1-….snap` names, put back
+//! and checked (etcd: a healthy 3-member cluster, and the API through the VIP when
+//! `DIR/secrets/kubernetes/admin.conf` is there; Vault: `--expect-root-ca FILE`, the PKI's
+//! root from before the loss, which the restored one must equal). It replaces live data, so it refuses without
 //! `--yes-replace-data`. `--out` is the plan directory configure used (the Vault CA and the
 //! kept unseal keys and root token, never printed). The work is
 //! [`hakube_examples::stage::restore`]'s; this binary parses flags and prints.
@@ -28,11 +30,12 @@ struct Args {
     /// kept keys.
     #[arg(long, default_value = "out")]
     out: PathBuf,
-    /// Only these parts (comma-separated: etcd, nfs, vault); default nfs,vault.
+    /// Only these parts (comma-separated: etcd, nfs, vault); default all three.
     #[arg(long, value_delimiter = ',', value_parser = ["etcd", "nfs", "vault"])]
     only: Vec<String>,
-    /// A snapshot to restore instead of the newest verified one, as PART=NAME: `nfs=<UTC
-    /// timestamp>`, `vault=<raft-<host>-<timestamp>.snap or its timestamp>`. Repeatable.
+    /// A snapshot to restore instead of the newest verified one, as PART=NAME: `etcd=<file on
+    /// the export>`, `nfs=<UTC timestamp>`, `vault=<raft-<host>-<timestamp>.snap or its
+    /// timestamp>`. Repeatable.
     #[arg(long, value_name = "PART=NAME")]
     snapshot: Vec<String>,
     /// The Vault PKI's root CA (PEM file) from before the loss: the restored one must equal it
@@ -61,7 +64,7 @@ async fn main() -> ExitCode {
 async fn try_main() -> Result<(), String> {
     let args = Args::parse();
     let parts: Vec<Part> = if args.only.is_empty() {
-        vec![Part::Nfs, Part::Vault]
+        vec![Part::Etcd, Part::Nfs, Part::Vault]
     } else {
         args.only.iter().filter_map(|p| Part::parse(p)).collect()
     };
@@ -77,6 +80,10 @@ async fn try_main() -> Result<(), String> {
             Some(std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?);
     }
     opts.wait = std::time::Duration::from_secs(args.wait.max(1));
+    let kubeconfig = args
+        .out
+        .join(hakube_examples::stage::bootstrap::ADMIN_KUBECONFIG);
+    opts.kubeconfig = kubeconfig.is_file().then_some(kubeconfig);
     for s in &args.snapshot {
         let (part, name) = s
             .split_once('=')
@@ -84,7 +91,7 @@ async fn try_main() -> Result<(), String> {
         match Part::parse(part) {
             Some(Part::Nfs) => opts.nfs_snapshot = Some(name.to_owned()),
             Some(Part::Vault) => opts.vault_snapshot = Some(name.to_owned()),
-            Some(Part::Etcd) => return Err("etcd restore: not in this build".into()),
+            Some(Part::Etcd) => opts.etcd_snapshot = Some(name.to_owned()),
             None => {
                 return Err(format!(
                     "--snapshot {s}: unknown part {part:?} (etcd, nfs, vault)"
@@ -110,6 +117,32 @@ async fn restore(
     let r = run(cluster, pool, opts, parts)
         .await
         .map_err(|e| hakube_examples::error_chain(&e))?;
+    if let Some(r) = &r.etcd {
+        for (name, why) in &r.rejected {
+            println!("  etcd: skipped {name}: {why}");
+        }
+        for m in &r.members {
+            println!(
+                "  etcd: {} restored as member {} ({}); its old data kept at {}{}",
+                m.host,
+                m.name,
+                m.peer_url,
+                m.kept,
+                if m.pki_restored.is_empty() {
+                    String::new()
+                } else {
+                    format!("; PKI restored: {}", m.pki_restored.join(", "))
+                }
+            );
+        }
+        println!(
+            "restore: etcd: {} (revision {}) onto {} master(s), in {:.1}s",
+            r.snapshot,
+            r.revision,
+            r.members.len(),
+            r.elapsed.as_secs_f64()
+        );
+    }
     if let Some(r) = &r.nfs {
         for e in &r.exports {
             println!("  nfs: restored {e}");

@@ -84,6 +84,55 @@ pub fn helm(plan_dir: &Path, dir: &Path) -> Result<PathBuf, String> {
     Ok(chart_support::helm_wrapper(dir, &objects).0)
 }
 
+/// Runs the etcd backup CronJob's Job once on the master `node`, as the kubelet would run the
+/// Pod the CronJob's schedule creates ([`Twin::run_pod`]): the CronJob is read from the
+/// cluster's API (what `addons` applied), its Pod's init containers (`etcdctl snapshot save`,
+/// the trial `etcdutl snapshot restore`) and container (the PKI archive, final names,
+/// retention) run on the master with the `nfs` volume being the NFS VM's export. Nothing
+/// here writes a snapshot itself: what lands on the export is what the CronJob's commands wrote.
+///
+/// # Errors
+/// A message when the CronJob cannot be read or a container fails (naming it, with its output).
+pub async fn run_etcd_backup(
+    twin: &Twin,
+    kubeconfig: &Path,
+    node: &str,
+) -> Result<hakube_lab::twin::PodRun, String> {
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig)
+        .map_err(|e| format!("{}: {e}", kubeconfig.display()))?;
+    let config =
+        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+            .await
+            .map_err(|e| format!("{}: {e}", kubeconfig.display()))?;
+    let client =
+        kube::Client::try_from(config).map_err(|e| format!("{}: {e}", kubeconfig.display()))?;
+    let api: kube::Api<k8s_openapi::api::batch::v1::CronJob> =
+        kube::Api::namespaced(client, hakube_addons::etcd_backup::NAMESPACE);
+    let cronjob = api
+        .get("etcd-backup")
+        .await
+        .map_err(|e| format!("reading CronJob kube-system/etcd-backup: {e}"))?;
+    let cronjob = serde_json::to_value(&cronjob).map_err(|e| e.to_string())?;
+    let job = &cronjob["spec"]["jobTemplate"]["spec"];
+    let mut pod = job["template"]["spec"].clone();
+    if let Some(d) = job.get("activeDeadlineSeconds") {
+        pod["activeDeadlineSeconds"] = d.clone();
+    }
+    let run = twin
+        .run_pod(node, &pod)
+        .map_err(|e| format!("etcd-backup job on {node}: {}", crate::error_chain(&e)))?;
+    if !run.succeeded() {
+        let last = run.containers.last();
+        return Err(format!(
+            "etcd-backup job on {node}: container {} exited {}: {}",
+            last.map_or("?", |c| c.name.as_str()),
+            last.map_or(-1, |c| c.status),
+            last.map_or("", |c| c.output.trim())
+        ));
+    }
+    Ok(run)
+}
+
 /// Where a running twin describes itself, under the plan directory's state.
 #[must_use]
 pub fn kept_path(out: &Path) -> PathBuf {

@@ -403,7 +403,11 @@ fn killed_at_three_points_and_an_unreachable_worker() {
         assert_eq!(m.read_to_string("/etc/kubernetes/pki/ca.crt").unwrap(), ca);
     }
     let members = masters[0]
-        .run("etcdctl --endpoints http://127.0.0.1:2379 member list")
+        .run(
+            "etcdctl --endpoints https://127.0.0.1:2379 --cacert /etc/kubernetes/pki/etcd/ca.crt \
+             --cert /etc/kubernetes/pki/etcd/healthcheck-client.crt \
+             --key /etc/kubernetes/pki/etcd/healthcheck-client.key member list",
+        )
         .unwrap();
     assert_eq!(members.lines().count(), 3, "{members}");
 
@@ -443,10 +447,44 @@ fn vault(seed: &Seed, method: &str, path: &str, body: Option<&str>) -> (u16, Str
     (code.trim().parse().unwrap(), body.to_owned())
 }
 
-/// The DR drill on the twin: data written to an NFS export and to Vault, the backups the
-/// cluster's own timers make, the data destroyed, the `restore` binary, the data compared.
+/// The ConfigMaps API in `default`, through the VIP with the admin kubeconfig.
+async fn config_maps(seed: &Seed) -> kube::Api<k8s_openapi::api::core::v1::ConfigMap> {
+    let kubeconfig = seed.out.join("secrets/kubernetes/admin.conf");
+    let kc = kube::config::Kubeconfig::read_from(&kubeconfig).unwrap();
+    let config =
+        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+            .await
+            .unwrap();
+    kube::Api::namespaced(kube::Client::try_from(config).unwrap(), "default")
+}
+
+/// The DR drill on the twin: data written to etcd (a ConfigMap through the VIP), an NFS export
+/// and Vault; the backups the cluster makes (the etcd CronJob's pod run as the kubelet would,
+/// the timers' services); the data destroyed; the `restore` binary (every part); the data
+/// compared.
 fn dr_drill(seed: &Seed) {
     let lab = seed.twin.lab();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let kubeconfig = seed.out.join("secrets/kubernetes/admin.conf");
+    let cm: k8s_openapi::api::core::v1::ConfigMap = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": { "name": "drill", "namespace": "default" },
+        "data": { "written": "before the backup" },
+    }))
+    .unwrap();
+    rt.block_on(async {
+        let cms = config_maps(seed).await;
+        cms.create(&kube::api::PostParams::default(), &cm)
+            .await
+            .unwrap();
+        hakube_examples::twin::run_etcd_backup(&seed.twin, &kubeconfig, "master-1")
+            .await
+            .unwrap();
+        cms.delete("drill", &kube::api::DeleteParams::default())
+            .await
+            .unwrap();
+        assert!(cms.get_opt("drill").await.unwrap().is_none());
+    });
     let nfs = lab.host("nfs-1");
     let file = "/srv/nfs/k8s-prod/drill/data.txt";
     let data = format!("written before the backup at {:?}\n", Instant::now());
@@ -475,13 +513,19 @@ fn dr_drill(seed: &Seed) {
         .args(["--ssh-key", lab.ssh_private_key().to_str().unwrap()])
         .args(["--user", "root"])
         .args(["--known-hosts", lab.known_hosts_file().to_str().unwrap()])
-        .args(["--only", "nfs,vault", "--yes-replace-data"]);
+        .arg("--yes-replace-data");
     let o = cmd.output().unwrap();
     let t = text(&o);
     assert!(o.status.success(), "{t}");
     let secs = t0.elapsed().as_secs_f64();
 
     // Compared.
+    let back = rt.block_on(async { config_maps(seed).await.get_opt("drill").await.unwrap() });
+    assert_eq!(
+        back.and_then(|c| c.data)
+            .and_then(|d| d.get("written").cloned()),
+        Some("before the backup".to_owned())
+    );
     assert_eq!(nfs.read_to_string(file).unwrap(), data);
     let (code, body) = vault(seed, "GET", "pki_int/roles/drill", None);
     assert_eq!(code, 200, "{body}");
@@ -490,7 +534,7 @@ fn dr_drill(seed: &Seed) {
     let kept = std::fs::read_to_string(seed.out.join("secrets/vault/init.json")).unwrap();
     let kept: serde_json::Value = serde_json::from_str(&kept).unwrap();
     assert!(!t.contains(kept["root_token"].as_str().unwrap()));
-    println!("DR drill on the twin: restore of NFS data and Vault {secs:.1}s\n{t}");
+    println!("DR drill on the twin: restore of etcd, NFS data and Vault {secs:.1}s\n{t}");
 }
 
 /// `up --lab --keep` leaves the twin running (and says how to reach it), the next

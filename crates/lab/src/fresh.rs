@@ -17,7 +17,7 @@
 //!   install is a no-op. [`BASE_PACKAGES`] count as installed from the start.
 //!   **`dpkg-query`** (`-W`, `-s`, `-l`) and **`dpkg -s/-l`** answer from that record.
 //! - **`systemctl`** really starts, stops, restarts and reloads `haproxy`, `keepalived`,
-//!   `vault` and `openbao` in the host (as their Debian units do; a unit file in
+//!   `vault`, `openbao` and `kubelet` in the host (as their Debian units do; a unit file in
 //!   `/etc/systemd/system` with `ExecStart=` replaces the built-in command, so units the
 //!   executor writes run too, with their `User=`, `Group=`, `KillSignal=`,
 //!   `ConditionFileNotEmpty=`; `Type=oneshot` units run to completion on `start`; a program

@@ -25,7 +25,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The Kubernetes API server stand-in (`kube-apiserver.py`): run it with
-/// `--listen ADDR:PORT --cert F --key F --token-file F --state-dir D [--log F]`.
+/// `--listen ADDR:PORT --cert F --key F --token-file F --state-dir D [--log F]` (objects in
+/// `D/state.json`), or with kube-apiserver's own flag names and `--etcd-servers URL` (objects
+/// in etcd under `/registry/`, shared by every stand-in on that etcd; see the script's docs).
 #[must_use]
 pub fn kube_apiserver() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src/stand_ins/kube-apiserver.py")

@@ -15,6 +15,12 @@
 //! - stand-ins for the Kubernetes node programs this machine lacks (`kubeadm`, `kubectl`,
 //!   `kubelet`, `containerd`), installable by the hosts' `apt-get` like the real packages,
 //!   and for the downloads node preparation makes (`curl` of the pkgs.k8s.io key, `gpg`).
+//!   As with real kubeadm, every master runs etcd and the API server (the stand-in, keeping
+//!   its objects in that etcd) as static Pods: kubeadm's stand-in writes their manifests to
+//!   `/etc/kubernetes/manifests` and starts the kubelet, whose stand-in runs them (restarts a
+//!   container that exits, stops a Pod whose manifest goes, restarts one whose manifest
+//!   changes), so the etcd restore procedure (manifests aside, `etcdutl snapshot restore`,
+//!   manifests back) works on the twin as on a real cluster.
 //!
 //! Dropping the twin stops fakepve and tears the lab down.
 
@@ -28,6 +34,9 @@ use ipnet::Ipv4Net;
 use crate::error::{Error, Result};
 use crate::{Lab, LabBuilder};
 
+mod pod;
+pub use pod::{ContainerRun, PodRun};
+
 /// The fakepve server the twin runs (python3 with fakepve importable).
 const PVE_PY: &str = include_str!("twin/pve.py");
 /// hakube-proxmox-api's fakepve test harness, which the twin's server builds on.
@@ -38,9 +47,10 @@ const KUBEADM_PY: &str = include_str!("twin/kubeadm.py");
 const KUBECTL_PY: &str = include_str!("twin/kubectl.py");
 /// `containerd` for twin hosts.
 const CONTAINERD_SH: &str = include_str!("twin/containerd.sh");
-/// `kubelet` for twin hosts.
-const KUBELET_SH: &str = "#!/bin/sh\n# hakube twin: kubelet is not run; kubeadm's stand-in \
-                          registers the node.\nexec sleep infinity\n";
+/// `kubelet` for twin hosts: runs the static Pods of `/etc/kubernetes/manifests`.
+const KUBELET_PY: &str = include_str!("twin/kubelet.py");
+/// `etcdutl` (etcd 3.5's snapshot tool) on a machine with etcd 3.4, for etcd images' commands.
+const ETCDUTL_SH: &str = include_str!("twin/etcdutl.sh");
 /// `curl` for twin hosts: the pkgs.k8s.io key, nothing else.
 const CURL_SH: &str = include_str!("twin/curl.sh");
 /// `gpg` for twin hosts: `--dearmor` only.
@@ -83,6 +93,13 @@ pub struct TwinSpec {
     pub templates: Vec<TwinTemplate>,
     /// Every VM the topology plans.
     pub vms: Vec<TwinVm>,
+}
+
+/// The twin's `kubelet` stand-in (python3 with PyYAML): runs the static Pods of
+/// `--pod-manifest-path=DIR` (default `/etc/kubernetes/manifests`), see the script's docs.
+#[must_use]
+pub fn kubelet_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("src/twin/kubelet.py")
 }
 
 /// A running twin; dropping it tears everything down.
@@ -130,12 +147,14 @@ impl Twin {
             ("kubeadm", KUBEADM_PY),
             ("kubectl", KUBECTL_PY),
             ("containerd", CONTAINERD_SH),
-            ("kubelet", KUBELET_SH),
+            ("kubelet", KUBELET_PY),
         ];
         for (name, text) in programs {
             write_exec(&bin.join(name), text)?;
         }
-        // kubeadm's stand-in runs the API stand-in from its own directory.
+        // The kubelet's stand-in runs what an etcd image's `etcdutl` names from its directory.
+        write_exec(&bin.join("etcdutl"), ETCDUTL_SH)?;
+        // The kubelet's stand-in runs the API stand-in from its own directory.
         std::fs::copy(
             crate::stand_ins::kube_apiserver(),
             bin.join("kube-apiserver.py"),

@@ -161,3 +161,164 @@ fn helm_records_releases_and_the_api_keeps_them_across_a_restart() {
     drop(api);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `curl -sk` against a stand-in with its token: (HTTP status, body).
+fn call(
+    files: &hakube_lab::stand_ins::ApiServerFiles,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> (u16, String) {
+    let token = std::fs::read_to_string(&files.token_file).unwrap();
+    let mut c = Command::new("curl");
+    c.args(["-sk", "-o", "-", "-w", "\n%{http_code}", "-X", method])
+        .arg("-H")
+        .arg(format!("Authorization: Bearer {}", token.trim()))
+        .arg(format!("https://{}{path}", files.addr));
+    if let Some(b) = body {
+        c.args([
+            "-H",
+            "Content-Type: application/apply-patch+yaml",
+            "--data-binary",
+            b,
+        ]);
+    }
+    let out = String::from_utf8_lossy(&c.output().unwrap().stdout).into_owned();
+    let (body, code) = out.rsplit_once('\n').unwrap();
+    (code.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+#[test]
+fn api_servers_sharing_one_etcd_see_each_others_objects() {
+    let have = |tool: &str| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !have("etcd") || !have("etcdctl") || !have("curl") {
+        eprintln!("SKIP: etcd, etcdctl and curl are needed (scripts/install-test-deps)");
+        return;
+    }
+    let free = || {
+        TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+    };
+    let dir = std::env::temp_dir().join(format!("hakube-stand-ins-etcd-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (client, peer) = (free().port(), free().port());
+    let etcd_url = format!("http://127.0.0.1:{client}");
+    let mut etcd = Command::new("etcd")
+        .arg(format!("--data-dir={}", dir.join("etcd").display()))
+        .arg(format!("--listen-client-urls={etcd_url}"))
+        .arg(format!("--advertise-client-urls={etcd_url}"))
+        .arg(format!("--listen-peer-urls=http://127.0.0.1:{peer}"))
+        .arg(format!(
+            "--initial-advertise-peer-urls=http://127.0.0.1:{peer}"
+        ))
+        .arg(format!("--initial-cluster=default=http://127.0.0.1:{peer}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut servers = Vec::new();
+    let mut files = Vec::new();
+    for i in 0..2 {
+        let f = hakube_lab::stand_ins::ApiServerFiles::create(&dir.join(format!("api{i}")), free())
+            .unwrap();
+        // kube-apiserver's own flag names, as a static Pod manifest passes them.
+        let child = Command::new("python3")
+            .arg(hakube_lab::stand_ins::kube_apiserver())
+            .arg(format!("--advertise-address={}", f.addr.ip()))
+            .arg(format!("--secure-port={}", f.addr.port()))
+            .arg(format!("--tls-cert-file={}", f.cert.display()))
+            .arg(format!("--tls-private-key-file={}", f.key.display()))
+            .arg(format!("--token-auth-file={}", f.token_file.display()))
+            .arg(format!("--etcd-servers={etcd_url}"))
+            .arg("--allow-privileged=true")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        servers.push(child);
+        files.push(f);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while files
+        .iter()
+        .any(|f| call(f, "GET", "/readyz", None).0 != 200)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stand-ins never became ready"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let cm = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"shared","namespace":"default"},"data":{"k":"v"}}"#;
+    let path = "/api/v1/namespaces/default/configmaps/shared?fieldManager=test";
+    let (code, body) = call(&files[0], "PATCH", path, Some(cm));
+    assert_eq!(code, 201, "{body}");
+    // The other server reads it, from etcd, with the key's revision as resourceVersion.
+    let (code, body) = call(
+        &files[1],
+        "GET",
+        "/api/v1/namespaces/default/configmaps/shared",
+        None,
+    );
+    assert_eq!(code, 200, "{body}");
+    let obj: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(obj["data"]["k"], "v");
+    let rv = obj["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let keys = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args([
+            "--endpoints",
+            &etcd_url,
+            "get",
+            "--prefix",
+            "/registry/",
+            "-w",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    let keys: serde_json::Value = serde_json::from_slice(&keys.stdout).unwrap();
+    let kv = keys["kvs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|kv| kv["key"].as_str() == Some("L3JlZ2lzdHJ5L2NvbmZpZ21hcHMvZGVmYXVsdC9zaGFyZWQ="))
+        .expect("/registry/configmaps/default/shared in etcd");
+    assert_eq!(kv["mod_revision"].to_string(), rv);
+    // A list from either server; a delete on one is seen by the other.
+    let (_, list) = call(&files[1], "GET", "/api/v1/configmaps", None);
+    assert!(list.contains("\"shared\""), "{list}");
+    let (code, _) = call(
+        &files[1],
+        "DELETE",
+        "/api/v1/namespaces/default/configmaps/shared",
+        None,
+    );
+    assert_eq!(code, 200);
+    let (code, _) = call(
+        &files[0],
+        "GET",
+        "/api/v1/namespaces/default/configmaps/shared",
+        None,
+    );
+    assert_eq!(code, 404);
+    // Without etcd the servers are not ready.
+    etcd.kill().unwrap();
+    etcd.wait().unwrap();
+    let (code, body) = call(&files[0], "GET", "/readyz", None);
+    assert_eq!(code, 503, "{body}");
+    for mut s in servers {
+        let _ = s.kill();
+        let _ = s.wait();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

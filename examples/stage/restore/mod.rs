@@ -8,10 +8,16 @@
 //!   raft waited for (every node a voter), then the PKI checked: the same root and intermediate
 //!   CA as before, and a CSR signed through the intermediate chains to that root.
 //!
-//! Both replace live data, so both refuse unless [`Options::confirm_replace`] is set. Secrets
+//! - [`etcd`]: the newest etcd snapshot the backup CronJob wrote to its NFS export that passes
+//!   a trial restore (or the one named), restored onto the three masters the way kubeadm's
+//!   static pods allow (manifests aside, `etcdutl snapshot restore` per member, data swapped,
+//!   missing PKI from the matching archive, manifests back), then a healthy 3-member cluster
+//!   and the API answering through the VIP.
+//!
+//! Each replaces live data, so each refuses unless [`Options::confirm_replace`] is set. Secrets
 //! (the unseal keys and root token in `<out>/secrets/vault/init.json`) are read, never printed.
-//! etcd is restored by its own module (`restore_etcd`).
 
+pub mod etcd;
 pub mod nfs;
 pub mod vault;
 
@@ -79,6 +85,11 @@ pub struct Options {
     /// How long to wait for a part to come back (Vault unsealed with every node a voter; the
     /// NFS restore's copy).
     pub wait: Duration,
+    /// Restore this etcd snapshot (a file name on the export, such as
+    /// `etcd-snapshot-20261206T083000Z-master-1.db`) instead of the newest verified one.
+    pub etcd_snapshot: Option<String>,
+    /// The admin kubeconfig: after the etcd restore, the API must answer through the VIP with it.
+    pub kubeconfig: Option<PathBuf>,
 }
 
 impl Options {
@@ -93,6 +104,8 @@ impl Options {
             expect_root_ca: None,
             confirm_replace: false,
             wait: Duration::from_secs(120),
+            etcd_snapshot: None,
+            kubeconfig: None,
         }
     }
 }
@@ -143,6 +156,10 @@ pub enum Error {
     /// The restored part does not do what it must (named). Retryable when it is still settling.
     #[error("verify: {0}")]
     Verify(String),
+    /// The etcd restore failed (the message names the master and step; the static pods are put
+    /// back where it got that far).
+    #[error("etcd: {0}")]
+    Etcd(#[source] Box<crate::stage::Error>),
 }
 
 impl Error {
@@ -163,6 +180,8 @@ impl Error {
 /// What [`run`] restored.
 #[derive(Debug, Clone, Default)]
 pub struct Report {
+    /// The etcd part, when restored.
+    pub etcd: Option<etcd::Report>,
     /// The NFS part, when restored.
     pub nfs: Option<nfs::Report>,
     /// The Vault part, when restored.
@@ -175,8 +194,7 @@ pub struct Report {
 /// named in `opts`), stopping at the first that fails.
 ///
 /// # Errors
-/// The first part's [`Error`]; [`Error::Input`] for [`Part::Etcd`], which this build does not
-/// restore.
+/// The first part's [`Error`].
 pub async fn run(
     cluster: &Cluster,
     pool: &SshPool,
@@ -189,14 +207,29 @@ pub async fn run(
             parts: names.join(", "),
         });
     }
-    if parts.contains(&Part::Etcd) {
-        return Err(Error::Input("etcd restore: not in this build".into()));
-    }
     let started = Instant::now();
     let mut report = Report::default();
     for part in parts {
         match part {
-            Part::Etcd => return Err(Error::Input("etcd restore: not in this build".into())),
+            Part::Etcd => {
+                let ssh = crate::ssh::SshArgs {
+                    ssh_key: None,
+                    user: Some(opts.user.clone()),
+                    known_hosts: None,
+                    accept_new: false,
+                    danger_accept_any: false,
+                };
+                let eo = etcd::Options {
+                    confirm: opts.confirm_replace,
+                    snapshot: opts.etcd_snapshot.clone(),
+                    kubeconfig: opts.kubeconfig.clone(),
+                    ..etcd::Options::default()
+                };
+                let r = etcd::run(cluster, &ssh, pool, &eo)
+                    .await
+                    .map_err(|e| Error::Etcd(Box::new(e)))?;
+                report.etcd = Some(r);
+            }
             Part::Nfs => report.nfs = Some(nfs::run(cluster, pool, opts).await?),
             Part::Vault => report.vault = Some(vault::run(cluster, pool, opts).await?),
         }

@@ -3,11 +3,17 @@
 
     kube-apiserver.py --listen 127.0.0.1:6443 --cert tls.crt --key tls.key \
         --token-file token --state-dir DIR [--log FILE] [--establish-delay 0.2]
+    kube-apiserver.py --advertise-address A --secure-port 6443 --tls-cert-file F \
+        --tls-private-key-file F --token-auth-file F --etcd-servers https://127.0.0.1:2379 \
+        --etcd-cafile F --etcd-certfile F --etcd-keyfile F   (kube-apiserver's flag names;
+        others it does not know are ignored, as kubeadm's static Pod manifest passes many)
 
 HTTPS with the given certificate, bearer-token authentication (401 Status otherwise). Objects
-live in DIR/state.json (rewritten atomically after every change), so a restart sees them.
-Every request is logged to FILE (default DIR/requests.log) as
-`METHOD PATH?QUERY STATUS MILLISECONDS`; bodies are never logged.
+live in DIR/state.json (rewritten atomically after every change), so a restart sees them, or
+in etcd with `--etcd-servers` (keys under /registry/, see EtcdState), so API servers on every
+master share them. Every request is logged to FILE (default DIR/requests.log; none with etcd
+and no --log) as `METHOD PATH?QUERY STATUS MILLISECONDS`; bodies are never logged. /readyz and
+/healthz fail (503) while etcd does not answer.
 
 What it serves, shaped like the real API server's answers (kube-apiserver v1.34):
 - discovery: /version, /api, /api/v1, /apis, /apis/<group>/<version>, with the resources of
@@ -31,6 +37,7 @@ import argparse
 import base64
 import copy
 import datetime
+import http.client
 import http.server
 import json
 import os
@@ -142,15 +149,8 @@ class State:
             self.rv = saved["resourceVersion"]
             self.established_at = saved.get("establishedAt", {})
         else:
-            # What a fresh cluster has.
-            for ns in ("default", "kube-system", "kube-public", "kube-node-lease"):
-                self.objects[f"|namespaces||{ns}"] = {
-                    "apiVersion": "v1", "kind": "Namespace",
-                    "metadata": {"name": ns, "uid": str(uuid.uuid4()),
-                                 "resourceVersion": self.next_rv(),
-                                 "creationTimestamp": now_rfc3339(),
-                                 "labels": {"kubernetes.io/metadata.name": ns}},
-                    "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}
+            for ns in FRESH_NAMESPACES:
+                self.objects[f"|namespaces||{ns}"] = fresh_namespace(ns, self.next_rv())
 
     def save(self):
         tmp = self.path + ".tmp"
@@ -163,11 +163,41 @@ class State:
         self.rv += 1
         return str(self.rv)
 
+    def get(self, key):
+        return self.objects.get(key)
+
+    def put(self, key, obj, live):
+        """Stores `obj` (`live` is what the caller read) and returns it as stored."""
+        obj["metadata"]["resourceVersion"] = self.next_rv()
+        self.objects[key] = obj
+        self.save()
+        return obj
+
+    def delete(self, key):
+        obj = self.objects.pop(key, None)
+        if obj is not None:
+            self.save()
+        return obj
+
+    def scan(self, r, namespace):
+        """(objects of `r`, in `namespace` if given, sorted by key; the list's resourceVersion)."""
+        out = []
+        for key in sorted(self.objects):
+            g, p, ns, _ = key.split("|", 3)
+            if g == r.group and p == r.plural and (not namespace or ns == namespace):
+                out.append(self.objects[key])
+        return out, str(self.rv)
+
+    def crds(self):
+        return [o for k, o in self.objects.items()
+                if k.startswith("apiextensions.k8s.io|customresourcedefinitions|")]
+
+    def ready(self):
+        return None
+
     def resources(self):
         out = [Resource(*r) for r in BUILTIN]
-        for key, crd in self.objects.items():
-            if not key.startswith("apiextensions.k8s.io|customresourcedefinitions|"):
-                continue
+        for crd in self.crds():
             spec = crd.get("spec", {})
             names = spec.get("names", {})
             for v in spec.get("versions", []):
@@ -206,6 +236,206 @@ class State:
                                                 obj.get("spec", {}).get("versions", [])
                                                 if v.get("storage")]}
         return obj
+
+
+FRESH_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+
+
+def fresh_namespace(ns, rv=None):
+    """A Namespace as a fresh cluster has it."""
+    md = {"name": ns, "uid": str(uuid.uuid4()), "creationTimestamp": now_rfc3339(),
+          "labels": {"kubernetes.io/metadata.name": ns}}
+    if rv is not None:
+        md["resourceVersion"] = rv
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": md,
+            "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}
+
+
+# etcd key prefixes the real API server uses where they are not the resource's plural.
+REGISTRY_PREFIX = {"nodes": "minions", "services": "services/specs",
+                   "endpoints": "services/endpoints"}
+BUILTIN_GROUPS = {g for g, *_ in BUILTIN} - {"apiextensions.k8s.io"}
+
+
+def b64e(b):
+    return base64.b64encode(b).decode()
+
+
+def prefix_end(prefix):
+    """etcd's range end for every key starting with `prefix` (bytes)."""
+    b = bytearray(prefix)
+    while b and b[-1] == 0xFF:
+        b.pop()
+    b[-1] += 1
+    return bytes(b)
+
+
+class Etcd:
+    """An etcd v3 client over etcd's JSON gateway (`/v3/kv/...`), HTTP or HTTPS with a client
+    certificate, on one kept-alive connection."""
+
+    def __init__(self, url, cafile=None, certfile=None, keyfile=None, timeout=5):
+        u = urllib.parse.urlsplit(url)
+        self.https = u.scheme == "https"
+        self.host, self.port = u.hostname, u.port or 2379
+        self.timeout = timeout
+        self.ctx = None
+        if self.https:
+            self.ctx = ssl.create_default_context(cafile=cafile)
+            self.ctx.check_hostname = False
+            if certfile:
+                self.ctx.load_cert_chain(certfile, keyfile)
+        self.conn = None
+        self.lock = threading.Lock()
+
+    def call(self, path, body):
+        data = json.dumps(body).encode()
+        with self.lock:
+            for attempt in (0, 1):
+                if self.conn is None:
+                    if self.https:
+                        self.conn = http.client.HTTPSConnection(
+                            self.host, self.port, timeout=self.timeout, context=self.ctx)
+                    else:
+                        self.conn = http.client.HTTPConnection(self.host, self.port,
+                                                               timeout=self.timeout)
+                try:
+                    self.conn.request("POST", path, data, {"Content-Type": "application/json"})
+                    resp = self.conn.getresponse()
+                    text = resp.read()
+                except (OSError, http.client.HTTPException) as e:
+                    self.conn.close()
+                    self.conn = None
+                    if attempt:
+                        raise ApiError(status(503, "ServiceUnavailable",
+                                              f"etcd {self.host}:{self.port}: {e}"))
+                    continue
+                out = json.loads(text or b"{}")
+                if resp.status != 200:
+                    raise ApiError(status(503 if resp.status >= 500 else 500, "InternalError",
+                                          f"etcd {path}: {out.get('error') or out.get('message') or resp.status}"))
+                return out
+
+    def range(self, key, end=None):
+        body = {"key": b64e(key)}
+        if end is not None:
+            body["range_end"] = b64e(end)
+        out = self.call("/v3/kv/range", body)
+        kvs = [(base64.b64decode(kv["key"]), base64.b64decode(kv.get("value", "")),
+                int(kv.get("mod_revision", 0))) for kv in out.get("kvs", [])]
+        return kvs, int(out.get("header", {}).get("revision", 0))
+
+    def put_if(self, key, value, mod_revision):
+        """Puts `value` if the key's mod revision is `mod_revision` (0: the key is absent);
+        the new revision, or None when the compare failed."""
+        k = b64e(key)
+        cmp = {"key": k, "result": "EQUAL"}
+        if mod_revision:
+            cmp.update(target="MOD", mod_revision=str(mod_revision))
+        else:
+            cmp.update(target="CREATE", create_revision="0")
+        out = self.call("/v3/kv/txn", {"compare": [cmp],
+                                       "success": [{"request_put": {"key": k, "value": b64e(value)}}]})
+        if not out.get("succeeded"):
+            return None
+        return int(out["header"]["revision"])
+
+    def delete(self, key):
+        out = self.call("/v3/kv/deleterange", {"key": b64e(key), "prev_kv": True})
+        prev = out.get("prev_kvs") or []
+        return base64.b64decode(prev[0]["value"]) if prev else None
+
+
+class EtcdState(State):
+    """Every object in etcd under `/registry/...`, as the real API server keeps them (as JSON,
+    where the real one writes protobuf for built-in kinds); an object's resourceVersion is its
+    key's mod revision, a list's the store's revision, and a write is a transaction on the
+    revision the writer read, so API servers sharing the store never lose an update (a stale
+    one gets 409 Conflict, as from the real server). When CRDs become established is kept in
+    memory (another server's CRD counts as established)."""
+
+    def __init__(self, etcd, establish_delay):
+        self.etcd = etcd
+        self.establish_delay = establish_delay
+        self.lock = threading.Lock()
+        self.established_at = {}
+        deadline = time.time() + 60
+        while True:
+            try:
+                for ns in FRESH_NAMESPACES:
+                    key = self.etcd_key(f"|namespaces||{ns}")
+                    self.etcd.put_if(key, json.dumps(fresh_namespace(ns)).encode(), 0)
+                break
+            except ApiError as e:
+                if time.time() > deadline:
+                    raise SystemExit(f"kube-apiserver: {e}")
+                time.sleep(0.5)
+
+    def save(self):
+        pass
+
+    @staticmethod
+    def resource_prefix(group, plural):
+        if group in BUILTIN_GROUPS:
+            return "/registry/" + REGISTRY_PREFIX.get(plural, plural)
+        return f"/registry/{group}/{plural}"
+
+    def etcd_key(self, key):
+        group, plural, ns, name = key.split("|", 3)
+        base = self.resource_prefix(group, plural)
+        return (f"{base}/{ns}/{name}" if ns else f"{base}/{name}").encode()
+
+    @staticmethod
+    def decode(value, rev):
+        obj = json.loads(value)
+        obj.setdefault("metadata", {})["resourceVersion"] = str(rev)
+        return obj
+
+    def get(self, key):
+        kvs, _ = self.etcd.range(self.etcd_key(key))
+        return self.decode(kvs[0][1], kvs[0][2]) if kvs else None
+
+    def put(self, key, obj, live):
+        want = int(live["metadata"]["resourceVersion"]) if live else 0
+        stored = copy.deepcopy(obj)
+        stored["metadata"].pop("resourceVersion", None)
+        rev = self.etcd.put_if(self.etcd_key(key), json.dumps(stored).encode(), want)
+        if rev is None:
+            md = obj["metadata"]
+            raise ApiError(status(409, "Conflict",
+                                  f'Operation cannot be fulfilled on {key.split("|")[1]} '
+                                  f'"{md.get("name")}": the object has been modified; please '
+                                  "apply your changes to the latest version and try again"))
+        obj["metadata"]["resourceVersion"] = str(rev)
+        return obj
+
+    def delete(self, key):
+        value = self.etcd.delete(self.etcd_key(key))
+        return None if value is None else json.loads(value)
+
+    def scan(self, r, namespace):
+        prefix = self.resource_prefix(r.group, r.plural) + "/"
+        if r.namespaced and namespace:
+            prefix += namespace + "/"
+        p = prefix.encode()
+        kvs, rev = self.etcd.range(p, prefix_end(p))
+        # A namespaced resource's prefix must not catch another's (services/specs vs services/endpoints).
+        want = 2 if r.namespaced and not namespace else 1
+        out = [self.decode(v, mr) for k, v, mr in kvs if k[len(p):].count(b"/") == want - 1]
+        return out, str(rev)
+
+    def crds(self):
+        p = b"/registry/apiextensions.k8s.io/customresourcedefinitions/"
+        kvs, _ = self.etcd.range(p, prefix_end(p))
+        return [self.decode(v, mr) for _, v, mr in kvs]
+
+    def ready(self):
+        """Why the server is not ready (its store does not answer), or None."""
+        try:
+            self.etcd.range(b"/registry/health")
+            return None
+        except ApiError as e:
+            return e.body["message"]
 
 
 def rolled_out_status(obj):
@@ -405,8 +635,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         try:
             path = urllib.parse.urlsplit(self.path).path
             if self.command == "GET" and path in ("/readyz", "/livez", "/healthz"):
-                # Health endpoints answer anonymous requests, as the real server's do.
-                code, body = 200, "ok"
+                # Health endpoints answer anonymous requests, as the real server's do; readyz
+                # and healthz fail while the store does not answer.
+                why = None if path == "/livez" else self.server.state.ready()
+                code, body = (200, "ok") if why is None else (503, f"[-]etcd failed: {why}")
             elif not self.authorized():
                 code, body = 401, status(401, "Unauthorized", "Unauthorized")
             else:
@@ -418,8 +650,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                      f"Internal error occurred: {type(e).__name__}: {e}")
         # Logged before the answer goes out, so the log's order is the order clients saw.
         ms = (time.time() - start) * 1000
-        with self.server.log_lock, open(self.server.log_path, "a") as f:
-            f.write(f"{self.command} {self.path} {code} {ms:.2f}\n")
+        if self.server.log_path:
+            with self.server.log_lock, open(self.server.log_path, "a") as f:
+                f.write(f"{self.command} {self.path} {code} {ms:.2f}\n")
         self.send_json(code, body)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = handle_any
@@ -436,7 +669,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return False
         st = self.server.state
         with st.lock:
-            sec = st.objects.get(f"|secrets|kube-system|bootstrap-token-{m.group(1)}")
+            sec = st.get(f"|secrets|kube-system|bootstrap-token-{m.group(1)}")
         if not sec or sec.get("type") != "bootstrap.kubernetes.io/token":
             return False
         data = {k: base64.b64decode(v).decode(errors="replace") for k, v in (sec.get("data") or {}).items()}
@@ -536,7 +769,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                   "the server does not allow this method on the requested resource"))
         key = st.key(r, namespace, name)
         if sub == "token" and r.kind == "ServiceAccount" and method == "POST":
-            if key not in st.objects:
+            if st.get(key) is None:
                 raise not_found(r, name)
             req = self.parse(raw)
             secs = req.get("spec", {}).get("expirationSeconds") or 3600
@@ -558,14 +791,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
             raise ApiError(status(404, "NotFound",
                                   "the server could not find the requested resource"))
         if method == "GET":
-            if key not in st.objects:
+            obj = st.get(key)
+            if obj is None:
                 raise not_found(r, name)
-            return 200, st.decorate(r, st.objects[key])
+            return 200, st.decorate(r, obj)
         if method == "DELETE":
-            if key not in st.objects:
+            obj = st.delete(key)
+            if obj is None:
                 raise not_found(r, name)
-            obj = st.objects.pop(key)
-            st.save()
             return 200, obj
         if method == "PUT":
             body = self.parse(raw)
@@ -595,11 +828,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def list(self, st, r, namespace, q):
         sel = [s for s in q.get("labelSelector", "").split(",") if s]
         items = []
-        for key in sorted(st.objects):
-            g, p, ns, _ = key.split("|", 3)
-            if g != r.group or p != r.plural or (namespace and ns != namespace):
-                continue
-            obj = st.objects[key]
+        objects, rv = st.scan(r, namespace)
+        for obj in objects:
             labels = obj["metadata"].get("labels", {})
             ok = True
             for s in sel:
@@ -614,7 +844,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if ok:
                 items.append(st.decorate(r, obj))
         return {"kind": f"{r.kind}List", "apiVersion": r.api_version,
-                "metadata": {"resourceVersion": str(st.rv)}, "items": items}
+                "metadata": {"resourceVersion": rv}, "items": items}
 
     def check(self, st, r, namespace, name, body):
         if body.get("apiVersion") != r.api_version or body.get("kind") != r.kind:
@@ -635,7 +865,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                   "namespace sent on the request"))
         if r.namespaced:
             ns_key = "|namespaces||" + namespace
-            if ns_key not in st.objects:
+            if st.get(ns_key) is None:
                 raise ApiError(status(404, "NotFound", f'namespaces "{namespace}" not found',
                                       {"name": namespace, "kind": "namespaces"}))
 
@@ -662,11 +892,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if dry_run:
             md["resourceVersion"] = live["metadata"]["resourceVersion"] if live else ""
             return obj
-        md["resourceVersion"] = st.next_rv()
-        st.objects[key] = obj
+        obj = st.put(key, obj, live)
         if r.kind == "CustomResourceDefinition" and md["name"] not in st.established_at:
             st.established_at[md["name"]] = time.time() + st.establish_delay
-        st.save()
+            st.save()
         return obj
 
     def create(self, st, r, namespace, body, q):
@@ -679,7 +908,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                    "message": "Required value: name or generateName is required",
                                    "field": "metadata.name"}]}))
         key = st.key(r, namespace, name)
-        if key in st.objects:
+        if st.get(key) is not None:
             raise ApiError(status(409, "AlreadyExists",
                                   f'{r.qualified} "{name}" already exists',
                                   {"name": name, "kind": r.plural}))
@@ -694,7 +923,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def update(self, st, r, namespace, name, body, q):
         self.check(st, r, namespace, name, body)
         key = st.key(r, namespace, name)
-        live = st.objects.get(key)
+        live = st.get(key)
         if live is None:
             raise not_found(r, name)
         want = body["metadata"].get("resourceVersion")
@@ -721,7 +950,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                   "to be set"))
         self.check(st, r, namespace, name, body)
         key = st.key(r, namespace, name)
-        live = st.objects.get(key)
+        live = st.get(key)
         force = q.get("force") == "true"
         obj, conflicts = server_side_apply(live, body, manager, force, r.api_version)
         if conflicts:
@@ -744,28 +973,50 @@ class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--listen", required=True, help="ADDRESS:PORT")
-    ap.add_argument("--cert", required=True)
-    ap.add_argument("--key", required=True)
-    ap.add_argument("--token-file", required=True)
-    ap.add_argument("--state-dir", required=True)
+    ap.add_argument("--listen", help="ADDRESS:PORT")
+    ap.add_argument("--cert")
+    ap.add_argument("--key")
+    ap.add_argument("--token-file", help="a file holding the token (or kube-apiserver's "
+                    "token CSV: token,user,uid[,groups])")
+    ap.add_argument("--state-dir", help="keep the objects in DIR/state.json")
     ap.add_argument("--log")
     ap.add_argument("--establish-delay", type=float, default=0.2)
-    a = ap.parse_args()
-    host, port = a.listen.rsplit(":", 1)
-    os.makedirs(a.state_dir, exist_ok=True)
+    # kube-apiserver's own names, as kubeadm's static Pod manifest passes them.
+    ap.add_argument("--advertise-address")
+    ap.add_argument("--bind-address")
+    ap.add_argument("--secure-port", type=int, default=6443)
+    ap.add_argument("--tls-cert-file")
+    ap.add_argument("--tls-private-key-file")
+    ap.add_argument("--token-auth-file")
+    ap.add_argument("--etcd-servers", help="keep the objects in etcd (the first URL)")
+    ap.add_argument("--etcd-cafile")
+    ap.add_argument("--etcd-certfile")
+    ap.add_argument("--etcd-keyfile")
+    a, _ignored = ap.parse_known_args()
+    listen = a.listen or f"{a.advertise_address or a.bind_address or '0.0.0.0'}:{a.secure_port}"
+    cert, key = a.cert or a.tls_cert_file, a.key or a.tls_private_key_file
+    token_file = a.token_file or a.token_auth_file
+    if not (cert and key and token_file) or not (a.state_dir or a.etcd_servers):
+        ap.error("needs --cert/--tls-cert-file, --key/--tls-private-key-file, "
+                 "--token-file/--token-auth-file and --state-dir or --etcd-servers")
+    host, port = listen.rsplit(":", 1)
     srv = Server((host.strip("[]"), int(port)), Handler)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(a.cert, a.key)
+    ctx.load_cert_chain(cert, key)
     ctx.set_alpn_protocols(["http/1.1"])
     srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
-    with open(a.token_file) as f:
-        srv.token = f.read().strip()
-    srv.state = State(a.state_dir, a.establish_delay)
-    srv.listen = a.listen
-    srv.log_path = a.log or os.path.join(a.state_dir, "requests.log")
+    with open(token_file) as f:
+        srv.token = f.read().strip().split(",")[0]
+    if a.etcd_servers:
+        etcd = Etcd(a.etcd_servers.split(",")[0], a.etcd_cafile, a.etcd_certfile, a.etcd_keyfile)
+        srv.state = EtcdState(etcd, a.establish_delay)
+    else:
+        os.makedirs(a.state_dir, exist_ok=True)
+        srv.state = State(a.state_dir, a.establish_delay)
+    srv.listen = listen
+    srv.log_path = a.log or (os.path.join(a.state_dir, "requests.log") if a.state_dir else None)
     srv.log_lock = threading.Lock()
-    print(f"listening on {a.listen}", flush=True)
+    print(f"listening on {listen}", flush=True)
     srv.serve_forever()
 
 

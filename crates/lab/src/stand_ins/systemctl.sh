@@ -1,7 +1,7 @@
 # hakube-lab `systemctl` for fresh hosts (LabBuilder::fresh_hosts). The lab prepends the
 # settings: HOST_DIR, SELF, BASE_PACKAGES, BASE_UNITS, UNIT_PACKAGES.
 #
-# haproxy, keepalived, vault and openbao really run in the host (modelled on their Debian
+# haproxy, keepalived, vault, openbao and kubelet really run in the host (modelled on their Debian
 # units; a unit file in /etc/systemd/system with ExecStart= replaces the built-in command, so
 # services the executor writes run too). ExecStartPost=/ExecStopPost= lines of the unit file
 # and its drop-ins (/etc/systemd/system/UNIT.d/*.conf) run after the start and after the main
@@ -70,6 +70,9 @@ define() {
         EXEC="vault server -config=/etc/vault.d/vault.hcl" RUN_USER=vault KIND=daemon ;;
       openbao.service)
         EXEC="bao server -config=/etc/openbao/openbao.hcl" RUN_USER=openbao KIND=daemon ;;
+      kubelet.service)
+        # pkgs.k8s.io's unit runs /usr/bin/kubelet (a lab links the program it provides).
+        EXEC="kubelet" KIND=daemon ;;
     esac
   fi
   f="/etc/systemd/system/$1"

@@ -2,13 +2,20 @@
 # hakube twin: kubeadm (v1.33 behaviour as far as hakube's bootstrap flow depends on it).
 #
 # Like real kubeadm it keeps the cluster's state in the cluster: `init` creates a real CA
-# (openssl), an API server certificate with the configured SANs, starts a real etcd member and
-# the API stand-in (kube-apiserver.py) on this master, and stores the bootstrap token
-# (Secret kube-system/bootstrap-token-<id>), the discovery ConfigMap kube-public/cluster-info,
-# the uploaded-certs Secret and the Node. `join` discovers through the control-plane endpoint
-# with the bootstrap token, checks the CA pin and (for control-plane joins) the certificate
-# key, adds an etcd member (stacked etcd: a real multi-member cluster) and registers the Node.
+# (openssl), an API server certificate with the configured SANs, etcd's CA and certificates
+# (etcd/ca, etcd/server, etcd/healthcheck-client, apiserver-etcd-client, at kubeadm's paths),
+# writes the static Pod manifests of etcd (a real etcd, `--data-dir=/var/lib/etcd`) and of the
+# API server (the stand-in kube-apiserver.py, keeping its objects in that etcd) to
+# /etc/kubernetes/manifests, starts the kubelet (the twin's runs static Pods), and stores the
+# bootstrap token (Secret kube-system/bootstrap-token-<id>), the discovery ConfigMap
+# kube-public/cluster-info, the uploaded-certs Secret and the Node. `join` discovers through
+# the control-plane endpoint with the bootstrap token, checks the CA pin and (for control-plane
+# joins) the certificate key, adds an etcd member (stacked etcd: a real multi-member cluster)
+# and writes this master's own manifests, so every master runs etcd and an API server.
 # Output is shaped like recorded real output.
+# Twin simplifications: etcd's client port is TLS with client certificates as kubeadm sets it
+# up, its peer port is plain HTTP; the manifests are shaped like kubeadm v1.32's, without
+# probes' effect (the kubelet stand-in restarts a container only when it exits).
 import base64, datetime, hashlib, json, os, re, secrets, socket, ssl, subprocess, sys, time
 import urllib.error, urllib.request
 import yaml
@@ -113,10 +120,97 @@ def my_addr():
     return re.search(r"inet (\d+\.\d+\.\d+\.\d+)/", out).group(1)
 
 
-def unit(name, exec_start):
-    write(f"/etc/systemd/system/{name}.service",
-          f"[Unit]\nDescription=hakube twin {name}\n\n[Service]\nExecStart={exec_start}\n", 0o644)
-    sh(f"systemctl start {name}")
+MANIFESTS = "/etc/kubernetes/manifests"
+ETCD_IMAGE = "registry.k8s.io/etcd:3.5.16-0"
+ETCDCTL_TLS = ["--cacert", f"{PKI}/etcd/ca.crt", "--cert", f"{PKI}/etcd/healthcheck-client.crt",
+               "--key", f"{PKI}/etcd/healthcheck-client.key"]
+
+
+def etcdctl(*args, endpoints="https://127.0.0.1:2379"):
+    return subprocess.run(["etcdctl", "--endpoints", endpoints, *ETCDCTL_TLS, *args],
+                          capture_output=True, text=True, env={**os.environ, "ETCDCTL_API": "3"})
+
+
+def host_path_volume(name, path, kind="DirectoryOrCreate"):
+    return {"hostPath": {"path": path, "type": kind}, "name": name}
+
+
+def static_pod(name, component, image, command, mounts, volumes, annotations, probe_port, probe_path,
+               probe_scheme, requests):
+    """A static Pod manifest as kubeadm v1.32 writes it."""
+    probe = lambda path, threshold: {
+        "failureThreshold": threshold,
+        "httpGet": {"host": "127.0.0.1", "path": path, "port": probe_port, "scheme": probe_scheme},
+        "initialDelaySeconds": 10, "periodSeconds": 10, "timeoutSeconds": 15}
+    return {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"annotations": annotations, "creationTimestamp": None,
+                     "labels": {"component": component, "tier": "control-plane"},
+                     "name": name, "namespace": "kube-system"},
+        "spec": {"containers": [{
+            "command": command, "image": image, "imagePullPolicy": "IfNotPresent",
+            "livenessProbe": probe(probe_path[0], 8), "name": component,
+            "readinessProbe": probe(probe_path[1], 3),
+            "resources": {"requests": requests},
+            "startupProbe": probe(probe_path[0], 24),
+            "volumeMounts": mounts}],
+            "hostNetwork": True, "priority": 2000001000,
+            "priorityClassName": "system-node-critical",
+            "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+            "volumes": volumes},
+        "status": {}}
+
+
+def write_manifest(name, pod):
+    os.makedirs(MANIFESTS, exist_ok=True)
+    write(f"{MANIFESTS}/{name}.yaml", yaml.safe_dump(pod, sort_keys=False), 0o600)
+
+
+def etcd_manifest(name, addr, initial_cluster, state):
+    cmd = ["etcd", f"--advertise-client-urls=https://{addr}:2379", f"--cert-file={PKI}/etcd/server.crt",
+           "--client-cert-auth=true", "--data-dir=/var/lib/etcd",
+           "--experimental-initial-corrupt-check=true",
+           "--experimental-watch-progress-notify-interval=5s",
+           f"--initial-advertise-peer-urls=http://{addr}:2380", f"--initial-cluster={initial_cluster}"]
+    if state == "existing":
+        cmd.append("--initial-cluster-state=existing")
+    cmd += [f"--key-file={PKI}/etcd/server.key",
+            f"--listen-client-urls=https://127.0.0.1:2379,https://{addr}:2379",
+            "--listen-metrics-urls=http://127.0.0.1:2381", f"--listen-peer-urls=http://{addr}:2380",
+            f"--name={name}", "--snapshot-count=10000", f"--trusted-ca-file={PKI}/etcd/ca.crt"]
+    write_manifest("etcd", static_pod(
+        "etcd", "etcd", ETCD_IMAGE, cmd,
+        [{"mountPath": "/var/lib/etcd", "name": "etcd-data"},
+         {"mountPath": f"{PKI}/etcd", "name": "etcd-certs"}],
+        [host_path_volume("etcd-certs", f"{PKI}/etcd"), host_path_volume("etcd-data", "/var/lib/etcd")],
+        {"kubeadm.kubernetes.io/etcd.advertise-client-urls": f"https://{addr}:2379"},
+        2381, ("/livez", "/readyz"), "HTTP", {"cpu": "100m", "memory": "100Mi"}))
+
+
+def apiserver_manifest(addr, cc):
+    version = cc.get("kubernetesVersion", "v1.32.0")
+    cmd = ["kube-apiserver", f"--advertise-address={addr}", "--allow-privileged=true",
+           "--authorization-mode=Node,RBAC", f"--client-ca-file={PKI}/ca.crt",
+           "--enable-admission-plugins=NodeRestriction", "--enable-bootstrap-token-auth=true",
+           f"--etcd-cafile={PKI}/etcd/ca.crt", f"--etcd-certfile={PKI}/apiserver-etcd-client.crt",
+           f"--etcd-keyfile={PKI}/apiserver-etcd-client.key", "--etcd-servers=https://127.0.0.1:2379",
+           "--secure-port=6443",
+           f"--service-cluster-ip-range={(cc.get('networking') or {}).get('serviceSubnet', '10.96.0.0/12')}",
+           f"--tls-cert-file={PKI}/apiserver.crt", f"--tls-private-key-file={PKI}/apiserver.key",
+           # The twin's admin credential is a token (real kubeadm issues client certificates).
+           f"--token-auth-file={TWIN}/tokens"]
+    write_manifest("kube-apiserver", static_pod(
+        "kube-apiserver", "kube-apiserver", f"registry.k8s.io/kube-apiserver:{version}", cmd,
+        [{"mountPath": "/etc/kubernetes/pki", "name": "k8s-certs", "readOnly": True},
+         {"mountPath": TWIN, "name": "hakube-twin", "readOnly": True}],
+        [host_path_volume("k8s-certs", PKI), host_path_volume("hakube-twin", TWIN)],
+        {"kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint": f"{addr}:6443"},
+        6443, ("/livez", "/readyz"), "HTTPS", {"cpu": "250m"}))
+
+
+def start_kubelet():
+    print("[kubelet-start] Starting the kubelet")
+    sh("systemctl restart kubelet")
 
 
 def wait_local(port, path=None, timeout=60):
@@ -130,12 +224,26 @@ def wait_local(port, path=None, timeout=60):
     die(f"nothing listens on :{port} after {timeout}s")
 
 
-def start_etcd(name, addr, initial_cluster, state):
-    unit("etcd", f"/usr/bin/etcd --name {name} --data-dir /var/lib/etcd/member-data "
-                 f"--listen-client-urls http://127.0.0.1:2379,http://{addr}:2379 "
-                 f"--advertise-client-urls http://{addr}:2379 --listen-peer-urls http://{addr}:2380 "
-                 f"--initial-advertise-peer-urls http://{addr}:2380 --initial-cluster {initial_cluster} "
-                 f"--initial-cluster-state {state} --initial-cluster-token hakube-twin")
+def sign(ca, name, cn, ext, org=None):
+    """A key and certificate `name` signed by the CA `ca` (paths under PKI, without suffix)."""
+    subj = f"/CN={cn}" + (f"/O={org}" if org else "")
+    sh(f"openssl req -newkey rsa:2048 -nodes -keyout {PKI}/{name}.key -subj {subj} "
+       f"-out {PKI}/{name}.csr 2>/dev/null")
+    write(f"{PKI}/{name}.ext", ext + "\n", 0o644)
+    sh(f"openssl x509 -req -in {PKI}/{name}.csr -CA {PKI}/{ca}.crt -CAkey {PKI}/{ca}.key -CAcreateserial "
+       f"-days 365 -extfile {PKI}/{name}.ext -out {PKI}/{name}.crt 2>/dev/null")
+    os.remove(f"{PKI}/{name}.csr")
+
+
+def etcd_certs(name, addr):
+    """etcd's server and client certificates under the etcd CA, at kubeadm's paths."""
+    sign("etcd/ca", "etcd/server", name,
+         f"subjectAltName=DNS:localhost,DNS:{name},IP:{addr},IP:127.0.0.1\n"
+         "extendedKeyUsage=serverAuth,clientAuth")
+    sign("etcd/ca", "etcd/healthcheck-client", "kube-etcd-healthcheck-client",
+         "extendedKeyUsage=clientAuth")
+    sign("etcd/ca", "apiserver-etcd-client", "kube-apiserver-etcd-client",
+         "extendedKeyUsage=clientAuth")
 
 
 def server_cert(addr, cc, ic):
@@ -168,6 +276,8 @@ def certs_secret(key, admin_token):
             "data": {"certificate-key-sha256": base64.b64encode(hashlib.sha256(key.encode()).hexdigest().encode()).decode(),
                      "ca.crt": base64.b64encode(open(f"{PKI}/ca.crt", "rb").read()).decode(),
                      "ca.key": base64.b64encode(open(f"{PKI}/ca.key", "rb").read()).decode(),
+                     "etcd-ca.crt": base64.b64encode(open(f"{PKI}/etcd/ca.crt", "rb").read()).decode(),
+                     "etcd-ca.key": base64.b64encode(open(f"{PKI}/etcd/ca.key", "rb").read()).decode(),
                      "admin-token": base64.b64encode(admin_token.encode()).decode()}}
 
 
@@ -211,16 +321,20 @@ def init(args):
     if os.path.exists("/etc/kubernetes/kubelet.conf"):
         die("[preflight] Some fatal errors occurred:\n\t[ERROR FileAvailable--etc-kubernetes-kubelet.conf]: /etc/kubernetes/kubelet.conf already exists")
     addr = my_addr()
-    os.makedirs(PKI, exist_ok=True)
+    os.makedirs(f"{PKI}/etcd", exist_ok=True)
     sh(f"openssl req -x509 -newkey rsa:2048 -nodes -keyout {PKI}/ca.key -subj /CN=kubernetes -days 3650 -out {PKI}/ca.crt 2>/dev/null")
+    sh(f"openssl req -x509 -newkey rsa:2048 -nodes -keyout {PKI}/etcd/ca.key -subj /CN=etcd-ca -days 3650 -out {PKI}/etcd/ca.crt 2>/dev/null")
     server_cert(addr, cc, ic)
+    etcd_certs(name, addr)
     ca_pem = open(f"{PKI}/ca.crt").read()
     admin_token = secrets.token_hex(24)
     write(f"{TWIN}/tokens", admin_token + "\n")
-    start_etcd(name, addr, f"{name}=http://{addr}:2380", "new")
-    unit("kube-apiserver", f"/usr/bin/python3 {HERE}/kube-apiserver.py --listen {addr}:6443 "
-                           f"--cert {PKI}/apiserver.crt --key {PKI}/apiserver.key --token-file {TWIN}/tokens "
-                           f"--state-dir /var/lib/etcd/hakube-twin-api")
+    print(f'[etcd] Creating static Pod manifest for local etcd in "{MANIFESTS}"')
+    etcd_manifest(name, addr, f"{name}=http://{addr}:2380", "new")
+    print(f'[control-plane] Using manifest folder "{MANIFESTS}"')
+    apiserver_manifest(addr, cc)
+    start_kubelet()
+    print(f'[wait-control-plane] Waiting for the kubelet to boot up the control plane as static Pods from directory "{MANIFESTS}"')
     wait_local(6443)
     api = Api(ep, admin_token, ca_pem)
     api.call("GET", "/readyz", attempts=120)
@@ -231,7 +345,11 @@ def init(args):
         "data": {"kubeconfig": kubeconfig(ep, ca_pem, "", "").split("contexts:")[0]}})
     api.apply("/api/v1/namespaces/kube-system/configmaps/hakube-twin-etcd", {
         "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "hakube-twin-etcd", "namespace": "kube-system"},
-        "data": {"endpoints": f"http://{addr}:2379"}})
+        "data": {"endpoints": f"https://{addr}:2379"}})
+    print('[upload-config] Storing the configuration used in ConfigMap "kubeadm-config" in the "kube-system" Namespace')
+    api.apply("/api/v1/namespaces/kube-system/configmaps/kubeadm-config", {
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "kubeadm-config", "namespace": "kube-system"},
+        "data": {"ClusterConfiguration": yaml.safe_dump(cc, sort_keys=False)}})
     tid = TOKEN.match(token).group(1)
     api.apply(f"/api/v1/namespaces/kube-system/secrets/bootstrap-token-{tid}", token_secret(token))
     api.apply("/api/v1/namespaces/kube-system/secrets/kubeadm-certs", certs_secret(key, admin_token))
@@ -282,34 +400,46 @@ def join(args):
         if hashlib.sha256(key.encode()).hexdigest() != want:
             die("[download-certs] error decoding certificate key: cipher: message authentication failed")
         write(f"{PKI}/ca.key", base64.b64decode(certs["data"]["ca.key"]).decode())
+        os.makedirs(f"{PKI}/etcd", exist_ok=True)
+        write(f"{PKI}/etcd/ca.crt", base64.b64decode(certs["data"]["etcd-ca.crt"]).decode(), 0o644)
+        write(f"{PKI}/etcd/ca.key", base64.b64decode(certs["data"]["etcd-ca.key"]).decode())
         admin_token = base64.b64decode(certs["data"]["admin-token"]).decode()
+        write(f"{TWIN}/tokens", admin_token + "\n")
         addr = (cp.get("localAPIEndpoint") or {}).get("advertiseAddress") or my_addr()
+        # The cluster's configuration, as kubeadm reads it back from the cluster.
+        kc = api.call("GET", "/api/v1/namespaces/kube-system/configmaps/kubeadm-config", ok404=True)
+        cc = yaml.safe_load(kc["data"]["ClusterConfiguration"]) if kc else {"controlPlaneEndpoint": ep}
+        server_cert(addr, cc, jc)
+        etcd_certs(name, addr)
         etcd = api.call("GET", "/api/v1/namespaces/kube-system/configmaps/hakube-twin-etcd")
         eps = etcd["data"]["endpoints"]
         # etcd refuses a new member while the last one added has not caught up
         # ("unhealthy cluster"); kubeadm retries, as here.
         for _ in range(120):
-            out = subprocess.run(["etcdctl", "--endpoints", eps, "member", "add", name, f"--peer-urls=http://{addr}:2380"],
-                                 capture_output=True, text=True)
+            out = etcdctl("member", "add", name, f"--peer-urls=http://{addr}:2380", endpoints=eps)
             if out.returncode == 0 or "unhealthy cluster" not in out.stderr:
                 break
             time.sleep(0.5)
         if out.returncode != 0:
             die(f"[etcd] adding member {name}: {out.stderr.strip().splitlines()[-1]}")
+        print("[etcd] Announced new etcd member joining to the existing etcd cluster")
         initial = re.search(r'ETCD_INITIAL_CLUSTER="([^"]*)"', out.stdout).group(1)
-        start_etcd(name, addr, initial, "existing")
+        print('[etcd] Creating static Pod manifest for "etcd"')
+        etcd_manifest(name, addr, initial, "existing")
+        apiserver_manifest(addr, cc)
+        start_kubelet()
         print("[etcd] Waiting for the new etcd member to join the cluster. This can take up to 40s")
         for _ in range(80):
-            ok = subprocess.run(["etcdctl", "--endpoints", "http://127.0.0.1:2379", "endpoint", "health"],
-                                capture_output=True, text=True)
+            ok = etcdctl("endpoint", "health")
             if ok.returncode == 0:
                 break
             time.sleep(0.5)
         else:
             die(f"[etcd] the new member {name} did not become healthy: {ok.stderr.strip()}")
+        wait_local(6443)
         api.apply("/api/v1/namespaces/kube-system/configmaps/hakube-twin-etcd", {
             "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "hakube-twin-etcd", "namespace": "kube-system"},
-            "data": {"endpoints": eps + f",http://{addr}:2379"}})
+            "data": {"endpoints": eps + f",https://{addr}:2379"}})
     api.apply(f"/api/v1/nodes/{name}", node_obj(name, cp is not None))
     write("/etc/kubernetes/kubelet.conf", kubeconfig(ep, ca_pem, f"system:node:{name}", token))
     if cp is not None:
@@ -323,13 +453,14 @@ def join(args):
 def reset(args):
     if "-f" not in args and "--force" not in args:
         die("reset needs -f in automation")
-    subprocess.run("systemctl stop kube-apiserver etcd 2>/dev/null; rm -f /etc/systemd/system/kube-apiserver.service "
-                   "/etc/systemd/system/etcd.service", shell=True)
+    # The kubelet stops the static Pods whose manifests go; etcd's data goes with them.
+    subprocess.run(f"rm -rf {MANIFESTS}; sleep 1; systemctl stop kubelet", shell=True)
     for p in ("/etc/kubernetes/kubelet.conf", "/etc/kubernetes/admin.conf"):
         if os.path.exists(p):
             os.remove(p)
-    subprocess.run("rm -rf /etc/kubernetes/pki /etc/kubernetes/manifests /var/lib/etcd/member-data", shell=True)
-    print("[reset] Deleting contents of directories: [/etc/kubernetes/manifests /var/lib/kubelet /etc/kubernetes/pki]")
+    subprocess.run("rm -rf /etc/kubernetes/pki /etc/kubernetes/manifests; "
+                   "find /var/lib/etcd -mindepth 1 -maxdepth 1 -exec rm -rf {} +", shell=True)
+    print("[reset] Deleting contents of directories: [/var/lib/etcd /etc/kubernetes/manifests /var/lib/kubelet /etc/kubernetes/pki]")
 
 
 def tokens():
