@@ -39,8 +39,8 @@ use std::time::{Duration, Instant, SystemTime};
 use hakube_remote::{Command, RemoteExec, SshPool, Upload};
 use hakube_topology::{Cluster, RoleKind};
 
-use crate::stage::Error;
 use crate::ssh::SshArgs;
+use crate::stage::Error;
 
 /// Where the manifests wait while etcd is restored (outside the kubelet's manifest directory).
 pub const MANIFESTS_ASIDE: &str = "/etc/kubernetes/manifests.hakube-restore";
@@ -267,25 +267,7 @@ pub async fn run(
         ));
     }
     let t0 = Instant::now();
-    let export = opts
-        .export
-        .clone()
-        .or_else(|| {
-            cluster
-                .topology
-                .backup
-                .as_ref()
-                .and_then(|b| b.etcd.as_ref())
-                .map(|e| e.export.clone())
-        })
-        .ok_or_else(|| {
-            Error::Input("the topology has no backup.etcd export to restore from".into())
-        })?;
-    if export.contains(|c: char| c.is_whitespace() || "'\"$`;&|\\".contains(c)) {
-        return Err(Error::Input(format!(
-            "backup.etcd.export {export:?} is not a plain path"
-        )));
-    }
+    let export = export_dir(cluster, opts)?;
     let masters: Vec<Host> = ssh.sessions(
         pool,
         cluster,
@@ -307,20 +289,149 @@ pub async fn run(
         .first()
         .cloned()
         .ok_or_else(|| Error::Input("the topology has no control-plane VMs".into()))?;
-    let short = Duration::from_secs(60);
-    let long = Duration::from_secs(600);
     let stamp = hakube_kubeadm::etcd::compact_utc(SystemTime::now());
 
-    // 1. The snapshots on the export, newest first (the names sort by time).
-    let listing = run_ok(&nfs, "list snapshots", format!("ls -1 {export}/"), short).await?;
-    let mut names: Vec<String> = listing
+    // 1. The newest snapshot on the export that restores. The data directory comes from the
+    // first master's manifest (or the aside copy of an interrupted run).
+    let specs = read_specs(&masters).await?;
+    let picked = pick_snapshot(
+        &nfs,
+        &first,
+        &export,
+        opts.snapshot.as_deref(),
+        &staging(&specs[0].data_dir, &stamp),
+    )
+    .await?;
+    // 2. The snapshot and its PKI archive on every master.
+    let archive = match pki_archive_for(&picked.name) {
+        Some(a) if picked.listing.iter().any(|l| l == &a) => {
+            let data = nfs
+                .read_file(&format!("{export}/{a}"), true)
+                .await
+                .map_err(|e| step_err(nfs.host(), &format!("read {a}"), e))?;
+            Some((a, data))
+        }
+        _ => None,
+    };
+    for (h, spec) in masters.iter().zip(&specs) {
+        let dir = staging(&spec.data_dir, &stamp);
+        upload(h, &format!("{dir}/{}", picked.name), &picked.bytes).await?;
+        if let Some((a, data)) = &archive {
+            upload(h, &format!("{dir}/{a}"), data).await?;
+        }
+    }
+    let job = Members {
+        snapshot: &picked.name,
+        archive: archive.as_ref().map(|(a, _)| a.as_str()),
+        initial_cluster: specs
+            .iter()
+            .map(|s| format!("{}={}", s.name, s.peer_url))
+            .collect::<Vec<_>>()
+            .join(","),
+        cluster_token: format!("hakube-restore-{}", stamp.to_lowercase()),
+        stamp: &stamp,
+    };
+
+    // 3-5, with the manifests put back whatever happens once they were moved.
+    let result = async {
+        stop_control_plane(&masters, opts.stop_timeout).await?;
+        let mut members = Vec::new();
+        for (h, spec) in masters.iter().zip(&specs) {
+            members.push(job.restore(h, spec).await?);
+        }
+        Ok::<_, Error>(members)
+    }
+    .await;
+    let back = start_control_plane(&masters).await;
+    let members = result?;
+    back?;
+    for (h, spec) in masters.iter().zip(&specs) {
+        let dir = staging(&spec.data_dir, &stamp);
+        let _ = h.run(&sh(format!("rm -rf {dir}"), SHORT)).await;
+    }
+
+    // 6. A healthy cluster of every master, and the API through the VIP.
+    wait_healthy(&first, &specs, opts.health_timeout).await?;
+    if let Some(kc) = &opts.kubeconfig {
+        wait_api(kc, cluster, opts.health_timeout).await?;
+    }
+    Ok(Report {
+        snapshot: picked.name.clone(),
+        revision: picked.status.revision,
+        rejected: picked.rejected,
+        pki_archive: job.archive.map(str::to_owned),
+        cluster_token: job.cluster_token,
+        members,
+        elapsed: t0.elapsed(),
+    })
+}
+
+/// Commands that answer at once.
+const SHORT: Duration = Duration::from_secs(60);
+/// Commands that copy or restore a snapshot.
+const LONG: Duration = Duration::from_secs(600);
+
+/// The snapshot directory: the option's, else the topology's `backup.etcd.export`, a plain path.
+fn export_dir(cluster: &Cluster, opts: &Options) -> Result<String, Error> {
+    let export = opts
+        .export
+        .clone()
+        .or_else(|| {
+            cluster
+                .topology
+                .backup
+                .as_ref()
+                .and_then(|b| b.etcd.as_ref())
+                .map(|e| e.export.clone())
+        })
+        .ok_or_else(|| {
+            Error::Input("the topology has no backup.etcd export to restore from".into())
+        })?;
+    if export.contains(|c: char| c.is_whitespace() || "'\"$`;&|\\".contains(c)) {
+        return Err(Error::Input(format!(
+            "backup.etcd.export {export:?} is not a plain path"
+        )));
+    }
+    Ok(export)
+}
+
+/// Where a master keeps this restore's files, inside its etcd data directory.
+fn staging(data_dir: &str, stamp: &str) -> String {
+    format!("{data_dir}/hakube-restore-{stamp}")
+}
+
+/// The snapshot [`pick_snapshot`] chose.
+struct Picked {
+    name: String,
+    bytes: Vec<u8>,
+    status: hakube_kubeadm::etcd::SnapshotStatus,
+    /// Newer snapshots that failed the trial restore, with why.
+    rejected: Vec<(String, String)>,
+    /// Every file name on the export.
+    listing: Vec<String>,
+}
+
+/// Lists the snapshots on the export (newest first; only `want` when given) and returns the
+/// first that a trial `etcdutl snapshot restore` on `first` (in `first_staging`) accepts.
+async fn pick_snapshot(
+    nfs: &Host,
+    first: &Host,
+    export: &str,
+    want: Option<&str>,
+    first_staging: &str,
+) -> Result<Picked, Error> {
+    let listing: Vec<String> = run_ok(nfs, "list snapshots", format!("ls -1 {export}/"), SHORT)
+        .await?
         .lines()
-        .map(str::trim)
+        .map(|l| l.trim().to_owned())
+        .collect();
+    let mut names: Vec<String> = listing
+        .iter()
         .filter(|n| is_snapshot_name(n))
-        .map(str::to_owned)
+        .cloned()
         .collect();
     names.sort_by(|a, b| snapshot_time(b).cmp(snapshot_time(a)).then(b.cmp(a)));
-    if let Some(want) = &opts.snapshot {
+    if let Some(want) = want {
         names.retain(|n| n == want);
         if names.is_empty() {
             return Err(step_msg(
@@ -337,20 +448,14 @@ pub async fn run(
             format!("no snapshots in {export}"),
         ));
     }
-    let staging = |data_dir: &str| format!("{data_dir}/hakube-restore-{stamp}");
-    // The data directory comes from the first master's manifest (or the aside copy of an
-    // interrupted run).
-    let specs = read_specs(&masters).await?;
-    let first_staging = staging(&specs[0].data_dir);
     let mut rejected = Vec::new();
-    let mut chosen = None;
     for name in &names {
         let bytes = nfs
             .read_file(&format!("{export}/{name}"), true)
             .await
             .map_err(|e| step_err(nfs.host(), &format!("read {name}"), e))?;
         let snap = format!("{first_staging}/{name}");
-        upload(&first, &snap, &bytes).await?;
+        upload(first, &snap, &bytes).await?;
         let check = format!("{first_staging}/check");
         let out = first
             .run(&sh(
@@ -359,15 +464,20 @@ pub async fn run(
                     etcdutl(&format!("snapshot restore {snap} --data-dir {check}")),
                     etcdutl(&format!("snapshot status {snap} -w json"))
                 ),
-                long,
+                LONG,
             ))
             .await
             .map_err(|e| step_err(first.host(), "trial restore", e))?;
         if out.success() {
             let status = hakube_kubeadm::etcd::parse_snapshot_status(&out.stdout_lossy())
                 .map_err(|e| step_err(first.host(), "snapshot status", e))?;
-            chosen = Some((name.clone(), bytes, status));
-            break;
+            return Ok(Picked {
+                name: name.clone(),
+                bytes,
+                status,
+                rejected,
+                listing,
+            });
         }
         let why = out.stderr_lossy();
         let why = why
@@ -376,129 +486,86 @@ pub async fn run(
             .find(|l| !l.trim().is_empty())
             .unwrap_or("failed");
         rejected.push((name.clone(), why.trim().to_owned()));
-        let _ = first.run(&sh(format!("rm -f {snap}"), short)).await;
+        let _ = first.run(&sh(format!("rm -f {snap}"), SHORT)).await;
     }
-    let Some((snapshot, bytes, status)) = chosen else {
-        let _ = first
-            .run(&sh(format!("rm -rf {first_staging}"), short))
-            .await;
-        return Err(step_msg(
-            first.host(),
-            "trial restore",
+    let _ = first
+        .run(&sh(format!("rm -rf {first_staging}"), SHORT))
+        .await;
+    Err(step_msg(
+        first.host(),
+        "trial restore",
+        format!(
+            "no snapshot in {export} restores: {}",
+            rejected
+                .iter()
+                .map(|(n, w)| format!("{n} ({w})"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+    ))
+}
+
+/// What every master's restore shares (steps 3-5).
+struct Members<'a> {
+    snapshot: &'a str,
+    archive: Option<&'a str>,
+    initial_cluster: String,
+    cluster_token: String,
+    stamp: &'a str,
+}
+
+impl Members<'_> {
+    /// On one master whose etcd is stopped: `etcdutl snapshot restore` as its member, the
+    /// restored data swapped in (the old kept), missing PKI files from the archive.
+    async fn restore(&self, h: &Host, spec: &MemberSpec) -> Result<MemberReport, Error> {
+        let dir = staging(&spec.data_dir, self.stamp);
+        let restore = hakube_kubeadm::etcd::restore_command(
+            &spec.name,
+            &spec.peer_url,
+            &self.initial_cluster,
+            &hakube_kubeadm::etcd::RestoreOptions {
+                data_dir: format!("{dir}/data"),
+                snapshot_path: format!("{dir}/{}", self.snapshot),
+                ..hakube_kubeadm::etcd::RestoreOptions::kubeadm(self.cluster_token.clone())
+            },
+        );
+        run_ok(
+            h,
+            "etcdutl snapshot restore",
+            format!("rm -rf {dir}/data && {restore}"),
+            LONG,
+        )
+        .await?;
+        let kept = format!("{}/member.before-restore-{}", spec.data_dir, self.stamp);
+        run_ok(
+            h,
+            "swap the restored data in",
             format!(
-                "no snapshot in {export} restores: {}",
-                rejected
-                    .iter()
-                    .map(|(n, w)| format!("{n} ({w})"))
-                    .collect::<Vec<_>>()
-                    .join("; ")
+                "set -e; d={d}; if [ -e $d/member ]; then mv $d/member {kept}; fi; \
+                 mv {dir}/data/member $d/member; chmod 700 $d; rm -rf {dir}/data",
+                d = spec.data_dir
             ),
-        ));
-    };
-    // 2. The snapshot and its PKI archive on every master.
-    let archive_name = pki_archive_for(&snapshot);
-    let archive = match &archive_name {
-        Some(a) if listing.lines().any(|l| l.trim() == a) => Some((
-            a.clone(),
-            nfs.read_file(&format!("{export}/{a}"), true)
-                .await
-                .map_err(|e| step_err(nfs.host(), &format!("read {a}"), e))?,
-        )),
-        _ => None,
-    };
-    for (h, spec) in masters.iter().zip(&specs) {
-        let dir = staging(&spec.data_dir);
-        upload(h, &format!("{dir}/{snapshot}"), &bytes).await?;
-        if let Some((a, data)) = &archive {
-            upload(h, &format!("{dir}/{a}"), data).await?;
-        }
+            SHORT,
+        )
+        .await?;
+        let pki_restored = match self.archive {
+            Some(a) => {
+                // The archive's node-specific certificates are its node's: elsewhere only the
+                // files every control-plane node shares come from it.
+                let own = snapshot_node(self.snapshot) == Some(h.host());
+                let only = if own { None } else { Some(SHARED_PKI) };
+                restore_missing_pki(h, &format!("{dir}/{a}"), only).await?
+            }
+            None => Vec::new(),
+        };
+        Ok(MemberReport {
+            host: h.host().to_owned(),
+            name: spec.name.clone(),
+            peer_url: spec.peer_url.clone(),
+            kept,
+            pki_restored,
+        })
     }
-    let initial_cluster = specs
-        .iter()
-        .map(|s| format!("{}={}", s.name, s.peer_url))
-        .collect::<Vec<_>>()
-        .join(",");
-    let cluster_token = format!("hakube-restore-{}", stamp.to_lowercase());
-
-    // 3-5, with the manifests put back whatever happens once they were moved.
-    let result = async {
-        stop_control_plane(&masters, opts.stop_timeout).await?;
-        let mut members = Vec::new();
-        for (h, spec) in masters.iter().zip(&specs) {
-            let dir = staging(&spec.data_dir);
-            let restore = hakube_kubeadm::etcd::restore_command(
-                &spec.name,
-                &spec.peer_url,
-                &initial_cluster,
-                &hakube_kubeadm::etcd::RestoreOptions {
-                    data_dir: format!("{dir}/data"),
-                    snapshot_path: format!("{dir}/{snapshot}"),
-                    ..hakube_kubeadm::etcd::RestoreOptions::kubeadm(cluster_token.clone())
-                },
-            );
-            run_ok(
-                h,
-                "etcdutl snapshot restore",
-                format!("rm -rf {dir}/data && {restore}"),
-                long,
-            )
-            .await?;
-            let kept = format!("{}/member.before-restore-{stamp}", spec.data_dir);
-            run_ok(
-                h,
-                "swap the restored data in",
-                format!(
-                    "set -e; d={d}; if [ -e $d/member ]; then mv $d/member {kept}; fi; \
-                     mv {dir}/data/member $d/member; chmod 700 $d; rm -rf {dir}/data",
-                    d = spec.data_dir
-                ),
-                short,
-            )
-            .await?;
-            let pki_restored = match &archive {
-                Some((a, _)) => {
-                    // The archive's node-specific certificates are its node's: elsewhere only
-                    // the files every control-plane node shares come from it.
-                    let own = snapshot_node(&snapshot) == Some(h.host());
-                    let only = if own { None } else { Some(SHARED_PKI) };
-                    restore_missing_pki(h, &format!("{dir}/{a}"), only).await?
-                }
-                None => Vec::new(),
-            };
-            members.push(MemberReport {
-                host: h.host().to_owned(),
-                name: spec.name.clone(),
-                peer_url: spec.peer_url.clone(),
-                kept,
-                pki_restored,
-            });
-        }
-        Ok::<_, Error>(members)
-    }
-    .await;
-    let back = start_control_plane(&masters).await;
-    let members = result?;
-    back?;
-    for (h, spec) in masters.iter().zip(&specs) {
-        let _ = h
-            .run(&sh(format!("rm -rf {}", staging(&spec.data_dir)), short))
-            .await;
-    }
-
-    // 6. A healthy cluster of every master, and the API through the VIP.
-    wait_healthy(&first, &specs, opts.health_timeout).await?;
-    if let Some(kc) = &opts.kubeconfig {
-        wait_api(kc, cluster, opts.health_timeout).await?;
-    }
-    Ok(Report {
-        snapshot,
-        revision: status.revision,
-        rejected,
-        pki_archive: archive.map(|(a, _)| a),
-        cluster_token,
-        members,
-        elapsed: t0.elapsed(),
-    })
 }
 
 /// The `<time>` of `etcd-snapshot-<time>-<node>.db` (for ordering across nodes).
