@@ -478,10 +478,24 @@ fn report(cluster: &Cluster, args: &Args, done: &[Done], wall: Duration) {
         "ingress        http://{vip}/  https://{vip}/ (Traefik behind HAProxy)"
     ));
     say(format!("Vault          https://{vip}:8200"));
-    say(format!(
-        "kubeconfig     {}",
-        args.out.join(stage::bootstrap::ADMIN_KUBECONFIG).display()
-    ));
+    let kubeconfig = args.out.join(stage::bootstrap::ADMIN_KUBECONFIG);
+    // Grafana has no ingress of its own (a ClusterIP Service): a port-forward reaches it.
+    if args
+        .out
+        .join("cluster/monitoring/grafana-values.yaml")
+        .is_file()
+    {
+        say(format!(
+            "Grafana        kubectl --kubeconfig {} -n monitoring port-forward svc/grafana 3000:80, \
+             then http://localhost:3000 (user admin, password in {})",
+            kubeconfig.display(),
+            args.out
+                .join(hakube_plan::SECRETS_DIR)
+                .join("monitoring/grafana-admin/admin-password")
+                .display()
+        ));
+    }
+    say(format!("kubeconfig     {}", kubeconfig.display()));
     say(format!(
         "secrets        {}",
         args.out.join(hakube_plan::SECRETS_DIR).display()

@@ -199,6 +199,12 @@ fn seed_on_the_twin_then_rerun_and_bad_input() {
         t1.contains("is up") && t1.contains("https://10.20.0.10:6443"),
         "{t1}"
     );
+    let grafana = t1.lines().find(|l| l.starts_with("Grafana ")).unwrap();
+    let password = grafana.rsplit("password in ").next().unwrap();
+    assert!(
+        Path::new(password.trim_end_matches(')')).is_file(),
+        "{grafana}"
+    );
     let c1 = changes(&t1);
     assert!(c1.iter().all(|(s, n)| s == "verify" || *n > 0), "{c1:?}");
     assert!(
