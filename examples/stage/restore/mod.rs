@@ -158,7 +158,7 @@ pub enum Error {
     Verify(String),
     /// The etcd restore failed (the message names the master and step; the static pods are put
     /// back where it got that far).
-    #[error("etcd: {0}")]
+    #[error("etcd")]
     Etcd(#[source] Box<crate::stage::Error>),
 }
 
