@@ -379,9 +379,13 @@ fn daemons_start_log_and_die() {
     // Signals reach the daemon's process group; it stays tracked.
     d1.spawn(
         "hup",
-        "trap 'echo got-hup' HUP; while :; do sleep 0.1; done",
+        "trap 'echo got-hup' HUP; echo trap-set; while :; do sleep 0.1; done",
     )
     .expect("spawn");
+    // A HUP before the shell set its trap would end it (on a loaded machine it can come first).
+    assert!(eventually(Duration::from_secs(15), || d1
+        .log("hup")
+        .contains("trap-set")));
     assert!(eventually(Duration::from_secs(15), || {
         d1.signal("hup", "HUP").expect("signal");
         d1.log("hup").contains("got-hup")
