@@ -78,6 +78,21 @@ fn write_private(path: &Path, body: &str) -> std::io::Result<()> {
     f.write_all(body.as_bytes())
 }
 
+/// A Kubernetes client from a kubeconfig file (its current context), as `kubectl
+/// --kubeconfig FILE` would use it.
+///
+/// # Errors
+/// A message naming the file when it cannot be read or its context cannot be used.
+pub async fn kube_client(kubeconfig: &Path) -> Result<kube::Client, String> {
+    let at = |e: &dyn std::fmt::Display| format!("{}: {e}", kubeconfig.display());
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig).map_err(|e| at(&e))?;
+    let config =
+        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+            .await
+            .map_err(|e| at(&e))?;
+    kube::Client::try_from(config).map_err(|e| at(&e))
+}
+
 /// An error with its chain of causes, on one line (`outer: inner: root cause`).
 #[must_use]
 pub fn error_chain(e: &dyn std::error::Error) -> String {

@@ -98,14 +98,7 @@ pub async fn run_etcd_backup(
     kubeconfig: &Path,
     node: &str,
 ) -> Result<hakube_lab::twin::PodRun, String> {
-    let kc = kube::config::Kubeconfig::read_from(kubeconfig)
-        .map_err(|e| format!("{}: {e}", kubeconfig.display()))?;
-    let config =
-        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-            .await
-            .map_err(|e| format!("{}: {e}", kubeconfig.display()))?;
-    let client =
-        kube::Client::try_from(config).map_err(|e| format!("{}: {e}", kubeconfig.display()))?;
+    let client = crate::kube_client(kubeconfig).await?;
     let api: kube::Api<k8s_openapi::api::batch::v1::CronJob> =
         kube::Api::namespaced(client, hakube_addons::etcd_backup::NAMESPACE);
     let cronjob = api

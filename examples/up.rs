@@ -431,14 +431,7 @@ async fn verify(cluster: &Cluster, args: &Args) -> Result<(), String> {
         return Ok(());
     }
     let kubeconfig = args.out.join(stage::bootstrap::ADMIN_KUBECONFIG);
-    let kc = kube::config::Kubeconfig::read_from(&kubeconfig)
-        .map_err(|e| format!("{}: {e}", kubeconfig.display()))?;
-    let config =
-        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-            .await
-            .map_err(|e| format!("{}: {e}", kubeconfig.display()))?;
-    let client =
-        kube::Client::try_from(config).map_err(|e| format!("{}: {e}", kubeconfig.display()))?;
+    let client = hakube_examples::kube_client(&kubeconfig).await?;
     let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client);
     let list = tokio::time::timeout(Duration::from_secs(30), nodes.list(&Default::default()))
         .await

@@ -106,12 +106,7 @@ fn etcd_backup_destroy_restore_on_the_twin() {
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let kc = kube::config::Kubeconfig::read_from(&kubeconfig).unwrap();
-        let config =
-            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-                .await
-                .unwrap();
-        let client = kube::Client::try_from(config).unwrap();
+        let client = hakube_examples::kube_client(&kubeconfig).await.unwrap();
         let cms: kube::Api<ConfigMap> = kube::Api::namespaced(client, "default");
         let pp = kube::api::PostParams::default();
         cms.create(&pp, &config_map("dr-before")).await.unwrap();

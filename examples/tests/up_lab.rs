@@ -456,12 +456,10 @@ fn vault(seed: &Seed, method: &str, path: &str, body: Option<&str>) -> (u16, Str
 /// The ConfigMaps API in `default`, through the VIP with the admin kubeconfig.
 async fn config_maps(seed: &Seed) -> kube::Api<k8s_openapi::api::core::v1::ConfigMap> {
     let kubeconfig = seed.out.join("secrets/kubernetes/admin.conf");
-    let kc = kube::config::Kubeconfig::read_from(&kubeconfig).unwrap();
-    let config =
-        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-            .await
-            .unwrap();
-    kube::Api::namespaced(kube::Client::try_from(config).unwrap(), "default")
+    kube::Api::namespaced(
+        hakube_examples::kube_client(&kubeconfig).await.unwrap(),
+        "default",
+    )
 }
 
 /// The DR drill on the twin: data written to etcd (a ConfigMap through the VIP), an NFS export

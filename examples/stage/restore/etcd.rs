@@ -808,14 +808,7 @@ async fn wait_api(
 ) -> Result<(), Error> {
     let vip = cluster.topology.network.vip;
     let step = format!("{vip}:6443");
-    let kc = kube::config::Kubeconfig::read_from(kubeconfig)
-        .map_err(|e| Error::Input(format!("{}: {e}", kubeconfig.display())))?;
-    let config =
-        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-            .await
-            .map_err(|e| Error::Input(format!("{}: {e}", kubeconfig.display())))?;
-    let client = kube::Client::try_from(config)
-        .map_err(|e| Error::Input(format!("{}: {e}", kubeconfig.display())))?;
+    let client = crate::kube_client(kubeconfig).await.map_err(Error::Input)?;
     let api: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(client);
     let deadline = Instant::now() + timeout;
     loop {
