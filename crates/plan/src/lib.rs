@@ -26,21 +26,21 @@ mod kubeadm;
 mod nfs;
 mod proxmox;
 mod rules;
+mod secrets;
 mod tree;
 mod vault;
 
 pub use addons::KUBEADM_ETCD_IMAGE;
-pub use kubeadm::{PlanSecrets, SECRETS_PATH, WORKER_GROUP_LABEL, kubeadm_input};
+pub use kubeadm::{WORKER_GROUP_LABEL, kubeadm_input};
 pub use nfs::{backup_options as nfs_backup_options, setup as nfs_setup};
 pub use proxmox::vm_specs;
-pub use rules::SECRETS_DIR;
+pub use secrets::{
+    PlanSecrets, SECRETS_DIR, SECRETS_PATH, VAULT_KEYS_PATH, VAULT_SECRETS_DIR, VAULT_TLS_DIR,
+};
 pub use tree::{
     HOST_PLAN_FILE, PlanFile, PlanTree, STATE_DIR, WriteSummary, read_host_plan, read_host_plans,
 };
-pub use vault::{
-    VAULT_KEYS_PATH, VAULT_SECRETS_DIR, VAULT_TLS_DIR, VaultSetup,
-    snapshot_schedule as vault_snapshot_schedule, vault_setup,
-};
+pub use vault::{VaultSetup, snapshot_schedule as vault_snapshot_schedule, vault_setup};
 
 use hakube_topology::Cluster;
 

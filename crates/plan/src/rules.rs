@@ -13,10 +13,8 @@ use hakube_addons::{AddonsInput, ClusterFile, Rendered};
 use hakube_topology::{Cluster, RoleKind, Vm};
 use serde_json::Value;
 
-use crate::{Error, PlanSecrets, PlanTree};
-
-/// The plan folder for secrets (beside `cluster/`, directory 0700).
-pub const SECRETS_DIR: &str = hakube_addons::SECRETS_DIR;
+use crate::secrets::{PlanSecrets, SECRETS_DIR};
+use crate::{Error, PlanTree};
 
 fn broken(rule: &str, message: String) -> Error {
     Error::Component {

@@ -14,16 +14,8 @@ use hakube_vault::certs::{TlsBundle, TlsSpec};
 use hakube_vault::config::{ClusterSpec, Node, SnapshotSchedule};
 use hakube_vault::host::{Install, node_plan};
 
-use crate::{Error, PlanSecrets, PlanTree};
-
-/// The Vault secrets' folder in the plan (beside `cluster/`, never in it).
-pub const VAULT_SECRETS_DIR: &str = "secrets/vault";
-/// The TLS bundle in the plan, as `TlsBundle::write_dir` lays it out: `ca.crt`, `ca.key`,
-/// `<node>.crt`, `<node>.key` (keys 0600).
-pub const VAULT_TLS_DIR: &str = "secrets/vault/tls";
-/// Where the configure stage keeps OpenBao's unseal keys and root token (0600). Not written by
-/// the plan; [`PlanTree::write_to`](crate::PlanTree::write_to) keeps it across re-plans.
-pub const VAULT_KEYS_PATH: &str = "secrets/vault/init.json";
+use crate::secrets::{PlanSecrets, VAULT_TLS_DIR};
+use crate::{Error, PlanTree};
 
 fn err(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Error {
     Error::Component {
