@@ -9,7 +9,8 @@ use hakube_addons::{
 };
 use hakube_topology::{Cluster, LogAgent, RoleKind, TlsMode, Vm};
 
-use crate::{Error, PlanTree};
+use crate::policy::{API_PORT, ETCD_METRICS_PORT};
+use crate::{Error, PlanOptions, PlanTree};
 
 fn err(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Error {
     Error::Component {
@@ -29,19 +30,19 @@ fn host(vm: &Vm) -> Host {
     Host::new(vm.name.clone(), vm.address)
 }
 
-/// The add-ons crate's input, from the topology.
-pub(crate) fn input(cluster: &Cluster) -> AddonsInput {
+/// The add-ons crate's input, from the topology (which wins) and the options.
+pub(crate) fn input(cluster: &Cluster, options: &PlanOptions) -> AddonsInput {
     let t = &cluster.topology;
     let domain = t
         .network
         .search_domain
         .clone()
-        .unwrap_or_else(|| "example.org".to_owned());
+        .unwrap_or_else(|| options.fallback_domain.clone());
     let apps_domain = t
         .addons
         .apps_domain
         .clone()
-        .unwrap_or_else(|| format!("apps.{domain}"));
+        .unwrap_or_else(|| format!("{}.{domain}", options.apps_label));
     let worker_groups: Vec<WorkerGroup> = t
         .workers
         .groups
@@ -84,16 +85,16 @@ pub(crate) fn input(cluster: &Cluster) -> AddonsInput {
         })
         .flat_map(|g| g.nodes.iter().map(|n| n.name.clone()))
         .collect();
-    let volume = |size: &str, index: usize, dir: &str| match &t.addons.local_storage_class {
+    let volume = |size: String, index: usize, dir: &str| match &t.addons.local_storage_class {
         Some(name) => VolumeChoice::StorageClass {
             name: name.clone(),
-            size: size.to_owned(),
+            size,
         },
         None => match schedulable.get(index).or(schedulable.first()) {
             Some(node) => VolumeChoice::HostPath {
                 node: node.clone(),
-                path: format!("/var/lib/hakube/{dir}"),
-                size: size.to_owned(),
+                path: format!("{}/{dir}", options.host_path_dir),
+                size,
             },
             None => VolumeChoice::Ephemeral,
         },
@@ -145,7 +146,7 @@ pub(crate) fn input(cluster: &Cluster) -> AddonsInput {
             service_subnet: t.kubernetes.service_cidr,
             node_subnet: t.network.cidr,
             api_vip: t.network.vip,
-            api_port: 6443,
+            api_port: API_PORT,
             kubelet_server_tls_bootstrap: true,
         },
         haproxy: HaproxyInput {
@@ -173,21 +174,24 @@ pub(crate) fn input(cluster: &Cluster) -> AddonsInput {
             websecure_node_port: t.ingress.https_node_port,
             workload: TraefikWorkload::DaemonSet,
             worker_groups: ingress_groups(cluster),
-            default_certificate_secret: t.vault.as_ref().map(|_| "default-tls".to_owned()),
+            default_certificate_secret: t
+                .vault
+                .as_ref()
+                .map(|_| options.ingress.default_certificate_secret.clone()),
             apps_domain,
         },
         monitoring: t.addons.monitoring.then(|| MonitoringInput {
-            prometheus_volume: volume("20Gi", 0, "prometheus"),
-            retention: "15d".into(),
+            prometheus_volume: volume(options.monitoring.volume_size(), 0, "prometheus"),
+            retention: options.monitoring.retention_text(),
             csr_approval: KubeletCsrApproval::Approver {
                 chart_version: hakube_addons::versions::KUBELET_CSR_APPROVER_VERSION.to_owned(),
             },
-            etcd_metrics_port: 2381,
-            grafana_admin_secret: "grafana-admin".into(),
+            etcd_metrics_port: ETCD_METRICS_PORT,
+            grafana_admin_secret: options.monitoring.grafana_admin_secret.clone(),
         }),
         logging: t.addons.logging.then(|| LoggingInput {
-            loki_volume: volume("20Gi", 1, "loki"),
-            retention: "744h".into(),
+            loki_volume: volume(options.logging.volume_size(), 1, "loki"),
+            retention: options.logging.retention_text(),
             agent: match t.addons.log_agent {
                 LogAgent::Alloy => hakube_addons::LogAgent::Alloy,
                 LogAgent::Promtail => hakube_addons::LogAgent::Promtail,
@@ -229,10 +233,11 @@ fn etcd_backup(cluster: &Cluster) -> Option<EtcdBackupInput> {
 
 pub(crate) fn render(
     cluster: &Cluster,
+    options: &PlanOptions,
     secrets: &crate::PlanSecrets,
     tree: &mut PlanTree,
 ) -> Result<(), Error> {
-    let input = input(cluster);
+    let input = input(cluster, options);
     let rendered = hakube_addons::render(&input).map_err(err)?;
     // Grafana's admin password where the add-on runner reads the Secret's generated key.
     if let Some(m) = &input.monitoring {

@@ -15,7 +15,7 @@ use hakube_vault::config::{ClusterSpec, Node, SnapshotSchedule};
 use hakube_vault::host::{Install, node_plan};
 
 use crate::secrets::{PlanSecrets, VAULT_TLS_DIR};
-use crate::{Error, PlanTree};
+use crate::{Error, PlanOptions, PlanTree};
 
 fn err(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Error {
     Error::Component {
@@ -46,15 +46,31 @@ pub struct VaultSetup {
     pub signer_policy: String,
 }
 
-/// The Vault VMs' setup, `None` unless the topology places Vault on VMs.
+/// The Vault VMs' setup with hakube's policy ([`PlanOptions::default`]), `None` unless the
+/// topology places Vault on VMs; see [`vault_setup_with`].
 ///
 /// # Errors
-/// [`Error::Component`] when the add-ons refuse the cluster.
+/// As [`vault_setup_with`].
 pub fn vault_setup(cluster: &Cluster) -> Result<Option<VaultSetup>, Error> {
+    vault_setup_with(cluster, &PlanOptions::default())
+}
+
+/// The Vault VMs' setup as [`crate::render_with`] plans it with `options` (the PKI role's
+/// domains fall back to [`PlanOptions::fallback_domain`]), `None` unless the topology places
+/// Vault on VMs.
+///
+/// # Errors
+/// [`Error::BadOption`] for an unusable option, [`Error::Component`] when the add-ons refuse
+/// the cluster.
+pub fn vault_setup_with(
+    cluster: &Cluster,
+    options: &PlanOptions,
+) -> Result<Option<VaultSetup>, Error> {
+    options.validate()?;
     let Some(spec) = cluster_spec(cluster) else {
         return Ok(None);
     };
-    let input = crate::addons::input(cluster);
+    let input = crate::addons::input(cluster, options);
     let Some(v) = input.vault.as_ref() else {
         return Ok(None);
     };

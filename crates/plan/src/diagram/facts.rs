@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use hakube_topology::{Cluster, LogAgent, ReclaimPolicy, RoleKind, TlsMode, Vm};
 
 /// The Kubernetes API port HAProxy serves on the VIP and the masters listen on.
-pub(super) const API_PORT: u16 = 6443;
+pub(super) const API_PORT: u16 = crate::policy::API_PORT;
 
 /// The tiers, top to bottom: traffic enters at the load balancers; the NFS row sits under the
 /// workers that mount it.
