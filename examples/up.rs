@@ -484,7 +484,13 @@ fn report(cluster: &Cluster, args: &Args, done: &[Done], wall: Duration) {
             kubeconfig.display(),
             args.out
                 .join(hakube_plan::SECRETS_DIR)
-                .join("monitoring/grafana-admin/admin-password")
+                .join("monitoring")
+                .join(
+                    &hakube_plan::PlanOptions::default()
+                        .monitoring
+                        .grafana_admin_secret
+                )
+                .join("admin-password")
                 .display()
         ));
     }

@@ -264,7 +264,7 @@ impl Host {
             return Err(not_private());
         }
         let private = self.private_dirs.iter().any(|d| path.starts_with(d))
-            || crate::lab::PRIVATE_FILES
+            || crate::private::PRIVATE_FILES
                 .iter()
                 .any(|f| path == Path::new(f));
         if !private {

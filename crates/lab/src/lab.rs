@@ -14,30 +14,9 @@ use ipnet::Ipv4Net;
 
 use crate::error::{Error, Result};
 use crate::host::Host;
+use crate::private::{DEFAULT_PRIVATE_DIRS, PRIVATE_FILES};
 use crate::registry::{self, Reservation};
 use crate::util;
-
-/// Directories private to each host unless [`LabBuilder::private_dirs`] replaces the list.
-/// Each starts empty in every host (so the machine's own `/usr/local/bin` is not visible
-/// there: stand-ins only). Missing mount points are created as empty directories on the
-/// machine.
-pub const DEFAULT_PRIVATE_DIRS: &[&str] = &[
-    "/etc/haproxy",
-    "/etc/keepalived",
-    "/etc/kubernetes",
-    "/etc/exports.d",
-    "/etc/sysctl.d",
-    "/etc/modules-load.d",
-    "/etc/systemd/system",
-    "/var/lib/etcd",
-    "/var/lib/kubelet",
-    "/var/backups",
-    "/srv/nfs",
-    "/usr/local/bin",
-    "/root/.ssh",
-    "/run",
-    "/tmp",
-];
 
 /// Commands every host gets as recording no-op stand-ins unless
 /// [`LabBuilder::without_default_stand_ins`]: they either cannot work in a lab (systemd, apt)
@@ -57,17 +36,6 @@ pub const DEFAULT_STAND_INS: &[&str] = &[
     "poweroff",
     "hostnamectl",
     "timedatectl",
-];
-
-/// Files private to each host, always, with content written by the lab: `/etc/hosts` naming
-/// every lab host, `/etc/resolv.conf` pointing at 127.0.0.1 (DNS lookups fail fast instead of
-/// timing out), and a clean root `.bashrc` / `.profile` (the machine's may run slow tools, such
-/// as pyenv, in every SSH session). A file is only made private where the machine has it.
-pub const PRIVATE_FILES: &[&str] = &[
-    "/etc/hosts",
-    "/etc/resolv.conf",
-    "/root/.bashrc",
-    "/root/.profile",
 ];
 
 /// Environment variable: `1` makes [`LabBuilder::build`] print its phase timings to stderr.

@@ -117,6 +117,7 @@ mod error;
 pub mod fresh;
 mod host;
 mod lab;
+mod private;
 mod registry;
 pub mod stand_ins;
 pub mod twin;
@@ -125,9 +126,10 @@ mod util;
 pub use error::{Error, Result};
 pub use host::{Host, TERMINATE_GRACE};
 pub use lab::{
-    DEFAULT_BASE_DIR, DEFAULT_POOL, DEFAULT_PRIVATE_DIRS, DEFAULT_STAND_INS, FIRST_HOST_OCTET, Lab,
-    LabBuilder, POOL_ENV, PRIVATE_FILES, SPARE_FIRST_OCTET, TRACE_ENV,
+    DEFAULT_BASE_DIR, DEFAULT_POOL, DEFAULT_STAND_INS, FIRST_HOST_OCTET, Lab, LabBuilder, POOL_ENV,
+    SPARE_FIRST_OCTET, TRACE_ENV,
 };
+pub use private::{DEFAULT_PRIVATE_DIRS, PRIVATE_FILES};
 pub use registry::{REGISTRY_DIR, cleanup_stale_labs};
 
 /// Environment variable: when set to `1`, [`require_root`] panics instead of skipping, so a CI

@@ -9,7 +9,8 @@ use hakube_addons::{
 };
 use hakube_topology::{Cluster, LogAgent, RoleKind, TlsMode, Vm};
 
-use crate::{Error, PlanTree};
+use crate::policy::{API_PORT, ETCD_METRICS_PORT};
+use crate::{Error, PlanOptions, PlanTree};
 
 fn err(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Error {
     Error::Component {
@@ -29,115 +30,21 @@ fn host(vm: &Vm) -> Host {
     Host::new(vm.name.clone(), vm.address)
 }
 
-/// The add-ons crate's input, from the topology.
-pub(crate) fn input(cluster: &Cluster) -> AddonsInput {
+/// The add-ons crate's input, from the topology (which wins) and the options.
+pub(crate) fn input(cluster: &Cluster, options: &PlanOptions) -> AddonsInput {
     let t = &cluster.topology;
     let domain = t
         .network
         .search_domain
         .clone()
-        .unwrap_or_else(|| "example.org".to_owned());
+        .unwrap_or_else(|| options.fallback_domain.clone());
     let apps_domain = t
         .addons
         .apps_domain
         .clone()
-        .unwrap_or_else(|| format!("apps.{domain}"));
-    let worker_groups: Vec<WorkerGroup> = t
-        .workers
-        .groups
-        .iter()
-        .map(|g| WorkerGroup {
-            name: g.name.clone(),
-            nodes: cluster
-                .vms_with_role(RoleKind::Worker)
-                .filter(|v| v.group.as_deref() == Some(&g.name))
-                .map(host)
-                .collect(),
-            taints: g
-                .taints
-                .iter()
-                .map(|x| {
-                    Taint::new(
-                        x.key.clone(),
-                        x.value.as_deref(),
-                        match x.effect {
-                            hakube_topology::TaintEffect::NoSchedule => TaintEffect::NoSchedule,
-                            hakube_topology::TaintEffect::PreferNoSchedule => {
-                                TaintEffect::PreferNoSchedule
-                            }
-                            hakube_topology::TaintEffect::NoExecute => TaintEffect::NoExecute,
-                        },
-                    )
-                })
-                .collect(),
-        })
-        .collect();
-    // Without a local-disk class, Prometheus and Loki keep their data in a directory on a
-    // worker that takes any pod (no NoSchedule/NoExecute taint), one worker each when there
-    // are two; an emptyDir would lose 15 days of metrics and a month of logs on every restart.
-    let schedulable: Vec<String> = worker_groups
-        .iter()
-        .filter(|g| {
-            g.taints
-                .iter()
-                .all(|x| x.effect == TaintEffect::PreferNoSchedule)
-        })
-        .flat_map(|g| g.nodes.iter().map(|n| n.name.clone()))
-        .collect();
-    let volume = |size: &str, index: usize, dir: &str| match &t.addons.local_storage_class {
-        Some(name) => VolumeChoice::StorageClass {
-            name: name.clone(),
-            size: size.to_owned(),
-        },
-        None => match schedulable.get(index).or(schedulable.first()) {
-            Some(node) => VolumeChoice::HostPath {
-                node: node.clone(),
-                path: format!("/var/lib/hakube/{dir}"),
-                size: size.to_owned(),
-            },
-            None => VolumeChoice::Ephemeral,
-        },
-    };
-    let default_class = t
-        .storage_classes
-        .iter()
-        .find(|c| c.default)
-        .or(t.storage_classes.first())
-        .map(|c| c.name.clone());
-    let environments = t
-        .workers
-        .groups
-        .iter()
-        .filter_map(|g| {
-            let class = t
-                .storage_classes
-                .iter()
-                .find(|c| c.name.ends_with(&format!("-{}", g.name)))
-                .map(|c| c.name.clone())
-                .or_else(|| default_class.clone())?;
-            Some(EnvironmentInput {
-                name: g.name.clone(),
-                namespace: g.name.clone(),
-                storage_class: class,
-                default_deny: t.addons.default_deny_policies,
-                worker_group: Some(g.name.clone()),
-            })
-        })
-        .collect();
-    let vault = t.vault.as_ref().map(|v| VaultInput {
-        placement: match v.placement {
-            hakube_topology::VaultPlacement::Vms => {
-                VaultPlacement::Vms(cluster.vms_with_role(RoleKind::Vault).map(host).collect())
-            }
-            hakube_topology::VaultPlacement::InCluster => VaultPlacement::InCluster {
-                storage_class: t.addons.local_storage_class.clone().unwrap_or_default(),
-            },
-        },
-        allowed_domains: vec![domain.clone()],
-        pki_role: t.cluster.name.clone(),
-        organisation: t.cluster.name.clone(),
-        server_url: None,
-    });
+        .unwrap_or_else(|| format!("{}.{domain}", options.apps_label));
+    let worker_groups = worker_groups(cluster);
+    let volumes = Volumes::new(cluster, options, &worker_groups);
     AddonsInput {
         cluster_name: t.cluster.name.clone(),
         network: NetworkInput {
@@ -145,7 +52,7 @@ pub(crate) fn input(cluster: &Cluster) -> AddonsInput {
             service_subnet: t.kubernetes.service_cidr,
             node_subnet: t.network.cidr,
             api_vip: t.network.vip,
-            api_port: 6443,
+            api_port: API_PORT,
             kubelet_server_tls_bootstrap: true,
         },
         haproxy: HaproxyInput {
@@ -173,30 +80,159 @@ pub(crate) fn input(cluster: &Cluster) -> AddonsInput {
             websecure_node_port: t.ingress.https_node_port,
             workload: TraefikWorkload::DaemonSet,
             worker_groups: ingress_groups(cluster),
-            default_certificate_secret: t.vault.as_ref().map(|_| "default-tls".to_owned()),
+            default_certificate_secret: t
+                .vault
+                .as_ref()
+                .map(|_| options.ingress.default_certificate_secret.clone()),
             apps_domain,
         },
         monitoring: t.addons.monitoring.then(|| MonitoringInput {
-            prometheus_volume: volume("20Gi", 0, "prometheus"),
-            retention: "15d".into(),
+            prometheus_volume: volumes.pick(options.monitoring.volume_size(), 0, "prometheus"),
+            retention: options.monitoring.retention_text(),
             csr_approval: KubeletCsrApproval::Approver {
                 chart_version: hakube_addons::versions::KUBELET_CSR_APPROVER_VERSION.to_owned(),
             },
-            etcd_metrics_port: 2381,
-            grafana_admin_secret: "grafana-admin".into(),
+            etcd_metrics_port: ETCD_METRICS_PORT,
+            grafana_admin_secret: options.monitoring.grafana_admin_secret.clone(),
         }),
         logging: t.addons.logging.then(|| LoggingInput {
-            loki_volume: volume("20Gi", 1, "loki"),
-            retention: "744h".into(),
+            loki_volume: volumes.pick(options.logging.volume_size(), 1, "loki"),
+            retention: options.logging.retention_text(),
             agent: match t.addons.log_agent {
                 LogAgent::Alloy => hakube_addons::LogAgent::Alloy,
                 LogAgent::Promtail => hakube_addons::LogAgent::Promtail,
             },
         }),
-        vault,
+        vault: vault_input(cluster, &domain),
         etcd_backup: etcd_backup(cluster),
-        environments,
+        environments: environments(cluster),
     }
+}
+
+/// The topology's worker groups: their VMs and taints.
+fn worker_groups(cluster: &Cluster) -> Vec<WorkerGroup> {
+    let taint = |x: &hakube_topology::Taint| {
+        let effect = match x.effect {
+            hakube_topology::TaintEffect::NoSchedule => TaintEffect::NoSchedule,
+            hakube_topology::TaintEffect::PreferNoSchedule => TaintEffect::PreferNoSchedule,
+            hakube_topology::TaintEffect::NoExecute => TaintEffect::NoExecute,
+        };
+        Taint::new(x.key.clone(), x.value.as_deref(), effect)
+    };
+    cluster
+        .topology
+        .workers
+        .groups
+        .iter()
+        .map(|g| WorkerGroup {
+            name: g.name.clone(),
+            nodes: cluster
+                .vms_with_role(RoleKind::Worker)
+                .filter(|v| v.group.as_deref() == Some(&g.name))
+                .map(host)
+                .collect(),
+            taints: g.taints.iter().map(taint).collect(),
+        })
+        .collect()
+}
+
+/// Where Prometheus and Loki keep their data: a PVC of the local-disk class when the topology
+/// names one; otherwise a directory on a worker that takes any pod (no NoSchedule/NoExecute
+/// taint), one worker each when there are two; an emptyDir (losing the data on every restart)
+/// only when no worker qualifies.
+struct Volumes<'a> {
+    local_class: Option<&'a str>,
+    schedulable: Vec<String>,
+    dir: &'a str,
+}
+
+impl<'a> Volumes<'a> {
+    fn new(cluster: &'a Cluster, options: &'a PlanOptions, groups: &[WorkerGroup]) -> Self {
+        let schedulable = groups
+            .iter()
+            .filter(|g| {
+                g.taints
+                    .iter()
+                    .all(|x| x.effect == TaintEffect::PreferNoSchedule)
+            })
+            .flat_map(|g| g.nodes.iter().map(|n| n.name.clone()))
+            .collect();
+        Self {
+            local_class: cluster.topology.addons.local_storage_class.as_deref(),
+            schedulable,
+            dir: &options.host_path_dir,
+        }
+    }
+
+    /// The volume of `size` for the `index`th data-keeping add-on, in `<dir>/<name>` when on
+    /// a host directory.
+    fn pick(&self, size: String, index: usize, name: &str) -> VolumeChoice {
+        match self.local_class {
+            Some(class) => VolumeChoice::StorageClass {
+                name: class.to_owned(),
+                size,
+            },
+            None => match self.schedulable.get(index).or(self.schedulable.first()) {
+                Some(node) => VolumeChoice::HostPath {
+                    node: node.clone(),
+                    path: format!("{}/{name}", self.dir),
+                    size,
+                },
+                None => VolumeChoice::Ephemeral,
+            },
+        }
+    }
+}
+
+/// One environment per worker group: its namespace, on the StorageClass named after the group
+/// (`*-<group>`) or the default one.
+fn environments(cluster: &Cluster) -> Vec<EnvironmentInput> {
+    let t = &cluster.topology;
+    let default_class = t
+        .storage_classes
+        .iter()
+        .find(|c| c.default)
+        .or(t.storage_classes.first())
+        .map(|c| c.name.clone());
+    t.workers
+        .groups
+        .iter()
+        .filter_map(|g| {
+            let class = t
+                .storage_classes
+                .iter()
+                .find(|c| c.name.ends_with(&format!("-{}", g.name)))
+                .map(|c| c.name.clone())
+                .or_else(|| default_class.clone())?;
+            Some(EnvironmentInput {
+                name: g.name.clone(),
+                namespace: g.name.clone(),
+                storage_class: class,
+                default_deny: t.addons.default_deny_policies,
+                worker_group: Some(g.name.clone()),
+            })
+        })
+        .collect()
+}
+
+/// Vault and cert-manager's issuer, when the topology has Vault; the PKI role issues for
+/// `domain`.
+fn vault_input(cluster: &Cluster, domain: &str) -> Option<VaultInput> {
+    let t = &cluster.topology;
+    t.vault.as_ref().map(|v| VaultInput {
+        placement: match v.placement {
+            hakube_topology::VaultPlacement::Vms => {
+                VaultPlacement::Vms(cluster.vms_with_role(RoleKind::Vault).map(host).collect())
+            }
+            hakube_topology::VaultPlacement::InCluster => VaultPlacement::InCluster {
+                storage_class: t.addons.local_storage_class.clone().unwrap_or_default(),
+            },
+        },
+        allowed_domains: vec![domain.to_owned()],
+        pki_role: t.cluster.name.clone(),
+        organisation: t.cluster.name.clone(),
+        server_url: None,
+    })
 }
 
 /// The worker groups of [`Cluster::ingress_workers`]: Traefik's node affinity, from the same
@@ -229,10 +265,11 @@ fn etcd_backup(cluster: &Cluster) -> Option<EtcdBackupInput> {
 
 pub(crate) fn render(
     cluster: &Cluster,
+    options: &PlanOptions,
     secrets: &crate::PlanSecrets,
     tree: &mut PlanTree,
 ) -> Result<(), Error> {
-    let input = input(cluster);
+    let input = input(cluster, options);
     let rendered = hakube_addons::render(&input).map_err(err)?;
     // Grafana's admin password where the add-on runner reads the Secret's generated key.
     if let Some(m) = &input.monitoring {

@@ -7,9 +7,10 @@ use hakube_host_state::{Exec, HostPlan};
 use hakube_topology::{Cluster, Vm};
 use serde::Serialize;
 
-use crate::{Error, PlanTree};
+use crate::{Error, PlanOptions, PlanTree};
 
-/// The machine-readable plan: the placed cluster and per-node totals.
+/// The machine-readable plan: the placed cluster, per-node totals and the policy it was
+/// rendered with.
 #[derive(Serialize)]
 struct PlanJson<'a> {
     /// Bumped when the shape changes.
@@ -17,6 +18,8 @@ struct PlanJson<'a> {
     #[serde(flatten)]
     cluster: &'a Cluster,
     node_totals: Vec<hakube_topology::NodeTotals>,
+    /// What the plan chose where the topology says nothing.
+    policy: &'a PlanOptions,
 }
 
 /// The name `/etc/hosts` gives the VIP.
@@ -24,11 +27,16 @@ pub(crate) fn api_name(cluster: &Cluster) -> String {
     format!("{}-api", cluster.topology.cluster.name)
 }
 
-pub(crate) fn render(cluster: &Cluster, tree: &mut PlanTree) -> Result<(), Error> {
+pub(crate) fn render(
+    cluster: &Cluster,
+    options: &PlanOptions,
+    tree: &mut PlanTree,
+) -> Result<(), Error> {
     let json = PlanJson {
         format: 1,
         cluster,
         node_totals: cluster.node_totals(),
+        policy: options,
     };
     let mut text = serde_json::to_string_pretty(&json).map_err(|e| Error::Component {
         component: "plan",

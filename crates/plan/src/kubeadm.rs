@@ -1,21 +1,14 @@
-//! kubeadm configs per node under `hosts/<vm>/etc/kubernetes/kubeadm/`, and the cluster's
-//! bootstrap secrets kept in the plan (`secrets/kubeadm.env`, 0600, beside the GitOps tree
-//! `cluster/` and never inside it) so re-planning gives the same files.
+//! kubeadm configs per node under `hosts/<vm>/etc/kubernetes/kubeadm/`, node preparation, and
+//! the cluster's bootstrap secrets kept in the plan ([`SECRETS_PATH`], 0600, beside the GitOps
+//! tree `cluster/` and never inside it) so re-planning gives the same files.
 
-use hakube_host_state::Secret;
 use hakube_kubeadm::config::TaintEffect;
 use hakube_kubeadm::prep::{PrepInput, node_prep_plan};
-use hakube_kubeadm::{
-    BootstrapToken, CertificateKey, ClusterInput, ClusterSecrets, MasterInput, WorkerInput,
-};
+use hakube_kubeadm::{ClusterInput, MasterInput, WorkerInput};
 use hakube_topology::{Cluster, RoleKind};
 
+use crate::secrets::{PlanSecrets, SECRETS_PATH};
 use crate::{Error, PlanTree};
-
-/// Where the secrets live inside the plan (the `bootstrap` example reads the same file):
-/// under `secrets/` (directory 0700, file 0600), outside `cluster/`, which is meant for a Git
-/// repository.
-pub const SECRETS_PATH: &str = "secrets/kubeadm.env";
 
 /// The label every worker carries with its group name (Traefik and the GitOps overlays select on it).
 pub const WORKER_GROUP_LABEL: &str = "hakube.io/worker-group";
@@ -24,128 +17,6 @@ fn err(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Error {
     Error::Component {
         component: "kubeadm",
         source: e.into(),
-    }
-}
-
-/// The plan's secrets: kubeadm's bootstrap token and certificate key, the Grafana admin
-/// password, and the Vault VMs' TLS bundle. `Debug` shows none of them.
-#[derive(Clone)]
-pub struct PlanSecrets {
-    /// The kubeadm secrets (token, certificate key).
-    pub kubeadm: ClusterSecrets,
-    /// Grafana's admin password (32 letters and digits), generated once; the plan also keeps
-    /// it where the add-on runner reads the Grafana admin Secret's generated key
-    /// (`secrets/monitoring/<secret>/admin-password`). Never in `cluster/`.
-    pub grafana_admin_password: Secret,
-    /// The Vault VMs' CA and server certificates kept from an earlier plan
-    /// (`TlsBundle::read_dir` of [`crate::VAULT_TLS_DIR`]); reconciled by [`crate::render`],
-    /// which issues what is missing (a new CA when `None`).
-    pub vault_tls: Option<hakube_vault::certs::TlsBundle>,
-}
-
-/// 32 letters and digits from the thread-local CSPRNG.
-fn random_password() -> Secret {
-    use rand::RngExt as _;
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut rng = rand::rng();
-    Secret::new(
-        (0..32)
-            .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
-            .collect::<String>(),
-    )
-}
-
-impl std::fmt::Debug for PlanSecrets {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("PlanSecrets(***)")
-    }
-}
-
-impl PlanSecrets {
-    /// Fresh random secrets.
-    #[must_use]
-    pub fn generate() -> Self {
-        Self {
-            kubeadm: ClusterSecrets::generate(),
-            grafana_admin_password: random_password(),
-            vault_tls: None,
-        }
-    }
-
-    /// Parses the `secrets.env` text (`TOKEN=...`, `CERTIFICATE_KEY=...`,
-    /// `GRAFANA_ADMIN_PASSWORD=...`; a text without the last, from an older plan, gets a fresh
-    /// password).
-    ///
-    /// # Errors
-    /// [`Error::Component`] naming the missing or malformed key (never its value).
-    pub fn parse(text: &str) -> Result<Self, Error> {
-        let get = |key: &str| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
-                .map(str::trim)
-                .ok_or_else(|| err(format!("{SECRETS_PATH}: no {key}= line")))
-        };
-        let token: BootstrapToken = get("TOKEN")?
-            .parse()
-            .map_err(|_| err(format!("{SECRETS_PATH}: TOKEN is not a bootstrap token")))?;
-        let certificate_key: CertificateKey = get("CERTIFICATE_KEY")?.parse().map_err(|_| {
-            err(format!(
-                "{SECRETS_PATH}: CERTIFICATE_KEY is not 64 hex digits"
-            ))
-        })?;
-        let grafana_admin_password = match get("GRAFANA_ADMIN_PASSWORD") {
-            Ok(p) if !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric()) => {
-                Secret::new(p)
-            }
-            Ok(_) => {
-                return Err(err(format!(
-                    "{SECRETS_PATH}: GRAFANA_ADMIN_PASSWORD is not letters and digits"
-                )));
-            }
-            Err(_) => random_password(),
-        };
-        Ok(Self {
-            kubeadm: ClusterSecrets {
-                token,
-                certificate_key,
-                ca_cert_hash: None,
-            },
-            grafana_admin_password,
-            vault_tls: None,
-        })
-    }
-
-    /// The secrets kept in a plan written to `dir`: [`SECRETS_PATH`] (fresh kubeadm secrets
-    /// when it is absent) and the Vault TLS bundle under [`crate::VAULT_TLS_DIR`] (`None`
-    /// when absent). Rendering with them gives the same tree again.
-    ///
-    /// # Errors
-    /// [`Error::Io`] when a kept file cannot be read, [`Error::Component`] when one is
-    /// malformed (naming the file, never a value).
-    pub fn load(dir: &std::path::Path) -> Result<Self, Error> {
-        let path = dir.join(SECRETS_PATH);
-        let mut s = match std::fs::read_to_string(&path) {
-            Ok(text) => Self::parse(&text)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Self::generate(),
-            Err(source) => return Err(Error::Io { path, source }),
-        };
-        s.vault_tls = hakube_vault::certs::TlsBundle::read_dir(&dir.join(crate::VAULT_TLS_DIR))
-            .map_err(|e| Error::Component {
-                component: "vault",
-                source: e.into(),
-            })?;
-        Ok(s)
-    }
-
-    /// The `secrets.env` text.
-    #[must_use]
-    pub fn to_env(&self) -> String {
-        format!(
-            "TOKEN={}\nCERTIFICATE_KEY={}\nGRAFANA_ADMIN_PASSWORD={}\n",
-            self.kubeadm.token.expose(),
-            self.kubeadm.certificate_key.expose(),
-            self.grafana_admin_password.expose()
-        )
     }
 }
 

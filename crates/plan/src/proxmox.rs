@@ -3,20 +3,36 @@
 
 use hakube_topology::Cluster;
 
-use crate::Error;
+use crate::{Error, PlanOptions};
+
+/// The provisioner's input for a placed cluster with hakube's policy
+/// ([`PlanOptions::default`]); see [`vm_specs_with`].
+///
+/// # Errors
+/// As [`vm_specs_with`].
+pub fn vm_specs(
+    cluster: &Cluster,
+    ha: bool,
+) -> Result<Vec<hakube_proxmox_api::provision::VmSpec>, Error> {
+    vm_specs_with(cluster, ha, &PlanOptions::default())
+}
 
 /// The provisioner's input for a placed cluster: one [`VmSpec`](hakube_proxmox_api::provision::VmSpec) per VM.
 ///
 /// Per-node templates are cloned locally; a shared template is cloned on its node with
 /// `target`. Disks go to the topology's storage (full clones), grown to the VM's size.
-/// The ownership tag is `hakube-<cluster name>`.
+/// The ownership tag is `hakube-<cluster name>`. The grown disk and the NIC model are
+/// `options.proxmox`'s.
 ///
 /// # Errors
-/// [`Error::Component`] naming the VM whose size or address does not fit the Proxmox API.
-pub fn vm_specs(
+/// [`Error::BadOption`] for an unusable option, [`Error::Component`] naming the VM whose size
+/// or address does not fit the Proxmox API.
+pub fn vm_specs_with(
     cluster: &Cluster,
     ha: bool,
+    options: &PlanOptions,
 ) -> Result<Vec<hakube_proxmox_api::provision::VmSpec>, Error> {
+    options.validate()?;
     let err = |vm: &str, what: String| Error::Component {
         component: "proxmox",
         source: format!("{vm}: {what}").into(),
@@ -37,12 +53,12 @@ pub fn vm_specs(
         s.memory_mib = u32::try_from(vm.size.memory_mib)
             .map_err(|_| err(&vm.name, "memory_mib too large".into()))?;
         s.disk = Some((
-            "scsi0".into(),
+            options.proxmox.disk.clone(),
             u32::try_from(vm.size.disk_gib)
                 .map_err(|_| err(&vm.name, "disk_gib too large".into()))?,
         ));
         s.network = Some(hakube_proxmox_api::provision::NetSpec {
-            model: "virtio".into(),
+            model: options.proxmox.nic_model.clone(),
             bridge: t.proxmox.bridge.clone(),
             vlan: t.proxmox.vlan,
         });

@@ -13,10 +13,8 @@ use hakube_addons::{AddonsInput, ClusterFile, Rendered};
 use hakube_topology::{Cluster, RoleKind, Vm};
 use serde_json::Value;
 
-use crate::{Error, PlanSecrets, PlanTree};
-
-/// The plan folder for secrets (beside `cluster/`, directory 0700).
-pub const SECRETS_DIR: &str = hakube_addons::SECRETS_DIR;
+use crate::secrets::{PlanSecrets, SECRETS_DIR};
+use crate::{Error, PlanTree};
 
 fn broken(rule: &str, message: String) -> Error {
     Error::Component {
@@ -303,7 +301,11 @@ mod tests {
     #[test]
     fn a_scrape_target_nobody_binds_is_refused() {
         let (cluster, _, tree) = seed();
-        let rendered = hakube_addons::render(&crate::addons::input(&cluster)).unwrap();
+        let rendered = hakube_addons::render(&crate::addons::input(
+            &cluster,
+            &crate::PlanOptions::default(),
+        ))
+        .unwrap();
         assert!(scrape_targets_are_bound(&cluster, &rendered, &tree).is_ok());
         // HAProxy's exporter on 127.0.0.1, as it was: Prometheus cannot reach it.
         let local = edited(&tree, "hosts/lb-2/etc/haproxy/haproxy.cfg", |t| {

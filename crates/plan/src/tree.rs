@@ -271,7 +271,7 @@ impl PlanTree {
     /// Copies the old plan's kept secrets (see [`PlanTree::write_to`]) into `staging`.
     fn carry_over_kept(&self, old: &Path, staging: &Path) -> Result<(), Error> {
         let io = |path: PathBuf| move |source| Error::Io { path, source };
-        let secrets = crate::rules::SECRETS_DIR;
+        let secrets = crate::secrets::SECRETS_DIR;
         let plan_dirs: std::collections::BTreeSet<&str> = self
             .files
             .keys()
@@ -320,7 +320,7 @@ impl PlanTree {
             set_mode(&path, file.mode).map_err(io(path.clone()))?;
         }
         // Secrets live in their own folder, readable by the owner only (subfolders too).
-        let secrets = root.join(crate::rules::SECRETS_DIR);
+        let secrets = root.join(crate::secrets::SECRETS_DIR);
         let mut dirs = vec![secrets];
         while let Some(d) = dirs.pop() {
             if !d.is_dir() {

@@ -14,16 +14,8 @@ use hakube_vault::certs::{TlsBundle, TlsSpec};
 use hakube_vault::config::{ClusterSpec, Node, SnapshotSchedule};
 use hakube_vault::host::{Install, node_plan};
 
-use crate::{Error, PlanSecrets, PlanTree};
-
-/// The Vault secrets' folder in the plan (beside `cluster/`, never in it).
-pub const VAULT_SECRETS_DIR: &str = "secrets/vault";
-/// The TLS bundle in the plan, as `TlsBundle::write_dir` lays it out: `ca.crt`, `ca.key`,
-/// `<node>.crt`, `<node>.key` (keys 0600).
-pub const VAULT_TLS_DIR: &str = "secrets/vault/tls";
-/// Where the configure stage keeps OpenBao's unseal keys and root token (0600). Not written by
-/// the plan; [`PlanTree::write_to`](crate::PlanTree::write_to) keeps it across re-plans.
-pub const VAULT_KEYS_PATH: &str = "secrets/vault/init.json";
+use crate::secrets::{PlanSecrets, VAULT_TLS_DIR};
+use crate::{Error, PlanOptions, PlanTree};
 
 fn err(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Error {
     Error::Component {
@@ -54,15 +46,31 @@ pub struct VaultSetup {
     pub signer_policy: String,
 }
 
-/// The Vault VMs' setup, `None` unless the topology places Vault on VMs.
+/// The Vault VMs' setup with hakube's policy ([`PlanOptions::default`]), `None` unless the
+/// topology places Vault on VMs; see [`vault_setup_with`].
 ///
 /// # Errors
-/// [`Error::Component`] when the add-ons refuse the cluster.
+/// As [`vault_setup_with`].
 pub fn vault_setup(cluster: &Cluster) -> Result<Option<VaultSetup>, Error> {
+    vault_setup_with(cluster, &PlanOptions::default())
+}
+
+/// The Vault VMs' setup as [`crate::render_with`] plans it with `options` (the PKI role's
+/// domains fall back to [`PlanOptions::fallback_domain`]), `None` unless the topology places
+/// Vault on VMs.
+///
+/// # Errors
+/// [`Error::BadOption`] for an unusable option, [`Error::Component`] when the add-ons refuse
+/// the cluster.
+pub fn vault_setup_with(
+    cluster: &Cluster,
+    options: &PlanOptions,
+) -> Result<Option<VaultSetup>, Error> {
+    options.validate()?;
     let Some(spec) = cluster_spec(cluster) else {
         return Ok(None);
     };
-    let input = crate::addons::input(cluster);
+    let input = crate::addons::input(cluster, options);
     let Some(v) = input.vault.as_ref() else {
         return Ok(None);
     };
