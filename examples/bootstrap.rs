@@ -71,8 +71,12 @@ async fn main() -> ExitCode {
         }
     };
     if args.render_only {
-        let input = kubeadm_input(&cluster);
-        let rendered = match render_cluster(&input, &ClusterSecrets::generate()) {
+        let rendered = match kubeadm_input(&cluster)
+            .map_err(|e| hakube_examples::error_chain(&e))
+            .and_then(|input| {
+                render_cluster(&input, &ClusterSecrets::generate())
+                    .map_err(|e| hakube_examples::error_chain(&e))
+            }) {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("error: {e}");

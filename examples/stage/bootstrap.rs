@@ -189,7 +189,8 @@ pub async fn run(
             .filter(|vm| matches!(vm.role, RoleKind::ControlPlane | RoleKind::Worker)),
     );
     let mut prepared = 0;
-    let mut input = hakube_plan::kubeadm_input(cluster);
+    let mut input =
+        hakube_plan::kubeadm_input(cluster).map_err(|e| Error::stage("kubeadm input", e))?;
     let mut unprepared = Vec::new();
     if opts.prepare {
         let work = if opts.plan_dir.join("plan.json").is_file() {

@@ -264,7 +264,12 @@ struct World {
 }
 
 fn world(masters: usize, workers: usize) -> World {
-    let mut input = ClusterInput::new("lab", "10.0.0.10", "v1.33.2", "10.244.0.0/16");
+    let mut input = ClusterInput::new(
+        "lab",
+        std::net::Ipv4Addr::new(10, 0, 0, 10),
+        "v1.33.2".parse().unwrap(),
+        "10.244.0.0/16".parse().unwrap(),
+    );
     for i in 1..=masters {
         input.masters.push(MasterInput::new(
             format!("cp{i}"),

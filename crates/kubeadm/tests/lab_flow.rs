@@ -170,7 +170,12 @@ fn whole_flow_on_the_lab() {
     lab.stand_in("kubectl", KUBECTL).unwrap();
     let vip = lab.spare_addr(0).unwrap().to_string();
 
-    let mut input = ClusterInput::new("lab", vip.clone(), "v1.33.2", "10.244.0.0/16");
+    let mut input = ClusterInput::new(
+        "lab",
+        lab.spare_addr(0).unwrap(),
+        "v1.33.2".parse().unwrap(),
+        "10.244.0.0/16".parse().unwrap(),
+    );
     for m in MASTERS {
         input
             .masters
