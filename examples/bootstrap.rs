@@ -17,8 +17,9 @@
 //!
 //! The bootstrap token and certificate key are generated on the first run and kept in the
 //! plan directory's `secrets/kubeadm.env` (mode 0600, `--plan`, default `out`) so re-runs
-//! reuse them; the node preparation host plans are read from the plan directory when `plan`
-//! wrote one there; the admin kubeconfig is copied to `secrets/kubernetes/admin.conf` next to them. `--render-only` prints the files each node would receive and connects to nothing.
+//! reuse them; the node preparation host plans and the kubeadm configurations are read from
+//! the plan directory when `plan` wrote one there (a joining node's kubeadm configuration is
+//! rendered after init, once the CA pin exists); the admin kubeconfig is copied to `secrets/kubernetes/admin.conf` next to them. `--render-only` prints the files each node would receive and connects to nothing.
 //! The load balancers and the CNI are separate steps (`plan`/`provision` and the add-ons).
 
 use std::path::PathBuf;
@@ -71,8 +72,12 @@ async fn main() -> ExitCode {
         }
     };
     if args.render_only {
-        let input = kubeadm_input(&cluster);
-        let rendered = match render_cluster(&input, &ClusterSecrets::generate()) {
+        let rendered = match kubeadm_input(&cluster)
+            .map_err(|e| hakube_examples::error_chain(&e))
+            .and_then(|input| {
+                render_cluster(&input, &ClusterSecrets::generate())
+                    .map_err(|e| hakube_examples::error_chain(&e))
+            }) {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("error: {e}");

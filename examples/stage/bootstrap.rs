@@ -7,10 +7,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use hakube_host_state::File;
 use hakube_kubeadm::flow::{
     Bootstrap, BootstrapHooks, BootstrapOptions, BootstrapProgress, BootstrapReport, Host,
     NodeOutcome, ProgressEvent,
 };
+use hakube_kubeadm::{ClusterInput, KUBEADM_CONFIG_DIR};
 use hakube_remote::{Command, Mode, RemoteExec, SshPool, Upload, push_file};
 use hakube_topology::{Cluster, RoleKind};
 
@@ -36,8 +38,8 @@ pub struct Options {
     pub parallel_control_plane: bool,
     /// CNI manifests applied on the first master right after init (in order).
     pub cni_manifests: Vec<PathBuf>,
-    /// The plan directory: host plans are read from it (else rendered in memory) and the admin
-    /// kubeconfig is kept in it ([`ADMIN_KUBECONFIG`]).
+    /// The plan directory: host plans and kubeadm configurations are read from it (else
+    /// rendered in memory) and the admin kubeconfig is kept in it ([`ADMIN_KUBECONFIG`]).
     pub plan_dir: PathBuf,
 }
 
@@ -189,7 +191,8 @@ pub async fn run(
             .filter(|vm| matches!(vm.role, RoleKind::ControlPlane | RoleKind::Worker)),
     );
     let mut prepared = 0;
-    let mut input = hakube_plan::kubeadm_input(cluster);
+    let mut input =
+        hakube_plan::kubeadm_input(cluster).map_err(|e| Error::stage("kubeadm input", e))?;
     let mut unprepared = Vec::new();
     if opts.prepare {
         let work = if opts.plan_dir.join("plan.json").is_file() {
@@ -240,7 +243,9 @@ pub async fn run(
     ));
     let first_master = input.masters.first().map(|m| m.name.clone());
     let wait_for_ready = !manifests.is_empty();
+    let planned = planned_kubeadm_files(&opts.plan_dir, &input)?;
     let flow = Bootstrap::new(input, plan_secrets.kubeadm.clone(), hosts.clone())?
+        .planned_files(planned)
         .options(BootstrapOptions {
             parallel_control_plane_joins: opts.parallel_control_plane,
             wait_for_ready,
@@ -269,6 +274,37 @@ pub async fn run(
         flow,
         kubeconfig,
     })
+}
+
+/// The kubeadm files (under [`KUBEADM_CONFIG_DIR`]) the written plan in `plan_dir` holds for
+/// each node, so the flow pushes what the plan shows instead of rendering it again (joining
+/// nodes' kubeadm configurations excepted: they need the CA pin, known after init). Empty
+/// when `plan_dir` holds no written plan: the flow then renders every file.
+fn planned_kubeadm_files(
+    plan_dir: &Path,
+    input: &ClusterInput,
+) -> Result<BTreeMap<String, Vec<File>>, Error> {
+    if !plan_dir.join("plan.json").is_file() {
+        return Ok(BTreeMap::new());
+    }
+    let dir = format!("{KUBEADM_CONFIG_DIR}/");
+    input
+        .node_names()
+        .map(|node| {
+            let plan = hakube_plan::read_host_plan(plan_dir, node).map_err(|e| {
+                Error::stage(
+                    format!("reading {node}'s host plan in {}", plan_dir.display()),
+                    e,
+                )
+            })?;
+            let files = plan
+                .files()
+                .filter(|f| f.path.starts_with(&dir))
+                .cloned()
+                .collect();
+            Ok((node.to_owned(), files))
+        })
+        .collect()
 }
 
 /// Copies the first master's admin kubeconfig to `to` (0600, replaced atomically).

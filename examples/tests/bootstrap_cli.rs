@@ -1,9 +1,10 @@
 //! The `bootstrap` example binary as an operator runs it, against a hakube-lab of 3 load
 //! balancers, 3 masters and 2 workers (the seed topology shrunk to the lab's hosts and VIP).
 //!
-//! `kubeadm` and `kubectl` are the stand-ins of `crates/kubeadm/tests/lab_flow.rs` (they parse
-//! the v1beta4 configs, write what real kubeadm writes, print output shaped like recorded real
-//! output and talk to a fake API server). The binary has no load-balancer or CNI step (those are
+//! `kubeadm` and `kubectl` are hakube-lab's stand-ins in their operation-log mode, as in
+//! `crates/kubeadm/tests/lab_flow.rs` (they parse the v1beta4 configs, write what real kubeadm
+//! writes, print output shaped like recorded real output and talk to the operation-log API,
+//! the fake API server here). The binary has no load-balancer or CNI step (those are
 //! separate: `plan`/`provision` and the add-ons), so the test plays the operator: before a run
 //! it brings the VIP up on `lb-1` with the fake API behind it (nothing else listens on :6443,
 //! so every join provably went through the VIP), and it applies the CNI on `master-1` as soon as
@@ -28,13 +29,9 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use hakube_kubeadm::KUBEADM_CONFIG_PATH;
+use hakube_lab::stand_ins::{ClusterApi, OPERATION_LOG_API, kubeadm_script, kubectl_script};
 use hakube_lab::{Lab, require_root};
 use lab_topology::{Roles, lab_topology};
-
-// One copy of the stand-ins, shared with the library's lab test.
-const FAKE_API: &str = include_str!("../../crates/kubeadm/tests/lab/fake_apiserver.py");
-const KUBEADM: &str = include_str!("../../crates/kubeadm/tests/lab/kubeadm.py");
-const KUBECTL: &str = include_str!("../../crates/kubeadm/tests/lab/kubectl.py");
 
 const LBS: [&str; 3] = ["lb-1", "lb-2", "lb-3"];
 const MASTERS: [&str; 3] = ["master-1", "master-2", "master-3"];
@@ -70,8 +67,10 @@ impl Cluster {
             .private_dir("/root/.kube")
             .build()
             .expect("lab");
-        lab.stand_in("kubeadm", KUBEADM).unwrap();
-        lab.stand_in("kubectl", KUBECTL).unwrap();
+        lab.stand_in("kubeadm", &kubeadm_script(ClusterApi::OperationLog))
+            .unwrap();
+        lab.stand_in("kubectl", &kubectl_script(ClusterApi::OperationLog))
+            .unwrap();
         let vip = lab.spare_addr(0).unwrap().to_string();
         let text = lab_topology(
             &lab,
@@ -129,8 +128,12 @@ impl Cluster {
         let lb1 = self.lab.host("lb-1");
         lb1.run(&format!("ip addr add {}/24 dev eth0", self.vip))
             .unwrap();
-        lb1.write_file("/etc/kubernetes/fake_apiserver.py", FAKE_API, 0o755)
-            .unwrap();
+        lb1.write_file(
+            "/etc/kubernetes/fake_apiserver.py",
+            OPERATION_LOG_API,
+            0o755,
+        )
+        .unwrap();
         lb1.spawn(
             "apiserver",
             &format!(

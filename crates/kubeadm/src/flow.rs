@@ -17,6 +17,10 @@
 //! --upload-certs --certificate-key <key>`), so rendered join configurations stay valid.
 //! A failed init/join is reset (`kubeadm reset -f`) and retried once; a second failure is
 //! reported with the host. A worker's failure does not stop the other workers.
+//!
+//! Files: the flow renders what each node receives ([`crate::render_node`]); files a plan
+//! already holds ([`Bootstrap::planned_files`]) are pushed in place of that render, but for a
+//! joining node's kubeadm configuration, which needs the CA pin read after init.
 
 use core::fmt;
 use std::collections::BTreeMap;
@@ -24,6 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
+use hakube_host_state::File;
 use hakube_remote::{Command, RemoteExec, Secret, Upload, push_file};
 use tokio::sync::Semaphore;
 
@@ -220,6 +225,44 @@ pub struct BootstrapReport {
 }
 
 impl BootstrapReport {
+    /// The report of a run from its node reports (masters first) and what the run saw.
+    fn summarise(
+        nodes: Vec<NodeReport>,
+        renewed: Vec<&'static str>,
+        wall: Duration,
+        cp_failed: bool,
+        members_ready: bool,
+        ready_awaited: bool,
+    ) -> Self {
+        let cp: Duration = nodes
+            .iter()
+            .filter(|r| r.role.is_control_plane())
+            .map(|r| r.duration)
+            .sum();
+        let slowest_worker = nodes
+            .iter()
+            .filter(|r| r.role == NodeRole::Worker)
+            .map(|r| r.duration)
+            .max()
+            .unwrap_or_default();
+        let every_node_joined = !cp_failed
+            && nodes.iter().all(|r| {
+                !matches!(
+                    r.outcome,
+                    NodeOutcome::Failed(_) | NodeOutcome::NotAttempted
+                )
+            });
+        Self {
+            nodes,
+            renewed,
+            wall,
+            critical_path: cp + slowest_worker,
+            all_ready: members_ready && every_node_joined,
+            members_ready,
+            ready_awaited,
+        }
+    }
+
     /// Nodes that failed, with their messages.
     #[must_use]
     pub fn failures(&self) -> Vec<(&str, &str)> {
@@ -285,6 +328,7 @@ pub struct Bootstrap {
     hosts: BTreeMap<String, Host>,
     options: BootstrapOptions,
     hooks: Arc<dyn BootstrapHooks>,
+    planned: BTreeMap<String, Vec<File>>,
     clock: Arc<dyn Clock>,
     progress: Arc<dyn BootstrapProgress>,
 }
@@ -299,6 +343,14 @@ impl fmt::Debug for Bootstrap {
     }
 }
 
+/// The first master: where init runs, and where later commands (tokens, uploaded
+/// certificates, Ready, labels) go.
+struct First {
+    name: String,
+    host: Host,
+}
+
+/// What the steps after init share.
 struct Shared {
     /// When certificates were last uploaded with our key, by this run.
     certs_uploaded_at: Mutex<Option<SystemTime>>,
@@ -329,6 +381,7 @@ impl Bootstrap {
             hosts,
             options: BootstrapOptions::default(),
             hooks: Arc::new(NoHooks),
+            planned: BTreeMap::new(),
             clock: Arc::new(SystemClock),
             progress: Arc::new(TracingProgress),
         })
@@ -338,6 +391,18 @@ impl Bootstrap {
     #[must_use]
     pub fn options(mut self, options: BootstrapOptions) -> Self {
         self.options = options;
+        self
+    }
+
+    /// Files a plan already holds for the nodes (node name -> its files, e.g. a host plan's
+    /// files read back from the plan tree). For every file the flow pushes to a node, the
+    /// plan's file at the same path is pushed instead of the flow's own render, except a
+    /// joining node's kubeadm configuration ([`KUBEADM_CONFIG_PATH`]): it carries the CA pin
+    /// read in this run, which no plan can hold before init. Files at other paths are
+    /// ignored; nodes without files here get the flow's render.
+    #[must_use]
+    pub fn planned_files(mut self, files: BTreeMap<String, Vec<File>>) -> Self {
+        self.planned = files;
         self
     }
 
@@ -367,6 +432,31 @@ impl Bootstrap {
         &self.hosts[node]
     }
 
+    /// What `node` receives: the flow's render, with the plan's files in place of the
+    /// rendered ones where [`Bootstrap::planned_files`] gave them.
+    fn node_render(&self, node: &str, secrets: &ClusterSecrets) -> Result<NodeRender> {
+        let mut render = render_node(&self.input, secrets, node)?;
+        let Some(planned) = self.planned.get(node) else {
+            return Ok(render);
+        };
+        for f in &mut render.files {
+            if render.role != NodeRole::InitMaster && f.path == KUBEADM_CONFIG_PATH {
+                continue;
+            }
+            let Some(p) = planned.iter().find(|p| p.path == f.path) else {
+                continue;
+            };
+            f.contents = String::from_utf8(p.content.clone()).map_err(|_| {
+                Error::invalid(
+                    format!("planned_files[{node:?}]"),
+                    format!("{} is not UTF-8", p.path),
+                )
+            })?;
+            f.mode = p.mode;
+        }
+        Ok(render)
+    }
+
     fn cmd(&self, program: &str, long: bool) -> Command {
         Command::new(program).sudo(true).timeout(if long {
             self.options.kubeadm_timeout
@@ -383,9 +473,34 @@ impl Bootstrap {
     /// [`Error::CaMismatch`], [`Error::CertificateKeyMismatch`].
     pub async fn run(&self) -> Result<BootstrapReport> {
         let started = Instant::now();
-        let first = self.input.masters[0].name.clone();
-        let first_host = Arc::clone(self.host(&first));
+        let name = self.input.masters[0].name.clone();
+        let first = First {
+            host: Arc::clone(self.host(&name)),
+            name,
+        };
+        self.load_balancers().await?;
+        let (init_report, certs_uploaded_at) = self.init_first(&first).await?;
+        let shared = Shared {
+            certs_uploaded_at: Mutex::new(certs_uploaded_at),
+            renewed: Mutex::new(Vec::new()),
+            secrets: self.pin_ca(&first).await?,
+        };
+        self.apply_cni(&first).await?;
+        let mut reports = vec![init_report];
+        let cp_failed = if self.options.parallel_control_plane_joins {
+            self.join_masters_parallel(&first, &shared, &mut reports)
+                .await?
+        } else {
+            self.join_masters_serial(&first, &shared, &mut reports)
+                .await?
+        };
+        self.join_workers(&first, &shared, &mut reports).await?;
+        self.finish(started, &first, &shared, reports, cp_failed)
+            .await
+    }
 
+    /// Step 1: the load balancers and the VIP, through the hook.
+    async fn load_balancers(&self) -> Result<()> {
         self.progress
             .event("load-balancers", "hooks", &ProgressEvent::Started);
         self.hooks
@@ -397,125 +512,159 @@ impl Bootstrap {
             })?;
         self.progress
             .event("load-balancers", "hooks", &ProgressEvent::Done);
+        Ok(())
+    }
 
-        // 1. init on the first master.
-        let shared = Shared {
-            certs_uploaded_at: Mutex::new(None),
-            renewed: Mutex::new(Vec::new()),
-            secrets: self.secrets.clone(),
-        };
-        let init_render = render_node(&self.input, &self.secrets, &first)?;
-        let init_report = self
-            .init_or_join(&first, &first_host, &init_render, true)
+    /// Step 2: `kubeadm init` on the first master (skipped when it is a member). Returns its
+    /// report and, when init ran, when the certificates were uploaded.
+    async fn init_first(&self, first: &First) -> Result<(NodeReport, Option<SystemTime>)> {
+        let render = self.node_render(&first.name, &self.secrets)?;
+        let report = self
+            .init_or_join(&first.name, &first.host, &render, true)
             .await;
-        if let NodeOutcome::Failed(last) = &init_report.outcome {
-            return Err(Error::NodeFailed {
-                host: first,
+        match &report.outcome {
+            NodeOutcome::Failed(last) => Err(Error::NodeFailed {
+                host: first.name.clone(),
                 action: "init",
-                attempts: init_report.attempts,
+                attempts: report.attempts,
                 last: last.clone(),
-            });
+            }),
+            NodeOutcome::Initialized => Ok((report, Some(self.clock.now()))),
+            _ => Ok((report, None)),
         }
-        if init_report.outcome == NodeOutcome::Initialized {
-            *lock(&shared.certs_uploaded_at) = Some(self.clock.now());
-        }
+    }
 
-        // 2. CA pin.
-        let ca = first_host
+    /// Step 3: the CA pin, from the first master's CA certificate, checked against the one
+    /// the caller expects (if any). Returns the secrets with the pin.
+    async fn pin_ca(&self, first: &First) -> Result<ClusterSecrets> {
+        let ca = first
+            .host
             .read_file(CA_CERT_PATH, true)
             .await
-            .map_err(Error::remote(&first, "read CA"))?;
+            .map_err(Error::remote(&first.name, "read CA"))?;
         let hash = CaCertHash::from_ca_pem(&ca)?;
         if let Some(expected) = &self.secrets.ca_cert_hash
             && *expected != hash
         {
             return Err(Error::CaMismatch {
-                host: first,
+                host: first.name.clone(),
                 found: hash.to_string(),
                 expected: expected.to_string(),
             });
         }
-        let secrets = self.secrets.clone().with_ca_cert_hash(hash);
-        let shared = Shared { secrets, ..shared };
+        Ok(self.secrets.clone().with_ca_cert_hash(hash))
+    }
 
-        // 3. CNI.
-        if self.hooks.applies_cni() {
-            self.progress.event(&first, "cni", &ProgressEvent::Started);
-            self.hooks
-                .cni(first_host.as_ref())
-                .await
-                .map_err(|reason| Error::Hook {
-                    hook: "cni",
-                    reason,
-                })?;
-            self.progress.event(&first, "cni", &ProgressEvent::Done);
-        } else {
+    /// Step 4: the CNI, through the hook (reported as skipped when the hooks apply none).
+    async fn apply_cni(&self, first: &First) -> Result<()> {
+        if !self.hooks.applies_cni() {
             self.progress.event(
-                &first,
+                &first.name,
                 "cni",
                 &ProgressEvent::Skipped("no CNI given: nodes stay NotReady until one runs".into()),
             );
+            return Ok(());
         }
+        self.progress
+            .event(&first.name, "cni", &ProgressEvent::Started);
+        self.hooks
+            .cni(first.host.as_ref())
+            .await
+            .map_err(|reason| Error::Hook {
+                hook: "cni",
+                reason,
+            })?;
+        self.progress
+            .event(&first.name, "cni", &ProgressEvent::Done);
+        Ok(())
+    }
 
-        let mut reports = vec![init_report];
-
-        // 4. Other masters.
-        let masters: Vec<String> = self.input.masters[1..]
+    /// The masters after the first, in input order.
+    fn other_masters(&self) -> Vec<String> {
+        self.input.masters[1..]
             .iter()
             .map(|m| m.name.clone())
-            .collect();
-        let mut cp_failed = false;
-        if self.options.parallel_control_plane_joins {
-            let pending = self.pending(&masters).await?;
-            if !pending.is_empty() {
-                self.ensure_token(&first, &first_host, &shared).await?;
-                self.ensure_certs(&first, &first_host, &shared).await?;
-            }
-            let joins = masters.iter().map(|m| self.join_node(m, &pending, &shared));
-            for r in futures::future::join_all(joins).await {
-                let r = r?;
-                cp_failed |= matches!(r.outcome, NodeOutcome::Failed(_));
-                reports.push(r);
-            }
-        } else {
-            for m in &masters {
-                if cp_failed {
-                    reports.push(NodeReport {
-                        node: m.clone(),
-                        role: NodeRole::JoinMaster,
-                        outcome: NodeOutcome::NotAttempted,
-                        attempts: 0,
-                        duration: Duration::ZERO,
-                    });
-                    self.progress.event(
-                        m,
-                        "join",
-                        &ProgressEvent::Skipped("an earlier control-plane join failed".into()),
-                    );
-                    continue;
-                }
-                let pending = self.pending(std::slice::from_ref(m)).await?;
-                if !pending.is_empty() {
-                    self.ensure_token(&first, &first_host, &shared).await?;
-                    self.ensure_certs(&first, &first_host, &shared).await?;
-                }
-                let r = self.join_node(m, &pending, &shared).await?;
-                cp_failed |= matches!(r.outcome, NodeOutcome::Failed(_));
-                reports.push(r);
-            }
-        }
+            .collect()
+    }
 
-        // 5. Workers, all at once.
+    /// Step 5 (opt-in): the other masters join at once. Returns whether one failed.
+    async fn join_masters_parallel(
+        &self,
+        first: &First,
+        shared: &Shared,
+        reports: &mut Vec<NodeReport>,
+    ) -> Result<bool> {
+        let masters = self.other_masters();
+        let pending = self.pending(&masters).await?;
+        if !pending.is_empty() {
+            self.ensure_token(&first.name, &first.host, shared).await?;
+            self.ensure_certs(&first.name, &first.host, shared).await?;
+        }
+        let joins = masters.iter().map(|m| self.join_node(m, &pending, shared));
+        let mut failed = false;
+        for r in futures::future::join_all(joins).await {
+            let r = r?;
+            failed |= matches!(r.outcome, NodeOutcome::Failed(_));
+            reports.push(r);
+        }
+        Ok(failed)
+    }
+
+    /// Step 5: the other masters join one at a time; after a failure the rest are not
+    /// attempted. The token and the uploaded certificates are renewed before each join that
+    /// needs them. Returns whether one failed.
+    async fn join_masters_serial(
+        &self,
+        first: &First,
+        shared: &Shared,
+        reports: &mut Vec<NodeReport>,
+    ) -> Result<bool> {
+        let mut failed = false;
+        for m in self.other_masters() {
+            if failed {
+                self.progress.event(
+                    &m,
+                    "join",
+                    &ProgressEvent::Skipped("an earlier control-plane join failed".into()),
+                );
+                reports.push(NodeReport {
+                    node: m,
+                    role: NodeRole::JoinMaster,
+                    outcome: NodeOutcome::NotAttempted,
+                    attempts: 0,
+                    duration: Duration::ZERO,
+                });
+                continue;
+            }
+            let pending = self.pending(std::slice::from_ref(&m)).await?;
+            if !pending.is_empty() {
+                self.ensure_token(&first.name, &first.host, shared).await?;
+                self.ensure_certs(&first.name, &first.host, shared).await?;
+            }
+            let r = self.join_node(&m, &pending, shared).await?;
+            failed |= matches!(r.outcome, NodeOutcome::Failed(_));
+            reports.push(r);
+        }
+        Ok(failed)
+    }
+
+    /// Step 6: the workers join at once, at most [`BootstrapOptions::worker_concurrency`] at
+    /// a time; a worker's failure is in its report.
+    async fn join_workers(
+        &self,
+        first: &First,
+        shared: &Shared,
+        reports: &mut Vec<NodeReport>,
+    ) -> Result<()> {
         let workers: Vec<String> = self.input.workers.iter().map(|w| w.name.clone()).collect();
         let pending = self.pending(&workers).await?;
         if !pending.is_empty() {
-            self.ensure_token(&first, &first_host, &shared).await?;
+            self.ensure_token(&first.name, &first.host, shared).await?;
         }
         let sem = Semaphore::new(self.options.worker_concurrency.max(1));
         let joins = workers.iter().map(|w| {
             let sem = &sem;
             let pending = &pending;
-            let shared = &shared;
             async move {
                 let _permit = sem.acquire().await;
                 self.join_node(w, pending, shared).await
@@ -524,9 +673,19 @@ impl Bootstrap {
         for r in futures::future::join_all(joins).await {
             reports.push(r?);
         }
+        Ok(())
+    }
 
-        // 6. Ready, then labels the kubelet may not set.
-        let members: Vec<String> = reports
+    /// Step 7: Ready (when awaited), the labels the kubelet may not set, then the report.
+    async fn finish(
+        &self,
+        started: Instant,
+        first: &First,
+        shared: &Shared,
+        nodes: Vec<NodeReport>,
+        cp_failed: bool,
+    ) -> Result<BootstrapReport> {
+        let members: Vec<String> = nodes
             .iter()
             .filter(|r| {
                 matches!(
@@ -536,8 +695,8 @@ impl Bootstrap {
             })
             .map(|r| r.node.clone())
             .collect();
-        let all_ready = if self.options.wait_for_ready {
-            self.wait_ready(&first, &first_host, &members).await?
+        let members_ready = if self.options.wait_for_ready {
+            self.wait_ready(&first.name, &first.host, &members).await?
         } else {
             for n in &members {
                 self.progress
@@ -545,37 +704,16 @@ impl Bootstrap {
             }
             false
         };
-        self.apply_labels(&first, &first_host, &shared.secrets, &members)
+        self.apply_labels(&first.name, &first.host, &shared.secrets, &members)
             .await?;
-
-        let cp: Duration = reports
-            .iter()
-            .filter(|r| r.role.is_control_plane())
-            .map(|r| r.duration)
-            .sum();
-        let slowest_worker = reports
-            .iter()
-            .filter(|r| r.role == NodeRole::Worker)
-            .map(|r| r.duration)
-            .max()
-            .unwrap_or_default();
-        let renewed = lock(&shared.renewed).clone();
-        let every_node_joined = !cp_failed
-            && reports.iter().all(|r| {
-                !matches!(
-                    r.outcome,
-                    NodeOutcome::Failed(_) | NodeOutcome::NotAttempted
-                )
-            });
-        Ok(BootstrapReport {
-            nodes: reports,
-            renewed,
-            wall: started.elapsed(),
-            critical_path: cp + slowest_worker,
-            all_ready: all_ready && every_node_joined,
-            members_ready: all_ready,
-            ready_awaited: self.options.wait_for_ready,
-        })
+        Ok(BootstrapReport::summarise(
+            nodes,
+            lock(&shared.renewed).clone(),
+            started.elapsed(),
+            cp_failed,
+            members_ready,
+            self.options.wait_for_ready,
+        ))
     }
 
     /// Nodes among `nodes` that have not joined yet (no kubelet.conf).
@@ -607,7 +745,7 @@ impl Bootstrap {
         pending: &[String],
         shared: &Shared,
     ) -> Result<NodeReport> {
-        let render = render_node(&self.input, &shared.secrets, node)?;
+        let render = self.node_render(node, &shared.secrets)?;
         if !pending.iter().any(|p| p == node) {
             self.progress.event(
                 node,
@@ -861,7 +999,7 @@ impl Bootstrap {
         members: &[String],
     ) -> Result<()> {
         for n in members {
-            let render = render_node(&self.input, secrets, n)?;
+            let render = self.node_render(n, secrets)?;
             if render.post_join_labels.is_empty() {
                 continue;
             }

@@ -2,8 +2,13 @@
 //!
 //! It does not depend on hakube's topology; the composing layer converts into it.
 
+use core::fmt;
+use core::str::FromStr;
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use hakube_host_state::{is_dns_label, is_dns_name, nets_overlap};
+use ipnet::IpNet;
 
 use crate::config::{Taint, TaintEffect};
 use crate::error::{Error, Result};
@@ -19,30 +24,249 @@ pub const CONTAINERD_SOCKET: &str = "unix:///var/run/containerd/containerd.sock"
 pub struct ClusterInput {
     /// Cluster name (`clusterName`).
     pub cluster_name: String,
-    /// The API VIP (or DNS name) held by the load balancers.
-    pub api_vip: String,
+    /// The API VIP (or a DNS name of it) held by the load balancers: the host of
+    /// `controlPlaneEndpoint`, and the first API certificate SAN.
+    pub api_vip: ApiHost,
     /// API port on the VIP and on every control plane (6443).
     pub api_port: u16,
-    /// Pinned Kubernetes version, `v1.MINOR.PATCH`.
-    pub kubernetes_version: String,
+    /// Pinned Kubernetes version.
+    pub kubernetes_version: KubernetesVersion,
     /// Pod CIDR; must match the CNI's pool.
-    pub pod_subnet: String,
+    pub pod_subnet: IpNet,
     /// Service CIDR.
-    pub service_subnet: String,
+    pub service_subnet: IpNet,
     /// Cluster DNS domain.
     pub dns_domain: String,
     /// Control-plane nodes; the first one runs `kubeadm init`.
     pub masters: Vec<MasterInput>,
     /// Worker nodes.
     pub workers: Vec<WorkerInput>,
-    /// Extra API certificate SANs: load balancer names and addresses, a DNS name of the VIP.
+    /// Extra API certificate SANs (addresses or DNS names): load balancer names and
+    /// addresses, further names of the VIP.
     pub cert_sans: Vec<String>,
     /// CRI socket of every node.
     pub cri_socket: String,
-    /// kube-proxy mode (`iptables`, `ipvs`, `nftables`).
-    pub proxy_mode: String,
+    /// kube-proxy mode.
+    pub proxy_mode: ProxyMode,
     /// Image registry; `None` keeps kubeadm's `registry.k8s.io`.
     pub image_repository: Option<String>,
+}
+
+/// Where clients reach the API: an address, or a DNS name (a DNS-1123 subdomain).
+///
+/// ```
+/// use hakube_kubeadm::ApiHost;
+/// let vip: ApiHost = "10.0.0.10".parse()?;
+/// assert_eq!(vip, ApiHost::Ip("10.0.0.10".parse()?));
+/// let name: ApiHost = "k8s-api.example.lan".parse()?;
+/// assert_eq!(name.to_string(), "k8s-api.example.lan");
+/// assert!("k8s api".parse::<ApiHost>().is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ApiHost {
+    /// An IPv4 or IPv6 address.
+    Ip(IpAddr),
+    /// A DNS name.
+    Dns(DnsName),
+}
+
+/// A DNS name (dot-separated DNS-1123 labels, lower case, at most 253 characters), checked
+/// when it is made.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DnsName(String);
+
+impl DnsName {
+    /// The name.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for DnsName {
+    type Err = Error;
+
+    /// # Errors
+    /// [`Error::InvalidInput`] naming `api_vip` when `s` is not a DNS name.
+    fn from_str(s: &str) -> Result<Self> {
+        check_dns_subdomain("api_vip", s)?;
+        Ok(Self(s.to_owned()))
+    }
+}
+
+impl fmt::Display for DnsName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for ApiHost {
+    type Err = Error;
+
+    /// An address when `s` parses as one, else a DNS name.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] naming `api_vip` when `s` is neither.
+    fn from_str(s: &str) -> Result<Self> {
+        match s.parse::<IpAddr>() {
+            Ok(ip) => Ok(Self::Ip(ip)),
+            Err(_) => s.parse().map(Self::Dns),
+        }
+    }
+}
+
+impl fmt::Display for ApiHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Ip(ip) => ip.fmt(f),
+            Self::Dns(name) => name.fmt(f),
+        }
+    }
+}
+
+impl From<IpAddr> for ApiHost {
+    fn from(ip: IpAddr) -> Self {
+        Self::Ip(ip)
+    }
+}
+
+impl From<Ipv4Addr> for ApiHost {
+    fn from(ip: Ipv4Addr) -> Self {
+        Self::Ip(ip.into())
+    }
+}
+
+impl From<Ipv6Addr> for ApiHost {
+    fn from(ip: Ipv6Addr) -> Self {
+        Self::Ip(ip.into())
+    }
+}
+
+impl From<DnsName> for ApiHost {
+    fn from(name: DnsName) -> Self {
+        Self::Dns(name)
+    }
+}
+
+/// A pinned Kubernetes version, `v1.MINOR.PATCH` (kubeadm's `kubernetesVersion`).
+///
+/// ```
+/// use hakube_kubeadm::KubernetesVersion;
+/// let v: KubernetesVersion = "v1.34.2".parse()?;
+/// assert_eq!((v.minor(), v.patch()), (34, 2));
+/// assert_eq!(v.to_string(), "v1.34.2");
+/// assert_eq!(v, KubernetesVersion::new(34, 2));
+/// let err = "1.34".parse::<KubernetesVersion>().unwrap_err();
+/// assert!(err.to_string().contains("kubernetes_version"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct KubernetesVersion {
+    minor: u32,
+    patch: u32,
+}
+
+impl KubernetesVersion {
+    /// Version `v1.<minor>.<patch>`.
+    #[must_use]
+    pub const fn new(minor: u32, patch: u32) -> Self {
+        Self { minor, patch }
+    }
+
+    /// The major version: always 1.
+    #[must_use]
+    pub const fn major(self) -> u32 {
+        1
+    }
+
+    /// The minor version (`33` for `v1.33.2`; the pkgs.k8s.io repository is per minor).
+    #[must_use]
+    pub const fn minor(self) -> u32 {
+        self.minor
+    }
+
+    /// The patch version.
+    #[must_use]
+    pub const fn patch(self) -> u32 {
+        self.patch
+    }
+}
+
+impl FromStr for KubernetesVersion {
+    type Err = Error;
+
+    /// # Errors
+    /// [`Error::InvalidInput`] naming `kubernetes_version` when `s` is not `v1.MINOR.PATCH`.
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || Error::invalid("kubernetes_version", format!("{s:?} is not v1.MINOR.PATCH"));
+        let rest = s.strip_prefix("v1.").ok_or_else(bad)?;
+        let (minor, patch) = rest.split_once('.').ok_or_else(bad)?;
+        let num = |p: &str| -> Result<u32> {
+            if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(bad());
+            }
+            p.parse().map_err(|_| bad())
+        };
+        Ok(Self::new(num(minor)?, num(patch)?))
+    }
+}
+
+impl fmt::Display for KubernetesVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "v1.{}.{}", self.minor, self.patch)
+    }
+}
+
+/// kube-proxy's mode; serialised as kube-proxy spells it (`iptables`, `ipvs`, `nftables`).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyMode {
+    /// `iptables` (kube-proxy's default on Linux).
+    #[default]
+    Iptables,
+    /// `ipvs`.
+    Ipvs,
+    /// `nftables`.
+    Nftables,
+}
+
+impl ProxyMode {
+    /// The mode as kube-proxy spells it.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Iptables => "iptables",
+            Self::Ipvs => "ipvs",
+            Self::Nftables => "nftables",
+        }
+    }
+}
+
+impl FromStr for ProxyMode {
+    type Err = Error;
+
+    /// # Errors
+    /// [`Error::InvalidInput`] naming `proxy_mode` for anything but the three modes.
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "iptables" => Ok(Self::Iptables),
+            "ipvs" => Ok(Self::Ipvs),
+            "nftables" => Ok(Self::Nftables),
+            _ => Err(Error::invalid(
+                "proxy_mode",
+                format!("{s:?} is not iptables, ipvs or nftables"),
+            )),
+        }
+    }
+}
+
+impl fmt::Display for ProxyMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// One control-plane node.
@@ -119,23 +343,23 @@ impl ClusterInput {
     #[must_use]
     pub fn new(
         cluster_name: impl Into<String>,
-        api_vip: impl Into<String>,
-        kubernetes_version: impl Into<String>,
-        pod_subnet: impl Into<String>,
+        api_vip: impl Into<ApiHost>,
+        kubernetes_version: KubernetesVersion,
+        pod_subnet: IpNet,
     ) -> Self {
         Self {
             cluster_name: cluster_name.into(),
             api_vip: api_vip.into(),
             api_port: 6443,
-            kubernetes_version: kubernetes_version.into(),
-            pod_subnet: pod_subnet.into(),
-            service_subnet: "10.96.0.0/12".into(),
+            kubernetes_version,
+            pod_subnet,
+            service_subnet: IpNet::V4(ipnet::Ipv4Net::new_assert(Ipv4Addr::new(10, 96, 0, 0), 12)),
             dns_domain: "cluster.local".into(),
             masters: Vec::new(),
             workers: Vec::new(),
             cert_sans: Vec::new(),
             cri_socket: CONTAINERD_SOCKET.into(),
-            proxy_mode: "iptables".into(),
+            proxy_mode: ProxyMode::Iptables,
             image_repository: None,
         }
     }
@@ -143,18 +367,10 @@ impl ClusterInput {
     /// `controlPlaneEndpoint`: the VIP and port (IPv6 VIPs bracketed).
     #[must_use]
     pub fn control_plane_endpoint(&self) -> String {
-        match self.api_vip.parse::<IpAddr>() {
-            Ok(IpAddr::V6(v6)) => format!("[{v6}]:{}", self.api_port),
-            _ => format!("{}:{}", self.api_vip, self.api_port),
+        match &self.api_vip {
+            ApiHost::Ip(IpAddr::V6(v6)) => format!("[{v6}]:{}", self.api_port),
+            host => format!("{host}:{}", self.api_port),
         }
-    }
-
-    /// The minor version, `1.33` for `v1.33.2` (the pkgs.k8s.io repository is per minor).
-    ///
-    /// # Errors
-    /// [`Error::InvalidInput`] naming `kubernetes_version` when it is not `v1.MINOR.PATCH`.
-    pub fn kubernetes_minor(&self) -> Result<String> {
-        parse_version(&self.kubernetes_version).map(|(maj, min, _)| format!("{maj}.{min}"))
     }
 
     /// Every node's name, masters first.
@@ -170,21 +386,17 @@ impl ClusterInput {
     /// # Errors
     /// [`Error::InvalidInput`] naming the first offending field.
     pub fn validate(&self) -> Result<()> {
-        check_dns_label_ish("cluster_name", &self.cluster_name)?;
-        check_host("api_vip", &self.api_vip)?;
+        check_dns_label("cluster_name", &self.cluster_name)?;
         if self.api_port == 0 {
             return Err(Error::invalid("api_port", "must not be 0"));
         }
-        parse_version(&self.kubernetes_version)?;
-        let pods = parse_cidr("pod_subnet", &self.pod_subnet)?;
-        let services = parse_cidr("service_subnet", &self.service_subnet)?;
-        if pods.overlaps(&services) {
+        let (pods, services) = (self.pod_subnet, self.service_subnet);
+        check_subnet("pod_subnet", pods)?;
+        check_subnet("service_subnet", services)?;
+        if nets_overlap(pods, services) {
             return Err(Error::invalid(
                 "service_subnet",
-                format!(
-                    "{} overlaps pod_subnet {}",
-                    self.service_subnet, self.pod_subnet
-                ),
+                format!("{services} overlaps pod_subnet {pods}"),
             ));
         }
         check_dns_subdomain("dns_domain", &self.dns_domain)?;
@@ -199,12 +411,6 @@ impl ClusterInput {
             return Err(Error::invalid(
                 "cri_socket",
                 "must be a unix:// URL without spaces",
-            ));
-        }
-        if !matches!(self.proxy_mode.as_str(), "iptables" | "ipvs" | "nftables") {
-            return Err(Error::invalid(
-                "proxy_mode",
-                format!("{:?} is not iptables, ipvs or nftables", self.proxy_mode),
             ));
         }
         if let Some(repo) = &self.image_repository
@@ -235,7 +441,7 @@ impl ClusterInput {
                     format!("duplicate address {}", m.address),
                 ));
             }
-            if pods.contains(m.address) || services.contains(m.address) {
+            if pods.contains(&m.address) || services.contains(&m.address) {
                 return Err(Error::invalid(
                     format!("{field}.address"),
                     format!("{} lies inside the pod or service subnet", m.address),
@@ -309,103 +515,8 @@ pub fn kubelet_may_set_label(key: &str) -> bool {
         )
 }
 
-pub(crate) fn parse_version(v: &str) -> Result<(u32, u32, u32)> {
-    let bad = || Error::invalid("kubernetes_version", format!("{v:?} is not v1.MINOR.PATCH"));
-    let rest = v.strip_prefix('v').ok_or_else(bad)?;
-    let mut parts = rest.split('.');
-    let mut num = || -> Result<u32> {
-        let p = parts.next().ok_or_else(bad)?;
-        if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(bad());
-        }
-        p.parse().map_err(|_| bad())
-    };
-    let (a, b, c) = (num()?, num()?, num()?);
-    if parts.next().is_some() || a != 1 {
-        return Err(bad());
-    }
-    Ok((a, b, c))
-}
-
-#[derive(Clone, Copy, Debug)]
-struct Cidr {
-    addr: IpAddr,
-    prefix: u8,
-}
-
-impl Cidr {
-    fn bits(a: IpAddr) -> (u128, u8) {
-        match a {
-            IpAddr::V4(v4) => (u128::from(u32::from(v4)), 32),
-            IpAddr::V6(v6) => (u128::from(v6), 128),
-        }
-    }
-    fn mask(&self) -> u128 {
-        let (_, width) = Self::bits(self.addr);
-        if self.prefix == 0 {
-            0
-        } else {
-            (u128::MAX << (width - self.prefix))
-                & if width == 32 {
-                    u128::from(u32::MAX)
-                } else {
-                    u128::MAX
-                }
-        }
-    }
-    fn contains(&self, a: IpAddr) -> bool {
-        let (mine, w1) = Self::bits(self.addr);
-        let (other, w2) = Self::bits(a);
-        w1 == w2 && (mine & self.mask()) == (other & self.mask())
-    }
-    fn overlaps(&self, o: &Self) -> bool {
-        let (_, w1) = Self::bits(self.addr);
-        let (_, w2) = Self::bits(o.addr);
-        if w1 != w2 {
-            return false;
-        }
-        let wider = if self.prefix <= o.prefix { self } else { o };
-        let narrower = if self.prefix <= o.prefix { o } else { self };
-        wider.contains(narrower.addr)
-    }
-}
-
-fn parse_cidr(field: &str, s: &str) -> Result<Cidr> {
-    let bad = || Error::invalid(field, format!("{s:?} is not an address/prefix CIDR"));
-    let (a, p) = s.split_once('/').ok_or_else(bad)?;
-    let addr: IpAddr = a.parse().map_err(|_| bad())?;
-    let prefix: u8 = p.parse().map_err(|_| bad())?;
-    let max = if addr.is_ipv4() { 32 } else { 128 };
-    if prefix > max {
-        return Err(bad());
-    }
-    let c = Cidr { addr, prefix };
-    let (bits, _) = Cidr::bits(addr);
-    if bits
-        & !c.mask()
-        & if max == 32 {
-            u128::from(u32::MAX)
-        } else {
-            u128::MAX
-        }
-        != 0
-    {
-        return Err(Error::invalid(field, format!("{s:?} has host bits set")));
-    }
-    Ok(c)
-}
-
-fn is_label_char(b: u8) -> bool {
-    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'
-}
-
-fn check_dns_label_ish(field: &str, s: &str) -> Result<()> {
-    if s.is_empty()
-        || s.len() > 63
-        || !s.bytes().all(is_label_char)
-        || s.starts_with('-')
-        || s.ends_with('-')
-    {
+fn check_dns_label(field: &str, s: &str) -> Result<()> {
+    if !is_dns_label(s) {
         return Err(Error::invalid(
             field,
             format!("{s:?} must be a DNS-1123 label ([a-z0-9-], at most 63)"),
@@ -415,23 +526,11 @@ fn check_dns_label_ish(field: &str, s: &str) -> Result<()> {
 }
 
 fn check_dns_subdomain(field: &str, s: &str) -> Result<()> {
-    if s.is_empty() || s.len() > 253 {
+    if !is_dns_name(s) {
         return Err(Error::invalid(
             field,
-            format!("{s:?} must be 1..=253 characters"),
+            format!("{s:?} must be a DNS-1123 subdomain (lower-case, at most 253)"),
         ));
-    }
-    for part in s.split('.') {
-        if part.is_empty()
-            || !part.bytes().all(is_label_char)
-            || part.starts_with('-')
-            || part.ends_with('-')
-        {
-            return Err(Error::invalid(
-                field,
-                format!("{s:?} must be a DNS-1123 subdomain (lower-case)"),
-            ));
-        }
     }
     Ok(())
 }
@@ -441,6 +540,17 @@ fn check_host(field: &str, s: &str) -> Result<()> {
         return Ok(());
     }
     check_dns_subdomain(field, s)
+}
+
+/// A subnet given with host bits set (`10.244.0.1/16`) is a typo kubeadm would reject later.
+fn check_subnet(field: &str, net: IpNet) -> Result<()> {
+    if net.trunc() != net {
+        return Err(Error::invalid(
+            field,
+            format!("{net} has host bits set (the network is {})", net.trunc()),
+        ));
+    }
+    Ok(())
 }
 
 fn check_label(field: &str, key: &str, value: &str) -> Result<()> {
@@ -480,7 +590,12 @@ mod tests {
     use super::*;
 
     fn ok_input() -> ClusterInput {
-        let mut c = ClusterInput::new("prod", "10.0.0.10", "v1.33.2", "10.244.0.0/16");
+        let mut c = ClusterInput::new(
+            "prod",
+            "10.0.0.10".parse::<IpAddr>().unwrap(),
+            KubernetesVersion::new(33, 2),
+            "10.244.0.0/16".parse().unwrap(),
+        );
         c.masters
             .push(MasterInput::new("cp1", "10.0.0.21".parse().unwrap()));
         c.workers
@@ -495,24 +610,30 @@ mod tests {
         }
     }
 
+    fn field_of_err(e: Error) -> String {
+        match e {
+            Error::InvalidInput { field, .. } => field,
+            e => panic!("unexpected {e}"),
+        }
+    }
+
     #[test]
     fn valid_input_passes_and_derives() {
         let c = ok_input();
         c.validate().unwrap();
         assert_eq!(c.control_plane_endpoint(), "10.0.0.10:6443");
-        assert_eq!(c.kubernetes_minor().unwrap(), "1.33");
+        assert_eq!(c.kubernetes_version.minor(), 33);
+        assert_eq!(c.service_subnet.to_string(), "10.96.0.0/12");
+        assert_eq!(c.proxy_mode.to_string(), "iptables");
     }
 
     #[test]
     fn bad_fields_are_named() {
         let mut c = ok_input();
-        c.kubernetes_version = "1.33".into();
-        assert_eq!(field_of(&c), "kubernetes_version");
-        let mut c = ok_input();
-        c.service_subnet = "10.244.0.0/12".into();
+        c.service_subnet = "10.244.0.0/12".parse().unwrap();
         assert_eq!(field_of(&c), "service_subnet");
         let mut c = ok_input();
-        c.service_subnet = "10.240.0.0/12".into();
+        c.service_subnet = "10.240.0.0/12".parse().unwrap();
         assert_eq!(field_of(&c), "service_subnet", "overlap with 10.244/16");
         let mut c = ok_input();
         c.workers
@@ -535,15 +656,63 @@ mod tests {
             .push(MasterInput::new("cp2", "10.0.0.21".parse().unwrap()));
         assert_eq!(field_of(&c), "masters[1].address");
         let mut c = ok_input();
-        c.pod_subnet = "10.244.0.1/16".into();
+        c.masters
+            .push(MasterInput::new("cp2", "10.244.3.4".parse().unwrap()));
+        assert_eq!(field_of(&c), "masters[1].address", "inside the pod subnet");
+        let mut c = ok_input();
+        c.pod_subnet = "10.244.0.1/16".parse().unwrap();
         assert_eq!(field_of(&c), "pod_subnet");
+        let mut c = ok_input();
+        c.cluster_name = "Prod".into();
+        assert_eq!(field_of(&c), "cluster_name");
     }
 
     #[test]
-    fn ipv6_endpoint_is_bracketed() {
+    fn typed_fields_parse_with_the_field_named() {
+        for bad in [
+            "1.33.2",
+            "v1.33",
+            "v2.33.2",
+            "v1.33.2.1",
+            "v1.x.2",
+            "v1..2",
+            "v1.33.-2",
+        ] {
+            let e = bad.parse::<KubernetesVersion>().unwrap_err();
+            assert_eq!(field_of_err(e), "kubernetes_version", "{bad}");
+        }
+        let v: KubernetesVersion = "v1.34.12".parse().unwrap();
+        assert_eq!((v.major(), v.minor(), v.patch()), (1, 34, 12));
+        assert_eq!(v.to_string(), "v1.34.12");
+        assert!(KubernetesVersion::new(33, 9) < KubernetesVersion::new(34, 0));
+
+        for bad in ["k8s api", "API.example", "a..b", ""] {
+            let e = bad.parse::<ApiHost>().unwrap_err();
+            assert_eq!(field_of_err(e), "api_vip", "{bad:?}");
+        }
+        assert!(matches!("fd00::10".parse::<ApiHost>(), Ok(ApiHost::Ip(_))));
+        assert!(matches!("api.lan".parse::<ApiHost>(), Ok(ApiHost::Dns(_))));
+
+        for (text, mode) in [
+            ("iptables", ProxyMode::Iptables),
+            ("ipvs", ProxyMode::Ipvs),
+            ("nftables", ProxyMode::Nftables),
+        ] {
+            assert_eq!(text.parse::<ProxyMode>().unwrap(), mode);
+            assert_eq!(mode.to_string(), text);
+            assert_eq!(serde_json::to_string(&mode).unwrap(), format!("\"{text}\""));
+        }
+        let e = "userspace".parse::<ProxyMode>().unwrap_err();
+        assert_eq!(field_of_err(e), "proxy_mode");
+    }
+
+    #[test]
+    fn endpoints_of_every_host_kind() {
         let mut c = ok_input();
-        c.api_vip = "fd00::10".into();
+        c.api_vip = "fd00::10".parse().unwrap();
         assert_eq!(c.control_plane_endpoint(), "[fd00::10]:6443");
+        c.api_vip = "k8s-api.example.lan".parse().unwrap();
+        assert_eq!(c.control_plane_endpoint(), "k8s-api.example.lan:6443");
     }
 
     #[test]

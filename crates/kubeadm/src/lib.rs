@@ -26,10 +26,17 @@
 //!   with retention, and the whole-control-plane restore.
 //!
 //! ```
+//! use std::net::IpAddr;
+//!
 //! use hakube_kubeadm::config::{Document, TaintEffect, parse_documents};
 //! use hakube_kubeadm::{ClusterInput, ClusterSecrets, MasterInput, WorkerInput, render_node};
 //!
-//! let mut input = ClusterInput::new("prod", "10.0.0.10", "v1.33.2", "10.244.0.0/16");
+//! let mut input = ClusterInput::new(
+//!     "prod",
+//!     "10.0.0.10".parse::<IpAddr>()?,
+//!     "v1.33.2".parse()?,
+//!     "10.244.0.0/16".parse()?,
+//! );
 //! input.masters.push(MasterInput::new("cp1", "10.0.0.21".parse()?));
 //! input.masters.push(MasterInput::new("cp2", "10.0.0.22".parse()?));
 //! input.workers.push(
@@ -66,7 +73,10 @@ mod render;
 mod secret;
 
 pub use error::{Error, Result};
-pub use input::{CONTAINERD_SOCKET, ClusterInput, MasterInput, WorkerInput, kubelet_may_set_label};
+pub use input::{
+    ApiHost, CONTAINERD_SOCKET, ClusterInput, DnsName, KubernetesVersion, MasterInput, ProxyMode,
+    WorkerInput, kubelet_may_set_label,
+};
 pub use parse::{
     JoinCommand, NodeStatus, TokenInfo, parse_get_nodes, parse_join_commands, parse_token_list,
     parse_upload_certs_key,

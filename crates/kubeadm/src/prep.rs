@@ -11,14 +11,13 @@
 
 use hakube_host_state::{Directory, Exec, File, HostPlan, Package, Service};
 
-use crate::error::Result;
-use crate::input::{CONTAINERD_SOCKET, parse_version};
+use crate::input::{CONTAINERD_SOCKET, KubernetesVersion};
 
 /// What node preparation needs to know.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PrepInput {
-    /// Pinned Kubernetes version, `v1.MINOR.PATCH`.
-    pub kubernetes_version: String,
+    /// Pinned Kubernetes version.
+    pub kubernetes_version: KubernetesVersion,
     /// Debian revision of the pkgs.k8s.io packages (`1.1` gives `kubeadm=1.33.2-1.1`).
     pub package_revision: String,
     /// The pause image containerd should use (must match `kubeadm config images list`).
@@ -36,9 +35,9 @@ pub struct PrepInput {
 impl PrepInput {
     /// Defaults for a version: revision `1.1`, `registry.k8s.io/pause:3.10`, containerd.
     #[must_use]
-    pub fn new(kubernetes_version: impl Into<String>, control_plane: bool) -> Self {
+    pub fn new(kubernetes_version: KubernetesVersion, control_plane: bool) -> Self {
         Self {
-            kubernetes_version: kubernetes_version.into(),
+            kubernetes_version,
             package_revision: "1.1".into(),
             pause_image: "registry.k8s.io/pause:3.10".into(),
             cri_socket: CONTAINERD_SOCKET.into(),
@@ -62,7 +61,7 @@ pub const CONTAINERD_CONFIG_PATH: &str = "/etc/containerd/config.toml";
 
 /// Where `image-pull` records that the images of a version are present (kubeadm's own
 /// directory, so `kubeadm reset` forgets it with the rest).
-fn images_marker(version: &str) -> String {
+fn images_marker(version: KubernetesVersion) -> String {
     format!("/etc/kubernetes/.hakube-images-pulled-{version}")
 }
 
@@ -76,18 +75,17 @@ fn sh(script: impl Into<String>) -> [String; 3] {
 ///
 /// ```
 /// use hakube_kubeadm::prep::{PrepInput, node_prep_plan};
-/// let plan = node_prep_plan("master-1", &PrepInput::new("v1.33.2", true))?;
+/// let plan = node_prep_plan("master-1", &PrepInput::new("v1.33.2".parse()?, true));
 /// plan.validate().expect("valid");
 /// let names: Vec<String> = plan.items.iter().map(ToString::to_string).collect();
 /// assert!(names.contains(&"package kubeadm".to_owned()));
 /// assert!(names.contains(&"exec image-pull".to_owned()));
 /// # Ok::<(), hakube_kubeadm::Error>(())
 /// ```
-///
-/// # Errors
-/// [`crate::Error::InvalidInput`] naming `kubernetes_version` when it is not `v1.MINOR.PATCH`.
-pub fn node_prep_plan(host: &str, input: &PrepInput) -> Result<HostPlan> {
-    let (major, minor, patch) = parse_version(&input.kubernetes_version)?;
+#[must_use]
+pub fn node_prep_plan(host: &str, input: &PrepInput) -> HostPlan {
+    let v = input.kubernetes_version;
+    let (major, minor, patch) = (v.major(), v.minor(), v.patch());
     let repo = format!("https://pkgs.k8s.io/core:/stable:/v{major}.{minor}/deb/");
     let pkg_version = format!("{major}.{minor}.{patch}-{}", input.package_revision);
     let cfg = CONTAINERD_CONFIG_PATH;
@@ -151,7 +149,7 @@ pub fn node_prep_plan(host: &str, input: &PrepInput) -> Result<HostPlan> {
         plan = plan.package(Package::new("nfs-common"));
     }
     if input.pre_pull_images {
-        let marker = images_marker(&input.kubernetes_version);
+        let marker = images_marker(input.kubernetes_version);
         let mut pull = format!(
             "kubeadm config images pull --kubernetes-version {} --cri-socket {}",
             input.kubernetes_version, input.cri_socket
@@ -165,7 +163,7 @@ pub fn node_prep_plan(host: &str, input: &PrepInput) -> Result<HostPlan> {
             marker.clone(),
         ));
     }
-    Ok(plan)
+    plan
 }
 
 #[cfg(test)]
@@ -179,7 +177,7 @@ mod tests {
 
     #[test]
     fn repo_and_packages_follow_the_pinned_version() {
-        let plan = node_prep_plan("w1", &PrepInput::new("v1.31.9", false)).unwrap();
+        let plan = node_prep_plan("w1", &PrepInput::new(KubernetesVersion::new(31, 9), false));
         plan.validate().unwrap();
         let n = names(&plan);
         assert!(!n.contains(&"exec image-pull".to_owned()));
@@ -202,18 +200,14 @@ mod tests {
         assert!(pos(&format!("file {APT_SOURCE_PATH}")) < pos("package kubelet"));
         assert!(pos("package containerd") < pos("exec containerd-config"));
         assert!(n.contains(&"package nfs-common".to_owned()));
-        let mut without = PrepInput::new("v1.31.9", false);
+        let mut without = PrepInput::new(KubernetesVersion::new(31, 9), false);
         without.nfs_client = false;
-        assert!(
-            !names(&node_prep_plan("w1", &without).unwrap())
-                .contains(&"package nfs-common".to_owned())
-        );
-        assert!(node_prep_plan("w1", &PrepInput::new("1.31", false)).is_err());
+        assert!(!names(&node_prep_plan("w1", &without)).contains(&"package nfs-common".to_owned()));
     }
 
     #[test]
     fn control_planes_pull_images_once_per_version() {
-        let plan = node_prep_plan("m1", &PrepInput::new("v1.33.2", true)).unwrap();
+        let plan = node_prep_plan("m1", &PrepInput::new(KubernetesVersion::new(33, 2), true));
         let pull = plan
             .items
             .iter()
@@ -231,7 +225,7 @@ mod tests {
 
     #[test]
     fn every_shell_script_is_valid_shell() {
-        let plan = node_prep_plan("m1", &PrepInput::new("v1.33.2", true)).unwrap();
+        let plan = node_prep_plan("m1", &PrepInput::new(KubernetesVersion::new(33, 2), true));
         for item in &plan.items {
             let Item::Exec(e) = item else { continue };
             for argv in std::iter::once(&e.argv).chain(e.unless.as_ref()) {

@@ -154,9 +154,9 @@ pub fn init_documents(input: &ClusterInput, secrets: &ClusterSecrets) -> Result<
 #[must_use]
 pub fn cluster_configuration(input: &ClusterInput) -> ClusterConfiguration {
     let mut sans: Vec<String> = Vec::new();
-    for s in std::iter::once(&input.api_vip).chain(&input.cert_sans) {
-        if !sans.contains(s) {
-            sans.push(s.clone());
+    for s in std::iter::once(input.api_vip.to_string()).chain(input.cert_sans.iter().cloned()) {
+        if !sans.contains(&s) {
+            sans.push(s);
         }
     }
     let bind_all = || ControlPlaneComponent {
@@ -165,11 +165,11 @@ pub fn cluster_configuration(input: &ClusterInput) -> ClusterConfiguration {
     };
     ClusterConfiguration {
         cluster_name: Some(input.cluster_name.clone()),
-        kubernetes_version: Some(input.kubernetes_version.clone()),
+        kubernetes_version: Some(input.kubernetes_version.to_string()),
         control_plane_endpoint: Some(input.control_plane_endpoint()),
         networking: Some(Networking {
-            pod_subnet: Some(input.pod_subnet.clone()),
-            service_subnet: Some(input.service_subnet.clone()),
+            pod_subnet: Some(input.pod_subnet.to_string()),
+            service_subnet: Some(input.service_subnet.to_string()),
             dns_domain: Some(input.dns_domain.clone()),
             extra: Default::default(),
         }),
@@ -206,9 +206,9 @@ pub fn kubelet_configuration() -> KubeletConfiguration {
 #[must_use]
 pub fn kube_proxy_configuration(input: &ClusterInput) -> KubeProxyConfiguration {
     KubeProxyConfiguration {
-        mode: Some(input.proxy_mode.clone()),
+        mode: Some(input.proxy_mode.to_string()),
         metrics_bind_address: Some("0.0.0.0:10249".into()),
-        cluster_cidr: Some(input.pod_subnet.clone()),
+        cluster_cidr: Some(input.pod_subnet.to_string()),
         ..Default::default()
     }
 }
@@ -326,7 +326,7 @@ pub fn reset_configuration(input: &ClusterInput) -> ResetConfiguration {
 pub fn upgrade_configuration(input: &ClusterInput) -> UpgradeConfiguration {
     UpgradeConfiguration {
         apply: Some(UpgradeApply {
-            kubernetes_version: Some(input.kubernetes_version.clone()),
+            kubernetes_version: Some(input.kubernetes_version.to_string()),
             certificate_renewal: Some(true),
             etcd_upgrade: Some(true),
             ..Default::default()
@@ -427,8 +427,13 @@ fn render_node_inner(
 /// `secrets.ca_cert_hash` is set; otherwise they are marked [`NodeRender::join_config_pending`].
 ///
 /// ```
-/// use hakube_kubeadm::{ClusterInput, ClusterSecrets, MasterInput, WorkerInput, render_cluster};
-/// let mut input = ClusterInput::new("prod", "10.0.0.10", "v1.33.2", "10.244.0.0/16");
+/// use std::net::Ipv4Addr;
+/// use hakube_kubeadm::{
+///     ClusterInput, ClusterSecrets, KubernetesVersion, MasterInput, WorkerInput, render_cluster,
+/// };
+/// let vip = Ipv4Addr::new(10, 0, 0, 10);
+/// let version = KubernetesVersion::new(33, 2);
+/// let mut input = ClusterInput::new("prod", vip, version, "10.244.0.0/16".parse()?);
 /// input.masters.push(MasterInput::new("cp1", "10.0.0.21".parse()?));
 /// input.workers.push(WorkerInput::new("w1", "10.0.0.31".parse()?));
 /// let rendered = render_cluster(&input, &ClusterSecrets::generate())?;

@@ -264,7 +264,12 @@ struct World {
 }
 
 fn world(masters: usize, workers: usize) -> World {
-    let mut input = ClusterInput::new("lab", "10.0.0.10", "v1.33.2", "10.244.0.0/16");
+    let mut input = ClusterInput::new(
+        "lab",
+        std::net::Ipv4Addr::new(10, 0, 0, 10),
+        "v1.33.2".parse().unwrap(),
+        "10.244.0.0/16".parse().unwrap(),
+    );
     for i in 1..=masters {
         input.masters.push(MasterInput::new(
             format!("cp{i}"),
@@ -701,4 +706,62 @@ async fn removing_a_master_removes_its_etcd_member() {
         log.iter()
             .any(|(h, l)| h == "cp1" && l.contains("delete node cp3"))
     );
+}
+
+#[tokio::test]
+async fn planned_files_are_pushed_instead_of_the_flows_render() {
+    use hakube_host_state::File;
+    use hakube_kubeadm::{RESET_CONFIG_PATH, render_cluster};
+
+    let w = world(2, 2);
+    // What a plan tree holds: the render without the CA pin (joining nodes have no kubeadm
+    // config yet), here edited after review so the pushed bytes tell which copy went.
+    let plan = render_cluster(&w.input, &w.secrets).unwrap();
+    let mut planned: BTreeMap<String, Vec<File>> = BTreeMap::new();
+    for node in &plan.nodes {
+        let files = node
+            .files
+            .iter()
+            .map(|f| File::new(&f.path, format!("{}# from the plan\n", f.contents)).mode(f.mode))
+            .collect();
+        planned.insert(node.name.clone(), files);
+    }
+    // A stale join configuration in the plan is not used: the flow renders it with this
+    // run's CA pin.
+    planned
+        .get_mut("w1")
+        .unwrap()
+        .push(File::new(KUBEADM_CONFIG_PATH, "stale").mode(0o600));
+    let report = w
+        .bootstrap(Duration::ZERO)
+        .planned_files(planned)
+        .run()
+        .await
+        .unwrap();
+    assert!(report.failures().is_empty(), "{report}");
+    let text = |node: &str, path: &str| {
+        String::from_utf8(w.nodes[node].inner.file(path).unwrap()).unwrap()
+    };
+    assert!(text("cp1", KUBEADM_CONFIG_PATH).ends_with("# from the plan\n"));
+    assert_eq!(
+        w.nodes["cp1"]
+            .inner
+            .file_meta(KUBEADM_CONFIG_PATH)
+            .unwrap()
+            .mode,
+        0o600
+    );
+    for n in ["cp1", "cp2", "w1", "w2"] {
+        assert!(
+            text(n, RESET_CONFIG_PATH).ends_with("# from the plan\n"),
+            "{n}"
+        );
+    }
+    for n in ["cp2", "w1", "w2"] {
+        let join = text(n, KUBEADM_CONFIG_PATH);
+        assert!(
+            join.contains("kind: JoinConfiguration") && !join.contains("# from the plan"),
+            "{n}: {join}"
+        );
+    }
 }

@@ -22,7 +22,12 @@ fn fixture(name: &str) -> String {
 }
 
 fn reference_input() -> ClusterInput {
-    let mut c = ClusterInput::new("kubernetes", "10.0.0.10", "v1.33.2", "10.244.0.0/16");
+    let mut c = ClusterInput::new(
+        "kubernetes",
+        std::net::Ipv4Addr::new(10, 0, 0, 10),
+        "v1.33.2".parse().unwrap(),
+        "10.244.0.0/16".parse().unwrap(),
+    );
     for (i, n) in ["cp1", "cp2", "cp3"].iter().enumerate() {
         c.masters.push(MasterInput::new(
             *n,

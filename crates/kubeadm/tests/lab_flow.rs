@@ -1,7 +1,8 @@
 //! The whole bootstrap flow over real SSH against a hakube-lab of 3 load balancers, 3 masters
-//! and 6 workers. `kubeadm` and `kubectl` are stand-ins (tests/lab/*.py) that parse the v1beta4
-//! configs, create the files real kubeadm creates (a real openssl CA, kubelet.conf, admin.conf)
-//! and talk to a fake API server that the load-balancer hook starts on the VIP.
+//! and 6 workers. `kubeadm` and `kubectl` are hakube-lab's stand-ins (`hakube_lab::stand_ins`) in
+//! their operation-log mode: they parse the v1beta4 configs, create the files real kubeadm
+//! creates (a real openssl CA, kubelet.conf, admin.conf) and talk to the operation-log API that
+//! the load-balancer hook starts on the VIP.
 //!
 //! Asserts the order of operations, joins through the VIP (nothing else listens on :6443), real
 //! CA pins, a failing worker reported by host without stopping the others, and that a re-run
@@ -19,12 +20,9 @@ use hakube_kubeadm::flow::{
     NodeOutcome, ProgressEvent,
 };
 use hakube_kubeadm::{ClusterInput, ClusterSecrets, KUBEADM_CONFIG_PATH, MasterInput, WorkerInput};
+use hakube_lab::stand_ins::{ClusterApi, OPERATION_LOG_API, kubeadm_script, kubectl_script};
 use hakube_lab::{Lab, require_root};
 use hakube_remote::{Auth, Command, HostKeyPolicy, RemoteExec, SshConfig, SshPool, Target};
-
-const FAKE_API: &str = include_str!("lab/fake_apiserver.py");
-const KUBEADM: &str = include_str!("lab/kubeadm.py");
-const KUBECTL: &str = include_str!("lab/kubectl.py");
 
 const MASTERS: [&str; 3] = ["cp1", "cp2", "cp3"];
 const WORKERS: [&str; 6] = ["w1", "w2", "w3", "w4", "w5", "w6"];
@@ -44,8 +42,12 @@ impl BootstrapHooks for LabHooks {
         }
         lb1.run(&format!("ip addr add {}/24 dev eth0", self.vip))
             .map_err(|e| e.to_string())?;
-        lb1.write_file("/etc/kubernetes/fake_apiserver.py", FAKE_API, 0o755)
-            .map_err(|e| e.to_string())?;
+        lb1.write_file(
+            "/etc/kubernetes/fake_apiserver.py",
+            OPERATION_LOG_API,
+            0o755,
+        )
+        .map_err(|e| e.to_string())?;
         lb1.spawn(
             "apiserver",
             &format!(
@@ -166,11 +168,18 @@ fn whole_flow_on_the_lab() {
         .copied()
         .collect();
     let lab = Arc::new(Lab::builder("kadm").hosts(names).build().expect("lab"));
-    lab.stand_in("kubeadm", KUBEADM).unwrap();
-    lab.stand_in("kubectl", KUBECTL).unwrap();
+    lab.stand_in("kubeadm", &kubeadm_script(ClusterApi::OperationLog))
+        .unwrap();
+    lab.stand_in("kubectl", &kubectl_script(ClusterApi::OperationLog))
+        .unwrap();
     let vip = lab.spare_addr(0).unwrap().to_string();
 
-    let mut input = ClusterInput::new("lab", vip.clone(), "v1.33.2", "10.244.0.0/16");
+    let mut input = ClusterInput::new(
+        "lab",
+        lab.spare_addr(0).unwrap(),
+        "v1.33.2".parse().unwrap(),
+        "10.244.0.0/16".parse().unwrap(),
+    );
     for m in MASTERS {
         input
             .masters

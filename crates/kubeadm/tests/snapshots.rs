@@ -6,7 +6,12 @@ use hakube_kubeadm::config::TaintEffect;
 use hakube_kubeadm::{ClusterInput, ClusterSecrets, MasterInput, WorkerInput, render_cluster};
 
 fn seed() -> ClusterInput {
-    let mut c = ClusterInput::new("hakube", "192.168.50.10", "v1.33.2", "10.244.0.0/16");
+    let mut c = ClusterInput::new(
+        "hakube",
+        std::net::Ipv4Addr::new(192, 168, 50, 10),
+        "v1.33.2".parse().unwrap(),
+        "10.244.0.0/16".parse().unwrap(),
+    );
     for i in 1..=3u8 {
         c.masters.push(MasterInput::new(
             format!("master-{i}"),

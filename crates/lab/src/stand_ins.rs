@@ -1,7 +1,9 @@
 //! Stand-ins for cluster software that cannot run here, for tests and local twins: a
-//! Kubernetes API server ([`kube_apiserver`], python3 standard library only) and `helm`
-//! ([`helm`], python3 with PyYAML), plus [`ApiServer`], which starts the API stand-in on a
-//! local address with a fresh CA (openssl CLI), a bearer token and a kubeconfig.
+//! Kubernetes API server ([`kube_apiserver`], python3 standard library only), `helm`
+//! ([`helm`], python3 with PyYAML), `kubeadm` and `kubectl` ([`kubeadm_script`],
+//! [`kubectl_script`], python3 with PyYAML, for either the twin's cluster or the
+//! [`OPERATION_LOG_API`] that flow tests read), plus [`ApiServer`], which starts the API
+//! stand-in on a local address with a fresh CA (openssl CLI), a bearer token and a kubeconfig.
 //!
 //! The API stand-in serves discovery, GET/LIST/DELETE/POST/PUT, server-side apply (field
 //! managers, conflicts, dry runs; `resourceVersion` moves only on change), TokenRequests, CRDs
@@ -40,6 +42,61 @@ pub fn kube_apiserver() -> PathBuf {
 pub fn helm() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src/stand_ins/helm")
 }
+
+/// The `kubeadm` stand-in's source (`kubeadm.py`), in [`ClusterApi::Cluster`] mode.
+const KUBEADM_PY: &str = include_str!("stand_ins/kubeadm.py");
+/// The `kubectl` stand-in's source (`kubectl.py`), in [`ClusterApi::Cluster`] mode.
+const KUBECTL_PY: &str = include_str!("stand_ins/kubectl.py");
+/// The line of both scripts that selects their mode.
+const API_LINE: &str = "API = \"cluster\"\n";
+
+/// The cluster the `kubeadm` and `kubectl` stand-ins work against (the scripts' headers say
+/// what each mode does).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClusterApi {
+    /// A cluster shaped like kubeadm's: `init` makes the PKI and runs etcd and the API
+    /// stand-in ([`kube_apiserver`]) as static Pods through the twin's kubelet; joins go
+    /// through discovery with the CA pin, control-plane joins add an etcd member. The twin's.
+    Cluster,
+    /// [`OPERATION_LOG_API`] at the control-plane endpoint (plain HTTP): no etcd, kubelet or
+    /// systemd needed on the hosts; every operation is logged for tests to assert on.
+    OperationLog,
+}
+
+impl ClusterApi {
+    fn line(self) -> &'static str {
+        match self {
+            Self::Cluster => API_LINE,
+            Self::OperationLog => "API = \"operation-log\"\n",
+        }
+    }
+}
+
+/// The `kubeadm` stand-in (a python3 script with PyYAML, `#!/usr/bin/python3`) working
+/// against `api`: install it as `kubeadm`, e.g. with [`crate::Lab::stand_in`]. It checks the
+/// arguments and the v1beta4 configuration as kubeadm v1.33 does and answers `init`
+/// (`--upload-certs`), `init phase upload-certs`, `join`, `reset -f`, `token list|create|delete`,
+/// `config images pull` and `version` with output shaped like the real one's.
+#[must_use]
+pub fn kubeadm_script(api: ClusterApi) -> String {
+    KUBEADM_PY.replacen(API_LINE, api.line(), 1)
+}
+
+/// The `kubectl` stand-in (python3 with PyYAML) working against `api`: `get nodes`, `label
+/// node`, and with [`ClusterApi::OperationLog`] `apply` (recorded as the CNI).
+#[must_use]
+pub fn kubectl_script(api: ClusterApi) -> String {
+    KUBECTL_PY.replacen(API_LINE, api.line(), 1)
+}
+
+/// The cluster of [`ClusterApi::OperationLog`] (python3 standard library only): run it as
+/// `python3 FILE ADDR PORT` where the control-plane endpoint points. It keeps members, the
+/// bootstrap token, the uploaded-certs key, the CA pin, whether a CNI was applied and node
+/// labels; refuses joins as a real cluster would; logs every operation with its node and the
+/// `Host` it was sent to; `GET /state` returns it all as JSON. Joins of the nodes named in
+/// `/etc/kubernetes/fake-api-fail` (on its host) fail.
+pub const OPERATION_LOG_API: &str = include_str!("stand_ins/operation-log-api.py");
 
 /// Why the API stand-in did not start.
 #[derive(Debug, thiserror::Error)]
@@ -355,6 +412,37 @@ impl Drop for ApiServer {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn kubeadm_and_kubectl_switch_mode_on_their_one_api_line() {
+        for script in [KUBEADM_PY, KUBECTL_PY] {
+            assert_eq!(script.matches(API_LINE).count(), 1);
+        }
+        for api in [ClusterApi::Cluster, ClusterApi::OperationLog] {
+            for text in [kubeadm_script(api), kubectl_script(api)] {
+                assert!(text.starts_with("#!/usr/bin/python3\n"));
+                assert_eq!(
+                    text.contains("API = \"operation-log\"\n"),
+                    api == ClusterApi::OperationLog
+                );
+                // Valid python whatever the mode.
+                let mut child = Command::new("python3")
+                    .args(["-c", "import ast, sys; ast.parse(sys.stdin.read())"])
+                    .stdin(Stdio::piped())
+                    .spawn()
+                    .expect("python3 runs");
+                child
+                    .stdin
+                    .take()
+                    .expect("piped")
+                    .write_all(text.as_bytes())
+                    .expect("written");
+                assert!(child.wait().expect("exits").success());
+            }
+        }
+    }
+
     #[test]
     fn base64_matches_the_rfc_vectors() {
         for (i, o) in [
@@ -366,7 +454,7 @@ mod tests {
             ("fooba", "Zm9vYmE="),
             ("foobar", "Zm9vYmFy"),
         ] {
-            assert_eq!(super::b64(i.as_bytes()), o);
+            assert_eq!(b64(i.as_bytes()), o);
         }
     }
 }

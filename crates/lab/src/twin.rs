@@ -41,10 +41,6 @@ pub use pod::{ContainerRun, PodRun};
 const PVE_PY: &str = include_str!("twin/pve.py");
 /// hakube-proxmox-api's fakepve test harness, which the twin's server builds on.
 const PVE_HARNESS_PY: &str = include_str!("../../proxmox-api/tests/harness/fakepve_harness.py");
-/// `kubeadm` for twin hosts.
-const KUBEADM_PY: &str = include_str!("twin/kubeadm.py");
-/// `kubectl` for twin hosts.
-const KUBECTL_PY: &str = include_str!("twin/kubectl.py");
 /// `containerd` for twin hosts.
 const CONTAINERD_SH: &str = include_str!("twin/containerd.sh");
 /// `kubelet` for twin hosts: runs the static Pods of `/etc/kubernetes/manifests`.
@@ -143,9 +139,11 @@ impl Twin {
         // Outside the hosts' private /tmp, so the programs linked into their /usr/local/bin resolve.
         let bin = PathBuf::from(format!("/var/tmp/hakube-twin-{}", std::process::id()));
         std::fs::create_dir_all(&bin).map_err(|e| io(&bin, e))?;
+        let kubeadm = crate::stand_ins::kubeadm_script(crate::stand_ins::ClusterApi::Cluster);
+        let kubectl = crate::stand_ins::kubectl_script(crate::stand_ins::ClusterApi::Cluster);
         let programs = [
-            ("kubeadm", KUBEADM_PY),
-            ("kubectl", KUBECTL_PY),
+            ("kubeadm", kubeadm.as_str()),
+            ("kubectl", kubectl.as_str()),
             ("containerd", CONTAINERD_SH),
             ("kubelet", KUBELET_PY),
         ];

@@ -4,7 +4,7 @@
 
 use hakube_kubeadm::config::TaintEffect;
 use hakube_kubeadm::prep::{PrepInput, node_prep_plan};
-use hakube_kubeadm::{ClusterInput, MasterInput, WorkerInput};
+use hakube_kubeadm::{ClusterInput, KubernetesVersion, MasterInput, WorkerInput};
 use hakube_topology::{Cluster, RoleKind};
 
 use crate::secrets::{PlanSecrets, SECRETS_PATH};
@@ -21,17 +21,24 @@ fn err(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Error {
 }
 
 /// The kubeadm crate's input for a placed cluster.
-#[must_use]
-pub fn kubeadm_input(cluster: &Cluster) -> ClusterInput {
+///
+/// # Errors
+/// [`Error::Component`] (`kubeadm`) when the cluster's Kubernetes version is not
+/// `MAJOR.MINOR.PATCH` of Kubernetes 1 (the topology accepts it with or without the `v`).
+pub fn kubeadm_input(cluster: &Cluster) -> Result<ClusterInput, Error> {
     let t = &cluster.topology;
     let k = &t.kubernetes;
+    let version: KubernetesVersion =
+        format!("v{}", cluster.kubernetes_version.trim_start_matches('v'))
+            .parse()
+            .map_err(err)?;
     let mut input = ClusterInput::new(
         t.cluster.name.clone(),
-        t.network.vip.to_string(),
-        format!("v{}", cluster.kubernetes_version.trim_start_matches('v')),
-        k.pod_cidr.to_string(),
+        t.network.vip,
+        version,
+        k.pod_cidr.into(),
     );
-    input.service_subnet = k.service_cidr.to_string();
+    input.service_subnet = k.service_cidr.into();
     input.dns_domain = k.dns_domain.clone();
     for vm in cluster.vms_with_role(RoleKind::ControlPlane) {
         input
@@ -63,7 +70,7 @@ pub fn kubeadm_input(cluster: &Cluster) -> ClusterInput {
             input.cert_sans.push(fqdn);
         }
     }
-    input
+    Ok(input)
 }
 
 pub(crate) fn render(
@@ -71,16 +78,16 @@ pub(crate) fn render(
     secrets: &PlanSecrets,
     tree: &mut PlanTree,
 ) -> Result<(), Error> {
-    let input = kubeadm_input(cluster);
+    let input = kubeadm_input(cluster)?;
     let rendered = hakube_kubeadm::render_cluster(&input, &secrets.kubeadm).map_err(err)?;
     // Node preparation first: the kubeadm configs below need nothing of it, but a node's plan
     // reads best in the order it is applied.
     let masters: Vec<&str> = input.masters.iter().map(|m| m.name.as_str()).collect();
     for node in input.node_names() {
-        let mut prep = PrepInput::new(input.kubernetes_version.clone(), masters.contains(&node));
+        let mut prep = PrepInput::new(input.kubernetes_version, masters.contains(&node));
         prep.cri_socket.clone_from(&input.cri_socket);
         prep.image_repository.clone_from(&input.image_repository);
-        tree.host_items(node_prep_plan(node, &prep).map_err(err)?)?;
+        tree.host_items(node_prep_plan(node, &prep))?;
     }
     for node in rendered.nodes {
         for f in node.files {

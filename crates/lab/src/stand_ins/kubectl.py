@@ -1,10 +1,17 @@
 #!/usr/bin/python3
-# hakube twin: kubectl, the verbs hakube's bootstrap uses on a master (get nodes, label node),
-# against the API the kubeconfig names (token and CA from it).
-# Nodes are Ready once a CNI is in the cluster (a calico-node DaemonSet or Calico's
-# operator Installation), as real nodes become Ready when their CNI runs.
+# hakube-lab: kubectl, the verbs hakube's bootstrap uses on a master, against the API the
+# kubeconfig names. Like the kubeadm stand-in it has two modes (API below):
+# - "cluster" (the twin's): the Kubernetes API (token and CA from the kubeconfig); `get nodes`,
+#   `label node`. Nodes are Ready once a CNI is in the cluster (a calico-node DaemonSet or
+#   Calico's operator Installation), as real nodes become Ready when their CNI runs.
+# - "operation-log": operation-log-api.py at the kubeconfig's endpoint (plain HTTP); `get
+#   nodes`, `label node`, and `apply` of any file, which the log records as the CNI (nodes are
+#   Ready from then on).
 import base64, json, ssl, sys, urllib.error, urllib.request
 import yaml
+
+# Set by hakube_lab::stand_ins::kubectl_script (one line, exactly this shape).
+API = "cluster"
 
 args = sys.argv[1:]
 cfg_path = "/etc/kubernetes/admin.conf"
@@ -19,6 +26,35 @@ except OSError:
     sys.exit(1)
 c = cfg["clusters"][0]["cluster"]
 server = c["server"]
+
+
+def oplog(op, body=None):
+    """An operation on operation-log-api.py at the kubeconfig's endpoint (plain HTTP)."""
+    ep = server.removeprefix("https://")
+    data = None if body is None else json.dumps(body).encode()
+    try:
+        with urllib.request.urlopen(urllib.request.Request(f"http://{ep}/{op}", data=data), timeout=10) as r:
+            return r.read().decode()
+    except OSError as e:
+        print(f"The connection to the server {ep} was refused: {e}", file=sys.stderr)
+        sys.exit(1)
+
+
+if API == "operation-log":
+    if args[:2] == ["get", "nodes"]:
+        sys.stdout.write(oplog("nodes"))
+    elif args[:1] == ["apply"]:
+        oplog("cni", {})
+        print("daemonset.apps/calico-node created")
+    elif args[:2] == ["label", "node"] and len(args) > 2:
+        labels = dict(a.split("=", 1) for a in args[3:] if "=" in a)
+        oplog("label", {"node": args[2], "labels": labels})
+        print(f"node/{args[2]} labeled")
+    else:
+        print(f"hakube-lab kubectl: unsupported {args}", file=sys.stderr)
+        sys.exit(1)
+    sys.exit(0)
+
 token = cfg["users"][0]["user"]["token"]
 ctx = ssl.create_default_context(cadata=base64.b64decode(c["certificate-authority-data"]).decode())
 ctx.check_hostname = False
@@ -80,5 +116,5 @@ elif args[:2] == ["label", "node"]:
          "application/apply-patch+yaml")
     print(f"node/{name} labeled")
 else:
-    print(f"hakube twin kubectl: unsupported {args}", file=sys.stderr)
+    print(f"hakube-lab kubectl: unsupported {args}", file=sys.stderr)
     sys.exit(1)

@@ -1,7 +1,10 @@
 #!/usr/bin/python3
-# hakube twin: kubeadm (v1.33 behaviour as far as hakube's bootstrap flow depends on it).
+# hakube-lab: kubeadm (v1.33 behaviour as far as hakube's bootstrap flow depends on it). Both
+# modes check the arguments and the v1beta4 config files as kubeadm does, write the files real
+# kubeadm writes (a real openssl CA, kubelet.conf, admin.conf) and print output shaped like
+# recorded real output; they differ in the cluster behind the control-plane endpoint (API below).
 #
-# Like real kubeadm it keeps the cluster's state in the cluster: `init` creates a real CA
+# API = "cluster" (the twin's): like real kubeadm it keeps the cluster's state in the cluster: `init` creates a real CA
 # (openssl), an API server certificate with the configured SANs, etcd's CA and certificates
 # (etcd/ca, etcd/server, etcd/healthcheck-client, apiserver-etcd-client, at kubeadm's paths),
 # writes the static Pod manifests of etcd (a real etcd, `--data-dir=/var/lib/etcd`) and of the
@@ -16,13 +19,20 @@
 # Twin simplifications: etcd's client port is TLS with client certificates as kubeadm sets it
 # up, its peer port is plain HTTP; the manifests are shaped like kubeadm v1.32's, without
 # probes' effect (the kubelet stand-in restarts a container only when it exits).
+#
+# API = "operation-log" (flow tests on plain lab hosts, no etcd or kubelet): the cluster is
+# operation-log-api.py at the control-plane endpoint (plain HTTP), which keeps what kubeadm
+# keeps in the cluster (members, token, uploaded-certs key, CA pin), refuses joins as the real
+# cluster would, and logs every operation in order (the tests assert on that log). `init`
+# creates the CA and registers it there; `join` gets the CA from it.
 import base64, datetime, hashlib, json, os, re, secrets, socket, ssl, subprocess, sys, time
 import urllib.error, urllib.request
 import yaml
 
+# Set by hakube_lab::stand_ins::kubeadm_script (one line, exactly this shape).
+API = "cluster"
 PKI = "/etc/kubernetes/pki"
 TWIN = "/etc/kubernetes/hakube-twin"
-HERE = os.path.dirname(os.path.realpath(__file__))
 TOKEN = re.compile(r"^([a-z0-9]{6})\.([a-z0-9]{16})$")
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -48,11 +58,20 @@ def sh(cmd):
     return r.stdout
 
 
+KINDS = {("kubeadm.k8s.io/v1beta4", k) for k in ("InitConfiguration", "ClusterConfiguration", "JoinConfiguration",
+                                                 "ResetConfiguration", "UpgradeConfiguration")}
+KINDS |= {("kubelet.config.k8s.io/v1beta1", "KubeletConfiguration"),
+          ("kubeproxy.config.k8s.io/v1alpha1", "KubeProxyConfiguration")}
+
+
 def load(path):
     try:
         docs = [d for d in yaml.safe_load_all(open(path)) if d]
     except (OSError, yaml.YAMLError) as e:
         die(f"config {path}: {e}")
+    for d in docs:
+        if (d.get("apiVersion"), d.get("kind")) not in KINDS:
+            die(f"config {path}: unsupported apiVersion/kind {d.get('apiVersion')}/{d.get('kind')}")
     return {d.get("kind"): d for d in docs}
 
 
@@ -99,6 +118,29 @@ class Api:
 
     def apply(self, path, obj):
         return self.call("PATCH", path + "?fieldManager=kubeadm&force=true", obj, "application/apply-patch+yaml")
+
+
+def oplog(endpoint, op, body=None):
+    """An operation on operation-log-api.py at `endpoint` (plain HTTP)."""
+    data = None if body is None else json.dumps(body).encode()
+    try:
+        with urllib.request.urlopen(urllib.request.Request(f"http://{endpoint}/{op}", data=data), timeout=10) as r:
+            return r.read().decode()
+    except urllib.error.HTTPError as e:
+        die(f"{op}: {e.read().decode(errors='replace')}")
+    except OSError as e:
+        die(f"{op}: cannot reach the API at {endpoint}: {e}")
+
+
+def admin_endpoint(paths=("/etc/kubernetes/admin.conf",)):
+    """The API endpoint (host:port) of the first kubeconfig in `paths` that exists."""
+    for p in paths:
+        try:
+            text = open(p).read()
+        except OSError:
+            continue
+        return re.search(r"server: https://(\S+)", text).group(1)
+    die(f"couldn't read {paths[0]}")
 
 
 def kubeconfig(endpoint, ca_pem, user, token):
@@ -320,6 +362,35 @@ def init(args):
     name = ic["nodeRegistration"]["name"]
     if os.path.exists("/etc/kubernetes/kubelet.conf"):
         die("[preflight] Some fatal errors occurred:\n\t[ERROR FileAvailable--etc-kubernetes-kubelet.conf]: /etc/kubernetes/kubelet.conf already exists")
+    if API == "operation-log":
+        init_oplog(ep, name, token, key)
+    else:
+        init_cluster(ep, name, token, key, ic, cc)
+    h = ca_hash()
+    print(f"[init] Using Kubernetes version: {cc['kubernetesVersion']}")
+    print('[upload-certs] Storing the certificates in Secret "kubeadm-certs" in the "kube-system" Namespace')
+    print(f"[upload-certs] Using certificate key:\n{key}")
+    print(f"[bootstrap-token] Using token: {token}\n")
+    print("Your Kubernetes control-plane has initialized successfully!\n")
+    print("You can now join any number of control-plane nodes running the following command on each as root:\n")
+    print(f"  kubeadm join {ep} --token {token} \\\n\t--discovery-token-ca-cert-hash {h} \\\n\t--control-plane --certificate-key {key}\n")
+    print("Then you can join any number of worker nodes by running the following on each as root:\n")
+    print(f"kubeadm join {ep} --token {token} \\\n\t--discovery-token-ca-cert-hash {h} ")
+
+
+def init_oplog(ep, name, token, key):
+    """The CA, then the cluster registers this first member (and the CA pin) at `ep`."""
+    os.makedirs(PKI, exist_ok=True)
+    sh(f"openssl req -x509 -newkey rsa:2048 -nodes -keyout {PKI}/ca.key -subj /CN=kubernetes -days 3650 -out {PKI}/ca.crt 2>/dev/null")
+    time.sleep(0.4)
+    ca_pem = open(f"{PKI}/ca.crt").read()
+    oplog(ep, "init", {"node": name, "token": token, "cert_key": key, "ca_hash": ca_hash(), "ca_pem": ca_pem})
+    write("/etc/kubernetes/admin.conf", kubeconfig(ep, ca_pem, "kubernetes-admin", ""))
+    write("/etc/kubernetes/kubelet.conf", kubeconfig(ep, ca_pem, f"system:node:{name}", ""))
+
+
+def init_cluster(ep, name, token, key, ic, cc):
+    """The PKI, etcd and the API server as static Pods, and the cluster's objects in them."""
     addr = my_addr()
     os.makedirs(f"{PKI}/etcd", exist_ok=True)
     sh(f"openssl req -x509 -newkey rsa:2048 -nodes -keyout {PKI}/ca.key -subj /CN=kubernetes -days 3650 -out {PKI}/ca.crt 2>/dev/null")
@@ -356,16 +427,6 @@ def init(args):
     api.apply(f"/api/v1/nodes/{name}", node_obj(name, True))
     write("/etc/kubernetes/admin.conf", kubeconfig(ep, ca_pem, "kubernetes-admin", admin_token))
     write("/etc/kubernetes/kubelet.conf", kubeconfig(ep, ca_pem, f"system:node:{name}", admin_token))
-    h = ca_hash()
-    print(f"[init] Using Kubernetes version: {cc['kubernetesVersion']}")
-    print('[upload-certs] Storing the certificates in Secret "kubeadm-certs" in the "kube-system" Namespace')
-    print(f"[upload-certs] Using certificate key:\n{key}")
-    print(f"[bootstrap-token] Using token: {token}\n")
-    print("Your Kubernetes control-plane has initialized successfully!\n")
-    print("You can now join any number of control-plane nodes running the following command on each as root:\n")
-    print(f"  kubeadm join {ep} --token {token} \\\n\t--discovery-token-ca-cert-hash {h} \\\n\t--control-plane --certificate-key {key}\n")
-    print("Then you can join any number of worker nodes by running the following on each as root:\n")
-    print(f"kubeadm join {ep} --token {token} \\\n\t--discovery-token-ca-cert-hash {h} ")
 
 
 def join(args):
@@ -379,6 +440,32 @@ def join(args):
     cp = jc.get("controlPlane")
     if os.path.exists("/etc/kubernetes/kubelet.conf"):
         die("[preflight] Some fatal errors occurred:\n\t[ERROR FileAvailable--etc-kubernetes-kubelet.conf]: /etc/kubernetes/kubelet.conf already exists")
+    if API == "operation-log":
+        join_oplog(ep, token, name, bt, cp)
+    else:
+        join_cluster(ep, token, name, bt, cp, jc)
+    if cp is not None:
+        print("This node has joined the cluster and a new control plane instance was created:")
+    else:
+        print("This node has joined the cluster:")
+    print("* Certificate signing request was sent to apiserver and a response was received.")
+
+
+def join_oplog(ep, token, name, bt, cp):
+    """The cluster at `ep` checks the token, the CA pin and the certificate key."""
+    time.sleep(0.25)
+    r = json.loads(oplog(ep, "join", {"node": name, "token": token, "ca_hashes": bt.get("caCertHashes", []),
+                                      "control_plane": cp is not None,
+                                      "cert_key": (cp or {}).get("certificateKey"),
+                                      "advertise": ((cp or {}).get("localAPIEndpoint") or {}).get("advertiseAddress")}))
+    write(f"{PKI}/ca.crt", r["ca_pem"], 0o644)
+    write("/etc/kubernetes/kubelet.conf", kubeconfig(ep, r["ca_pem"], f"system:node:{name}", token))
+    if cp is not None:
+        write("/etc/kubernetes/admin.conf", kubeconfig(ep, r["ca_pem"], "kubernetes-admin", ""))
+
+
+def join_cluster(ep, token, name, bt, cp, jc):
+    """Discovery, the CA pin, and for a control plane its certificates, etcd member and Pods."""
     # Discovery: cluster-info through the endpoint, then the CA pin.
     api = Api(ep, token)
     info = api.call("GET", "/api/v1/namespaces/kube-public/configmaps/cluster-info")
@@ -444,15 +531,20 @@ def join(args):
     write("/etc/kubernetes/kubelet.conf", kubeconfig(ep, ca_pem, f"system:node:{name}", token))
     if cp is not None:
         write("/etc/kubernetes/admin.conf", kubeconfig(ep, ca_pem, "kubernetes-admin", admin_token))
-        print("This node has joined the cluster and a new control plane instance was created:")
-    else:
-        print("This node has joined the cluster:")
-    print("* Certificate signing request was sent to apiserver and a response was received.")
 
 
 def reset(args):
     if "-f" not in args and "--force" not in args:
         die("reset needs -f in automation")
+    if API == "operation-log":
+        confs = [p for p in ("/etc/kubernetes/kubelet.conf", "/etc/kubernetes/admin.conf") if os.path.exists(p)]
+        if confs:
+            oplog(admin_endpoint(confs), "reset", {"node": os.uname().nodename})
+        for p in confs:
+            os.remove(p)
+        subprocess.run("rm -rf /etc/kubernetes/pki /etc/kubernetes/manifests", shell=True)
+        print("[reset] Deleting contents of directories: [/etc/kubernetes/manifests /var/lib/kubelet /etc/kubernetes/pki]")
+        return
     # The kubelet stops the static Pods whose manifests go; etcd's data goes with them.
     subprocess.run(f"rm -rf {MANIFESTS}; sleep 1; systemctl stop kubelet", shell=True)
     for p in ("/etc/kubernetes/kubelet.conf", "/etc/kubernetes/admin.conf"):
@@ -464,6 +556,9 @@ def reset(args):
 
 
 def tokens():
+    if API == "operation-log":
+        sys.stdout.write(oplog(admin_endpoint(), "tokens"))
+        return
     api = admin_api()
     rows = ["TOKEN                     TTL         EXPIRES                USAGES                   DESCRIPTION   EXTRA GROUPS"]
     lst = api.call("GET", "/api/v1/namespaces/kube-system/secrets")
@@ -481,8 +576,11 @@ def main(args):
         key = arg(args, "--certificate-key")
         if "--upload-certs" not in args or not key or not HEX64.match(key):
             die("upload-certs needs --upload-certs and a 64-hex --certificate-key")
-        api = admin_api()
-        api.apply("/api/v1/namespaces/kube-system/secrets/kubeadm-certs", certs_secret(key, api.token))
+        if API == "operation-log":
+            oplog(admin_endpoint(), "upload-certs", {"cert_key": key})
+        else:
+            api = admin_api()
+            api.apply("/api/v1/namespaces/kube-system/secrets/kubeadm-certs", certs_secret(key, api.token))
         print('[upload-certs] Storing the certificates in Secret "kubeadm-certs" in the "kube-system" Namespace')
         print(f"[upload-certs] Using certificate key:\n{key}")
     elif args[:1] == ["init"]:
@@ -497,10 +595,17 @@ def main(args):
         if len(args) < 3 or not TOKEN.match(args[2]):
             die("token create needs a well-formed token")
         tid = TOKEN.match(args[2]).group(1)
-        admin_api().apply(f"/api/v1/namespaces/kube-system/secrets/bootstrap-token-{tid}", token_secret(args[2]))
+        if API == "operation-log":
+            oplog(admin_endpoint(), "token-create", {"token": args[2]})
+        else:
+            admin_api().apply(f"/api/v1/namespaces/kube-system/secrets/bootstrap-token-{tid}", token_secret(args[2]))
         print(args[2])
-    elif args[:2] == ["token", "delete"]:
-        admin_api().call("DELETE", f"/api/v1/namespaces/kube-system/secrets/bootstrap-token-{args[2].split('.')[0]}", ok404=True)
+    elif args[:2] == ["token", "delete"] and len(args) > 2:
+        tid = args[2].split(".")[0]
+        if API == "operation-log":
+            oplog(admin_endpoint(), "token-delete", {"id": tid})
+        else:
+            admin_api().call("DELETE", f"/api/v1/namespaces/kube-system/secrets/bootstrap-token-{tid}", ok404=True)
         print(f'bootstrap token "{args[2]}" deleted')
     elif args[:3] == ["config", "images", "pull"]:
         v = arg(args, "--kubernetes-version") or "v1.33.2"
@@ -512,7 +617,7 @@ def main(args):
     elif args[:1] == ["version"]:
         print('kubeadm version: &version.Info{Major:"1", Minor:"33", GitVersion:"v1.33.2"}')
     else:
-        die(f"hakube twin kubeadm: unsupported {args}")
+        die(f"hakube-lab kubeadm: unsupported {args}")
 
 
 main(sys.argv[1:])

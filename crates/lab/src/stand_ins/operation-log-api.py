@@ -1,7 +1,9 @@
 #!/usr/bin/python3
-# A stand-in for the cluster's API as kubeadm sees it, listening on the VIP:6443 (plain HTTP).
-# It keeps the state real kubeadm keeps in the cluster: members, the bootstrap token, the
-# uploaded-certs key, the CA pin, whether a CNI was applied; and logs every operation in order.
+# hakube-lab: the cluster as the kubeadm and kubectl stand-ins see it in their "operation-log"
+# mode: `operation-log-api.py ADDR PORT` (plain HTTP, e.g. on the VIP:6443). It keeps the state
+# real kubeadm keeps in the cluster: members, the bootstrap token, the uploaded-certs key, the
+# CA pin, whether a CNI was applied, node labels; and logs every operation in order with the
+# node and the Host it was sent to (GET /state returns all of it, for tests to assert on).
 # Joins are refused with the error real kubeadm would hit when the token, CA pin or certificate
 # key do not match. A node named in /etc/kubernetes/fake-api-fail fails every join.
 import json, sys, threading, time
