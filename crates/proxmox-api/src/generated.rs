@@ -9,6 +9,8 @@
 
 use std::collections::BTreeMap;
 
+pub use crate::property_string::{PropValue, PropertyStringError};
+use crate::property_string::{PropertyItems, PropertyWriter, indexed, no_default_key, prop_set};
 #[cfg(feature = "client")]
 use crate::transport::Method;
 use crate::wire::Params;
@@ -36,129 +38,44 @@ impl<'de> serde::Deserialize<'de> for Loose<bool> {
     }
 }
 
-/// A property string (or one of its values) that does not read as its format says.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("property string key {key}: {reason}")]
-#[non_exhaustive]
-pub struct PropertyStringError {
-    /// The key whose value is wrong.
-    pub key: String,
-    /// What is wrong.
-    pub reason: String,
-}
-
-/// A value of a property string as PVE writes it (booleans as `1`/`0`).
-pub trait PropValue {
-    /// The text.
-    fn prop_text(&self) -> String;
-    /// Reads it back.
-    fn prop_read(s: &str) -> Option<Self>
-    where
-        Self: Sized;
-}
-
-impl PropValue for String {
-    fn prop_text(&self) -> String {
-        self.clone()
-    }
-    fn prop_read(s: &str) -> Option<Self> {
-        Some(s.to_owned())
-    }
-}
-
-impl PropValue for i64 {
-    fn prop_text(&self) -> String {
-        self.to_string()
-    }
-    fn prop_read(s: &str) -> Option<Self> {
-        s.parse().ok()
-    }
-}
-
-impl PropValue for f64 {
-    fn prop_text(&self) -> String {
-        self.to_string()
-    }
-    fn prop_read(s: &str) -> Option<Self> {
-        s.parse().ok().filter(|f: &Self| f.is_finite())
-    }
-}
-
-impl PropValue for bool {
-    fn prop_text(&self) -> String {
-        if *self { "1" } else { "0" }.to_owned()
-    }
-    fn prop_read(s: &str) -> Option<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "1" | "on" | "yes" | "true" => Some(true),
-            "0" | "off" | "no" | "false" => Some(false),
-            _ => None,
-        }
-    }
-}
-
-fn prop_value<T: PropValue>(v: &T) -> String {
-    v.prop_text()
-}
-
-fn prop_parse<T: PropValue>(key: &str, value: &str) -> Result<T, PropertyStringError> {
-    T::prop_read(value).ok_or_else(|| PropertyStringError {
-        key: key.to_owned(),
-        reason: format!("{value:?} is not a {}", core::any::type_name::<T>()),
-    })
-}
-
-/// The `{prefix}N` members of an answer, by N, as text.
-#[allow(dead_code, reason = "used by the answers that have indexed keys")]
-fn indexed<'a>(
-    other: &'a BTreeMap<String, serde_json::Value>,
-    prefix: &'a str,
-) -> impl Iterator<Item = (u32, &'a str)> + 'a {
-    other.iter().filter_map(move |(k, v)| {
-        let n = k.strip_prefix(prefix)?;
-        if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        Some((n.parse().ok()?, v.as_str()?))
-    })
-}
-
-/// The `agent` property string (`key=value,...`), generated from the schema's format.
+/// A property string: the format the schema spells out for `agent`.
 ///
-/// `Display` writes it as PVE reads it; `FromStr` reads what PVE answers (bare default key, aliases).
+/// `Display` writes it as PVE writes it; `FromStr` reads what PVE answers (see
+/// [`crate::property_string`] for the rules and the quoting of values PVE cannot take).
 #[derive(Clone, Debug, Default, PartialEq)]
 #[non_exhaustive]
 pub struct AgentProperty {
-    /// `enabled`.
+    /// `enabled`. The default key (written without `key=`).
     pub enabled: Option<bool>,
-    /// `freeze-fs`.
+    /// `freeze-fs`. Also read from `freeze-fs-on-backup`, `guest-fsfreeze`.
     pub freeze_fs: Option<bool>,
     /// `fstrim_cloned_disks`.
     pub fstrim_cloned_disks: Option<bool>,
     /// `type`. One of `virtio`, `isa`.
     pub r#type: Option<String>,
-    /// Keys the schema does not list, in the order read.
+    /// Keys the format does not list, in the order read (keys must not contain `,` or `=`).
     pub other: Vec<(String, String)>,
 }
 
 impl core::fmt::Display for AgentProperty {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        #[allow(unused_mut, reason = "some formats have one key")]
-        let mut parts: Vec<String> = Vec::new();
+        let mut w = PropertyWriter::new(f);
         if let Some(v) = &self.enabled {
-            parts.push(prop_value(v));
+            w.bare(&v.prop_text())?;
         }
         if let Some(v) = &self.freeze_fs {
-            parts.push(format!("freeze-fs={}", prop_value(v)));
+            w.pair("freeze-fs", &v.prop_text())?;
         }
         if let Some(v) = &self.fstrim_cloned_disks {
-            parts.push(format!("fstrim_cloned_disks={}", prop_value(v)));
+            w.pair("fstrim_cloned_disks", &v.prop_text())?;
         }
         if let Some(v) = &self.r#type {
-            parts.push(format!("type={}", prop_value(v)));
+            w.pair("type", &v.prop_text())?;
         }
-        parts.extend(self.other.iter().map(|(k, v)| format!("{k}={v}")));
-        f.write_str(&parts.join(","))
+        for (k, v) in &self.other {
+            w.pair(k, v)?;
+        }
+        Ok(())
     }
 }
 
@@ -167,63 +84,60 @@ impl core::str::FromStr for AgentProperty {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let mut out = Self::default();
-        for part in s.split(',').filter(|p| !p.is_empty()) {
-            let Some((key, value)) = part.split_once('=') else {
-                out.enabled = Some(prop_parse("enabled", part)?);
+        for item in PropertyItems::new(s) {
+            let (key, value) = item?;
+            let Some(key) = key else {
+                prop_set(&mut out.enabled, "enabled", &value)?;
                 continue;
             };
             match key {
                 "enabled" => {
-                    out.enabled = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.enabled, "enabled", &value)?;
                 }
-                "freeze-fs" => {
-                    out.freeze_fs = Some(prop_parse(key, value)?);
+                "freeze-fs" | "freeze-fs-on-backup" | "guest-fsfreeze" => {
+                    prop_set(&mut out.freeze_fs, "freeze-fs", &value)?;
                 }
                 "fstrim_cloned_disks" => {
-                    out.fstrim_cloned_disks = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.fstrim_cloned_disks, "fstrim_cloned_disks", &value)?;
                 }
                 "type" => {
-                    out.r#type = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.r#type, "type", &value)?;
                 }
-                "freeze-fs-on-backup" => {
-                    out.freeze_fs = Some(prop_parse("freeze-fs", value)?);
-                }
-                "guest-fsfreeze" => {
-                    out.freeze_fs = Some(prop_parse("freeze-fs", value)?);
-                }
-                _ => out.other.push((key.to_owned(), value.to_owned())),
+                _ => out.other.push((key.to_owned(), value.into_owned())),
             }
         }
         Ok(out)
     }
 }
 
-/// The `audio0` property string (`key=value,...`), generated from the schema's format.
+/// A property string: the format the schema spells out for `audio0`.
 ///
-/// `Display` writes it as PVE reads it; `FromStr` reads what PVE answers (bare default key, aliases).
+/// `Display` writes it as PVE writes it; `FromStr` reads what PVE answers (see
+/// [`crate::property_string`] for the rules and the quoting of values PVE cannot take).
 #[derive(Clone, Debug, Default, PartialEq)]
 #[non_exhaustive]
 pub struct AudioProperty {
-    /// `device`. One of `ich9-intel-hda`, `intel-hda`, `AC97`.
+    /// `device`. One of `ich9-intel-hda`, `intel-hda`, `AC97`. Required by PVE.
     pub device: Option<String>,
     /// `driver`. One of `spice`, `none`.
     pub driver: Option<String>,
-    /// Keys the schema does not list, in the order read.
+    /// Keys the format does not list, in the order read (keys must not contain `,` or `=`).
     pub other: Vec<(String, String)>,
 }
 
 impl core::fmt::Display for AudioProperty {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        #[allow(unused_mut, reason = "some formats have one key")]
-        let mut parts: Vec<String> = Vec::new();
+        let mut w = PropertyWriter::new(f);
         if let Some(v) = &self.device {
-            parts.push(format!("device={}", prop_value(v)));
+            w.pair("device", &v.prop_text())?;
         }
         if let Some(v) = &self.driver {
-            parts.push(format!("driver={}", prop_value(v)));
+            w.pair("driver", &v.prop_text())?;
         }
-        parts.extend(self.other.iter().map(|(k, v)| format!("{k}={v}")));
-        f.write_str(&parts.join(","))
+        for (k, v) in &self.other {
+            w.pair(k, v)?;
+        }
+        Ok(())
     }
 }
 
@@ -232,36 +146,35 @@ impl core::str::FromStr for AudioProperty {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let mut out = Self::default();
-        for part in s.split(',').filter(|p| !p.is_empty()) {
-            let Some((key, value)) = part.split_once('=') else {
-                return Err(PropertyStringError {
-                    key: part.to_owned(),
-                    reason: "no value (key=value expected)".into(),
-                });
+        for item in PropertyItems::new(s) {
+            let (key, value) = item?;
+            let Some(key) = key else {
+                return Err(no_default_key(&value));
             };
             match key {
                 "device" => {
-                    out.device = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.device, "device", &value)?;
                 }
                 "driver" => {
-                    out.driver = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.driver, "driver", &value)?;
                 }
-                _ => out.other.push((key.to_owned(), value.to_owned())),
+                _ => out.other.push((key.to_owned(), value.into_owned())),
             }
         }
         Ok(out)
     }
 }
 
-/// The `efidisk0` property string (`key=value,...`), generated from the schema's format.
+/// A property string: the format the schema spells out for `efidisk0`.
 ///
-/// `Display` writes it as PVE reads it; `FromStr` reads what PVE answers (bare default key, aliases).
+/// `Display` writes it as PVE writes it; `FromStr` reads what PVE answers (see
+/// [`crate::property_string`] for the rules and the quoting of values PVE cannot take).
 #[derive(Clone, Debug, Default, PartialEq)]
 #[non_exhaustive]
 pub struct EfidiskProperty {
     /// `efitype`. One of `2m`, `4m`.
     pub efitype: Option<String>,
-    /// `file`. Format `pve-volume-id-or-qm-path`.
+    /// `file`. Format `pve-volume-id-or-qm-path`. The default key (written without `key=`). Also read from `volume`.
     pub file: Option<String>,
     /// `format`. One of `raw`, `qcow`, `qed`, `qcow2`, `vmdk`, `cloop`.
     pub format: Option<String>,
@@ -273,37 +186,38 @@ pub struct EfidiskProperty {
     pub pre_enrolled_keys: Option<bool>,
     /// `size`. Format `disk-size`.
     pub size: Option<String>,
-    /// Keys the schema does not list, in the order read.
+    /// Keys the format does not list, in the order read (keys must not contain `,` or `=`).
     pub other: Vec<(String, String)>,
 }
 
 impl core::fmt::Display for EfidiskProperty {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        #[allow(unused_mut, reason = "some formats have one key")]
-        let mut parts: Vec<String> = Vec::new();
+        let mut w = PropertyWriter::new(f);
         if let Some(v) = &self.file {
-            parts.push(prop_value(v));
+            w.bare(&v.prop_text())?;
         }
         if let Some(v) = &self.efitype {
-            parts.push(format!("efitype={}", prop_value(v)));
+            w.pair("efitype", &v.prop_text())?;
         }
         if let Some(v) = &self.format {
-            parts.push(format!("format={}", prop_value(v)));
+            w.pair("format", &v.prop_text())?;
         }
         if let Some(v) = &self.import_from {
-            parts.push(format!("import-from={}", prop_value(v)));
+            w.pair("import-from", &v.prop_text())?;
         }
         if let Some(v) = &self.ms_cert {
-            parts.push(format!("ms-cert={}", prop_value(v)));
+            w.pair("ms-cert", &v.prop_text())?;
         }
         if let Some(v) = &self.pre_enrolled_keys {
-            parts.push(format!("pre-enrolled-keys={}", prop_value(v)));
+            w.pair("pre-enrolled-keys", &v.prop_text())?;
         }
         if let Some(v) = &self.size {
-            parts.push(format!("size={}", prop_value(v)));
+            w.pair("size", &v.prop_text())?;
         }
-        parts.extend(self.other.iter().map(|(k, v)| format!("{k}={v}")));
-        f.write_str(&parts.join(","))
+        for (k, v) in &self.other {
+            w.pair(k, v)?;
+        }
+        Ok(())
     }
 }
 
@@ -312,46 +226,45 @@ impl core::str::FromStr for EfidiskProperty {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let mut out = Self::default();
-        for part in s.split(',').filter(|p| !p.is_empty()) {
-            let Some((key, value)) = part.split_once('=') else {
-                out.file = Some(prop_parse("file", part)?);
+        for item in PropertyItems::new(s) {
+            let (key, value) = item?;
+            let Some(key) = key else {
+                prop_set(&mut out.file, "file", &value)?;
                 continue;
             };
             match key {
                 "efitype" => {
-                    out.efitype = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.efitype, "efitype", &value)?;
                 }
-                "file" => {
-                    out.file = Some(prop_parse(key, value)?);
+                "file" | "volume" => {
+                    prop_set(&mut out.file, "file", &value)?;
                 }
                 "format" => {
-                    out.format = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.format, "format", &value)?;
                 }
                 "import-from" => {
-                    out.import_from = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.import_from, "import-from", &value)?;
                 }
                 "ms-cert" => {
-                    out.ms_cert = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.ms_cert, "ms-cert", &value)?;
                 }
                 "pre-enrolled-keys" => {
-                    out.pre_enrolled_keys = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.pre_enrolled_keys, "pre-enrolled-keys", &value)?;
                 }
                 "size" => {
-                    out.size = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.size, "size", &value)?;
                 }
-                "volume" => {
-                    out.file = Some(prop_parse("file", value)?);
-                }
-                _ => out.other.push((key.to_owned(), value.to_owned())),
+                _ => out.other.push((key.to_owned(), value.into_owned())),
             }
         }
         Ok(out)
     }
 }
 
-/// The `ide[n]` property string (`key=value,...`), generated from the schema's format.
+/// A property string: the format the schema spells out for `ide[n]`.
 ///
-/// `Display` writes it as PVE reads it; `FromStr` reads what PVE answers (bare default key, aliases).
+/// `Display` writes it as PVE writes it; `FromStr` reads what PVE answers (see
+/// [`crate::property_string`] for the rules and the quoting of values PVE cannot take).
 #[derive(Clone, Debug, Default, PartialEq)]
 #[non_exhaustive]
 pub struct IdeProperty {
@@ -365,11 +278,11 @@ pub struct IdeProperty {
     pub bps_max_length: Option<i64>,
     /// `bps_rd`.
     pub bps_rd: Option<i64>,
-    /// `bps_rd_max_length`.
+    /// `bps_rd_max_length`. Also read from `bps_rd_length`.
     pub bps_rd_max_length: Option<i64>,
     /// `bps_wr`.
     pub bps_wr: Option<i64>,
-    /// `bps_wr_max_length`.
+    /// `bps_wr_max_length`. Also read from `bps_wr_length`.
     pub bps_wr_max_length: Option<i64>,
     /// `cache`. One of `none`, `writethrough`, `writeback`, `unsafe`, `directsync`.
     pub cache: Option<String>,
@@ -377,7 +290,7 @@ pub struct IdeProperty {
     pub detect_zeroes: Option<bool>,
     /// `discard`. One of `ignore`, `on`.
     pub discard: Option<String>,
-    /// `file`. Format `pve-volume-id-or-qm-path`.
+    /// `file`. Format `pve-volume-id-or-qm-path`. The default key (written without `key=`). Also read from `volume`.
     pub file: Option<String>,
     /// `format`. One of `raw`, `qcow`, `qed`, `qcow2`, `vmdk`, `cloop`.
     pub format: Option<String>,
@@ -393,13 +306,13 @@ pub struct IdeProperty {
     pub iops_rd: Option<i64>,
     /// `iops_rd_max`.
     pub iops_rd_max: Option<i64>,
-    /// `iops_rd_max_length`.
+    /// `iops_rd_max_length`. Also read from `iops_rd_length`.
     pub iops_rd_max_length: Option<i64>,
     /// `iops_wr`.
     pub iops_wr: Option<i64>,
     /// `iops_wr_max`.
     pub iops_wr_max: Option<i64>,
-    /// `iops_wr_max_length`.
+    /// `iops_wr_max_length`. Also read from `iops_wr_length`.
     pub iops_wr_max_length: Option<i64>,
     /// `mbps`.
     pub mbps: Option<f64>,
@@ -435,136 +348,137 @@ pub struct IdeProperty {
     pub werror: Option<String>,
     /// `wwn`.
     pub wwn: Option<String>,
-    /// Keys the schema does not list, in the order read.
+    /// Keys the format does not list, in the order read (keys must not contain `,` or `=`).
     pub other: Vec<(String, String)>,
 }
 
 impl core::fmt::Display for IdeProperty {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        #[allow(unused_mut, reason = "some formats have one key")]
-        let mut parts: Vec<String> = Vec::new();
+        let mut w = PropertyWriter::new(f);
         if let Some(v) = &self.file {
-            parts.push(prop_value(v));
+            w.bare(&v.prop_text())?;
         }
         if let Some(v) = &self.aio {
-            parts.push(format!("aio={}", prop_value(v)));
+            w.pair("aio", &v.prop_text())?;
         }
         if let Some(v) = &self.backup {
-            parts.push(format!("backup={}", prop_value(v)));
+            w.pair("backup", &v.prop_text())?;
         }
         if let Some(v) = &self.bps {
-            parts.push(format!("bps={}", prop_value(v)));
+            w.pair("bps", &v.prop_text())?;
         }
         if let Some(v) = &self.bps_max_length {
-            parts.push(format!("bps_max_length={}", prop_value(v)));
+            w.pair("bps_max_length", &v.prop_text())?;
         }
         if let Some(v) = &self.bps_rd {
-            parts.push(format!("bps_rd={}", prop_value(v)));
+            w.pair("bps_rd", &v.prop_text())?;
         }
         if let Some(v) = &self.bps_rd_max_length {
-            parts.push(format!("bps_rd_max_length={}", prop_value(v)));
+            w.pair("bps_rd_max_length", &v.prop_text())?;
         }
         if let Some(v) = &self.bps_wr {
-            parts.push(format!("bps_wr={}", prop_value(v)));
+            w.pair("bps_wr", &v.prop_text())?;
         }
         if let Some(v) = &self.bps_wr_max_length {
-            parts.push(format!("bps_wr_max_length={}", prop_value(v)));
+            w.pair("bps_wr_max_length", &v.prop_text())?;
         }
         if let Some(v) = &self.cache {
-            parts.push(format!("cache={}", prop_value(v)));
+            w.pair("cache", &v.prop_text())?;
         }
         if let Some(v) = &self.detect_zeroes {
-            parts.push(format!("detect_zeroes={}", prop_value(v)));
+            w.pair("detect_zeroes", &v.prop_text())?;
         }
         if let Some(v) = &self.discard {
-            parts.push(format!("discard={}", prop_value(v)));
+            w.pair("discard", &v.prop_text())?;
         }
         if let Some(v) = &self.format {
-            parts.push(format!("format={}", prop_value(v)));
+            w.pair("format", &v.prop_text())?;
         }
         if let Some(v) = &self.import_from {
-            parts.push(format!("import-from={}", prop_value(v)));
+            w.pair("import-from", &v.prop_text())?;
         }
         if let Some(v) = &self.iops {
-            parts.push(format!("iops={}", prop_value(v)));
+            w.pair("iops", &v.prop_text())?;
         }
         if let Some(v) = &self.iops_max {
-            parts.push(format!("iops_max={}", prop_value(v)));
+            w.pair("iops_max", &v.prop_text())?;
         }
         if let Some(v) = &self.iops_max_length {
-            parts.push(format!("iops_max_length={}", prop_value(v)));
+            w.pair("iops_max_length", &v.prop_text())?;
         }
         if let Some(v) = &self.iops_rd {
-            parts.push(format!("iops_rd={}", prop_value(v)));
+            w.pair("iops_rd", &v.prop_text())?;
         }
         if let Some(v) = &self.iops_rd_max {
-            parts.push(format!("iops_rd_max={}", prop_value(v)));
+            w.pair("iops_rd_max", &v.prop_text())?;
         }
         if let Some(v) = &self.iops_rd_max_length {
-            parts.push(format!("iops_rd_max_length={}", prop_value(v)));
+            w.pair("iops_rd_max_length", &v.prop_text())?;
         }
         if let Some(v) = &self.iops_wr {
-            parts.push(format!("iops_wr={}", prop_value(v)));
+            w.pair("iops_wr", &v.prop_text())?;
         }
         if let Some(v) = &self.iops_wr_max {
-            parts.push(format!("iops_wr_max={}", prop_value(v)));
+            w.pair("iops_wr_max", &v.prop_text())?;
         }
         if let Some(v) = &self.iops_wr_max_length {
-            parts.push(format!("iops_wr_max_length={}", prop_value(v)));
+            w.pair("iops_wr_max_length", &v.prop_text())?;
         }
         if let Some(v) = &self.mbps {
-            parts.push(format!("mbps={}", prop_value(v)));
+            w.pair("mbps", &v.prop_text())?;
         }
         if let Some(v) = &self.mbps_max {
-            parts.push(format!("mbps_max={}", prop_value(v)));
+            w.pair("mbps_max", &v.prop_text())?;
         }
         if let Some(v) = &self.mbps_rd {
-            parts.push(format!("mbps_rd={}", prop_value(v)));
+            w.pair("mbps_rd", &v.prop_text())?;
         }
         if let Some(v) = &self.mbps_rd_max {
-            parts.push(format!("mbps_rd_max={}", prop_value(v)));
+            w.pair("mbps_rd_max", &v.prop_text())?;
         }
         if let Some(v) = &self.mbps_wr {
-            parts.push(format!("mbps_wr={}", prop_value(v)));
+            w.pair("mbps_wr", &v.prop_text())?;
         }
         if let Some(v) = &self.mbps_wr_max {
-            parts.push(format!("mbps_wr_max={}", prop_value(v)));
+            w.pair("mbps_wr_max", &v.prop_text())?;
         }
         if let Some(v) = &self.media {
-            parts.push(format!("media={}", prop_value(v)));
+            w.pair("media", &v.prop_text())?;
         }
         if let Some(v) = &self.model {
-            parts.push(format!("model={}", prop_value(v)));
+            w.pair("model", &v.prop_text())?;
         }
         if let Some(v) = &self.replicate {
-            parts.push(format!("replicate={}", prop_value(v)));
+            w.pair("replicate", &v.prop_text())?;
         }
         if let Some(v) = &self.rerror {
-            parts.push(format!("rerror={}", prop_value(v)));
+            w.pair("rerror", &v.prop_text())?;
         }
         if let Some(v) = &self.serial {
-            parts.push(format!("serial={}", prop_value(v)));
+            w.pair("serial", &v.prop_text())?;
         }
         if let Some(v) = &self.shared {
-            parts.push(format!("shared={}", prop_value(v)));
+            w.pair("shared", &v.prop_text())?;
         }
         if let Some(v) = &self.size {
-            parts.push(format!("size={}", prop_value(v)));
+            w.pair("size", &v.prop_text())?;
         }
         if let Some(v) = &self.snapshot {
-            parts.push(format!("snapshot={}", prop_value(v)));
+            w.pair("snapshot", &v.prop_text())?;
         }
         if let Some(v) = &self.ssd {
-            parts.push(format!("ssd={}", prop_value(v)));
+            w.pair("ssd", &v.prop_text())?;
         }
         if let Some(v) = &self.werror {
-            parts.push(format!("werror={}", prop_value(v)));
+            w.pair("werror", &v.prop_text())?;
         }
         if let Some(v) = &self.wwn {
-            parts.push(format!("wwn={}", prop_value(v)));
+            w.pair("wwn", &v.prop_text())?;
         }
-        parts.extend(self.other.iter().map(|(k, v)| format!("{k}={v}")));
-        f.write_str(&parts.join(","))
+        for (k, v) in &self.other {
+            w.pair(k, v)?;
+        }
+        Ok(())
     }
 }
 
@@ -573,251 +487,168 @@ impl core::str::FromStr for IdeProperty {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let mut out = Self::default();
-        for part in s.split(',').filter(|p| !p.is_empty()) {
-            let Some((key, value)) = part.split_once('=') else {
-                out.file = Some(prop_parse("file", part)?);
+        for item in PropertyItems::new(s) {
+            let (key, value) = item?;
+            let Some(key) = key else {
+                prop_set(&mut out.file, "file", &value)?;
                 continue;
             };
             match key {
                 "aio" => {
-                    out.aio = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.aio, "aio", &value)?;
                 }
                 "backup" => {
-                    out.backup = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.backup, "backup", &value)?;
                 }
                 "bps" => {
-                    out.bps = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.bps, "bps", &value)?;
                 }
                 "bps_max_length" => {
-                    out.bps_max_length = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.bps_max_length, "bps_max_length", &value)?;
                 }
                 "bps_rd" => {
-                    out.bps_rd = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.bps_rd, "bps_rd", &value)?;
                 }
-                "bps_rd_max_length" => {
-                    out.bps_rd_max_length = Some(prop_parse(key, value)?);
+                "bps_rd_max_length" | "bps_rd_length" => {
+                    prop_set(&mut out.bps_rd_max_length, "bps_rd_max_length", &value)?;
                 }
                 "bps_wr" => {
-                    out.bps_wr = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.bps_wr, "bps_wr", &value)?;
                 }
-                "bps_wr_max_length" => {
-                    out.bps_wr_max_length = Some(prop_parse(key, value)?);
+                "bps_wr_max_length" | "bps_wr_length" => {
+                    prop_set(&mut out.bps_wr_max_length, "bps_wr_max_length", &value)?;
                 }
                 "cache" => {
-                    out.cache = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.cache, "cache", &value)?;
                 }
                 "detect_zeroes" => {
-                    out.detect_zeroes = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.detect_zeroes, "detect_zeroes", &value)?;
                 }
                 "discard" => {
-                    out.discard = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.discard, "discard", &value)?;
                 }
-                "file" => {
-                    out.file = Some(prop_parse(key, value)?);
+                "file" | "volume" => {
+                    prop_set(&mut out.file, "file", &value)?;
                 }
                 "format" => {
-                    out.format = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.format, "format", &value)?;
                 }
                 "import-from" => {
-                    out.import_from = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.import_from, "import-from", &value)?;
                 }
                 "iops" => {
-                    out.iops = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.iops, "iops", &value)?;
                 }
                 "iops_max" => {
-                    out.iops_max = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.iops_max, "iops_max", &value)?;
                 }
                 "iops_max_length" => {
-                    out.iops_max_length = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.iops_max_length, "iops_max_length", &value)?;
                 }
                 "iops_rd" => {
-                    out.iops_rd = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.iops_rd, "iops_rd", &value)?;
                 }
                 "iops_rd_max" => {
-                    out.iops_rd_max = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.iops_rd_max, "iops_rd_max", &value)?;
                 }
-                "iops_rd_max_length" => {
-                    out.iops_rd_max_length = Some(prop_parse(key, value)?);
+                "iops_rd_max_length" | "iops_rd_length" => {
+                    prop_set(&mut out.iops_rd_max_length, "iops_rd_max_length", &value)?;
                 }
                 "iops_wr" => {
-                    out.iops_wr = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.iops_wr, "iops_wr", &value)?;
                 }
                 "iops_wr_max" => {
-                    out.iops_wr_max = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.iops_wr_max, "iops_wr_max", &value)?;
                 }
-                "iops_wr_max_length" => {
-                    out.iops_wr_max_length = Some(prop_parse(key, value)?);
+                "iops_wr_max_length" | "iops_wr_length" => {
+                    prop_set(&mut out.iops_wr_max_length, "iops_wr_max_length", &value)?;
                 }
                 "mbps" => {
-                    out.mbps = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.mbps, "mbps", &value)?;
                 }
                 "mbps_max" => {
-                    out.mbps_max = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.mbps_max, "mbps_max", &value)?;
                 }
                 "mbps_rd" => {
-                    out.mbps_rd = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.mbps_rd, "mbps_rd", &value)?;
                 }
                 "mbps_rd_max" => {
-                    out.mbps_rd_max = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.mbps_rd_max, "mbps_rd_max", &value)?;
                 }
                 "mbps_wr" => {
-                    out.mbps_wr = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.mbps_wr, "mbps_wr", &value)?;
                 }
                 "mbps_wr_max" => {
-                    out.mbps_wr_max = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.mbps_wr_max, "mbps_wr_max", &value)?;
                 }
                 "media" => {
-                    out.media = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.media, "media", &value)?;
                 }
                 "model" => {
-                    out.model = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.model, "model", &value)?;
                 }
                 "replicate" => {
-                    out.replicate = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.replicate, "replicate", &value)?;
                 }
                 "rerror" => {
-                    out.rerror = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.rerror, "rerror", &value)?;
                 }
                 "serial" => {
-                    out.serial = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.serial, "serial", &value)?;
                 }
                 "shared" => {
-                    out.shared = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.shared, "shared", &value)?;
                 }
                 "size" => {
-                    out.size = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.size, "size", &value)?;
                 }
                 "snapshot" => {
-                    out.snapshot = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.snapshot, "snapshot", &value)?;
                 }
                 "ssd" => {
-                    out.ssd = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.ssd, "ssd", &value)?;
                 }
                 "werror" => {
-                    out.werror = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.werror, "werror", &value)?;
                 }
                 "wwn" => {
-                    out.wwn = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.wwn, "wwn", &value)?;
                 }
-                "bps_rd_length" => {
-                    out.bps_rd_max_length = Some(prop_parse("bps_rd_max_length", value)?);
-                }
-                "bps_wr_length" => {
-                    out.bps_wr_max_length = Some(prop_parse("bps_wr_max_length", value)?);
-                }
-                "iops_rd_length" => {
-                    out.iops_rd_max_length = Some(prop_parse("iops_rd_max_length", value)?);
-                }
-                "iops_wr_length" => {
-                    out.iops_wr_max_length = Some(prop_parse("iops_wr_max_length", value)?);
-                }
-                "volume" => {
-                    out.file = Some(prop_parse("file", value)?);
-                }
-                _ => out.other.push((key.to_owned(), value.to_owned())),
+                _ => out.other.push((key.to_owned(), value.into_owned())),
             }
         }
         Ok(out)
     }
 }
 
-/// The `ipconfig[n]` property string (`key=value,...`), generated from the schema's format.
+/// A property string: the format the schema spells out for `ivshmem`.
 ///
-/// `Display` writes it as PVE reads it; `FromStr` reads what PVE answers (bare default key, aliases).
-#[derive(Clone, Debug, Default, PartialEq)]
-#[non_exhaustive]
-pub struct IpconfigProperty {
-    /// Default IPv4 gateway.
-    pub gw: Option<String>,
-    /// Default IPv6 gateway.
-    pub gw6: Option<String>,
-    /// IPv4 address in CIDR format, or `dhcp`.
-    pub ip: Option<String>,
-    /// IPv6 address in CIDR format, `dhcp` or `auto`.
-    pub ip6: Option<String>,
-    /// Keys the schema does not list, in the order read.
-    pub other: Vec<(String, String)>,
-}
-
-impl core::fmt::Display for IpconfigProperty {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        #[allow(unused_mut, reason = "some formats have one key")]
-        let mut parts: Vec<String> = Vec::new();
-        if let Some(v) = &self.gw {
-            parts.push(format!("gw={}", prop_value(v)));
-        }
-        if let Some(v) = &self.gw6 {
-            parts.push(format!("gw6={}", prop_value(v)));
-        }
-        if let Some(v) = &self.ip {
-            parts.push(format!("ip={}", prop_value(v)));
-        }
-        if let Some(v) = &self.ip6 {
-            parts.push(format!("ip6={}", prop_value(v)));
-        }
-        parts.extend(self.other.iter().map(|(k, v)| format!("{k}={v}")));
-        f.write_str(&parts.join(","))
-    }
-}
-
-impl core::str::FromStr for IpconfigProperty {
-    type Err = PropertyStringError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let mut out = Self::default();
-        for part in s.split(',').filter(|p| !p.is_empty()) {
-            let Some((key, value)) = part.split_once('=') else {
-                return Err(PropertyStringError {
-                    key: part.to_owned(),
-                    reason: "no value (key=value expected)".into(),
-                });
-            };
-            match key {
-                "gw" => {
-                    out.gw = Some(prop_parse(key, value)?);
-                }
-                "gw6" => {
-                    out.gw6 = Some(prop_parse(key, value)?);
-                }
-                "ip" => {
-                    out.ip = Some(prop_parse(key, value)?);
-                }
-                "ip6" => {
-                    out.ip6 = Some(prop_parse(key, value)?);
-                }
-                _ => out.other.push((key.to_owned(), value.to_owned())),
-            }
-        }
-        Ok(out)
-    }
-}
-
-/// The `ivshmem` property string (`key=value,...`), generated from the schema's format.
-///
-/// `Display` writes it as PVE reads it; `FromStr` reads what PVE answers (bare default key, aliases).
+/// `Display` writes it as PVE writes it; `FromStr` reads what PVE answers (see
+/// [`crate::property_string`] for the rules and the quoting of values PVE cannot take).
 #[derive(Clone, Debug, Default, PartialEq)]
 #[non_exhaustive]
 pub struct IvshmemProperty {
     /// `name`.
     pub name: Option<String>,
-    /// `size`.
+    /// `size`. Required by PVE.
     pub size: Option<i64>,
-    /// Keys the schema does not list, in the order read.
+    /// Keys the format does not list, in the order read (keys must not contain `,` or `=`).
     pub other: Vec<(String, String)>,
 }
 
 impl core::fmt::Display for IvshmemProperty {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        #[allow(unused_mut, reason = "some formats have one key")]
-        let mut parts: Vec<String> = Vec::new();
-        if let Some(v) = &self.name {
-            parts.push(format!("name={}", prop_value(v)));
-        }
+        let mut w = PropertyWriter::new(f);
         if let Some(v) = &self.size {
-            parts.push(format!("size={}", prop_value(v)));
+            w.pair("size", &v.prop_text())?;
         }
-        parts.extend(self.other.iter().map(|(k, v)| format!("{k}={v}")));
-        f.write_str(&parts.join(","))
+        if let Some(v) = &self.name {
+            w.pair("name", &v.prop_text())?;
+        }
+        for (k, v) in &self.other {
+            w.pair(k, v)?;
+        }
+        Ok(())
     }
 }
 
@@ -826,30 +657,29 @@ impl core::str::FromStr for IvshmemProperty {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let mut out = Self::default();
-        for part in s.split(',').filter(|p| !p.is_empty()) {
-            let Some((key, value)) = part.split_once('=') else {
-                return Err(PropertyStringError {
-                    key: part.to_owned(),
-                    reason: "no value (key=value expected)".into(),
-                });
+        for item in PropertyItems::new(s) {
+            let (key, value) = item?;
+            let Some(key) = key else {
+                return Err(no_default_key(&value));
             };
             match key {
                 "name" => {
-                    out.name = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.name, "name", &value)?;
                 }
                 "size" => {
-                    out.size = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.size, "size", &value)?;
                 }
-                _ => out.other.push((key.to_owned(), value.to_owned())),
+                _ => out.other.push((key.to_owned(), value.into_owned())),
             }
         }
         Ok(out)
     }
 }
 
-/// The `machine` property string (`key=value,...`), generated from the schema's format.
+/// A property string: the format the schema spells out for `machine`.
 ///
-/// `Display` writes it as PVE reads it; `FromStr` reads what PVE answers (bare default key, aliases).
+/// `Display` writes it as PVE writes it; `FromStr` reads what PVE answers (see
+/// [`crate::property_string`] for the rules and the quoting of values PVE cannot take).
 #[derive(Clone, Debug, Default, PartialEq)]
 #[non_exhaustive]
 pub struct MachineProperty {
@@ -859,35 +689,36 @@ pub struct MachineProperty {
     pub enable_s3: Option<bool>,
     /// `enable-s4`.
     pub enable_s4: Option<bool>,
-    /// `type`.
+    /// `type`. The default key (written without `key=`).
     pub r#type: Option<String>,
     /// `viommu`. One of `intel`, `virtio`.
     pub viommu: Option<String>,
-    /// Keys the schema does not list, in the order read.
+    /// Keys the format does not list, in the order read (keys must not contain `,` or `=`).
     pub other: Vec<(String, String)>,
 }
 
 impl core::fmt::Display for MachineProperty {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        #[allow(unused_mut, reason = "some formats have one key")]
-        let mut parts: Vec<String> = Vec::new();
+        let mut w = PropertyWriter::new(f);
         if let Some(v) = &self.r#type {
-            parts.push(prop_value(v));
+            w.bare(&v.prop_text())?;
         }
         if let Some(v) = &self.aw_bits {
-            parts.push(format!("aw-bits={}", prop_value(v)));
+            w.pair("aw-bits", &v.prop_text())?;
         }
         if let Some(v) = &self.enable_s3 {
-            parts.push(format!("enable-s3={}", prop_value(v)));
+            w.pair("enable-s3", &v.prop_text())?;
         }
         if let Some(v) = &self.enable_s4 {
-            parts.push(format!("enable-s4={}", prop_value(v)));
+            w.pair("enable-s4", &v.prop_text())?;
         }
         if let Some(v) = &self.viommu {
-            parts.push(format!("viommu={}", prop_value(v)));
+            w.pair("viommu", &v.prop_text())?;
         }
-        parts.extend(self.other.iter().map(|(k, v)| format!("{k}={v}")));
-        f.write_str(&parts.join(","))
+        for (k, v) in &self.other {
+            w.pair(k, v)?;
+        }
+        Ok(())
     }
 }
 
@@ -896,55 +727,58 @@ impl core::str::FromStr for MachineProperty {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let mut out = Self::default();
-        for part in s.split(',').filter(|p| !p.is_empty()) {
-            let Some((key, value)) = part.split_once('=') else {
-                out.r#type = Some(prop_parse("type", part)?);
+        for item in PropertyItems::new(s) {
+            let (key, value) = item?;
+            let Some(key) = key else {
+                prop_set(&mut out.r#type, "type", &value)?;
                 continue;
             };
             match key {
                 "aw-bits" => {
-                    out.aw_bits = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.aw_bits, "aw-bits", &value)?;
                 }
                 "enable-s3" => {
-                    out.enable_s3 = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.enable_s3, "enable-s3", &value)?;
                 }
                 "enable-s4" => {
-                    out.enable_s4 = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.enable_s4, "enable-s4", &value)?;
                 }
                 "type" => {
-                    out.r#type = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.r#type, "type", &value)?;
                 }
                 "viommu" => {
-                    out.viommu = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.viommu, "viommu", &value)?;
                 }
-                _ => out.other.push((key.to_owned(), value.to_owned())),
+                _ => out.other.push((key.to_owned(), value.into_owned())),
             }
         }
         Ok(out)
     }
 }
 
-/// The `memory` property string (`key=value,...`), generated from the schema's format.
+/// A property string: the format the schema spells out for `memory`.
 ///
-/// `Display` writes it as PVE reads it; `FromStr` reads what PVE answers (bare default key, aliases).
+/// `Display` writes it as PVE writes it; `FromStr` reads what PVE answers (see
+/// [`crate::property_string`] for the rules and the quoting of values PVE cannot take).
 #[derive(Clone, Debug, Default, PartialEq)]
 #[non_exhaustive]
 pub struct MemoryProperty {
-    /// `current`.
+    /// `current`. The default key (written without `key=`).
     pub current: Option<i64>,
-    /// Keys the schema does not list, in the order read.
+    /// Keys the format does not list, in the order read (keys must not contain `,` or `=`).
     pub other: Vec<(String, String)>,
 }
 
 impl core::fmt::Display for MemoryProperty {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        #[allow(unused_mut, reason = "some formats have one key")]
-        let mut parts: Vec<String> = Vec::new();
+        let mut w = PropertyWriter::new(f);
         if let Some(v) = &self.current {
-            parts.push(prop_value(v));
+            w.bare(&v.prop_text())?;
         }
-        parts.extend(self.other.iter().map(|(k, v)| format!("{k}={v}")));
-        f.write_str(&parts.join(","))
+        for (k, v) in &self.other {
+            w.pair(k, v)?;
+        }
+        Ok(())
     }
 }
 
@@ -953,25 +787,27 @@ impl core::str::FromStr for MemoryProperty {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let mut out = Self::default();
-        for part in s.split(',').filter(|p| !p.is_empty()) {
-            let Some((key, value)) = part.split_once('=') else {
-                out.current = Some(prop_parse("current", part)?);
+        for item in PropertyItems::new(s) {
+            let (key, value) = item?;
+            let Some(key) = key else {
+                prop_set(&mut out.current, "current", &value)?;
                 continue;
             };
             match key {
                 "current" => {
-                    out.current = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.current, "current", &value)?;
                 }
-                _ => out.other.push((key.to_owned(), value.to_owned())),
+                _ => out.other.push((key.to_owned(), value.into_owned())),
             }
         }
         Ok(out)
     }
 }
 
-/// The `net[n]` property string (`key=value,...`), generated from the schema's format.
+/// A property string: the format the schema spells out for `net[n]`.
 ///
-/// `Display` writes it as PVE reads it; `FromStr` reads what PVE answers (bare default key, aliases).
+/// `Display` writes it as PVE writes it; `FromStr` reads what PVE answers (see
+/// [`crate::property_string`] for the rules and the quoting of values PVE cannot take).
 #[derive(Clone, Debug, Default, PartialEq)]
 #[non_exhaustive]
 pub struct NetProperty {
@@ -985,7 +821,7 @@ pub struct NetProperty {
     pub link_down: Option<bool>,
     /// `macaddr`. Format `mac-addr`.
     pub macaddr: Option<String>,
-    /// `model`. One of `e1000`, `e1000-82540em`, `e1000-82544gc`, `e1000-82545em`, `e1000e`, `i82551`, `i82557b`, `i82559er`, `ne2k_isa`, `ne2k_pci`, `pcnet`, `rtl8139`, `virtio`, `vmxnet3`.
+    /// `model`. One of `e1000`, `e1000-82540em`, `e1000-82544gc`, `e1000-82545em`, `e1000e`, `i82551`, `i82557b`, `i82559er`, `ne2k_isa`, `ne2k_pci`, `pcnet`, `rtl8139`, `virtio`, `vmxnet3`. The default key (written without `key=`). With `macaddr`, written `VALUE=MACADDR` for `e1000`, `e1000-82540em`, `e1000-82544gc`, `e1000-82545em`, `e1000e`, `i82551`, `i82557b`, `i82559er`, `ne2k_isa`, `ne2k_pci`, `pcnet`, `rtl8139`, `virtio`, `vmxnet3`.
     pub model: Option<String>,
     /// `mtu`.
     pub mtu: Option<i64>,
@@ -997,49 +833,75 @@ pub struct NetProperty {
     pub tag: Option<i64>,
     /// `trunks`.
     pub trunks: Option<String>,
-    /// Keys the schema does not list, in the order read.
+    /// Keys the format does not list, in the order read (keys must not contain `,` or `=`).
     pub other: Vec<(String, String)>,
 }
 
 impl core::fmt::Display for NetProperty {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        #[allow(unused_mut, reason = "some formats have one key")]
-        let mut parts: Vec<String> = Vec::new();
-        if let Some(v) = &self.model {
-            parts.push(prop_value(v));
+        let mut w = PropertyWriter::new(f);
+        let macaddr_combined = match (&self.model, &self.macaddr) {
+            (Some(k), Some(v))
+                if matches!(
+                    k.as_str(),
+                    "e1000"
+                        | "e1000-82540em"
+                        | "e1000-82544gc"
+                        | "e1000-82545em"
+                        | "e1000e"
+                        | "i82551"
+                        | "i82557b"
+                        | "i82559er"
+                        | "ne2k_isa"
+                        | "ne2k_pci"
+                        | "pcnet"
+                        | "rtl8139"
+                        | "virtio"
+                        | "vmxnet3"
+                ) =>
+            {
+                w.pair(k, &v.prop_text())?;
+                true
+            }
+            _ => false,
+        };
+        if let (false, Some(v)) = (macaddr_combined, &self.model) {
+            w.bare(&v.prop_text())?;
         }
         if let Some(v) = &self.bridge {
-            parts.push(format!("bridge={}", prop_value(v)));
+            w.pair("bridge", &v.prop_text())?;
         }
         if let Some(v) = &self.firewall {
-            parts.push(format!("firewall={}", prop_value(v)));
+            w.pair("firewall", &v.prop_text())?;
         }
         if let Some(v) = &self.host_tunnel {
-            parts.push(format!("host-tunnel={}", prop_value(v)));
+            w.pair("host-tunnel", &v.prop_text())?;
         }
         if let Some(v) = &self.link_down {
-            parts.push(format!("link_down={}", prop_value(v)));
+            w.pair("link_down", &v.prop_text())?;
         }
-        if let Some(v) = &self.macaddr {
-            parts.push(format!("macaddr={}", prop_value(v)));
+        if let (false, Some(v)) = (macaddr_combined, &self.macaddr) {
+            w.pair("macaddr", &v.prop_text())?;
         }
         if let Some(v) = &self.mtu {
-            parts.push(format!("mtu={}", prop_value(v)));
+            w.pair("mtu", &v.prop_text())?;
         }
         if let Some(v) = &self.queues {
-            parts.push(format!("queues={}", prop_value(v)));
+            w.pair("queues", &v.prop_text())?;
         }
         if let Some(v) = &self.rate {
-            parts.push(format!("rate={}", prop_value(v)));
+            w.pair("rate", &v.prop_text())?;
         }
         if let Some(v) = &self.tag {
-            parts.push(format!("tag={}", prop_value(v)));
+            w.pair("tag", &v.prop_text())?;
         }
         if let Some(v) = &self.trunks {
-            parts.push(format!("trunks={}", prop_value(v)));
+            w.pair("trunks", &v.prop_text())?;
         }
-        parts.extend(self.other.iter().map(|(k, v)| format!("{k}={v}")));
-        f.write_str(&parts.join(","))
+        for (k, v) in &self.other {
+            w.pair(k, v)?;
+        }
+        Ok(())
     }
 }
 
@@ -1048,115 +910,67 @@ impl core::str::FromStr for NetProperty {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let mut out = Self::default();
-        for part in s.split(',').filter(|p| !p.is_empty()) {
-            let Some((key, value)) = part.split_once('=') else {
-                out.model = Some(prop_parse("model", part)?);
+        for item in PropertyItems::new(s) {
+            let (key, value) = item?;
+            let Some(key) = key else {
+                prop_set(&mut out.model, "model", &value)?;
                 continue;
             };
             match key {
                 "bridge" => {
-                    out.bridge = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.bridge, "bridge", &value)?;
                 }
                 "firewall" => {
-                    out.firewall = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.firewall, "firewall", &value)?;
                 }
                 "host-tunnel" => {
-                    out.host_tunnel = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.host_tunnel, "host-tunnel", &value)?;
                 }
                 "link_down" => {
-                    out.link_down = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.link_down, "link_down", &value)?;
                 }
                 "macaddr" => {
-                    out.macaddr = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.macaddr, "macaddr", &value)?;
                 }
                 "model" => {
-                    out.model = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.model, "model", &value)?;
                 }
                 "mtu" => {
-                    out.mtu = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.mtu, "mtu", &value)?;
                 }
                 "queues" => {
-                    out.queues = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.queues, "queues", &value)?;
                 }
                 "rate" => {
-                    out.rate = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.rate, "rate", &value)?;
                 }
                 "tag" => {
-                    out.tag = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.tag, "tag", &value)?;
                 }
                 "trunks" => {
-                    out.trunks = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.trunks, "trunks", &value)?;
                 }
-                "e1000" => {
-                    out.model = Some(prop_parse("model", key)?);
-                    out.macaddr = Some(prop_parse("macaddr", value)?);
+                "e1000" | "e1000-82540em" | "e1000-82544gc" | "e1000-82545em" | "e1000e"
+                | "i82551" | "i82557b" | "i82559er" | "ne2k_isa" | "ne2k_pci" | "pcnet"
+                | "rtl8139" | "virtio" | "vmxnet3" => {
+                    prop_set(&mut out.model, "model", key)?;
+                    prop_set(&mut out.macaddr, "macaddr", &value)?;
                 }
-                "e1000-82540em" => {
-                    out.model = Some(prop_parse("model", key)?);
-                    out.macaddr = Some(prop_parse("macaddr", value)?);
-                }
-                "e1000-82544gc" => {
-                    out.model = Some(prop_parse("model", key)?);
-                    out.macaddr = Some(prop_parse("macaddr", value)?);
-                }
-                "e1000-82545em" => {
-                    out.model = Some(prop_parse("model", key)?);
-                    out.macaddr = Some(prop_parse("macaddr", value)?);
-                }
-                "e1000e" => {
-                    out.model = Some(prop_parse("model", key)?);
-                    out.macaddr = Some(prop_parse("macaddr", value)?);
-                }
-                "i82551" => {
-                    out.model = Some(prop_parse("model", key)?);
-                    out.macaddr = Some(prop_parse("macaddr", value)?);
-                }
-                "i82557b" => {
-                    out.model = Some(prop_parse("model", key)?);
-                    out.macaddr = Some(prop_parse("macaddr", value)?);
-                }
-                "i82559er" => {
-                    out.model = Some(prop_parse("model", key)?);
-                    out.macaddr = Some(prop_parse("macaddr", value)?);
-                }
-                "ne2k_isa" => {
-                    out.model = Some(prop_parse("model", key)?);
-                    out.macaddr = Some(prop_parse("macaddr", value)?);
-                }
-                "ne2k_pci" => {
-                    out.model = Some(prop_parse("model", key)?);
-                    out.macaddr = Some(prop_parse("macaddr", value)?);
-                }
-                "pcnet" => {
-                    out.model = Some(prop_parse("model", key)?);
-                    out.macaddr = Some(prop_parse("macaddr", value)?);
-                }
-                "rtl8139" => {
-                    out.model = Some(prop_parse("model", key)?);
-                    out.macaddr = Some(prop_parse("macaddr", value)?);
-                }
-                "virtio" => {
-                    out.model = Some(prop_parse("model", key)?);
-                    out.macaddr = Some(prop_parse("macaddr", value)?);
-                }
-                "vmxnet3" => {
-                    out.model = Some(prop_parse("model", key)?);
-                    out.macaddr = Some(prop_parse("macaddr", value)?);
-                }
-                _ => out.other.push((key.to_owned(), value.to_owned())),
+                _ => out.other.push((key.to_owned(), value.into_owned())),
             }
         }
         Ok(out)
     }
 }
 
-/// The `numa[n]` property string (`key=value,...`), generated from the schema's format.
+/// A property string: the format the schema spells out for `numa[n]`.
 ///
-/// `Display` writes it as PVE reads it; `FromStr` reads what PVE answers (bare default key, aliases).
+/// `Display` writes it as PVE writes it; `FromStr` reads what PVE answers (see
+/// [`crate::property_string`] for the rules and the quoting of values PVE cannot take).
 #[derive(Clone, Debug, Default, PartialEq)]
 #[non_exhaustive]
 pub struct NumaProperty {
-    /// `cpus`.
+    /// `cpus`. Required by PVE.
     pub cpus: Option<String>,
     /// `hostnodes`.
     pub hostnodes: Option<String>,
@@ -1164,28 +978,29 @@ pub struct NumaProperty {
     pub memory: Option<f64>,
     /// `policy`. One of `preferred`, `bind`, `interleave`.
     pub policy: Option<String>,
-    /// Keys the schema does not list, in the order read.
+    /// Keys the format does not list, in the order read (keys must not contain `,` or `=`).
     pub other: Vec<(String, String)>,
 }
 
 impl core::fmt::Display for NumaProperty {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        #[allow(unused_mut, reason = "some formats have one key")]
-        let mut parts: Vec<String> = Vec::new();
+        let mut w = PropertyWriter::new(f);
         if let Some(v) = &self.cpus {
-            parts.push(format!("cpus={}", prop_value(v)));
+            w.pair("cpus", &v.prop_text())?;
         }
         if let Some(v) = &self.hostnodes {
-            parts.push(format!("hostnodes={}", prop_value(v)));
+            w.pair("hostnodes", &v.prop_text())?;
         }
         if let Some(v) = &self.memory {
-            parts.push(format!("memory={}", prop_value(v)));
+            w.pair("memory", &v.prop_text())?;
         }
         if let Some(v) = &self.policy {
-            parts.push(format!("policy={}", prop_value(v)));
+            w.pair("policy", &v.prop_text())?;
         }
-        parts.extend(self.other.iter().map(|(k, v)| format!("{k}={v}")));
-        f.write_str(&parts.join(","))
+        for (k, v) in &self.other {
+            w.pair(k, v)?;
+        }
+        Ok(())
     }
 }
 
@@ -1194,36 +1009,35 @@ impl core::str::FromStr for NumaProperty {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let mut out = Self::default();
-        for part in s.split(',').filter(|p| !p.is_empty()) {
-            let Some((key, value)) = part.split_once('=') else {
-                return Err(PropertyStringError {
-                    key: part.to_owned(),
-                    reason: "no value (key=value expected)".into(),
-                });
+        for item in PropertyItems::new(s) {
+            let (key, value) = item?;
+            let Some(key) = key else {
+                return Err(no_default_key(&value));
             };
             match key {
                 "cpus" => {
-                    out.cpus = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.cpus, "cpus", &value)?;
                 }
                 "hostnodes" => {
-                    out.hostnodes = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.hostnodes, "hostnodes", &value)?;
                 }
                 "memory" => {
-                    out.memory = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.memory, "memory", &value)?;
                 }
                 "policy" => {
-                    out.policy = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.policy, "policy", &value)?;
                 }
-                _ => out.other.push((key.to_owned(), value.to_owned())),
+                _ => out.other.push((key.to_owned(), value.into_owned())),
             }
         }
         Ok(out)
     }
 }
 
-/// The `sata[n]` property string (`key=value,...`), generated from the schema's format.
+/// A property string: the format the schema spells out for `sata[n]`.
 ///
-/// `Display` writes it as PVE reads it; `FromStr` reads what PVE answers (bare default key, aliases).
+/// `Display` writes it as PVE writes it; `FromStr` reads what PVE answers (see
+/// [`crate::property_string`] for the rules and the quoting of values PVE cannot take).
 #[derive(Clone, Debug, Default, PartialEq)]
 #[non_exhaustive]
 pub struct SataProperty {
@@ -1237,11 +1051,11 @@ pub struct SataProperty {
     pub bps_max_length: Option<i64>,
     /// `bps_rd`.
     pub bps_rd: Option<i64>,
-    /// `bps_rd_max_length`.
+    /// `bps_rd_max_length`. Also read from `bps_rd_length`.
     pub bps_rd_max_length: Option<i64>,
     /// `bps_wr`.
     pub bps_wr: Option<i64>,
-    /// `bps_wr_max_length`.
+    /// `bps_wr_max_length`. Also read from `bps_wr_length`.
     pub bps_wr_max_length: Option<i64>,
     /// `cache`. One of `none`, `writethrough`, `writeback`, `unsafe`, `directsync`.
     pub cache: Option<String>,
@@ -1249,7 +1063,7 @@ pub struct SataProperty {
     pub detect_zeroes: Option<bool>,
     /// `discard`. One of `ignore`, `on`.
     pub discard: Option<String>,
-    /// `file`. Format `pve-volume-id-or-qm-path`.
+    /// `file`. Format `pve-volume-id-or-qm-path`. The default key (written without `key=`). Also read from `volume`.
     pub file: Option<String>,
     /// `format`. One of `raw`, `qcow`, `qed`, `qcow2`, `vmdk`, `cloop`.
     pub format: Option<String>,
@@ -1265,13 +1079,13 @@ pub struct SataProperty {
     pub iops_rd: Option<i64>,
     /// `iops_rd_max`.
     pub iops_rd_max: Option<i64>,
-    /// `iops_rd_max_length`.
+    /// `iops_rd_max_length`. Also read from `iops_rd_length`.
     pub iops_rd_max_length: Option<i64>,
     /// `iops_wr`.
     pub iops_wr: Option<i64>,
     /// `iops_wr_max`.
     pub iops_wr_max: Option<i64>,
-    /// `iops_wr_max_length`.
+    /// `iops_wr_max_length`. Also read from `iops_wr_length`.
     pub iops_wr_max_length: Option<i64>,
     /// `mbps`.
     pub mbps: Option<f64>,
@@ -1305,133 +1119,134 @@ pub struct SataProperty {
     pub werror: Option<String>,
     /// `wwn`.
     pub wwn: Option<String>,
-    /// Keys the schema does not list, in the order read.
+    /// Keys the format does not list, in the order read (keys must not contain `,` or `=`).
     pub other: Vec<(String, String)>,
 }
 
 impl core::fmt::Display for SataProperty {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        #[allow(unused_mut, reason = "some formats have one key")]
-        let mut parts: Vec<String> = Vec::new();
+        let mut w = PropertyWriter::new(f);
         if let Some(v) = &self.file {
-            parts.push(prop_value(v));
+            w.bare(&v.prop_text())?;
         }
         if let Some(v) = &self.aio {
-            parts.push(format!("aio={}", prop_value(v)));
+            w.pair("aio", &v.prop_text())?;
         }
         if let Some(v) = &self.backup {
-            parts.push(format!("backup={}", prop_value(v)));
+            w.pair("backup", &v.prop_text())?;
         }
         if let Some(v) = &self.bps {
-            parts.push(format!("bps={}", prop_value(v)));
+            w.pair("bps", &v.prop_text())?;
         }
         if let Some(v) = &self.bps_max_length {
-            parts.push(format!("bps_max_length={}", prop_value(v)));
+            w.pair("bps_max_length", &v.prop_text())?;
         }
         if let Some(v) = &self.bps_rd {
-            parts.push(format!("bps_rd={}", prop_value(v)));
+            w.pair("bps_rd", &v.prop_text())?;
         }
         if let Some(v) = &self.bps_rd_max_length {
-            parts.push(format!("bps_rd_max_length={}", prop_value(v)));
+            w.pair("bps_rd_max_length", &v.prop_text())?;
         }
         if let Some(v) = &self.bps_wr {
-            parts.push(format!("bps_wr={}", prop_value(v)));
+            w.pair("bps_wr", &v.prop_text())?;
         }
         if let Some(v) = &self.bps_wr_max_length {
-            parts.push(format!("bps_wr_max_length={}", prop_value(v)));
+            w.pair("bps_wr_max_length", &v.prop_text())?;
         }
         if let Some(v) = &self.cache {
-            parts.push(format!("cache={}", prop_value(v)));
+            w.pair("cache", &v.prop_text())?;
         }
         if let Some(v) = &self.detect_zeroes {
-            parts.push(format!("detect_zeroes={}", prop_value(v)));
+            w.pair("detect_zeroes", &v.prop_text())?;
         }
         if let Some(v) = &self.discard {
-            parts.push(format!("discard={}", prop_value(v)));
+            w.pair("discard", &v.prop_text())?;
         }
         if let Some(v) = &self.format {
-            parts.push(format!("format={}", prop_value(v)));
+            w.pair("format", &v.prop_text())?;
         }
         if let Some(v) = &self.import_from {
-            parts.push(format!("import-from={}", prop_value(v)));
+            w.pair("import-from", &v.prop_text())?;
         }
         if let Some(v) = &self.iops {
-            parts.push(format!("iops={}", prop_value(v)));
+            w.pair("iops", &v.prop_text())?;
         }
         if let Some(v) = &self.iops_max {
-            parts.push(format!("iops_max={}", prop_value(v)));
+            w.pair("iops_max", &v.prop_text())?;
         }
         if let Some(v) = &self.iops_max_length {
-            parts.push(format!("iops_max_length={}", prop_value(v)));
+            w.pair("iops_max_length", &v.prop_text())?;
         }
         if let Some(v) = &self.iops_rd {
-            parts.push(format!("iops_rd={}", prop_value(v)));
+            w.pair("iops_rd", &v.prop_text())?;
         }
         if let Some(v) = &self.iops_rd_max {
-            parts.push(format!("iops_rd_max={}", prop_value(v)));
+            w.pair("iops_rd_max", &v.prop_text())?;
         }
         if let Some(v) = &self.iops_rd_max_length {
-            parts.push(format!("iops_rd_max_length={}", prop_value(v)));
+            w.pair("iops_rd_max_length", &v.prop_text())?;
         }
         if let Some(v) = &self.iops_wr {
-            parts.push(format!("iops_wr={}", prop_value(v)));
+            w.pair("iops_wr", &v.prop_text())?;
         }
         if let Some(v) = &self.iops_wr_max {
-            parts.push(format!("iops_wr_max={}", prop_value(v)));
+            w.pair("iops_wr_max", &v.prop_text())?;
         }
         if let Some(v) = &self.iops_wr_max_length {
-            parts.push(format!("iops_wr_max_length={}", prop_value(v)));
+            w.pair("iops_wr_max_length", &v.prop_text())?;
         }
         if let Some(v) = &self.mbps {
-            parts.push(format!("mbps={}", prop_value(v)));
+            w.pair("mbps", &v.prop_text())?;
         }
         if let Some(v) = &self.mbps_max {
-            parts.push(format!("mbps_max={}", prop_value(v)));
+            w.pair("mbps_max", &v.prop_text())?;
         }
         if let Some(v) = &self.mbps_rd {
-            parts.push(format!("mbps_rd={}", prop_value(v)));
+            w.pair("mbps_rd", &v.prop_text())?;
         }
         if let Some(v) = &self.mbps_rd_max {
-            parts.push(format!("mbps_rd_max={}", prop_value(v)));
+            w.pair("mbps_rd_max", &v.prop_text())?;
         }
         if let Some(v) = &self.mbps_wr {
-            parts.push(format!("mbps_wr={}", prop_value(v)));
+            w.pair("mbps_wr", &v.prop_text())?;
         }
         if let Some(v) = &self.mbps_wr_max {
-            parts.push(format!("mbps_wr_max={}", prop_value(v)));
+            w.pair("mbps_wr_max", &v.prop_text())?;
         }
         if let Some(v) = &self.media {
-            parts.push(format!("media={}", prop_value(v)));
+            w.pair("media", &v.prop_text())?;
         }
         if let Some(v) = &self.replicate {
-            parts.push(format!("replicate={}", prop_value(v)));
+            w.pair("replicate", &v.prop_text())?;
         }
         if let Some(v) = &self.rerror {
-            parts.push(format!("rerror={}", prop_value(v)));
+            w.pair("rerror", &v.prop_text())?;
         }
         if let Some(v) = &self.serial {
-            parts.push(format!("serial={}", prop_value(v)));
+            w.pair("serial", &v.prop_text())?;
         }
         if let Some(v) = &self.shared {
-            parts.push(format!("shared={}", prop_value(v)));
+            w.pair("shared", &v.prop_text())?;
         }
         if let Some(v) = &self.size {
-            parts.push(format!("size={}", prop_value(v)));
+            w.pair("size", &v.prop_text())?;
         }
         if let Some(v) = &self.snapshot {
-            parts.push(format!("snapshot={}", prop_value(v)));
+            w.pair("snapshot", &v.prop_text())?;
         }
         if let Some(v) = &self.ssd {
-            parts.push(format!("ssd={}", prop_value(v)));
+            w.pair("ssd", &v.prop_text())?;
         }
         if let Some(v) = &self.werror {
-            parts.push(format!("werror={}", prop_value(v)));
+            w.pair("werror", &v.prop_text())?;
         }
         if let Some(v) = &self.wwn {
-            parts.push(format!("wwn={}", prop_value(v)));
+            w.pair("wwn", &v.prop_text())?;
         }
-        parts.extend(self.other.iter().map(|(k, v)| format!("{k}={v}")));
-        f.write_str(&parts.join(","))
+        for (k, v) in &self.other {
+            w.pair(k, v)?;
+        }
+        Ok(())
     }
 }
 
@@ -1440,154 +1255,141 @@ impl core::str::FromStr for SataProperty {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let mut out = Self::default();
-        for part in s.split(',').filter(|p| !p.is_empty()) {
-            let Some((key, value)) = part.split_once('=') else {
-                out.file = Some(prop_parse("file", part)?);
+        for item in PropertyItems::new(s) {
+            let (key, value) = item?;
+            let Some(key) = key else {
+                prop_set(&mut out.file, "file", &value)?;
                 continue;
             };
             match key {
                 "aio" => {
-                    out.aio = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.aio, "aio", &value)?;
                 }
                 "backup" => {
-                    out.backup = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.backup, "backup", &value)?;
                 }
                 "bps" => {
-                    out.bps = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.bps, "bps", &value)?;
                 }
                 "bps_max_length" => {
-                    out.bps_max_length = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.bps_max_length, "bps_max_length", &value)?;
                 }
                 "bps_rd" => {
-                    out.bps_rd = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.bps_rd, "bps_rd", &value)?;
                 }
-                "bps_rd_max_length" => {
-                    out.bps_rd_max_length = Some(prop_parse(key, value)?);
+                "bps_rd_max_length" | "bps_rd_length" => {
+                    prop_set(&mut out.bps_rd_max_length, "bps_rd_max_length", &value)?;
                 }
                 "bps_wr" => {
-                    out.bps_wr = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.bps_wr, "bps_wr", &value)?;
                 }
-                "bps_wr_max_length" => {
-                    out.bps_wr_max_length = Some(prop_parse(key, value)?);
+                "bps_wr_max_length" | "bps_wr_length" => {
+                    prop_set(&mut out.bps_wr_max_length, "bps_wr_max_length", &value)?;
                 }
                 "cache" => {
-                    out.cache = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.cache, "cache", &value)?;
                 }
                 "detect_zeroes" => {
-                    out.detect_zeroes = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.detect_zeroes, "detect_zeroes", &value)?;
                 }
                 "discard" => {
-                    out.discard = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.discard, "discard", &value)?;
                 }
-                "file" => {
-                    out.file = Some(prop_parse(key, value)?);
+                "file" | "volume" => {
+                    prop_set(&mut out.file, "file", &value)?;
                 }
                 "format" => {
-                    out.format = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.format, "format", &value)?;
                 }
                 "import-from" => {
-                    out.import_from = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.import_from, "import-from", &value)?;
                 }
                 "iops" => {
-                    out.iops = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.iops, "iops", &value)?;
                 }
                 "iops_max" => {
-                    out.iops_max = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.iops_max, "iops_max", &value)?;
                 }
                 "iops_max_length" => {
-                    out.iops_max_length = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.iops_max_length, "iops_max_length", &value)?;
                 }
                 "iops_rd" => {
-                    out.iops_rd = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.iops_rd, "iops_rd", &value)?;
                 }
                 "iops_rd_max" => {
-                    out.iops_rd_max = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.iops_rd_max, "iops_rd_max", &value)?;
                 }
-                "iops_rd_max_length" => {
-                    out.iops_rd_max_length = Some(prop_parse(key, value)?);
+                "iops_rd_max_length" | "iops_rd_length" => {
+                    prop_set(&mut out.iops_rd_max_length, "iops_rd_max_length", &value)?;
                 }
                 "iops_wr" => {
-                    out.iops_wr = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.iops_wr, "iops_wr", &value)?;
                 }
                 "iops_wr_max" => {
-                    out.iops_wr_max = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.iops_wr_max, "iops_wr_max", &value)?;
                 }
-                "iops_wr_max_length" => {
-                    out.iops_wr_max_length = Some(prop_parse(key, value)?);
+                "iops_wr_max_length" | "iops_wr_length" => {
+                    prop_set(&mut out.iops_wr_max_length, "iops_wr_max_length", &value)?;
                 }
                 "mbps" => {
-                    out.mbps = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.mbps, "mbps", &value)?;
                 }
                 "mbps_max" => {
-                    out.mbps_max = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.mbps_max, "mbps_max", &value)?;
                 }
                 "mbps_rd" => {
-                    out.mbps_rd = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.mbps_rd, "mbps_rd", &value)?;
                 }
                 "mbps_rd_max" => {
-                    out.mbps_rd_max = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.mbps_rd_max, "mbps_rd_max", &value)?;
                 }
                 "mbps_wr" => {
-                    out.mbps_wr = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.mbps_wr, "mbps_wr", &value)?;
                 }
                 "mbps_wr_max" => {
-                    out.mbps_wr_max = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.mbps_wr_max, "mbps_wr_max", &value)?;
                 }
                 "media" => {
-                    out.media = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.media, "media", &value)?;
                 }
                 "replicate" => {
-                    out.replicate = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.replicate, "replicate", &value)?;
                 }
                 "rerror" => {
-                    out.rerror = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.rerror, "rerror", &value)?;
                 }
                 "serial" => {
-                    out.serial = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.serial, "serial", &value)?;
                 }
                 "shared" => {
-                    out.shared = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.shared, "shared", &value)?;
                 }
                 "size" => {
-                    out.size = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.size, "size", &value)?;
                 }
                 "snapshot" => {
-                    out.snapshot = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.snapshot, "snapshot", &value)?;
                 }
                 "ssd" => {
-                    out.ssd = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.ssd, "ssd", &value)?;
                 }
                 "werror" => {
-                    out.werror = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.werror, "werror", &value)?;
                 }
                 "wwn" => {
-                    out.wwn = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.wwn, "wwn", &value)?;
                 }
-                "bps_rd_length" => {
-                    out.bps_rd_max_length = Some(prop_parse("bps_rd_max_length", value)?);
-                }
-                "bps_wr_length" => {
-                    out.bps_wr_max_length = Some(prop_parse("bps_wr_max_length", value)?);
-                }
-                "iops_rd_length" => {
-                    out.iops_rd_max_length = Some(prop_parse("iops_rd_max_length", value)?);
-                }
-                "iops_wr_length" => {
-                    out.iops_wr_max_length = Some(prop_parse("iops_wr_max_length", value)?);
-                }
-                "volume" => {
-                    out.file = Some(prop_parse("file", value)?);
-                }
-                _ => out.other.push((key.to_owned(), value.to_owned())),
+                _ => out.other.push((key.to_owned(), value.into_owned())),
             }
         }
         Ok(out)
     }
 }
 
-/// The `scsi[n]` property string (`key=value,...`), generated from the schema's format.
+/// A property string: the format the schema spells out for `scsi[n]`.
 ///
-/// `Display` writes it as PVE reads it; `FromStr` reads what PVE answers (bare default key, aliases).
+/// `Display` writes it as PVE writes it; `FromStr` reads what PVE answers (see
+/// [`crate::property_string`] for the rules and the quoting of values PVE cannot take).
 #[derive(Clone, Debug, Default, PartialEq)]
 #[non_exhaustive]
 pub struct ScsiProperty {
@@ -1601,11 +1403,11 @@ pub struct ScsiProperty {
     pub bps_max_length: Option<i64>,
     /// `bps_rd`.
     pub bps_rd: Option<i64>,
-    /// `bps_rd_max_length`.
+    /// `bps_rd_max_length`. Also read from `bps_rd_length`.
     pub bps_rd_max_length: Option<i64>,
     /// `bps_wr`.
     pub bps_wr: Option<i64>,
-    /// `bps_wr_max_length`.
+    /// `bps_wr_max_length`. Also read from `bps_wr_length`.
     pub bps_wr_max_length: Option<i64>,
     /// `cache`. One of `none`, `writethrough`, `writeback`, `unsafe`, `directsync`.
     pub cache: Option<String>,
@@ -1613,7 +1415,7 @@ pub struct ScsiProperty {
     pub detect_zeroes: Option<bool>,
     /// `discard`. One of `ignore`, `on`.
     pub discard: Option<String>,
-    /// `file`. Format `pve-volume-id-or-qm-path`.
+    /// `file`. Format `pve-volume-id-or-qm-path`. The default key (written without `key=`). Also read from `volume`.
     pub file: Option<String>,
     /// `format`. One of `raw`, `qcow`, `qed`, `qcow2`, `vmdk`, `cloop`.
     pub format: Option<String>,
@@ -1629,13 +1431,13 @@ pub struct ScsiProperty {
     pub iops_rd: Option<i64>,
     /// `iops_rd_max`.
     pub iops_rd_max: Option<i64>,
-    /// `iops_rd_max_length`.
+    /// `iops_rd_max_length`. Also read from `iops_rd_length`.
     pub iops_rd_max_length: Option<i64>,
     /// `iops_wr`.
     pub iops_wr: Option<i64>,
     /// `iops_wr_max`.
     pub iops_wr_max: Option<i64>,
-    /// `iops_wr_max_length`.
+    /// `iops_wr_max_length`. Also read from `iops_wr_length`.
     pub iops_wr_max_length: Option<i64>,
     /// `iothread`.
     pub iothread: Option<bool>,
@@ -1681,151 +1483,152 @@ pub struct ScsiProperty {
     pub werror: Option<String>,
     /// `wwn`.
     pub wwn: Option<String>,
-    /// Keys the schema does not list, in the order read.
+    /// Keys the format does not list, in the order read (keys must not contain `,` or `=`).
     pub other: Vec<(String, String)>,
 }
 
 impl core::fmt::Display for ScsiProperty {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        #[allow(unused_mut, reason = "some formats have one key")]
-        let mut parts: Vec<String> = Vec::new();
+        let mut w = PropertyWriter::new(f);
         if let Some(v) = &self.file {
-            parts.push(prop_value(v));
+            w.bare(&v.prop_text())?;
         }
         if let Some(v) = &self.aio {
-            parts.push(format!("aio={}", prop_value(v)));
+            w.pair("aio", &v.prop_text())?;
         }
         if let Some(v) = &self.backup {
-            parts.push(format!("backup={}", prop_value(v)));
+            w.pair("backup", &v.prop_text())?;
         }
         if let Some(v) = &self.bps {
-            parts.push(format!("bps={}", prop_value(v)));
+            w.pair("bps", &v.prop_text())?;
         }
         if let Some(v) = &self.bps_max_length {
-            parts.push(format!("bps_max_length={}", prop_value(v)));
+            w.pair("bps_max_length", &v.prop_text())?;
         }
         if let Some(v) = &self.bps_rd {
-            parts.push(format!("bps_rd={}", prop_value(v)));
+            w.pair("bps_rd", &v.prop_text())?;
         }
         if let Some(v) = &self.bps_rd_max_length {
-            parts.push(format!("bps_rd_max_length={}", prop_value(v)));
+            w.pair("bps_rd_max_length", &v.prop_text())?;
         }
         if let Some(v) = &self.bps_wr {
-            parts.push(format!("bps_wr={}", prop_value(v)));
+            w.pair("bps_wr", &v.prop_text())?;
         }
         if let Some(v) = &self.bps_wr_max_length {
-            parts.push(format!("bps_wr_max_length={}", prop_value(v)));
+            w.pair("bps_wr_max_length", &v.prop_text())?;
         }
         if let Some(v) = &self.cache {
-            parts.push(format!("cache={}", prop_value(v)));
+            w.pair("cache", &v.prop_text())?;
         }
         if let Some(v) = &self.detect_zeroes {
-            parts.push(format!("detect_zeroes={}", prop_value(v)));
+            w.pair("detect_zeroes", &v.prop_text())?;
         }
         if let Some(v) = &self.discard {
-            parts.push(format!("discard={}", prop_value(v)));
+            w.pair("discard", &v.prop_text())?;
         }
         if let Some(v) = &self.format {
-            parts.push(format!("format={}", prop_value(v)));
+            w.pair("format", &v.prop_text())?;
         }
         if let Some(v) = &self.import_from {
-            parts.push(format!("import-from={}", prop_value(v)));
+            w.pair("import-from", &v.prop_text())?;
         }
         if let Some(v) = &self.iops {
-            parts.push(format!("iops={}", prop_value(v)));
+            w.pair("iops", &v.prop_text())?;
         }
         if let Some(v) = &self.iops_max {
-            parts.push(format!("iops_max={}", prop_value(v)));
+            w.pair("iops_max", &v.prop_text())?;
         }
         if let Some(v) = &self.iops_max_length {
-            parts.push(format!("iops_max_length={}", prop_value(v)));
+            w.pair("iops_max_length", &v.prop_text())?;
         }
         if let Some(v) = &self.iops_rd {
-            parts.push(format!("iops_rd={}", prop_value(v)));
+            w.pair("iops_rd", &v.prop_text())?;
         }
         if let Some(v) = &self.iops_rd_max {
-            parts.push(format!("iops_rd_max={}", prop_value(v)));
+            w.pair("iops_rd_max", &v.prop_text())?;
         }
         if let Some(v) = &self.iops_rd_max_length {
-            parts.push(format!("iops_rd_max_length={}", prop_value(v)));
+            w.pair("iops_rd_max_length", &v.prop_text())?;
         }
         if let Some(v) = &self.iops_wr {
-            parts.push(format!("iops_wr={}", prop_value(v)));
+            w.pair("iops_wr", &v.prop_text())?;
         }
         if let Some(v) = &self.iops_wr_max {
-            parts.push(format!("iops_wr_max={}", prop_value(v)));
+            w.pair("iops_wr_max", &v.prop_text())?;
         }
         if let Some(v) = &self.iops_wr_max_length {
-            parts.push(format!("iops_wr_max_length={}", prop_value(v)));
+            w.pair("iops_wr_max_length", &v.prop_text())?;
         }
         if let Some(v) = &self.iothread {
-            parts.push(format!("iothread={}", prop_value(v)));
+            w.pair("iothread", &v.prop_text())?;
         }
         if let Some(v) = &self.mbps {
-            parts.push(format!("mbps={}", prop_value(v)));
+            w.pair("mbps", &v.prop_text())?;
         }
         if let Some(v) = &self.mbps_max {
-            parts.push(format!("mbps_max={}", prop_value(v)));
+            w.pair("mbps_max", &v.prop_text())?;
         }
         if let Some(v) = &self.mbps_rd {
-            parts.push(format!("mbps_rd={}", prop_value(v)));
+            w.pair("mbps_rd", &v.prop_text())?;
         }
         if let Some(v) = &self.mbps_rd_max {
-            parts.push(format!("mbps_rd_max={}", prop_value(v)));
+            w.pair("mbps_rd_max", &v.prop_text())?;
         }
         if let Some(v) = &self.mbps_wr {
-            parts.push(format!("mbps_wr={}", prop_value(v)));
+            w.pair("mbps_wr", &v.prop_text())?;
         }
         if let Some(v) = &self.mbps_wr_max {
-            parts.push(format!("mbps_wr_max={}", prop_value(v)));
+            w.pair("mbps_wr_max", &v.prop_text())?;
         }
         if let Some(v) = &self.media {
-            parts.push(format!("media={}", prop_value(v)));
+            w.pair("media", &v.prop_text())?;
         }
         if let Some(v) = &self.product {
-            parts.push(format!("product={}", prop_value(v)));
+            w.pair("product", &v.prop_text())?;
         }
         if let Some(v) = &self.queues {
-            parts.push(format!("queues={}", prop_value(v)));
+            w.pair("queues", &v.prop_text())?;
         }
         if let Some(v) = &self.replicate {
-            parts.push(format!("replicate={}", prop_value(v)));
+            w.pair("replicate", &v.prop_text())?;
         }
         if let Some(v) = &self.rerror {
-            parts.push(format!("rerror={}", prop_value(v)));
+            w.pair("rerror", &v.prop_text())?;
         }
         if let Some(v) = &self.ro {
-            parts.push(format!("ro={}", prop_value(v)));
+            w.pair("ro", &v.prop_text())?;
         }
         if let Some(v) = &self.scsiblock {
-            parts.push(format!("scsiblock={}", prop_value(v)));
+            w.pair("scsiblock", &v.prop_text())?;
         }
         if let Some(v) = &self.serial {
-            parts.push(format!("serial={}", prop_value(v)));
+            w.pair("serial", &v.prop_text())?;
         }
         if let Some(v) = &self.shared {
-            parts.push(format!("shared={}", prop_value(v)));
+            w.pair("shared", &v.prop_text())?;
         }
         if let Some(v) = &self.size {
-            parts.push(format!("size={}", prop_value(v)));
+            w.pair("size", &v.prop_text())?;
         }
         if let Some(v) = &self.snapshot {
-            parts.push(format!("snapshot={}", prop_value(v)));
+            w.pair("snapshot", &v.prop_text())?;
         }
         if let Some(v) = &self.ssd {
-            parts.push(format!("ssd={}", prop_value(v)));
+            w.pair("ssd", &v.prop_text())?;
         }
         if let Some(v) = &self.vendor {
-            parts.push(format!("vendor={}", prop_value(v)));
+            w.pair("vendor", &v.prop_text())?;
         }
         if let Some(v) = &self.werror {
-            parts.push(format!("werror={}", prop_value(v)));
+            w.pair("werror", &v.prop_text())?;
         }
         if let Some(v) = &self.wwn {
-            parts.push(format!("wwn={}", prop_value(v)));
+            w.pair("wwn", &v.prop_text())?;
         }
-        parts.extend(self.other.iter().map(|(k, v)| format!("{k}={v}")));
-        f.write_str(&parts.join(","))
+        for (k, v) in &self.other {
+            w.pair(k, v)?;
+        }
+        Ok(())
     }
 }
 
@@ -1834,172 +1637,159 @@ impl core::str::FromStr for ScsiProperty {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let mut out = Self::default();
-        for part in s.split(',').filter(|p| !p.is_empty()) {
-            let Some((key, value)) = part.split_once('=') else {
-                out.file = Some(prop_parse("file", part)?);
+        for item in PropertyItems::new(s) {
+            let (key, value) = item?;
+            let Some(key) = key else {
+                prop_set(&mut out.file, "file", &value)?;
                 continue;
             };
             match key {
                 "aio" => {
-                    out.aio = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.aio, "aio", &value)?;
                 }
                 "backup" => {
-                    out.backup = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.backup, "backup", &value)?;
                 }
                 "bps" => {
-                    out.bps = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.bps, "bps", &value)?;
                 }
                 "bps_max_length" => {
-                    out.bps_max_length = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.bps_max_length, "bps_max_length", &value)?;
                 }
                 "bps_rd" => {
-                    out.bps_rd = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.bps_rd, "bps_rd", &value)?;
                 }
-                "bps_rd_max_length" => {
-                    out.bps_rd_max_length = Some(prop_parse(key, value)?);
+                "bps_rd_max_length" | "bps_rd_length" => {
+                    prop_set(&mut out.bps_rd_max_length, "bps_rd_max_length", &value)?;
                 }
                 "bps_wr" => {
-                    out.bps_wr = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.bps_wr, "bps_wr", &value)?;
                 }
-                "bps_wr_max_length" => {
-                    out.bps_wr_max_length = Some(prop_parse(key, value)?);
+                "bps_wr_max_length" | "bps_wr_length" => {
+                    prop_set(&mut out.bps_wr_max_length, "bps_wr_max_length", &value)?;
                 }
                 "cache" => {
-                    out.cache = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.cache, "cache", &value)?;
                 }
                 "detect_zeroes" => {
-                    out.detect_zeroes = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.detect_zeroes, "detect_zeroes", &value)?;
                 }
                 "discard" => {
-                    out.discard = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.discard, "discard", &value)?;
                 }
-                "file" => {
-                    out.file = Some(prop_parse(key, value)?);
+                "file" | "volume" => {
+                    prop_set(&mut out.file, "file", &value)?;
                 }
                 "format" => {
-                    out.format = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.format, "format", &value)?;
                 }
                 "import-from" => {
-                    out.import_from = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.import_from, "import-from", &value)?;
                 }
                 "iops" => {
-                    out.iops = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.iops, "iops", &value)?;
                 }
                 "iops_max" => {
-                    out.iops_max = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.iops_max, "iops_max", &value)?;
                 }
                 "iops_max_length" => {
-                    out.iops_max_length = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.iops_max_length, "iops_max_length", &value)?;
                 }
                 "iops_rd" => {
-                    out.iops_rd = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.iops_rd, "iops_rd", &value)?;
                 }
                 "iops_rd_max" => {
-                    out.iops_rd_max = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.iops_rd_max, "iops_rd_max", &value)?;
                 }
-                "iops_rd_max_length" => {
-                    out.iops_rd_max_length = Some(prop_parse(key, value)?);
+                "iops_rd_max_length" | "iops_rd_length" => {
+                    prop_set(&mut out.iops_rd_max_length, "iops_rd_max_length", &value)?;
                 }
                 "iops_wr" => {
-                    out.iops_wr = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.iops_wr, "iops_wr", &value)?;
                 }
                 "iops_wr_max" => {
-                    out.iops_wr_max = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.iops_wr_max, "iops_wr_max", &value)?;
                 }
-                "iops_wr_max_length" => {
-                    out.iops_wr_max_length = Some(prop_parse(key, value)?);
+                "iops_wr_max_length" | "iops_wr_length" => {
+                    prop_set(&mut out.iops_wr_max_length, "iops_wr_max_length", &value)?;
                 }
                 "iothread" => {
-                    out.iothread = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.iothread, "iothread", &value)?;
                 }
                 "mbps" => {
-                    out.mbps = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.mbps, "mbps", &value)?;
                 }
                 "mbps_max" => {
-                    out.mbps_max = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.mbps_max, "mbps_max", &value)?;
                 }
                 "mbps_rd" => {
-                    out.mbps_rd = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.mbps_rd, "mbps_rd", &value)?;
                 }
                 "mbps_rd_max" => {
-                    out.mbps_rd_max = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.mbps_rd_max, "mbps_rd_max", &value)?;
                 }
                 "mbps_wr" => {
-                    out.mbps_wr = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.mbps_wr, "mbps_wr", &value)?;
                 }
                 "mbps_wr_max" => {
-                    out.mbps_wr_max = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.mbps_wr_max, "mbps_wr_max", &value)?;
                 }
                 "media" => {
-                    out.media = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.media, "media", &value)?;
                 }
                 "product" => {
-                    out.product = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.product, "product", &value)?;
                 }
                 "queues" => {
-                    out.queues = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.queues, "queues", &value)?;
                 }
                 "replicate" => {
-                    out.replicate = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.replicate, "replicate", &value)?;
                 }
                 "rerror" => {
-                    out.rerror = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.rerror, "rerror", &value)?;
                 }
                 "ro" => {
-                    out.ro = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.ro, "ro", &value)?;
                 }
                 "scsiblock" => {
-                    out.scsiblock = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.scsiblock, "scsiblock", &value)?;
                 }
                 "serial" => {
-                    out.serial = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.serial, "serial", &value)?;
                 }
                 "shared" => {
-                    out.shared = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.shared, "shared", &value)?;
                 }
                 "size" => {
-                    out.size = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.size, "size", &value)?;
                 }
                 "snapshot" => {
-                    out.snapshot = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.snapshot, "snapshot", &value)?;
                 }
                 "ssd" => {
-                    out.ssd = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.ssd, "ssd", &value)?;
                 }
                 "vendor" => {
-                    out.vendor = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.vendor, "vendor", &value)?;
                 }
                 "werror" => {
-                    out.werror = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.werror, "werror", &value)?;
                 }
                 "wwn" => {
-                    out.wwn = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.wwn, "wwn", &value)?;
                 }
-                "bps_rd_length" => {
-                    out.bps_rd_max_length = Some(prop_parse("bps_rd_max_length", value)?);
-                }
-                "bps_wr_length" => {
-                    out.bps_wr_max_length = Some(prop_parse("bps_wr_max_length", value)?);
-                }
-                "iops_rd_length" => {
-                    out.iops_rd_max_length = Some(prop_parse("iops_rd_max_length", value)?);
-                }
-                "iops_wr_length" => {
-                    out.iops_wr_max_length = Some(prop_parse("iops_wr_max_length", value)?);
-                }
-                "volume" => {
-                    out.file = Some(prop_parse("file", value)?);
-                }
-                _ => out.other.push((key.to_owned(), value.to_owned())),
+                _ => out.other.push((key.to_owned(), value.into_owned())),
             }
         }
         Ok(out)
     }
 }
 
-/// The `spice_enhancements` property string (`key=value,...`), generated from the schema's format.
+/// A property string: the format the schema spells out for `spice_enhancements`.
 ///
-/// `Display` writes it as PVE reads it; `FromStr` reads what PVE answers (bare default key, aliases).
+/// `Display` writes it as PVE writes it; `FromStr` reads what PVE answers (see
+/// [`crate::property_string`] for the rules and the quoting of values PVE cannot take).
 #[derive(Clone, Debug, Default, PartialEq)]
 #[non_exhaustive]
 pub struct SpiceEnhancementsProperty {
@@ -2007,22 +1797,23 @@ pub struct SpiceEnhancementsProperty {
     pub foldersharing: Option<bool>,
     /// `videostreaming`. One of `off`, `all`, `filter`.
     pub videostreaming: Option<String>,
-    /// Keys the schema does not list, in the order read.
+    /// Keys the format does not list, in the order read (keys must not contain `,` or `=`).
     pub other: Vec<(String, String)>,
 }
 
 impl core::fmt::Display for SpiceEnhancementsProperty {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        #[allow(unused_mut, reason = "some formats have one key")]
-        let mut parts: Vec<String> = Vec::new();
+        let mut w = PropertyWriter::new(f);
         if let Some(v) = &self.foldersharing {
-            parts.push(format!("foldersharing={}", prop_value(v)));
+            w.pair("foldersharing", &v.prop_text())?;
         }
         if let Some(v) = &self.videostreaming {
-            parts.push(format!("videostreaming={}", prop_value(v)));
+            w.pair("videostreaming", &v.prop_text())?;
         }
-        parts.extend(self.other.iter().map(|(k, v)| format!("{k}={v}")));
-        f.write_str(&parts.join(","))
+        for (k, v) in &self.other {
+            w.pair(k, v)?;
+        }
+        Ok(())
     }
 }
 
@@ -2031,34 +1822,33 @@ impl core::str::FromStr for SpiceEnhancementsProperty {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let mut out = Self::default();
-        for part in s.split(',').filter(|p| !p.is_empty()) {
-            let Some((key, value)) = part.split_once('=') else {
-                return Err(PropertyStringError {
-                    key: part.to_owned(),
-                    reason: "no value (key=value expected)".into(),
-                });
+        for item in PropertyItems::new(s) {
+            let (key, value) = item?;
+            let Some(key) = key else {
+                return Err(no_default_key(&value));
             };
             match key {
                 "foldersharing" => {
-                    out.foldersharing = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.foldersharing, "foldersharing", &value)?;
                 }
                 "videostreaming" => {
-                    out.videostreaming = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.videostreaming, "videostreaming", &value)?;
                 }
-                _ => out.other.push((key.to_owned(), value.to_owned())),
+                _ => out.other.push((key.to_owned(), value.into_owned())),
             }
         }
         Ok(out)
     }
 }
 
-/// The `tpmstate0` property string (`key=value,...`), generated from the schema's format.
+/// A property string: the format the schema spells out for `tpmstate0`.
 ///
-/// `Display` writes it as PVE reads it; `FromStr` reads what PVE answers (bare default key, aliases).
+/// `Display` writes it as PVE writes it; `FromStr` reads what PVE answers (see
+/// [`crate::property_string`] for the rules and the quoting of values PVE cannot take).
 #[derive(Clone, Debug, Default, PartialEq)]
 #[non_exhaustive]
 pub struct TpmstateProperty {
-    /// `file`. Format `pve-volume-id-or-qm-path`.
+    /// `file`. Format `pve-volume-id-or-qm-path`. The default key (written without `key=`). Also read from `volume`.
     pub file: Option<String>,
     /// `format`. One of `raw`, `qcow2`, `vmdk`.
     pub format: Option<String>,
@@ -2068,31 +1858,32 @@ pub struct TpmstateProperty {
     pub size: Option<String>,
     /// `version`. One of `v1.2`, `v2.0`.
     pub version: Option<String>,
-    /// Keys the schema does not list, in the order read.
+    /// Keys the format does not list, in the order read (keys must not contain `,` or `=`).
     pub other: Vec<(String, String)>,
 }
 
 impl core::fmt::Display for TpmstateProperty {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        #[allow(unused_mut, reason = "some formats have one key")]
-        let mut parts: Vec<String> = Vec::new();
+        let mut w = PropertyWriter::new(f);
         if let Some(v) = &self.file {
-            parts.push(prop_value(v));
+            w.bare(&v.prop_text())?;
         }
         if let Some(v) = &self.format {
-            parts.push(format!("format={}", prop_value(v)));
+            w.pair("format", &v.prop_text())?;
         }
         if let Some(v) = &self.import_from {
-            parts.push(format!("import-from={}", prop_value(v)));
+            w.pair("import-from", &v.prop_text())?;
         }
         if let Some(v) = &self.size {
-            parts.push(format!("size={}", prop_value(v)));
+            w.pair("size", &v.prop_text())?;
         }
         if let Some(v) = &self.version {
-            parts.push(format!("version={}", prop_value(v)));
+            w.pair("version", &v.prop_text())?;
         }
-        parts.extend(self.other.iter().map(|(k, v)| format!("{k}={v}")));
-        f.write_str(&parts.join(","))
+        for (k, v) in &self.other {
+            w.pair(k, v)?;
+        }
+        Ok(())
     }
 }
 
@@ -2101,58 +1892,58 @@ impl core::str::FromStr for TpmstateProperty {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let mut out = Self::default();
-        for part in s.split(',').filter(|p| !p.is_empty()) {
-            let Some((key, value)) = part.split_once('=') else {
-                out.file = Some(prop_parse("file", part)?);
+        for item in PropertyItems::new(s) {
+            let (key, value) = item?;
+            let Some(key) = key else {
+                prop_set(&mut out.file, "file", &value)?;
                 continue;
             };
             match key {
-                "file" => {
-                    out.file = Some(prop_parse(key, value)?);
+                "file" | "volume" => {
+                    prop_set(&mut out.file, "file", &value)?;
                 }
                 "format" => {
-                    out.format = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.format, "format", &value)?;
                 }
                 "import-from" => {
-                    out.import_from = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.import_from, "import-from", &value)?;
                 }
                 "size" => {
-                    out.size = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.size, "size", &value)?;
                 }
                 "version" => {
-                    out.version = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.version, "version", &value)?;
                 }
-                "volume" => {
-                    out.file = Some(prop_parse("file", value)?);
-                }
-                _ => out.other.push((key.to_owned(), value.to_owned())),
+                _ => out.other.push((key.to_owned(), value.into_owned())),
             }
         }
         Ok(out)
     }
 }
 
-/// The `unused[n]` property string (`key=value,...`), generated from the schema's format.
+/// A property string: the format the schema spells out for `unused[n]`.
 ///
-/// `Display` writes it as PVE reads it; `FromStr` reads what PVE answers (bare default key, aliases).
+/// `Display` writes it as PVE writes it; `FromStr` reads what PVE answers (see
+/// [`crate::property_string`] for the rules and the quoting of values PVE cannot take).
 #[derive(Clone, Debug, Default, PartialEq)]
 #[non_exhaustive]
 pub struct UnusedProperty {
-    /// `file`. Format `pve-volume-id`.
+    /// `file`. Format `pve-volume-id`. The default key (written without `key=`). Also read from `volume`.
     pub file: Option<String>,
-    /// Keys the schema does not list, in the order read.
+    /// Keys the format does not list, in the order read (keys must not contain `,` or `=`).
     pub other: Vec<(String, String)>,
 }
 
 impl core::fmt::Display for UnusedProperty {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        #[allow(unused_mut, reason = "some formats have one key")]
-        let mut parts: Vec<String> = Vec::new();
+        let mut w = PropertyWriter::new(f);
         if let Some(v) = &self.file {
-            parts.push(prop_value(v));
+            w.bare(&v.prop_text())?;
         }
-        parts.extend(self.other.iter().map(|(k, v)| format!("{k}={v}")));
-        f.write_str(&parts.join(","))
+        for (k, v) in &self.other {
+            w.pair(k, v)?;
+        }
+        Ok(())
     }
 }
 
@@ -2161,56 +1952,56 @@ impl core::str::FromStr for UnusedProperty {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let mut out = Self::default();
-        for part in s.split(',').filter(|p| !p.is_empty()) {
-            let Some((key, value)) = part.split_once('=') else {
-                out.file = Some(prop_parse("file", part)?);
+        for item in PropertyItems::new(s) {
+            let (key, value) = item?;
+            let Some(key) = key else {
+                prop_set(&mut out.file, "file", &value)?;
                 continue;
             };
             match key {
-                "file" => {
-                    out.file = Some(prop_parse(key, value)?);
+                "file" | "volume" => {
+                    prop_set(&mut out.file, "file", &value)?;
                 }
-                "volume" => {
-                    out.file = Some(prop_parse("file", value)?);
-                }
-                _ => out.other.push((key.to_owned(), value.to_owned())),
+                _ => out.other.push((key.to_owned(), value.into_owned())),
             }
         }
         Ok(out)
     }
 }
 
-/// The `usb[n]` property string (`key=value,...`), generated from the schema's format.
+/// A property string: the format the schema spells out for `usb[n]`.
 ///
-/// `Display` writes it as PVE reads it; `FromStr` reads what PVE answers (bare default key, aliases).
+/// `Display` writes it as PVE writes it; `FromStr` reads what PVE answers (see
+/// [`crate::property_string`] for the rules and the quoting of values PVE cannot take).
 #[derive(Clone, Debug, Default, PartialEq)]
 #[non_exhaustive]
 pub struct UsbProperty {
-    /// `host`.
+    /// `host`. The default key (written without `key=`).
     pub host: Option<String>,
     /// `mapping`. Format `pve-configid`.
     pub mapping: Option<String>,
     /// `usb3`.
     pub usb3: Option<bool>,
-    /// Keys the schema does not list, in the order read.
+    /// Keys the format does not list, in the order read (keys must not contain `,` or `=`).
     pub other: Vec<(String, String)>,
 }
 
 impl core::fmt::Display for UsbProperty {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        #[allow(unused_mut, reason = "some formats have one key")]
-        let mut parts: Vec<String> = Vec::new();
+        let mut w = PropertyWriter::new(f);
         if let Some(v) = &self.host {
-            parts.push(prop_value(v));
+            w.bare(&v.prop_text())?;
         }
         if let Some(v) = &self.mapping {
-            parts.push(format!("mapping={}", prop_value(v)));
+            w.pair("mapping", &v.prop_text())?;
         }
         if let Some(v) = &self.usb3 {
-            parts.push(format!("usb3={}", prop_value(v)));
+            w.pair("usb3", &v.prop_text())?;
         }
-        parts.extend(self.other.iter().map(|(k, v)| format!("{k}={v}")));
-        f.write_str(&parts.join(","))
+        for (k, v) in &self.other {
+            w.pair(k, v)?;
+        }
+        Ok(())
     }
 }
 
@@ -2219,31 +2010,33 @@ impl core::str::FromStr for UsbProperty {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let mut out = Self::default();
-        for part in s.split(',').filter(|p| !p.is_empty()) {
-            let Some((key, value)) = part.split_once('=') else {
-                out.host = Some(prop_parse("host", part)?);
+        for item in PropertyItems::new(s) {
+            let (key, value) = item?;
+            let Some(key) = key else {
+                prop_set(&mut out.host, "host", &value)?;
                 continue;
             };
             match key {
                 "host" => {
-                    out.host = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.host, "host", &value)?;
                 }
                 "mapping" => {
-                    out.mapping = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.mapping, "mapping", &value)?;
                 }
                 "usb3" => {
-                    out.usb3 = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.usb3, "usb3", &value)?;
                 }
-                _ => out.other.push((key.to_owned(), value.to_owned())),
+                _ => out.other.push((key.to_owned(), value.into_owned())),
             }
         }
         Ok(out)
     }
 }
 
-/// The `vga` property string (`key=value,...`), generated from the schema's format.
+/// A property string: the format the schema spells out for `vga`.
 ///
-/// `Display` writes it as PVE reads it; `FromStr` reads what PVE answers (bare default key, aliases).
+/// `Display` writes it as PVE writes it; `FromStr` reads what PVE answers (see
+/// [`crate::property_string`] for the rules and the quoting of values PVE cannot take).
 #[derive(Clone, Debug, Default, PartialEq)]
 #[non_exhaustive]
 pub struct VgaProperty {
@@ -2251,27 +2044,28 @@ pub struct VgaProperty {
     pub clipboard: Option<String>,
     /// `memory`.
     pub memory: Option<i64>,
-    /// `type`. One of `cirrus`, `qxl`, `qxl2`, `qxl3`, `qxl4`, `none`, `serial0`, `serial1`, `serial2`, `serial3`, `std`, `virtio`, `virtio-gl`, `vmware`.
+    /// `type`. One of `cirrus`, `qxl`, `qxl2`, `qxl3`, `qxl4`, `none`, `serial0`, `serial1`, `serial2`, `serial3`, `std`, `virtio`, `virtio-gl`, `vmware`. The default key (written without `key=`).
     pub r#type: Option<String>,
-    /// Keys the schema does not list, in the order read.
+    /// Keys the format does not list, in the order read (keys must not contain `,` or `=`).
     pub other: Vec<(String, String)>,
 }
 
 impl core::fmt::Display for VgaProperty {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        #[allow(unused_mut, reason = "some formats have one key")]
-        let mut parts: Vec<String> = Vec::new();
+        let mut w = PropertyWriter::new(f);
         if let Some(v) = &self.r#type {
-            parts.push(prop_value(v));
+            w.bare(&v.prop_text())?;
         }
         if let Some(v) = &self.clipboard {
-            parts.push(format!("clipboard={}", prop_value(v)));
+            w.pair("clipboard", &v.prop_text())?;
         }
         if let Some(v) = &self.memory {
-            parts.push(format!("memory={}", prop_value(v)));
+            w.pair("memory", &v.prop_text())?;
         }
-        parts.extend(self.other.iter().map(|(k, v)| format!("{k}={v}")));
-        f.write_str(&parts.join(","))
+        for (k, v) in &self.other {
+            w.pair(k, v)?;
+        }
+        Ok(())
     }
 }
 
@@ -2280,31 +2074,33 @@ impl core::str::FromStr for VgaProperty {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let mut out = Self::default();
-        for part in s.split(',').filter(|p| !p.is_empty()) {
-            let Some((key, value)) = part.split_once('=') else {
-                out.r#type = Some(prop_parse("type", part)?);
+        for item in PropertyItems::new(s) {
+            let (key, value) = item?;
+            let Some(key) = key else {
+                prop_set(&mut out.r#type, "type", &value)?;
                 continue;
             };
             match key {
                 "clipboard" => {
-                    out.clipboard = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.clipboard, "clipboard", &value)?;
                 }
                 "memory" => {
-                    out.memory = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.memory, "memory", &value)?;
                 }
                 "type" => {
-                    out.r#type = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.r#type, "type", &value)?;
                 }
-                _ => out.other.push((key.to_owned(), value.to_owned())),
+                _ => out.other.push((key.to_owned(), value.into_owned())),
             }
         }
         Ok(out)
     }
 }
 
-/// The `virtio[n]` property string (`key=value,...`), generated from the schema's format.
+/// A property string: the format the schema spells out for `virtio[n]`.
 ///
-/// `Display` writes it as PVE reads it; `FromStr` reads what PVE answers (bare default key, aliases).
+/// `Display` writes it as PVE writes it; `FromStr` reads what PVE answers (see
+/// [`crate::property_string`] for the rules and the quoting of values PVE cannot take).
 #[derive(Clone, Debug, Default, PartialEq)]
 #[non_exhaustive]
 pub struct VirtioProperty {
@@ -2318,11 +2114,11 @@ pub struct VirtioProperty {
     pub bps_max_length: Option<i64>,
     /// `bps_rd`.
     pub bps_rd: Option<i64>,
-    /// `bps_rd_max_length`.
+    /// `bps_rd_max_length`. Also read from `bps_rd_length`.
     pub bps_rd_max_length: Option<i64>,
     /// `bps_wr`.
     pub bps_wr: Option<i64>,
-    /// `bps_wr_max_length`.
+    /// `bps_wr_max_length`. Also read from `bps_wr_length`.
     pub bps_wr_max_length: Option<i64>,
     /// `cache`. One of `none`, `writethrough`, `writeback`, `unsafe`, `directsync`.
     pub cache: Option<String>,
@@ -2330,7 +2126,7 @@ pub struct VirtioProperty {
     pub detect_zeroes: Option<bool>,
     /// `discard`. One of `ignore`, `on`.
     pub discard: Option<String>,
-    /// `file`. Format `pve-volume-id-or-qm-path`.
+    /// `file`. Format `pve-volume-id-or-qm-path`. The default key (written without `key=`). Also read from `volume`.
     pub file: Option<String>,
     /// `format`. One of `raw`, `qcow`, `qed`, `qcow2`, `vmdk`, `cloop`.
     pub format: Option<String>,
@@ -2346,13 +2142,13 @@ pub struct VirtioProperty {
     pub iops_rd: Option<i64>,
     /// `iops_rd_max`.
     pub iops_rd_max: Option<i64>,
-    /// `iops_rd_max_length`.
+    /// `iops_rd_max_length`. Also read from `iops_rd_length`.
     pub iops_rd_max_length: Option<i64>,
     /// `iops_wr`.
     pub iops_wr: Option<i64>,
     /// `iops_wr_max`.
     pub iops_wr_max: Option<i64>,
-    /// `iops_wr_max_length`.
+    /// `iops_wr_max_length`. Also read from `iops_wr_length`.
     pub iops_wr_max_length: Option<i64>,
     /// `iothread`.
     pub iothread: Option<bool>,
@@ -2386,133 +2182,134 @@ pub struct VirtioProperty {
     pub snapshot: Option<bool>,
     /// `werror`. One of `enospc`, `ignore`, `report`, `stop`.
     pub werror: Option<String>,
-    /// Keys the schema does not list, in the order read.
+    /// Keys the format does not list, in the order read (keys must not contain `,` or `=`).
     pub other: Vec<(String, String)>,
 }
 
 impl core::fmt::Display for VirtioProperty {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        #[allow(unused_mut, reason = "some formats have one key")]
-        let mut parts: Vec<String> = Vec::new();
+        let mut w = PropertyWriter::new(f);
         if let Some(v) = &self.file {
-            parts.push(prop_value(v));
+            w.bare(&v.prop_text())?;
         }
         if let Some(v) = &self.aio {
-            parts.push(format!("aio={}", prop_value(v)));
+            w.pair("aio", &v.prop_text())?;
         }
         if let Some(v) = &self.backup {
-            parts.push(format!("backup={}", prop_value(v)));
+            w.pair("backup", &v.prop_text())?;
         }
         if let Some(v) = &self.bps {
-            parts.push(format!("bps={}", prop_value(v)));
+            w.pair("bps", &v.prop_text())?;
         }
         if let Some(v) = &self.bps_max_length {
-            parts.push(format!("bps_max_length={}", prop_value(v)));
+            w.pair("bps_max_length", &v.prop_text())?;
         }
         if let Some(v) = &self.bps_rd {
-            parts.push(format!("bps_rd={}", prop_value(v)));
+            w.pair("bps_rd", &v.prop_text())?;
         }
         if let Some(v) = &self.bps_rd_max_length {
-            parts.push(format!("bps_rd_max_length={}", prop_value(v)));
+            w.pair("bps_rd_max_length", &v.prop_text())?;
         }
         if let Some(v) = &self.bps_wr {
-            parts.push(format!("bps_wr={}", prop_value(v)));
+            w.pair("bps_wr", &v.prop_text())?;
         }
         if let Some(v) = &self.bps_wr_max_length {
-            parts.push(format!("bps_wr_max_length={}", prop_value(v)));
+            w.pair("bps_wr_max_length", &v.prop_text())?;
         }
         if let Some(v) = &self.cache {
-            parts.push(format!("cache={}", prop_value(v)));
+            w.pair("cache", &v.prop_text())?;
         }
         if let Some(v) = &self.detect_zeroes {
-            parts.push(format!("detect_zeroes={}", prop_value(v)));
+            w.pair("detect_zeroes", &v.prop_text())?;
         }
         if let Some(v) = &self.discard {
-            parts.push(format!("discard={}", prop_value(v)));
+            w.pair("discard", &v.prop_text())?;
         }
         if let Some(v) = &self.format {
-            parts.push(format!("format={}", prop_value(v)));
+            w.pair("format", &v.prop_text())?;
         }
         if let Some(v) = &self.import_from {
-            parts.push(format!("import-from={}", prop_value(v)));
+            w.pair("import-from", &v.prop_text())?;
         }
         if let Some(v) = &self.iops {
-            parts.push(format!("iops={}", prop_value(v)));
+            w.pair("iops", &v.prop_text())?;
         }
         if let Some(v) = &self.iops_max {
-            parts.push(format!("iops_max={}", prop_value(v)));
+            w.pair("iops_max", &v.prop_text())?;
         }
         if let Some(v) = &self.iops_max_length {
-            parts.push(format!("iops_max_length={}", prop_value(v)));
+            w.pair("iops_max_length", &v.prop_text())?;
         }
         if let Some(v) = &self.iops_rd {
-            parts.push(format!("iops_rd={}", prop_value(v)));
+            w.pair("iops_rd", &v.prop_text())?;
         }
         if let Some(v) = &self.iops_rd_max {
-            parts.push(format!("iops_rd_max={}", prop_value(v)));
+            w.pair("iops_rd_max", &v.prop_text())?;
         }
         if let Some(v) = &self.iops_rd_max_length {
-            parts.push(format!("iops_rd_max_length={}", prop_value(v)));
+            w.pair("iops_rd_max_length", &v.prop_text())?;
         }
         if let Some(v) = &self.iops_wr {
-            parts.push(format!("iops_wr={}", prop_value(v)));
+            w.pair("iops_wr", &v.prop_text())?;
         }
         if let Some(v) = &self.iops_wr_max {
-            parts.push(format!("iops_wr_max={}", prop_value(v)));
+            w.pair("iops_wr_max", &v.prop_text())?;
         }
         if let Some(v) = &self.iops_wr_max_length {
-            parts.push(format!("iops_wr_max_length={}", prop_value(v)));
+            w.pair("iops_wr_max_length", &v.prop_text())?;
         }
         if let Some(v) = &self.iothread {
-            parts.push(format!("iothread={}", prop_value(v)));
+            w.pair("iothread", &v.prop_text())?;
         }
         if let Some(v) = &self.mbps {
-            parts.push(format!("mbps={}", prop_value(v)));
+            w.pair("mbps", &v.prop_text())?;
         }
         if let Some(v) = &self.mbps_max {
-            parts.push(format!("mbps_max={}", prop_value(v)));
+            w.pair("mbps_max", &v.prop_text())?;
         }
         if let Some(v) = &self.mbps_rd {
-            parts.push(format!("mbps_rd={}", prop_value(v)));
+            w.pair("mbps_rd", &v.prop_text())?;
         }
         if let Some(v) = &self.mbps_rd_max {
-            parts.push(format!("mbps_rd_max={}", prop_value(v)));
+            w.pair("mbps_rd_max", &v.prop_text())?;
         }
         if let Some(v) = &self.mbps_wr {
-            parts.push(format!("mbps_wr={}", prop_value(v)));
+            w.pair("mbps_wr", &v.prop_text())?;
         }
         if let Some(v) = &self.mbps_wr_max {
-            parts.push(format!("mbps_wr_max={}", prop_value(v)));
+            w.pair("mbps_wr_max", &v.prop_text())?;
         }
         if let Some(v) = &self.media {
-            parts.push(format!("media={}", prop_value(v)));
+            w.pair("media", &v.prop_text())?;
         }
         if let Some(v) = &self.replicate {
-            parts.push(format!("replicate={}", prop_value(v)));
+            w.pair("replicate", &v.prop_text())?;
         }
         if let Some(v) = &self.rerror {
-            parts.push(format!("rerror={}", prop_value(v)));
+            w.pair("rerror", &v.prop_text())?;
         }
         if let Some(v) = &self.ro {
-            parts.push(format!("ro={}", prop_value(v)));
+            w.pair("ro", &v.prop_text())?;
         }
         if let Some(v) = &self.serial {
-            parts.push(format!("serial={}", prop_value(v)));
+            w.pair("serial", &v.prop_text())?;
         }
         if let Some(v) = &self.shared {
-            parts.push(format!("shared={}", prop_value(v)));
+            w.pair("shared", &v.prop_text())?;
         }
         if let Some(v) = &self.size {
-            parts.push(format!("size={}", prop_value(v)));
+            w.pair("size", &v.prop_text())?;
         }
         if let Some(v) = &self.snapshot {
-            parts.push(format!("snapshot={}", prop_value(v)));
+            w.pair("snapshot", &v.prop_text())?;
         }
         if let Some(v) = &self.werror {
-            parts.push(format!("werror={}", prop_value(v)));
+            w.pair("werror", &v.prop_text())?;
         }
-        parts.extend(self.other.iter().map(|(k, v)| format!("{k}={v}")));
-        f.write_str(&parts.join(","))
+        for (k, v) in &self.other {
+            w.pair(k, v)?;
+        }
+        Ok(())
     }
 }
 
@@ -2521,154 +2318,141 @@ impl core::str::FromStr for VirtioProperty {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let mut out = Self::default();
-        for part in s.split(',').filter(|p| !p.is_empty()) {
-            let Some((key, value)) = part.split_once('=') else {
-                out.file = Some(prop_parse("file", part)?);
+        for item in PropertyItems::new(s) {
+            let (key, value) = item?;
+            let Some(key) = key else {
+                prop_set(&mut out.file, "file", &value)?;
                 continue;
             };
             match key {
                 "aio" => {
-                    out.aio = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.aio, "aio", &value)?;
                 }
                 "backup" => {
-                    out.backup = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.backup, "backup", &value)?;
                 }
                 "bps" => {
-                    out.bps = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.bps, "bps", &value)?;
                 }
                 "bps_max_length" => {
-                    out.bps_max_length = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.bps_max_length, "bps_max_length", &value)?;
                 }
                 "bps_rd" => {
-                    out.bps_rd = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.bps_rd, "bps_rd", &value)?;
                 }
-                "bps_rd_max_length" => {
-                    out.bps_rd_max_length = Some(prop_parse(key, value)?);
+                "bps_rd_max_length" | "bps_rd_length" => {
+                    prop_set(&mut out.bps_rd_max_length, "bps_rd_max_length", &value)?;
                 }
                 "bps_wr" => {
-                    out.bps_wr = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.bps_wr, "bps_wr", &value)?;
                 }
-                "bps_wr_max_length" => {
-                    out.bps_wr_max_length = Some(prop_parse(key, value)?);
+                "bps_wr_max_length" | "bps_wr_length" => {
+                    prop_set(&mut out.bps_wr_max_length, "bps_wr_max_length", &value)?;
                 }
                 "cache" => {
-                    out.cache = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.cache, "cache", &value)?;
                 }
                 "detect_zeroes" => {
-                    out.detect_zeroes = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.detect_zeroes, "detect_zeroes", &value)?;
                 }
                 "discard" => {
-                    out.discard = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.discard, "discard", &value)?;
                 }
-                "file" => {
-                    out.file = Some(prop_parse(key, value)?);
+                "file" | "volume" => {
+                    prop_set(&mut out.file, "file", &value)?;
                 }
                 "format" => {
-                    out.format = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.format, "format", &value)?;
                 }
                 "import-from" => {
-                    out.import_from = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.import_from, "import-from", &value)?;
                 }
                 "iops" => {
-                    out.iops = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.iops, "iops", &value)?;
                 }
                 "iops_max" => {
-                    out.iops_max = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.iops_max, "iops_max", &value)?;
                 }
                 "iops_max_length" => {
-                    out.iops_max_length = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.iops_max_length, "iops_max_length", &value)?;
                 }
                 "iops_rd" => {
-                    out.iops_rd = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.iops_rd, "iops_rd", &value)?;
                 }
                 "iops_rd_max" => {
-                    out.iops_rd_max = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.iops_rd_max, "iops_rd_max", &value)?;
                 }
-                "iops_rd_max_length" => {
-                    out.iops_rd_max_length = Some(prop_parse(key, value)?);
+                "iops_rd_max_length" | "iops_rd_length" => {
+                    prop_set(&mut out.iops_rd_max_length, "iops_rd_max_length", &value)?;
                 }
                 "iops_wr" => {
-                    out.iops_wr = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.iops_wr, "iops_wr", &value)?;
                 }
                 "iops_wr_max" => {
-                    out.iops_wr_max = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.iops_wr_max, "iops_wr_max", &value)?;
                 }
-                "iops_wr_max_length" => {
-                    out.iops_wr_max_length = Some(prop_parse(key, value)?);
+                "iops_wr_max_length" | "iops_wr_length" => {
+                    prop_set(&mut out.iops_wr_max_length, "iops_wr_max_length", &value)?;
                 }
                 "iothread" => {
-                    out.iothread = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.iothread, "iothread", &value)?;
                 }
                 "mbps" => {
-                    out.mbps = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.mbps, "mbps", &value)?;
                 }
                 "mbps_max" => {
-                    out.mbps_max = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.mbps_max, "mbps_max", &value)?;
                 }
                 "mbps_rd" => {
-                    out.mbps_rd = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.mbps_rd, "mbps_rd", &value)?;
                 }
                 "mbps_rd_max" => {
-                    out.mbps_rd_max = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.mbps_rd_max, "mbps_rd_max", &value)?;
                 }
                 "mbps_wr" => {
-                    out.mbps_wr = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.mbps_wr, "mbps_wr", &value)?;
                 }
                 "mbps_wr_max" => {
-                    out.mbps_wr_max = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.mbps_wr_max, "mbps_wr_max", &value)?;
                 }
                 "media" => {
-                    out.media = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.media, "media", &value)?;
                 }
                 "replicate" => {
-                    out.replicate = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.replicate, "replicate", &value)?;
                 }
                 "rerror" => {
-                    out.rerror = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.rerror, "rerror", &value)?;
                 }
                 "ro" => {
-                    out.ro = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.ro, "ro", &value)?;
                 }
                 "serial" => {
-                    out.serial = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.serial, "serial", &value)?;
                 }
                 "shared" => {
-                    out.shared = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.shared, "shared", &value)?;
                 }
                 "size" => {
-                    out.size = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.size, "size", &value)?;
                 }
                 "snapshot" => {
-                    out.snapshot = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.snapshot, "snapshot", &value)?;
                 }
                 "werror" => {
-                    out.werror = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.werror, "werror", &value)?;
                 }
-                "bps_rd_length" => {
-                    out.bps_rd_max_length = Some(prop_parse("bps_rd_max_length", value)?);
-                }
-                "bps_wr_length" => {
-                    out.bps_wr_max_length = Some(prop_parse("bps_wr_max_length", value)?);
-                }
-                "iops_rd_length" => {
-                    out.iops_rd_max_length = Some(prop_parse("iops_rd_max_length", value)?);
-                }
-                "iops_wr_length" => {
-                    out.iops_wr_max_length = Some(prop_parse("iops_wr_max_length", value)?);
-                }
-                "volume" => {
-                    out.file = Some(prop_parse("file", value)?);
-                }
-                _ => out.other.push((key.to_owned(), value.to_owned())),
+                _ => out.other.push((key.to_owned(), value.into_owned())),
             }
         }
         Ok(out)
     }
 }
 
-/// The `virtiofs[n]` property string (`key=value,...`), generated from the schema's format.
+/// A property string: the format the schema spells out for `virtiofs[n]`.
 ///
-/// `Display` writes it as PVE reads it; `FromStr` reads what PVE answers (bare default key, aliases).
+/// `Display` writes it as PVE writes it; `FromStr` reads what PVE answers (see
+/// [`crate::property_string`] for the rules and the quoting of values PVE cannot take).
 #[derive(Clone, Debug, Default, PartialEq)]
 #[non_exhaustive]
 pub struct VirtiofsProperty {
@@ -2676,37 +2460,38 @@ pub struct VirtiofsProperty {
     pub cache: Option<String>,
     /// `direct-io`.
     pub direct_io: Option<bool>,
-    /// `dirid`. Format `pve-configid`.
+    /// `dirid`. Format `pve-configid`. The default key (written without `key=`).
     pub dirid: Option<String>,
     /// `expose-acl`.
     pub expose_acl: Option<bool>,
     /// `expose-xattr`.
     pub expose_xattr: Option<bool>,
-    /// Keys the schema does not list, in the order read.
+    /// Keys the format does not list, in the order read (keys must not contain `,` or `=`).
     pub other: Vec<(String, String)>,
 }
 
 impl core::fmt::Display for VirtiofsProperty {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        #[allow(unused_mut, reason = "some formats have one key")]
-        let mut parts: Vec<String> = Vec::new();
+        let mut w = PropertyWriter::new(f);
         if let Some(v) = &self.dirid {
-            parts.push(prop_value(v));
+            w.bare(&v.prop_text())?;
         }
         if let Some(v) = &self.cache {
-            parts.push(format!("cache={}", prop_value(v)));
+            w.pair("cache", &v.prop_text())?;
         }
         if let Some(v) = &self.direct_io {
-            parts.push(format!("direct-io={}", prop_value(v)));
+            w.pair("direct-io", &v.prop_text())?;
         }
         if let Some(v) = &self.expose_acl {
-            parts.push(format!("expose-acl={}", prop_value(v)));
+            w.pair("expose-acl", &v.prop_text())?;
         }
         if let Some(v) = &self.expose_xattr {
-            parts.push(format!("expose-xattr={}", prop_value(v)));
+            w.pair("expose-xattr", &v.prop_text())?;
         }
-        parts.extend(self.other.iter().map(|(k, v)| format!("{k}={v}")));
-        f.write_str(&parts.join(","))
+        for (k, v) in &self.other {
+            w.pair(k, v)?;
+        }
+        Ok(())
     }
 }
 
@@ -2715,489 +2500,39 @@ impl core::str::FromStr for VirtiofsProperty {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let mut out = Self::default();
-        for part in s.split(',').filter(|p| !p.is_empty()) {
-            let Some((key, value)) = part.split_once('=') else {
-                out.dirid = Some(prop_parse("dirid", part)?);
+        for item in PropertyItems::new(s) {
+            let (key, value) = item?;
+            let Some(key) = key else {
+                prop_set(&mut out.dirid, "dirid", &value)?;
                 continue;
             };
             match key {
                 "cache" => {
-                    out.cache = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.cache, "cache", &value)?;
                 }
                 "direct-io" => {
-                    out.direct_io = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.direct_io, "direct-io", &value)?;
                 }
                 "dirid" => {
-                    out.dirid = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.dirid, "dirid", &value)?;
                 }
                 "expose-acl" => {
-                    out.expose_acl = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.expose_acl, "expose-acl", &value)?;
                 }
                 "expose-xattr" => {
-                    out.expose_xattr = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.expose_xattr, "expose-xattr", &value)?;
                 }
-                _ => out.other.push((key.to_owned(), value.to_owned())),
+                _ => out.other.push((key.to_owned(), value.into_owned())),
             }
         }
         Ok(out)
     }
 }
 
-/// The `efidisk0` property string (`key=value,...`), generated from the schema's format.
+/// A property string: the format the schema spells out for `meta`.
 ///
-/// `Display` writes it as PVE reads it; `FromStr` reads what PVE answers (bare default key, aliases).
-#[derive(Clone, Debug, Default, PartialEq)]
-#[non_exhaustive]
-pub struct EfidiskProperty2 {
-    /// `efitype`. One of `2m`, `4m`.
-    pub efitype: Option<String>,
-    /// `file`. Format `pve-volume-id-or-qm-path`.
-    pub file: Option<String>,
-    /// `format`. One of `raw`, `qcow`, `qed`, `qcow2`, `vmdk`, `cloop`.
-    pub format: Option<String>,
-    /// `ms-cert`. One of `2011`, `2023`, `2023w`, `2023k`.
-    pub ms_cert: Option<String>,
-    /// `pre-enrolled-keys`.
-    pub pre_enrolled_keys: Option<bool>,
-    /// `size`. Format `disk-size`.
-    pub size: Option<String>,
-    /// Keys the schema does not list, in the order read.
-    pub other: Vec<(String, String)>,
-}
-
-impl core::fmt::Display for EfidiskProperty2 {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        #[allow(unused_mut, reason = "some formats have one key")]
-        let mut parts: Vec<String> = Vec::new();
-        if let Some(v) = &self.file {
-            parts.push(prop_value(v));
-        }
-        if let Some(v) = &self.efitype {
-            parts.push(format!("efitype={}", prop_value(v)));
-        }
-        if let Some(v) = &self.format {
-            parts.push(format!("format={}", prop_value(v)));
-        }
-        if let Some(v) = &self.ms_cert {
-            parts.push(format!("ms-cert={}", prop_value(v)));
-        }
-        if let Some(v) = &self.pre_enrolled_keys {
-            parts.push(format!("pre-enrolled-keys={}", prop_value(v)));
-        }
-        if let Some(v) = &self.size {
-            parts.push(format!("size={}", prop_value(v)));
-        }
-        parts.extend(self.other.iter().map(|(k, v)| format!("{k}={v}")));
-        f.write_str(&parts.join(","))
-    }
-}
-
-impl core::str::FromStr for EfidiskProperty2 {
-    type Err = PropertyStringError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let mut out = Self::default();
-        for part in s.split(',').filter(|p| !p.is_empty()) {
-            let Some((key, value)) = part.split_once('=') else {
-                out.file = Some(prop_parse("file", part)?);
-                continue;
-            };
-            match key {
-                "efitype" => {
-                    out.efitype = Some(prop_parse(key, value)?);
-                }
-                "file" => {
-                    out.file = Some(prop_parse(key, value)?);
-                }
-                "format" => {
-                    out.format = Some(prop_parse(key, value)?);
-                }
-                "ms-cert" => {
-                    out.ms_cert = Some(prop_parse(key, value)?);
-                }
-                "pre-enrolled-keys" => {
-                    out.pre_enrolled_keys = Some(prop_parse(key, value)?);
-                }
-                "size" => {
-                    out.size = Some(prop_parse(key, value)?);
-                }
-                "volume" => {
-                    out.file = Some(prop_parse("file", value)?);
-                }
-                _ => out.other.push((key.to_owned(), value.to_owned())),
-            }
-        }
-        Ok(out)
-    }
-}
-
-/// The `ide[n]` property string (`key=value,...`), generated from the schema's format.
-///
-/// `Display` writes it as PVE reads it; `FromStr` reads what PVE answers (bare default key, aliases).
-#[derive(Clone, Debug, Default, PartialEq)]
-#[non_exhaustive]
-pub struct IdeProperty2 {
-    /// `aio`. One of `native`, `threads`, `io_uring`.
-    pub aio: Option<String>,
-    /// `backup`.
-    pub backup: Option<bool>,
-    /// `bps`.
-    pub bps: Option<i64>,
-    /// `bps_max_length`.
-    pub bps_max_length: Option<i64>,
-    /// `bps_rd`.
-    pub bps_rd: Option<i64>,
-    /// `bps_rd_max_length`.
-    pub bps_rd_max_length: Option<i64>,
-    /// `bps_wr`.
-    pub bps_wr: Option<i64>,
-    /// `bps_wr_max_length`.
-    pub bps_wr_max_length: Option<i64>,
-    /// `cache`. One of `none`, `writethrough`, `writeback`, `unsafe`, `directsync`.
-    pub cache: Option<String>,
-    /// `detect_zeroes`.
-    pub detect_zeroes: Option<bool>,
-    /// `discard`. One of `ignore`, `on`.
-    pub discard: Option<String>,
-    /// `file`. Format `pve-volume-id-or-qm-path`.
-    pub file: Option<String>,
-    /// `format`. One of `raw`, `qcow`, `qed`, `qcow2`, `vmdk`, `cloop`.
-    pub format: Option<String>,
-    /// `iops`.
-    pub iops: Option<i64>,
-    /// `iops_max`.
-    pub iops_max: Option<i64>,
-    /// `iops_max_length`.
-    pub iops_max_length: Option<i64>,
-    /// `iops_rd`.
-    pub iops_rd: Option<i64>,
-    /// `iops_rd_max`.
-    pub iops_rd_max: Option<i64>,
-    /// `iops_rd_max_length`.
-    pub iops_rd_max_length: Option<i64>,
-    /// `iops_wr`.
-    pub iops_wr: Option<i64>,
-    /// `iops_wr_max`.
-    pub iops_wr_max: Option<i64>,
-    /// `iops_wr_max_length`.
-    pub iops_wr_max_length: Option<i64>,
-    /// `mbps`.
-    pub mbps: Option<f64>,
-    /// `mbps_max`.
-    pub mbps_max: Option<f64>,
-    /// `mbps_rd`.
-    pub mbps_rd: Option<f64>,
-    /// `mbps_rd_max`.
-    pub mbps_rd_max: Option<f64>,
-    /// `mbps_wr`.
-    pub mbps_wr: Option<f64>,
-    /// `mbps_wr_max`.
-    pub mbps_wr_max: Option<f64>,
-    /// `media`. One of `cdrom`, `disk`.
-    pub media: Option<String>,
-    /// `model`. Format `urlencoded`.
-    pub model: Option<String>,
-    /// `replicate`.
-    pub replicate: Option<bool>,
-    /// `rerror`. One of `ignore`, `report`, `stop`.
-    pub rerror: Option<String>,
-    /// `serial`. Format `urlencoded`.
-    pub serial: Option<String>,
-    /// `shared`.
-    pub shared: Option<bool>,
-    /// `size`. Format `disk-size`.
-    pub size: Option<String>,
-    /// `snapshot`.
-    pub snapshot: Option<bool>,
-    /// `ssd`.
-    pub ssd: Option<bool>,
-    /// `werror`. One of `enospc`, `ignore`, `report`, `stop`.
-    pub werror: Option<String>,
-    /// `wwn`.
-    pub wwn: Option<String>,
-    /// Keys the schema does not list, in the order read.
-    pub other: Vec<(String, String)>,
-}
-
-impl core::fmt::Display for IdeProperty2 {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        #[allow(unused_mut, reason = "some formats have one key")]
-        let mut parts: Vec<String> = Vec::new();
-        if let Some(v) = &self.file {
-            parts.push(prop_value(v));
-        }
-        if let Some(v) = &self.aio {
-            parts.push(format!("aio={}", prop_value(v)));
-        }
-        if let Some(v) = &self.backup {
-            parts.push(format!("backup={}", prop_value(v)));
-        }
-        if let Some(v) = &self.bps {
-            parts.push(format!("bps={}", prop_value(v)));
-        }
-        if let Some(v) = &self.bps_max_length {
-            parts.push(format!("bps_max_length={}", prop_value(v)));
-        }
-        if let Some(v) = &self.bps_rd {
-            parts.push(format!("bps_rd={}", prop_value(v)));
-        }
-        if let Some(v) = &self.bps_rd_max_length {
-            parts.push(format!("bps_rd_max_length={}", prop_value(v)));
-        }
-        if let Some(v) = &self.bps_wr {
-            parts.push(format!("bps_wr={}", prop_value(v)));
-        }
-        if let Some(v) = &self.bps_wr_max_length {
-            parts.push(format!("bps_wr_max_length={}", prop_value(v)));
-        }
-        if let Some(v) = &self.cache {
-            parts.push(format!("cache={}", prop_value(v)));
-        }
-        if let Some(v) = &self.detect_zeroes {
-            parts.push(format!("detect_zeroes={}", prop_value(v)));
-        }
-        if let Some(v) = &self.discard {
-            parts.push(format!("discard={}", prop_value(v)));
-        }
-        if let Some(v) = &self.format {
-            parts.push(format!("format={}", prop_value(v)));
-        }
-        if let Some(v) = &self.iops {
-            parts.push(format!("iops={}", prop_value(v)));
-        }
-        if let Some(v) = &self.iops_max {
-            parts.push(format!("iops_max={}", prop_value(v)));
-        }
-        if let Some(v) = &self.iops_max_length {
-            parts.push(format!("iops_max_length={}", prop_value(v)));
-        }
-        if let Some(v) = &self.iops_rd {
-            parts.push(format!("iops_rd={}", prop_value(v)));
-        }
-        if let Some(v) = &self.iops_rd_max {
-            parts.push(format!("iops_rd_max={}", prop_value(v)));
-        }
-        if let Some(v) = &self.iops_rd_max_length {
-            parts.push(format!("iops_rd_max_length={}", prop_value(v)));
-        }
-        if let Some(v) = &self.iops_wr {
-            parts.push(format!("iops_wr={}", prop_value(v)));
-        }
-        if let Some(v) = &self.iops_wr_max {
-            parts.push(format!("iops_wr_max={}", prop_value(v)));
-        }
-        if let Some(v) = &self.iops_wr_max_length {
-            parts.push(format!("iops_wr_max_length={}", prop_value(v)));
-        }
-        if let Some(v) = &self.mbps {
-            parts.push(format!("mbps={}", prop_value(v)));
-        }
-        if let Some(v) = &self.mbps_max {
-            parts.push(format!("mbps_max={}", prop_value(v)));
-        }
-        if let Some(v) = &self.mbps_rd {
-            parts.push(format!("mbps_rd={}", prop_value(v)));
-        }
-        if let Some(v) = &self.mbps_rd_max {
-            parts.push(format!("mbps_rd_max={}", prop_value(v)));
-        }
-        if let Some(v) = &self.mbps_wr {
-            parts.push(format!("mbps_wr={}", prop_value(v)));
-        }
-        if let Some(v) = &self.mbps_wr_max {
-            parts.push(format!("mbps_wr_max={}", prop_value(v)));
-        }
-        if let Some(v) = &self.media {
-            parts.push(format!("media={}", prop_value(v)));
-        }
-        if let Some(v) = &self.model {
-            parts.push(format!("model={}", prop_value(v)));
-        }
-        if let Some(v) = &self.replicate {
-            parts.push(format!("replicate={}", prop_value(v)));
-        }
-        if let Some(v) = &self.rerror {
-            parts.push(format!("rerror={}", prop_value(v)));
-        }
-        if let Some(v) = &self.serial {
-            parts.push(format!("serial={}", prop_value(v)));
-        }
-        if let Some(v) = &self.shared {
-            parts.push(format!("shared={}", prop_value(v)));
-        }
-        if let Some(v) = &self.size {
-            parts.push(format!("size={}", prop_value(v)));
-        }
-        if let Some(v) = &self.snapshot {
-            parts.push(format!("snapshot={}", prop_value(v)));
-        }
-        if let Some(v) = &self.ssd {
-            parts.push(format!("ssd={}", prop_value(v)));
-        }
-        if let Some(v) = &self.werror {
-            parts.push(format!("werror={}", prop_value(v)));
-        }
-        if let Some(v) = &self.wwn {
-            parts.push(format!("wwn={}", prop_value(v)));
-        }
-        parts.extend(self.other.iter().map(|(k, v)| format!("{k}={v}")));
-        f.write_str(&parts.join(","))
-    }
-}
-
-impl core::str::FromStr for IdeProperty2 {
-    type Err = PropertyStringError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let mut out = Self::default();
-        for part in s.split(',').filter(|p| !p.is_empty()) {
-            let Some((key, value)) = part.split_once('=') else {
-                out.file = Some(prop_parse("file", part)?);
-                continue;
-            };
-            match key {
-                "aio" => {
-                    out.aio = Some(prop_parse(key, value)?);
-                }
-                "backup" => {
-                    out.backup = Some(prop_parse(key, value)?);
-                }
-                "bps" => {
-                    out.bps = Some(prop_parse(key, value)?);
-                }
-                "bps_max_length" => {
-                    out.bps_max_length = Some(prop_parse(key, value)?);
-                }
-                "bps_rd" => {
-                    out.bps_rd = Some(prop_parse(key, value)?);
-                }
-                "bps_rd_max_length" => {
-                    out.bps_rd_max_length = Some(prop_parse(key, value)?);
-                }
-                "bps_wr" => {
-                    out.bps_wr = Some(prop_parse(key, value)?);
-                }
-                "bps_wr_max_length" => {
-                    out.bps_wr_max_length = Some(prop_parse(key, value)?);
-                }
-                "cache" => {
-                    out.cache = Some(prop_parse(key, value)?);
-                }
-                "detect_zeroes" => {
-                    out.detect_zeroes = Some(prop_parse(key, value)?);
-                }
-                "discard" => {
-                    out.discard = Some(prop_parse(key, value)?);
-                }
-                "file" => {
-                    out.file = Some(prop_parse(key, value)?);
-                }
-                "format" => {
-                    out.format = Some(prop_parse(key, value)?);
-                }
-                "iops" => {
-                    out.iops = Some(prop_parse(key, value)?);
-                }
-                "iops_max" => {
-                    out.iops_max = Some(prop_parse(key, value)?);
-                }
-                "iops_max_length" => {
-                    out.iops_max_length = Some(prop_parse(key, value)?);
-                }
-                "iops_rd" => {
-                    out.iops_rd = Some(prop_parse(key, value)?);
-                }
-                "iops_rd_max" => {
-                    out.iops_rd_max = Some(prop_parse(key, value)?);
-                }
-                "iops_rd_max_length" => {
-                    out.iops_rd_max_length = Some(prop_parse(key, value)?);
-                }
-                "iops_wr" => {
-                    out.iops_wr = Some(prop_parse(key, value)?);
-                }
-                "iops_wr_max" => {
-                    out.iops_wr_max = Some(prop_parse(key, value)?);
-                }
-                "iops_wr_max_length" => {
-                    out.iops_wr_max_length = Some(prop_parse(key, value)?);
-                }
-                "mbps" => {
-                    out.mbps = Some(prop_parse(key, value)?);
-                }
-                "mbps_max" => {
-                    out.mbps_max = Some(prop_parse(key, value)?);
-                }
-                "mbps_rd" => {
-                    out.mbps_rd = Some(prop_parse(key, value)?);
-                }
-                "mbps_rd_max" => {
-                    out.mbps_rd_max = Some(prop_parse(key, value)?);
-                }
-                "mbps_wr" => {
-                    out.mbps_wr = Some(prop_parse(key, value)?);
-                }
-                "mbps_wr_max" => {
-                    out.mbps_wr_max = Some(prop_parse(key, value)?);
-                }
-                "media" => {
-                    out.media = Some(prop_parse(key, value)?);
-                }
-                "model" => {
-                    out.model = Some(prop_parse(key, value)?);
-                }
-                "replicate" => {
-                    out.replicate = Some(prop_parse(key, value)?);
-                }
-                "rerror" => {
-                    out.rerror = Some(prop_parse(key, value)?);
-                }
-                "serial" => {
-                    out.serial = Some(prop_parse(key, value)?);
-                }
-                "shared" => {
-                    out.shared = Some(prop_parse(key, value)?);
-                }
-                "size" => {
-                    out.size = Some(prop_parse(key, value)?);
-                }
-                "snapshot" => {
-                    out.snapshot = Some(prop_parse(key, value)?);
-                }
-                "ssd" => {
-                    out.ssd = Some(prop_parse(key, value)?);
-                }
-                "werror" => {
-                    out.werror = Some(prop_parse(key, value)?);
-                }
-                "wwn" => {
-                    out.wwn = Some(prop_parse(key, value)?);
-                }
-                "bps_rd_length" => {
-                    out.bps_rd_max_length = Some(prop_parse("bps_rd_max_length", value)?);
-                }
-                "bps_wr_length" => {
-                    out.bps_wr_max_length = Some(prop_parse("bps_wr_max_length", value)?);
-                }
-                "iops_rd_length" => {
-                    out.iops_rd_max_length = Some(prop_parse("iops_rd_max_length", value)?);
-                }
-                "iops_wr_length" => {
-                    out.iops_wr_max_length = Some(prop_parse("iops_wr_max_length", value)?);
-                }
-                "volume" => {
-                    out.file = Some(prop_parse("file", value)?);
-                }
-                _ => out.other.push((key.to_owned(), value.to_owned())),
-            }
-        }
-        Ok(out)
-    }
-}
-
-/// The `meta` property string (`key=value,...`), generated from the schema's format.
-///
-/// `Display` writes it as PVE reads it; `FromStr` reads what PVE answers (bare default key, aliases).
+/// `Display` writes it as PVE writes it; `FromStr` reads what PVE answers (see
+/// [`crate::property_string`] for the rules and the quoting of values PVE cannot take).
 #[derive(Clone, Debug, Default, PartialEq)]
 #[non_exhaustive]
 pub struct MetaProperty {
@@ -3205,22 +2540,23 @@ pub struct MetaProperty {
     pub creation_qemu: Option<String>,
     /// `ctime`.
     pub ctime: Option<i64>,
-    /// Keys the schema does not list, in the order read.
+    /// Keys the format does not list, in the order read (keys must not contain `,` or `=`).
     pub other: Vec<(String, String)>,
 }
 
 impl core::fmt::Display for MetaProperty {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        #[allow(unused_mut, reason = "some formats have one key")]
-        let mut parts: Vec<String> = Vec::new();
+        let mut w = PropertyWriter::new(f);
         if let Some(v) = &self.creation_qemu {
-            parts.push(format!("creation-qemu={}", prop_value(v)));
+            w.pair("creation-qemu", &v.prop_text())?;
         }
         if let Some(v) = &self.ctime {
-            parts.push(format!("ctime={}", prop_value(v)));
+            w.pair("ctime", &v.prop_text())?;
         }
-        parts.extend(self.other.iter().map(|(k, v)| format!("{k}={v}")));
-        f.write_str(&parts.join(","))
+        for (k, v) in &self.other {
+            w.pair(k, v)?;
+        }
+        Ok(())
     }
 }
 
@@ -3229,1209 +2565,1236 @@ impl core::str::FromStr for MetaProperty {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let mut out = Self::default();
-        for part in s.split(',').filter(|p| !p.is_empty()) {
-            let Some((key, value)) = part.split_once('=') else {
-                return Err(PropertyStringError {
-                    key: part.to_owned(),
-                    reason: "no value (key=value expected)".into(),
-                });
+        for item in PropertyItems::new(s) {
+            let (key, value) = item?;
+            let Some(key) = key else {
+                return Err(no_default_key(&value));
             };
             match key {
                 "creation-qemu" => {
-                    out.creation_qemu = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.creation_qemu, "creation-qemu", &value)?;
                 }
                 "ctime" => {
-                    out.ctime = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.ctime, "ctime", &value)?;
                 }
-                _ => out.other.push((key.to_owned(), value.to_owned())),
+                _ => out.other.push((key.to_owned(), value.into_owned())),
             }
         }
         Ok(out)
     }
 }
 
-/// The `sata[n]` property string (`key=value,...`), generated from the schema's format.
+/// A property string: the named format `pve-qm-ipconfig`; keys from qemu-server 9.2.6 (commit e6352be6) `src/PVE/QemuServer/Network.pm` `$ipconfig_fmt`.
 ///
-/// `Display` writes it as PVE reads it; `FromStr` reads what PVE answers (bare default key, aliases).
+/// `Display` writes it as PVE writes it; `FromStr` reads what PVE answers (see
+/// [`crate::property_string`] for the rules and the quoting of values PVE cannot take).
 #[derive(Clone, Debug, Default, PartialEq)]
 #[non_exhaustive]
-pub struct SataProperty2 {
-    /// `aio`. One of `native`, `threads`, `io_uring`.
-    pub aio: Option<String>,
-    /// `backup`.
-    pub backup: Option<bool>,
-    /// `bps`.
-    pub bps: Option<i64>,
-    /// `bps_max_length`.
-    pub bps_max_length: Option<i64>,
-    /// `bps_rd`.
-    pub bps_rd: Option<i64>,
-    /// `bps_rd_max_length`.
-    pub bps_rd_max_length: Option<i64>,
-    /// `bps_wr`.
-    pub bps_wr: Option<i64>,
-    /// `bps_wr_max_length`.
-    pub bps_wr_max_length: Option<i64>,
-    /// `cache`. One of `none`, `writethrough`, `writeback`, `unsafe`, `directsync`.
-    pub cache: Option<String>,
-    /// `detect_zeroes`.
-    pub detect_zeroes: Option<bool>,
-    /// `discard`. One of `ignore`, `on`.
-    pub discard: Option<String>,
-    /// `file`. Format `pve-volume-id-or-qm-path`.
-    pub file: Option<String>,
-    /// `format`. One of `raw`, `qcow`, `qed`, `qcow2`, `vmdk`, `cloop`.
-    pub format: Option<String>,
-    /// `iops`.
-    pub iops: Option<i64>,
-    /// `iops_max`.
-    pub iops_max: Option<i64>,
-    /// `iops_max_length`.
-    pub iops_max_length: Option<i64>,
-    /// `iops_rd`.
-    pub iops_rd: Option<i64>,
-    /// `iops_rd_max`.
-    pub iops_rd_max: Option<i64>,
-    /// `iops_rd_max_length`.
-    pub iops_rd_max_length: Option<i64>,
-    /// `iops_wr`.
-    pub iops_wr: Option<i64>,
-    /// `iops_wr_max`.
-    pub iops_wr_max: Option<i64>,
-    /// `iops_wr_max_length`.
-    pub iops_wr_max_length: Option<i64>,
-    /// `mbps`.
-    pub mbps: Option<f64>,
-    /// `mbps_max`.
-    pub mbps_max: Option<f64>,
-    /// `mbps_rd`.
-    pub mbps_rd: Option<f64>,
-    /// `mbps_rd_max`.
-    pub mbps_rd_max: Option<f64>,
-    /// `mbps_wr`.
-    pub mbps_wr: Option<f64>,
-    /// `mbps_wr_max`.
-    pub mbps_wr_max: Option<f64>,
-    /// `media`. One of `cdrom`, `disk`.
-    pub media: Option<String>,
-    /// `replicate`.
-    pub replicate: Option<bool>,
-    /// `rerror`. One of `ignore`, `report`, `stop`.
-    pub rerror: Option<String>,
-    /// `serial`. Format `urlencoded`.
-    pub serial: Option<String>,
-    /// `shared`.
-    pub shared: Option<bool>,
-    /// `size`. Format `disk-size`.
-    pub size: Option<String>,
-    /// `snapshot`.
-    pub snapshot: Option<bool>,
-    /// `ssd`.
-    pub ssd: Option<bool>,
-    /// `werror`. One of `enospc`, `ignore`, `report`, `stop`.
-    pub werror: Option<String>,
-    /// `wwn`.
-    pub wwn: Option<String>,
-    /// Keys the schema does not list, in the order read.
+pub struct IpconfigProperty {
+    /// Default IPv4 gateway.
+    pub gw: Option<String>,
+    /// Default IPv6 gateway.
+    pub gw6: Option<String>,
+    /// IPv4 address in CIDR format, or `dhcp`.
+    pub ip: Option<String>,
+    /// IPv6 address in CIDR format, `dhcp` or `auto`.
+    pub ip6: Option<String>,
+    /// Keys the format does not list, in the order read (keys must not contain `,` or `=`).
     pub other: Vec<(String, String)>,
 }
 
-impl core::fmt::Display for SataProperty2 {
+impl core::fmt::Display for IpconfigProperty {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        #[allow(unused_mut, reason = "some formats have one key")]
-        let mut parts: Vec<String> = Vec::new();
-        if let Some(v) = &self.file {
-            parts.push(prop_value(v));
+        let mut w = PropertyWriter::new(f);
+        if let Some(v) = &self.gw {
+            w.pair("gw", &v.prop_text())?;
         }
-        if let Some(v) = &self.aio {
-            parts.push(format!("aio={}", prop_value(v)));
+        if let Some(v) = &self.gw6 {
+            w.pair("gw6", &v.prop_text())?;
         }
-        if let Some(v) = &self.backup {
-            parts.push(format!("backup={}", prop_value(v)));
+        if let Some(v) = &self.ip {
+            w.pair("ip", &v.prop_text())?;
         }
-        if let Some(v) = &self.bps {
-            parts.push(format!("bps={}", prop_value(v)));
+        if let Some(v) = &self.ip6 {
+            w.pair("ip6", &v.prop_text())?;
         }
-        if let Some(v) = &self.bps_max_length {
-            parts.push(format!("bps_max_length={}", prop_value(v)));
+        for (k, v) in &self.other {
+            w.pair(k, v)?;
         }
-        if let Some(v) = &self.bps_rd {
-            parts.push(format!("bps_rd={}", prop_value(v)));
-        }
-        if let Some(v) = &self.bps_rd_max_length {
-            parts.push(format!("bps_rd_max_length={}", prop_value(v)));
-        }
-        if let Some(v) = &self.bps_wr {
-            parts.push(format!("bps_wr={}", prop_value(v)));
-        }
-        if let Some(v) = &self.bps_wr_max_length {
-            parts.push(format!("bps_wr_max_length={}", prop_value(v)));
-        }
-        if let Some(v) = &self.cache {
-            parts.push(format!("cache={}", prop_value(v)));
-        }
-        if let Some(v) = &self.detect_zeroes {
-            parts.push(format!("detect_zeroes={}", prop_value(v)));
-        }
-        if let Some(v) = &self.discard {
-            parts.push(format!("discard={}", prop_value(v)));
-        }
-        if let Some(v) = &self.format {
-            parts.push(format!("format={}", prop_value(v)));
-        }
-        if let Some(v) = &self.iops {
-            parts.push(format!("iops={}", prop_value(v)));
-        }
-        if let Some(v) = &self.iops_max {
-            parts.push(format!("iops_max={}", prop_value(v)));
-        }
-        if let Some(v) = &self.iops_max_length {
-            parts.push(format!("iops_max_length={}", prop_value(v)));
-        }
-        if let Some(v) = &self.iops_rd {
-            parts.push(format!("iops_rd={}", prop_value(v)));
-        }
-        if let Some(v) = &self.iops_rd_max {
-            parts.push(format!("iops_rd_max={}", prop_value(v)));
-        }
-        if let Some(v) = &self.iops_rd_max_length {
-            parts.push(format!("iops_rd_max_length={}", prop_value(v)));
-        }
-        if let Some(v) = &self.iops_wr {
-            parts.push(format!("iops_wr={}", prop_value(v)));
-        }
-        if let Some(v) = &self.iops_wr_max {
-            parts.push(format!("iops_wr_max={}", prop_value(v)));
-        }
-        if let Some(v) = &self.iops_wr_max_length {
-            parts.push(format!("iops_wr_max_length={}", prop_value(v)));
-        }
-        if let Some(v) = &self.mbps {
-            parts.push(format!("mbps={}", prop_value(v)));
-        }
-        if let Some(v) = &self.mbps_max {
-            parts.push(format!("mbps_max={}", prop_value(v)));
-        }
-        if let Some(v) = &self.mbps_rd {
-            parts.push(format!("mbps_rd={}", prop_value(v)));
-        }
-        if let Some(v) = &self.mbps_rd_max {
-            parts.push(format!("mbps_rd_max={}", prop_value(v)));
-        }
-        if let Some(v) = &self.mbps_wr {
-            parts.push(format!("mbps_wr={}", prop_value(v)));
-        }
-        if let Some(v) = &self.mbps_wr_max {
-            parts.push(format!("mbps_wr_max={}", prop_value(v)));
-        }
-        if let Some(v) = &self.media {
-            parts.push(format!("media={}", prop_value(v)));
-        }
-        if let Some(v) = &self.replicate {
-            parts.push(format!("replicate={}", prop_value(v)));
-        }
-        if let Some(v) = &self.rerror {
-            parts.push(format!("rerror={}", prop_value(v)));
-        }
-        if let Some(v) = &self.serial {
-            parts.push(format!("serial={}", prop_value(v)));
-        }
-        if let Some(v) = &self.shared {
-            parts.push(format!("shared={}", prop_value(v)));
-        }
-        if let Some(v) = &self.size {
-            parts.push(format!("size={}", prop_value(v)));
-        }
-        if let Some(v) = &self.snapshot {
-            parts.push(format!("snapshot={}", prop_value(v)));
-        }
-        if let Some(v) = &self.ssd {
-            parts.push(format!("ssd={}", prop_value(v)));
-        }
-        if let Some(v) = &self.werror {
-            parts.push(format!("werror={}", prop_value(v)));
-        }
-        if let Some(v) = &self.wwn {
-            parts.push(format!("wwn={}", prop_value(v)));
-        }
-        parts.extend(self.other.iter().map(|(k, v)| format!("{k}={v}")));
-        f.write_str(&parts.join(","))
+        Ok(())
     }
 }
 
-impl core::str::FromStr for SataProperty2 {
+impl core::str::FromStr for IpconfigProperty {
     type Err = PropertyStringError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let mut out = Self::default();
-        for part in s.split(',').filter(|p| !p.is_empty()) {
-            let Some((key, value)) = part.split_once('=') else {
-                out.file = Some(prop_parse("file", part)?);
-                continue;
+        for item in PropertyItems::new(s) {
+            let (key, value) = item?;
+            let Some(key) = key else {
+                return Err(no_default_key(&value));
             };
             match key {
-                "aio" => {
-                    out.aio = Some(prop_parse(key, value)?);
+                "gw" => {
+                    prop_set(&mut out.gw, "gw", &value)?;
                 }
-                "backup" => {
-                    out.backup = Some(prop_parse(key, value)?);
+                "gw6" => {
+                    prop_set(&mut out.gw6, "gw6", &value)?;
                 }
-                "bps" => {
-                    out.bps = Some(prop_parse(key, value)?);
+                "ip" => {
+                    prop_set(&mut out.ip, "ip", &value)?;
                 }
-                "bps_max_length" => {
-                    out.bps_max_length = Some(prop_parse(key, value)?);
+                "ip6" => {
+                    prop_set(&mut out.ip6, "ip6", &value)?;
                 }
-                "bps_rd" => {
-                    out.bps_rd = Some(prop_parse(key, value)?);
-                }
-                "bps_rd_max_length" => {
-                    out.bps_rd_max_length = Some(prop_parse(key, value)?);
-                }
-                "bps_wr" => {
-                    out.bps_wr = Some(prop_parse(key, value)?);
-                }
-                "bps_wr_max_length" => {
-                    out.bps_wr_max_length = Some(prop_parse(key, value)?);
-                }
-                "cache" => {
-                    out.cache = Some(prop_parse(key, value)?);
-                }
-                "detect_zeroes" => {
-                    out.detect_zeroes = Some(prop_parse(key, value)?);
-                }
-                "discard" => {
-                    out.discard = Some(prop_parse(key, value)?);
-                }
-                "file" => {
-                    out.file = Some(prop_parse(key, value)?);
-                }
-                "format" => {
-                    out.format = Some(prop_parse(key, value)?);
-                }
-                "iops" => {
-                    out.iops = Some(prop_parse(key, value)?);
-                }
-                "iops_max" => {
-                    out.iops_max = Some(prop_parse(key, value)?);
-                }
-                "iops_max_length" => {
-                    out.iops_max_length = Some(prop_parse(key, value)?);
-                }
-                "iops_rd" => {
-                    out.iops_rd = Some(prop_parse(key, value)?);
-                }
-                "iops_rd_max" => {
-                    out.iops_rd_max = Some(prop_parse(key, value)?);
-                }
-                "iops_rd_max_length" => {
-                    out.iops_rd_max_length = Some(prop_parse(key, value)?);
-                }
-                "iops_wr" => {
-                    out.iops_wr = Some(prop_parse(key, value)?);
-                }
-                "iops_wr_max" => {
-                    out.iops_wr_max = Some(prop_parse(key, value)?);
-                }
-                "iops_wr_max_length" => {
-                    out.iops_wr_max_length = Some(prop_parse(key, value)?);
-                }
-                "mbps" => {
-                    out.mbps = Some(prop_parse(key, value)?);
-                }
-                "mbps_max" => {
-                    out.mbps_max = Some(prop_parse(key, value)?);
-                }
-                "mbps_rd" => {
-                    out.mbps_rd = Some(prop_parse(key, value)?);
-                }
-                "mbps_rd_max" => {
-                    out.mbps_rd_max = Some(prop_parse(key, value)?);
-                }
-                "mbps_wr" => {
-                    out.mbps_wr = Some(prop_parse(key, value)?);
-                }
-                "mbps_wr_max" => {
-                    out.mbps_wr_max = Some(prop_parse(key, value)?);
-                }
-                "media" => {
-                    out.media = Some(prop_parse(key, value)?);
-                }
-                "replicate" => {
-                    out.replicate = Some(prop_parse(key, value)?);
-                }
-                "rerror" => {
-                    out.rerror = Some(prop_parse(key, value)?);
-                }
-                "serial" => {
-                    out.serial = Some(prop_parse(key, value)?);
-                }
-                "shared" => {
-                    out.shared = Some(prop_parse(key, value)?);
-                }
-                "size" => {
-                    out.size = Some(prop_parse(key, value)?);
-                }
-                "snapshot" => {
-                    out.snapshot = Some(prop_parse(key, value)?);
-                }
-                "ssd" => {
-                    out.ssd = Some(prop_parse(key, value)?);
-                }
-                "werror" => {
-                    out.werror = Some(prop_parse(key, value)?);
-                }
-                "wwn" => {
-                    out.wwn = Some(prop_parse(key, value)?);
-                }
-                "bps_rd_length" => {
-                    out.bps_rd_max_length = Some(prop_parse("bps_rd_max_length", value)?);
-                }
-                "bps_wr_length" => {
-                    out.bps_wr_max_length = Some(prop_parse("bps_wr_max_length", value)?);
-                }
-                "iops_rd_length" => {
-                    out.iops_rd_max_length = Some(prop_parse("iops_rd_max_length", value)?);
-                }
-                "iops_wr_length" => {
-                    out.iops_wr_max_length = Some(prop_parse("iops_wr_max_length", value)?);
-                }
-                "volume" => {
-                    out.file = Some(prop_parse("file", value)?);
-                }
-                _ => out.other.push((key.to_owned(), value.to_owned())),
+                _ => out.other.push((key.to_owned(), value.into_owned())),
             }
         }
         Ok(out)
     }
 }
 
-/// The `scsi[n]` property string (`key=value,...`), generated from the schema's format.
+/// A property string: the named format `pve-qm-boot`; keys from qemu-server 9.2.6 (commit e6352be6) `src/PVE/QemuServer.pm` `$boot_fmt`.
 ///
-/// `Display` writes it as PVE reads it; `FromStr` reads what PVE answers (bare default key, aliases).
+/// `Display` writes it as PVE writes it; `FromStr` reads what PVE answers (see
+/// [`crate::property_string`] for the rules and the quoting of values PVE cannot take).
 #[derive(Clone, Debug, Default, PartialEq)]
 #[non_exhaustive]
-pub struct ScsiProperty2 {
-    /// `aio`. One of `native`, `threads`, `io_uring`.
-    pub aio: Option<String>,
-    /// `backup`.
-    pub backup: Option<bool>,
-    /// `bps`.
-    pub bps: Option<i64>,
-    /// `bps_max_length`.
-    pub bps_max_length: Option<i64>,
-    /// `bps_rd`.
-    pub bps_rd: Option<i64>,
-    /// `bps_rd_max_length`.
-    pub bps_rd_max_length: Option<i64>,
-    /// `bps_wr`.
-    pub bps_wr: Option<i64>,
-    /// `bps_wr_max_length`.
-    pub bps_wr_max_length: Option<i64>,
-    /// `cache`. One of `none`, `writethrough`, `writeback`, `unsafe`, `directsync`.
-    pub cache: Option<String>,
-    /// `detect_zeroes`.
-    pub detect_zeroes: Option<bool>,
-    /// `discard`. One of `ignore`, `on`.
-    pub discard: Option<String>,
-    /// `file`. Format `pve-volume-id-or-qm-path`.
-    pub file: Option<String>,
-    /// `format`. One of `raw`, `qcow`, `qed`, `qcow2`, `vmdk`, `cloop`.
-    pub format: Option<String>,
-    /// `iops`.
-    pub iops: Option<i64>,
-    /// `iops_max`.
-    pub iops_max: Option<i64>,
-    /// `iops_max_length`.
-    pub iops_max_length: Option<i64>,
-    /// `iops_rd`.
-    pub iops_rd: Option<i64>,
-    /// `iops_rd_max`.
-    pub iops_rd_max: Option<i64>,
-    /// `iops_rd_max_length`.
-    pub iops_rd_max_length: Option<i64>,
-    /// `iops_wr`.
-    pub iops_wr: Option<i64>,
-    /// `iops_wr_max`.
-    pub iops_wr_max: Option<i64>,
-    /// `iops_wr_max_length`.
-    pub iops_wr_max_length: Option<i64>,
-    /// `iothread`.
-    pub iothread: Option<bool>,
-    /// `mbps`.
-    pub mbps: Option<f64>,
-    /// `mbps_max`.
-    pub mbps_max: Option<f64>,
-    /// `mbps_rd`.
-    pub mbps_rd: Option<f64>,
-    /// `mbps_rd_max`.
-    pub mbps_rd_max: Option<f64>,
-    /// `mbps_wr`.
-    pub mbps_wr: Option<f64>,
-    /// `mbps_wr_max`.
-    pub mbps_wr_max: Option<f64>,
-    /// `media`. One of `cdrom`, `disk`.
-    pub media: Option<String>,
-    /// `product`.
-    pub product: Option<String>,
-    /// `queues`.
-    pub queues: Option<i64>,
-    /// `replicate`.
-    pub replicate: Option<bool>,
-    /// `rerror`. One of `ignore`, `report`, `stop`.
-    pub rerror: Option<String>,
-    /// `ro`.
-    pub ro: Option<bool>,
-    /// `scsiblock`.
-    pub scsiblock: Option<bool>,
-    /// `serial`. Format `urlencoded`.
-    pub serial: Option<String>,
-    /// `shared`.
-    pub shared: Option<bool>,
-    /// `size`. Format `disk-size`.
-    pub size: Option<String>,
-    /// `snapshot`.
-    pub snapshot: Option<bool>,
-    /// `ssd`.
-    pub ssd: Option<bool>,
-    /// `vendor`.
-    pub vendor: Option<String>,
-    /// `werror`. One of `enospc`, `ignore`, `report`, `stop`.
-    pub werror: Option<String>,
-    /// `wwn`.
-    pub wwn: Option<String>,
-    /// Keys the schema does not list, in the order read.
+pub struct BootProperty {
+    /// Deprecated boot order letters (`\[acdn\]{1,4}`); use `order`. The default key (written without `key=`).
+    pub legacy: Option<String>,
+    /// Boot devices in order, `;`-separated (`scsi0;net0`).
+    pub order: Option<String>,
+    /// Keys the format does not list, in the order read (keys must not contain `,` or `=`).
     pub other: Vec<(String, String)>,
 }
 
-impl core::fmt::Display for ScsiProperty2 {
+impl core::fmt::Display for BootProperty {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        #[allow(unused_mut, reason = "some formats have one key")]
-        let mut parts: Vec<String> = Vec::new();
-        if let Some(v) = &self.file {
-            parts.push(prop_value(v));
+        let mut w = PropertyWriter::new(f);
+        if let Some(v) = &self.legacy {
+            w.bare(&v.prop_text())?;
         }
-        if let Some(v) = &self.aio {
-            parts.push(format!("aio={}", prop_value(v)));
+        if let Some(v) = &self.order {
+            w.pair("order", &v.prop_text())?;
         }
-        if let Some(v) = &self.backup {
-            parts.push(format!("backup={}", prop_value(v)));
+        for (k, v) in &self.other {
+            w.pair(k, v)?;
         }
-        if let Some(v) = &self.bps {
-            parts.push(format!("bps={}", prop_value(v)));
+        Ok(())
+    }
+}
+
+impl core::str::FromStr for BootProperty {
+    type Err = PropertyStringError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = Self::default();
+        for item in PropertyItems::new(s) {
+            let (key, value) = item?;
+            let Some(key) = key else {
+                prop_set(&mut out.legacy, "legacy", &value)?;
+                continue;
+            };
+            match key {
+                "legacy" => {
+                    prop_set(&mut out.legacy, "legacy", &value)?;
+                }
+                "order" => {
+                    prop_set(&mut out.order, "order", &value)?;
+                }
+                _ => out.other.push((key.to_owned(), value.into_owned())),
+            }
         }
-        if let Some(v) = &self.bps_max_length {
-            parts.push(format!("bps_max_length={}", prop_value(v)));
+        Ok(out)
+    }
+}
+
+/// A property string: the named format `pve-qm-cicustom`; keys from qemu-server 9.2.6 (commit e6352be6) `src/PVE/QemuServer.pm` `$cicustom_fmt`.
+///
+/// `Display` writes it as PVE writes it; `FromStr` reads what PVE answers (see
+/// [`crate::property_string`] for the rules and the quoting of values PVE cannot take).
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct CicustomProperty {
+    /// Volume with the cloud-init meta data.
+    pub meta: Option<String>,
+    /// Volume with the cloud-init network config.
+    pub network: Option<String>,
+    /// Volume with the cloud-init user data.
+    pub user: Option<String>,
+    /// Volume with the cloud-init vendor data.
+    pub vendor: Option<String>,
+    /// Keys the format does not list, in the order read (keys must not contain `,` or `=`).
+    pub other: Vec<(String, String)>,
+}
+
+impl core::fmt::Display for CicustomProperty {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut w = PropertyWriter::new(f);
+        if let Some(v) = &self.meta {
+            w.pair("meta", &v.prop_text())?;
         }
-        if let Some(v) = &self.bps_rd {
-            parts.push(format!("bps_rd={}", prop_value(v)));
+        if let Some(v) = &self.network {
+            w.pair("network", &v.prop_text())?;
         }
-        if let Some(v) = &self.bps_rd_max_length {
-            parts.push(format!("bps_rd_max_length={}", prop_value(v)));
-        }
-        if let Some(v) = &self.bps_wr {
-            parts.push(format!("bps_wr={}", prop_value(v)));
-        }
-        if let Some(v) = &self.bps_wr_max_length {
-            parts.push(format!("bps_wr_max_length={}", prop_value(v)));
-        }
-        if let Some(v) = &self.cache {
-            parts.push(format!("cache={}", prop_value(v)));
-        }
-        if let Some(v) = &self.detect_zeroes {
-            parts.push(format!("detect_zeroes={}", prop_value(v)));
-        }
-        if let Some(v) = &self.discard {
-            parts.push(format!("discard={}", prop_value(v)));
-        }
-        if let Some(v) = &self.format {
-            parts.push(format!("format={}", prop_value(v)));
-        }
-        if let Some(v) = &self.iops {
-            parts.push(format!("iops={}", prop_value(v)));
-        }
-        if let Some(v) = &self.iops_max {
-            parts.push(format!("iops_max={}", prop_value(v)));
-        }
-        if let Some(v) = &self.iops_max_length {
-            parts.push(format!("iops_max_length={}", prop_value(v)));
-        }
-        if let Some(v) = &self.iops_rd {
-            parts.push(format!("iops_rd={}", prop_value(v)));
-        }
-        if let Some(v) = &self.iops_rd_max {
-            parts.push(format!("iops_rd_max={}", prop_value(v)));
-        }
-        if let Some(v) = &self.iops_rd_max_length {
-            parts.push(format!("iops_rd_max_length={}", prop_value(v)));
-        }
-        if let Some(v) = &self.iops_wr {
-            parts.push(format!("iops_wr={}", prop_value(v)));
-        }
-        if let Some(v) = &self.iops_wr_max {
-            parts.push(format!("iops_wr_max={}", prop_value(v)));
-        }
-        if let Some(v) = &self.iops_wr_max_length {
-            parts.push(format!("iops_wr_max_length={}", prop_value(v)));
-        }
-        if let Some(v) = &self.iothread {
-            parts.push(format!("iothread={}", prop_value(v)));
-        }
-        if let Some(v) = &self.mbps {
-            parts.push(format!("mbps={}", prop_value(v)));
-        }
-        if let Some(v) = &self.mbps_max {
-            parts.push(format!("mbps_max={}", prop_value(v)));
-        }
-        if let Some(v) = &self.mbps_rd {
-            parts.push(format!("mbps_rd={}", prop_value(v)));
-        }
-        if let Some(v) = &self.mbps_rd_max {
-            parts.push(format!("mbps_rd_max={}", prop_value(v)));
-        }
-        if let Some(v) = &self.mbps_wr {
-            parts.push(format!("mbps_wr={}", prop_value(v)));
-        }
-        if let Some(v) = &self.mbps_wr_max {
-            parts.push(format!("mbps_wr_max={}", prop_value(v)));
-        }
-        if let Some(v) = &self.media {
-            parts.push(format!("media={}", prop_value(v)));
-        }
-        if let Some(v) = &self.product {
-            parts.push(format!("product={}", prop_value(v)));
-        }
-        if let Some(v) = &self.queues {
-            parts.push(format!("queues={}", prop_value(v)));
-        }
-        if let Some(v) = &self.replicate {
-            parts.push(format!("replicate={}", prop_value(v)));
-        }
-        if let Some(v) = &self.rerror {
-            parts.push(format!("rerror={}", prop_value(v)));
-        }
-        if let Some(v) = &self.ro {
-            parts.push(format!("ro={}", prop_value(v)));
-        }
-        if let Some(v) = &self.scsiblock {
-            parts.push(format!("scsiblock={}", prop_value(v)));
-        }
-        if let Some(v) = &self.serial {
-            parts.push(format!("serial={}", prop_value(v)));
-        }
-        if let Some(v) = &self.shared {
-            parts.push(format!("shared={}", prop_value(v)));
-        }
-        if let Some(v) = &self.size {
-            parts.push(format!("size={}", prop_value(v)));
-        }
-        if let Some(v) = &self.snapshot {
-            parts.push(format!("snapshot={}", prop_value(v)));
-        }
-        if let Some(v) = &self.ssd {
-            parts.push(format!("ssd={}", prop_value(v)));
+        if let Some(v) = &self.user {
+            w.pair("user", &v.prop_text())?;
         }
         if let Some(v) = &self.vendor {
-            parts.push(format!("vendor={}", prop_value(v)));
+            w.pair("vendor", &v.prop_text())?;
         }
-        if let Some(v) = &self.werror {
-            parts.push(format!("werror={}", prop_value(v)));
+        for (k, v) in &self.other {
+            w.pair(k, v)?;
         }
-        if let Some(v) = &self.wwn {
-            parts.push(format!("wwn={}", prop_value(v)));
-        }
-        parts.extend(self.other.iter().map(|(k, v)| format!("{k}={v}")));
-        f.write_str(&parts.join(","))
+        Ok(())
     }
 }
 
-impl core::str::FromStr for ScsiProperty2 {
+impl core::str::FromStr for CicustomProperty {
     type Err = PropertyStringError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let mut out = Self::default();
-        for part in s.split(',').filter(|p| !p.is_empty()) {
-            let Some((key, value)) = part.split_once('=') else {
-                out.file = Some(prop_parse("file", part)?);
-                continue;
+        for item in PropertyItems::new(s) {
+            let (key, value) = item?;
+            let Some(key) = key else {
+                return Err(no_default_key(&value));
             };
             match key {
-                "aio" => {
-                    out.aio = Some(prop_parse(key, value)?);
+                "meta" => {
+                    prop_set(&mut out.meta, "meta", &value)?;
                 }
-                "backup" => {
-                    out.backup = Some(prop_parse(key, value)?);
+                "network" => {
+                    prop_set(&mut out.network, "network", &value)?;
                 }
-                "bps" => {
-                    out.bps = Some(prop_parse(key, value)?);
-                }
-                "bps_max_length" => {
-                    out.bps_max_length = Some(prop_parse(key, value)?);
-                }
-                "bps_rd" => {
-                    out.bps_rd = Some(prop_parse(key, value)?);
-                }
-                "bps_rd_max_length" => {
-                    out.bps_rd_max_length = Some(prop_parse(key, value)?);
-                }
-                "bps_wr" => {
-                    out.bps_wr = Some(prop_parse(key, value)?);
-                }
-                "bps_wr_max_length" => {
-                    out.bps_wr_max_length = Some(prop_parse(key, value)?);
-                }
-                "cache" => {
-                    out.cache = Some(prop_parse(key, value)?);
-                }
-                "detect_zeroes" => {
-                    out.detect_zeroes = Some(prop_parse(key, value)?);
-                }
-                "discard" => {
-                    out.discard = Some(prop_parse(key, value)?);
-                }
-                "file" => {
-                    out.file = Some(prop_parse(key, value)?);
-                }
-                "format" => {
-                    out.format = Some(prop_parse(key, value)?);
-                }
-                "iops" => {
-                    out.iops = Some(prop_parse(key, value)?);
-                }
-                "iops_max" => {
-                    out.iops_max = Some(prop_parse(key, value)?);
-                }
-                "iops_max_length" => {
-                    out.iops_max_length = Some(prop_parse(key, value)?);
-                }
-                "iops_rd" => {
-                    out.iops_rd = Some(prop_parse(key, value)?);
-                }
-                "iops_rd_max" => {
-                    out.iops_rd_max = Some(prop_parse(key, value)?);
-                }
-                "iops_rd_max_length" => {
-                    out.iops_rd_max_length = Some(prop_parse(key, value)?);
-                }
-                "iops_wr" => {
-                    out.iops_wr = Some(prop_parse(key, value)?);
-                }
-                "iops_wr_max" => {
-                    out.iops_wr_max = Some(prop_parse(key, value)?);
-                }
-                "iops_wr_max_length" => {
-                    out.iops_wr_max_length = Some(prop_parse(key, value)?);
-                }
-                "iothread" => {
-                    out.iothread = Some(prop_parse(key, value)?);
-                }
-                "mbps" => {
-                    out.mbps = Some(prop_parse(key, value)?);
-                }
-                "mbps_max" => {
-                    out.mbps_max = Some(prop_parse(key, value)?);
-                }
-                "mbps_rd" => {
-                    out.mbps_rd = Some(prop_parse(key, value)?);
-                }
-                "mbps_rd_max" => {
-                    out.mbps_rd_max = Some(prop_parse(key, value)?);
-                }
-                "mbps_wr" => {
-                    out.mbps_wr = Some(prop_parse(key, value)?);
-                }
-                "mbps_wr_max" => {
-                    out.mbps_wr_max = Some(prop_parse(key, value)?);
-                }
-                "media" => {
-                    out.media = Some(prop_parse(key, value)?);
-                }
-                "product" => {
-                    out.product = Some(prop_parse(key, value)?);
-                }
-                "queues" => {
-                    out.queues = Some(prop_parse(key, value)?);
-                }
-                "replicate" => {
-                    out.replicate = Some(prop_parse(key, value)?);
-                }
-                "rerror" => {
-                    out.rerror = Some(prop_parse(key, value)?);
-                }
-                "ro" => {
-                    out.ro = Some(prop_parse(key, value)?);
-                }
-                "scsiblock" => {
-                    out.scsiblock = Some(prop_parse(key, value)?);
-                }
-                "serial" => {
-                    out.serial = Some(prop_parse(key, value)?);
-                }
-                "shared" => {
-                    out.shared = Some(prop_parse(key, value)?);
-                }
-                "size" => {
-                    out.size = Some(prop_parse(key, value)?);
-                }
-                "snapshot" => {
-                    out.snapshot = Some(prop_parse(key, value)?);
-                }
-                "ssd" => {
-                    out.ssd = Some(prop_parse(key, value)?);
+                "user" => {
+                    prop_set(&mut out.user, "user", &value)?;
                 }
                 "vendor" => {
-                    out.vendor = Some(prop_parse(key, value)?);
+                    prop_set(&mut out.vendor, "vendor", &value)?;
                 }
-                "werror" => {
-                    out.werror = Some(prop_parse(key, value)?);
-                }
-                "wwn" => {
-                    out.wwn = Some(prop_parse(key, value)?);
-                }
-                "bps_rd_length" => {
-                    out.bps_rd_max_length = Some(prop_parse("bps_rd_max_length", value)?);
-                }
-                "bps_wr_length" => {
-                    out.bps_wr_max_length = Some(prop_parse("bps_wr_max_length", value)?);
-                }
-                "iops_rd_length" => {
-                    out.iops_rd_max_length = Some(prop_parse("iops_rd_max_length", value)?);
-                }
-                "iops_wr_length" => {
-                    out.iops_wr_max_length = Some(prop_parse("iops_wr_max_length", value)?);
-                }
-                "volume" => {
-                    out.file = Some(prop_parse("file", value)?);
-                }
-                _ => out.other.push((key.to_owned(), value.to_owned())),
+                _ => out.other.push((key.to_owned(), value.into_owned())),
             }
         }
         Ok(out)
     }
 }
 
-/// The `tpmstate0` property string (`key=value,...`), generated from the schema's format.
+/// A property string: the named format `pve-qm-smbios1`; keys from qemu-server 9.2.6 (commit e6352be6) `src/PVE/QemuServer.pm` `$smbios1_fmt`.
 ///
-/// `Display` writes it as PVE reads it; `FromStr` reads what PVE answers (bare default key, aliases).
+/// `Display` writes it as PVE writes it; `FromStr` reads what PVE answers (see
+/// [`crate::property_string`] for the rules and the quoting of values PVE cannot take).
 #[derive(Clone, Debug, Default, PartialEq)]
 #[non_exhaustive]
-pub struct TpmstateProperty2 {
-    /// `file`. Format `pve-volume-id-or-qm-path`.
-    pub file: Option<String>,
-    /// `format`. One of `raw`, `qcow2`, `vmdk`.
-    pub format: Option<String>,
-    /// `size`. Format `disk-size`.
-    pub size: Option<String>,
-    /// `version`. One of `v1.2`, `v2.0`.
-    pub version: Option<String>,
-    /// Keys the schema does not list, in the order read.
-    pub other: Vec<(String, String)>,
-}
-
-impl core::fmt::Display for TpmstateProperty2 {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        #[allow(unused_mut, reason = "some formats have one key")]
-        let mut parts: Vec<String> = Vec::new();
-        if let Some(v) = &self.file {
-            parts.push(prop_value(v));
-        }
-        if let Some(v) = &self.format {
-            parts.push(format!("format={}", prop_value(v)));
-        }
-        if let Some(v) = &self.size {
-            parts.push(format!("size={}", prop_value(v)));
-        }
-        if let Some(v) = &self.version {
-            parts.push(format!("version={}", prop_value(v)));
-        }
-        parts.extend(self.other.iter().map(|(k, v)| format!("{k}={v}")));
-        f.write_str(&parts.join(","))
-    }
-}
-
-impl core::str::FromStr for TpmstateProperty2 {
-    type Err = PropertyStringError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let mut out = Self::default();
-        for part in s.split(',').filter(|p| !p.is_empty()) {
-            let Some((key, value)) = part.split_once('=') else {
-                out.file = Some(prop_parse("file", part)?);
-                continue;
-            };
-            match key {
-                "file" => {
-                    out.file = Some(prop_parse(key, value)?);
-                }
-                "format" => {
-                    out.format = Some(prop_parse(key, value)?);
-                }
-                "size" => {
-                    out.size = Some(prop_parse(key, value)?);
-                }
-                "version" => {
-                    out.version = Some(prop_parse(key, value)?);
-                }
-                "volume" => {
-                    out.file = Some(prop_parse("file", value)?);
-                }
-                _ => out.other.push((key.to_owned(), value.to_owned())),
-            }
-        }
-        Ok(out)
-    }
-}
-
-/// The `virtio[n]` property string (`key=value,...`), generated from the schema's format.
-///
-/// `Display` writes it as PVE reads it; `FromStr` reads what PVE answers (bare default key, aliases).
-#[derive(Clone, Debug, Default, PartialEq)]
-#[non_exhaustive]
-pub struct VirtioProperty2 {
-    /// `aio`. One of `native`, `threads`, `io_uring`.
-    pub aio: Option<String>,
-    /// `backup`.
-    pub backup: Option<bool>,
-    /// `bps`.
-    pub bps: Option<i64>,
-    /// `bps_max_length`.
-    pub bps_max_length: Option<i64>,
-    /// `bps_rd`.
-    pub bps_rd: Option<i64>,
-    /// `bps_rd_max_length`.
-    pub bps_rd_max_length: Option<i64>,
-    /// `bps_wr`.
-    pub bps_wr: Option<i64>,
-    /// `bps_wr_max_length`.
-    pub bps_wr_max_length: Option<i64>,
-    /// `cache`. One of `none`, `writethrough`, `writeback`, `unsafe`, `directsync`.
-    pub cache: Option<String>,
-    /// `detect_zeroes`.
-    pub detect_zeroes: Option<bool>,
-    /// `discard`. One of `ignore`, `on`.
-    pub discard: Option<String>,
-    /// `file`. Format `pve-volume-id-or-qm-path`.
-    pub file: Option<String>,
-    /// `format`. One of `raw`, `qcow`, `qed`, `qcow2`, `vmdk`, `cloop`.
-    pub format: Option<String>,
-    /// `iops`.
-    pub iops: Option<i64>,
-    /// `iops_max`.
-    pub iops_max: Option<i64>,
-    /// `iops_max_length`.
-    pub iops_max_length: Option<i64>,
-    /// `iops_rd`.
-    pub iops_rd: Option<i64>,
-    /// `iops_rd_max`.
-    pub iops_rd_max: Option<i64>,
-    /// `iops_rd_max_length`.
-    pub iops_rd_max_length: Option<i64>,
-    /// `iops_wr`.
-    pub iops_wr: Option<i64>,
-    /// `iops_wr_max`.
-    pub iops_wr_max: Option<i64>,
-    /// `iops_wr_max_length`.
-    pub iops_wr_max_length: Option<i64>,
-    /// `iothread`.
-    pub iothread: Option<bool>,
-    /// `mbps`.
-    pub mbps: Option<f64>,
-    /// `mbps_max`.
-    pub mbps_max: Option<f64>,
-    /// `mbps_rd`.
-    pub mbps_rd: Option<f64>,
-    /// `mbps_rd_max`.
-    pub mbps_rd_max: Option<f64>,
-    /// `mbps_wr`.
-    pub mbps_wr: Option<f64>,
-    /// `mbps_wr_max`.
-    pub mbps_wr_max: Option<f64>,
-    /// `media`. One of `cdrom`, `disk`.
-    pub media: Option<String>,
-    /// `replicate`.
-    pub replicate: Option<bool>,
-    /// `rerror`. One of `ignore`, `report`, `stop`.
-    pub rerror: Option<String>,
-    /// `ro`.
-    pub ro: Option<bool>,
-    /// `serial`. Format `urlencoded`.
+pub struct Smbios1Property {
+    /// The other values are base64-encoded.
+    pub base64: Option<bool>,
+    /// Family (base64 when `base64` is set).
+    pub family: Option<String>,
+    /// Manufacturer (base64 when `base64` is set).
+    pub manufacturer: Option<String>,
+    /// Product (base64 when `base64` is set).
+    pub product: Option<String>,
+    /// Serial number (base64 when `base64` is set).
     pub serial: Option<String>,
-    /// `shared`.
-    pub shared: Option<bool>,
-    /// `size`. Format `disk-size`.
-    pub size: Option<String>,
-    /// `snapshot`.
-    pub snapshot: Option<bool>,
-    /// `werror`. One of `enospc`, `ignore`, `report`, `stop`.
-    pub werror: Option<String>,
-    /// Keys the schema does not list, in the order read.
+    /// SKU (base64 when `base64` is set).
+    pub sku: Option<String>,
+    /// SMBIOS type 1 UUID.
+    pub uuid: Option<String>,
+    /// Version (base64 when `base64` is set).
+    pub version: Option<String>,
+    /// Keys the format does not list, in the order read (keys must not contain `,` or `=`).
     pub other: Vec<(String, String)>,
 }
 
-impl core::fmt::Display for VirtioProperty2 {
+impl core::fmt::Display for Smbios1Property {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        #[allow(unused_mut, reason = "some formats have one key")]
-        let mut parts: Vec<String> = Vec::new();
-        if let Some(v) = &self.file {
-            parts.push(prop_value(v));
+        let mut w = PropertyWriter::new(f);
+        if let Some(v) = &self.base64 {
+            w.pair("base64", &v.prop_text())?;
         }
-        if let Some(v) = &self.aio {
-            parts.push(format!("aio={}", prop_value(v)));
+        if let Some(v) = &self.family {
+            w.pair("family", &v.prop_text())?;
         }
-        if let Some(v) = &self.backup {
-            parts.push(format!("backup={}", prop_value(v)));
+        if let Some(v) = &self.manufacturer {
+            w.pair("manufacturer", &v.prop_text())?;
         }
-        if let Some(v) = &self.bps {
-            parts.push(format!("bps={}", prop_value(v)));
-        }
-        if let Some(v) = &self.bps_max_length {
-            parts.push(format!("bps_max_length={}", prop_value(v)));
-        }
-        if let Some(v) = &self.bps_rd {
-            parts.push(format!("bps_rd={}", prop_value(v)));
-        }
-        if let Some(v) = &self.bps_rd_max_length {
-            parts.push(format!("bps_rd_max_length={}", prop_value(v)));
-        }
-        if let Some(v) = &self.bps_wr {
-            parts.push(format!("bps_wr={}", prop_value(v)));
-        }
-        if let Some(v) = &self.bps_wr_max_length {
-            parts.push(format!("bps_wr_max_length={}", prop_value(v)));
-        }
-        if let Some(v) = &self.cache {
-            parts.push(format!("cache={}", prop_value(v)));
-        }
-        if let Some(v) = &self.detect_zeroes {
-            parts.push(format!("detect_zeroes={}", prop_value(v)));
-        }
-        if let Some(v) = &self.discard {
-            parts.push(format!("discard={}", prop_value(v)));
-        }
-        if let Some(v) = &self.format {
-            parts.push(format!("format={}", prop_value(v)));
-        }
-        if let Some(v) = &self.iops {
-            parts.push(format!("iops={}", prop_value(v)));
-        }
-        if let Some(v) = &self.iops_max {
-            parts.push(format!("iops_max={}", prop_value(v)));
-        }
-        if let Some(v) = &self.iops_max_length {
-            parts.push(format!("iops_max_length={}", prop_value(v)));
-        }
-        if let Some(v) = &self.iops_rd {
-            parts.push(format!("iops_rd={}", prop_value(v)));
-        }
-        if let Some(v) = &self.iops_rd_max {
-            parts.push(format!("iops_rd_max={}", prop_value(v)));
-        }
-        if let Some(v) = &self.iops_rd_max_length {
-            parts.push(format!("iops_rd_max_length={}", prop_value(v)));
-        }
-        if let Some(v) = &self.iops_wr {
-            parts.push(format!("iops_wr={}", prop_value(v)));
-        }
-        if let Some(v) = &self.iops_wr_max {
-            parts.push(format!("iops_wr_max={}", prop_value(v)));
-        }
-        if let Some(v) = &self.iops_wr_max_length {
-            parts.push(format!("iops_wr_max_length={}", prop_value(v)));
-        }
-        if let Some(v) = &self.iothread {
-            parts.push(format!("iothread={}", prop_value(v)));
-        }
-        if let Some(v) = &self.mbps {
-            parts.push(format!("mbps={}", prop_value(v)));
-        }
-        if let Some(v) = &self.mbps_max {
-            parts.push(format!("mbps_max={}", prop_value(v)));
-        }
-        if let Some(v) = &self.mbps_rd {
-            parts.push(format!("mbps_rd={}", prop_value(v)));
-        }
-        if let Some(v) = &self.mbps_rd_max {
-            parts.push(format!("mbps_rd_max={}", prop_value(v)));
-        }
-        if let Some(v) = &self.mbps_wr {
-            parts.push(format!("mbps_wr={}", prop_value(v)));
-        }
-        if let Some(v) = &self.mbps_wr_max {
-            parts.push(format!("mbps_wr_max={}", prop_value(v)));
-        }
-        if let Some(v) = &self.media {
-            parts.push(format!("media={}", prop_value(v)));
-        }
-        if let Some(v) = &self.replicate {
-            parts.push(format!("replicate={}", prop_value(v)));
-        }
-        if let Some(v) = &self.rerror {
-            parts.push(format!("rerror={}", prop_value(v)));
-        }
-        if let Some(v) = &self.ro {
-            parts.push(format!("ro={}", prop_value(v)));
+        if let Some(v) = &self.product {
+            w.pair("product", &v.prop_text())?;
         }
         if let Some(v) = &self.serial {
-            parts.push(format!("serial={}", prop_value(v)));
+            w.pair("serial", &v.prop_text())?;
         }
-        if let Some(v) = &self.shared {
-            parts.push(format!("shared={}", prop_value(v)));
+        if let Some(v) = &self.sku {
+            w.pair("sku", &v.prop_text())?;
         }
-        if let Some(v) = &self.size {
-            parts.push(format!("size={}", prop_value(v)));
+        if let Some(v) = &self.uuid {
+            w.pair("uuid", &v.prop_text())?;
         }
-        if let Some(v) = &self.snapshot {
-            parts.push(format!("snapshot={}", prop_value(v)));
+        if let Some(v) = &self.version {
+            w.pair("version", &v.prop_text())?;
         }
-        if let Some(v) = &self.werror {
-            parts.push(format!("werror={}", prop_value(v)));
+        for (k, v) in &self.other {
+            w.pair(k, v)?;
         }
-        parts.extend(self.other.iter().map(|(k, v)| format!("{k}={v}")));
-        f.write_str(&parts.join(","))
+        Ok(())
     }
 }
 
-impl core::str::FromStr for VirtioProperty2 {
+impl core::str::FromStr for Smbios1Property {
     type Err = PropertyStringError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let mut out = Self::default();
-        for part in s.split(',').filter(|p| !p.is_empty()) {
-            let Some((key, value)) = part.split_once('=') else {
-                out.file = Some(prop_parse("file", part)?);
+        for item in PropertyItems::new(s) {
+            let (key, value) = item?;
+            let Some(key) = key else {
+                return Err(no_default_key(&value));
+            };
+            match key {
+                "base64" => {
+                    prop_set(&mut out.base64, "base64", &value)?;
+                }
+                "family" => {
+                    prop_set(&mut out.family, "family", &value)?;
+                }
+                "manufacturer" => {
+                    prop_set(&mut out.manufacturer, "manufacturer", &value)?;
+                }
+                "product" => {
+                    prop_set(&mut out.product, "product", &value)?;
+                }
+                "serial" => {
+                    prop_set(&mut out.serial, "serial", &value)?;
+                }
+                "sku" => {
+                    prop_set(&mut out.sku, "sku", &value)?;
+                }
+                "uuid" => {
+                    prop_set(&mut out.uuid, "uuid", &value)?;
+                }
+                "version" => {
+                    prop_set(&mut out.version, "version", &value)?;
+                }
+                _ => out.other.push((key.to_owned(), value.into_owned())),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A property string: the named format `pve-qm-watchdog`; keys from qemu-server 9.2.6 (commit e6352be6) `src/PVE/QemuServer.pm` `$watchdog_fmt`.
+///
+/// `Display` writes it as PVE writes it; `FromStr` reads what PVE answers (see
+/// [`crate::property_string`] for the rules and the quoting of values PVE cannot take).
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct WatchdogProperty {
+    /// What to do when the guest stops polling the watchdog. One of `reset`, `shutdown`, `poweroff`, `pause`, `debug`, `none`.
+    pub action: Option<String>,
+    /// The emulated watchdog. One of `i6300esb`, `ib700`. The default key (written without `key=`).
+    pub model: Option<String>,
+    /// Keys the format does not list, in the order read (keys must not contain `,` or `=`).
+    pub other: Vec<(String, String)>,
+}
+
+impl core::fmt::Display for WatchdogProperty {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut w = PropertyWriter::new(f);
+        if let Some(v) = &self.model {
+            w.bare(&v.prop_text())?;
+        }
+        if let Some(v) = &self.action {
+            w.pair("action", &v.prop_text())?;
+        }
+        for (k, v) in &self.other {
+            w.pair(k, v)?;
+        }
+        Ok(())
+    }
+}
+
+impl core::str::FromStr for WatchdogProperty {
+    type Err = PropertyStringError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = Self::default();
+        for item in PropertyItems::new(s) {
+            let (key, value) = item?;
+            let Some(key) = key else {
+                prop_set(&mut out.model, "model", &value)?;
                 continue;
             };
             match key {
-                "aio" => {
-                    out.aio = Some(prop_parse(key, value)?);
+                "action" => {
+                    prop_set(&mut out.action, "action", &value)?;
                 }
-                "backup" => {
-                    out.backup = Some(prop_parse(key, value)?);
+                "model" => {
+                    prop_set(&mut out.model, "model", &value)?;
                 }
-                "bps" => {
-                    out.bps = Some(prop_parse(key, value)?);
+                _ => out.other.push((key.to_owned(), value.into_owned())),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A property string: the named format `pve-qm-rng`; keys from qemu-server 9.2.6 (commit e6352be6) `src/PVE/QemuServer/RNG.pm` `$rng_fmt`.
+///
+/// `Display` writes it as PVE writes it; `FromStr` reads what PVE answers (see
+/// [`crate::property_string`] for the rules and the quoting of values PVE cannot take).
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct RngProperty {
+    /// Most bytes of entropy per `period` (0: no limit).
+    pub max_bytes: Option<i64>,
+    /// The period of `max_bytes`, in milliseconds.
+    pub period: Option<i64>,
+    /// The host's entropy source. One of `/dev/urandom`, `/dev/random`, `/dev/hwrng`. The default key (written without `key=`).
+    pub source: Option<String>,
+    /// Keys the format does not list, in the order read (keys must not contain `,` or `=`).
+    pub other: Vec<(String, String)>,
+}
+
+impl core::fmt::Display for RngProperty {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut w = PropertyWriter::new(f);
+        if let Some(v) = &self.source {
+            w.bare(&v.prop_text())?;
+        }
+        if let Some(v) = &self.max_bytes {
+            w.pair("max_bytes", &v.prop_text())?;
+        }
+        if let Some(v) = &self.period {
+            w.pair("period", &v.prop_text())?;
+        }
+        for (k, v) in &self.other {
+            w.pair(k, v)?;
+        }
+        Ok(())
+    }
+}
+
+impl core::str::FromStr for RngProperty {
+    type Err = PropertyStringError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = Self::default();
+        for item in PropertyItems::new(s) {
+            let (key, value) = item?;
+            let Some(key) = key else {
+                prop_set(&mut out.source, "source", &value)?;
+                continue;
+            };
+            match key {
+                "max_bytes" => {
+                    prop_set(&mut out.max_bytes, "max_bytes", &value)?;
                 }
-                "bps_max_length" => {
-                    out.bps_max_length = Some(prop_parse(key, value)?);
+                "period" => {
+                    prop_set(&mut out.period, "period", &value)?;
                 }
-                "bps_rd" => {
-                    out.bps_rd = Some(prop_parse(key, value)?);
+                "source" => {
+                    prop_set(&mut out.source, "source", &value)?;
                 }
-                "bps_rd_max_length" => {
-                    out.bps_rd_max_length = Some(prop_parse(key, value)?);
+                _ => out.other.push((key.to_owned(), value.into_owned())),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A property string: the named format `pve-qm-hostpci`; keys from qemu-server 9.2.6 (commit e6352be6) `src/PVE/QemuServer/PCI.pm` `$hostpci_fmt`.
+///
+/// `Display` writes it as PVE writes it; `FromStr` reads what PVE answers (see
+/// [`crate::property_string`] for the rules and the quoting of values PVE cannot take).
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct HostpciProperty {
+    /// PCI device id shown to the guest (`0xNNNN`).
+    pub device_id: Option<String>,
+    /// `keep`: neither reset nor bound to vfio-pci. One of `vfio`, `keep`.
+    pub driver: Option<String>,
+    /// Host PCI device(s), `bus:dev.func`, `;`-separated. The default key (written without `key=`).
+    pub host: Option<String>,
+    /// Legacy IGD mode.
+    pub legacy_igd: Option<bool>,
+    /// A cluster-wide PCI mapping's id (instead of `host`).
+    pub mapping: Option<String>,
+    /// Mediated device type.
+    pub mdev: Option<String>,
+    /// On the PCI-express bus (q35).
+    pub pcie: Option<bool>,
+    /// The device's ROM is visible in the guest's memory map.
+    pub rombar: Option<bool>,
+    /// A ROM file under /usr/share/kvm/.
+    pub romfile: Option<String>,
+    /// PCI subsystem device id shown to the guest (`0xNNNN`).
+    pub sub_device_id: Option<String>,
+    /// PCI subsystem vendor id shown to the guest (`0xNNNN`).
+    pub sub_vendor_id: Option<String>,
+    /// PCI vendor id shown to the guest (`0xNNNN`).
+    pub vendor_id: Option<String>,
+    /// vfio-vga support.
+    pub x_vga: Option<bool>,
+    /// Keys the format does not list, in the order read (keys must not contain `,` or `=`).
+    pub other: Vec<(String, String)>,
+}
+
+impl core::fmt::Display for HostpciProperty {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut w = PropertyWriter::new(f);
+        if let Some(v) = &self.host {
+            w.bare(&v.prop_text())?;
+        }
+        if let Some(v) = &self.device_id {
+            w.pair("device-id", &v.prop_text())?;
+        }
+        if let Some(v) = &self.driver {
+            w.pair("driver", &v.prop_text())?;
+        }
+        if let Some(v) = &self.legacy_igd {
+            w.pair("legacy-igd", &v.prop_text())?;
+        }
+        if let Some(v) = &self.mapping {
+            w.pair("mapping", &v.prop_text())?;
+        }
+        if let Some(v) = &self.mdev {
+            w.pair("mdev", &v.prop_text())?;
+        }
+        if let Some(v) = &self.pcie {
+            w.pair("pcie", &v.prop_text())?;
+        }
+        if let Some(v) = &self.rombar {
+            w.pair("rombar", &v.prop_text())?;
+        }
+        if let Some(v) = &self.romfile {
+            w.pair("romfile", &v.prop_text())?;
+        }
+        if let Some(v) = &self.sub_device_id {
+            w.pair("sub-device-id", &v.prop_text())?;
+        }
+        if let Some(v) = &self.sub_vendor_id {
+            w.pair("sub-vendor-id", &v.prop_text())?;
+        }
+        if let Some(v) = &self.vendor_id {
+            w.pair("vendor-id", &v.prop_text())?;
+        }
+        if let Some(v) = &self.x_vga {
+            w.pair("x-vga", &v.prop_text())?;
+        }
+        for (k, v) in &self.other {
+            w.pair(k, v)?;
+        }
+        Ok(())
+    }
+}
+
+impl core::str::FromStr for HostpciProperty {
+    type Err = PropertyStringError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = Self::default();
+        for item in PropertyItems::new(s) {
+            let (key, value) = item?;
+            let Some(key) = key else {
+                prop_set(&mut out.host, "host", &value)?;
+                continue;
+            };
+            match key {
+                "device-id" => {
+                    prop_set(&mut out.device_id, "device-id", &value)?;
                 }
-                "bps_wr" => {
-                    out.bps_wr = Some(prop_parse(key, value)?);
+                "driver" => {
+                    prop_set(&mut out.driver, "driver", &value)?;
                 }
-                "bps_wr_max_length" => {
-                    out.bps_wr_max_length = Some(prop_parse(key, value)?);
+                "host" => {
+                    prop_set(&mut out.host, "host", &value)?;
                 }
-                "cache" => {
-                    out.cache = Some(prop_parse(key, value)?);
+                "legacy-igd" => {
+                    prop_set(&mut out.legacy_igd, "legacy-igd", &value)?;
                 }
-                "detect_zeroes" => {
-                    out.detect_zeroes = Some(prop_parse(key, value)?);
+                "mapping" => {
+                    prop_set(&mut out.mapping, "mapping", &value)?;
                 }
-                "discard" => {
-                    out.discard = Some(prop_parse(key, value)?);
+                "mdev" => {
+                    prop_set(&mut out.mdev, "mdev", &value)?;
                 }
-                "file" => {
-                    out.file = Some(prop_parse(key, value)?);
+                "pcie" => {
+                    prop_set(&mut out.pcie, "pcie", &value)?;
                 }
-                "format" => {
-                    out.format = Some(prop_parse(key, value)?);
+                "rombar" => {
+                    prop_set(&mut out.rombar, "rombar", &value)?;
                 }
-                "iops" => {
-                    out.iops = Some(prop_parse(key, value)?);
+                "romfile" => {
+                    prop_set(&mut out.romfile, "romfile", &value)?;
                 }
-                "iops_max" => {
-                    out.iops_max = Some(prop_parse(key, value)?);
+                "sub-device-id" => {
+                    prop_set(&mut out.sub_device_id, "sub-device-id", &value)?;
                 }
-                "iops_max_length" => {
-                    out.iops_max_length = Some(prop_parse(key, value)?);
+                "sub-vendor-id" => {
+                    prop_set(&mut out.sub_vendor_id, "sub-vendor-id", &value)?;
                 }
-                "iops_rd" => {
-                    out.iops_rd = Some(prop_parse(key, value)?);
+                "vendor-id" => {
+                    prop_set(&mut out.vendor_id, "vendor-id", &value)?;
                 }
-                "iops_rd_max" => {
-                    out.iops_rd_max = Some(prop_parse(key, value)?);
+                "x-vga" => {
+                    prop_set(&mut out.x_vga, "x-vga", &value)?;
                 }
-                "iops_rd_max_length" => {
-                    out.iops_rd_max_length = Some(prop_parse(key, value)?);
+                _ => out.other.push((key.to_owned(), value.into_owned())),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A property string: the named format `pve-vm-cpu-conf`; keys from qemu-server 9.2.6 (commit e6352be6) `src/PVE/QemuServer/CPUConfig.pm` `$cpu_fmt`.
+///
+/// `Display` writes it as PVE writes it; `FromStr` reads what PVE answers (see
+/// [`crate::property_string`] for the rules and the quoting of values PVE cannot take).
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct CpuProperty {
+    /// Emulated CPU type (custom models prefixed `custom-`). The default key (written without `key=`).
+    pub cputype: Option<String>,
+    /// CPU flags, `;`-separated, each `+FLAG` or `-FLAG`.
+    pub flags: Option<String>,
+    /// Physical address bits available to the guest.
+    pub guest_phys_bits: Option<i64>,
+    /// Do not identify as a KVM virtual machine.
+    pub hidden: Option<bool>,
+    /// Hyper-V vendor id.
+    pub hv_vendor_id: Option<String>,
+    /// Highest basic CPUID leaf the guest can query.
+    pub level: Option<i64>,
+    /// Physical address bits reported to the guest (8-64 or `host`).
+    pub phys_bits: Option<String>,
+    /// CPU model reported to the guest (custom models only).
+    pub reported_model: Option<String>,
+    /// Keys the format does not list, in the order read (keys must not contain `,` or `=`).
+    pub other: Vec<(String, String)>,
+}
+
+impl core::fmt::Display for CpuProperty {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut w = PropertyWriter::new(f);
+        if let Some(v) = &self.cputype {
+            w.bare(&v.prop_text())?;
+        }
+        if let Some(v) = &self.flags {
+            w.pair("flags", &v.prop_text())?;
+        }
+        if let Some(v) = &self.guest_phys_bits {
+            w.pair("guest-phys-bits", &v.prop_text())?;
+        }
+        if let Some(v) = &self.hidden {
+            w.pair("hidden", &v.prop_text())?;
+        }
+        if let Some(v) = &self.hv_vendor_id {
+            w.pair("hv-vendor-id", &v.prop_text())?;
+        }
+        if let Some(v) = &self.level {
+            w.pair("level", &v.prop_text())?;
+        }
+        if let Some(v) = &self.phys_bits {
+            w.pair("phys-bits", &v.prop_text())?;
+        }
+        if let Some(v) = &self.reported_model {
+            w.pair("reported-model", &v.prop_text())?;
+        }
+        for (k, v) in &self.other {
+            w.pair(k, v)?;
+        }
+        Ok(())
+    }
+}
+
+impl core::str::FromStr for CpuProperty {
+    type Err = PropertyStringError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = Self::default();
+        for item in PropertyItems::new(s) {
+            let (key, value) = item?;
+            let Some(key) = key else {
+                prop_set(&mut out.cputype, "cputype", &value)?;
+                continue;
+            };
+            match key {
+                "cputype" => {
+                    prop_set(&mut out.cputype, "cputype", &value)?;
                 }
-                "iops_wr" => {
-                    out.iops_wr = Some(prop_parse(key, value)?);
+                "flags" => {
+                    prop_set(&mut out.flags, "flags", &value)?;
                 }
-                "iops_wr_max" => {
-                    out.iops_wr_max = Some(prop_parse(key, value)?);
+                "guest-phys-bits" => {
+                    prop_set(&mut out.guest_phys_bits, "guest-phys-bits", &value)?;
                 }
-                "iops_wr_max_length" => {
-                    out.iops_wr_max_length = Some(prop_parse(key, value)?);
+                "hidden" => {
+                    prop_set(&mut out.hidden, "hidden", &value)?;
                 }
-                "iothread" => {
-                    out.iothread = Some(prop_parse(key, value)?);
+                "hv-vendor-id" => {
+                    prop_set(&mut out.hv_vendor_id, "hv-vendor-id", &value)?;
                 }
-                "mbps" => {
-                    out.mbps = Some(prop_parse(key, value)?);
+                "level" => {
+                    prop_set(&mut out.level, "level", &value)?;
                 }
-                "mbps_max" => {
-                    out.mbps_max = Some(prop_parse(key, value)?);
+                "phys-bits" => {
+                    prop_set(&mut out.phys_bits, "phys-bits", &value)?;
                 }
-                "mbps_rd" => {
-                    out.mbps_rd = Some(prop_parse(key, value)?);
+                "reported-model" => {
+                    prop_set(&mut out.reported_model, "reported-model", &value)?;
                 }
-                "mbps_rd_max" => {
-                    out.mbps_rd_max = Some(prop_parse(key, value)?);
+                _ => out.other.push((key.to_owned(), value.into_owned())),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A property string: the named format `pve-qemu-sev-fmt`; keys from qemu-server 9.2.6 (commit e6352be6) `src/PVE/QemuServer/CPUConfig.pm` `$sev_fmt`.
+///
+/// `Display` writes it as PVE writes it; `FromStr` reads what PVE answers (see
+/// [`crate::property_string`] for the rules and the quoting of values PVE cannot take).
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct AmdSevProperty {
+    /// Policy: allow SMT (SEV-SNP).
+    pub allow_smt: Option<bool>,
+    /// Kernel hashes in the guest firmware.
+    pub kernel_hashes: Option<bool>,
+    /// Policy: no debugging of the guest.
+    pub no_debug: Option<bool>,
+    /// Policy: no key sharing with other guests.
+    pub no_key_sharing: Option<bool>,
+    /// SEV, SEV-ES or SEV-SNP. One of `std`, `es`, `snp`. The default key (written without `key=`).
+    pub r#type: Option<String>,
+    /// Keys the format does not list, in the order read (keys must not contain `,` or `=`).
+    pub other: Vec<(String, String)>,
+}
+
+impl core::fmt::Display for AmdSevProperty {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut w = PropertyWriter::new(f);
+        if let Some(v) = &self.r#type {
+            w.bare(&v.prop_text())?;
+        }
+        if let Some(v) = &self.allow_smt {
+            w.pair("allow-smt", &v.prop_text())?;
+        }
+        if let Some(v) = &self.kernel_hashes {
+            w.pair("kernel-hashes", &v.prop_text())?;
+        }
+        if let Some(v) = &self.no_debug {
+            w.pair("no-debug", &v.prop_text())?;
+        }
+        if let Some(v) = &self.no_key_sharing {
+            w.pair("no-key-sharing", &v.prop_text())?;
+        }
+        for (k, v) in &self.other {
+            w.pair(k, v)?;
+        }
+        Ok(())
+    }
+}
+
+impl core::str::FromStr for AmdSevProperty {
+    type Err = PropertyStringError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = Self::default();
+        for item in PropertyItems::new(s) {
+            let (key, value) = item?;
+            let Some(key) = key else {
+                prop_set(&mut out.r#type, "type", &value)?;
+                continue;
+            };
+            match key {
+                "allow-smt" => {
+                    prop_set(&mut out.allow_smt, "allow-smt", &value)?;
                 }
-                "mbps_wr" => {
-                    out.mbps_wr = Some(prop_parse(key, value)?);
+                "kernel-hashes" => {
+                    prop_set(&mut out.kernel_hashes, "kernel-hashes", &value)?;
                 }
-                "mbps_wr_max" => {
-                    out.mbps_wr_max = Some(prop_parse(key, value)?);
+                "no-debug" => {
+                    prop_set(&mut out.no_debug, "no-debug", &value)?;
                 }
-                "media" => {
-                    out.media = Some(prop_parse(key, value)?);
+                "no-key-sharing" => {
+                    prop_set(&mut out.no_key_sharing, "no-key-sharing", &value)?;
                 }
-                "replicate" => {
-                    out.replicate = Some(prop_parse(key, value)?);
+                "type" => {
+                    prop_set(&mut out.r#type, "type", &value)?;
                 }
-                "rerror" => {
-                    out.rerror = Some(prop_parse(key, value)?);
+                _ => out.other.push((key.to_owned(), value.into_owned())),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A property string: the named format `pve-qemu-tdx-fmt`; keys from qemu-server 9.2.6 (commit e6352be6) `src/PVE/QemuServer/CPUConfig.pm` `$tdx_fmt`.
+///
+/// `Display` writes it as PVE writes it; `FromStr` reads what PVE answers (see
+/// [`crate::property_string`] for the rules and the quoting of values PVE cannot take).
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct IntelTdxProperty {
+    /// TDX attestation (the quote generation socket). Required by PVE.
+    pub attestation: Option<bool>,
+    /// Enable TDX. One of `tdx`. The default key (written without `key=`).
+    pub r#type: Option<String>,
+    /// vsock CID of the quote generation service.
+    pub vsock_cid: Option<i64>,
+    /// vsock port of the quote generation service.
+    pub vsock_port: Option<i64>,
+    /// Keys the format does not list, in the order read (keys must not contain `,` or `=`).
+    pub other: Vec<(String, String)>,
+}
+
+impl core::fmt::Display for IntelTdxProperty {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut w = PropertyWriter::new(f);
+        if let Some(v) = &self.r#type {
+            w.bare(&v.prop_text())?;
+        }
+        if let Some(v) = &self.attestation {
+            w.pair("attestation", &v.prop_text())?;
+        }
+        if let Some(v) = &self.vsock_cid {
+            w.pair("vsock-cid", &v.prop_text())?;
+        }
+        if let Some(v) = &self.vsock_port {
+            w.pair("vsock-port", &v.prop_text())?;
+        }
+        for (k, v) in &self.other {
+            w.pair(k, v)?;
+        }
+        Ok(())
+    }
+}
+
+impl core::str::FromStr for IntelTdxProperty {
+    type Err = PropertyStringError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = Self::default();
+        for item in PropertyItems::new(s) {
+            let (key, value) = item?;
+            let Some(key) = key else {
+                prop_set(&mut out.r#type, "type", &value)?;
+                continue;
+            };
+            match key {
+                "attestation" => {
+                    prop_set(&mut out.attestation, "attestation", &value)?;
                 }
-                "ro" => {
-                    out.ro = Some(prop_parse(key, value)?);
+                "type" => {
+                    prop_set(&mut out.r#type, "type", &value)?;
                 }
-                "serial" => {
-                    out.serial = Some(prop_parse(key, value)?);
+                "vsock-cid" => {
+                    prop_set(&mut out.vsock_cid, "vsock-cid", &value)?;
                 }
-                "shared" => {
-                    out.shared = Some(prop_parse(key, value)?);
+                "vsock-port" => {
+                    prop_set(&mut out.vsock_port, "vsock-port", &value)?;
                 }
-                "size" => {
-                    out.size = Some(prop_parse(key, value)?);
+                _ => out.other.push((key.to_owned(), value.into_owned())),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A property string: the named format `pve-startup-order`; keys from libpve-common-perl 9.2.1 (commit f665029e) `src/PVE/JSONSchema.pm` `pve_parse_startup_order` (`[[order=]N][,up=N][,down=N]`).
+///
+/// `Display` writes it as PVE writes it; `FromStr` reads what PVE answers (see
+/// [`crate::property_string`] for the rules and the quoting of values PVE cannot take).
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct StartupProperty {
+    /// Seconds to wait after stopping, before the next guest.
+    pub down: Option<i64>,
+    /// Start order (shutdown in reverse). The default key (written without `key=`).
+    pub order: Option<i64>,
+    /// Seconds to wait after starting, before the next guest.
+    pub up: Option<i64>,
+    /// Keys the format does not list, in the order read (keys must not contain `,` or `=`).
+    pub other: Vec<(String, String)>,
+}
+
+impl core::fmt::Display for StartupProperty {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut w = PropertyWriter::new(f);
+        if let Some(v) = &self.order {
+            w.bare(&v.prop_text())?;
+        }
+        if let Some(v) = &self.down {
+            w.pair("down", &v.prop_text())?;
+        }
+        if let Some(v) = &self.up {
+            w.pair("up", &v.prop_text())?;
+        }
+        for (k, v) in &self.other {
+            w.pair(k, v)?;
+        }
+        Ok(())
+    }
+}
+
+impl core::str::FromStr for StartupProperty {
+    type Err = PropertyStringError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = Self::default();
+        for item in PropertyItems::new(s) {
+            let (key, value) = item?;
+            let Some(key) = key else {
+                prop_set(&mut out.order, "order", &value)?;
+                continue;
+            };
+            match key {
+                "down" => {
+                    prop_set(&mut out.down, "down", &value)?;
                 }
-                "snapshot" => {
-                    out.snapshot = Some(prop_parse(key, value)?);
+                "order" => {
+                    prop_set(&mut out.order, "order", &value)?;
                 }
-                "werror" => {
-                    out.werror = Some(prop_parse(key, value)?);
+                "up" => {
+                    prop_set(&mut out.up, "up", &value)?;
                 }
-                "bps_rd_length" => {
-                    out.bps_rd_max_length = Some(prop_parse("bps_rd_max_length", value)?);
+                _ => out.other.push((key.to_owned(), value.into_owned())),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A property string: the named format `proxmox-remote`; keys from libpve-common-perl 9.2.1 (commit f665029e) `src/PVE/JSONSchema.pm` `$remote_format`.
+///
+/// `Display` writes it as PVE writes it; `FromStr` reads what PVE answers (see
+/// [`crate::property_string`] for the rules and the quoting of values PVE cannot take).
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct RemoteProperty {
+    /// The full API token, `PVEAPIToken=USER@REALM!ID=SECRET`. Required by PVE.
+    pub apitoken: Option<String>,
+    /// The remote certificate's SHA-256 fingerprint.
+    pub fingerprint: Option<String>,
+    /// Remote host name or address. Required by PVE.
+    pub host: Option<String>,
+    /// Remote port.
+    pub port: Option<i64>,
+    /// Keys the format does not list, in the order read (keys must not contain `,` or `=`).
+    pub other: Vec<(String, String)>,
+}
+
+impl core::fmt::Display for RemoteProperty {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut w = PropertyWriter::new(f);
+        if let Some(v) = &self.apitoken {
+            w.pair("apitoken", &v.prop_text())?;
+        }
+        if let Some(v) = &self.host {
+            w.pair("host", &v.prop_text())?;
+        }
+        if let Some(v) = &self.fingerprint {
+            w.pair("fingerprint", &v.prop_text())?;
+        }
+        if let Some(v) = &self.port {
+            w.pair("port", &v.prop_text())?;
+        }
+        for (k, v) in &self.other {
+            w.pair(k, v)?;
+        }
+        Ok(())
+    }
+}
+
+impl core::str::FromStr for RemoteProperty {
+    type Err = PropertyStringError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = Self::default();
+        for item in PropertyItems::new(s) {
+            let (key, value) = item?;
+            let Some(key) = key else {
+                return Err(no_default_key(&value));
+            };
+            match key {
+                "apitoken" => {
+                    prop_set(&mut out.apitoken, "apitoken", &value)?;
                 }
-                "bps_wr_length" => {
-                    out.bps_wr_max_length = Some(prop_parse("bps_wr_max_length", value)?);
+                "fingerprint" => {
+                    prop_set(&mut out.fingerprint, "fingerprint", &value)?;
                 }
-                "iops_rd_length" => {
-                    out.iops_rd_max_length = Some(prop_parse("iops_rd_max_length", value)?);
+                "host" => {
+                    prop_set(&mut out.host, "host", &value)?;
                 }
-                "iops_wr_length" => {
-                    out.iops_wr_max_length = Some(prop_parse("iops_wr_max_length", value)?);
+                "port" => {
+                    prop_set(&mut out.port, "port", &value)?;
                 }
-                "volume" => {
-                    out.file = Some(prop_parse("file", value)?);
+                _ => out.other.push((key.to_owned(), value.into_owned())),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A property string: the named format `prune-backups`; keys from libpve-storage-perl 9.1.7 `src/PVE/Storage/Plugin.pm` `$prune_backups_format`.
+///
+/// `Display` writes it as PVE writes it; `FromStr` reads what PVE answers (see
+/// [`crate::property_string`] for the rules and the quoting of values PVE cannot take).
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PruneBackupsProperty {
+    /// Keep all backups.
+    pub keep_all: Option<bool>,
+    /// Keep the backups of the last N days.
+    pub keep_daily: Option<i64>,
+    /// Keep the backups of the last N hours.
+    pub keep_hourly: Option<i64>,
+    /// Keep the last N backups.
+    pub keep_last: Option<i64>,
+    /// Keep the backups of the last N months.
+    pub keep_monthly: Option<i64>,
+    /// Keep the backups of the last N weeks.
+    pub keep_weekly: Option<i64>,
+    /// Keep the backups of the last N years.
+    pub keep_yearly: Option<i64>,
+    /// Keys the format does not list, in the order read (keys must not contain `,` or `=`).
+    pub other: Vec<(String, String)>,
+}
+
+impl core::fmt::Display for PruneBackupsProperty {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut w = PropertyWriter::new(f);
+        if let Some(v) = &self.keep_all {
+            w.pair("keep-all", &v.prop_text())?;
+        }
+        if let Some(v) = &self.keep_daily {
+            w.pair("keep-daily", &v.prop_text())?;
+        }
+        if let Some(v) = &self.keep_hourly {
+            w.pair("keep-hourly", &v.prop_text())?;
+        }
+        if let Some(v) = &self.keep_last {
+            w.pair("keep-last", &v.prop_text())?;
+        }
+        if let Some(v) = &self.keep_monthly {
+            w.pair("keep-monthly", &v.prop_text())?;
+        }
+        if let Some(v) = &self.keep_weekly {
+            w.pair("keep-weekly", &v.prop_text())?;
+        }
+        if let Some(v) = &self.keep_yearly {
+            w.pair("keep-yearly", &v.prop_text())?;
+        }
+        for (k, v) in &self.other {
+            w.pair(k, v)?;
+        }
+        Ok(())
+    }
+}
+
+impl core::str::FromStr for PruneBackupsProperty {
+    type Err = PropertyStringError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = Self::default();
+        for item in PropertyItems::new(s) {
+            let (key, value) = item?;
+            let Some(key) = key else {
+                return Err(no_default_key(&value));
+            };
+            match key {
+                "keep-all" => {
+                    prop_set(&mut out.keep_all, "keep-all", &value)?;
                 }
-                _ => out.other.push((key.to_owned(), value.to_owned())),
+                "keep-daily" => {
+                    prop_set(&mut out.keep_daily, "keep-daily", &value)?;
+                }
+                "keep-hourly" => {
+                    prop_set(&mut out.keep_hourly, "keep-hourly", &value)?;
+                }
+                "keep-last" => {
+                    prop_set(&mut out.keep_last, "keep-last", &value)?;
+                }
+                "keep-monthly" => {
+                    prop_set(&mut out.keep_monthly, "keep-monthly", &value)?;
+                }
+                "keep-weekly" => {
+                    prop_set(&mut out.keep_weekly, "keep-weekly", &value)?;
+                }
+                "keep-yearly" => {
+                    prop_set(&mut out.keep_yearly, "keep-yearly", &value)?;
+                }
+                _ => out.other.push((key.to_owned(), value.into_owned())),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A property string: the named format `realm-sync-options`; keys from libpve-access-control 9.1.1 `src/PVE/Auth/Plugin.pm` `$realm_sync_options_desc`.
+///
+/// `Display` writes it as PVE writes it; `FromStr` reads what PVE answers (see
+/// [`crate::property_string`] for the rules and the quoting of values PVE cannot take).
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct RealmSyncOptionsProperty {
+    /// Enable new users at once.
+    pub enable_new: Option<bool>,
+    /// Deprecated: use `remove-vanished`.
+    pub full: Option<bool>,
+    /// Deprecated: use `remove-vanished`.
+    pub purge: Option<bool>,
+    /// What to remove when it vanished: `acl;properties;entry` or `none`.
+    pub remove_vanished: Option<String>,
+    /// What to sync. One of `users`, `groups`, `both`.
+    pub scope: Option<String>,
+    /// Keys the format does not list, in the order read (keys must not contain `,` or `=`).
+    pub other: Vec<(String, String)>,
+}
+
+impl core::fmt::Display for RealmSyncOptionsProperty {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut w = PropertyWriter::new(f);
+        if let Some(v) = &self.enable_new {
+            w.pair("enable-new", &v.prop_text())?;
+        }
+        if let Some(v) = &self.full {
+            w.pair("full", &v.prop_text())?;
+        }
+        if let Some(v) = &self.purge {
+            w.pair("purge", &v.prop_text())?;
+        }
+        if let Some(v) = &self.remove_vanished {
+            w.pair("remove-vanished", &v.prop_text())?;
+        }
+        if let Some(v) = &self.scope {
+            w.pair("scope", &v.prop_text())?;
+        }
+        for (k, v) in &self.other {
+            w.pair(k, v)?;
+        }
+        Ok(())
+    }
+}
+
+impl core::str::FromStr for RealmSyncOptionsProperty {
+    type Err = PropertyStringError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = Self::default();
+        for item in PropertyItems::new(s) {
+            let (key, value) = item?;
+            let Some(key) = key else {
+                return Err(no_default_key(&value));
+            };
+            match key {
+                "enable-new" => {
+                    prop_set(&mut out.enable_new, "enable-new", &value)?;
+                }
+                "full" => {
+                    prop_set(&mut out.full, "full", &value)?;
+                }
+                "purge" => {
+                    prop_set(&mut out.purge, "purge", &value)?;
+                }
+                "remove-vanished" => {
+                    prop_set(&mut out.remove_vanished, "remove-vanished", &value)?;
+                }
+                "scope" => {
+                    prop_set(&mut out.scope, "scope", &value)?;
+                }
+                _ => out.other.push((key.to_owned(), value.into_owned())),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A property string: the named format `pve-tfa-config`; keys from libpve-access-control 9.1.1 `src/PVE/Auth/Plugin.pm` `$tfa_format`.
+///
+/// `Display` writes it as PVE writes it; `FromStr` reads what PVE answers (see
+/// [`crate::property_string`] for the rules and the quoting of values PVE cannot take).
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct TfaProperty {
+    /// TOTP digits.
+    pub digits: Option<i64>,
+    /// Yubico API id.
+    pub id: Option<String>,
+    /// Yubico API key.
+    pub key: Option<String>,
+    /// TOTP period in seconds.
+    pub step: Option<i64>,
+    /// The second factor's kind. One of `yubico`, `oath`. Required by PVE.
+    pub r#type: Option<String>,
+    /// Yubico API URL.
+    pub url: Option<String>,
+    /// Keys the format does not list, in the order read (keys must not contain `,` or `=`).
+    pub other: Vec<(String, String)>,
+}
+
+impl core::fmt::Display for TfaProperty {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut w = PropertyWriter::new(f);
+        if let Some(v) = &self.r#type {
+            w.pair("type", &v.prop_text())?;
+        }
+        if let Some(v) = &self.digits {
+            w.pair("digits", &v.prop_text())?;
+        }
+        if let Some(v) = &self.id {
+            w.pair("id", &v.prop_text())?;
+        }
+        if let Some(v) = &self.key {
+            w.pair("key", &v.prop_text())?;
+        }
+        if let Some(v) = &self.step {
+            w.pair("step", &v.prop_text())?;
+        }
+        if let Some(v) = &self.url {
+            w.pair("url", &v.prop_text())?;
+        }
+        for (k, v) in &self.other {
+            w.pair(k, v)?;
+        }
+        Ok(())
+    }
+}
+
+impl core::str::FromStr for TfaProperty {
+    type Err = PropertyStringError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = Self::default();
+        for item in PropertyItems::new(s) {
+            let (key, value) = item?;
+            let Some(key) = key else {
+                return Err(no_default_key(&value));
+            };
+            match key {
+                "digits" => {
+                    prop_set(&mut out.digits, "digits", &value)?;
+                }
+                "id" => {
+                    prop_set(&mut out.id, "id", &value)?;
+                }
+                "key" => {
+                    prop_set(&mut out.key, "key", &value)?;
+                }
+                "step" => {
+                    prop_set(&mut out.step, "step", &value)?;
+                }
+                "type" => {
+                    prop_set(&mut out.r#type, "type", &value)?;
+                }
+                "url" => {
+                    prop_set(&mut out.url, "url", &value)?;
+                }
+                _ => out.other.push((key.to_owned(), value.into_owned())),
             }
         }
         Ok(out)
@@ -4670,11 +4033,11 @@ pub struct PostAccessDomainsParams {
     /// `sslversion`. One of `tlsv1`, `tlsv1_1`, `tlsv1_2`, `tlsv1_3`.
     pub sslversion: Option<String>,
     /// `sync-defaults-options`. Format `realm-sync-options`.
-    pub sync_defaults_options: Option<String>,
+    pub sync_defaults_options: Option<RealmSyncOptionsProperty>,
     /// `sync_attributes`.
     pub sync_attributes: Option<String>,
     /// `tfa`. Format `pve-tfa-config`.
-    pub tfa: Option<String>,
+    pub tfa: Option<TfaProperty>,
     /// `type`. One of `ad`, `ldap`, `openid`, `pam`, `pve`. Required.
     pub r#type: Option<String>,
     /// `user_attr`.
@@ -4798,13 +4161,13 @@ impl PostAccessDomainsParams {
             p.insert("sslversion", v);
         }
         if let Some(v) = &self.sync_defaults_options {
-            p.insert("sync-defaults-options", v);
+            p.insert("sync-defaults-options", v.to_string());
         }
         if let Some(v) = &self.sync_attributes {
             p.insert("sync_attributes", v);
         }
         if let Some(v) = &self.tfa {
-            p.insert("tfa", v);
+            p.insert("tfa", v.to_string());
         }
         if let Some(v) = &self.r#type {
             p.insert("type", v);
@@ -4930,11 +4293,11 @@ pub struct PutAccessDomainsRealmParams {
     /// `sslversion`. One of `tlsv1`, `tlsv1_1`, `tlsv1_2`, `tlsv1_3`.
     pub sslversion: Option<String>,
     /// `sync-defaults-options`. Format `realm-sync-options`.
-    pub sync_defaults_options: Option<String>,
+    pub sync_defaults_options: Option<RealmSyncOptionsProperty>,
     /// `sync_attributes`.
     pub sync_attributes: Option<String>,
     /// `tfa`. Format `pve-tfa-config`.
-    pub tfa: Option<String>,
+    pub tfa: Option<TfaProperty>,
     /// `user_attr`.
     pub user_attr: Option<String>,
     /// `user_classes`. Format `ldap-simple-attr-list`.
@@ -5057,13 +4420,13 @@ impl PutAccessDomainsRealmParams {
             p.insert("sslversion", v);
         }
         if let Some(v) = &self.sync_defaults_options {
-            p.insert("sync-defaults-options", v);
+            p.insert("sync-defaults-options", v.to_string());
         }
         if let Some(v) = &self.sync_attributes {
             p.insert("sync_attributes", v);
         }
         if let Some(v) = &self.tfa {
-            p.insert("tfa", v);
+            p.insert("tfa", v.to_string());
         }
         if let Some(v) = &self.user_attr {
             p.insert("user_attr", v);
@@ -8733,7 +8096,7 @@ pub struct PostNodesNodeQemuParams {
     /// `allow-ksm`.
     pub allow_ksm: Option<bool>,
     /// `amd-sev`. Format `pve-qemu-sev-fmt`.
-    pub amd_sev: Option<String>,
+    pub amd_sev: Option<AmdSevProperty>,
     /// `arch`. One of `x86_64`, `aarch64`.
     pub arch: Option<String>,
     /// `archive`.
@@ -8749,15 +8112,15 @@ pub struct PostNodesNodeQemuParams {
     /// `bios`. One of `seabios`, `ovmf`.
     pub bios: Option<String>,
     /// `boot`. Format `pve-qm-boot`.
-    pub boot: Option<String>,
+    pub boot: Option<BootProperty>,
     /// `bootdisk`. Format `pve-qm-bootdisk`.
     pub bootdisk: Option<String>,
     /// `bwlimit`.
     pub bwlimit: Option<i64>,
     /// `cdrom`. Format `pve-qm-ide`.
-    pub cdrom: Option<String>,
+    pub cdrom: Option<IdeProperty>,
     /// `cicustom`. Format `pve-qm-cicustom`.
-    pub cicustom: Option<String>,
+    pub cicustom: Option<CicustomProperty>,
     /// `cipassword`.
     pub cipassword: Option<String>,
     /// `citype`. One of `configdrive2`, `nocloud`, `opennebula`.
@@ -8769,7 +8132,7 @@ pub struct PostNodesNodeQemuParams {
     /// `cores`.
     pub cores: Option<i64>,
     /// `cpu`. Format `pve-vm-cpu-conf`.
-    pub cpu: Option<String>,
+    pub cpu: Option<CpuProperty>,
     /// `cpulimit`.
     pub cpulimit: Option<f64>,
     /// `cpuunits`.
@@ -8789,7 +8152,7 @@ pub struct PostNodesNodeQemuParams {
     /// `hostpci\[n\]`. Format `pve-qm-hostpci`.
     ///
     /// Sent as `hostpciN` for each index N.
-    pub hostpci: BTreeMap<u32, String>,
+    pub hostpci: BTreeMap<u32, HostpciProperty>,
     /// `hotplug`. Format `pve-hotplug-features`.
     pub hotplug: Option<String>,
     /// `hugepages`. One of `any`, `2`, `1024`.
@@ -8801,7 +8164,7 @@ pub struct PostNodesNodeQemuParams {
     /// `import-working-storage`. Format `pve-storage-id`.
     pub import_working_storage: Option<String>,
     /// `intel-tdx`. Format `pve-qemu-tdx-fmt`.
-    pub intel_tdx: Option<String>,
+    pub intel_tdx: Option<IntelTdxProperty>,
     /// `ipconfig\[n\]`. Format `pve-qm-ipconfig`.
     ///
     /// Sent as `ipconfigN` for each index N.
@@ -8857,7 +8220,7 @@ pub struct PostNodesNodeQemuParams {
     /// `reboot`.
     pub reboot: Option<bool>,
     /// `rng0`. Format `pve-qm-rng`.
-    pub rng0: Option<String>,
+    pub rng0: Option<RngProperty>,
     /// `sata\[n\]`.
     ///
     /// Sent as `sataN` for each index N.
@@ -8877,7 +8240,7 @@ pub struct PostNodesNodeQemuParams {
     /// `shares`.
     pub shares: Option<i64>,
     /// `smbios1`. Format `pve-qm-smbios1`.
-    pub smbios1: Option<String>,
+    pub smbios1: Option<Smbios1Property>,
     /// `smp`.
     pub smp: Option<i64>,
     /// `sockets`.
@@ -8891,7 +8254,7 @@ pub struct PostNodesNodeQemuParams {
     /// `startdate`.
     pub startdate: Option<String>,
     /// `startup`. Format `pve-startup-order`.
-    pub startup: Option<String>,
+    pub startup: Option<StartupProperty>,
     /// `storage`. Format `pve-storage-id`.
     pub storage: Option<String>,
     /// `tablet`.
@@ -8933,7 +8296,7 @@ pub struct PostNodesNodeQemuParams {
     /// `vmstatestorage`. Format `pve-storage-id`.
     pub vmstatestorage: Option<String>,
     /// `watchdog`. Format `pve-qm-watchdog`.
-    pub watchdog: Option<String>,
+    pub watchdog: Option<WatchdogProperty>,
 }
 
 impl PostNodesNodeQemuParams {
@@ -8954,7 +8317,7 @@ impl PostNodesNodeQemuParams {
             p.insert("allow-ksm", v);
         }
         if let Some(v) = &self.amd_sev {
-            p.insert("amd-sev", v);
+            p.insert("amd-sev", v.to_string());
         }
         if let Some(v) = &self.arch {
             p.insert("arch", v);
@@ -8978,7 +8341,7 @@ impl PostNodesNodeQemuParams {
             p.insert("bios", v);
         }
         if let Some(v) = &self.boot {
-            p.insert("boot", v);
+            p.insert("boot", v.to_string());
         }
         if let Some(v) = &self.bootdisk {
             p.insert("bootdisk", v);
@@ -8987,10 +8350,10 @@ impl PostNodesNodeQemuParams {
             p.insert("bwlimit", v);
         }
         if let Some(v) = &self.cdrom {
-            p.insert("cdrom", v);
+            p.insert("cdrom", v.to_string());
         }
         if let Some(v) = &self.cicustom {
-            p.insert("cicustom", v);
+            p.insert("cicustom", v.to_string());
         }
         if let Some(v) = &self.cipassword {
             p.insert("cipassword", v);
@@ -9008,7 +8371,7 @@ impl PostNodesNodeQemuParams {
             p.insert("cores", v);
         }
         if let Some(v) = &self.cpu {
-            p.insert("cpu", v);
+            p.insert("cpu", v.to_string());
         }
         if let Some(v) = &self.cpulimit {
             p.insert("cpulimit", v);
@@ -9050,7 +8413,7 @@ impl PostNodesNodeQemuParams {
             p.insert("import-working-storage", v);
         }
         if let Some(v) = &self.intel_tdx {
-            p.insert("intel-tdx", v);
+            p.insert("intel-tdx", v.to_string());
         }
         for (n, v) in &self.ipconfig {
             p.insert(&format!("ipconfig{n}"), v.to_string());
@@ -9122,7 +8485,7 @@ impl PostNodesNodeQemuParams {
             p.insert("reboot", v);
         }
         if let Some(v) = &self.rng0 {
-            p.insert("rng0", v);
+            p.insert("rng0", v.to_string());
         }
         for (n, v) in &self.sata {
             p.insert(&format!("sata{n}"), v.to_string());
@@ -9143,7 +8506,7 @@ impl PostNodesNodeQemuParams {
             p.insert("shares", v);
         }
         if let Some(v) = &self.smbios1 {
-            p.insert("smbios1", v);
+            p.insert("smbios1", v.to_string());
         }
         if let Some(v) = &self.smp {
             p.insert("smp", v);
@@ -9164,7 +8527,7 @@ impl PostNodesNodeQemuParams {
             p.insert("startdate", v);
         }
         if let Some(v) = &self.startup {
-            p.insert("startup", v);
+            p.insert("startup", v.to_string());
         }
         if let Some(v) = &self.storage {
             p.insert("storage", v);
@@ -9215,7 +8578,7 @@ impl PostNodesNodeQemuParams {
             p.insert("vmstatestorage", v);
         }
         if let Some(v) = &self.watchdog {
-            p.insert("watchdog", v);
+            p.insert("watchdog", v.to_string());
         }
         p
     }
@@ -10366,28 +9729,58 @@ impl GetNodesNodeQemuVmidConfigAnswer {
         self.agent.as_deref().map(str::parse)
     }
 
+    /// `amd-sev` read as its property string.
+    pub fn amd_sev_parsed(&self) -> Option<Result<AmdSevProperty, PropertyStringError>> {
+        self.amd_sev.as_deref().map(str::parse)
+    }
+
     /// `audio0` read as its property string.
     pub fn audio0_parsed(&self) -> Option<Result<AudioProperty, PropertyStringError>> {
         self.audio0.as_deref().map(str::parse)
     }
 
+    /// `boot` read as its property string.
+    pub fn boot_parsed(&self) -> Option<Result<BootProperty, PropertyStringError>> {
+        self.boot.as_deref().map(str::parse)
+    }
+
+    /// `cdrom` read as its property string.
+    pub fn cdrom_parsed(&self) -> Option<Result<IdeProperty, PropertyStringError>> {
+        self.cdrom.as_deref().map(str::parse)
+    }
+
+    /// `cicustom` read as its property string.
+    pub fn cicustom_parsed(&self) -> Option<Result<CicustomProperty, PropertyStringError>> {
+        self.cicustom.as_deref().map(str::parse)
+    }
+
+    /// `cpu` read as its property string.
+    pub fn cpu_parsed(&self) -> Option<Result<CpuProperty, PropertyStringError>> {
+        self.cpu.as_deref().map(str::parse)
+    }
+
     /// `efidisk0` read as its property string.
-    pub fn efidisk0_parsed(&self) -> Option<Result<EfidiskProperty2, PropertyStringError>> {
+    pub fn efidisk0_parsed(&self) -> Option<Result<EfidiskProperty, PropertyStringError>> {
         self.efidisk0.as_deref().map(str::parse)
     }
 
     /// The `hostpciN` keys by index (the schema's `hostpci[n]`).
-    pub fn hostpci(&self) -> BTreeMap<u32, String> {
+    pub fn hostpci(&self) -> BTreeMap<u32, Result<HostpciProperty, PropertyStringError>> {
         indexed(&self.other, "hostpci")
-            .map(|(n, s)| (n, s.to_owned()))
+            .map(|(n, s)| (n, s.parse()))
             .collect()
     }
 
     /// The `ideN` keys by index (the schema's `ide[n]`).
-    pub fn ide(&self) -> BTreeMap<u32, Result<IdeProperty2, PropertyStringError>> {
+    pub fn ide(&self) -> BTreeMap<u32, Result<IdeProperty, PropertyStringError>> {
         indexed(&self.other, "ide")
             .map(|(n, s)| (n, s.parse()))
             .collect()
+    }
+
+    /// `intel-tdx` read as its property string.
+    pub fn intel_tdx_parsed(&self) -> Option<Result<IntelTdxProperty, PropertyStringError>> {
+        self.intel_tdx.as_deref().map(str::parse)
     }
 
     /// The `ipconfigN` keys by index (the schema's `ipconfig[n]`).
@@ -10438,20 +9831,25 @@ impl GetNodesNodeQemuVmidConfigAnswer {
             .collect()
     }
 
+    /// `rng0` read as its property string.
+    pub fn rng0_parsed(&self) -> Option<Result<RngProperty, PropertyStringError>> {
+        self.rng0.as_deref().map(str::parse)
+    }
+
     /// `runningmachine` read as its property string.
     pub fn runningmachine_parsed(&self) -> Option<Result<MachineProperty, PropertyStringError>> {
         self.runningmachine.as_deref().map(str::parse)
     }
 
     /// The `sataN` keys by index (the schema's `sata[n]`).
-    pub fn sata(&self) -> BTreeMap<u32, Result<SataProperty2, PropertyStringError>> {
+    pub fn sata(&self) -> BTreeMap<u32, Result<SataProperty, PropertyStringError>> {
         indexed(&self.other, "sata")
             .map(|(n, s)| (n, s.parse()))
             .collect()
     }
 
     /// The `scsiN` keys by index (the schema's `scsi[n]`).
-    pub fn scsi(&self) -> BTreeMap<u32, Result<ScsiProperty2, PropertyStringError>> {
+    pub fn scsi(&self) -> BTreeMap<u32, Result<ScsiProperty, PropertyStringError>> {
         indexed(&self.other, "scsi")
             .map(|(n, s)| (n, s.parse()))
             .collect()
@@ -10464,6 +9862,11 @@ impl GetNodesNodeQemuVmidConfigAnswer {
             .collect()
     }
 
+    /// `smbios1` read as its property string.
+    pub fn smbios1_parsed(&self) -> Option<Result<Smbios1Property, PropertyStringError>> {
+        self.smbios1.as_deref().map(str::parse)
+    }
+
     /// `spice_enhancements` read as its property string.
     pub fn spice_enhancements_parsed(
         &self,
@@ -10471,8 +9874,13 @@ impl GetNodesNodeQemuVmidConfigAnswer {
         self.spice_enhancements.as_deref().map(str::parse)
     }
 
+    /// `startup` read as its property string.
+    pub fn startup_parsed(&self) -> Option<Result<StartupProperty, PropertyStringError>> {
+        self.startup.as_deref().map(str::parse)
+    }
+
     /// `tpmstate0` read as its property string.
-    pub fn tpmstate0_parsed(&self) -> Option<Result<TpmstateProperty2, PropertyStringError>> {
+    pub fn tpmstate0_parsed(&self) -> Option<Result<TpmstateProperty, PropertyStringError>> {
         self.tpmstate0.as_deref().map(str::parse)
     }
 
@@ -10496,7 +9904,7 @@ impl GetNodesNodeQemuVmidConfigAnswer {
     }
 
     /// The `virtioN` keys by index (the schema's `virtio[n]`).
-    pub fn virtio(&self) -> BTreeMap<u32, Result<VirtioProperty2, PropertyStringError>> {
+    pub fn virtio(&self) -> BTreeMap<u32, Result<VirtioProperty, PropertyStringError>> {
         indexed(&self.other, "virtio")
             .map(|(n, s)| (n, s.parse()))
             .collect()
@@ -10507,6 +9915,11 @@ impl GetNodesNodeQemuVmidConfigAnswer {
         indexed(&self.other, "virtiofs")
             .map(|(n, s)| (n, s.parse()))
             .collect()
+    }
+
+    /// `watchdog` read as its property string.
+    pub fn watchdog_parsed(&self) -> Option<Result<WatchdogProperty, PropertyStringError>> {
+        self.watchdog.as_deref().map(str::parse)
     }
 }
 
@@ -10523,7 +9936,7 @@ pub struct PostNodesNodeQemuVmidConfigParams {
     /// `allow-ksm`.
     pub allow_ksm: Option<bool>,
     /// `amd-sev`. Format `pve-qemu-sev-fmt`.
-    pub amd_sev: Option<String>,
+    pub amd_sev: Option<AmdSevProperty>,
     /// `arch`. One of `x86_64`, `aarch64`.
     pub arch: Option<String>,
     /// `args`.
@@ -10539,13 +9952,13 @@ pub struct PostNodesNodeQemuVmidConfigParams {
     /// `bios`. One of `seabios`, `ovmf`.
     pub bios: Option<String>,
     /// `boot`. Format `pve-qm-boot`.
-    pub boot: Option<String>,
+    pub boot: Option<BootProperty>,
     /// `bootdisk`. Format `pve-qm-bootdisk`.
     pub bootdisk: Option<String>,
     /// `cdrom`. Format `pve-qm-ide`.
-    pub cdrom: Option<String>,
+    pub cdrom: Option<IdeProperty>,
     /// `cicustom`. Format `pve-qm-cicustom`.
-    pub cicustom: Option<String>,
+    pub cicustom: Option<CicustomProperty>,
     /// `cipassword`.
     pub cipassword: Option<String>,
     /// `citype`. One of `configdrive2`, `nocloud`, `opennebula`.
@@ -10557,7 +9970,7 @@ pub struct PostNodesNodeQemuVmidConfigParams {
     /// `cores`.
     pub cores: Option<i64>,
     /// `cpu`. Format `pve-vm-cpu-conf`.
-    pub cpu: Option<String>,
+    pub cpu: Option<CpuProperty>,
     /// `cpulimit`.
     pub cpulimit: Option<f64>,
     /// `cpuunits`.
@@ -10579,7 +9992,7 @@ pub struct PostNodesNodeQemuVmidConfigParams {
     /// `hostpci\[n\]`. Format `pve-qm-hostpci`.
     ///
     /// Sent as `hostpciN` for each index N.
-    pub hostpci: BTreeMap<u32, String>,
+    pub hostpci: BTreeMap<u32, HostpciProperty>,
     /// `hotplug`. Format `pve-hotplug-features`.
     pub hotplug: Option<String>,
     /// `hugepages`. One of `any`, `2`, `1024`.
@@ -10591,7 +10004,7 @@ pub struct PostNodesNodeQemuVmidConfigParams {
     /// `import-working-storage`. Format `pve-storage-id`.
     pub import_working_storage: Option<String>,
     /// `intel-tdx`. Format `pve-qemu-tdx-fmt`.
-    pub intel_tdx: Option<String>,
+    pub intel_tdx: Option<IntelTdxProperty>,
     /// `ipconfig\[n\]`. Format `pve-qm-ipconfig`.
     ///
     /// Sent as `ipconfigN` for each index N.
@@ -10645,7 +10058,7 @@ pub struct PostNodesNodeQemuVmidConfigParams {
     /// `revert`. Format `pve-configid-list`.
     pub revert: Option<String>,
     /// `rng0`. Format `pve-qm-rng`.
-    pub rng0: Option<String>,
+    pub rng0: Option<RngProperty>,
     /// `sata\[n\]`.
     ///
     /// Sent as `sataN` for each index N.
@@ -10667,7 +10080,7 @@ pub struct PostNodesNodeQemuVmidConfigParams {
     /// `skiplock`.
     pub skiplock: Option<bool>,
     /// `smbios1`. Format `pve-qm-smbios1`.
-    pub smbios1: Option<String>,
+    pub smbios1: Option<Smbios1Property>,
     /// `smp`.
     pub smp: Option<i64>,
     /// `sockets`.
@@ -10679,7 +10092,7 @@ pub struct PostNodesNodeQemuVmidConfigParams {
     /// `startdate`.
     pub startdate: Option<String>,
     /// `startup`. Format `pve-startup-order`.
-    pub startup: Option<String>,
+    pub startup: Option<StartupProperty>,
     /// `tablet`.
     pub tablet: Option<bool>,
     /// `tags`. Format `pve-tag-list`.
@@ -10715,7 +10128,7 @@ pub struct PostNodesNodeQemuVmidConfigParams {
     /// `vmstatestorage`. Format `pve-storage-id`.
     pub vmstatestorage: Option<String>,
     /// `watchdog`. Format `pve-qm-watchdog`.
-    pub watchdog: Option<String>,
+    pub watchdog: Option<WatchdogProperty>,
 }
 
 impl PostNodesNodeQemuVmidConfigParams {
@@ -10736,7 +10149,7 @@ impl PostNodesNodeQemuVmidConfigParams {
             p.insert("allow-ksm", v);
         }
         if let Some(v) = &self.amd_sev {
-            p.insert("amd-sev", v);
+            p.insert("amd-sev", v.to_string());
         }
         if let Some(v) = &self.arch {
             p.insert("arch", v);
@@ -10760,16 +10173,16 @@ impl PostNodesNodeQemuVmidConfigParams {
             p.insert("bios", v);
         }
         if let Some(v) = &self.boot {
-            p.insert("boot", v);
+            p.insert("boot", v.to_string());
         }
         if let Some(v) = &self.bootdisk {
             p.insert("bootdisk", v);
         }
         if let Some(v) = &self.cdrom {
-            p.insert("cdrom", v);
+            p.insert("cdrom", v.to_string());
         }
         if let Some(v) = &self.cicustom {
-            p.insert("cicustom", v);
+            p.insert("cicustom", v.to_string());
         }
         if let Some(v) = &self.cipassword {
             p.insert("cipassword", v);
@@ -10787,7 +10200,7 @@ impl PostNodesNodeQemuVmidConfigParams {
             p.insert("cores", v);
         }
         if let Some(v) = &self.cpu {
-            p.insert("cpu", v);
+            p.insert("cpu", v.to_string());
         }
         if let Some(v) = &self.cpulimit {
             p.insert("cpulimit", v);
@@ -10832,7 +10245,7 @@ impl PostNodesNodeQemuVmidConfigParams {
             p.insert("import-working-storage", v);
         }
         if let Some(v) = &self.intel_tdx {
-            p.insert("intel-tdx", v);
+            p.insert("intel-tdx", v.to_string());
         }
         for (n, v) in &self.ipconfig {
             p.insert(&format!("ipconfig{n}"), v.to_string());
@@ -10901,7 +10314,7 @@ impl PostNodesNodeQemuVmidConfigParams {
             p.insert("revert", v);
         }
         if let Some(v) = &self.rng0 {
-            p.insert("rng0", v);
+            p.insert("rng0", v.to_string());
         }
         for (n, v) in &self.sata {
             p.insert(&format!("sata{n}"), v.to_string());
@@ -10925,7 +10338,7 @@ impl PostNodesNodeQemuVmidConfigParams {
             p.insert("skiplock", v);
         }
         if let Some(v) = &self.smbios1 {
-            p.insert("smbios1", v);
+            p.insert("smbios1", v.to_string());
         }
         if let Some(v) = &self.smp {
             p.insert("smp", v);
@@ -10943,7 +10356,7 @@ impl PostNodesNodeQemuVmidConfigParams {
             p.insert("startdate", v);
         }
         if let Some(v) = &self.startup {
-            p.insert("startup", v);
+            p.insert("startup", v.to_string());
         }
         if let Some(v) = &self.tablet {
             p.insert("tablet", v);
@@ -10985,7 +10398,7 @@ impl PostNodesNodeQemuVmidConfigParams {
             p.insert("vmstatestorage", v);
         }
         if let Some(v) = &self.watchdog {
-            p.insert("watchdog", v);
+            p.insert("watchdog", v.to_string());
         }
         p
     }
@@ -11004,7 +10417,7 @@ pub struct PutNodesNodeQemuVmidConfigParams {
     /// `allow-ksm`.
     pub allow_ksm: Option<bool>,
     /// `amd-sev`. Format `pve-qemu-sev-fmt`.
-    pub amd_sev: Option<String>,
+    pub amd_sev: Option<AmdSevProperty>,
     /// `arch`. One of `x86_64`, `aarch64`.
     pub arch: Option<String>,
     /// `args`.
@@ -11018,13 +10431,13 @@ pub struct PutNodesNodeQemuVmidConfigParams {
     /// `bios`. One of `seabios`, `ovmf`.
     pub bios: Option<String>,
     /// `boot`. Format `pve-qm-boot`.
-    pub boot: Option<String>,
+    pub boot: Option<BootProperty>,
     /// `bootdisk`. Format `pve-qm-bootdisk`.
     pub bootdisk: Option<String>,
     /// `cdrom`. Format `pve-qm-ide`.
-    pub cdrom: Option<String>,
+    pub cdrom: Option<IdeProperty>,
     /// `cicustom`. Format `pve-qm-cicustom`.
-    pub cicustom: Option<String>,
+    pub cicustom: Option<CicustomProperty>,
     /// `cipassword`.
     pub cipassword: Option<String>,
     /// `citype`. One of `configdrive2`, `nocloud`, `opennebula`.
@@ -11036,7 +10449,7 @@ pub struct PutNodesNodeQemuVmidConfigParams {
     /// `cores`.
     pub cores: Option<i64>,
     /// `cpu`. Format `pve-vm-cpu-conf`.
-    pub cpu: Option<String>,
+    pub cpu: Option<CpuProperty>,
     /// `cpulimit`.
     pub cpulimit: Option<f64>,
     /// `cpuunits`.
@@ -11058,7 +10471,7 @@ pub struct PutNodesNodeQemuVmidConfigParams {
     /// `hostpci\[n\]`. Format `pve-qm-hostpci`.
     ///
     /// Sent as `hostpciN` for each index N.
-    pub hostpci: BTreeMap<u32, String>,
+    pub hostpci: BTreeMap<u32, HostpciProperty>,
     /// `hotplug`. Format `pve-hotplug-features`.
     pub hotplug: Option<String>,
     /// `hugepages`. One of `any`, `2`, `1024`.
@@ -11068,7 +10481,7 @@ pub struct PutNodesNodeQemuVmidConfigParams {
     /// Sent as `ideN` for each index N.
     pub ide: BTreeMap<u32, IdeProperty>,
     /// `intel-tdx`. Format `pve-qemu-tdx-fmt`.
-    pub intel_tdx: Option<String>,
+    pub intel_tdx: Option<IntelTdxProperty>,
     /// `ipconfig\[n\]`. Format `pve-qm-ipconfig`.
     ///
     /// Sent as `ipconfigN` for each index N.
@@ -11122,7 +10535,7 @@ pub struct PutNodesNodeQemuVmidConfigParams {
     /// `revert`. Format `pve-configid-list`.
     pub revert: Option<String>,
     /// `rng0`. Format `pve-qm-rng`.
-    pub rng0: Option<String>,
+    pub rng0: Option<RngProperty>,
     /// `sata\[n\]`.
     ///
     /// Sent as `sataN` for each index N.
@@ -11144,7 +10557,7 @@ pub struct PutNodesNodeQemuVmidConfigParams {
     /// `skiplock`.
     pub skiplock: Option<bool>,
     /// `smbios1`. Format `pve-qm-smbios1`.
-    pub smbios1: Option<String>,
+    pub smbios1: Option<Smbios1Property>,
     /// `smp`.
     pub smp: Option<i64>,
     /// `sockets`.
@@ -11156,7 +10569,7 @@ pub struct PutNodesNodeQemuVmidConfigParams {
     /// `startdate`.
     pub startdate: Option<String>,
     /// `startup`. Format `pve-startup-order`.
-    pub startup: Option<String>,
+    pub startup: Option<StartupProperty>,
     /// `tablet`.
     pub tablet: Option<bool>,
     /// `tags`. Format `pve-tag-list`.
@@ -11192,7 +10605,7 @@ pub struct PutNodesNodeQemuVmidConfigParams {
     /// `vmstatestorage`. Format `pve-storage-id`.
     pub vmstatestorage: Option<String>,
     /// `watchdog`. Format `pve-qm-watchdog`.
-    pub watchdog: Option<String>,
+    pub watchdog: Option<WatchdogProperty>,
 }
 
 impl PutNodesNodeQemuVmidConfigParams {
@@ -11213,7 +10626,7 @@ impl PutNodesNodeQemuVmidConfigParams {
             p.insert("allow-ksm", v);
         }
         if let Some(v) = &self.amd_sev {
-            p.insert("amd-sev", v);
+            p.insert("amd-sev", v.to_string());
         }
         if let Some(v) = &self.arch {
             p.insert("arch", v);
@@ -11234,16 +10647,16 @@ impl PutNodesNodeQemuVmidConfigParams {
             p.insert("bios", v);
         }
         if let Some(v) = &self.boot {
-            p.insert("boot", v);
+            p.insert("boot", v.to_string());
         }
         if let Some(v) = &self.bootdisk {
             p.insert("bootdisk", v);
         }
         if let Some(v) = &self.cdrom {
-            p.insert("cdrom", v);
+            p.insert("cdrom", v.to_string());
         }
         if let Some(v) = &self.cicustom {
-            p.insert("cicustom", v);
+            p.insert("cicustom", v.to_string());
         }
         if let Some(v) = &self.cipassword {
             p.insert("cipassword", v);
@@ -11261,7 +10674,7 @@ impl PutNodesNodeQemuVmidConfigParams {
             p.insert("cores", v);
         }
         if let Some(v) = &self.cpu {
-            p.insert("cpu", v);
+            p.insert("cpu", v.to_string());
         }
         if let Some(v) = &self.cpulimit {
             p.insert("cpulimit", v);
@@ -11303,7 +10716,7 @@ impl PutNodesNodeQemuVmidConfigParams {
             p.insert(&format!("ide{n}"), v.to_string());
         }
         if let Some(v) = &self.intel_tdx {
-            p.insert("intel-tdx", v);
+            p.insert("intel-tdx", v.to_string());
         }
         for (n, v) in &self.ipconfig {
             p.insert(&format!("ipconfig{n}"), v.to_string());
@@ -11372,7 +10785,7 @@ impl PutNodesNodeQemuVmidConfigParams {
             p.insert("revert", v);
         }
         if let Some(v) = &self.rng0 {
-            p.insert("rng0", v);
+            p.insert("rng0", v.to_string());
         }
         for (n, v) in &self.sata {
             p.insert(&format!("sata{n}"), v.to_string());
@@ -11396,7 +10809,7 @@ impl PutNodesNodeQemuVmidConfigParams {
             p.insert("skiplock", v);
         }
         if let Some(v) = &self.smbios1 {
-            p.insert("smbios1", v);
+            p.insert("smbios1", v.to_string());
         }
         if let Some(v) = &self.smp {
             p.insert("smp", v);
@@ -11414,7 +10827,7 @@ impl PutNodesNodeQemuVmidConfigParams {
             p.insert("startdate", v);
         }
         if let Some(v) = &self.startup {
-            p.insert("startup", v);
+            p.insert("startup", v.to_string());
         }
         if let Some(v) = &self.tablet {
             p.insert("tablet", v);
@@ -11456,7 +10869,7 @@ impl PutNodesNodeQemuVmidConfigParams {
             p.insert("vmstatestorage", v);
         }
         if let Some(v) = &self.watchdog {
-            p.insert("watchdog", v);
+            p.insert("watchdog", v.to_string());
         }
         p
     }
@@ -12822,7 +12235,7 @@ pub struct PostNodesNodeQemuVmidRemoteMigrateParams {
     /// `target-bridge`. Format `bridge-pair-list`. Required.
     pub target_bridge: Option<String>,
     /// `target-endpoint`. Format `proxmox-remote`. Required.
-    pub target_endpoint: Option<String>,
+    pub target_endpoint: Option<RemoteProperty>,
     /// `target-storage`. Format `storage-pair-list`. Required.
     pub target_storage: Option<String>,
     /// `target-vmid`. Format `pve-vmid`.
@@ -12847,7 +12260,7 @@ impl PostNodesNodeQemuVmidRemoteMigrateParams {
             p.insert("target-bridge", v);
         }
         if let Some(v) = &self.target_endpoint {
-            p.insert("target-endpoint", v);
+            p.insert("target-endpoint", v.to_string());
         }
         if let Some(v) = &self.target_storage {
             p.insert("target-storage", v);
@@ -14394,7 +13807,7 @@ impl PostNodesNodeStorageStorageOciRegistryPullParams {
 #[non_exhaustive]
 pub struct DeleteNodesNodeStorageStoragePrunebackupsParams {
     /// `prune-backups`. Format `prune-backups`.
-    pub prune_backups: Option<String>,
+    pub prune_backups: Option<PruneBackupsProperty>,
     /// `type`. One of `qemu`, `lxc`.
     pub r#type: Option<String>,
     /// `vmid`. Format `pve-vmid`.
@@ -14407,7 +13820,7 @@ impl DeleteNodesNodeStorageStoragePrunebackupsParams {
         #[allow(unused_mut, reason = "some methods take no parameters")]
         let mut p = Params::new();
         if let Some(v) = &self.prune_backups {
-            p.insert("prune-backups", v);
+            p.insert("prune-backups", v.to_string());
         }
         if let Some(v) = &self.r#type {
             p.insert("type", v);
@@ -14424,7 +13837,7 @@ impl DeleteNodesNodeStorageStoragePrunebackupsParams {
 #[non_exhaustive]
 pub struct GetNodesNodeStorageStoragePrunebackupsParams {
     /// `prune-backups`. Format `prune-backups`.
-    pub prune_backups: Option<String>,
+    pub prune_backups: Option<PruneBackupsProperty>,
     /// `type`. One of `qemu`, `lxc`.
     pub r#type: Option<String>,
     /// `vmid`. Format `pve-vmid`.
@@ -14437,7 +13850,7 @@ impl GetNodesNodeStorageStoragePrunebackupsParams {
         #[allow(unused_mut, reason = "some methods take no parameters")]
         let mut p = Params::new();
         if let Some(v) = &self.prune_backups {
-            p.insert("prune-backups", v);
+            p.insert("prune-backups", v.to_string());
         }
         if let Some(v) = &self.r#type {
             p.insert("type", v);

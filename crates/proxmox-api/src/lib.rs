@@ -45,6 +45,7 @@ pub mod cloudinit;
 mod error;
 pub mod generated;
 mod ops;
+pub mod property_string;
 #[cfg(feature = "provision")]
 pub mod provision;
 mod secret;

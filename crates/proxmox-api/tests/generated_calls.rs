@@ -503,7 +503,7 @@ async fn every_generated_method_against_fakepve() {
     {
         let mut p = PostNodesNodeQemuVmidRemoteMigrateParams::default();
         p.target_bridge = Some("gen-target-bridge".to_owned());
-        p.target_endpoint = Some("gen-target-endpoint".to_owned());
+        p.target_endpoint = Some("host=127.0.0.1,apitoken=PVEAPIToken=gen@pve!gentoken=00000000-0000-0000-0000-000000000000".parse().unwrap());
         p.target_storage = Some("gen-target-storage".to_owned());
         check(
             "POST /nodes/{node}/qemu/{vmid}/remote_migrate",
