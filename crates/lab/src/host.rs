@@ -125,8 +125,20 @@ impl Host {
         };
         cmd.arg("--target")
             .arg(pid.to_string())
+            // Every signal at its default, as systemd starts a VM's services: a runner started
+            // with SIGHUP ignored (`nohup`) would otherwise pass that on, and a shell cannot trap
+            // a signal ignored on entry.
             .args([
-                "--mount", "--net", "--pid", "--uts", "--", "sh", "-c", script,
+                "--mount",
+                "--net",
+                "--pid",
+                "--uts",
+                "--",
+                "env",
+                "--default-signal",
+                "sh",
+                "-c",
+                script,
             ])
             .current_dir("/")
             .env_clear()

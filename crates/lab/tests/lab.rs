@@ -402,6 +402,51 @@ fn daemons_start_log_and_die() {
     assert!(!d1.is_running("sleeper"));
 }
 
+/// Set in the child run of [`host_commands_start_with_default_signals`].
+const NOHUP_CHILD: &str = "HAKUBE_LAB_TEST_NOHUP_CHILD";
+
+#[test]
+fn host_commands_start_with_default_signals() {
+    if !require_root("host_commands_start_with_default_signals") {
+        return;
+    }
+    if std::env::var_os(NOHUP_CHILD).is_none() {
+        // Run this test again under `nohup` (SIGHUP ignored, as a runner started that way has it):
+        // a host's commands must still start with every signal at its default, as systemd starts
+        // a VM's services, or a daemon's `trap ... HUP` never fires.
+        let out = Command::new("nohup")
+            .arg(std::env::current_exe().expect("test binary"))
+            .args(["--exact", "host_commands_start_with_default_signals"])
+            .env(NOHUP_CHILD, "1")
+            .output()
+            .expect("nohup");
+        assert!(
+            out.status.success(),
+            "the run under nohup failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("1 passed"));
+        return;
+    }
+    let lab = Lab::builder("sigdfl")
+        .hosts(["s1"])
+        .without_sshd()
+        .build()
+        .expect("lab");
+    let ignored = lab
+        .host("s1")
+        .run("grep SigIgn /proc/self/status")
+        .expect("run");
+    let mask = ignored
+        .trim()
+        .strip_prefix("SigIgn:")
+        .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+        .expect("SigIgn mask");
+    // Signals 1..=31 (bit n-1); glibc keeps its own real-time signals (32, 33) to itself.
+    assert_eq!(mask & 0x7fff_ffff, 0, "ignored signals: {mask:#x}");
+}
+
 #[test]
 fn link_down_cuts_and_link_up_restores() {
     if !require_root("link_down_cuts_and_link_up_restores") {
