@@ -87,7 +87,7 @@ async fn main() -> ExitCode {
         for node in &rendered.nodes {
             println!("{} ({:?})", node.name, node.role);
             for f in &node.files {
-                println!("  {:o} {} ({} bytes)", f.mode, f.path, f.contents.len());
+                println!("  {:o} {} ({} bytes)", f.mode, f.path, f.content.len());
             }
             if node.join_config_pending {
                 println!("  (join configuration rendered after init, once the CA exists)");

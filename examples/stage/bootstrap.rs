@@ -13,7 +13,7 @@ use hakube_kubeadm::flow::{
     NodeOutcome, ProgressEvent,
 };
 use hakube_kubeadm::{ClusterInput, KUBEADM_CONFIG_DIR};
-use hakube_remote::{Command, Mode, RemoteExec, SshPool, Upload, push_file};
+use hakube_remote::{Command, File, Mode, RemoteExec, SshPool, push_file};
 use hakube_topology::{Cluster, RoleKind};
 
 use super::Error;
@@ -90,9 +90,8 @@ impl BootstrapHooks for CniManifests {
             let path = format!("{CNI_DIR}/{name}");
             push_file(
                 first_master,
-                &Upload::new(path.clone(), contents.clone())
-                    .mode(0o600)
-                    .sudo(true),
+                &File::new(path.clone(), contents.clone()).mode(0o600),
+                true,
             )
             .await
             .map_err(|e| crate::error_chain(&e))?;

@@ -33,8 +33,8 @@
 //! let nodes = input.render()?;
 //! assert_eq!(nodes.len(), 2);
 //! assert_eq!(nodes[0].check_script.path, CHECK_SCRIPT_PATH);
-//! assert!(nodes[0].haproxy_cfg.contents.contains("server cp1 10.0.0.21:6443"));
-//! assert!(nodes[1].keepalived_conf.contents.contains("unicast_peer {\n        10.0.0.11\n"));
+//! assert!(nodes[0].haproxy_cfg.text().contains("server cp1 10.0.0.21:6443"));
+//! assert!(nodes[1].keepalived_conf.text().contains("unicast_peer {\n        10.0.0.11\n"));
 //!
 //! // Bad input is refused with the field named.
 //! let bad = HaInput::new(ip("10.0.0.10"), 51)
@@ -56,7 +56,6 @@ pub use reference::{
     CHECK_SCRIPT_MODE, CHECK_SCRIPT_PATH, DEFAULT_ADVERT_INTERVAL, DEFAULT_SCRIPT_USER,
     HAPROXY_CFG_MODE, HAPROXY_CFG_PATH, HAPROXY_DROPIN_MODE, HAPROXY_DROPIN_PATH,
     HAPROXY_STATE_FILE, HEALTH_PORT, HaInput, Ingress, IngressTls, KEEPALIVED_CONF_MODE,
-    KEEPALIVED_CONF_PATH, LbNode, LbNodeFiles, Member, RenderedFile, STATS_PORT, TRACK_FILE,
-    VAULT_PORT,
+    KEEPALIVED_CONF_PATH, LbNode, LbNodeFiles, Member, STATS_PORT, TRACK_FILE, VAULT_PORT,
 };
 pub use value::{AbsPath, Directive, Interface, Name, Port, Token, UriPath};

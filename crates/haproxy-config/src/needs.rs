@@ -26,11 +26,10 @@
 //! # Ok::<(), hakube_haproxy_config::Error>(())
 //! ```
 
-use hakube_host_state::{Directory, File, Group, HostPlan, Package, Service, User, Validate};
+use hakube_host_state::{Directory, Group, HostPlan, Package, Service, User, Validate};
 
 use crate::reference::{
     CHECK_SCRIPT_PATH, HAPROXY_CFG_PATH, HAPROXY_DROPIN_PATH, KEEPALIVED_CONF_PATH, LbNodeFiles,
-    RenderedFile,
 };
 
 /// The check `haproxy.cfg` must pass: `haproxy -c`, judged by its exit status.
@@ -50,14 +49,6 @@ pub fn keepalived_check() -> Validate {
     Validate::new(["keepalived", "-t", "-f", "%s"])
         .ok_status([143])
         .quiet(["NOTICE:", "Terminated"])
-}
-
-fn file(f: &RenderedFile, check: Option<Validate>) -> File {
-    let file = File::new(f.path, f.contents.as_bytes()).mode(f.mode);
-    match check {
-        Some(c) => file.validate(c),
-        None => file,
-    }
 }
 
 impl LbNodeFiles {
@@ -100,12 +91,7 @@ impl LbNodeFiles {
                 Directory::new("/etc/systemd/system/haproxy.service.d").owner("root", "root"),
             );
         for f in self.files() {
-            let check = match f.path {
-                HAPROXY_CFG_PATH => Some(haproxy_check()),
-                KEEPALIVED_CONF_PATH => Some(keepalived_check()),
-                _ => None,
-            };
-            plan = plan.file(file(f, check));
+            plan = plan.file(f.clone());
         }
         plan.service(
             Service::new("haproxy")

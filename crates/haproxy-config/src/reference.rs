@@ -91,6 +91,7 @@ use core::time::Duration;
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
 
+use hakube_host_state::File;
 use ipnet::IpNet;
 
 use crate::error::{Error, Result};
@@ -357,26 +358,16 @@ impl HaInput {
                     node: node.name.as_str().to_owned(),
                     address: node.address,
                     priority: node.priority,
-                    haproxy_cfg: RenderedFile {
-                        path: HAPROXY_CFG_PATH,
-                        mode: HAPROXY_CFG_MODE,
-                        contents: haproxy.to_string(),
-                    },
-                    keepalived_conf: RenderedFile {
-                        path: KEEPALIVED_CONF_PATH,
-                        mode: KEEPALIVED_CONF_MODE,
-                        contents: keepalived.to_string(),
-                    },
-                    check_script: RenderedFile {
-                        path: CHECK_SCRIPT_PATH,
-                        mode: CHECK_SCRIPT_MODE,
-                        contents: check_script(&v.script_user),
-                    },
-                    haproxy_dropin: RenderedFile {
-                        path: HAPROXY_DROPIN_PATH,
-                        mode: HAPROXY_DROPIN_MODE,
-                        contents: haproxy_dropin(),
-                    },
+                    haproxy_cfg: File::new(HAPROXY_CFG_PATH, haproxy.to_string())
+                        .mode(HAPROXY_CFG_MODE)
+                        .validate(crate::needs::haproxy_check()),
+                    keepalived_conf: File::new(KEEPALIVED_CONF_PATH, keepalived.to_string())
+                        .mode(KEEPALIVED_CONF_MODE)
+                        .validate(crate::needs::keepalived_check()),
+                    check_script: File::new(CHECK_SCRIPT_PATH, check_script(&v.script_user))
+                        .mode(CHECK_SCRIPT_MODE),
+                    haproxy_dropin: File::new(HAPROXY_DROPIN_PATH, haproxy_dropin())
+                        .mode(HAPROXY_DROPIN_MODE),
                     script_user: v.script_user.as_str().to_owned(),
                     haproxy,
                     keepalived,
@@ -398,17 +389,6 @@ fn default_priority(i: usize, n: usize) -> u8 {
     u8::try_from(250 - (i * step).min(240)).unwrap_or(10)
 }
 
-/// One rendered file: where it goes on the node, its mode and its contents.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RenderedFile {
-    /// The absolute path on the LB node.
-    pub path: &'static str,
-    /// The file mode (owner root:root).
-    pub mode: u32,
-    /// The file's contents.
-    pub contents: String,
-}
-
 /// What one LB node receives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LbNodeFiles {
@@ -418,15 +398,16 @@ pub struct LbNodeFiles {
     pub address: IpAddr,
     /// The node's VRRP priority.
     pub priority: u8,
-    /// `/etc/haproxy/haproxy.cfg`.
-    pub haproxy_cfg: RenderedFile,
-    /// `/etc/keepalived/keepalived.conf`.
-    pub keepalived_conf: RenderedFile,
+    /// `/etc/haproxy/haproxy.cfg`, checked by [`crate::needs::haproxy_check`] before it goes
+    /// live.
+    pub haproxy_cfg: File,
+    /// `/etc/keepalived/keepalived.conf`, checked by [`crate::needs::keepalived_check`].
+    pub keepalived_conf: File,
     /// `/etc/keepalived/check_haproxy.sh`.
-    pub check_script: RenderedFile,
+    pub check_script: File,
     /// The `haproxy.service` drop-in that tells keepalived when HAProxy stops
     /// ([`HAPROXY_DROPIN_PATH`]).
-    pub haproxy_dropin: RenderedFile,
+    pub haproxy_dropin: File,
     /// The system user that must exist for the check script to run.
     pub script_user: String,
     /// The typed HAProxy config behind `haproxy_cfg`.
@@ -439,7 +420,7 @@ impl LbNodeFiles {
     /// The four files, in install order (the check script before `keepalived.conf`, whose
     /// `keepalived -t` checks the script's path and owner).
     #[must_use]
-    pub fn files(&self) -> [&RenderedFile; 4] {
+    pub fn files(&self) -> [&File; 4] {
         [
             &self.haproxy_cfg,
             &self.haproxy_dropin,
@@ -1183,7 +1164,7 @@ impl fmt::Display for LbNodeFiles {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for file in self.files() {
             writeln!(f, "==> {} (mode {:o}) <==", file.path, file.mode)?;
-            f.write_str(&file.contents)?;
+            f.write_str(&file.text())?;
         }
         Ok(())
     }

@@ -160,7 +160,7 @@ fn reference_design_invariants() {
     let prios: Vec<u8> = nodes.iter().map(|n| n.priority).collect();
     assert_eq!(prios, [250, 130, 10]);
     for n in &nodes {
-        let k = &n.keepalived_conf.contents;
+        let k = n.keepalived_conf.text();
         assert!(k.contains("state BACKUP") && k.contains("nopreempt"), "{k}");
         assert!(k.contains("enable_script_security") && k.contains("script_user"));
         // Unicast peers are the other nodes, never itself.
@@ -168,7 +168,7 @@ fn reference_design_invariants() {
         assert_eq!(vi.unicast_peers().len(), 2);
         assert!(!vi.unicast_peers().contains(&n.address));
         // Stats and metrics on the node's own address, answering the cluster's nodes only.
-        let h = &n.haproxy_cfg.contents;
+        let h = n.haproxy_cfg.text();
         assert!(h.contains(&format!("bind {}:8404", n.address)), "{h}");
         assert!(!h.contains("bind *:8404") && !h.contains("bind 127.0.0.1:8404"));
         assert!(
@@ -181,7 +181,7 @@ fn reference_design_invariants() {
         );
         // HAProxy's death reaches keepalived through the drop-in's track file.
         assert!(k.contains("track_file {\n        haproxy_down\n"), "{k}");
-        assert!(n.haproxy_dropin.contents.contains("ExecStopPost="));
+        assert!(n.haproxy_dropin.text().contains("ExecStopPost="));
         assert!(h.contains("check-ssl verify none"));
         assert!(h.contains("send-proxy-v2"));
         assert_eq!(n.check_script.mode, 0o755);
@@ -190,14 +190,10 @@ fn reference_design_invariants() {
     let mut i = seed();
     i.lb_nodes[0].stats_address = Some(ip("192.168.10.11"));
     let n = i.render().unwrap();
-    assert!(
-        n[0].haproxy_cfg
-            .contents
-            .contains("bind 192.168.10.11:8404")
-    );
+    assert!(n[0].haproxy_cfg.text().contains("bind 192.168.10.11:8404"));
     // Sub-second adverts switch to VRRPv3.
     let i = seed().advert_interval(std::time::Duration::from_millis(500));
-    let k = &i.render().unwrap()[0].keepalived_conf.contents;
+    let k = i.render().unwrap()[0].keepalived_conf.text().into_owned();
     assert!(
         k.contains("vrrp_version 3") && k.contains("advert_int 0.5"),
         "{k}"

@@ -173,7 +173,7 @@ fn a_fresh_lb_is_checked_before_anything_goes_live() {
     assert_eq!(metrics(true), "200");
     // Even a reload of a broken live file is refused (Debian's ExecReload runs `haproxy -c`
     // first), and the running HAProxy keeps serving.
-    lb1.write_file(HAPROXY_CFG_PATH, &broken.haproxy_cfg.contents, 0o644)
+    lb1.write_file(HAPROXY_CFG_PATH, &broken.haproxy_cfg.content, 0o644)
         .unwrap();
     assert!(
         !lb1.exec("systemctl reload haproxy")

@@ -80,7 +80,7 @@ fn ingress_passthrough_and_termination() {
 
     // L4 passthrough.
     let node = render(IngressTls::Passthrough);
-    lb.write_file(HAPROXY_CFG_PATH, &node.haproxy_cfg.contents, 0o644)
+    lb.write_file(HAPROXY_CFG_PATH, &node.haproxy_cfg.content, 0o644)
         .unwrap();
     lb.run("mkdir -p /run/haproxy").unwrap();
     lb.spawn("haproxy", "exec haproxy -db -f /etc/haproxy/haproxy.cfg")
@@ -105,7 +105,7 @@ fn ingress_passthrough_and_termination() {
     });
     lb.write_file(CERT, std::fs::read(&pem).unwrap(), 0o600)
         .unwrap();
-    lb.write_file(HAPROXY_CFG_PATH, &node.haproxy_cfg.contents, 0o644)
+    lb.write_file(HAPROXY_CFG_PATH, &node.haproxy_cfg.content, 0o644)
         .unwrap();
     lb.spawn("haproxy", "exec haproxy -db -f /etc/haproxy/haproxy.cfg")
         .unwrap();

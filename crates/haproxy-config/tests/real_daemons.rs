@@ -12,7 +12,7 @@ use support::{haproxy_check, have, netns, seed_input, self_signed_pem};
 
 fn check_all_haproxy(nodes: &[LbNodeFiles], what: &str) {
     for n in nodes {
-        haproxy_check(&n.haproxy_cfg.contents, &format!("{what} {}", n.node));
+        haproxy_check(&n.haproxy_cfg.text(), &format!("{what} {}", n.node));
     }
 }
 
@@ -48,7 +48,8 @@ fn haproxy_check_is_not_vacuous() {
         .unwrap()
         .remove(0)
         .haproxy_cfg
-        .contents;
+        .text()
+        .into_owned();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("haproxy.cfg");
     std::fs::write(&path, cfg).unwrap();
@@ -76,7 +77,7 @@ fn seed_configs_pass_keepalived_test() {
             "keepalived -t refused {}:\n{}\n--- config ---\n{}",
             n.node,
             support::output_text(&out),
-            n.keepalived_conf.contents
+            n.keepalived_conf.text()
         );
     }
 }
@@ -180,7 +181,7 @@ proptest! {
                 "keepalived -t refused {}:\n{}\n{}",
                 n.node,
                 support::output_text(&out),
-                n.keepalived_conf.contents
+                n.keepalived_conf.text()
             );
         }
     }

@@ -394,6 +394,12 @@ impl File {
     pub fn sha256(&self) -> String {
         hex::encode(Sha256::digest(&self.content))
     }
+
+    /// The content as text (invalid UTF-8 replaced), e.g. to search a rendered config.
+    #[must_use]
+    pub fn text(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(&self.content)
+    }
 }
 
 impl fmt::Debug for File {

@@ -19,7 +19,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 #[cfg(feature = "remote")]
-use hakube_remote::{Command, RemoteExec, Upload};
+use hakube_remote::{Command, File, RemoteExec};
 
 use crate::error::{Error, Result};
 
@@ -532,9 +532,8 @@ pub async fn restore_cluster(
     for m in members {
         m.host
             .upload(
-                &Upload::new(options.snapshot_path.clone(), snapshot.to_vec())
-                    .mode(0o600)
-                    .sudo(true),
+                &File::secret(options.snapshot_path.clone(), snapshot.to_vec()),
+                true,
             )
             .await
             .map_err(remote_err(m.host.host(), "upload snapshot"))?;

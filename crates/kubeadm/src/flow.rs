@@ -29,7 +29,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use hakube_host_state::File;
-use hakube_remote::{Command, RemoteExec, Secret, Upload, push_file};
+use hakube_remote::{Command, RemoteExec, Secret, push_file};
 use tokio::sync::Semaphore;
 
 use crate::error::{Error, Result};
@@ -446,13 +446,7 @@ impl Bootstrap {
             let Some(p) = planned.iter().find(|p| p.path == f.path) else {
                 continue;
             };
-            f.contents = String::from_utf8(p.content.clone()).map_err(|_| {
-                Error::invalid(
-                    format!("planned_files[{node:?}]"),
-                    format!("{} is not UTF-8", p.path),
-                )
-            })?;
-            f.mode = p.mode;
+            f.clone_from(p);
         }
         Ok(render)
     }
@@ -797,10 +791,7 @@ impl Bootstrap {
         }
         self.progress.event(node, step, &ProgressEvent::Started);
         for f in &render.files {
-            let up = Upload::new(f.path.clone(), f.contents.clone())
-                .mode(f.mode)
-                .sudo(true);
-            if let Err(e) = push_file(host.as_ref(), &up).await {
+            if let Err(e) = push_file(host.as_ref(), f, true).await {
                 let msg = Error::chain_text(&e);
                 self.progress
                     .event(node, step, &ProgressEvent::Failed(msg.clone()));

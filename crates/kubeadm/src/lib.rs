@@ -53,7 +53,7 @@
 //! let w1 = render_node(&input, &secrets, "w1")?;
 //! let config = &w1.files[0];
 //! assert_eq!((config.path.as_str(), config.mode), (hakube_kubeadm::KUBEADM_CONFIG_PATH, 0o600));
-//! let docs = parse_documents(&config.contents)?;
+//! let docs = parse_documents(std::str::from_utf8(&config.content)?)?;
 //! let Document::Join(join) = &docs[0] else { unreachable!() };
 //! let discovery = join.discovery.bootstrap_token.as_ref().unwrap();
 //! assert_eq!(discovery.api_server_endpoint.as_deref(), Some("10.0.0.10:6443"));
@@ -83,7 +83,7 @@ pub use parse::{
 };
 pub use render::{
     ADMIN_CONF_PATH, BOOTSTRAP_TOKEN_TTL, CA_CERT_PATH, KUBEADM_CONFIG_DIR, KUBEADM_CONFIG_PATH,
-    KUBELET_CONF_PATH, NodeRender, NodeRole, RESET_CONFIG_PATH, RenderedCluster, RenderedFile,
+    KUBELET_CONF_PATH, NodeRender, NodeRole, RESET_CONFIG_PATH, RenderedCluster,
     UPGRADE_CONFIG_PATH, cluster_configuration, init_documents, join_configuration,
     kube_proxy_configuration, kubelet_configuration, render_cluster, render_node,
     reset_configuration, upgrade_configuration,

@@ -12,9 +12,10 @@
 //! [`render_cluster`] marks those nodes [`NodeRender::join_config_pending`] and the bootstrap
 //! flow renders their configuration once it has read the CA.
 
-use core::fmt;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+
+use hakube_host_state::File;
 
 use crate::config::{
     ApiEndpoint, ApiServer, Arg, BootstrapTokenDiscovery, BootstrapTokenSpec, ClusterConfiguration,
@@ -63,28 +64,6 @@ impl NodeRole {
     }
 }
 
-/// One file a node receives.
-#[derive(Clone, PartialEq, Eq)]
-pub struct RenderedFile {
-    /// Absolute path on the node.
-    pub path: String,
-    /// Unix permission bits (0600 where secrets appear).
-    pub mode: u32,
-    /// File contents.
-    pub contents: String,
-}
-
-impl fmt::Debug for RenderedFile {
-    // The contents may hold a token or a certificate key: show their size only.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RenderedFile")
-            .field("path", &self.path)
-            .field("mode", &format_args!("{:#o}", self.mode))
-            .field("contents", &format_args!("<{} bytes>", self.contents.len()))
-            .finish()
-    }
-}
-
 /// Everything rendered for one node.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NodeRender {
@@ -94,8 +73,9 @@ pub struct NodeRender {
     pub address: Option<IpAddr>,
     /// Its role.
     pub role: NodeRole,
-    /// Files, sorted by path.
-    pub files: Vec<RenderedFile>,
+    /// Files, sorted by path (the kubeadm config, which holds the bootstrap token and the
+    /// certificate key, is a secret file: mode 0600, content never shown).
+    pub files: Vec<File>,
     /// Labels the kubelet may not set itself (`node-role.kubernetes.io/...`): the flow applies
     /// them with `kubectl label` after the node is Ready.
     pub post_join_labels: BTreeMap<String, String>,
@@ -389,25 +369,17 @@ fn render_node_inner(
         ))])
     };
     if let Some(docs) = main {
-        files.push(RenderedFile {
-            path: KUBEADM_CONFIG_PATH.into(),
-            mode: 0o600,
-            contents: render_documents(&docs)?,
-        });
+        files.push(File::secret(KUBEADM_CONFIG_PATH, render_documents(&docs)?));
     }
-    files.push(RenderedFile {
-        path: RESET_CONFIG_PATH.into(),
-        mode: 0o644,
-        contents: render_documents(&[Document::Reset(Box::new(reset_configuration(input)))])?,
-    });
+    files.push(File::new(
+        RESET_CONFIG_PATH,
+        render_documents(&[Document::Reset(Box::new(reset_configuration(input)))])?,
+    ));
     if role.is_control_plane() {
-        files.push(RenderedFile {
-            path: UPGRADE_CONFIG_PATH.into(),
-            mode: 0o644,
-            contents: render_documents(&[Document::Upgrade(Box::new(upgrade_configuration(
-                input,
-            )))])?,
-        });
+        files.push(File::new(
+            UPGRADE_CONFIG_PATH,
+            render_documents(&[Document::Upgrade(Box::new(upgrade_configuration(input)))])?,
+        ));
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(NodeRender {
@@ -440,7 +412,7 @@ fn render_node_inner(
 /// let cp1 = rendered.node("cp1").unwrap();
 /// let cfg = cp1.files.iter().find(|f| f.path == hakube_kubeadm::KUBEADM_CONFIG_PATH).unwrap();
 /// assert_eq!(cfg.mode, 0o600);
-/// assert!(cfg.contents.contains("controlPlaneEndpoint: 10.0.0.10:6443"));
+/// assert!(String::from_utf8_lossy(&cfg.content).contains("controlPlaneEndpoint: 10.0.0.10:6443"));
 /// assert!(rendered.node("w1").unwrap().join_config_pending);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```

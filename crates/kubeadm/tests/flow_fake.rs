@@ -19,7 +19,7 @@ use hakube_kubeadm::{
     KUBELET_CONF_PATH, MasterInput, WorkerInput,
 };
 use hakube_remote::testing::FakeHost;
-use hakube_remote::{Command, ExitStatus, FileState, Output, RemoteExec, Upload};
+use hakube_remote::{Command, ExitStatus, File, FileState, Output, RemoteExec};
 
 /// A test CA made by openssl once per process.
 fn ca_pem() -> &'static [u8] {
@@ -219,9 +219,9 @@ impl RemoteExec for Node {
         }
         self.inner.run(command).await
     }
-    async fn upload(&self, file: &Upload) -> Result<(), hakube_remote::Error> {
+    async fn upload(&self, file: &File, sudo: bool) -> Result<(), hakube_remote::Error> {
         self.removed.lock().unwrap().remove(&file.path);
-        self.inner.upload(file).await
+        self.inner.upload(file, sudo).await
     }
     async fn read_file(&self, path: &str, sudo: bool) -> Result<Vec<u8>, hakube_remote::Error> {
         if self.gone(path) {
@@ -710,7 +710,6 @@ async fn removing_a_master_removes_its_etcd_member() {
 
 #[tokio::test]
 async fn planned_files_are_pushed_instead_of_the_flows_render() {
-    use hakube_host_state::File;
     use hakube_kubeadm::{RESET_CONFIG_PATH, render_cluster};
 
     let w = world(2, 2);
@@ -722,7 +721,13 @@ async fn planned_files_are_pushed_instead_of_the_flows_render() {
         let files = node
             .files
             .iter()
-            .map(|f| File::new(&f.path, format!("{}# from the plan\n", f.contents)).mode(f.mode))
+            .map(|f| {
+                File::new(
+                    &f.path,
+                    format!("{}# from the plan\n", String::from_utf8_lossy(&f.content)),
+                )
+                .mode(f.mode)
+            })
             .collect();
         planned.insert(node.name.clone(), files);
     }

@@ -70,7 +70,9 @@ fn tree(with_hash: bool) -> String {
         for f in &n.files {
             out.push_str(&format!(
                 "#### {} mode {:o}\n{}",
-                f.path, f.mode, f.contents
+                f.path,
+                f.mode,
+                String::from_utf8_lossy(&f.content)
             ));
         }
     }

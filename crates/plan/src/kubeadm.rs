@@ -90,9 +90,10 @@ pub(crate) fn render(
         tree.host_items(node_prep_plan(node, &prep))?;
     }
     for node in rendered.nodes {
-        for f in node.files {
-            tree.host_file(&node.name, &f.path, f.contents, f.mode)?;
-        }
+        tree.host_items(node.files.into_iter().fold(
+            hakube_host_state::HostPlan::new(node.name.clone()),
+            hakube_host_state::HostPlan::file,
+        ))?;
     }
     tree.insert(SECRETS_PATH.to_owned(), secrets.to_env(), 0o600)?;
     Ok(())

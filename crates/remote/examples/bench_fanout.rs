@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 
 use hakube_lab::Lab;
 use hakube_remote::{
-    Auth, Command, FanOut, HostKeyPolicy, NoProgress, RemoteExec, SshConfig, SshPool, Target,
-    Upload, fan_out, push_file,
+    Auth, Command, FanOut, File, HostKeyPolicy, NoProgress, RemoteExec, SshConfig, SshPool, Target,
+    fan_out, push_file,
 };
 
 struct Args {
@@ -98,7 +98,8 @@ async fn steps(
     for (name, content) in files {
         push_file(
             h.as_ref(),
-            &Upload::new(format!("{dir}/{name}"), content.clone()).mode(0o644),
+            &File::new(format!("{dir}/{name}"), content.clone()).mode(0o644),
+            false,
         )
         .await?;
     }

@@ -4,119 +4,43 @@
 use std::fmt;
 
 use async_trait::async_trait;
-use sha2::{Digest, Sha256};
+
+use hakube_host_state::File;
 
 use crate::{Command, Error, Output};
 
-/// A file to place on a remote host: absolute path, content, mode and optional owner/group.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Upload {
-    /// Absolute path on the host.
-    pub path: String,
-    /// The exact bytes (binary-safe).
-    pub content: Vec<u8>,
-    /// Permission bits, e.g. `0o644`.
-    pub mode: u32,
-    /// Owner user name; `None` leaves it to whoever writes the file (the login user, or root
-    /// under sudo) and does not compare it in [`push_file`].
-    pub owner: Option<String>,
-    /// Owner group name; `None` as for `owner`.
-    pub group: Option<String>,
-    /// Write through `sudo -n` when the login user is not root.
-    pub sudo: bool,
-}
-
-impl Upload {
-    /// A file with mode `0o644`, no owner change, no sudo.
-    #[must_use]
-    pub fn new(path: impl Into<String>, content: impl Into<Vec<u8>>) -> Self {
-        Self {
-            path: path.into(),
-            content: content.into(),
-            mode: 0o644,
-            owner: None,
-            group: None,
-            sudo: false,
+/// Checks a file's fields before it goes to a host: an absolute path without NUL, `..` or
+/// newline, a mode within `0o7777`, and owner/group names without whitespace or `:`.
+///
+/// # Errors
+/// [`Error::InvalidCommand`] naming the field.
+pub(crate) fn check_file(file: &File) -> Result<(), Error> {
+    let bad = |field: &str, reason: &str| {
+        Err(Error::InvalidCommand {
+            field: field.into(),
+            reason: reason.into(),
+        })
+    };
+    if !file.path.starts_with('/') {
+        return bad("path", &format!("{:?} is not absolute", file.path));
+    }
+    if file.path.ends_with('/') || file.path.contains(['\0', '\n']) {
+        return bad("path", &format!("{:?} is not a file path", file.path));
+    }
+    if file.path.split('/').any(|c| c == "..") {
+        return bad("path", &format!("{:?} contains `..`", file.path));
+    }
+    if file.mode > 0o7777 {
+        return bad("mode", &format!("{:o} is more than 7777", file.mode));
+    }
+    for (field, v) in [("owner", &file.owner), ("group", &file.group)] {
+        if let Some(v) = v
+            && (v.is_empty() || v.contains(|c: char| c.is_whitespace() || c == ':' || c == '\0'))
+        {
+            return bad(field, &format!("{v:?} is not a user/group name"));
         }
     }
-
-    /// Sets the permission bits.
-    #[must_use]
-    pub fn mode(mut self, mode: u32) -> Self {
-        self.mode = mode;
-        self
-    }
-
-    /// Sets owner and group (`chown owner:group`).
-    #[must_use]
-    pub fn owner(mut self, owner: impl Into<String>, group: impl Into<String>) -> Self {
-        self.owner = Some(owner.into());
-        self.group = Some(group.into());
-        self
-    }
-
-    /// Writes through `sudo -n` for non-root logins.
-    #[must_use]
-    pub fn sudo(mut self, sudo: bool) -> Self {
-        self.sudo = sudo;
-        self
-    }
-
-    /// Lower-case hex SHA-256 of the content.
-    #[must_use]
-    pub fn sha256(&self) -> String {
-        hex::encode(Sha256::digest(&self.content))
-    }
-
-    /// Checks the fields: an absolute path without NUL, `..` or newline, a mode within
-    /// `0o7777`, and owner/group names without whitespace or `:`.
-    ///
-    /// # Errors
-    /// [`Error::InvalidCommand`] naming the field.
-    pub fn validate(&self) -> Result<(), Error> {
-        let bad = |field: &str, reason: &str| {
-            Err(Error::InvalidCommand {
-                field: field.into(),
-                reason: reason.into(),
-            })
-        };
-        if !self.path.starts_with('/') {
-            return bad("path", &format!("{:?} is not absolute", self.path));
-        }
-        if self.path.ends_with('/') || self.path.contains(['\0', '\n']) {
-            return bad("path", &format!("{:?} is not a file path", self.path));
-        }
-        if self.path.split('/').any(|c| c == "..") {
-            return bad("path", &format!("{:?} contains `..`", self.path));
-        }
-        if self.mode > 0o7777 {
-            return bad("mode", &format!("{:o} is more than 7777", self.mode));
-        }
-        for (field, v) in [("owner", &self.owner), ("group", &self.group)] {
-            if let Some(v) = v
-                && (v.is_empty()
-                    || v.contains(|c: char| c.is_whitespace() || c == ':' || c == '\0'))
-            {
-                return bad(field, &format!("{v:?} is not a user/group name"));
-            }
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Debug for Upload {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Content may be a secret (keys, tokens): show only its size and hash.
-        f.debug_struct("Upload")
-            .field("path", &self.path)
-            .field("len", &self.content.len())
-            .field("sha256", &self.sha256())
-            .field("mode", &format_args!("{:o}", self.mode))
-            .field("owner", &self.owner)
-            .field("group", &self.group)
-            .field("sudo", &self.sudo)
-            .finish()
-    }
+    Ok(())
 }
 
 /// What a remote file currently is: content hash, mode and owner.
@@ -192,12 +116,12 @@ pub trait RemoteExec: Send + Sync {
     async fn run(&self, command: &Command) -> Result<Output, Error>;
 
     /// Writes a file atomically (temporary file in the same directory, then rename), creating
-    /// parent directories, then sets mode and owner. Always writes; see [`push_file`] for the
-    /// idempotent version.
+    /// parent directories, then sets mode and owner. `sudo` writes through `sudo -n` for
+    /// non-root logins. Always writes; see [`push_file`] for the idempotent version.
     ///
     /// # Errors
     /// [`Error::RemoteFile`] when the host refuses, plus transport errors.
-    async fn upload(&self, file: &Upload) -> Result<(), Error>;
+    async fn upload(&self, file: &File, sudo: bool) -> Result<(), Error>;
 
     /// Reads a whole file (binary-safe). `sudo` reads through `sudo -n` for non-root logins.
     ///
@@ -218,10 +142,10 @@ pub trait RemoteExec: Send + Sync {
     ///
     /// # Errors
     /// Invalid upload fields, [`Error::RemoteFile`], transport errors.
-    async fn push(&self, file: &Upload) -> Result<PushOutcome, Error> {
-        let outcome = diff_file(self, file).await?;
+    async fn push(&self, file: &File, sudo: bool) -> Result<PushOutcome, Error> {
+        let outcome = diff_file(self, file, sudo).await?;
         if outcome.changed() {
-            self.upload(file).await?;
+            self.upload(file, sudo).await?;
         }
         Ok(outcome)
     }
@@ -242,10 +166,11 @@ pub trait RemoteExec: Send + Sync {
 /// Invalid upload fields, and the errors of [`RemoteExec::file_state`].
 pub async fn diff_file<E: RemoteExec + ?Sized>(
     exec: &E,
-    file: &Upload,
+    file: &File,
+    sudo: bool,
 ) -> Result<PushOutcome, Error> {
-    file.validate()?;
-    let Some(state) = exec.file_state(&file.path, file.sudo).await? else {
+    check_file(file)?;
+    let Some(state) = exec.file_state(&file.path, sudo).await? else {
         return Ok(PushOutcome::Created);
     };
     if state.sha256 != file.sha256() {
@@ -267,9 +192,10 @@ pub async fn diff_file<E: RemoteExec + ?Sized>(
 /// [`RemoteExec::upload`].
 pub async fn push_file<E: RemoteExec + ?Sized>(
     exec: &E,
-    file: &Upload,
+    file: &File,
+    sudo: bool,
 ) -> Result<PushOutcome, Error> {
-    let outcome = exec.push(file).await?;
+    let outcome = exec.push(file, sudo).await?;
     tracing::debug!(host = exec.host(), path = %file.path, %outcome, "push");
     Ok(outcome)
 }

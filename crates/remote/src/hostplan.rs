@@ -43,7 +43,7 @@ use std::time::{Duration, Instant};
 use hakube_host_state::{Directory, Exec, File, HostPlan, Item, Package, Service, User};
 
 use crate::fanout::{FanOut, Progress, fan_out};
-use crate::{Command, Error, Output, RemoteExec, Upload, diff_file};
+use crate::{Command, Error, Output, RemoteExec, diff_file};
 
 /// How long a package installation may take.
 const APT_TIMEOUT: Duration = Duration::from_secs(900);
@@ -482,23 +482,15 @@ impl Run<'_> {
     }
 
     async fn file(&mut self, item: &Item, f: &File) -> Result<(), Error> {
-        let upload = Upload {
-            path: f.path.clone(),
-            content: f.content.clone(),
-            mode: f.mode,
-            owner: f.owner.clone(),
-            group: f.group.clone(),
-            sudo: true,
-        };
-        let outcome = diff_file(self.exec, &upload).await?;
+        let outcome = diff_file(self.exec, f, true).await?;
         if !outcome.changed() {
             return Ok(());
         }
         let content_changed = outcome != crate::PushOutcome::MetadataChanged;
         if !self.dry() {
             match (&f.validate, content_changed) {
-                (Some(check), true) => self.validated_upload(f, &upload, check).await?,
-                _ => self.exec.upload(&upload).await?,
+                (Some(check), true) => self.validated_upload(f, check).await?,
+                _ => self.exec.upload(f, true).await?,
             }
         }
         self.changed_files.insert(f.path.clone());
@@ -513,16 +505,13 @@ impl Run<'_> {
     async fn validated_upload(
         &mut self,
         f: &File,
-        upload: &Upload,
         check: &hakube_host_state::Validate,
     ) -> Result<(), Error> {
         let (dir, name) = f.path.rsplit_once('/').unwrap_or(("", &f.path));
         let candidate = format!("{dir}/.{name}.hakube-new");
-        let staged = Upload {
-            path: candidate.clone(),
-            ..upload.clone()
-        };
-        self.exec.upload(&staged).await?;
+        let mut staged = f.clone();
+        staged.path.clone_from(&candidate);
+        self.exec.upload(&staged, true).await?;
         let out = self.run(&check.argv_for(&candidate)).await;
         let verdict = match &out {
             Ok(o) => {

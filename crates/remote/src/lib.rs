@@ -56,10 +56,10 @@ pub mod testing;
 
 pub use command::{Command, ExitStatus, Output};
 pub use error::Error;
-pub use exec::{FileState, PushOutcome, RemoteExec, Upload, diff_file, push_file};
+pub use exec::{FileState, PushOutcome, RemoteExec, diff_file, push_file};
 pub use fanout::{FailureMode, FanOut, HostResult, NoProgress, Progress, fan_out};
-/// The shared secret wrapper and shell quoting (from `hakube-host-state`).
-pub use hakube_host_state::{Secret, shell_quote};
+/// The shared file type, secret wrapper and shell quoting (from `hakube-host-state`).
+pub use hakube_host_state::{File, Secret, shell_quote};
 pub use hostkey::{HostKey, HostKeyPolicy, KnownHosts, KnownHostsVerdict, known_hosts_name};
 pub use hostplan::{Change, HostReport, Mode, apply_host_plan, apply_host_plans};
 pub use ssh::{Auth, SshConfig, SshPool, SshSession, Target};

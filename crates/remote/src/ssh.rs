@@ -15,7 +15,7 @@ use tracing::Instrument as _;
 use crate::hostkey::{HostKey, HostKeyPolicy, KnownHosts, KnownHostsVerdict};
 use crate::sftp::{self, Fail, Sftp};
 use crate::{
-    Command, Error, ExitStatus, FileState, Output, PushOutcome, Secret, Upload, shell_quote,
+    Command, Error, ExitStatus, File, FileState, Output, PushOutcome, Secret, shell_quote,
 };
 
 /// How to authenticate.
@@ -434,7 +434,7 @@ impl SshSession {
     }
 
     /// Idempotent push over SFTP; `Ok(None)`: use the shell.
-    async fn push_sftp(&self, file: &Upload) -> Result<Option<PushOutcome>, Error> {
+    async fn push_sftp(&self, file: &File) -> Result<Option<PushOutcome>, Error> {
         let Some(s) = self.sftp().await? else {
             return Ok(None);
         };
@@ -582,7 +582,7 @@ const ONE_TRIP_PUSH_MAX: usize = 256 * 1024;
 
 /// Shell that writes stdin to `$p` atomically: temp file in the same directory, mode, owner,
 /// rename. Parent directories are created.
-fn write_script(file: &Upload) -> String {
+fn write_script(file: &File) -> String {
     let chown = match (&file.owner, &file.group) {
         (Some(o), Some(g)) => format!("chown -- {} \"$t\"; ", shell_quote(&format!("{o}:{g}"))),
         (Some(o), None) => format!("chown -- {} \"$t\"; ", shell_quote(o)),
@@ -641,9 +641,9 @@ impl crate::RemoteExec for SshSession {
         .await
     }
 
-    async fn upload(&self, file: &Upload) -> Result<(), Error> {
-        file.validate()?;
-        if self.sftp_fits(file.sudo, file.owner.is_some() || file.group.is_some())
+    async fn upload(&self, file: &File, sudo: bool) -> Result<(), Error> {
+        crate::exec::check_file(file)?;
+        if self.sftp_fits(sudo, file.owner.is_some() || file.group.is_some())
             && let Some(s) = self.sftp().await?
             && self
                 .sftp_op(
@@ -663,7 +663,7 @@ impl crate::RemoteExec for SshSession {
         );
         let cmd = Command::shell(script)
             .stdin(file.content.clone())
-            .sudo(file.sudo);
+            .sudo(sudo);
         let out = crate::RemoteExec::run(self, &cmd).await?;
         if !out.success() {
             return Err(self.file_error("upload", &file.path, &out));
@@ -671,18 +671,18 @@ impl crate::RemoteExec for SshSession {
         Ok(())
     }
 
-    async fn push(&self, file: &Upload) -> Result<PushOutcome, Error> {
-        file.validate()?;
-        if self.sftp_fits(file.sudo, file.owner.is_some() || file.group.is_some())
+    async fn push(&self, file: &File, sudo: bool) -> Result<PushOutcome, Error> {
+        crate::exec::check_file(file)?;
+        if self.sftp_fits(sudo, file.owner.is_some() || file.group.is_some())
             && let Some(outcome) = self.push_sftp(file).await?
         {
             return Ok(outcome);
         }
         if file.content.len() > ONE_TRIP_PUSH_MAX {
             // Large file: compare first, send only if needed.
-            let outcome = crate::diff_file(self, file).await?;
+            let outcome = crate::diff_file(self, file, sudo).await?;
             if outcome.changed() {
-                crate::RemoteExec::upload(self, file).await?;
+                crate::RemoteExec::upload(self, file, sudo).await?;
             }
             return Ok(outcome);
         }
@@ -705,7 +705,7 @@ impl crate::RemoteExec for SshSession {
         );
         let cmd = Command::shell(script)
             .stdin(file.content.clone())
-            .sudo(file.sudo);
+            .sudo(sudo);
         let out = crate::RemoteExec::run(self, &cmd).await?;
         if !out.success() {
             return Err(self.file_error("upload", &file.path, &out));

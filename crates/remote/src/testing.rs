@@ -8,14 +8,14 @@
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 //! use hakube_remote::testing::{Call, FakeHost};
-//! use hakube_remote::{push_file, Command, Output, PushOutcome, RemoteExec, Upload};
+//! use hakube_remote::{push_file, Command, File, Output, PushOutcome, RemoteExec};
 //! let host = FakeHost::new("cp1");
 //! host.respond("kubeadm version", Output::ok("v1.32.0\n"));
 //! let out = host.run_ok(&Command::new("kubeadm").arg("version")).await.unwrap();
 //! assert_eq!(out.stdout_lossy(), "v1.32.0\n");
-//! let f = Upload::new("/etc/kubernetes/kubeadm.yaml", "kind: InitConfiguration\n");
-//! assert_eq!(push_file(&host, &f).await.unwrap(), PushOutcome::Created);
-//! assert_eq!(push_file(&host, &f).await.unwrap(), PushOutcome::Unchanged);
+//! let f = File::new("/etc/kubernetes/kubeadm.yaml", "kind: InitConfiguration\n");
+//! assert_eq!(push_file(&host, &f, false).await.unwrap(), PushOutcome::Created);
+//! assert_eq!(push_file(&host, &f, false).await.unwrap(), PushOutcome::Unchanged);
 //! assert_eq!(host.file("/etc/kubernetes/kubeadm.yaml").unwrap(), b"kind: InitConfiguration\n");
 //! assert_eq!(host.commands(), vec!["kubeadm version".to_owned()]);
 //! assert!(host.calls().contains(&Call::Upload("/etc/kubernetes/kubeadm.yaml".into())));
@@ -28,7 +28,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 
-use crate::{Command, Error, ExitStatus, FileState, Output, RemoteExec, Upload};
+use crate::{Command, Error, ExitStatus, File, FileState, Output, RemoteExec};
 
 /// One recorded call on a [`FakeHost`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -214,8 +214,8 @@ impl RemoteExec for FakeHost {
         Ok(out)
     }
 
-    async fn upload(&self, file: &Upload) -> Result<(), Error> {
-        file.validate()?;
+    async fn upload(&self, file: &File, _sudo: bool) -> Result<(), Error> {
+        crate::exec::check_file(file)?;
         self.check_up(&format!("upload {}", file.path))?;
         let mut st = self.state();
         st.calls.push(Call::Upload(file.path.clone()));

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use common::{ClientKey, Sshd, can_run_sshd};
 use hakube_remote::{
-    Auth, Command, Error, ExitStatus, FanOut, HostKey, HostKeyPolicy, NoProgress, PushOutcome,
-    RemoteExec, SshConfig, SshPool, SshSession, Target, Upload, fan_out, push_file,
+    Auth, Command, Error, ExitStatus, FanOut, File, HostKey, HostKeyPolicy, NoProgress,
+    PushOutcome, RemoteExec, SshConfig, SshPool, SshSession, Target, fan_out, push_file,
 };
 
 fn target(sshd: &Sshd) -> Target {
@@ -150,11 +150,14 @@ async fn binary_safe_idempotent_push_and_read_back() {
     let content: Vec<u8> = (0..3_000_000u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
-    let file = Upload::new(&path, content.clone())
+    let file = File::new(&path, content.clone())
         .mode(0o640)
         .owner("root", "root");
 
-    assert_eq!(push_file(&s, &file).await.unwrap(), PushOutcome::Created);
+    assert_eq!(
+        push_file(&s, &file, false).await.unwrap(),
+        PushOutcome::Created
+    );
     assert_eq!(std::fs::read(&path).unwrap(), content);
     assert_eq!(s.read_file(&path, false).await.unwrap(), content);
     let remote_sum = s
@@ -167,14 +170,19 @@ async fn binary_safe_idempotent_push_and_read_back() {
         std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&path).unwrap().permissions());
     assert_eq!(mode & 0o7777, 0o640);
 
-    assert_eq!(push_file(&s, &file).await.unwrap(), PushOutcome::Unchanged);
     assert_eq!(
-        push_file(&s, &file.clone().mode(0o600)).await.unwrap(),
+        push_file(&s, &file, false).await.unwrap(),
+        PushOutcome::Unchanged
+    );
+    assert_eq!(
+        push_file(&s, &file.clone().mode(0o600), false)
+            .await
+            .unwrap(),
         PushOutcome::MetadataChanged
     );
-    let changed = Upload::new(&path, b"\0\x01\xff\n".to_vec()).mode(0o600);
+    let changed = File::new(&path, b"\0\x01\xff\n".to_vec()).mode(0o600);
     assert_eq!(
-        push_file(&s, &changed).await.unwrap(),
+        push_file(&s, &changed, false).await.unwrap(),
         PushOutcome::ContentChanged
     );
     assert_eq!(std::fs::read(&path).unwrap(), b"\0\x01\xff\n");
@@ -187,14 +195,20 @@ async fn binary_safe_idempotent_push_and_read_back() {
 
     // Small files take the one-round-trip path: same outcomes.
     let small_path = format!("{}/etc/small.cfg", remote_dir.path().display());
-    let small = Upload::new(&small_path, b"bind :6443\n\0\xfe".to_vec())
+    let small = File::new(&small_path, b"bind :6443\n\0\xfe".to_vec())
         .mode(0o644)
         .owner("root", "root");
-    assert_eq!(push_file(&s, &small).await.unwrap(), PushOutcome::Created);
-    assert_eq!(push_file(&s, &small).await.unwrap(), PushOutcome::Unchanged);
+    assert_eq!(
+        push_file(&s, &small, false).await.unwrap(),
+        PushOutcome::Created
+    );
+    assert_eq!(
+        push_file(&s, &small, false).await.unwrap(),
+        PushOutcome::Unchanged
+    );
     let regroup = small.clone().owner("root", "daemon");
     assert_eq!(
-        push_file(&s, &regroup).await.unwrap(),
+        push_file(&s, &regroup, false).await.unwrap(),
         PushOutcome::MetadataChanged
     );
     let state = s.file_state(&small_path, false).await.unwrap().unwrap();
@@ -202,21 +216,24 @@ async fn binary_safe_idempotent_push_and_read_back() {
         (state.mode, state.owner.as_str(), state.group.as_str()),
         (0o644, "root", "daemon")
     );
-    let edited = Upload::new(&small_path, b"bind :443\n".to_vec()).mode(0o600);
+    let edited = File::new(&small_path, b"bind :443\n".to_vec()).mode(0o600);
     assert_eq!(
-        push_file(&s, &edited).await.unwrap(),
+        push_file(&s, &edited, false).await.unwrap(),
         PushOutcome::ContentChanged
     );
     assert_eq!(std::fs::read(&small_path).unwrap(), b"bind :443\n");
     assert_eq!(
-        push_file(&s, &edited).await.unwrap(),
+        push_file(&s, &edited, false).await.unwrap(),
         PushOutcome::Unchanged
     );
 
     // Modes with execute bits take the chmod path.
     let script_path = format!("{}/bin/run.sh", remote_dir.path().display());
-    let script = Upload::new(&script_path, "#!/bin/sh\necho ran\n").mode(0o755);
-    assert_eq!(push_file(&s, &script).await.unwrap(), PushOutcome::Created);
+    let script = File::new(&script_path, "#!/bin/sh\necho ran\n").mode(0o755);
+    assert_eq!(
+        push_file(&s, &script, false).await.unwrap(),
+        PushOutcome::Created
+    );
     assert_eq!(
         s.run_ok(&Command::new(&script_path)).await.unwrap().stdout,
         b"ran\n"
@@ -570,8 +587,11 @@ async fn sudo_for_non_root_users() {
     assert_eq!(out.stdout, b"1 2\n");
     s.run_ok(&Command::new("true")).await.unwrap(); // no sudo asked: none used
     let path = format!("{}/out/f.cfg", d.display());
-    let file = Upload::new(&path, b"x\0y".to_vec()).mode(0o600).sudo(true);
-    assert_eq!(push_file(&s, &file).await.unwrap(), PushOutcome::Created);
+    let file = File::new(&path, b"x\0y".to_vec()).mode(0o600);
+    assert_eq!(
+        push_file(&s, &file, true).await.unwrap(),
+        PushOutcome::Created
+    );
     assert_eq!(std::fs::read(&path).unwrap(), b"x\0y");
     let log = std::fs::read_to_string(d.join("sudo.log")).unwrap();
     let lines: Vec<&str> = log.lines().collect();
@@ -604,16 +624,24 @@ async fn file_round_trips(s: &SshSession, large: bool) {
     let content: Vec<u8> = (0..size)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
-    let file = Upload::new(&path, content.clone()).mode(0o640);
+    let file = File::new(&path, content.clone()).mode(0o640);
 
     // Created with missing parents, byte for byte, with exactly the mode asked for.
-    assert_eq!(push_file(s, &file).await.unwrap(), PushOutcome::Created);
+    assert_eq!(
+        push_file(s, &file, false).await.unwrap(),
+        PushOutcome::Created
+    );
     assert_eq!(std::fs::read(&path).unwrap(), content);
     assert_eq!(mode_of(&path), 0o640);
     assert_eq!(s.read_file(&path, false).await.unwrap(), content);
-    assert_eq!(push_file(s, &file).await.unwrap(), PushOutcome::Unchanged);
     assert_eq!(
-        push_file(s, &file.clone().mode(0o600)).await.unwrap(),
+        push_file(s, &file, false).await.unwrap(),
+        PushOutcome::Unchanged
+    );
+    assert_eq!(
+        push_file(s, &file.clone().mode(0o600), false)
+            .await
+            .unwrap(),
         PushOutcome::MetadataChanged
     );
     assert_eq!(mode_of(&path), 0o600);
@@ -622,25 +650,31 @@ async fn file_round_trips(s: &SshSession, large: bool) {
     // Same size, one byte different: still seen.
     let mut edited = content.clone();
     edited[size as usize / 2] ^= 0xff;
-    let edited = Upload::new(&path, edited).mode(0o600);
+    let edited = File::new(&path, edited).mode(0o600);
     assert_eq!(
-        push_file(s, &edited).await.unwrap(),
+        push_file(s, &edited, false).await.unwrap(),
         PushOutcome::ContentChanged
     );
     assert_eq!(std::fs::read(&path).unwrap(), edited.content);
 
     // The umask does not apply: the mode is exactly what was asked for, with exec bits too.
     let open_path = format!("{base}/open.cfg");
-    let open = Upload::new(&open_path, "x\n").mode(0o666);
-    assert_eq!(push_file(s, &open).await.unwrap(), PushOutcome::Created);
+    let open = File::new(&open_path, "x\n").mode(0o666);
+    assert_eq!(
+        push_file(s, &open, false).await.unwrap(),
+        PushOutcome::Created
+    );
     assert_eq!(mode_of(&open_path), 0o666);
     let script_path = format!("{base}/bin/run.sh");
-    let script = Upload::new(&script_path, "#!/bin/sh\necho ran\n").mode(0o755);
-    assert_eq!(push_file(s, &script).await.unwrap(), PushOutcome::Created);
+    let script = File::new(&script_path, "#!/bin/sh\necho ran\n").mode(0o755);
+    assert_eq!(
+        push_file(s, &script, false).await.unwrap(),
+        PushOutcome::Created
+    );
     assert_eq!(mode_of(&script_path), 0o755);
 
     // upload always writes; an empty file is a file.
-    s.upload(&Upload::new(&open_path, Vec::new()).mode(0o644))
+    s.upload(&File::new(&open_path, Vec::new()).mode(0o644), false)
         .await
         .unwrap();
     assert_eq!(std::fs::read(&open_path).unwrap(), b"");
@@ -657,7 +691,7 @@ async fn file_round_trips(s: &SshSession, large: bool) {
         "{err}"
     );
     let under_a_file = format!("{open_path}/child.cfg");
-    let err = push_file(s, &Upload::new(&under_a_file, "y\n"))
+    let err = push_file(s, &File::new(&under_a_file, "y\n"), false)
         .await
         .unwrap_err();
     assert!(

@@ -36,7 +36,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use hakube_remote::{Command, RemoteExec, SshPool, Upload};
+use hakube_remote::{Command, File, RemoteExec, SshPool};
 use hakube_topology::{Cluster, RoleKind};
 
 use crate::ssh::SshArgs;
@@ -584,13 +584,9 @@ fn snapshot_time(name: &str) -> &str {
 }
 
 async fn upload(h: &Host, path: &str, data: &[u8]) -> Result<(), Error> {
-    h.upload(
-        &Upload::new(path.to_owned(), data.to_vec())
-            .mode(0o600)
-            .sudo(true),
-    )
-    .await
-    .map_err(|e| step_err(h.host(), &format!("upload {path}"), e))?;
+    h.upload(&File::secret(path, data.to_vec()), true)
+        .await
+        .map_err(|e| step_err(h.host(), &format!("upload {path}"), e))?;
     let want = {
         use sha2::Digest as _;
         hex::encode(sha2::Sha256::digest(data))

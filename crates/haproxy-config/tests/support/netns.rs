@@ -85,9 +85,9 @@ pub fn keepalived_dir(node: &LbNodeFiles, dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     for f in [&node.keepalived_conf, &node.check_script] {
-        let name = Path::new(f.path).file_name().unwrap();
+        let name = Path::new(&f.path).file_name().unwrap();
         let path = dir.join(name);
-        std::fs::write(&path, &f.contents).unwrap();
+        std::fs::write(&path, &f.content).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(f.mode)).unwrap();
     }
 }
