@@ -12,8 +12,8 @@ use hakube_kubeadm::flow::{
     Bootstrap, BootstrapHooks, BootstrapOptions, BootstrapProgress, BootstrapReport, Host,
     NodeOutcome, ProgressEvent,
 };
-use hakube_kubeadm::{ClusterInput, KUBEADM_CONFIG_DIR};
-use hakube_remote::{Command, File, Mode, RemoteExec, SshPool, push_file};
+use hakube_kubeadm::{ClusterInput, HookError, KUBEADM_CONFIG_DIR};
+use hakube_remote::{Command, Mode, RemoteExec, SshPool, push_file};
 use hakube_topology::{Cluster, RoleKind};
 
 use super::Error;
@@ -85,7 +85,7 @@ struct CniManifests(Vec<(String, Vec<u8>)>);
 
 #[async_trait::async_trait]
 impl BootstrapHooks for CniManifests {
-    async fn cni(&self, first_master: &dyn RemoteExec) -> Result<(), String> {
+    async fn cni(&self, first_master: &dyn RemoteExec) -> Result<(), HookError> {
         for (name, contents) in &self.0 {
             let path = format!("{CNI_DIR}/{name}");
             push_file(
@@ -93,8 +93,7 @@ impl BootstrapHooks for CniManifests {
                 &File::new(path.clone(), contents.clone()).mode(0o600),
                 true,
             )
-            .await
-            .map_err(|e| crate::error_chain(&e))?;
+            .await?;
             first_master
                 .run_ok(
                     &Command::new("kubectl")
@@ -102,8 +101,7 @@ impl BootstrapHooks for CniManifests {
                         .args(["--server-side", "--force-conflicts", "-f", &path])
                         .sudo(true),
                 )
-                .await
-                .map_err(|e| crate::error_chain(&e))?;
+                .await?;
         }
         Ok(())
     }

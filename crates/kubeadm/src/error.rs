@@ -1,5 +1,9 @@
 //! The crate's one error type.
 
+/// What a bootstrap hook (`flow::BootstrapHooks`, feature `remote`) returns when it fails:
+/// any error, its source chain kept.
+pub type HookError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Everything that can go wrong while rendering, parsing or running a bootstrap.
 ///
 /// Each variant says whether retrying the same call is safe.
@@ -106,12 +110,13 @@ pub enum Error {
         node: String,
     },
     /// A bootstrap hook (load balancers, CNI) failed. Retry: yes, the flow is re-runnable.
-    #[error("hook {hook} failed: {reason}")]
+    #[error("hook {hook} failed")]
     Hook {
         /// Which hook.
         hook: &'static str,
-        /// Its error message.
-        reason: String,
+        /// What the hook returned.
+        #[source]
+        source: crate::HookError,
     },
     /// `kubeadm init phase upload-certs` printed a different key than the one configured.
     /// Retry: no; the joins would fail to decrypt the certificates.

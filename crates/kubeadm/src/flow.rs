@@ -32,6 +32,7 @@ use hakube_host_state::File;
 use hakube_remote::{Command, RemoteExec, Secret, push_file};
 use tokio::sync::Semaphore;
 
+use crate::HookError;
 use crate::error::{Error, Result};
 use crate::input::ClusterInput;
 use crate::parse::{parse_get_nodes, parse_token_list, parse_upload_certs_key};
@@ -95,16 +96,16 @@ pub trait BootstrapHooks: Send + Sync {
     /// Bring the load balancers and the VIP up. Called first, on every run.
     ///
     /// # Errors
-    /// Any message; the flow stops with [`Error::Hook`].
-    async fn load_balancers(&self) -> core::result::Result<(), String> {
+    /// Any error; the flow stops with [`Error::Hook`], whose source it is.
+    async fn load_balancers(&self) -> core::result::Result<(), HookError> {
         Ok(())
     }
 
     /// Apply the CNI, e.g. `kubectl apply` on the first master. Called after init, on every run.
     ///
     /// # Errors
-    /// Any message; the flow stops with [`Error::Hook`].
-    async fn cni(&self, first_master: &dyn RemoteExec) -> core::result::Result<(), String> {
+    /// Any error; the flow stops with [`Error::Hook`], whose source it is.
+    async fn cni(&self, first_master: &dyn RemoteExec) -> core::result::Result<(), HookError> {
         let _ = first_master;
         Ok(())
     }
@@ -500,9 +501,9 @@ impl Bootstrap {
         self.hooks
             .load_balancers()
             .await
-            .map_err(|reason| Error::Hook {
+            .map_err(|source| Error::Hook {
                 hook: "load_balancers",
-                reason,
+                source,
             })?;
         self.progress
             .event("load-balancers", "hooks", &ProgressEvent::Done);
@@ -564,9 +565,9 @@ impl Bootstrap {
         self.hooks
             .cni(first.host.as_ref())
             .await
-            .map_err(|reason| Error::Hook {
+            .map_err(|source| Error::Hook {
                 hook: "cni",
-                reason,
+                source,
             })?;
         self.progress
             .event(&first.name, "cni", &ProgressEvent::Done);

@@ -72,7 +72,7 @@ pub mod prep;
 mod render;
 mod secret;
 
-pub use error::{Error, Result};
+pub use error::{Error, HookError, Result};
 pub use input::{
     ApiHost, CONTAINERD_SOCKET, ClusterInput, DnsName, KubernetesVersion, MasterInput, ProxyMode,
     WorkerInput, kubelet_may_set_label,

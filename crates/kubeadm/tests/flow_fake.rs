@@ -15,7 +15,7 @@ use hakube_kubeadm::flow::{
     ProgressEvent,
 };
 use hakube_kubeadm::{
-    CA_CERT_PATH, CaCertHash, ClusterInput, ClusterSecrets, Error, KUBEADM_CONFIG_PATH,
+    CA_CERT_PATH, CaCertHash, ClusterInput, ClusterSecrets, Error, HookError, KUBEADM_CONFIG_PATH,
     KUBELET_CONF_PATH, MasterInput, WorkerInput,
 };
 use hakube_remote::testing::FakeHost;
@@ -321,7 +321,7 @@ struct Hooks {
 
 #[async_trait]
 impl BootstrapHooks for Hooks {
-    async fn load_balancers(&self) -> Result<(), String> {
+    async fn load_balancers(&self) -> Result<(), HookError> {
         self.cluster
             .lock()
             .unwrap()
@@ -329,7 +329,7 @@ impl BootstrapHooks for Hooks {
             .push(("hook".into(), "load_balancers".into()));
         Ok(())
     }
-    async fn cni(&self, first: &dyn RemoteExec) -> Result<(), String> {
+    async fn cni(&self, first: &dyn RemoteExec) -> Result<(), HookError> {
         self.cluster
             .lock()
             .unwrap()

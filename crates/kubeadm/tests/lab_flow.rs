@@ -19,7 +19,9 @@ use hakube_kubeadm::flow::{
     Bootstrap, BootstrapHooks, BootstrapOptions, BootstrapProgress, BootstrapReport, Host,
     NodeOutcome, ProgressEvent,
 };
-use hakube_kubeadm::{ClusterInput, ClusterSecrets, KUBEADM_CONFIG_PATH, MasterInput, WorkerInput};
+use hakube_kubeadm::{
+    ClusterInput, ClusterSecrets, HookError, KUBEADM_CONFIG_PATH, MasterInput, WorkerInput,
+};
 use hakube_lab::stand_ins::{ClusterApi, OPERATION_LOG_API, kubeadm_script, kubectl_script};
 use hakube_lab::{Lab, require_root};
 use hakube_remote::{Auth, Command, HostKeyPolicy, RemoteExec, SshConfig, SshPool, Target};
@@ -35,31 +37,26 @@ struct LabHooks {
 
 #[async_trait]
 impl BootstrapHooks for LabHooks {
-    async fn load_balancers(&self) -> Result<(), String> {
+    async fn load_balancers(&self) -> Result<(), HookError> {
         let lb1 = self.lab.host("lb1");
         if lb1.is_running("apiserver") {
             return Ok(());
         }
-        lb1.run(&format!("ip addr add {}/24 dev eth0", self.vip))
-            .map_err(|e| e.to_string())?;
+        lb1.run(&format!("ip addr add {}/24 dev eth0", self.vip))?;
         lb1.write_file(
             "/etc/kubernetes/fake_apiserver.py",
             OPERATION_LOG_API,
             0o755,
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
         lb1.spawn(
             "apiserver",
             &format!(
                 "exec python3 /etc/kubernetes/fake_apiserver.py {} 6443",
                 self.vip
             ),
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
         // Wait from the test process, which sits on the lab bridge, for the VIP to answer.
-        let addr: std::net::SocketAddr = format!("{}:6443", self.vip)
-            .parse()
-            .map_err(|e| format!("{e}"))?;
+        let addr: std::net::SocketAddr = format!("{}:6443", self.vip).parse()?;
         for _ in 0..200 {
             if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
                 return Ok(());
@@ -69,10 +66,11 @@ impl BootstrapHooks for LabHooks {
         Err(format!(
             "the fake API did not listen on {addr}: {}",
             lb1.log("apiserver")
-        ))
+        )
+        .into())
     }
 
-    async fn cni(&self, first: &dyn RemoteExec) -> Result<(), String> {
+    async fn cni(&self, first: &dyn RemoteExec) -> Result<(), HookError> {
         first
             .run_ok(&Command::new("kubectl").args([
                 "--kubeconfig",
@@ -83,7 +81,7 @@ impl BootstrapHooks for LabHooks {
             ]))
             .await
             .map(drop)
-            .map_err(|e| e.to_string())
+            .map_err(Into::into)
     }
 }
 

@@ -434,7 +434,7 @@ impl SshSession {
     }
 
     /// Idempotent push over SFTP; `Ok(None)`: use the shell.
-    async fn push_sftp(&self, file: &File) -> Result<Option<PushOutcome>, Error> {
+    async fn push_sftp(&self, file: &File, sudo: bool) -> Result<Option<PushOutcome>, Error> {
         let Some(s) = self.sftp().await? else {
             return Ok(None);
         };
@@ -445,7 +445,7 @@ impl SshSession {
         let outcome = match sftp::outcome(existing.as_ref(), &file.content, file.mode) {
             Some(o) => o,
             // A large file of the same size: let the host hash it.
-            None => crate::diff_file(self, file).await?,
+            None => crate::diff_file(self, file, sudo).await?,
         };
         let done = match outcome {
             PushOutcome::Unchanged => Some(()),
@@ -674,7 +674,7 @@ impl crate::RemoteExec for SshSession {
     async fn push(&self, file: &File, sudo: bool) -> Result<PushOutcome, Error> {
         crate::exec::check_file(file)?;
         if self.sftp_fits(sudo, file.owner.is_some() || file.group.is_some())
-            && let Some(outcome) = self.push_sftp(file).await?
+            && let Some(outcome) = self.push_sftp(file, sudo).await?
         {
             return Ok(outcome);
         }
