@@ -23,6 +23,21 @@ fn overlaps(a: Ipv4Net, b: Ipv4Net) -> bool {
 pub fn validate(input: &AddonsInput) -> Vec<Error> {
     let mut e = Vec::new();
     let mut bad = |field: &str, reason: String| e.push(Error::invalid(field, reason));
+    check_network(input, &mut bad);
+    check_hosts(input, &mut bad);
+    check_calico(input, &mut bad);
+    check_traefik(input, &mut bad);
+    check_storage(input, &mut bad);
+    check_etcd_backup(input, &mut bad);
+    check_local_volumes(input, &mut bad);
+    check_taints(input, &mut bad);
+    check_environments(input, &mut bad);
+    e
+}
+
+/// The cluster name and the networks: pod, service and node subnets apart, the VIP on the
+/// node subnet.
+fn check_network(input: &AddonsInput, bad: &mut impl FnMut(&str, String)) {
     let net = &input.network;
 
     if !is_dns_label(&input.cluster_name) {
@@ -56,8 +71,11 @@ pub fn validate(input: &AddonsInput) -> Vec<Error> {
             format!("{} is outside node_subnet {}", net.api_vip, net.node_subnet),
         );
     }
+}
 
-    // Hosts: names are DNS names (they land in configs), addresses on the node network.
+/// Hosts: names are DNS names (they land in configs), addresses on the node network.
+fn check_hosts(input: &AddonsInput, bad: &mut impl FnMut(&str, String)) {
+    let net = &input.network;
     let mut names = BTreeSet::new();
     let groups = input.worker_groups.iter().flat_map(|g| {
         g.nodes
@@ -128,8 +146,11 @@ pub fn validate(input: &AddonsInput) -> Vec<Error> {
             );
         }
     }
+}
 
-    // Calico.
+/// Calico: the IP pool inside kubeadm's pod subnet, a block size the pool can hold.
+fn check_calico(input: &AddonsInput, bad: &mut impl FnMut(&str, String)) {
+    let net = &input.network;
     let pool = calico::pool_cidr(input);
     if !net.pod_subnet.contains(&pool) {
         bad(
@@ -147,8 +168,11 @@ pub fn validate(input: &AddonsInput) -> Vec<Error> {
             ),
         );
     }
+}
 
-    // Traefik vs HAProxy.
+/// Traefik against HAProxy: the NodePorts HAProxy's backends target, where Traefik runs.
+fn check_traefik(input: &AddonsInput, bad: &mut impl FnMut(&str, String)) {
+    let group_names = group_names(input);
     let t = &input.traefik;
     for (field, port, backend, bname) in [
         (
@@ -219,8 +243,10 @@ pub fn validate(input: &AddonsInput) -> Vec<Error> {
             format!("`{s}` is not a valid Secret name"),
         );
     }
+}
 
-    // Storage: NFS is refused for Prometheus, Loki and Vault raft.
+/// Storage: NFS is refused for Prometheus, Loki and Vault raft.
+fn check_storage(input: &AddonsInput, bad: &mut impl FnMut(&str, String)) {
     let nfs = |c: &str| input.storage.nfs_classes.iter().any(|n| n == c);
     if let Some(m) = &input.monitoring {
         if let VolumeChoice::StorageClass { name, .. } = &m.prometheus_volume
@@ -296,8 +322,10 @@ pub fn validate(input: &AddonsInput) -> Vec<Error> {
             );
         }
     }
+}
 
-    // etcd backup.
+/// The etcd backup: export path, snapshots kept, schedule and image.
+fn check_etcd_backup(input: &AddonsInput, bad: &mut impl FnMut(&str, String)) {
     if let Some(b) = &input.etcd_backup {
         if !b.export_path.starts_with('/')
             || b.export_path
@@ -328,8 +356,10 @@ pub fn validate(input: &AddonsInput) -> Vec<Error> {
             );
         }
     }
+}
 
-    // Node-local volumes: on a known node the pod can be scheduled to (it follows its data).
+/// Node-local volumes: on a known node the pod can be scheduled to (it follows its data).
+fn check_local_volumes(input: &AddonsInput, bad: &mut impl FnMut(&str, String)) {
     let mut volumes = Vec::new();
     if let Some(m) = &input.monitoring {
         volumes.push(("monitoring.prometheus_volume", &m.prometheus_volume));
@@ -372,8 +402,10 @@ pub fn validate(input: &AddonsInput) -> Vec<Error> {
             }
         }
     }
+}
 
-    // Taints: keys and values land in tolerations.
+/// Taints: keys and values land in tolerations.
+fn check_taints(input: &AddonsInput, bad: &mut impl FnMut(&str, String)) {
     for g in &input.worker_groups {
         for t in &g.taints {
             if t.key.is_empty() || t.key.chars().any(|c| c.is_whitespace() || c.is_control()) {
@@ -384,8 +416,11 @@ pub fn validate(input: &AddonsInput) -> Vec<Error> {
             }
         }
     }
+}
 
-    // Environments.
+/// Environments: unique names and namespaces, known worker groups.
+fn check_environments(input: &AddonsInput, bad: &mut impl FnMut(&str, String)) {
+    let group_names = group_names(input);
     let mut env_names = BTreeSet::new();
     let mut env_ns = BTreeSet::new();
     for (i, env) in input.environments.iter().enumerate() {
@@ -410,7 +445,16 @@ pub fn validate(input: &AddonsInput) -> Vec<Error> {
             );
         }
     }
-    e
+}
+
+/// The worker groups' names that are DNS labels (the others are reported by the hosts check).
+fn group_names(input: &AddonsInput) -> BTreeSet<&str> {
+    input
+        .worker_groups
+        .iter()
+        .map(|g| g.name.as_str())
+        .filter(|n| is_dns_label(n))
+        .collect()
 }
 
 fn docs(files: &[ClusterFile], path: &str) -> Result<Option<Vec<Value>>, Error> {
@@ -450,8 +494,21 @@ pub fn cross_check(input: &AddonsInput, files: &[ClusterFile]) -> Vec<Error> {
     let mut e = Vec::new();
     let mut fail =
         |check: &'static str, reason: String| e.push(Error::CrossCheck { check, reason });
-    let load = |path: &str| docs(files, path);
+    cross_check_calico_and_ingress(input, files, &mut fail);
+    cross_check_chart_values(input, files, &mut fail);
+    cross_check_tolerations(input, files, &mut fail);
+    cross_check_traefik_nodes(input, files, &mut fail);
+    cross_check_not_on_nfs(input, files, &mut fail);
+    e
+}
 
+/// The Calico pool and Traefik's Service as HAProxy needs them (pool in the pod subnet, NodePorts, trusted IPs, `externalTrafficPolicy: Local`).
+fn cross_check_calico_and_ingress(
+    input: &AddonsInput,
+    files: &[ClusterFile],
+    fail: &mut impl FnMut(&'static str, String),
+) {
+    let load = |path: &str| docs(files, path);
     match load(calico::INSTALLATION_FILE) {
         Err(err) => fail("calico-pool-in-pod-subnet", err.to_string()),
         Ok(None) => {}
@@ -532,8 +589,15 @@ pub fn cross_check(input: &AddonsInput, files: &[ClusterFile]) -> Vec<Error> {
             }
         }
     }
+}
 
-    // Chart values against what the chart accepts at the pinned version.
+/// Chart values against what the chart accepts at the pinned version.
+fn cross_check_chart_values(
+    input: &AddonsInput,
+    files: &[ClusterFile],
+    fail: &mut impl FnMut(&'static str, String),
+) {
+    let load = |path: &str| docs(files, path);
     for (path, chart) in [
         (traefik::VALUES_FILE, crate::versions::TRAEFIK.name),
         (
@@ -577,8 +641,15 @@ pub fn cross_check(input: &AddonsInput, files: &[ClusterFile]) -> Vec<Error> {
             }
         }
     }
+}
 
-    // Workloads that must run on every node tolerate every taint of the cluster.
+/// Workloads that must run on every node tolerate every taint of the cluster.
+fn cross_check_tolerations(
+    input: &AddonsInput,
+    files: &[ClusterFile],
+    fail: &mut impl FnMut(&'static str, String),
+) {
+    let load = |path: &str| docs(files, path);
     let agent_pointer = match input.logging.as_ref().map(|l| l.agent) {
         Some(crate::model::LogAgent::Promtail) => "/tolerations",
         _ => "/controller/tolerations",
@@ -618,8 +689,15 @@ pub fn cross_check(input: &AddonsInput, files: &[ClusterFile]) -> Vec<Error> {
             }
         }
     }
+}
 
-    // Traefik runs on exactly the nodes HAProxy sends ingress to.
+/// Traefik runs on exactly the nodes HAProxy sends ingress to.
+fn cross_check_traefik_nodes(
+    input: &AddonsInput,
+    files: &[ClusterFile],
+    fail: &mut impl FnMut(&'static str, String),
+) {
+    let load = |path: &str| docs(files, path);
     if let Ok(Some(ds)) = load(traefik::VALUES_FILE) {
         let v = ds.first().cloned().unwrap_or(Value::Null);
         let want: BTreeSet<String> = input
@@ -668,7 +746,15 @@ pub fn cross_check(input: &AddonsInput, files: &[ClusterFile]) -> Vec<Error> {
             }
         }
     }
+}
 
+/// Prometheus, Loki and in-cluster Vault keep their data off the NFS classes.
+fn cross_check_not_on_nfs(
+    input: &AddonsInput,
+    files: &[ClusterFile],
+    fail: &mut impl FnMut(&'static str, String),
+) {
+    let load = |path: &str| docs(files, path);
     let nfs = |c: &str| input.storage.nfs_classes.iter().any(|n| n == c);
     for (path, pointer, check) in [
         (
@@ -705,7 +791,6 @@ pub fn cross_check(input: &AddonsInput, files: &[ClusterFile]) -> Vec<Error> {
             }
         }
     }
-    e
 }
 
 /// Namespaces every cluster has before anything is installed.
