@@ -85,23 +85,9 @@ pub use steps::{
 pub use validate::{check_install_order, cross_check, validate};
 pub use yaml::HEADER;
 
-/// A file of the GitOps tree, relative to `cluster/`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct ClusterFile {
-    /// Relative path with `/` separators, e.g. `traefik/values.yaml`.
-    pub path: String,
-    /// File contents (UTF-8 text).
-    pub contents: String,
-}
-
-impl ClusterFile {
-    pub(crate) fn new(path: impl Into<String>, contents: impl Into<String>) -> Self {
-        Self {
-            path: path.into(),
-            contents: contents.into(),
-        }
-    }
-}
+/// A file of the GitOps tree, relative to `cluster/` (the one type every renderer of cluster
+/// objects emits).
+pub use hakube_host_state::ClusterFile;
 
 /// Everything [`render`] produces. Deterministic: rendering the same input twice gives
 /// byte-identical files in the same (sorted) order.

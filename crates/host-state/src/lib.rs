@@ -46,12 +46,14 @@
 //! Dependencies: serde for the JSON form, `sha2`/`hex` for content digests (shown instead of
 //! secret bytes), `ipnet` for network overlap, `thiserror` for [`Error`]. No I/O, no async.
 
+mod cluster_file;
 mod error;
 mod net;
 mod plan;
 mod secret;
 mod shell;
 
+pub use cluster_file::ClusterFile;
 pub use error::Error;
 pub use net::nets_overlap;
 pub use plan::{

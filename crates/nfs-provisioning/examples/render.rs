@@ -18,11 +18,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let start = Instant::now();
     let setup = NfsSetup::new(NfsInput::seed(server, network.parse()?)?)?;
-    let files = setup.plan_files()?;
+    let files = setup.gitops_files()?;
     let plan = setup.server_host_plan();
     let elapsed = start.elapsed();
     for f in &files {
-        println!("==> {} (mode {:o})\n{}", f.path, f.mode, f.contents);
+        println!("==> cluster/{}\n{}", f.path, f.contents);
     }
     println!("==> host plan of {}\n{}", plan.host, plan.to_json());
     eprintln!(

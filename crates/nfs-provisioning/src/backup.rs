@@ -43,11 +43,11 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use crate::cluster::RenderedFile;
+use crate::cluster::gitops_path;
 use crate::error::{Error, Result};
 use crate::exports::ExportPath;
 use crate::model::{K8sName, NfsSetup};
-use hakube_host_state::{Directory, File, HostPlan, Package, Service, shell_quote};
+use hakube_host_state::{ClusterFile, Directory, File, HostPlan, Package, Service, shell_quote};
 
 /// Where the backup script is installed on the NFS server.
 pub const BACKUP_SCRIPT: &str = "/usr/local/sbin/hakube-nfs-backup";
@@ -334,7 +334,7 @@ impl NfsSetup {
     ///
     /// # Errors
     /// As [`Self::static_volumes`], plus [`Error::Yaml`] (a bug).
-    pub fn static_volume_files(&self, claims: &[ExistingClaim]) -> Result<Vec<RenderedFile>> {
+    pub fn static_volume_files(&self, claims: &[ExistingClaim]) -> Result<Vec<ClusterFile>> {
         self.static_volumes(claims)?
             .iter()
             .map(|pv| {
@@ -346,7 +346,10 @@ impl NfsSetup {
                     file: name.clone(),
                     source,
                 })?;
-                Ok(RenderedFile { name, contents })
+                Ok(ClusterFile::new(
+                    gitops_path(&format!("restore/{name}")),
+                    contents,
+                ))
             })
             .collect()
     }

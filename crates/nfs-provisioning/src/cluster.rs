@@ -34,6 +34,7 @@
 
 use std::collections::BTreeMap;
 
+use hakube_host_state::ClusterFile;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
     Container, EnvVar, NFSVolumeSource, Namespace, PodSpec, PodTemplateSpec, ResourceRequirements,
@@ -199,13 +200,11 @@ impl ClusterObject {
     }
 }
 
-/// A rendered file: its name relative to [`CLUSTER_DIR`] and its YAML.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RenderedFile {
-    /// File name relative to `cluster/nfs/`, e.g. `10-deployment-nfs-prod-provisioner.yaml`.
-    pub name: String,
-    /// One YAML document.
-    pub contents: String,
+/// The path of `name` in [`CLUSTER_DIR`], relative to `cluster/` as a [`ClusterFile`]'s is
+/// (`nfs/<name>`).
+pub(crate) fn gitops_path(name: &str) -> String {
+    let dir = CLUSTER_DIR.strip_prefix("cluster/").unwrap_or(CLUSTER_DIR);
+    format!("{dir}/{name}")
 }
 
 fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -262,20 +261,15 @@ impl NfsSetup {
         out
     }
 
-    /// The YAML files for `cluster/nfs/` ([`CLUSTER_DIR`]): (relative file name, one YAML
-    /// document) in apply order.
+    /// The YAML files for `cluster/nfs/` ([`CLUSTER_DIR`]), one document each, in apply
+    /// order (paths `nfs/<file>`, relative to `cluster/`).
     ///
     /// # Errors
     /// [`Error::Yaml`] if serialisation fails (a bug).
-    pub fn cluster_files(&self) -> Result<Vec<RenderedFile>> {
+    pub fn cluster_files(&self) -> Result<Vec<ClusterFile>> {
         self.cluster_objects()
             .iter()
-            .map(|o| {
-                Ok(RenderedFile {
-                    name: o.file_name(),
-                    contents: o.to_yaml()?,
-                })
-            })
+            .map(|o| Ok(ClusterFile::new(gitops_path(&o.file_name()), o.to_yaml()?)))
             .collect()
     }
 
@@ -285,7 +279,7 @@ impl NfsSetup {
     ///
     /// # Errors
     /// [`Error::Yaml`] if a manifest cannot be serialised (a bug).
-    pub fn kustomization(&self) -> Result<Option<RenderedFile>> {
+    pub fn kustomization(&self) -> Result<Option<ClusterFile>> {
         let files = self.cluster_files()?;
         if files.is_empty() {
             return Ok(None);
@@ -294,12 +288,9 @@ impl NfsSetup {
             "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n",
         );
         for f in &files {
-            s.push_str(&format!("- {}\n", f.name));
+            s.push_str(&format!("- {}\n", f.file_name()));
         }
-        Ok(Some(RenderedFile {
-            name: KUSTOMIZATION_FILE.to_owned(),
-            contents: s,
-        }))
+        Ok(Some(ClusterFile::new(gitops_path(KUSTOMIZATION_FILE), s)))
     }
 
     fn namespace(&self) -> Namespace {

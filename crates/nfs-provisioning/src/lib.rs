@@ -17,7 +17,7 @@
 //!   and static PersistentVolumes to re-attach old claims to a rebuilt cluster
 //!   ([`NfsSetup::backup_host_plan`], [`NfsSetup::restore_command`],
 //!   [`NfsSetup::static_volumes`]; the procedure is in [`backup`]);
-//! - all of it as plan-tree files: [`NfsSetup::plan_files`].
+//! - the GitOps files with their `kustomization.yaml`: [`NfsSetup::gitops_files`].
 //!
 //! Everything above is pure: no I/O, no tokio. The effects live at the edges:
 //! [`apply::apply`] (kube-rs server-side apply with a dry-run pass first, then a bounded wait for
@@ -38,10 +38,10 @@
 //! let exports = setup.exports_file().to_string();
 //! assert!(exports.contains("/srv/nfs/k8s-prod 10.20.0.0/24(rw,sync,no_subtree_check,root_squash)"));
 //!
-//! // The server as a host plan, the cluster objects as plan-tree files (paths relative to `out/`).
+//! // The server as a host plan, the cluster objects as GitOps files (paths relative to `cluster/`).
 //! assert!(setup.server_host_plan().file_content("/etc/exports.d/hakube.exports").is_some());
-//! let files = setup.plan_files()?;
-//! assert!(files.iter().any(|f| f.path == "cluster/nfs/20-storageclass-nfs-prod.yaml"));
+//! let files = setup.gitops_files()?;
+//! assert!(files.iter().any(|f| f.path == "nfs/20-storageclass-nfs-prod.yaml"));
 //! # Ok::<(), hakube_nfs_provisioning::Error>(())
 //! ```
 
@@ -58,8 +58,9 @@ pub mod server;
 mod tree;
 
 pub use error::{Error, Result};
+/// A file of the GitOps tree (from `hakube-host-state`), what [`NfsSetup::gitops_files`] returns.
+pub use hakube_host_state::ClusterFile;
 pub use model::{
     Backend, ClusterOptions, DataPolicy, DirectoryOwner, ExportSpec, K8sName, MountOption, NOBODY,
     NfsInput, NfsServer, NfsSetup, PlainExport, SUBDIR_PROVISIONER_IMAGE, ServerAddress,
 };
-pub use tree::PlanFile;

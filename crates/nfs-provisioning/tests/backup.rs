@@ -155,8 +155,8 @@ fn static_volumes_point_at_the_pattern_directories() {
 
     let files = setup.static_volume_files(&claims).expect("files");
     assert_eq!(
-        files[0].name,
-        "30-persistentvolume-restored-shop-db-data.yaml"
+        files[0].path,
+        "nfs/restore/30-persistentvolume-restored-shop-db-data.yaml"
     );
     assert_eq!(files[0].contents, yaml);
 

@@ -5,21 +5,22 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use hakube_nfs_provisioning::cluster::{ClusterObject, RenderedFile};
+use hakube_nfs_provisioning::ClusterFile;
+use hakube_nfs_provisioning::cluster::ClusterObject;
 use hakube_nfs_provisioning::{Backend, NfsSetup};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use k8s_openapi::api::storage::v1::StorageClass;
 
-fn files(setup: &NfsSetup) -> Vec<RenderedFile> {
+fn files(setup: &NfsSetup) -> Vec<ClusterFile> {
     setup.cluster_files().expect("render")
 }
 
-fn find<'a>(files: &'a [RenderedFile], name: &str) -> &'a str {
+fn find<'a>(files: &'a [ClusterFile], name: &str) -> &'a str {
     &files
         .iter()
-        .find(|f| f.name == name)
+        .find(|f| f.file_name() == name)
         .unwrap_or_else(|| panic!("{name} not rendered"))
         .contents
 }
@@ -27,7 +28,7 @@ fn find<'a>(files: &'a [RenderedFile], name: &str) -> &'a str {
 #[test]
 fn seed_manifest_snapshots() {
     let files = files(&common::seed());
-    let names: Vec<_> = files.iter().map(|f| f.name.as_str()).collect();
+    let names: Vec<_> = files.iter().map(ClusterFile::file_name).collect();
     assert_eq!(
         names,
         [
@@ -42,7 +43,7 @@ fn seed_manifest_snapshots() {
         ]
     );
     for f in &files {
-        insta::assert_snapshot!(format!("seed__{}", f.name), f.contents);
+        insta::assert_snapshot!(format!("seed__{}", f.file_name()), f.contents);
     }
 }
 
@@ -62,16 +63,17 @@ fn varied_and_csi_storage_class_snapshots() {
     let csi = files_of(input);
     // The driver comes from its chart: only StorageClasses here.
     assert!(
-        csi.iter().all(|f| f.name.starts_with("20-storageclass-")),
+        csi.iter()
+            .all(|f| f.file_name().starts_with("20-storageclass-")),
         "{csi:?}"
     );
     assert_eq!(csi.len(), 3);
     for f in &csi {
-        insta::assert_snapshot!(format!("csi__{}", f.name), f.contents);
+        insta::assert_snapshot!(format!("csi__{}", f.file_name()), f.contents);
     }
 }
 
-fn files_of(input: hakube_nfs_provisioning::NfsInput) -> Vec<RenderedFile> {
+fn files_of(input: hakube_nfs_provisioning::NfsInput) -> Vec<ClusterFile> {
     files(&NfsSetup::new(input).expect("valid"))
 }
 
@@ -166,7 +168,7 @@ fn cluster_role_grants_exactly_the_provisioners_needs() {
     assert!(extra.is_empty(), "granted but not needed: {extra:?}");
     assert!(missing.is_empty(), "needed but not granted: {missing:?}");
     // No leader-locking Role: leader election is off.
-    assert!(!files.iter().any(|f| f.name.contains("-role-")));
+    assert!(!files.iter().any(|f| f.path.contains("-role-")));
 
     let binding: ClusterRoleBinding = serde_saphyr::from_str(find(
         &files,
@@ -373,7 +375,7 @@ fn the_folder_has_a_kustomization_listing_every_manifest_in_order() {
         .kustomization()
         .expect("render")
         .expect("objects exist");
-    assert_eq!(k.name, "kustomization.yaml");
+    assert_eq!(k.path, "nfs/kustomization.yaml");
     let v: serde_json::Value = serde_saphyr::from_str(&k.contents).expect("YAML");
     let listed: Vec<&str> = v["resources"]
         .as_array()
@@ -382,13 +384,13 @@ fn the_folder_has_a_kustomization_listing_every_manifest_in_order() {
         .filter_map(serde_json::Value::as_str)
         .collect();
     let files = files(&setup);
-    let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
+    let names: Vec<&str> = files.iter().map(ClusterFile::file_name).collect();
     assert_eq!(listed, names);
     assert!(
         setup
-            .plan_files()
-            .expect("plan files")
+            .gitops_files()
+            .expect("GitOps files")
             .iter()
-            .any(|f| f.path == "cluster/nfs/kustomization.yaml")
+            .any(|f| f.path == "nfs/kustomization.yaml")
     );
 }

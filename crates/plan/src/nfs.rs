@@ -162,8 +162,8 @@ pub(crate) fn render(cluster: &Cluster, tree: &mut PlanTree) -> Result<(), Error
     if let Some(options) = backup_options(cluster)? {
         tree.host_items(setup.backup_host_plan(&options).map_err(err)?)?;
     }
-    for f in setup.plan_files().map_err(err)? {
-        tree.insert(f.path, f.contents, f.mode)?;
+    for f in setup.gitops_files().map_err(err)? {
+        tree.insert(format!("cluster/{}", f.path), f.contents, 0o644)?;
     }
     Ok(())
 }
