@@ -274,11 +274,7 @@ fn readme(input: &AddonsInput, outputs: &[ComponentOutput]) -> String {
             };
             s.push_str(&format!("{n}. {what}\n\n"));
             for argv in step.commands("cluster") {
-                let line = argv
-                    .iter()
-                    .map(|a| crate::vault::shell_quote(a))
-                    .collect::<Vec<_>>()
-                    .join(" ");
+                let line = hakube_host_state::shell_join(&argv);
                 s.push_str(&format!("   ```sh\n   {line}\n   ```\n\n"));
             }
         }

@@ -9,6 +9,7 @@
 //! ([`server_url`]). In-cluster placement renders values for the hashicorp/vault chart in HA
 //! raft mode.
 
+use hakube_host_state::shell_join;
 use serde_json::{Value, json};
 
 use crate::model::{AddonsInput, Host, VaultInput, VaultPlacement};
@@ -376,12 +377,7 @@ fn runbook(input: &AddonsInput, v: &VaultInput, login: &KubernetesLogin) -> Stri
         server_url(input, v)
     );
     for (i, p) in pki_steps(input, v, login).iter().enumerate() {
-        let mut cmd = p
-            .argv
-            .iter()
-            .map(|a| shell_quote(a))
-            .collect::<Vec<_>>()
-            .join(" ");
+        let mut cmd = shell_join(&p.argv);
         if let Some(f) = &p.stdin_from {
             cmd.push_str(&format!(" < {f}"));
         }
@@ -398,18 +394,6 @@ fn runbook(input: &AddonsInput, v: &VaultInput, login: &KubernetesLogin) -> Stri
     s.push_str(&cert_manager_policy(v));
     s.push_str("```\n");
     s
-}
-
-/// Quote an argument for display in a POSIX shell (single quotes when needed).
-pub(crate) fn shell_quote(a: &str) -> String {
-    if !a.is_empty()
-        && a.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c))
-    {
-        a.to_owned()
-    } else {
-        format!("'{}'", a.replace('\'', "'\\''"))
-    }
 }
 
 /// Files and steps for Vault (the runbook with either placement; chart values with in-cluster
@@ -483,21 +467,4 @@ pub(crate) fn render(
         resources,
         steps,
     }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::shell_quote;
-
-    #[test]
-    fn shell_quote_quotes_only_when_needed() {
-        assert_eq!(shell_quote("pki_int/sign/web"), "pki_int/sign/web");
-        assert_eq!(
-            shell_quote("common_name=x Root CA"),
-            "'common_name=x Root CA'"
-        );
-        assert_eq!(shell_quote("it's"), "'it'\\''s'");
-        assert_eq!(shell_quote(""), "''");
-        assert_eq!(shell_quote("Host(`a`)"), "'Host(`a`)'");
-    }
 }

@@ -61,4 +61,4 @@ pub use plan::{
     Validate,
 };
 pub use secret::Secret;
-pub use shell::{check_dns_label, is_dns_label, is_dns_name, shell_quote};
+pub use shell::{check_dns_label, is_dns_label, is_dns_name, shell_join, shell_quote};

@@ -430,7 +430,7 @@ async fn fresh_cluster_in_order_through_the_vip() {
     let label = pos(
         &log,
         "cp1",
-        "kubectl --kubeconfig /etc/kubernetes/admin.conf label node w1 --overwrite 'node-role.kubernetes.io/worker='",
+        "kubectl --kubeconfig /etc/kubernetes/admin.conf label node w1 --overwrite node-role.kubernetes.io/worker=",
     );
     assert!(label > pos(&log, "w6", "kubeadm join"));
     // The certificates uploaded by init are fresh: no re-upload needed.

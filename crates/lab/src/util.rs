@@ -268,17 +268,8 @@ pub(crate) fn delete_root_link(name: &str) {
     }
 }
 
-/// Quotes `s` for POSIX sh.
-pub(crate) fn sh_quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b))
-    {
-        s.to_owned()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
-}
+/// Quotes `s` for POSIX sh (the one quoting function, `hakube-host-state`'s).
+pub(crate) use hakube_host_state::shell_quote as sh_quote;
 
 /// The effective uid of this process, from /proc/self/status.
 pub(crate) fn effective_uid() -> Option<u32> {
