@@ -311,15 +311,6 @@ fn invalid(field: String, reason: impl Into<String>) -> Error {
     }
 }
 
-fn is_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-}
-
 /// Checks the specs on their own (no cluster needed).
 pub(crate) fn validate_specs(specs: &[VmSpec], opts: &ProvisionOptions) -> Result<(), Error> {
     normalize_tags([&opts.owner_tag]).map_err(|e| invalid("owner_tag".into(), e.to_string()))?;
@@ -327,7 +318,7 @@ pub(crate) fn validate_specs(specs: &[VmSpec], opts: &ProvisionOptions) -> Resul
     let mut ids = BTreeSet::new();
     for (i, s) in specs.iter().enumerate() {
         let at = |f: &str| format!("vms[{i}] ({}).{f}", s.name);
-        if !is_dns_label(&s.name) {
+        if !hakube_host_state::is_dns_label(&s.name) {
             return Err(invalid(at("name"), "must be a DNS label (a-z, 0-9, -)"));
         }
         if !names.insert(&s.name) {
@@ -381,7 +372,7 @@ pub(crate) fn validate_specs(specs: &[VmSpec], opts: &ProvisionOptions) -> Resul
                 .map_err(|e| invalid(at("cloud_init.search_domains"), e.to_string()))?;
         }
         if let Some(r) = &s.role
-            && !is_dns_label(r)
+            && !hakube_host_state::is_dns_label(r)
         {
             return Err(invalid(at("role"), "must be a DNS label"));
         }
