@@ -146,9 +146,47 @@ impl Load {
 pub(crate) fn place(t: &Topology, f: &mut Findings) -> Vec<Vm> {
     let mut slots = slots(t);
     let before = f.errors.len();
+    check_names(&slots, f);
+    assign_addresses(t, &mut slots, f);
+    assign_vmids(t, &mut slots, f);
+    if f.errors.len() > before || t.proxmox.nodes.is_empty() {
+        return Vec::new();
+    }
 
-    // Names.
-    for s in &slots {
+    let placed = place_on_nodes(t, &slots, f);
+    let nodes = &t.proxmox.nodes;
+    if f.errors.len() > before {
+        return Vec::new();
+    }
+
+    slots
+        .into_iter()
+        .zip(placed)
+        .map(|(s, node)| {
+            let template = t
+                .proxmox
+                .template
+                .as_ref()
+                .map_or_else(|| nodes[node].template.unwrap_or_default(), |x| x.vmid);
+            Vm {
+                name: s.name,
+                role: s.role,
+                group: s.group,
+                proxmox_node: nodes[node].name.clone(),
+                vmid: s.vmid.unwrap_or_default(),
+                address: s.address.unwrap_or(Ipv4Addr::UNSPECIFIED),
+                size: s.size,
+                template_vmid: template,
+                labels: s.labels,
+                taints: s.taints,
+            }
+        })
+        .collect()
+}
+
+/// Names: DNS labels, each used once.
+fn check_names(slots: &[Slot], f: &mut Findings) {
+    for s in slots.iter() {
         if !is_dns_label(&s.name) {
             f.error(Rule::InvalidName, format!("{}.name_pattern", s.path), format!("VM name `{}` is not a DNS label / Proxmox VM name (lowercase letters, digits, `-`, at most 63)", s.name));
         }
@@ -156,8 +194,10 @@ pub(crate) fn place(t: &Topology, f: &mut Findings) -> Vec<Vm> {
     for (name, paths) in duplicates(slots.iter().map(|s| (s.name.clone(), s.path.clone()))) {
         f.error(Rule::DuplicateName, format!("{}.name_pattern", paths[paths.len() - 1]), format!("VM name `{name}` is produced more than once (by {}): add `{{n}}` to the pattern or rename", paths.join(", ")));
     }
+}
 
-    // Addresses: static ones first, then the pool in slot order, skipping anything reserved.
+/// Addresses: static ones first, then the pool in slot order, skipping anything reserved.
+fn assign_addresses(t: &Topology, slots: &mut [Slot], f: &mut Findings) {
     let net = &t.network;
     let mut taken: BTreeSet<Ipv4Addr> = slots.iter().filter_map(|s| s.address).collect();
     taken.insert(net.vip);
@@ -166,7 +206,7 @@ pub(crate) fn place(t: &Topology, f: &mut Findings) -> Vec<Vm> {
     let mut pool = net
         .allocate
         .map(|r| (u32::from(r.first)..=u32::from(r.last)).map(Ipv4Addr::from));
-    for s in &mut slots {
+    for s in slots.iter_mut() {
         if s.address.is_some() {
             continue;
         }
@@ -199,7 +239,7 @@ pub(crate) fn place(t: &Topology, f: &mut Findings) -> Vec<Vm> {
             }
         }
     }
-    for s in &slots {
+    for s in slots.iter() {
         if let Some(a) = s.address {
             check_node_addr(f, t, &s.addr_path, a);
         }
@@ -220,14 +260,16 @@ pub(crate) fn place(t: &Topology, f: &mut Findings) -> Vec<Vm> {
             format!("{a} is used more than once ({})", paths.join(", ")),
         );
     }
+}
 
-    // VMIDs: explicit starts first, then the range in slot order.
+/// VMIDs: explicit starts first, then the range in slot order.
+fn assign_vmids(t: &Topology, slots: &mut [Slot], f: &mut Findings) {
     let range = t.proxmox.vmids;
     let mut used: BTreeSet<u32> = slots.iter().filter_map(|s| s.vmid).collect();
     used.extend(t.proxmox.template.iter().map(|x| x.vmid));
     used.extend(t.proxmox.nodes.iter().filter_map(|n| n.template));
     let mut next = range.first;
-    for s in &mut slots {
+    for s in slots.iter_mut() {
         if s.vmid.is_some() {
             continue;
         }
@@ -248,7 +290,7 @@ pub(crate) fn place(t: &Topology, f: &mut Findings) -> Vec<Vm> {
         s.vmid = Some(next);
         used.insert(next);
     }
-    for s in &slots {
+    for s in slots.iter() {
         if let Some(v) = s.vmid
             && (!(VMID_MIN..=VMID_MAX).contains(&v) || v < range.first || v > range.last)
         {
@@ -293,19 +335,19 @@ pub(crate) fn place(t: &Topology, f: &mut Findings) -> Vec<Vm> {
             format!("VMID {v} is used more than once ({})", paths.join(", ")),
         );
     }
+}
 
-    if f.errors.len() > before || t.proxmox.nodes.is_empty() {
-        return Vec::new();
-    }
-
-    // Placement.
+/// Placement: each VM on a Proxmox node with room, its tier spread across the nodes; the
+/// node index of each slot (`usize::MAX` where none had room, which is an error in `f`).
+fn place_on_nodes(t: &Topology, slots: &[Slot], f: &mut Findings) -> Vec<usize> {
+    let before = f.errors.len();
     let nodes = &t.proxmox.nodes;
     let mut load = vec![Load::default(); nodes.len()];
     let mut placed: Vec<usize> = Vec::with_capacity(slots.len());
     let mut failed: BTreeSet<RoleKind> = BTreeSet::new();
     let mut no_room: BTreeMap<String, (u32, String, VmSize)> = BTreeMap::new();
     let mut group_load: BTreeMap<(usize, &str), u32> = BTreeMap::new();
-    for s in &slots {
+    for s in slots.iter() {
         let fits: Vec<usize> = (0..nodes.len())
             .filter(|&i| load[i].fits(nodes[i].capacity.as_ref(), &s.size))
             .collect();
@@ -377,31 +419,5 @@ pub(crate) fn place(t: &Topology, f: &mut Findings) -> Vec<Vm> {
     {
         f.error(Rule::Placement, "workers.groups", format!("capacity prevents spreading workers evenly (per node: {}): raise the capacity of the nodes with fewer", nodes.iter().zip(&workers).map(|(n, w)| format!("{}={w}", n.name)).collect::<Vec<_>>().join(", ")));
     }
-    if f.errors.len() > before {
-        return Vec::new();
-    }
-
-    slots
-        .into_iter()
-        .zip(placed)
-        .map(|(s, node)| {
-            let template = t
-                .proxmox
-                .template
-                .as_ref()
-                .map_or_else(|| nodes[node].template.unwrap_or_default(), |x| x.vmid);
-            Vm {
-                name: s.name,
-                role: s.role,
-                group: s.group,
-                proxmox_node: nodes[node].name.clone(),
-                vmid: s.vmid.unwrap_or_default(),
-                address: s.address.unwrap_or(Ipv4Addr::UNSPECIFIED),
-                size: s.size,
-                template_vmid: template,
-                labels: s.labels,
-                taints: s.taints,
-            }
-        })
-        .collect()
+    placed
 }
