@@ -48,7 +48,6 @@ mod ops;
 pub mod property_string;
 #[cfg(feature = "provision")]
 pub mod provision;
-mod secret;
 mod tasks;
 mod tls;
 pub mod transport;
@@ -69,8 +68,9 @@ pub use client::{
     TaskPoll, TotpSource,
 };
 pub use error::{Error, Retry};
+/// The secret wrapper every hakube crate shares (`Debug` and `Display` print `***`).
+pub use hakube_host_state::Secret;
 pub use ops::{ExecStatus, UploadContent, is_vmid_taken, multipart};
-pub use secret::Secret;
 pub use tasks::{TaskListEntry, TaskLogLine, TaskLogPage, TaskOutcome, TaskStatus};
 pub use tls::{Fingerprint, TlsTrust};
 pub use upid::Upid;
