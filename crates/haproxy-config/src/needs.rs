@@ -116,7 +116,8 @@ mod tests {
                 0,
                 "Unable to set uid to keepalived_script\nSCRIPT_ID chk_haproxy disabled\n",
             )
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("chk_haproxy disabled"), "{err}");
         assert!(k.judge(1, "").is_err());
     }
@@ -125,7 +126,7 @@ mod tests {
     fn haproxy_check_is_judged_by_its_status() {
         let h = haproxy_check();
         assert!(h.judge(0, "Configuration file is valid").is_ok());
-        let err = h.judge(1, "[ALERT] parsing").unwrap_err();
+        let err = h.judge(1, "[ALERT] parsing").unwrap_err().to_string();
         assert!(err.contains("exit status 1"), "{err}");
     }
 }

@@ -57,8 +57,8 @@ pub use cluster_file::ClusterFile;
 pub use error::Error;
 pub use net::nets_overlap;
 pub use plan::{
-    CANDIDATE_PLACEHOLDER, Directory, Exec, File, Group, HostPlan, Item, Package, Service, User,
-    Validate,
+    CANDIDATE_PLACEHOLDER, Directory, Exec, File, Group, HostPlan, Item, Package, Refusal, Service,
+    User, Validate,
 };
 pub use secret::Secret;
 pub use shell::{check_dns_label, is_dns_label, is_dns_name, shell_join, shell_quote};

@@ -183,6 +183,18 @@ impl Directory {
     }
 }
 
+/// Why [`Validate::judge`] refused a candidate file: its exit status, or what its output said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal(String);
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refusal {}
+
 /// A command that checks a candidate file before it replaces the live one (Ansible's
 /// `validate:`). [`CANDIDATE_PLACEHOLDER`] in `argv` is replaced by the candidate's path. The
 /// file is rejected when the command's exit status is not one of `ok_status` (`[0]` when
@@ -262,22 +274,22 @@ impl Validate {
     /// ```
     ///
     /// # Errors
-    /// Why the candidate is refused: the status, or the output that refuses it.
-    pub fn judge(&self, status: i32, output: &str) -> Result<(), String> {
+    /// [`Refusal`]: why the candidate is refused (the status, or the output that refuses it).
+    pub fn judge(&self, status: i32, output: &str) -> Result<(), Refusal> {
         let ok = if self.ok_status.is_empty() {
             status == 0
         } else {
             self.ok_status.contains(&status)
         };
         if !ok {
-            return Err(format!("exit status {status}"));
+            return Err(Refusal(format!("exit status {status}")));
         }
         if let Some(frag) = self
             .reject_output
             .iter()
             .find(|f| output.contains(f.as_str()))
         {
-            return Err(format!("output contains {frag:?}"));
+            return Err(Refusal(format!("output contains {frag:?}")));
         }
         if self.quiet {
             let noise: Vec<&str> = output
@@ -288,7 +300,7 @@ impl Validate {
                 })
                 .collect();
             if !noise.is_empty() {
-                return Err(format!("it reported: {}", noise.join(" / ")));
+                return Err(Refusal(format!("it reported: {}", noise.join(" / "))));
             }
         }
         Ok(())

@@ -158,11 +158,27 @@ pub fn require_root(test_name: &str) -> bool {
 /// mount, PID and UTS namespaces (`unshare --net --mount --pid --uts --fork true`).
 ///
 /// # Errors
-/// A human-readable reason.
-pub fn lab_support() -> Result<(), String> {
+/// [`Unsupported`], saying what is missing.
+pub fn lab_support() -> Result<(), Unsupported> {
     static SUPPORT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
-    SUPPORT.get_or_init(probe_support).clone()
+    SUPPORT
+        .get_or_init(probe_support)
+        .clone()
+        .map_err(Unsupported)
 }
+
+/// Why labs cannot run on this machine ([`lab_support`]): not root, a missing tool, or
+/// namespaces refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unsupported(String);
+
+impl std::fmt::Display for Unsupported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Unsupported {}
 
 fn probe_support() -> Result<(), String> {
     if util::effective_uid() != Some(0) {

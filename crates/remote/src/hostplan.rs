@@ -520,7 +520,7 @@ impl Run<'_> {
                     crate::ExitStatus::Signal { name, .. } => 128 + signal_number(name),
                 };
                 let text = format!("{}{}", o.stdout_lossy(), o.stderr_lossy());
-                check.judge(status, &text).err()
+                check.judge(status, &text).err().map(|r| r.to_string())
             }
             Err(e) => Some(e.to_string()),
         };
