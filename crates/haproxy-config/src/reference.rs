@@ -73,7 +73,7 @@
 //! - No VRRP `authentication`: it is cleartext and no security boundary.
 //!
 //! # What an LB node needs besides these files
-//! [`LbNodeFiles::host_needs`] returns the machine-readable list ([`crate::needs`]):
+//! [`LbNodeFiles::host_plan`] returns it as a host plan ([`crate::needs`]):
 //! - packages `haproxy`, `keepalived` and `curl` (the check script uses `/usr/bin/curl`);
 //! - the system user [`DEFAULT_SCRIPT_USER`] (or [`HaInput::script_user`]):
 //!   `useradd --system --no-create-home --shell /usr/sbin/nologin keepalived_script`;
@@ -227,7 +227,7 @@ pub struct HaInput {
     /// 3 intervals.
     pub advert_interval: Duration,
     /// The user keepalived runs the check script as; it must exist on the LB nodes
-    /// ([`HaInput::host_needs`] lists it).
+    /// ([`LbNodeFiles::host_plan`] creates it).
     pub script_user: String,
     /// The Vault (or OpenBao) nodes the LBs front on the VIP, port [`VAULT_PORT`]; empty: no
     /// Vault frontend.
