@@ -57,17 +57,32 @@ pub fn vault_login() -> vault::KubernetesLogin {
 /// changed Kubernetes auth config writes a fresh one).
 pub const REVIEWER_TOKEN_SECONDS: i64 = 8760 * 3600;
 
-/// The step configuring Vault's Kubernetes auth for the ClusterIssuer (Vault on VMs).
+/// The step configuring Vault's Kubernetes auth for the ClusterIssuer. Vault on VMs reaches
+/// the API server on the VIP; Vault in the cluster at `kubernetes.default.svc` (a name on
+/// kubeadm's API server certificate), and the runner reaches it through port-forwards to its
+/// pods. Either way the reviewer token authenticates the TokenReview, so cert-manager's
+/// tokens are checked for their own audience only.
 #[must_use]
 pub fn kubernetes_auth(input: &AddonsInput, v: &VaultInput) -> VaultKubernetesAuth {
+    let (kubernetes_host, pods) = match v.placement {
+        crate::model::VaultPlacement::Vms(_) => (
+            format!(
+                "https://{}:{}",
+                input.network.api_vip, input.network.api_port
+            ),
+            None,
+        ),
+        crate::model::VaultPlacement::InCluster { .. } => (
+            "https://kubernetes.default.svc".to_owned(),
+            Some(vault::pods()),
+        ),
+    };
     VaultKubernetesAuth {
         component: Component::CertManager,
         vault_url: vault::server_url(input, v),
+        pods,
         mount: "kubernetes".into(),
-        kubernetes_host: format!(
-            "https://{}:{}",
-            input.network.api_vip, input.network.api_port
-        ),
+        kubernetes_host,
         reviewer_namespace: vault::REVIEWER_NAMESPACE.into(),
         reviewer_service_account: vault::REVIEWER_SERVICE_ACCOUNT.into(),
         reviewer_token_seconds: REVIEWER_TOKEN_SECONDS,
@@ -230,9 +245,7 @@ pub(crate) fn render(input: &AddonsInput, v: &VaultInput) -> Result<ComponentOut
             files: resources.clone(),
         },
     ];
-    if matches!(v.placement, crate::model::VaultPlacement::Vms(_)) {
-        steps.push(InstallStep::VaultKubernetesAuth(kubernetes_auth(input, v)));
-    }
+    steps.push(InstallStep::VaultKubernetesAuth(kubernetes_auth(input, v)));
     Ok(ComponentOutput {
         component: c,
         files,

@@ -262,6 +262,13 @@ fn readme(input: &AddonsInput, outputs: &[ComponentOutput]) -> String {
                         kept.join(", ")
                     )
                 }
+                InstallStep::VaultBootstrap(v) => format!(
+                    "Initialise Vault on `{}/{}` (keep the unseal keys and root token under \
+                     `secrets/`, outside this tree), unseal every pod, then the PKI of \
+                     `vault/PKI-BOOTSTRAP.md`",
+                    v.pods.namespace,
+                    v.pods.pods.first().map_or("", String::as_str)
+                ),
                 InstallStep::VaultKubernetesAuth(v) => format!(
                     "Configure Vault's Kubernetes auth (mount `{}`, role `{}`): the API server \
                      {} with its CA and a token of `{}/{}` as the reviewer JWT",

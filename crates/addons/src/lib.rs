@@ -33,7 +33,9 @@
 //! the runner generates and keeps under the plan's [`SECRETS_DIR`] (or reads from files an
 //! earlier stage keeps there, such as Vault's CA). No step is left to a human: kubelet serving
 //! certificates are approved by kubelet-csr-approver ([`KubeletCsrApproval`]'s default) and
-//! Vault's Kubernetes auth is an [`InstallStep::VaultKubernetesAuth`] step.
+//! Vault's Kubernetes auth is an [`InstallStep::VaultKubernetesAuth`] step; with Vault in the
+//! cluster, its init, unseal and PKI are an [`InstallStep::VaultBootstrap`] step, run through
+//! port-forwards to the pods ([`tunnel`]; kube-rs's `ws` feature).
 //!
 //! Features: `apply` (default) enables [`apply`] and [`run`] and pulls in kube-rs (and
 //! hakube-vault's client for the Kubernetes auth step); like every library using
@@ -66,6 +68,8 @@ pub mod run;
 pub mod steps;
 pub mod storage;
 pub mod traefik;
+#[cfg(feature = "apply")]
+pub mod tunnel;
 mod validate;
 pub mod vault;
 pub mod versions;
@@ -79,8 +83,8 @@ pub use model::{
     VolumeChoice, WorkerGroup,
 };
 pub use steps::{
-    Component, HelmRelease, InstallStep, SECRETS_DIR, VaultKubernetesAuth, WorkloadKind,
-    secret_value_path, vault_secrets,
+    Component, HelmRelease, InstallStep, SECRETS_DIR, VaultBootstrap, VaultKubernetesAuth,
+    VaultPods, WorkloadKind, secret_value_path, vault_secrets,
 };
 pub use validate::{check_install_order, cross_check, validate};
 pub use yaml::HEADER;

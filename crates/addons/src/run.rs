@@ -11,7 +11,8 @@
 //! | [`InstallStep::Helm`] | `helm upgrade --install --atomic --wait --version <pinned> -f <values> --namespace N --create-namespace`, skipped when the deployed release already has that chart version and those values |
 //! | [`InstallStep::WaitCrds`], [`InstallStep::WaitRollout`] | polls until Established / rolled out |
 //! | [`InstallStep::Secret`] | a Secret from literals, values generated once and kept under the plan's `secrets/`, and files there (Vault's CA) |
-//! | [`InstallStep::VaultKubernetesAuth`] | a TokenRequest for the reviewer ServiceAccount, then `hakube_vault::bootstrap::configure_kubernetes_auth` with the root token kept in `secrets/vault/init.json` |
+//! | [`InstallStep::VaultBootstrap`] | in-cluster Vault: port-forwards to its pods ([`crate::tunnel`]), then `hakube_vault::bootstrap::bootstrap` (init once, keys kept in `secrets/vault/init.json` first, unseal, raft voters, the PKI), the code the configure stage runs for Vault VMs |
+//! | [`InstallStep::VaultKubernetesAuth`] | a TokenRequest for the reviewer ServiceAccount, then `hakube_vault::bootstrap::configure_kubernetes_auth` with the root token kept in `secrets/vault/init.json` (through port-forwards when Vault is in the cluster) |
 //!
 //! Before the first step it checks what every selected step needs (the `helm` binary, a
 //! Kustomize builder, the API server's CA for Vault), so a missing tool applies nothing. A
@@ -55,7 +56,35 @@ use serde_json::{Value, json};
 
 use crate::apply::convert;
 use crate::steps::vault_secrets;
-use crate::{Component, Error, HelmRelease, InstallStep, VaultKubernetesAuth, secret_value_path};
+use crate::tunnel::PodTunnel;
+use crate::{
+    Component, Error, HelmRelease, InstallStep, VaultBootstrap, VaultKubernetesAuth, VaultPods,
+    secret_value_path,
+};
+
+/// Vault's TLS CA, as the plan keeps it.
+fn vault_ca(plan: &Plan) -> Result<String, Error> {
+    let path = plan.secrets_dir.join(vault_secrets::CA_CERT);
+    std::fs::read_to_string(&path).map_err(|source| Error::SecretFile {
+        secret: "Vault TLS CA".into(),
+        key: "ca.crt".into(),
+        path,
+        source,
+    })
+}
+
+/// The Vault client's endpoints for port-forwarded pods, named after the pods: the chart sets
+/// each pod's raft `node_id` to its name (`server.ha.raft.setNodeId`), and the bootstrap
+/// waits for every endpoint's name among the raft voters.
+fn pod_endpoints(tunnels: &[PodTunnel]) -> Vec<hakube_vault::client::Endpoint> {
+    tunnels
+        .iter()
+        .map(|t| hakube_vault::client::Endpoint {
+            name: t.pod().to_owned(),
+            url: t.https_url(),
+        })
+        .collect()
+}
 
 /// A plan's install steps and where its files are.
 #[derive(Debug, Clone)]
@@ -507,6 +536,10 @@ impl Runner {
                  (give it with certificate-authority or Runner::api_ca_pem)",
             ));
         }
+        if needs(|s| matches!(s, InstallStep::VaultBootstrap(_))) {
+            // In-cluster Vault's TLS comes with the plan: without it nothing can talk to the pods.
+            vault_ca(plan)?;
+        }
         let total = plan.steps.len();
         let mut report = RunReport {
             dry_run: self.dry_run,
@@ -689,6 +722,7 @@ impl Runner {
                 self.apply(*component, &[m], o).await
             }
             InstallStep::VaultKubernetesAuth(v) => self.vault_auth(plan, v, o).await,
+            InstallStep::VaultBootstrap(v) => self.vault_bootstrap(plan, v, o).await,
         }
     }
 
@@ -869,28 +903,22 @@ impl Runner {
         o: &mut StepOutcome,
     ) -> Result<(), Error> {
         use hakube_vault::bootstrap::{KeyStore as _, KubernetesAuthSpec};
-        let ca_path = plan.secrets_dir.join(vault_secrets::CA_CERT);
-        let vault_ca = std::fs::read_to_string(&ca_path).map_err(|source| Error::SecretFile {
-            secret: "Vault TLS CA".into(),
-            key: "ca.crt".into(),
-            path: ca_path.clone(),
-            source,
-        })?;
+        let vault_ca = vault_ca(plan)?;
         let store =
             hakube_vault::bootstrap::FileKeyStore::new(plan.secrets_dir.join(vault_secrets::INIT));
-        let init = store
-            .load()
-            .map_err(|source| Error::Vault {
-                action: format!("read {}", store.describe()),
-                source,
-            })?
-            .ok_or_else(|| Error::VaultNotInitialised {
-                path: store.path().to_owned(),
-            })?;
+        let init = store.load().map_err(|source| Error::Vault {
+            action: format!("read {}", store.describe()),
+            source,
+        })?;
         if self.dry_run {
+            // In-cluster Vault is initialised by an earlier step of the same run, which a dry
+            // run does not perform.
             o.skipped = Some("dry run: Vault not contacted".into());
             return Ok(());
         }
+        let init = init.ok_or_else(|| Error::VaultNotInitialised {
+            path: store.path().to_owned(),
+        })?;
         let api_ca = self.api_ca_pem.clone().unwrap_or_default();
         let sa: kube::Api<k8s_openapi::api::core::v1::ServiceAccount> =
             kube::Api::namespaced(self.client.clone(), &v.reviewer_namespace);
@@ -933,18 +961,25 @@ impl Runner {
                 action: format!("create token for {object}"),
                 source: kube::Error::Service("the TokenRequest answer holds no token".into()),
             })?;
-        let client = hakube_vault::client::Client::new(
-            vec![hakube_vault::client::Endpoint {
-                name: "vault".into(),
-                url: v.vault_url.clone(),
-            }],
-            &vault_ca,
-            self.call_timeout,
-        )
-        .map_err(|source| Error::Vault {
-            action: format!("connect to {}", v.vault_url),
-            source,
-        })?;
+        let (_tunnels, endpoints) = match &v.pods {
+            Some(pods) => {
+                let tunnels = timed(&mut o.external, self.tunnels(pods)).await?;
+                let endpoints = pod_endpoints(&tunnels);
+                (tunnels, endpoints)
+            }
+            None => (
+                Vec::new(),
+                vec![hakube_vault::client::Endpoint {
+                    name: "vault".into(),
+                    url: v.vault_url.clone(),
+                }],
+            ),
+        };
+        let client = hakube_vault::client::Client::new(endpoints, &vault_ca, self.call_timeout)
+            .map_err(|source| Error::Vault {
+                action: format!("connect to {}", v.vault_url),
+                source,
+            })?;
         let spec = KubernetesAuthSpec {
             mount: v.mount.clone(),
             host: v.kubernetes_host.clone(),
@@ -978,6 +1013,85 @@ impl Runner {
         }
         o.changed
             .extend(changes.changes.iter().map(|c| format!("vault: {c}")));
+        Ok(())
+    }
+
+    /// Port-forwards to every pod of `pods`, in order.
+    async fn tunnels(&self, pods: &VaultPods) -> Result<Vec<PodTunnel>, Error> {
+        let mut tunnels = Vec::with_capacity(pods.pods.len());
+        for pod in &pods.pods {
+            tunnels
+                .push(PodTunnel::open(self.client.clone(), &pods.namespace, pod, pods.port).await?);
+        }
+        Ok(tunnels)
+    }
+
+    /// In-cluster Vault: `hakube_vault::bootstrap::bootstrap` (init once, keys kept before
+    /// anything else, unseal every sealed pod, wait for raft voters, the PKI) over
+    /// port-forwards to the pods.
+    async fn vault_bootstrap(
+        &self,
+        plan: &Plan,
+        v: &VaultBootstrap,
+        o: &mut StepOutcome,
+    ) -> Result<(), Error> {
+        use hakube_vault::bootstrap::{BootstrapSpec, FileKeyStore, PkiSpec, bootstrap};
+        let vault_ca = vault_ca(plan)?;
+        if self.dry_run {
+            o.skipped = Some("dry run: Vault not contacted".into());
+            return Ok(());
+        }
+        let dir = plan.secrets_dir.join("vault");
+        std::fs::create_dir_all(&dir)
+            .and_then(|()| {
+                use std::os::unix::fs::PermissionsExt as _;
+                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+            })
+            .map_err(|source| Error::PlanFile {
+                path: dir.clone(),
+                source,
+            })?;
+        let store = FileKeyStore::new(plan.secrets_dir.join(vault_secrets::INIT));
+        let tunnels = timed(&mut o.external, self.tunnels(&v.pods)).await?;
+        let client = hakube_vault::client::Client::new(
+            pod_endpoints(&tunnels),
+            &vault_ca,
+            self.call_timeout,
+        )
+        .map_err(|source| Error::Vault {
+            action: "connect to the Vault pods".into(),
+            source,
+        })?;
+        let mut pki = PkiSpec::new(
+            &v.organisation,
+            &v.urls_base,
+            &v.pki_role,
+            v.allowed_domains.clone(),
+        );
+        pki.root_mount.clone_from(&v.root_mount);
+        pki.int_mount.clone_from(&v.int_mount);
+        pki.signer_policy.clone_from(&v.signer_policy);
+        let spec = BootstrapSpec {
+            // No raft snapshot job runs in the cluster to use it.
+            snapshot_token: false,
+            ..BootstrapSpec::new(Some(pki))
+        };
+        let report = timed(&mut o.external, bootstrap(&client, &store, &spec))
+            .await
+            .map_err(|source| Error::Vault {
+                action: format!(
+                    "bootstrap pods {}/{}",
+                    v.pods.namespace,
+                    v.pods.pods.join(",")
+                ),
+                source,
+            })?;
+        if report.is_empty() {
+            // Every pod unsealed and a voter; the two PKI mounts, the role, the policy.
+            o.unchanged += v.pods.pods.len() + 4;
+        }
+        o.changed
+            .extend(report.changes.iter().map(|c| format!("vault: {c}")));
         Ok(())
     }
 }

@@ -166,6 +166,10 @@ pub struct VaultKubernetesAuth {
     pub component: Component,
     /// Vault's URL (the VIP, fronted by the load balancers).
     pub vault_url: String,
+    /// With Vault in the cluster, the runner reaches it through port-forwards to these pods
+    /// instead of `vault_url` (which only resolves inside the cluster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pods: Option<VaultPods>,
     /// Auth mount (`kubernetes`).
     pub mount: String,
     /// The API server's URL as Vault reaches it (the VIP).
@@ -188,6 +192,47 @@ pub struct VaultKubernetesAuth {
     pub policies: Vec<String>,
     /// Token lifetime, e.g. `20m`.
     pub ttl: String,
+}
+
+/// The pods of in-cluster Vault's StatefulSet, which the runner reaches through the API
+/// server's `pods/portforward` (what `kubectl port-forward` does): outside the cluster no
+/// other path reaches a single pod, and init and unseal are per pod.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VaultPods {
+    /// Namespace (`vault`).
+    pub namespace: String,
+    /// Pod names in raft order (`vault-0`, `vault-1`, `vault-2`): the first is initialised.
+    pub pods: Vec<String>,
+    /// Vault's API port in the pods (8200).
+    pub port: u16,
+}
+
+/// In-cluster Vault's bootstrap, done by the runner through `hakube_vault::bootstrap::bootstrap`
+/// (the same code the configure stage runs for Vault VMs) over port-forwards to the pods:
+/// init the first pod once (the keys are kept under the plan's `secrets/vault/init.json`
+/// before anything else happens), unseal every sealed pod (a fresh pod joins through its
+/// `retry_join`), wait until all are raft voters, then the PKI (root, intermediate, the role
+/// and policy cert-manager signs with). Re-runnable: a run after a pod restart only unseals it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VaultBootstrap {
+    /// Owning component.
+    pub component: Component,
+    /// Where the pods are.
+    pub pods: VaultPods,
+    /// Organisation on the PKI's CAs.
+    pub organisation: String,
+    /// Base of the PKI's issuing and CRL URLs (the in-cluster Service's URL).
+    pub urls_base: String,
+    /// Mount of the root CA.
+    pub root_mount: String,
+    /// Mount of the intermediate CA.
+    pub int_mount: String,
+    /// The role cert-manager signs with.
+    pub pki_role: String,
+    /// The domains the role issues for.
+    pub allowed_domains: Vec<String>,
+    /// The ACL policy allowing `sign`/`issue` with the role.
+    pub signer_policy: String,
 }
 
 /// Files of the plan's `secrets/` folder the runner reads for Vault (the configure stage's
@@ -261,6 +306,8 @@ pub enum InstallStep {
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         from_files: BTreeMap<String, String>,
     },
+    /// Init, unseal and the PKI of in-cluster Vault.
+    VaultBootstrap(VaultBootstrap),
     /// Configure Vault's Kubernetes auth for cert-manager.
     VaultKubernetesAuth(VaultKubernetesAuth),
 }
@@ -272,6 +319,7 @@ impl InstallStep {
         match self {
             Self::Helm(h) => h.component,
             Self::VaultKubernetesAuth(v) => v.component,
+            Self::VaultBootstrap(v) => v.component,
             Self::WaitCrds { component, .. }
             | Self::Secret { component, .. }
             | Self::Apply { component, .. }
@@ -303,6 +351,11 @@ impl InstallStep {
             Self::VaultKubernetesAuth(v) => format!(
                 "Vault Kubernetes auth (role {}, reviewer {}/{})",
                 v.role, v.reviewer_namespace, v.reviewer_service_account
+            ),
+            Self::VaultBootstrap(v) => format!(
+                "Vault init, unseal and PKI (pods {}/{})",
+                v.pods.namespace,
+                v.pods.pods.join(",")
             ),
         }
     }
@@ -430,6 +483,35 @@ impl InstallStep {
                         format!("token_ttl={}", v.ttl),
                     ],
                 ]
+            }
+            // By hand: a port-forward per pod, init on the first, unseal each (three key
+            // shares), then the PKI commands of the runbook (`vault/PKI-BOOTSTRAP.md`).
+            Self::VaultBootstrap(v) => {
+                let forward = |pod: &str| {
+                    vec![
+                        s("kubectl"),
+                        s("port-forward"),
+                        s("--namespace"),
+                        v.pods.namespace.clone(),
+                        format!("pod/{pod}"),
+                        format!("{0}:{0}", v.pods.port),
+                    ]
+                };
+                let mut out = Vec::new();
+                for (i, pod) in v.pods.pods.iter().enumerate() {
+                    out.push(forward(pod));
+                    if i == 0 {
+                        out.push(vec![
+                            s("bao"),
+                            s("operator"),
+                            s("init"),
+                            s("-key-shares=5"),
+                            s("-key-threshold=3"),
+                        ]);
+                    }
+                    out.push(vec![s("bao"), s("operator"), s("unseal")]);
+                }
+                out
             }
         }
     }

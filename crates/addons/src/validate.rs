@@ -891,6 +891,15 @@ pub fn check_install_order(steps: &[crate::InstallStep], files: &[ClusterFile]) 
                     ));
                 }
             }
+            // Its pods come from an earlier Helm release in their namespace.
+            InstallStep::VaultBootstrap(v) => {
+                if !known.contains(&v.pods.namespace) {
+                    fail(format!(
+                        "step {n}: Vault's pods are looked for in namespace `{}` before anything creates it",
+                        v.pods.namespace
+                    ));
+                }
+            }
             // Waits create nothing (an operator may create the namespace it waits in).
             InstallStep::WaitRollout { .. }
             | InstallStep::WaitCrds { .. }

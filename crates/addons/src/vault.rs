@@ -13,7 +13,7 @@ use hakube_host_state::shell_join;
 use serde_json::{Value, json};
 
 use crate::model::{AddonsInput, Host, VaultInput, VaultPlacement};
-use crate::steps::{Component, HelmRelease, InstallStep};
+use crate::steps::{Component, HelmRelease, InstallStep, VaultBootstrap, VaultPods};
 use crate::versions::VAULT;
 use crate::{ClusterFile, ComponentOutput, Error, yaml};
 
@@ -59,6 +59,39 @@ pub fn server_url(input: &AddonsInput, v: &VaultInput) -> String {
     }
 }
 
+/// The chart's release name (its StatefulSet, Services and pods are named after it).
+pub const RELEASE: &str = "vault";
+/// Replicas of in-cluster Vault (raft quorum survives one loss).
+pub const REPLICAS: usize = 3;
+
+/// In-cluster Vault's pods, as the chart's StatefulSet names them (`vault-0` ...).
+#[must_use]
+pub fn pods() -> VaultPods {
+    VaultPods {
+        namespace: NAMESPACE.into(),
+        pods: (0..REPLICAS).map(|i| format!("{RELEASE}-{i}")).collect(),
+        port: API_PORT,
+    }
+}
+
+/// The DNS names in-cluster Vault's certificate must cover: the Services clients use
+/// (`vault`, `vault-active`), each pod under the chart's headless Service `vault-internal`
+/// (the raft `retry_join` addresses), in short, namespace and `svc` forms. 127.0.0.1 is on it
+/// too (`hakube_vault::certs::TlsSpec::sans`): port-forwards end there.
+#[must_use]
+pub fn in_cluster_tls_names() -> Vec<String> {
+    let mut names = Vec::new();
+    for base in [RELEASE.to_owned(), format!("{RELEASE}-active")] {
+        names.push(format!("{base}.{NAMESPACE}"));
+        names.push(format!("{base}.{NAMESPACE}.svc"));
+    }
+    for p in pods().pods {
+        names.push(format!("{p}.{RELEASE}-internal"));
+        names.push(format!("{p}.{RELEASE}-internal.{NAMESPACE}.svc"));
+    }
+    names
+}
+
 /// The raft cluster of the Vault VMs, as `hakube-vault` models it.
 #[must_use]
 pub fn cluster_spec(input: &AddonsInput, nodes: &[Host]) -> hakube_vault::config::ClusterSpec {
@@ -102,6 +135,12 @@ pub fn chart_values(input: &AddonsInput, storage_class: &str) -> Value {
         "injector": { "enabled": false },
         "ui": { "enabled": true },
         "server": {
+            // Pods are replaced by hand (one at a time, each unsealed before the next), never
+            // by a rollout. Also what lets `helm --wait` return while the new pods are still
+            // sealed: helm 3 skips the ready check of a StatefulSet that is not
+            // RollingUpdate (helm v3.19 `pkg/kube/ready.go`, `statefulSetReady`); the runner's
+            // VaultBootstrap step unseals them next.
+            "updateStrategyType": "OnDelete",
             "extraEnvironmentVars": { "VAULT_CACERT": format!("{tls}/ca.crt") },
             "volumes": [{ "name": "vault-tls", "secret": { "secretName": "vault-tls" } }],
             "volumeMounts": [{ "name": "vault-tls", "mountPath": tls, "readOnly": true }],
@@ -177,16 +216,15 @@ pub fn pki_steps(input: &AddonsInput, v: &VaultInput, login: &KubernetesLogin) -
         s("auth/kubernetes/config"),
         format!("kubernetes_host={kube_host}"),
     ];
-    if matches!(v.placement, VaultPlacement::Vms(_)) {
-        // Vault outside the cluster has no token of its own: without a reviewer JWT it would
-        // authenticate the TokenReview with the presented token, whose only audience is
-        // `vault://vault-issuer`, and the API server refuses it. The reviewer's token (API
-        // server audience) authenticates the call; the role's `audience` is what TokenReview
-        // checks the presented token against.
-        kube_config.push(s("kubernetes_ca_cert=@kubernetes-ca.crt"));
-        kube_config.push(s("token_reviewer_jwt=@reviewer.jwt"));
-        kube_config.push(s("disable_local_ca_jwt=true"));
-    }
+    // Vault outside the cluster has no token of its own: without a reviewer JWT it would
+    // authenticate the TokenReview with the presented token, whose only audience is
+    // `vault://vault-issuer`, and the API server refuses it. The reviewer's token (API server
+    // audience) authenticates the call; the role's `audience` is what TokenReview checks the
+    // presented token against. In the cluster the same setup is used, so both placements log
+    // in the same way (and Vault's pods need no TokenReview right of their own).
+    kube_config.push(s("kubernetes_ca_cert=@kubernetes-ca.crt"));
+    kube_config.push(s("token_reviewer_jwt=@reviewer.jwt"));
+    kube_config.push(s("disable_local_ca_jwt=true"));
     let mut steps = vec![
         step(
             "Enable the root PKI mount",
@@ -333,13 +371,9 @@ pub fn pki_steps(input: &AddonsInput, v: &VaultInput, login: &KubernetesLogin) -
             vec![s("vault"), s("auth"), s("enable"), s("kubernetes")],
         ),
         step(
-            if matches!(v.placement, VaultPlacement::Vms(_)) {
-                "Point Kubernetes auth at the API server (kubernetes-ca.crt: a copy of \
-                 /etc/kubernetes/pki/ca.crt from a master; reviewer.jwt: `kubectl create token \
-                 vault-token-reviewer -n kube-system --duration=8760h`)"
-            } else {
-                "Point Kubernetes auth at the API server"
-            },
+            "Point Kubernetes auth at the API server (kubernetes-ca.crt: a copy of \
+             /etc/kubernetes/pki/ca.crt from a master; reviewer.jwt: `kubectl create token \
+             vault-token-reviewer -n kube-system --duration=8760h`)",
             kube_config,
         ),
         step(
@@ -369,10 +403,13 @@ pub fn pki_steps(input: &AddonsInput, v: &VaultInput, login: &KubernetesLogin) -
 
 fn runbook(input: &AddonsInput, v: &VaultInput, login: &KubernetesLogin) -> String {
     let mut s = format!(
-        "# Vault PKI bootstrap\n\nRendered by hakube-addons. With Vault on VMs the configure \
-         stage does all of this through hakube-vault (idempotently) and the add-on stage the \
-         Kubernetes auth; by hand: run once, after Vault is initialised and every node \
-         unsealed, with `VAULT_ADDR={}` (`BAO_ADDR` for OpenBao), `VAULT_CACERT` pointing at \
+        "# Vault PKI bootstrap\n\nRendered by hakube-addons. hakube does all of this \
+         (idempotently, through hakube-vault): with Vault on VMs the configure stage does the \
+         PKI and the add-on stage the Kubernetes auth; with Vault in the cluster the add-on \
+         stage does init, unseal, the PKI and the Kubernetes auth through port-forwards to the \
+         pods. By hand: run once, after Vault is initialised and every node unsealed, with \
+         `VAULT_ADDR={}` (`BAO_ADDR` for OpenBao; from outside the cluster a `kubectl \
+         port-forward` to a pod and `https://127.0.0.1:8200`), `VAULT_CACERT` pointing at \
          Vault's TLS CA and a privileged `VAULT_TOKEN`.\n\n",
         server_url(input, v)
     );
@@ -394,6 +431,22 @@ fn runbook(input: &AddonsInput, v: &VaultInput, login: &KubernetesLogin) -> Stri
     s.push_str(&cert_manager_policy(v));
     s.push_str("```\n");
     s
+}
+
+/// In-cluster Vault's init, unseal and PKI step.
+#[must_use]
+pub fn bootstrap_step(input: &AddonsInput, v: &VaultInput) -> VaultBootstrap {
+    VaultBootstrap {
+        component: Component::Vault,
+        pods: pods(),
+        organisation: v.organisation.clone(),
+        urls_base: server_url(input, v),
+        root_mount: ROOT_MOUNT.into(),
+        int_mount: INT_MOUNT.into(),
+        pki_role: v.pki_role.clone(),
+        allowed_domains: v.allowed_domains.clone(),
+        signer_policy: CERT_MANAGER_ROLE.into(),
+    }
 }
 
 /// Files and steps for Vault (the runbook with either placement; chart values with in-cluster
@@ -455,11 +508,13 @@ pub(crate) fn render(
             };
             steps.push(InstallStep::Helm(r.clone()));
             helm.push(r);
+            steps.push(InstallStep::VaultBootstrap(bootstrap_step(input, v)));
         }
     }
-    // On VMs the configure stage (hakube_vault::bootstrap) does init, unseal and the PKI; the
+    // On VMs the configure stage (hakube_vault::bootstrap) does init, unseal and the PKI; in
+    // the cluster the runner does the same through port-forwards (`VaultBootstrap`). The
     // Kubernetes auth comes with cert-manager, after the reviewer ServiceAccount exists
-    // (certmanager::render). In the cluster, init, unseal and the PKI follow the runbook.
+    // (certmanager::render).
     Ok(Some(ComponentOutput {
         component: Component::Vault,
         files,

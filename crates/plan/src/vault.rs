@@ -1,4 +1,4 @@
-//! The Vault VMs (`vault.placement: vms`): each VM's host plan from `hakube_vault::host`
+//! Vault's TLS bundle with either placement, and the Vault VMs (`vault.placement: vms`): each VM's host plan from `hakube_vault::host`
 //! (OpenBao's package, user, directories, TLS files, server config, unit, service, snapshot
 //! timer), and the TLS bundle (the cluster's own CA and a server certificate per node) kept
 //! under [`VAULT_TLS_DIR`] with the plan's other secrets, outside the GitOps tree.
@@ -120,26 +120,58 @@ fn tls_spec(cluster: &Cluster, spec: ClusterSpec) -> TlsSpec {
     }
 }
 
-/// Adds the Vault VMs' host plans and the TLS bundle to `tree`; the bundle used (for the
+/// In-cluster Vault's TLS: one certificate, `vault`, which every pod serves (the chart mounts
+/// one Secret, `vault-tls`): the Services' and the pods' in-cluster names
+/// (`hakube_addons::vault::in_cluster_tls_names`) and 127.0.0.1, where the runner's
+/// port-forwards end. The add-on stage puts it in the Secret; it stays under
+/// [`VAULT_TLS_DIR`] as `vault.crt`/`vault.key`.
+fn in_cluster_tls_spec(cluster: &Cluster) -> TlsSpec {
+    TlsSpec {
+        cluster: ClusterSpec {
+            name: cluster.topology.cluster.name.clone(),
+            nodes: vec![Node::new(
+                hakube_addons::vault::RELEASE.to_owned(),
+                std::net::Ipv4Addr::LOCALHOST.into(),
+            )],
+        },
+        organisation: cluster.topology.cluster.name.clone(),
+        vip: None,
+        vip_dns: hakube_addons::vault::in_cluster_tls_names(),
+    }
+}
+
+/// Adds the Vault VMs' host plans and the TLS bundle to `tree` (with Vault in the cluster,
+/// only the bundle); the bundle used (for the
 /// no-secret-in-GitOps rule), `None` without Vault VMs.
 pub(crate) fn render(
     cluster: &Cluster,
     secrets: &PlanSecrets,
     tree: &mut PlanTree,
 ) -> Result<Option<TlsBundle>, Error> {
-    let Some(spec) = cluster_spec(cluster) else {
-        return Ok(None);
+    let tls = match cluster.topology.vault.as_ref().map(|v| v.placement) {
+        None => return Ok(None),
+        Some(VaultPlacement::InCluster) => {
+            TlsBundle::reconcile(secrets.vault_tls.as_ref(), &in_cluster_tls_spec(cluster))
+                .map_err(err)?
+                .0
+        }
+        Some(VaultPlacement::Vms) => {
+            let Some(spec) = cluster_spec(cluster) else {
+                return Ok(None);
+            };
+            let (tls, _) =
+                TlsBundle::reconcile(secrets.vault_tls.as_ref(), &tls_spec(cluster, spec.clone()))
+                    .map_err(err)?;
+            let schedule = snapshot_schedule(cluster);
+            for n in &spec.nodes {
+                let node_tls = tls.node_tls(&n.name).map_err(err)?;
+                let plan = node_plan(&spec, &n.name, &schedule, &node_tls, &Install::default())
+                    .map_err(err)?;
+                tree.host_items(plan)?;
+            }
+            tls
+        }
     };
-    let (tls, _) =
-        TlsBundle::reconcile(secrets.vault_tls.as_ref(), &tls_spec(cluster, spec.clone()))
-            .map_err(err)?;
-    let schedule = snapshot_schedule(cluster);
-    for n in &spec.nodes {
-        let node_tls = tls.node_tls(&n.name).map_err(err)?;
-        let plan =
-            node_plan(&spec, &n.name, &schedule, &node_tls, &Install::default()).map_err(err)?;
-        tree.host_items(plan)?;
-    }
     tree.insert(
         format!("{VAULT_TLS_DIR}/ca.crt"),
         tls.ca_cert_pem.clone(),

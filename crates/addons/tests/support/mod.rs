@@ -23,6 +23,21 @@ const BUILTIN_GROUPS: &[&str] = &[
     "apiextensions.k8s.io",
 ];
 
+/// Writes the rendered tree as a plan directory (`cluster/`, `cluster/install-steps.json`).
+pub fn write_plan(dir: &Path, rendered: &hakube_addons::Rendered) -> Plan {
+    for f in &rendered.cluster_files {
+        let p = dir.join("cluster").join(&f.path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, &f.contents).unwrap();
+    }
+    std::fs::write(
+        dir.join("cluster/install-steps.json"),
+        serde_json::to_string_pretty(&rendered.steps).unwrap(),
+    )
+    .unwrap();
+    Plan::read(dir).expect("the plan reads back")
+}
+
 /// What the charts would create that later steps need (the helm stand-in applies it when it
 /// installs the release): the CRDs of every custom kind the plan applies or waits for, and the
 /// workloads (with their namespaces) the plan waits for. Each goes to the release whose chart

@@ -25,6 +25,12 @@ What it serves, shaped like the real API server's answers (kube-apiserver v1.34)
   object changed; a field another manager owns with a different value is a 409 Conflict
   Status with one `FieldManagerConflict` cause per field, unless `force=true`;
 - namespaced objects need their Namespace (404 `namespaces "x" not found`);
+- pods/<name>/portforward over WebSocket, as the kubelet's streaming server answers it
+  (`pkg/kubelet/cri/streaming/portforward/websocket.go`, v1.34): subprotocol
+  `v4.channel.k8s.io`, channels 2i (data) and 2i+1 (error) per requested port, each opened
+  with the port as two little-endian bytes. A port P is reached at `status.podIP:P`, or at
+  the `HOST:PORT` of the Pod's annotation `stand-in.hakube.io/forward-P` (tests running
+  several "pods" on one host); a refused connection is written to the error channel;
 - CustomResourceDefinitions get `NamesAccepted` and `Established` conditions
   `--establish-delay` seconds after they are first stored; Deployments, DaemonSets and
   StatefulSets are reported rolled out (status for the current generation).
@@ -37,12 +43,15 @@ import argparse
 import base64
 import copy
 import datetime
+import hashlib
 import http.client
 import http.server
 import json
 import os
 import re
+import select
 import socket
+import struct
 import socketserver
 import ssl
 import sys
@@ -631,6 +640,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def handle_any(self):
         start = time.time()
+        if (self.command == "GET" and
+                "websocket" in self.headers.get("Upgrade", "").lower()):
+            return self.websocket(start)
         raw = self.body()
         try:
             path = urllib.parse.urlsplit(self.path).path
@@ -656,6 +668,67 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_json(code, body)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = handle_any
+
+    def log_request_line(self, start, code):
+        ms = (time.time() - start) * 1000
+        if self.server.log_path:
+            with self.server.log_lock, open(self.server.log_path, "a") as f:
+                f.write(f"{self.command} {self.path} {code} {ms:.2f}\n")
+
+    def websocket(self, start):
+        """pods/<name>/portforward: the upgrade, then the streams until either side closes.
+        Anything else asked as a WebSocket is answered as the real server answers a plain
+        request it cannot upgrade (400)."""
+        url = urllib.parse.urlsplit(self.path)
+        parts = [p for p in url.path.split("/") if p]
+        q = urllib.parse.parse_qs(url.query)
+        try:
+            if not self.authorized():
+                raise ApiError(status(401, "Unauthorized", "Unauthorized"))
+            if not (len(parts) == 7 and parts[:3] == ["api", "v1", "namespaces"]
+                    and parts[4] == "pods" and parts[6] == "portforward"):
+                raise ApiError(status(400, "BadRequest",
+                                      "the stand-in upgrades only pods/<name>/portforward"))
+            ns, pod = parts[3], parts[5]
+            with self.server.state.lock:
+                obj = self.server.state.get(f"|pods|{ns}|{pod}")
+            if obj is None:
+                raise ApiError(status(404, "NotFound", f'pods "{pod}" not found',
+                                      {"name": pod, "kind": "pods"}))
+            ports = [int(p) for v in q.get("ports", []) for p in v.split(",") if p]
+            if not ports:
+                raise ApiError(status(400, "BadRequest", "query parameter \"ports\" is required"))
+            offered = [p.strip() for p in self.headers.get("Sec-WebSocket-Protocol", "").split(",")]
+            if "v4.channel.k8s.io" not in offered:
+                raise ApiError(status(400, "BadRequest",
+                                      "no supported WebSocket subprotocol (v4.channel.k8s.io)"))
+            targets = []
+            annotations = obj.get("metadata", {}).get("annotations") or {}
+            for port in ports:
+                fwd = annotations.get(f"stand-in.hakube.io/forward-{port}")
+                if fwd:
+                    h, p = fwd.rsplit(":", 1)
+                    targets.append((h.strip("[]"), int(p)))
+                else:
+                    targets.append(((obj.get("status") or {}).get("podIP") or "", port))
+        except ApiError as e:
+            self.close_connection = True
+            self.log_request_line(start, e.body["code"])
+            self.send_json(e.body["code"], e.body)
+            return
+        key = self.headers.get("Sec-WebSocket-Key", "")
+        accept = base64.b64encode(hashlib.sha1(
+            (key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
+        self.send_response(101, "Switching Protocols")
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept", accept)
+        self.send_header("Sec-WebSocket-Protocol", "v4.channel.k8s.io")
+        self.end_headers()
+        self.wfile.flush()
+        self.close_connection = True
+        self.log_request_line(start, 101)
+        PortForward(self.connection, ports, targets).run()
 
     def authorized(self):
         """The server's token, or a bootstrap token (`<id>.<secret>`) whose Secret
@@ -964,6 +1037,103 @@ class Handler(http.server.BaseHTTPRequestHandler):
                            for m, p in conflicts]}))
         stored = self.store(st, r, key, obj, live, q.get("dryRun") == "All")
         return (201 if live is None else 200), st.decorate(r, stored)
+
+
+class PortForward:
+    """One port-forward WebSocket (RFC 6455 frames; the client masks, we do not) carrying
+    the `v4.channel.k8s.io` streams of `ports`, each to its `(host, port)` target."""
+
+    def __init__(self, conn, ports, targets):
+        self.conn = conn
+        self.ports, self.targets = ports, targets
+        self.socks = {}  # data channel -> socket
+        self.buf = b""
+
+    def send(self, opcode, payload):
+        n = len(payload)
+        head = bytes([0x80 | opcode])
+        if n < 126:
+            head += bytes([n])
+        elif n < 65536:
+            head += bytes([126]) + struct.pack(">H", n)
+        else:
+            head += bytes([127]) + struct.pack(">Q", n)
+        self.conn.sendall(head + payload)
+
+    def frame(self):
+        """The next whole frame in the buffer as (opcode, payload), or None."""
+        b = self.buf
+        if len(b) < 2:
+            return None
+        opcode, n, at = b[0] & 0x0F, b[1] & 0x7F, 2
+        if n == 126:
+            if len(b) < 4:
+                return None
+            n, at = struct.unpack(">H", b[2:4])[0], 4
+        elif n == 127:
+            if len(b) < 10:
+                return None
+            n, at = struct.unpack(">Q", b[2:10])[0], 10
+        masked = b[1] & 0x80
+        if len(b) < at + (4 if masked else 0) + n:
+            return None
+        mask = b[at:at + 4] if masked else b"\0\0\0\0"
+        at += 4 if masked else 0
+        data = bytearray(b[at:at + n])
+        for i in range(n):
+            data[i] ^= mask[i % 4]
+        self.buf = b[at + n:]
+        return opcode, bytes(data)
+
+    def run(self):
+        for i, (port, (host, tport)) in enumerate(zip(self.ports, self.targets)):
+            for ch in (2 * i, 2 * i + 1):
+                self.send(2, bytes([ch]) + struct.pack("<H", port))
+            try:
+                self.socks[2 * i] = socket.create_connection((host, tport), timeout=5)
+                self.socks[2 * i].settimeout(None)
+            except OSError as e:
+                msg = (f"an error occurred forwarding {port} -> pod: dial tcp "
+                       f"{host}:{tport}: connect: {e.strerror or e}")
+                self.send(2, bytes([2 * i + 1]) + msg.encode())
+        try:
+            self.pump()
+        finally:
+            for s in self.socks.values():
+                s.close()
+            try:
+                self.send(8, struct.pack(">H", 1000))
+            except OSError:
+                pass
+
+    def pump(self):
+        by_sock = {s: ch for ch, s in self.socks.items()}
+        while by_sock:
+            f = self.frame()
+            if f is not None:
+                opcode, data = f
+                if opcode == 8:
+                    return
+                if opcode == 9:
+                    self.send(10, data)
+                elif opcode == 2 and len(data) > 1 and data[0] in self.socks:
+                    self.socks[data[0]].sendall(data[1:])
+                continue
+            # Bytes the TLS layer already decrypted count as readable.
+            ready = [self.conn] if self.conn.pending() else \
+                select.select([self.conn, *by_sock], [], [])[0]
+            for r in ready:
+                if r is self.conn:
+                    chunk = self.conn.recv(65536)
+                    if not chunk:
+                        return
+                    self.buf += chunk
+                    continue
+                chunk = r.recv(65536)
+                if not chunk:
+                    del by_sock[r]
+                    continue
+                self.send(2, bytes([by_sock[r]]) + chunk)
 
 
 class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
