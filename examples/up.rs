@@ -470,7 +470,24 @@ fn report(cluster: &Cluster, args: &Args, done: &[Done], wall: Duration) {
     say(format!(
         "ingress        http://{vip}/  https://{vip}/ (Traefik behind HAProxy)"
     ));
-    say(format!("Vault          https://{vip}:8200"));
+    match cluster.topology.vault.as_ref().map(|v| v.placement) {
+        Some(hakube_topology::VaultPlacement::Vms) => {
+            say(format!("Vault          https://{vip}:8200"));
+        }
+        // No load balancer fronts it: in the cluster at its Service, from outside by a
+        // port-forward (its certificate names 127.0.0.1).
+        Some(hakube_topology::VaultPlacement::InCluster) => say(format!(
+            "Vault          https://vault.vault.svc:8200 in the cluster; from outside: kubectl \
+             --kubeconfig {} -n vault port-forward svc/vault-active 8200, then \
+             https://127.0.0.1:8200 (CA {})",
+            args.out.join(stage::bootstrap::ADMIN_KUBECONFIG).display(),
+            args.out
+                .join(hakube_plan::SECRETS_DIR)
+                .join("vault/tls/ca.crt")
+                .display()
+        )),
+        None => {}
+    }
     let kubeconfig = args.out.join(stage::bootstrap::ADMIN_KUBECONFIG);
     // Grafana has no ingress of its own (a ClusterIP Service): a port-forward reaches it.
     if args

@@ -169,6 +169,7 @@ pub const ALL: &[&ChartRules] = &[
     &ALLOY,
     &CERT_MANAGER,
     &KUBELET_CSR_APPROVER,
+    &VAULT,
 ];
 
 /// The key list of an object: `"name"` alone is any value, `"name" => rule` checks it. Used
@@ -543,6 +544,68 @@ pub const ALLOY: ChartRules = ChartRules {
         "crds", "extraObjects", "fullnameOverride", "global", "image", "ingress", "nameOverride",
         "namespaceOverride", "networkPolicy", "rbac", "service", "serviceAccount",
         "serviceMonitor",
+    ]),
+};
+
+/// hashicorp/vault chart 0.34.1 (in-cluster Vault): values.schema.json and values.yaml in
+/// hashicorp/vault-helm, tag v0.34.1. The schema closes no object; the root, `server`, `ui`,
+/// `server.ha`, `server.ha.raft` and `server.dataStorage` are closed here with the schema's
+/// complete `properties` (plus `server.preStop`, which values.yaml has beyond the schema): the
+/// templates read no other key. Types as the schema declares them (`["boolean", "string"]`
+/// is any value here).
+pub const VAULT: ChartRules = ChartRules {
+    chart: "vault",
+    version: "0.34.1",
+    source: "values.schema.json and values.yaml in hashicorp/vault-helm, tag v0.34.1",
+    root: closed(keys![
+        "csi",
+        "global" => closed(keys![
+            "enabled" => Rule::Bool,
+            "externalVaultAddr", "imagePullSecrets", "namespace", "openshift", "psp",
+            "serverTelemetry",
+            "tlsDisable" => Rule::Bool,
+        ]),
+        "injector" => open(keys!["enabled"]),
+        "server" => closed(keys![
+            "affinity", "annotations", "auditStorage", "authDelegator",
+            "dataStorage" => closed(keys![
+                "accessMode", "annotations", "enabled", "labels", "mountPath",
+                "size" => Rule::Str,
+                "storageClass" => Rule::Nullable(&Rule::Str),
+            ]),
+            "dev", "enabled", "enterpriseLicense", "extraArgs", "extraContainers",
+            "extraEnvironmentVars" => open(&[]),
+            "extraInitContainers", "extraLabels", "extraPorts", "extraSecretEnvironmentVars",
+            "extraVolumes",
+            "ha" => closed(keys![
+                "apiAddr", "clusterAddr", "config", "disruptionBudget",
+                "enabled" => Rule::Bool,
+                "raft" => closed(keys![
+                    "config",
+                    "enabled" => Rule::Bool,
+                    "redundancyZones",
+                    "setNodeId" => Rule::Bool,
+                ]),
+                "replicas" => Rule::Int,
+            ]),
+            "hostAliases", "hostNetwork", "httproute", "image", "includeConfigAnnotation",
+            "ingress", "livenessProbe", "logFormat", "logLevel", "networkPolicy", "nodeSelector",
+            "persistentVolumeClaimRetentionPolicy", "postStart", "preStop",
+            "preStopSleepSeconds", "priorityClassName", "readinessProbe", "resources", "route",
+            "service", "serviceAccount", "serviceCA", "shareProcessNamespace", "standalone",
+            "statefulSet", "terminationGracePeriodSeconds", "tolerations",
+            "topologySpreadConstraints",
+            // The StatefulSet's `updateStrategy.type` (templates/server-statefulset.yaml).
+            "updateStrategyType" => Rule::Enum(&["OnDelete", "RollingUpdate"]),
+            "volumeMounts" => Rule::Nullable(&Rule::Arr(&Rule::Any)),
+            "volumes" => Rule::Nullable(&Rule::Arr(&Rule::Any)),
+        ]),
+        "serverTelemetry",
+        "ui" => closed(keys![
+            "activeVaultPodOnly", "annotations", "enabled", "externalPort",
+            "externalTrafficPolicy", "publishNotReadyAddresses", "serviceIPFamilies",
+            "serviceIPFamilyPolicy", "serviceNodePort", "serviceType", "targetPort",
+        ]),
     ]),
 };
 

@@ -620,6 +620,7 @@ fn cross_check_chart_values(
             crate::certmanager::VALUES_FILE,
             crate::versions::CERT_MANAGER.name,
         ),
+        (crate::vault::VALUES_FILE, crate::versions::VAULT.name),
     ] {
         let Some(rules) = crate::chart_schema::rules_for(&chart) else {
             continue;
