@@ -84,6 +84,19 @@ pub enum Error {
         /// The last state seen, e.g. `2/3 available` or `not found`.
         state: String,
     },
+    /// A pod a step talks to (in-cluster Vault's) is not running in time (or does not exist).
+    /// Safe to retry: waiting has no side effects.
+    #[error("pod `{namespace}/{name}` not running after {waited_secs}s: {state}")]
+    PodNotRunning {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+        /// Seconds waited.
+        waited_secs: u64,
+        /// The last state seen, e.g. `phase Pending` or `not found`.
+        state: String,
+    },
     /// The API server does not serve the kind of an object (not installed, or discovery stale).
     /// Safe to retry after the CRD is installed.
     #[error("API server does not serve {api_version} {kind} (object `{name}`)")]

@@ -1016,14 +1016,50 @@ impl Runner {
         Ok(())
     }
 
-    /// Port-forwards to every pod of `pods`, in order.
+    /// Port-forwards to every pod of `pods`, in order, each once it runs (the StatefulSet's
+    /// pods may still be starting when `helm --wait` returns; a sealed Vault pod runs but is
+    /// never Ready, so running is what is waited for).
     async fn tunnels(&self, pods: &VaultPods) -> Result<Vec<PodTunnel>, Error> {
         let mut tunnels = Vec::with_capacity(pods.pods.len());
         for pod in &pods.pods {
+            self.wait_running(&pods.namespace, pod).await?;
             tunnels
                 .push(PodTunnel::open(self.client.clone(), &pods.namespace, pod, pods.port).await?);
         }
         Ok(tunnels)
+    }
+
+    /// Waits until `namespace/name` is in phase Running.
+    async fn wait_running(&self, namespace: &str, name: &str) -> Result<(), Error> {
+        let api: kube::Api<k8s_openapi::api::core::v1::Pod> =
+            kube::Api::namespaced(self.client.clone(), namespace);
+        let start = Instant::now();
+        loop {
+            let pod = api.get_opt(name).await.map_err(|source| Error::Kube {
+                action: format!("get pod {namespace}/{name}"),
+                source,
+            })?;
+            let phase = pod
+                .as_ref()
+                .and_then(|p| p.status.as_ref())
+                .and_then(|s| s.phase.clone());
+            if phase.as_deref() == Some("Running") {
+                return Ok(());
+            }
+            if start.elapsed() >= self.rollout_timeout {
+                return Err(Error::PodNotRunning {
+                    namespace: namespace.to_owned(),
+                    name: name.to_owned(),
+                    waited_secs: start.elapsed().as_secs(),
+                    state: match (pod, phase) {
+                        (None, _) => "not found".into(),
+                        (Some(_), Some(p)) => format!("phase {p}"),
+                        (Some(_), None) => "no status yet".into(),
+                    },
+                });
+            }
+            tokio::time::sleep(self.poll_interval).await;
+        }
     }
 
     /// In-cluster Vault: `hakube_vault::bootstrap::bootstrap` (init once, keys kept before

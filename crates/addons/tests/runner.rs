@@ -110,6 +110,7 @@ fn in_cluster_vault(bao: &Path, plan: &mut Plan, objects: &Path) -> common::Loca
                          "annotations": {"stand-in.hakube.io/forward-8200":
                                          format!("127.0.0.1:{}", n.api_port)}},
             "spec": {"containers": [{"name": "vault", "image": "openbao"}]},
+            "status": {"phase": "Running", "podIP": "127.0.0.1"},
         }));
     }
     std::fs::write(&file, serde_json::to_string(&list).unwrap()).unwrap();
@@ -680,7 +681,13 @@ async fn in_cluster_vault_is_initialised_unsealed_and_given_its_pki_through_port
     let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
         kube::Api::namespaced(client, hakube_addons::vault::NAMESPACE);
     pods.delete(&restarted, &Default::default()).await.unwrap();
-    let err = runner.run(&w.plan).await.expect_err("a pod is gone");
+    let err = w
+        .runner(Arc::<Recorder>::clone(&rec))
+        .await
+        .rollout_timeout(Duration::from_secs(1))
+        .run(&w.plan)
+        .await
+        .expect_err("a pod is gone");
     let chain = error_chain(&err);
     println!("{chain}");
     let number = w
@@ -694,8 +701,12 @@ async fn in_cluster_vault_is_initialised_unsealed_and_given_its_pki_through_port
         matches!(&err, Error::Step { number: n, .. } if *n == number),
         "{chain}"
     );
-    assert!(chain.contains(&format!("pod vault/{restarted}")), "{chain}");
-    assert!(chain.contains("not found"), "{chain}");
+    assert!(
+        chain.contains(&format!(
+            "pod `vault/{restarted}` not running after 1s: not found"
+        )),
+        "{chain}"
+    );
 
     // No secret in progress lines, reports or the error.
     let mut seen = rec.0.lock().unwrap().join("\n");
