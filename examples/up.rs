@@ -191,6 +191,21 @@ async fn try_main() -> Result<(), String> {
         if args.dry_run {
             return Err("--lab builds a twin to change: it cannot be a --dry-run".into());
         }
+        // The twin runs no workload pods (no container runtime): in-cluster Vault's pods
+        // would never start, and the add-on stage would wait for them in vain.
+        if cluster.topology.vault.as_ref().map(|v| v.placement)
+            == Some(hakube_topology::VaultPlacement::InCluster)
+        {
+            return Err(format!(
+                "{}: vault.placement: in_cluster cannot run on the local twin, which runs no \
+                 workload pods (Vault's pods would never start); use placement: vms with --lab. \
+                 In-cluster Vault is exercised by examples/tests/addons_in_cluster_vault.rs \
+                 (the addons example against OpenBao on lab hosts)",
+                args.topology
+                    .as_deref()
+                    .map_or_else(|| "the seed".into(), |p| p.display().to_string())
+            ));
+        }
         let t0 = Instant::now();
         let twin = match hakube_examples::twin::Running::find(&args.out)? {
             Some(t) => {

@@ -288,3 +288,26 @@ fn in_cluster_vault_comes_up_through_the_addons_example() {
         "the root token was printed"
     );
 }
+
+#[test]
+fn the_twin_refuses_in_cluster_vault_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let topo = in_cluster_topology(dir.path());
+    let out = dir.path().join("out");
+    let o = run(
+        "up",
+        &[
+            topo.to_str().unwrap(),
+            "--lab",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("in-cluster.yaml: vault.placement: in_cluster cannot run on the local twin"),
+        "{err}"
+    );
+    assert!(!out.exists(), "nothing written");
+}
