@@ -326,15 +326,13 @@ async fn vault_tier(
     let store = FileKeyStore::new(root.join(VAULT_KEYS_PATH));
     let client = Client::for_nodes(&setup.cluster.nodes, ca, Duration::from_secs(10))
         .map_err(Error::Vault)?;
-    let mut pki = PkiSpec::new(
+    let pki = PkiSpec::new(
         &setup.organisation,
         &setup.server_url,
         &setup.pki_role,
         setup.allowed_domains.clone(),
-    );
-    pki.root_mount.clone_from(&setup.root_mount);
-    pki.int_mount.clone_from(&setup.int_mount);
-    pki.signer_policy.clone_from(&setup.signer_policy);
+    )
+    .named(&setup.root_mount, &setup.int_mount, &setup.signer_policy);
     crate::progress::say(format!(
         "vault: bootstrapping {} node(s)",
         setup.cluster.nodes.len()

@@ -172,19 +172,19 @@ fn in_cluster_vault_comes_up_through_the_addons_example() {
     // The pods, as the StatefulSet's controller and scheduler would make them; the helm
     // stand-in creates them with the release.
     let objects = charts::chart_objects(&plan, dir.path());
-    let file = objects.join("vault.json");
-    let mut list: Vec<Value> = std::fs::read_to_string(&file)
-        .map(|t| serde_json::from_str(&t).unwrap())
-        .unwrap_or_default();
-    for p in &pods.pods {
-        list.push(json!({
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": p, "namespace": pods.namespace},
-            "spec": {"nodeName": p, "containers": [{"name": "vault", "image": "hashicorp/vault"}]},
-            "status": {"phase": "Running", "podIP": lab.host(p).addr().to_string()},
-        }));
-    }
-    std::fs::write(&file, serde_json::to_string(&list).unwrap()).unwrap();
+    let pod_objects = pods
+        .pods
+        .iter()
+        .map(|p| {
+            json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": p, "namespace": pods.namespace},
+                "spec": {"nodeName": p, "containers": [{"name": "vault", "image": "hashicorp/vault"}]},
+                "status": {"phase": "Running", "podIP": lab.host(p).addr().to_string()},
+            })
+        })
+        .collect();
+    charts::add_release_objects(&objects, "vault", pod_objects);
     let (helm, _log) = charts::helm_wrapper(dir.path(), &objects);
     let addr = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

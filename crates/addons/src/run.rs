@@ -1098,15 +1098,13 @@ impl Runner {
             action: "connect to the Vault pods".into(),
             source,
         })?;
-        let mut pki = PkiSpec::new(
+        let pki = PkiSpec::new(
             &v.organisation,
             &v.urls_base,
             &v.pki_role,
             v.allowed_domains.clone(),
-        );
-        pki.root_mount.clone_from(&v.root_mount);
-        pki.int_mount.clone_from(&v.int_mount);
-        pki.signer_policy.clone_from(&v.signer_policy);
+        )
+        .named(&v.root_mount, &v.int_mount, &v.signer_policy);
         let spec = BootstrapSpec {
             // No raft snapshot job runs in the cluster to use it.
             snapshot_token: false,

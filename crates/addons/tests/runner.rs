@@ -99,21 +99,22 @@ fn in_cluster_vault(bao: &Path, plan: &mut Plan, objects: &Path) -> common::Loca
     let node = c.tls.node_tls(&names[0]).unwrap();
     std::fs::write(tls.join("vault.crt"), &node.cert_pem).unwrap();
     std::fs::write(tls.join("vault.key"), node.key.expose()).unwrap();
-    let file = objects.join("vault.json");
-    let mut list: Vec<Value> = std::fs::read_to_string(&file)
-        .map(|t| serde_json::from_str(&t).unwrap())
-        .unwrap_or_default();
-    for n in &c.spec.nodes {
-        list.push(serde_json::json!({
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": n.name, "namespace": hakube_addons::vault::NAMESPACE,
-                         "annotations": {"stand-in.hakube.io/forward-8200":
-                                         format!("127.0.0.1:{}", n.api_port)}},
-            "spec": {"containers": [{"name": "vault", "image": "openbao"}]},
-            "status": {"phase": "Running", "podIP": "127.0.0.1"},
-        }));
-    }
-    std::fs::write(&file, serde_json::to_string(&list).unwrap()).unwrap();
+    let pods = c
+        .spec
+        .nodes
+        .iter()
+        .map(|n| {
+            serde_json::json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": n.name, "namespace": hakube_addons::vault::NAMESPACE,
+                             "annotations": {"stand-in.hakube.io/forward-8200":
+                                             format!("127.0.0.1:{}", n.api_port)}},
+                "spec": {"containers": [{"name": "vault", "image": "openbao"}]},
+                "status": {"phase": "Running", "podIP": "127.0.0.1"},
+            })
+        })
+        .collect();
+    support::add_release_objects(objects, "vault", pods);
     c
 }
 

@@ -181,6 +181,15 @@ impl PkiSpec {
             signer_policy: "cert-manager".into(),
         }
     }
+
+    /// The same with the mounts and the signer policy named otherwise (as a plan names them).
+    #[must_use]
+    pub fn named(mut self, root_mount: &str, int_mount: &str, signer_policy: &str) -> Self {
+        root_mount.clone_into(&mut self.root_mount);
+        int_mount.clone_into(&mut self.int_mount);
+        signer_policy.clone_into(&mut self.signer_policy);
+        self
+    }
 }
 
 /// What [`bootstrap`] sets up.

@@ -187,15 +187,13 @@ pub async fn run(cluster: &Cluster, pool: &SshPool, opts: &Options) -> Result<Re
 }
 
 fn bootstrap_spec(setup: &VaultSetup, wait: Duration) -> BootstrapSpec {
-    let mut pki = PkiSpec::new(
+    let pki = PkiSpec::new(
         &setup.organisation,
         &setup.server_url,
         &setup.pki_role,
         setup.allowed_domains.clone(),
-    );
-    pki.root_mount.clone_from(&setup.root_mount);
-    pki.int_mount.clone_from(&setup.int_mount);
-    pki.signer_policy.clone_from(&setup.signer_policy);
+    )
+    .named(&setup.root_mount, &setup.int_mount, &setup.signer_policy);
     let mut spec = BootstrapSpec::new(Some(pki));
     spec.wait = wait;
     spec

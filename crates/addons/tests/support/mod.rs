@@ -205,6 +205,17 @@ pub fn chart_objects(plan: &Plan, dir: &Path) -> PathBuf {
     out
 }
 
+/// Adds `objects` to what the helm stand-in creates with `release` (e.g. a StatefulSet's
+/// Pods, given with the status their kubelet would report).
+pub fn add_release_objects(objects_dir: &Path, release: &str, objects: Vec<Value>) {
+    let file = objects_dir.join(format!("{release}.json"));
+    let mut list: Vec<Value> = std::fs::read_to_string(&file)
+        .map(|t| serde_json::from_str(&t).unwrap())
+        .unwrap_or_default();
+    list.extend(objects);
+    std::fs::write(&file, serde_json::to_string(&list).unwrap()).unwrap();
+}
+
 /// A `helm` for this test: the stand-in with this test's log and chart objects.
 pub fn helm_wrapper(dir: &Path, objects: &Path) -> (PathBuf, PathBuf) {
     use std::os::unix::fs::PermissionsExt as _;
