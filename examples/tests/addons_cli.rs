@@ -12,7 +12,6 @@ mod charts;
 mod common;
 mod support;
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -121,10 +120,7 @@ fn the_seed_installs_then_a_rerun_changes_nothing() {
 
     let objects = charts::chart_objects(&plan, dir.path());
     let (helm, _log) = charts::helm_wrapper(dir.path(), &objects);
-    let addr = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap();
-    let api = ApiServer::start(&dir.path().join("api"), addr).unwrap();
+    let api = charts::api_stand_in(dir.path());
     let args = [
         "--kubeconfig",
         api.kubeconfig().to_str().unwrap(),

@@ -20,7 +20,6 @@ mod charts;
 mod common;
 mod support;
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -28,7 +27,6 @@ use std::time::{Duration, Instant};
 use hakube_addons::InstallStep;
 use hakube_addons::run::Plan;
 use hakube_lab::Lab;
-use hakube_lab::stand_ins::ApiServer;
 use serde_json::{Value, json};
 
 /// The seed with Vault in the cluster (on local disks, as the topology requires).
@@ -186,10 +184,7 @@ fn in_cluster_vault_comes_up_through_the_addons_example() {
         .collect();
     charts::add_release_objects(&objects, "vault", pod_objects);
     let (helm, _log) = charts::helm_wrapper(dir.path(), &objects);
-    let addr = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap();
-    let api = ApiServer::start(&dir.path().join("api"), addr).unwrap();
+    let api = charts::api_stand_in(dir.path());
     let args = [
         topo.to_str().unwrap(),
         "--kubeconfig",

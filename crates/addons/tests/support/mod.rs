@@ -216,6 +216,14 @@ pub fn add_release_objects(objects_dir: &Path, release: &str, objects: Vec<Value
     std::fs::write(&file, serde_json::to_string(&list).unwrap()).unwrap();
 }
 
+/// The Kubernetes API stand-in on a free port of 127.0.0.1, its files under `dir/api`.
+pub fn api_stand_in(dir: &Path) -> hakube_lab::stand_ins::ApiServer {
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap();
+    hakube_lab::stand_ins::ApiServer::start(&dir.join("api"), addr).unwrap()
+}
+
 /// A `helm` for this test: the stand-in with this test's log and chart objects.
 pub fn helm_wrapper(dir: &Path, objects: &Path) -> (PathBuf, PathBuf) {
     use std::os::unix::fs::PermissionsExt as _;
