@@ -404,9 +404,15 @@ fn restore_nfs_and_vault_from_their_backups() {
 
     // Vault's data lost altogether: every node's raft data wiped, OpenBao uninitialised. The
     // snapshots on the VMs survive (another disk): the same snapshot brings the cluster back.
+    // Every node is stopped before any starts again: a wiped node started while a peer still
+    // runs the old cluster joins it through `retry_join` (and then reports initialised and
+    // sealed), which is not the loss this tests.
+    for h in VAULTS {
+        lab.host(h).run("systemctl stop openbao").unwrap();
+    }
     for h in VAULTS {
         let host = lab.host(h);
-        host.run("systemctl stop openbao && rm -rf /opt/openbao/data/* && systemctl start openbao")
+        host.run("rm -rf /opt/openbao/data/* && systemctl start openbao")
             .unwrap();
         host.wait_for_port(8200, Duration::from_secs(20)).unwrap();
     }
