@@ -33,6 +33,9 @@ from fakepve.model import PveError, TaskError
 from fakepve.server import ok, params
 from fakepve.storage import _is_file
 
+# The owner VMIDs a volume name gives (`vm-101-disk-0`, `base-100-disk-0/vm-101-disk-0`).
+OWNER = re.compile(r'(?:^|/)(?:vm|base|subvol|basevol)-(\d+)-disk-')
+
 SIZE = {'K': 1024, 'M': 1024 ** 2, 'G': 1024 ** 3, 'T': 1024 ** 4}
 
 
@@ -95,8 +98,14 @@ class Volumes(collections.abc.Mapping):
             return store['volumes'][volname]
         if volname.startswith('iso/') and volname[4:] in store['files']:
             return {'content': 'iso', 'format': 'iso', 'size': 0, 'ctime': 0}
-        guests = [g for g in self.pve._guests() if any(volname in str(v) for v in getattr(g, 'config', {}).values())]
-        found = FakePve._guest_volumes(guests, self.name).get(volname)
+        # The owners the name gives first (PVE's own rule: the VMID in `vm-<vmid>-disk-<n>`),
+        # then every guest that mentions it, so names without an owner are found as before.
+        owners = set(int(n) for n in OWNER.findall(volname))
+        found = FakePve._guest_volumes([g for g in self.pve._guests() if g.vmid in owners], self.name).get(volname)
+        if found is None:
+            guests = [g for g in self.pve._guests()
+                      if any(volname in str(v) for v in getattr(g, 'config', {}).values())]
+            found = FakePve._guest_volumes(guests, self.name).get(volname)
         if found is None:
             raise KeyError(volname)
         vmid, content, size = found
@@ -135,15 +144,19 @@ class HarnessPve(FakePve):
         return Volumes(self, name)
 
     def _qm_free_name(self, sid, vmid, fmt):
-        """fakepve's _qm_free_name, reading only the volumes that can carry vmid's disk names."""
-        needle = '-{0}-disk-'.format(vmid)
+        """fakepve's _qm_free_name, reading only the volumes vmid owns.
+
+        PVE does the same: `PVE::Storage::Plugin::get_next_vm_diskname` lists the storage's
+        images for one VMID (`list_images` with `$vmid`, which keeps the volumes whose name
+        gives that owner). A guest's disks are named after it, so its config is the one to read.
+        """
         store = self.storages[sid]
         names = ['iso/' + f for f in store['files']] + list(store.get('volumes', {}))
-        guests = [g for g in self._guests() if any(needle in str(v) for v in getattr(g, 'config', {}).values())]
-        names += list(FakePve._guest_volumes(guests, sid))
+        names += list(FakePve._guest_volumes([g for g in self._guests() if g.vmid == int(vmid)], sid))
+        pattern = re.compile(r'(?:^|/)(?:vm|base|subvol|basevol)-{0}-disk-(\d+)'.format(int(vmid)))
         taken = set()
         for volname in names:
-            found = re.search(r'(?:^|/)(?:vm|base|subvol|basevol)-{0}-disk-(\d+)'.format(vmid), volname)
+            found = pattern.search(volname)
             if found:
                 taken.add(int(found.group(1)))
         n = 0
