@@ -150,9 +150,22 @@ async fn seed_cluster_converges_and_rerun_makes_no_change() {
     );
     assert_eq!(mutating(&fake.requests(before).await), Vec::<String>::new());
 
+    let before = fake.request_count().await;
     let report = p.apply(&specs).await.unwrap();
     assert!(report.is_success(), "{report}");
     assert_converged(&owned_vms(&fake).await);
+    // Each new VM's config is read once, after its clone (its MACs and disk size are only
+    // known then); the config write, the resize, the start and the HA resource change only
+    // what they were planned to change, so no read follows them.
+    let seen = fake.requests(before).await;
+    for v in &report.vms {
+        let path = format!("/qemu/{}/pending", v.vmid);
+        let reads = seen
+            .iter()
+            .filter(|(m, p, _)| m == "GET" && p.ends_with(&path))
+            .count();
+        assert_eq!(reads, 1, "{}: config reads during the run", v.name);
+    }
     for v in &report.vms {
         let mut want = vec!["clone", "configure", "resize", "start"];
         if !v.name.starts_with("worker") {

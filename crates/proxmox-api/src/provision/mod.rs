@@ -3,7 +3,8 @@
 //! The input is a list of [`VmSpec`]s (not the cluster topology; the composing layer maps
 //! one to the other). A run reads the cluster, checks everything it can before touching it
 //! (nodes online, templates present and usable, no foreign VM on a wanted VMID), then
-//! drives each VM towards its spec by re-observing it after every step. So:
+//! drives each VM towards its spec, observing it again after every step whose outcome the
+//! plan could not foresee (a clone, a migration, a wait, a failure). So:
 //!
 //! - a second run makes no mutating call at all;
 //! - a run killed at any point is finished by the next one: VMIDs are fixed by the spec

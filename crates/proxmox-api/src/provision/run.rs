@@ -168,6 +168,27 @@ fn observed_from(r: crate::Resource) -> Option<ObservedVm> {
     })
 }
 
+/// Whether the rest of a VM's plan still holds after `action` succeeded, so the next step
+/// can follow without observing the VM again.
+///
+/// These steps change only what they were planned to change, and nothing that planned the
+/// steps after them: a config write (synchronous in PVE, pending on a running VM, and the
+/// plan reads configs with pending changes applied), joining a pool, growing a disk to the
+/// planned size, a start (its task has ended well, or found the VM running) and an HA
+/// resource. A clone is not among them: the new VM's config (MAC addresses, disk sizes) is
+/// only known once it is read, and the config diff is planned from it. Nor a migration or a
+/// wait: they end with state another task made.
+fn keeps_plan(action: &Action) -> bool {
+    matches!(
+        action,
+        Action::Configure { .. }
+            | Action::AddToPool { .. }
+            | Action::Resize { .. }
+            | Action::Start
+            | Action::HaResource { .. }
+    )
+}
+
 impl Provisioner {
     /// A provisioner using `client`.
     pub fn new(client: Client, opts: ProvisionOptions) -> Self {
@@ -406,7 +427,9 @@ impl Provisioner {
     /// Makes the cluster match `specs`. Checks everything first (a bad spec, an offline
     /// node, a missing template or a foreign VM on a wanted VMID is an error before any
     /// change); then drives each VM, in parallel within the per-node task limit, and
-    /// re-observes it after each step. Per-VM failures are in the [`Report`].
+    /// re-observes it after each step whose outcome the plan could not foresee (a clone,
+    /// a migration, a wait for someone else's task or lock, any failure). Per-VM failures
+    /// are in the [`Report`].
     pub async fn apply(&self, specs: &[VmSpec]) -> Result<Report, Error> {
         let started = Instant::now();
         validate_specs(specs, &self.opts)?;
@@ -595,10 +618,12 @@ impl Provisioner {
         let mut actions = first;
         let mut local = state.clone();
         let mut attempts: BTreeMap<&'static str, u32> = BTreeMap::new();
-        let mut observed_once = false;
+        // The first plan comes from the run's observation; afterwards the VM is observed
+        // again unless the step just done left the rest of the plan as it was.
+        let mut observe = false;
         let result: Result<(), Error> = async {
             for _round in 0..32 {
-                if observed_once {
+                if observe {
                     match self.observe_vm_on(spec.vmid, Some(&spec.node)).await? {
                         Some(vm) => {
                             local.vms.insert(spec.vmid, vm);
@@ -609,7 +634,7 @@ impl Provisioner {
                     }
                     actions = plan_vm(spec, i, &local, &self.opts)?;
                 }
-                observed_once = true;
+                observe = true;
                 let Some(action) = actions.first().cloned() else {
                     return Ok(());
                 };
@@ -634,6 +659,13 @@ impl Provisioner {
                         }
                         if let Action::HaResource { .. } = action {
                             local.ha_resources.insert(format!("vm:{}", spec.vmid));
+                        }
+                        if keeps_plan(&action) {
+                            actions.remove(0);
+                            if actions.is_empty() {
+                                return Ok(());
+                            }
+                            observe = false;
                         }
                     }
                     Err(e) => {
