@@ -87,7 +87,8 @@ pub struct TaskListEntry {
     /// Object id.
     #[serde(default, deserialize_with = "de::opt_string")]
     pub id: Option<String>,
-    /// Exit status once stopped (`OK`, error text); absent or `running` while active.
+    /// Exit status once stopped (`OK`, error text); `RUNNING` while active (PVE sets it
+    /// for every entry of its active list that has none).
     #[serde(default)]
     pub status: Option<String>,
     /// End time, once stopped.
@@ -97,8 +98,16 @@ pub struct TaskListEntry {
 
 impl TaskListEntry {
     /// True while the task runs.
+    ///
+    /// PVE lists a running task with `status: "RUNNING"` (pve-manager `PVE/API2/Tasks.pm`,
+    /// `node_tasks`: `$task->{status} = 'RUNNING' if !$task->{status}`); an absent status or
+    /// a lower-case `running` (older fakes and proxies) reads the same.
     pub fn is_active(&self) -> bool {
-        self.endtime.is_none() && self.status.as_deref().is_none_or(|s| s == "running")
+        self.endtime.is_none()
+            && self
+                .status
+                .as_deref()
+                .is_none_or(|s| s.eq_ignore_ascii_case("running"))
     }
 }
 
@@ -560,6 +569,19 @@ mod tests {
         .unwrap();
         assert!(!stopped.is_running());
         assert_eq!(stopped.id.as_deref(), Some("100"));
+        // `GET /nodes/{node}/tasks?source=active` on PVE: a running task says `RUNNING`
+        // (pve-manager PVE/API2/Tasks.pm); one that ended carries its exit status.
+        let listed: Vec<TaskListEntry> = serde_json::from_str(
+            r#"[{"upid":"UPID:pve1:0000B862:000017AC:5FBE5ADE:qmclone:100:root@pam:","node":"pve1",
+              "pid":47202,"pstart":6060,"starttime":1606311390,"type":"qmclone","id":"100",
+              "user":"root@pam","status":"RUNNING"},
+             {"upid":"UPID:pve1:0000B863:000017AD:5FBE5ADF:qmstart:101:root@pam:","node":"pve1",
+              "starttime":1606311391,"type":"qmstart","id":"101","user":"root@pam",
+              "endtime":1606311395,"status":"start failed: QEMU exited with code 1"}]"#,
+        )
+        .unwrap();
+        assert!(listed[0].is_active());
+        assert!(!listed[1].is_active());
         let log: Vec<TaskLogLine> = serde_json::from_str(
             r#"[{"n":1,"t":"create full clone of drive scsi0"},{"n":"2","t":"TASK OK"}]"#,
         )

@@ -246,6 +246,45 @@ async fn killed_runs_are_finished_by_the_next_run() {
     }
 }
 
+/// PVE lists a running task as `"status": "RUNNING"` under `source=active` (the harness
+/// answers as pve-manager's `PVE/API2/Tasks.pm` does): a start left running by a killed run
+/// is waited for, not planned again.
+#[tokio::test]
+async fn a_task_left_running_is_seen_in_the_active_listing_and_waited_for() {
+    let Some(fake) = seed_fake(0.05).await else {
+        return;
+    };
+    let mut spec = seed_specs().remove(6);
+    spec.ha = false;
+    spec.agent = false;
+    let p = Provisioner::new(fake.client(), options());
+    spec.start = false;
+    assert!(p.apply(std::slice::from_ref(&spec)).await.unwrap().is_success());
+    spec.start = true;
+    fake.cmd(json!({"op": "durations", "value": {"qmstart": 20}})).await;
+    let client = fake.client();
+    let upid = client.qemu_start(&spec.node, spec.vmid).await.unwrap();
+    let listed = client.node_tasks(&spec.node, None, true).await.unwrap();
+    let entry = listed.iter().find(|t| t.upid == upid).unwrap();
+    assert_eq!(entry.status.as_deref(), Some("RUNNING"));
+    assert!(entry.is_active());
+    // The plan waits for it (before the fix it planned a second start).
+    let text = p.plan(std::slice::from_ref(&spec)).await.unwrap().to_string();
+    assert!(text.contains("wait for 1 running task(s)"), "{text}");
+    assert!(!text.contains("start"), "{text}");
+    let report = p.apply(std::slice::from_ref(&spec)).await.unwrap();
+    assert!(report.is_success(), "{report}");
+    // `onboot` follows `start`; the start itself is the earlier run's.
+    assert_eq!(report.vms[0].done, ["configure"], "{report}");
+    let starts = fake
+        .requests(0)
+        .await
+        .into_iter()
+        .filter(|(m, p, _)| m == "POST" && p.ends_with("/status/start"))
+        .count();
+    assert_eq!(starts, 1);
+}
+
 #[tokio::test]
 async fn clone_lock_timeout_then_success() {
     let Some(fake) = seed_fake(0.0).await else {

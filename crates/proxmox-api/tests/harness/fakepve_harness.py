@@ -30,7 +30,7 @@ import urllib.parse
 from fakepve import FakePve
 from fakepve.certs import make_cert
 from fakepve.model import PveError, TaskError
-from fakepve.server import ok, params
+from fakepve.server import USER, ok, params
 from fakepve.storage import _is_file
 
 # The owner VMIDs a volume name gives (`vm-101-disk-0`, `base-100-disk-0/vm-101-disk-0`).
@@ -164,6 +164,37 @@ class HarnessPve(FakePve):
             n += 1
         name = 'vm-{0}-disk-{1}'.format(vmid, n)
         return name if not _is_file(store) else '{0}.{1}'.format(name, fmt)
+
+    # ---------------------------------------------------------------- tasks
+
+    async def _task_list(self, request):
+        """`GET /nodes/{node}/tasks`, with `source=active` answered as PVE answers it.
+
+        fakepve 0.5.0 ignores `source` (every task, the running ones without a status).
+        PVE (pve-manager `PVE/API2/Tasks.pm`, `node_tasks`) lists for `source=active` the
+        entries of `/var/log/pve/tasks/active` not yet archived, each running one with
+        `status: "RUNNING"`; a task that ended is archived when the daemon that forked it
+        reaps it (pve-common `PVE/RESTEnvironment.pm`, `$worker_reaper` ->
+        `active_workers`), so it is no longer listed there.
+        """
+        if request.query.get('source') != 'active':
+            return await super()._task_list(request)
+        node = request.match_info['node']
+        user = request[USER]
+        p = self._verify(request, await params(request))
+        vmid = p.get('vmid')
+        audit = self.allowed(user, '/nodes/' + node, 'Sys.Audit')
+        data = []
+        for t in self.tasklog:
+            if t['node'] != node or t.get('exitstatus') is not None:
+                continue
+            if (vmid is None or t['id'] == str(vmid)) and (audit or self._task_owner(user, t)):
+                entry = self._task_view(t, True)
+                entry['status'] = 'RUNNING'
+                data.append(entry)
+        data.sort(key=lambda t: -t['starttime'])
+        start = p.get('start', 0)
+        return ok(data[start:start + p.get('limit', 50)])
 
     # ------------------------------------------------------------ durations
 
