@@ -14,7 +14,9 @@
 
 use std::time::{Duration, Instant};
 
-use hakube_proxmox_api::{ClientBuilder, CloneOptions, Client, Error, Params, Secret, TlsTrust, Upid};
+use hakube_proxmox_api::{
+    Client, ClientBuilder, CloneOptions, Error, Params, Secret, TlsTrust, Upid,
+};
 
 /// Waits for `upid` to stop, first looking when it is due (`after`), then every 10 ms.
 async fn wait_due(c: &Client, upid: &Upid, after: Duration) -> Result<(), Error> {
@@ -46,7 +48,11 @@ async fn make_vm(c: &Client, i: u32, nodes: u32, due: [Duration; 3]) -> Result<(
     };
     let upid = c.qemu_clone(&node, template, vmid, &opts).await?;
     wait_due(c, &upid, due[0]).await?;
-    let ip = format!("ip=10.20.{}.{}/16,gw=10.20.0.1", (11 + i) / 254, (11 + i) % 254);
+    let ip = format!(
+        "ip=10.20.{}.{}/16,gw=10.20.0.1",
+        (11 + i) / 254,
+        (11 + i) % 254
+    );
     let p = Params::new()
         .set("cores", 2)
         .set("memory", 4096)

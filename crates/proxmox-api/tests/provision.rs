@@ -259,9 +259,15 @@ async fn a_task_left_running_is_seen_in_the_active_listing_and_waited_for() {
     spec.agent = false;
     let p = Provisioner::new(fake.client(), options());
     spec.start = false;
-    assert!(p.apply(std::slice::from_ref(&spec)).await.unwrap().is_success());
+    assert!(
+        p.apply(std::slice::from_ref(&spec))
+            .await
+            .unwrap()
+            .is_success()
+    );
     spec.start = true;
-    fake.cmd(json!({"op": "durations", "value": {"qmstart": 20}})).await;
+    fake.cmd(json!({"op": "durations", "value": {"qmstart": 20}}))
+        .await;
     let client = fake.client();
     let upid = client.qemu_start(&spec.node, spec.vmid).await.unwrap();
     let listed = client.node_tasks(&spec.node, None, true).await.unwrap();
@@ -269,7 +275,11 @@ async fn a_task_left_running_is_seen_in_the_active_listing_and_waited_for() {
     assert_eq!(entry.status.as_deref(), Some("RUNNING"));
     assert!(entry.is_active());
     // The plan waits for it (before the fix it planned a second start).
-    let text = p.plan(std::slice::from_ref(&spec)).await.unwrap().to_string();
+    let text = p
+        .plan(std::slice::from_ref(&spec))
+        .await
+        .unwrap()
+        .to_string();
     assert!(text.contains("wait for 1 running task(s)"), "{text}");
     assert!(!text.contains("start"), "{text}");
     let report = p.apply(std::slice::from_ref(&spec)).await.unwrap();
