@@ -33,8 +33,9 @@ from fakepve.model import PveError, TaskError
 from fakepve.server import USER, ok, params
 from fakepve.storage import _is_file
 
-# The owner VMIDs a volume name gives (`vm-101-disk-0`, `base-100-disk-0/vm-101-disk-0`).
-OWNER = re.compile(r'(?:^|/)(?:vm|base|subvol|basevol)-(\d+)-disk-')
+# The (owner VMID, disk number) pairs a volume name gives (`vm-101-disk-0`,
+# `base-100-disk-0/vm-101-disk-0`).
+OWNER = re.compile(r'(?:^|/)(?:vm|base|subvol|basevol)-(\d+)-disk-(\d+)')
 
 SIZE = {'K': 1024, 'M': 1024 ** 2, 'G': 1024 ** 3, 'T': 1024 ** 4}
 
@@ -100,7 +101,7 @@ class Volumes(collections.abc.Mapping):
             return {'content': 'iso', 'format': 'iso', 'size': 0, 'ctime': 0}
         # The owners the name gives first (PVE's own rule: the VMID in `vm-<vmid>-disk-<n>`),
         # then every guest that mentions it, so names without an owner are found as before.
-        owners = set(int(n) for n in OWNER.findall(volname))
+        owners = set(int(owner) for owner, _ in OWNER.findall(volname))
         found = FakePve._guest_volumes([g for g in self.pve._guests() if g.vmid in owners], self.name).get(volname)
         if found is None:
             guests = [g for g in self.pve._guests()
@@ -156,12 +157,7 @@ class HarnessPve(FakePve):
         store = self.storages[sid]
         names = ['iso/' + f for f in store['files']] + list(store.get('volumes', {}))
         names += list(FakePve._guest_volumes([g for g in self._guests() if g.vmid == int(vmid)], sid))
-        pattern = re.compile(r'(?:^|/)(?:vm|base|subvol|basevol)-{0}-disk-(\d+)'.format(int(vmid)))
-        taken = set()
-        for volname in names:
-            found = pattern.search(volname)
-            if found:
-                taken.add(int(found.group(1)))
+        taken = set(int(n) for volname in names for owner, n in OWNER.findall(volname) if int(owner) == int(vmid))
         n = 0
         while n in taken:
             n += 1
